@@ -1,0 +1,81 @@
+// Command tollgate is the Tollgate LLM gateway's ext_proc service and its tools.
+//
+//	tollgate serve                 run the ext_proc gRPC service and the admin HTTP server
+//	tollgate policy check FILE     validate a policy file
+//	tollgate hash-key [--generate] hash a gateway key read from stdin, or make a new one
+//	tollgate healthcheck --url U   probe an HTTP health endpoint (for container healthchecks)
+//	tollgate version               print the version
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// errUsage marks a command-line mistake; main exits 2 for it.
+var errUsage = errors.New("usage")
+
+const usage = `usage: tollgate <command> [flags]
+
+commands:
+  serve                    run the ext_proc gRPC service and the admin HTTP server
+  policy check FILE        validate a policy file; prints file:line: message for each problem
+  hash-key [--generate]    print the sha256 of a gateway key read from stdin (or of a new key)
+  healthcheck --url URL    exit 0 if URL answers 200 (for container healthchecks)
+  version                  print the version
+
+Run 'tollgate <command> -h' for the flags of a command.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	switch {
+	case err == nil:
+	case errors.Is(err, errUsage):
+		os.Exit(2)
+	default:
+		fmt.Fprintln(os.Stderr, "tollgate:", err)
+		os.Exit(1)
+	}
+}
+
+// run dispatches a command line. It never exits the process.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return errUsage
+	}
+	switch cmd, rest := args[0], args[1:]; cmd {
+	case "serve":
+		cfg, err := parseServeFlags(rest, os.LookupEnv, stderr)
+		if err != nil {
+			return err
+		}
+		return serve(ctx, cfg, stderr)
+	case "policy":
+		return policyCommand(rest, stdout, stderr)
+	case "hash-key":
+		return hashKey(rest, stdin, stdout, stderr)
+	case "healthcheck":
+		return healthcheck(ctx, rest, stderr)
+	case "version":
+		fmt.Fprintln(stdout, "tollgate", version)
+		return nil
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	default:
+		fmt.Fprintf(stderr, "tollgate: unknown command %q\n\n%s", cmd, usage)
+		return errUsage
+	}
+}

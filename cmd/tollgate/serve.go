@@ -1,0 +1,279 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/tollgate-dev/tollgate/extproc"
+	"github.com/tollgate-dev/tollgate/policy"
+)
+
+// maxGRPCMessage bounds one ext_proc message. BUFFERED request bodies arrive whole
+// and may be 32 MB (Anthropic's limit); grpc-go's default is 4 MiB.
+const maxGRPCMessage = 64 << 20
+
+// serveConfig is everything "serve" needs, from flags or TOLLGATE_* variables.
+type serveConfig struct {
+	GRPCAddr           string
+	AdminAddr          string
+	PolicyPath         string
+	PolicyPoll         time.Duration
+	DecisionSecretFile string
+	DecisionSecret     string // only from the environment, never a flag
+	ShutdownTimeout    time.Duration
+	LogLevel           string
+	LogFormat          string
+}
+
+// parseServeFlags reads flags; each flag's default comes from its TOLLGATE_*
+// variable, so the environment configures and flags override.
+func parseServeFlags(args []string, lookup func(string) (string, bool), stderr io.Writer) (serveConfig, error) {
+	env := func(name, def string) string {
+		if v, ok := lookup(name); ok && v != "" {
+			return v
+		}
+		return def
+	}
+	var c serveConfig
+	var errs []error
+	dur := func(name, def string) time.Duration {
+		d, err := time.ParseDuration(env(name, def))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+		}
+		return d
+	}
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.GRPCAddr, "grpc-addr", env("TOLLGATE_GRPC_ADDR", ":50051"), "ext_proc gRPC listen address, host:port or unix:/path (TOLLGATE_GRPC_ADDR)")
+	fs.StringVar(&c.AdminAddr, "admin-addr", env("TOLLGATE_ADMIN_ADDR", ":9090"), "admin HTTP listen address for /healthz, /readyz, /metrics (TOLLGATE_ADMIN_ADDR)")
+	fs.StringVar(&c.PolicyPath, "policy", env("TOLLGATE_POLICY", ""), "policy file; empty runs the embedded demo policy (TOLLGATE_POLICY)")
+	fs.DurationVar(&c.PolicyPoll, "policy-poll", dur("TOLLGATE_POLICY_POLL", "2s"), "how often the policy file is checked for changes (TOLLGATE_POLICY_POLL)")
+	fs.StringVar(&c.DecisionSecretFile, "decision-secret-file", env("TOLLGATE_DECISION_SECRET_FILE", ""), "file holding the secret (>= 32 bytes) that signs routing decisions; every replica needs the same one (TOLLGATE_DECISION_SECRET_FILE, or the secret itself in TOLLGATE_DECISION_SECRET)")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", dur("TOLLGATE_SHUTDOWN_TIMEOUT", "30s"), "how long in-flight streams may finish after a stop signal (TOLLGATE_SHUTDOWN_TIMEOUT)")
+	fs.StringVar(&c.LogLevel, "log-level", env("TOLLGATE_LOG_LEVEL", "info"), "debug, info, warn or error (TOLLGATE_LOG_LEVEL)")
+	fs.StringVar(&c.LogFormat, "log-format", env("TOLLGATE_LOG_FORMAT", "json"), "json or console (TOLLGATE_LOG_FORMAT)")
+	c.DecisionSecret = env("TOLLGATE_DECISION_SECRET", "")
+	if err := errors.Join(errs...); err != nil {
+		fmt.Fprintln(stderr, "tollgate serve:", err)
+		return c, errUsage
+	}
+	if err := fs.Parse(args); err != nil || fs.NArg() > 0 {
+		return c, errUsage
+	}
+	if c.LogFormat != "json" && c.LogFormat != "console" {
+		fmt.Fprintf(stderr, "tollgate serve: --log-format %q: want json or console\n", c.LogFormat)
+		return c, errUsage
+	}
+	return c, nil
+}
+
+func newLogger(c serveConfig, w io.Writer) (*zap.Logger, error) {
+	level, err := zapcore.ParseLevel(c.LogLevel)
+	if err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	encCfg := zap.NewProductionEncoderConfig()
+	encCfg.EncodeTime = zapcore.ISO8601TimeEncoder
+	var enc zapcore.Encoder = zapcore.NewJSONEncoder(encCfg)
+	if c.LogFormat == "console" {
+		enc = zapcore.NewConsoleEncoder(encCfg)
+	}
+	return zap.New(zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(w)), level)), nil
+}
+
+func loadSigner(c serveConfig) (*extproc.Signer, bool, error) {
+	switch {
+	case c.DecisionSecret != "":
+		s, err := extproc.NewSigner([]byte(c.DecisionSecret))
+		return s, true, err
+	case c.DecisionSecretFile != "":
+		b, err := os.ReadFile(c.DecisionSecretFile)
+		if err != nil {
+			return nil, false, fmt.Errorf("decision secret: %w", err)
+		}
+		s, err := extproc.NewSigner([]byte(strings.TrimRight(string(b), "\r\n")))
+		return s, true, err
+	}
+	s, err := extproc.NewRandomSigner()
+	return s, false, err
+}
+
+func listen(addr string) (net.Listener, error) {
+	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
+		// A stale socket from a crashed run would block the bind.
+		if fi, err := os.Stat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
+			os.Remove(path)
+		}
+		return net.Listen("unix", path)
+	}
+	return net.Listen("tcp", addr)
+}
+
+// serve runs the ext_proc gRPC service and the admin HTTP server until ctx ends,
+// then drains: readiness fails at once, new streams are refused, and in-flight
+// streams get up to ShutdownTimeout to finish.
+func serve(ctx context.Context, c serveConfig, logOut io.Writer) error {
+	log, err := newLogger(c, logOut)
+	if err != nil {
+		return err
+	}
+	defer log.Sync() //nolint:errcheck // nothing to do about a failed flush at exit
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reloads := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tollgate_policy_reloads_total",
+		Help: "Policy file reloads by result (ok, error). A failed reload keeps the last good policy.",
+	}, []string{"result"})
+	reg.MustRegister(reloads)
+
+	watcher, err := policy.NewWatcher(c.PolicyPath, policy.LoadOptions{RequireSecrets: true}, c.PolicyPoll,
+		func(p *policy.Policy, err error) {
+			if err != nil {
+				reloads.WithLabelValues("error").Inc()
+				log.Error("policy reload failed; keeping the last good policy", zap.Error(err))
+				return
+			}
+			reloads.WithLabelValues("ok").Inc()
+			log.Info("policy reloaded", zap.String("source", p.Source))
+		})
+	if err != nil {
+		return fmt.Errorf("policy: %w", err)
+	}
+	pol := watcher.Current()
+	for _, w := range pol.Warnings {
+		log.Warn("policy warning", zap.String("problem", w.String()))
+	}
+	if c.PolicyPath == "" {
+		log.Warn("no policy file given: running the embedded demo policy (gateway key tg-demo-key, provider demo); set TOLLGATE_POLICY for real use")
+	}
+
+	signer, shared, err := loadSigner(c)
+	if err != nil {
+		return err
+	}
+	if !shared {
+		log.Warn("no decision secret configured: generated one for this process; replicas behind one Envoy need TOLLGATE_DECISION_SECRET or --decision-secret-file")
+	}
+
+	srv, err := extproc.NewServer(extproc.Options{
+		Policies: watcher, Signer: signer, Logger: log, Metrics: extproc.NewMetrics(reg),
+	})
+	if err != nil {
+		return err
+	}
+
+	grpcLis, err := listen(c.GRPCAddr)
+	if err != nil {
+		return fmt.Errorf("grpc listen: %w", err)
+	}
+	adminLis, err := net.Listen("tcp", c.AdminAddr)
+	if err != nil {
+		grpcLis.Close()
+		return fmt.Errorf("admin listen: %w", err)
+	}
+
+	gs := grpc.NewServer(grpc.MaxRecvMsgSize(maxGRPCMessage), grpc.MaxSendMsgSize(maxGRPCMessage))
+	extprocv3.RegisterExternalProcessorServer(gs, srv)
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(gs, hs)
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	hs.SetServingStatus(extprocv3.ExternalProcessor_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+
+	var draining atomic.Bool
+	admin := &http.Server{Handler: adminHandler(reg, &draining), ReadHeaderTimeout: 5 * time.Second}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go watcher.Run(ctx)
+	go reloadOnHUP(ctx, watcher, log)
+
+	errc := make(chan error, 2)
+	go func() { errc <- gs.Serve(grpcLis) }()
+	go func() {
+		if err := admin.Serve(adminLis); !errors.Is(err, http.ErrServerClosed) {
+			errc <- err
+		}
+	}()
+	log.Info("tollgate serving", zap.String("version", version), zap.String("grpc", grpcLis.Addr().String()),
+		zap.String("admin", adminLis.Addr().String()), zap.String("policy", pol.Source))
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	}
+
+	log.Info("draining", zap.Duration("deadline", c.ShutdownTimeout))
+	draining.Store(true)
+	hs.Shutdown()
+	stopped := make(chan struct{})
+	go func() { gs.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(c.ShutdownTimeout):
+		log.Warn("shutdown deadline passed; cancelling the remaining streams")
+		gs.Stop()
+		<-stopped
+	}
+	shutCtx, shutCancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer shutCancel()
+	admin.Shutdown(shutCtx) //nolint:errcheck // best effort at exit
+	log.Info("stopped")
+	return runErr
+}
+
+func adminHandler(reg *prometheus.Registry, draining *atomic.Bool) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Write([]byte("ok\n")) //nolint:errcheck
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if draining.Load() {
+			http.Error(w, "draining", http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("ready\n")) //nolint:errcheck
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	return mux
+}
+
+// reloadOnHUP re-reads the policy on SIGHUP, for operators who want a reload now.
+func reloadOnHUP(ctx context.Context, w *policy.Watcher, log *zap.Logger) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			if err := w.Reload(); err != nil {
+				log.Error("policy reload on SIGHUP failed", zap.Error(err))
+			}
+		}
+	}
+}

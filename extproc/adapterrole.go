@@ -1,0 +1,142 @@
+package extproc
+
+import (
+	"strconv"
+	"strings"
+
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"go.uber.org/zap"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/tollgate-dev/tollgate/extproc/provider/anthropic"
+	"github.com/tollgate-dev/tollgate/extproc/reqbody"
+	"github.com/tollgate-dev/tollgate/policy"
+)
+
+// Attributes the adapter filter requests in envoy.yaml. Envoy delivers them under
+// the fixed key "envoy.filters.http.ext_proc", in the first message only.
+const (
+	attrNamespace    = "envoy.filters.http.ext_proc"
+	attrProvider     = "xds.upstream_host_metadata.filter_metadata['tollgate']['provider']"
+	attrAttemptCount = "upstream.request_attempt_count"
+)
+
+// adapterProcessor is the upstream role: one per attempt. It verifies the policy
+// role's decision and adapts the request to the provider Envoy picked.
+type adapterProcessor struct {
+	s         *Server
+	pol       *policy.Policy
+	requestID string
+	route     *policy.Route
+	provider  *policy.Provider
+	attempt   int
+}
+
+func newAdapterProcessor(s *Server) *adapterProcessor { return &adapterProcessor{s: s} }
+
+func (a *adapterProcessor) finish(error) {}
+
+func (a *adapterProcessor) handle(req *extprocv3.ProcessingRequest) (*extprocv3.ProcessingResponse, error) {
+	switch r := req.Request.(type) {
+	case *extprocv3.ProcessingRequest_RequestHeaders:
+		return a.requestHeaders(r.RequestHeaders, req.GetAttributes()), nil
+	case *extprocv3.ProcessingRequest_RequestBody:
+		return a.requestBody(r.RequestBody), nil
+	}
+	return passThrough(req)
+}
+
+func (a *adapterProcessor) reject(e *ClientError) *extprocv3.ProcessingResponse {
+	a.s.metrics.rejections.WithLabelValues(roleAdapter, e.Type).Inc()
+	a.s.log.Warn("attempt refused", zap.String("request_id", a.requestID), zap.Int("attempt", a.attempt),
+		zap.Int("status", e.Status), zap.String("reason", e.Message))
+	return immediate(e, a.requestID)
+}
+
+func attribute(attrs map[string]*structpb.Struct, name string) *structpb.Value {
+	return attrs[attrNamespace].GetFields()[name]
+}
+
+func (a *adapterProcessor) requestHeaders(hh *extprocv3.HttpHeaders, attrs map[string]*structpb.Struct) *extprocv3.ProcessingResponse {
+	h := readHeaders(hh.GetHeaders())
+	a.requestID = h[hdrRequestID]
+	a.attempt = int(attribute(attrs, attrAttemptCount).GetNumberValue())
+	if a.attempt == 0 {
+		if n, err := strconv.Atoi(attribute(attrs, attrAttemptCount).GetStringValue()); err == nil {
+			a.attempt = n
+		}
+	}
+
+	// Fail closed: without a valid decision from the policy role nothing leaves.
+	d, err := a.s.signer.Verify(h[hdrDecision], a.s.now())
+	if err != nil {
+		return a.reject(permissionError("%v", err))
+	}
+	if a.requestID != "" && d.RequestID != "" && d.RequestID != a.requestID {
+		return a.reject(permissionError("routing decision belongs to another request"))
+	}
+	a.pol = a.s.policies.Current()
+	route, ok := a.pol.Route(d.Route)
+	if !ok {
+		return a.reject(permissionError("route %q is no longer in the policy", d.Route))
+	}
+	name := attribute(attrs, attrProvider).GetStringValue()
+	if name == "" {
+		return a.reject(permissionError("the upstream endpoint carries no filter_metadata.tollgate.provider; see envoy.yaml"))
+	}
+	prov, ok := a.pol.Providers[name]
+	if !ok || !inChain(route, name) {
+		return a.reject(permissionError("provider %q is not in the chain of route %q", name, route.Slug))
+	}
+	a.route, a.provider = route, prov
+
+	// Envoy keeps one header map across attempts, so every header is written as
+	// an overwrite and every credential another provider's adapter may have set is
+	// removed (ENVOY-EXTPROC section 12).
+	var m mutation
+	m.Remove(hdrAuthorization)
+	for name := range h {
+		if strings.HasPrefix(name, internalPrefix) {
+			m.Remove(name)
+		}
+	}
+	m.Remove(hdrCluster, hdrDecision)
+	_, sentVersion := h["anthropic-version"]
+	for _, kv := range anthropic.RequestHeaders(anthropic.Target{BaseURL: prov.BaseURL, APIKey: prov.APIKey.Reveal()}, d.Path, sentVersion) {
+		m.Set(kv.Key, kv.Value)
+	}
+	return continueRequestHeaders(&extprocv3.CommonResponse{HeaderMutation: m.proto()})
+}
+
+func inChain(r *policy.Route, provider string) bool {
+	for _, p := range r.Chain {
+		if p == provider {
+			return true
+		}
+	}
+	return false
+}
+
+func (a *adapterProcessor) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
+	if a.provider == nil {
+		// Headers were refused; Envoy sends nothing more, but stay correct anyway.
+		return continueRequestBody(nil)
+	}
+	body := b.GetBody()
+	f, err := reqbody.Scan(body)
+	if err != nil || !f.HasModel {
+		// The policy role validated this body; the router replays the same bytes.
+		return continueRequestBody(nil)
+	}
+	mapped := a.pol.MapModel(a.route, a.provider.Name, f.Model)
+	if mapped == f.Model {
+		return continueRequestBody(nil)
+	}
+	newBody := reqbody.ReplaceModel(body, f, mapped)
+	var m mutation
+	m.Set("content-length", strconv.Itoa(len(newBody)))
+	return continueRequestBody(&extprocv3.CommonResponse{
+		HeaderMutation: m.proto(),
+		BodyMutation:   &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_Body{Body: newBody}},
+	})
+}

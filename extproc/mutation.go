@@ -1,0 +1,95 @@
+package extproc
+
+import (
+	"strings"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+)
+
+// Header names Tollgate reads or writes. Internal headers carry the policy role's
+// decision to the adapter role; every one of them starts with internalPrefix, the
+// policy role strips any a client sends, and the adapter removes them all before a
+// request leaves for a provider.
+const (
+	internalPrefix   = "x-tollgate-internal-"
+	hdrCluster       = internalPrefix + "cluster"
+	hdrDecision      = internalPrefix + "decision"
+	hdrRole          = "x-tollgate-role"
+	hdrGatewayKey    = "x-tollgate-api-key"
+	hdrPortkeyKey    = "x-portkey-api-key"
+	hdrProvider      = "x-tollgate-provider"
+	hdrPortkeyRoute  = "x-portkey-provider"
+	hdrRequestID     = "x-request-id"
+	hdrAPIKey        = "x-api-key"
+	hdrAuthorization = "authorization"
+)
+
+// headers is a read view of an Envoy header map. Envoy sends lowercase keys and
+// puts values in raw_value; value is read only as a fallback for other clients.
+type headers map[string]string
+
+func readHeaders(m *corev3.HeaderMap) headers {
+	h := make(headers, len(m.GetHeaders()))
+	for _, hv := range m.GetHeaders() {
+		v := string(hv.GetRawValue())
+		if v == "" {
+			v = hv.GetValue()
+		}
+		k := strings.ToLower(hv.GetKey())
+		if prev, ok := h[k]; ok {
+			// Repeated headers fold the way HTTP defines for list values.
+			v = prev + "," + v
+		}
+		h[k] = v
+	}
+	return h
+}
+
+// mutation accumulates header edits for one CommonResponse. Every set is an
+// overwrite (append false) carried in raw_value, the only field Envoy reads; a
+// helper builds them all so no caller can set `value` by mistake (Envoy #31555).
+type mutation struct {
+	set    []*corev3.HeaderValueOption
+	remove []string
+}
+
+func (m *mutation) Set(key, value string) {
+	m.set = append(m.set, &corev3.HeaderValueOption{
+		Header: &corev3.HeaderValue{Key: key, RawValue: []byte(value)},
+		Append: wrapperspb.Bool(false),
+	})
+}
+
+func (m *mutation) Remove(keys ...string) { m.remove = append(m.remove, keys...) }
+
+func (m *mutation) empty() bool { return len(m.set) == 0 && len(m.remove) == 0 }
+
+// proto returns the HeaderMutation, or nil when there is nothing to change.
+func (m *mutation) proto() *extprocv3.HeaderMutation {
+	if m.empty() {
+		return nil
+	}
+	return &extprocv3.HeaderMutation{SetHeaders: m.set, RemoveHeaders: m.remove}
+}
+
+func continueRequestHeaders(c *extprocv3.CommonResponse) *extprocv3.ProcessingResponse {
+	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestHeaders{
+		RequestHeaders: &extprocv3.HeadersResponse{Response: c}}}
+}
+
+func continueRequestBody(c *extprocv3.CommonResponse) *extprocv3.ProcessingResponse {
+	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestBody{
+		RequestBody: &extprocv3.BodyResponse{Response: c}}}
+}
+
+func continueResponseHeaders(c *extprocv3.CommonResponse) *extprocv3.ProcessingResponse {
+	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseHeaders{
+		ResponseHeaders: &extprocv3.HeadersResponse{Response: c}}}
+}
+
+func continueResponseBody(c *extprocv3.CommonResponse) *extprocv3.ProcessingResponse {
+	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseBody{
+		ResponseBody: &extprocv3.BodyResponse{Response: c}}}
+}

@@ -1,0 +1,257 @@
+package extproc
+
+import (
+	"strconv"
+	"strings"
+
+	extprocfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"go.uber.org/zap"
+
+	"github.com/tollgate-dev/tollgate/extproc/reqbody"
+	"github.com/tollgate-dev/tollgate/policy"
+)
+
+// endpoint is a client-facing API Tollgate serves.
+type endpoint string
+
+const (
+	epMessages    endpoint = "messages"
+	epCountTokens endpoint = "count_tokens"
+	epModels      endpoint = "models"
+	epProbe       endpoint = "probe"
+)
+
+// classify maps a method and path (query ignored) to an endpoint.
+func classify(method, path string) (endpoint, *ClientError) {
+	if i := strings.IndexByte(path, '?'); i >= 0 {
+		path = path[:i]
+	}
+	switch {
+	case path == "/v1/messages" && method == "POST":
+		return epMessages, nil
+	case path == "/v1/messages/count_tokens" && method == "POST":
+		return epCountTokens, nil
+	case (path == "/v1/models" || strings.HasPrefix(path, "/v1/models/")) && method == "GET":
+		return epModels, nil
+	case (path == "/" || path == "/api/hello") && method == "HEAD":
+		// Claude Code's credential-less warm-up probe; its answer is ignored.
+		return epProbe, nil
+	}
+	return "", notFound("%s %s is not an endpoint of this gateway; it serves POST /v1/messages, POST /v1/messages/count_tokens and GET /v1/models", method, path)
+}
+
+// gatewayKeyHeaders lists where a client may put its gateway key, in the order
+// they are tried. All of them are removed before the request goes upstream.
+var gatewayKeyHeaders = []string{hdrGatewayKey, hdrPortkeyKey, hdrAuthorization, hdrAPIKey}
+
+func gatewayKey(h headers) string {
+	for _, k := range gatewayKeyHeaders {
+		v := strings.TrimSpace(h[k])
+		if v == "" {
+			continue
+		}
+		if k == hdrAuthorization {
+			scheme, token, ok := strings.Cut(v, " ")
+			if !ok || !strings.EqualFold(scheme, "Bearer") {
+				continue
+			}
+			v = strings.TrimSpace(token)
+		}
+		return v
+	}
+	return ""
+}
+
+// policyProcessor is the downstream role: one per client request. It
+// authenticates, picks the route, and signs the decision for the adapter.
+type policyProcessor struct {
+	s         *Server
+	pol       *policy.Policy
+	requestID string
+	method    string
+	path      string
+	endpoint  endpoint
+	key       *policy.Key
+	// slug is the route named in a header, if any.
+	slug  string
+	route *policy.Route
+}
+
+func newPolicyProcessor(s *Server) *policyProcessor { return &policyProcessor{s: s} }
+
+func (p *policyProcessor) finish(error) {}
+
+func (p *policyProcessor) handle(req *extprocv3.ProcessingRequest) (*extprocv3.ProcessingResponse, error) {
+	switch r := req.Request.(type) {
+	case *extprocv3.ProcessingRequest_RequestHeaders:
+		return p.requestHeaders(r.RequestHeaders), nil
+	case *extprocv3.ProcessingRequest_RequestBody:
+		return p.requestBody(r.RequestBody), nil
+	case *extprocv3.ProcessingRequest_ResponseHeaders:
+		return p.responseHeaders(r.ResponseHeaders), nil
+	}
+	return passThrough(req)
+}
+
+func (p *policyProcessor) reject(e *ClientError) *extprocv3.ProcessingResponse {
+	p.s.metrics.rejections.WithLabelValues(rolePolicy, e.Type).Inc()
+	route := ""
+	if p.route != nil {
+		route = p.route.Slug
+	}
+	p.s.metrics.requests.WithLabelValues(route, string(p.endpoint), strconv.Itoa(e.Status)).Inc()
+	fields := []zap.Field{zap.String("request_id", p.requestID), zap.Int("status", e.Status),
+		zap.String("error_type", e.Type), zap.String("reason", e.Message), zap.String("path", p.path)}
+	if p.key != nil {
+		fields = append(fields, zap.String("key_id", p.key.ID))
+	}
+	p.s.log.Info("request rejected", fields...)
+	return immediate(e, p.requestID)
+}
+
+func (p *policyProcessor) requestHeaders(hh *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
+	h := readHeaders(hh.GetHeaders())
+	p.pol = p.s.policies.Current()
+	p.requestID, p.method, p.path = h[hdrRequestID], h[":method"], h[":path"]
+
+	ep, cerr := classify(p.method, p.path)
+	if cerr != nil {
+		return p.reject(cerr)
+	}
+	p.endpoint = ep
+	if ep == epProbe {
+		p.s.metrics.requests.WithLabelValues("", string(ep), "200").Inc()
+		return emptyImmediate(200, "tollgate_probe")
+	}
+
+	key := gatewayKey(h)
+	if key == "" {
+		return p.reject(authenticationError("missing gateway key: send it as x-api-key, Authorization: Bearer, or x-tollgate-api-key"))
+	}
+	k, ok := p.pol.Authenticate(key)
+	if !ok {
+		return p.reject(authenticationError("invalid gateway key"))
+	}
+	p.key = k
+
+	p.slug = h[hdrProvider]
+	if p.slug == "" {
+		p.slug = h[hdrPortkeyRoute]
+	}
+
+	// Client credentials, our own steering headers, anything posing as an internal
+	// header, and accept-encoding (responses must stay readable) never go upstream.
+	var m mutation
+	m.Remove(hdrGatewayKey, hdrPortkeyKey, hdrAuthorization, hdrAPIKey, hdrProvider, hdrPortkeyRoute, "accept-encoding")
+	for name := range h {
+		if strings.HasPrefix(name, internalPrefix) {
+			m.Remove(name)
+		}
+	}
+
+	if !hh.GetEndOfStream() {
+		// The body decides the rest. In BUFFERED mode Envoy holds the headers until
+		// the body reply, so routing set there still reaches the router.
+		return continueRequestHeaders(&extprocv3.CommonResponse{HeaderMutation: m.proto()})
+	}
+	if e := p.resolveRoute(p.slug); e != nil {
+		return p.reject(e)
+	}
+	if e := p.addDecision(&m); e != nil {
+		return p.reject(e)
+	}
+	return continueRequestHeaders(&extprocv3.CommonResponse{HeaderMutation: m.proto(), ClearRouteCache: true})
+}
+
+func (p *policyProcessor) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
+	body := b.GetBody()
+	f, err := reqbody.Scan(body)
+	if err != nil {
+		return p.reject(invalidRequest("request body: %v", err))
+	}
+	if !f.HasModel || f.Model == "" {
+		return p.reject(invalidRequest("model: field required"))
+	}
+
+	slug, newBody := p.slug, []byte(nil)
+	if strings.HasPrefix(f.Model, "@") {
+		// "@slug/model" names the route in the body; the provider sees the plain id.
+		bodySlug, model, ok := strings.Cut(f.Model[1:], "/")
+		if !ok || bodySlug == "" || model == "" {
+			return p.reject(invalidRequest("model %q: the routed form is \"@route/model-id\"", f.Model))
+		}
+		if slug != "" && strings.TrimPrefix(slug, "@") != bodySlug {
+			return p.reject(invalidRequest("the %s header names route %q but the model names route %q", hdrProvider, slug, "@"+bodySlug))
+		}
+		slug = bodySlug
+		newBody = reqbody.ReplaceModel(body, f, model)
+	}
+	if e := p.resolveRoute(slug); e != nil {
+		return p.reject(e)
+	}
+
+	var m mutation
+	if e := p.addDecision(&m); e != nil {
+		return p.reject(e)
+	}
+	c := &extprocv3.CommonResponse{ClearRouteCache: true}
+	if newBody != nil {
+		// Envoy keeps content-length in BUFFERED mode and rejects a mismatch.
+		m.Set("content-length", strconv.Itoa(len(newBody)))
+		c.BodyMutation = &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_Body{Body: newBody}}
+	}
+	c.HeaderMutation = m.proto()
+	return continueRequestBody(c)
+}
+
+func (p *policyProcessor) resolveRoute(slug string) *ClientError {
+	r, ok := p.pol.Route(slug)
+	if !ok {
+		if slug == "" {
+			return invalidRequest("no route given and the policy has no default route; name one with the %s header or a model of the form \"@route/model-id\"", hdrProvider)
+		}
+		return invalidRequest("unknown route %q", slug)
+	}
+	p.route = r
+	return nil
+}
+
+// addDecision sets the chain cluster and the signed decision for the adapter.
+func (p *policyProcessor) addDecision(m *mutation) *ClientError {
+	signed, err := p.s.signer.Sign(Decision{
+		RequestID:   p.requestID,
+		Route:       p.route.Slug,
+		Path:        p.path,
+		KeyID:       p.key.ID,
+		ExpiresUnix: p.s.now().Add(decisionTTL).Unix(),
+	})
+	if err != nil {
+		p.s.log.Error("signing decision", zap.Error(err))
+		return permissionError("could not sign the routing decision")
+	}
+	m.Set(hdrCluster, p.route.Cluster)
+	m.Set(hdrDecision, signed)
+	return nil
+}
+
+func (p *policyProcessor) responseHeaders(hh *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
+	h := readHeaders(hh.GetHeaders())
+	route := ""
+	if p.route != nil {
+		route = p.route.Slug
+	}
+	p.s.metrics.requests.WithLabelValues(route, string(p.endpoint), h[":status"]).Inc()
+	c := &extprocv3.CommonResponse{}
+	resp := continueResponseHeaders(c)
+	if p.endpoint != epMessages {
+		// Only message responses carry usage; spare the other bodies a round trip
+		// per chunk. Body modes in an override always replace both, so echo the
+		// request's (ENVOY-EXTPROC section 2).
+		resp.ModeOverride = &extprocfilterv3.ProcessingMode{
+			RequestBodyMode:  extprocfilterv3.ProcessingMode_BUFFERED,
+			ResponseBodyMode: extprocfilterv3.ProcessingMode_NONE,
+		}
+	}
+	return resp
+}

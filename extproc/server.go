@@ -1,0 +1,170 @@
+// Package extproc is Tollgate's Envoy external processor: the gRPC service Envoy
+// consults for every client request (the policy role, a downstream HTTP filter)
+// and for every upstream attempt (the adapter role, an upstream HTTP filter). The
+// role of a stream comes from the x-tollgate-role gRPC metadata that envoy.yaml
+// sets per filter.
+//
+// Nothing is shared in memory between streams: the two roles of one request may
+// run on different replicas, so the policy role hands its decision to the adapter
+// in a signed request header.
+package extproc
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"go.uber.org/zap"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/tollgate-dev/tollgate/policy"
+)
+
+// Policies yields the current policy snapshot. *policy.Watcher implements it.
+type Policies interface {
+	Current() *policy.Policy
+}
+
+// Options configure a Server. Policies and Signer are required.
+type Options struct {
+	Policies Policies
+	Signer   *Signer
+	Logger   *zap.Logger      // default: no logging
+	Metrics  *Metrics         // default: metrics not exported
+	Now      func() time.Time // default: time.Now
+}
+
+// Server implements envoy.service.ext_proc.v3.ExternalProcessor.
+type Server struct {
+	extprocv3.UnimplementedExternalProcessorServer
+	policies Policies
+	signer   *Signer
+	log      *zap.Logger
+	metrics  *Metrics
+	now      func() time.Time
+}
+
+// NewServer returns a Server, or an error when a required option is missing.
+func NewServer(o Options) (*Server, error) {
+	if o.Policies == nil || o.Signer == nil {
+		return nil, errors.New("extproc: Policies and Signer are required")
+	}
+	s := &Server{policies: o.Policies, signer: o.Signer, log: o.Logger, metrics: o.Metrics, now: o.Now}
+	if s.log == nil {
+		s.log = zap.NewNop()
+	}
+	if s.metrics == nil {
+		s.metrics = NewMetrics(nil)
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	return s, nil
+}
+
+// Roles, as sent by envoy.yaml in the x-tollgate-role gRPC metadata.
+const (
+	rolePolicy  = "policy"
+	roleAdapter = "adapter"
+)
+
+// processor handles the messages of one ext_proc stream. It returns exactly one
+// response per message, of the matching type or an immediate response.
+type processor interface {
+	handle(req *extprocv3.ProcessingRequest) (*extprocv3.ProcessingResponse, error)
+	// finish is called once when the stream ends, for whatever reason.
+	finish(err error)
+}
+
+// Process implements [extprocv3.ExternalProcessorServer.Process].
+func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error {
+	role := roleOf(stream)
+	var p processor
+	switch role {
+	case rolePolicy:
+		p = newPolicyProcessor(s)
+	case roleAdapter:
+		p = newAdapterProcessor(s)
+	default:
+		return status.Errorf(codes.InvalidArgument, "x-tollgate-role is %q; want %q or %q", role, rolePolicy, roleAdapter)
+	}
+	s.metrics.streams.WithLabelValues(role).Inc()
+	err := s.serve(stream, role, p)
+	p.finish(err)
+	return err
+}
+
+func (s *Server) serve(stream extprocv3.ExternalProcessor_ProcessServer, role string, p processor) error {
+	for {
+		req, err := stream.Recv()
+		if err != nil {
+			// Envoy ends a stream by half-closing and then resetting it, so Canceled
+			// is as normal an end as EOF (ENVOY-EXTPROC section 1.1).
+			if errors.Is(err, io.EOF) || status.Code(err) == codes.Canceled {
+				return nil
+			}
+			return err
+		}
+		start := time.Now()
+		resp, err := p.handle(req)
+		if err != nil {
+			return err
+		}
+		s.metrics.phase.WithLabelValues(role, phaseOf(req)).Observe(time.Since(start).Seconds())
+		if err := stream.Send(resp); err != nil {
+			return err
+		}
+	}
+}
+
+func roleOf(stream extprocv3.ExternalProcessor_ProcessServer) string {
+	md, _ := metadata.FromIncomingContext(stream.Context())
+	if v := md.Get(hdrRole); len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+func phaseOf(req *extprocv3.ProcessingRequest) string {
+	switch req.Request.(type) {
+	case *extprocv3.ProcessingRequest_RequestHeaders:
+		return "request_headers"
+	case *extprocv3.ProcessingRequest_RequestBody:
+		return "request_body"
+	case *extprocv3.ProcessingRequest_RequestTrailers:
+		return "request_trailers"
+	case *extprocv3.ProcessingRequest_ResponseHeaders:
+		return "response_headers"
+	case *extprocv3.ProcessingRequest_ResponseBody:
+		return "response_body"
+	case *extprocv3.ProcessingRequest_ResponseTrailers:
+		return "response_trailers"
+	}
+	return "unknown"
+}
+
+// passThrough answers any message with a CONTINUE of the matching type. Roles use
+// it for phases they do not act on.
+func passThrough(req *extprocv3.ProcessingRequest) (*extprocv3.ProcessingResponse, error) {
+	switch req.Request.(type) {
+	case *extprocv3.ProcessingRequest_RequestHeaders:
+		return continueRequestHeaders(nil), nil
+	case *extprocv3.ProcessingRequest_RequestBody:
+		return continueRequestBody(nil), nil
+	case *extprocv3.ProcessingRequest_ResponseHeaders:
+		return continueResponseHeaders(nil), nil
+	case *extprocv3.ProcessingRequest_ResponseBody:
+		return continueResponseBody(nil), nil
+	case *extprocv3.ProcessingRequest_RequestTrailers:
+		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestTrailers{
+			RequestTrailers: &extprocv3.TrailersResponse{}}}, nil
+	case *extprocv3.ProcessingRequest_ResponseTrailers:
+		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseTrailers{
+			ResponseTrailers: &extprocv3.TrailersResponse{}}}, nil
+	}
+	return nil, status.Error(codes.InvalidArgument, fmt.Sprintf("unsupported ext_proc message %T", req.Request))
+}
