@@ -1,0 +1,35 @@
+package extproc
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestSignerRoundTrip(t *testing.T) {
+	s, err := NewSigner([]byte(strings.Repeat("k", 32)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := Decision{RequestID: "r", Route: "demo", Path: "/v1/messages?beta=true", KeyID: "alice", ExpiresUnix: testNow.Unix()}
+	v, err := s.Sign(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Verify(v, testNow)
+	if err != nil || got != d {
+		t.Fatalf("Verify = %+v, %v", got, err)
+	}
+	if _, err := s.Verify(v, testNow.Add(time.Second)); err != errDecisionExpired {
+		t.Errorf("one second after expiry: %v", err)
+	}
+	if _, err := NewSigner([]byte("short")); err == nil {
+		t.Error("a short secret was accepted")
+	}
+	r1, _ := NewRandomSigner()
+	r2, _ := NewRandomSigner()
+	v1, _ := r1.Sign(d)
+	if _, err := r2.Verify(v1, testNow); err != errDecisionInvalid {
+		t.Errorf("another process's random secret verified: %v", err)
+	}
+}

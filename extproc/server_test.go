@@ -1,0 +1,411 @@
+package extproc
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	extprocfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/tollgate-dev/tollgate/policy"
+)
+
+const testPolicy = `version: 1
+providers:
+  demo:
+    type: anthropic
+    base_url: http://fake-provider:8080/prefix
+    api_key: ${DEMO_KEY}
+    models: {claude-sonnet-4-5: claude-sonnet-4-5-20250929}
+  other:
+    type: anthropic
+    api_key: ${DEMO_KEY}
+routes:
+  demo: {chain: [demo], cluster: chain_demo, models: {sonnet: claude-sonnet-4-5}}
+  other: {chain: [other]}
+default_route: demo
+keys:
+  - {id: alice, sha256: ` + "%s" + `, user: alice, team: platform}
+`
+
+type staticPolicies struct{ p *policy.Policy }
+
+func (s staticPolicies) Current() *policy.Policy { return s.p }
+
+var testNow = time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+
+func newTestServer(t *testing.T) (*Server, *Signer) {
+	t.Helper()
+	src := strings.Replace(testPolicy, "%s", policy.HashKey("tg-alice"), 1)
+	p, err := policy.Parse("test.yaml", []byte(src), policy.LoadOptions{
+		RequireSecrets: true,
+		LookupEnv: func(k string) (string, bool) {
+			if k == "DEMO_KEY" {
+				return "provider-secret", true
+			}
+			return "", false
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := NewSigner([]byte(strings.Repeat("s", 32)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewServer(Options{Policies: staticPolicies{p}, Signer: signer, Now: func() time.Time { return testNow }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, signer
+}
+
+// stream opens a real gRPC stream to s over loopback with the given role.
+func stream(t *testing.T, s *Server, role string) extprocv3.ExternalProcessor_ProcessClient {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer()
+	extprocv3.RegisterExternalProcessorServer(gs, s)
+	go gs.Serve(lis) //nolint:errcheck
+	t.Cleanup(gs.Stop)
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	ctx, cancel := context.WithCancel(metadata.AppendToOutgoingContext(context.Background(), hdrRole, role))
+	t.Cleanup(cancel)
+	c, err := extprocv3.NewExternalProcessorClient(conn).Process(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func roundTrip(t *testing.T, c extprocv3.ExternalProcessor_ProcessClient, req *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
+	t.Helper()
+	if err := c.Send(req); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := c.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
+
+func headerMap(kv ...string) *corev3.HeaderMap {
+	m := &corev3.HeaderMap{}
+	for i := 0; i < len(kv); i += 2 {
+		m.Headers = append(m.Headers, &corev3.HeaderValue{Key: kv[i], RawValue: []byte(kv[i+1])})
+	}
+	return m
+}
+
+func reqHeaders(eos bool, kv ...string) *extprocv3.ProcessingRequest {
+	return &extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_RequestHeaders{
+		RequestHeaders: &extprocv3.HttpHeaders{Headers: headerMap(kv...), EndOfStream: eos}}}
+}
+
+func reqBody(body string) *extprocv3.ProcessingRequest {
+	return &extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_RequestBody{
+		RequestBody: &extprocv3.HttpBody{Body: []byte(body), EndOfStream: true}}}
+}
+
+// sets flattens a header mutation into name -> raw value, failing on any set
+// that uses `value` (Envoy reads only raw_value) or appends.
+func sets(t *testing.T, m *extprocv3.HeaderMutation) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for _, o := range m.GetSetHeaders() {
+		if o.GetHeader().GetValue() != "" {
+			t.Errorf("header %s set through value, not raw_value", o.GetHeader().GetKey())
+		}
+		if o.GetAppend().GetValue() {
+			t.Errorf("header %s appended", o.GetHeader().GetKey())
+		}
+		out[o.GetHeader().GetKey()] = string(o.GetHeader().GetRawValue())
+	}
+	return out
+}
+
+func anthropicError(t *testing.T, ir *extprocv3.ImmediateResponse) (status int, typ, msg string) {
+	t.Helper()
+	var body struct {
+		Type  string `json:"type"`
+		Error struct{ Type, Message string }
+	}
+	if err := json.Unmarshal(ir.GetBody(), &body); err != nil || body.Type != "error" {
+		t.Fatalf("immediate response body is not an Anthropic error: %s", ir.GetBody())
+	}
+	return int(ir.GetStatus().GetCode()), body.Error.Type, body.Error.Message
+}
+
+func TestPolicyRoleRoutesByModelPrefix(t *testing.T) {
+	s, signer := newTestServer(t)
+	c := stream(t, s, rolePolicy)
+	resp := roundTrip(t, c, reqHeaders(false, ":method", "POST", ":path", "/v1/messages?beta=true",
+		"x-request-id", "rid-1", "authorization", "Bearer tg-alice", "x-api-key", "tg-alice",
+		"accept-encoding", "gzip", "x-tollgate-internal-cluster", "evil", "anthropic-beta", "a,b"))
+	hr := resp.GetRequestHeaders().GetResponse()
+	if hr == nil {
+		t.Fatalf("want a request_headers reply, got %v", resp)
+	}
+	removed := strings.Join(hr.GetHeaderMutation().GetRemoveHeaders(), ",")
+	for _, h := range []string{"authorization", "x-api-key", "accept-encoding", "x-tollgate-internal-cluster"} {
+		if !strings.Contains(removed, h) {
+			t.Errorf("%s not removed (removed: %s)", h, removed)
+		}
+	}
+	if strings.Contains(removed, "anthropic-beta") {
+		t.Error("anthropic-beta removed")
+	}
+
+	body := `{"model":"@other/claude-opus-4-8","max_tokens":10,"context_management":{"edits":[]}}`
+	resp = roundTrip(t, c, reqBody(body))
+	br := resp.GetRequestBody().GetResponse()
+	if br == nil || !br.GetClearRouteCache() {
+		t.Fatalf("want a request_body reply clearing the route cache, got %v", resp)
+	}
+	got := sets(t, br.GetHeaderMutation())
+	wantBody := `{"model":"claude-opus-4-8","max_tokens":10,"context_management":{"edits":[]}}`
+	if b := string(br.GetBodyMutation().GetBody()); b != wantBody {
+		t.Errorf("body = %s; want %s", b, wantBody)
+	}
+	if got["content-length"] != "77" || len(wantBody) != 77 {
+		t.Errorf("content-length = %q; body is %d bytes", got["content-length"], len(wantBody))
+	}
+	if got[hdrCluster] != "chain_other" {
+		t.Errorf("cluster = %q", got[hdrCluster])
+	}
+	d, err := signer.Verify(got[hdrDecision], testNow)
+	if err != nil {
+		t.Fatalf("decision: %v", err)
+	}
+	if d.Route != "other" || d.Path != "/v1/messages?beta=true" || d.RequestID != "rid-1" || d.KeyID != "alice" {
+		t.Errorf("decision = %+v", d)
+	}
+
+	// Response headers of a message pass with no override; other endpoints skip bodies.
+	resp = roundTrip(t, c, &extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseHeaders{
+		ResponseHeaders: &extprocv3.HttpHeaders{Headers: headerMap(":status", "200")}}})
+	if resp.GetResponseHeaders() == nil || resp.GetModeOverride() != nil {
+		t.Errorf("response headers reply = %v", resp)
+	}
+}
+
+func TestPolicyRoleDefaultRouteAndHeaderRoute(t *testing.T) {
+	s, signer := newTestServer(t)
+	for _, tt := range []struct {
+		name, header, route string
+	}{
+		{"default", "", "demo"},
+		{"x-tollgate-provider", "@other", "other"},
+		{"portkey alias", "other", "other"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := stream(t, s, rolePolicy)
+			kv := []string{":method", "GET", ":path", "/v1/models", "x-tollgate-api-key", "tg-alice"}
+			if tt.header != "" {
+				name := hdrProvider
+				if tt.name == "portkey alias" {
+					name = hdrPortkeyRoute
+				}
+				kv = append(kv, name, tt.header)
+			}
+			resp := roundTrip(t, c, reqHeaders(true, kv...))
+			hr := resp.GetRequestHeaders().GetResponse()
+			if !hr.GetClearRouteCache() {
+				t.Fatalf("route cache not cleared: %v", resp)
+			}
+			d, err := signer.Verify(sets(t, hr.GetHeaderMutation())[hdrDecision], testNow)
+			if err != nil || d.Route != tt.route {
+				t.Fatalf("decision %+v, %v; want route %s", d, err, tt.route)
+			}
+			resp = roundTrip(t, c, &extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseHeaders{
+				ResponseHeaders: &extprocv3.HttpHeaders{Headers: headerMap(":status", "200")}}})
+			mo := resp.GetModeOverride()
+			if mo.GetResponseBodyMode() != extprocfilterv3.ProcessingMode_NONE || mo.GetRequestBodyMode() != extprocfilterv3.ProcessingMode_BUFFERED {
+				t.Errorf("models response should skip the body and echo the request mode: %v", mo)
+			}
+		})
+	}
+}
+
+func TestPolicyRoleRejections(t *testing.T) {
+	s, _ := newTestServer(t)
+	tests := []struct {
+		name    string
+		headers []string
+		body    string // sent when the headers pass
+		status  int
+		typ     string
+		msg     string
+	}{
+		{"no key", []string{":method", "POST", ":path", "/v1/messages"}, "", 401, "authentication_error", "missing gateway key"},
+		{"bad key", []string{":method", "POST", ":path", "/v1/messages", "x-api-key", "nope"}, "", 401, "authentication_error", "invalid gateway key"},
+		{"basic auth is no key", []string{":method", "POST", ":path", "/v1/messages", "authorization", "Basic tg-alice"}, "", 401, "authentication_error", "missing"},
+		{"unknown path", []string{":method", "POST", ":path", "/v1/complete", "x-api-key", "tg-alice"}, "", 404, "not_found_error", "/v1/complete"},
+		{"wrong method", []string{":method", "GET", ":path", "/v1/messages"}, "", 404, "not_found_error", "GET /v1/messages"},
+		{"unknown route header", []string{":method", "POST", ":path", "/v1/messages", "x-api-key", "tg-alice", "x-tollgate-provider", "@nope"}, `{"model":"m"}`, 400, "invalid_request_error", `unknown route "@nope"`},
+		{"unknown route in model", []string{":method", "POST", ":path", "/v1/messages", "x-api-key", "tg-alice"}, `{"model":"@nope/m"}`, 400, "invalid_request_error", `unknown route "nope"`},
+		{"conflicting routes", []string{":method", "POST", ":path", "/v1/messages", "x-api-key", "tg-alice", "x-tollgate-provider", "demo"}, `{"model":"@other/m"}`, 400, "invalid_request_error", "names route"},
+		{"malformed json", []string{":method", "POST", ":path", "/v1/messages", "x-api-key", "tg-alice"}, `{"model":`, 400, "invalid_request_error", "malformed JSON"},
+		{"no model", []string{":method", "POST", ":path", "/v1/messages/count_tokens", "x-api-key", "tg-alice"}, `{"messages":[]}`, 400, "invalid_request_error", "model: field required"},
+		{"bad routed model", []string{":method", "POST", ":path", "/v1/messages", "x-api-key", "tg-alice"}, `{"model":"@other"}`, 400, "invalid_request_error", "@route/model-id"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := stream(t, s, rolePolicy)
+			resp := roundTrip(t, c, reqHeaders(false, tt.headers...))
+			if tt.body != "" {
+				if resp.GetRequestHeaders() == nil {
+					t.Fatalf("headers refused: %v", resp)
+				}
+				resp = roundTrip(t, c, reqBody(tt.body))
+			}
+			ir := resp.GetImmediateResponse()
+			if ir == nil {
+				t.Fatalf("want an immediate response, got %v", resp)
+			}
+			st, typ, msg := anthropicError(t, ir)
+			if st != tt.status || typ != tt.typ || !strings.Contains(msg, tt.msg) {
+				t.Errorf("got %d %s %q; want %d %s containing %q", st, typ, msg, tt.status, tt.typ, tt.msg)
+			}
+			if strings.Contains(msg, "tg-alice") {
+				t.Error("error message echoes the credential")
+			}
+		})
+	}
+}
+
+func TestPolicyRoleWarmUpProbe(t *testing.T) {
+	s, _ := newTestServer(t)
+	for _, path := range []string{"/", "/api/hello"} {
+		c := stream(t, s, rolePolicy)
+		resp := roundTrip(t, c, reqHeaders(true, ":method", "HEAD", ":path", path))
+		if ir := resp.GetImmediateResponse(); ir == nil || ir.GetStatus().GetCode() != 200 || len(ir.GetBody()) != 0 {
+			t.Errorf("HEAD %s: %v", path, resp)
+		}
+	}
+}
+
+func adapterAttrs(provider string, attempt float64) map[string]*structpb.Struct {
+	fields := map[string]*structpb.Value{attrAttemptCount: structpb.NewNumberValue(attempt)}
+	if provider != "" {
+		fields[attrProvider] = structpb.NewStringValue(provider)
+	}
+	return map[string]*structpb.Struct{attrNamespace: {Fields: fields}}
+}
+
+func TestAdapterRole(t *testing.T) {
+	s, signer := newTestServer(t)
+	decision, err := signer.Sign(Decision{RequestID: "rid-1", Route: "demo", Path: "/v1/messages?beta=true", KeyID: "alice", ExpiresUnix: testNow.Add(time.Minute).Unix()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := stream(t, s, roleAdapter)
+	req := reqHeaders(false, ":method", "POST", ":path", "/v1/messages?beta=true", ":authority", "localhost:10000",
+		"x-request-id", "rid-1", hdrDecision, decision, hdrCluster, "chain_demo", "x-tollgate-internal-other", "x",
+		"anthropic-beta", "context-management-2025-06-27", "content-length", "40")
+	req.Attributes = adapterAttrs("demo", 1)
+	resp := roundTrip(t, c, req)
+	hm := resp.GetRequestHeaders().GetResponse().GetHeaderMutation()
+	got := sets(t, hm)
+	want := map[string]string{
+		":authority": "fake-provider:8080", ":path": "/prefix/v1/messages?beta=true",
+		"x-api-key": "provider-secret", "anthropic-version": "2023-06-01",
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %q; want %q", k, got[k], v)
+		}
+	}
+	if _, ok := got["anthropic-beta"]; ok {
+		t.Error("anthropic-beta rewritten")
+	}
+	removed := strings.Join(hm.GetRemoveHeaders(), ",")
+	for _, h := range []string{hdrDecision, hdrCluster, "x-tollgate-internal-other", "authorization"} {
+		if !strings.Contains(removed, h) {
+			t.Errorf("%s not removed", h)
+		}
+	}
+
+	// The route maps sonnet -> claude-sonnet-4-5, the provider maps that on.
+	resp = roundTrip(t, c, reqBody(`{"model":"sonnet","max_tokens":1}`))
+	br := resp.GetRequestBody().GetResponse()
+	wantBody := `{"model":"claude-sonnet-4-5-20250929","max_tokens":1}`
+	if string(br.GetBodyMutation().GetBody()) != wantBody {
+		t.Errorf("body = %s", br.GetBodyMutation().GetBody())
+	}
+	if cl := sets(t, br.GetHeaderMutation())["content-length"]; cl != "53" || len(wantBody) != 53 {
+		t.Errorf("content-length = %s, body %d bytes", cl, len(wantBody))
+	}
+}
+
+func TestAdapterRoleFailsClosed(t *testing.T) {
+	s, signer := newTestServer(t)
+	other, _ := NewSigner([]byte(strings.Repeat("x", 32)))
+	good := Decision{RequestID: "rid-1", Route: "demo", Path: "/v1/messages", ExpiresUnix: testNow.Add(time.Minute).Unix()}
+	sign := func(s *Signer, d Decision) string {
+		v, err := s.Sign(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	expired := good
+	expired.ExpiresUnix = testNow.Add(-time.Second).Unix()
+	tests := []struct {
+		name, decision, provider, msg string
+	}{
+		{"missing", "", "demo", "no routing decision"},
+		{"garbage", "v1.abc.def", "demo", "not signed"},
+		{"other secret", sign(other, good), "demo", "not signed"},
+		{"tampered", strings.Replace(sign(signer, good), ".", ".A", 1), "demo", "not signed"},
+		{"expired", sign(signer, expired), "demo", "expired"},
+		{"no provider metadata", sign(signer, good), "", "filter_metadata.tollgate.provider"},
+		{"provider outside the chain", sign(signer, good), "other", "not in the chain"},
+		{"another request", sign(signer, Decision{RequestID: "rid-2", Route: "demo", ExpiresUnix: good.ExpiresUnix}), "demo", "another request"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := stream(t, s, roleAdapter)
+			req := reqHeaders(false, ":method", "POST", ":path", "/v1/messages", "x-request-id", "rid-1", hdrDecision, tt.decision)
+			req.Attributes = adapterAttrs(tt.provider, 1)
+			ir := roundTrip(t, c, req).GetImmediateResponse()
+			if ir == nil {
+				t.Fatal("request was let through")
+			}
+			st, typ, msg := anthropicError(t, ir)
+			if st != 403 || typ != "permission_error" || !strings.Contains(msg, tt.msg) {
+				t.Errorf("got %d %s %q; want 403 containing %q", st, typ, msg, tt.msg)
+			}
+		})
+	}
+}
+
+func TestUnknownRoleIsAnError(t *testing.T) {
+	s, _ := newTestServer(t)
+	c := stream(t, s, "")
+	if err := c.Send(reqHeaders(true, ":method", "GET", ":path", "/")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Recv(); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("got %v; want InvalidArgument", err)
+	}
+}
