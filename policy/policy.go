@@ -1,0 +1,198 @@
+// Package policy loads, validates and serves Tollgate's policy file: the
+// providers requests are sent to, the routes that chain them, and the gateway
+// keys that may use them.
+//
+// A policy is loaded strictly: an unknown field, a value of the wrong type or a
+// dangling reference is an error that carries the file, line and column, and
+// every problem in the file is reported at once. A loaded [Policy] is an
+// immutable snapshot; [Watcher] swaps snapshots atomically when the file changes.
+//
+// The package knows nothing of gRPC or Envoy. The environment and the file
+// system are reached through [LoadOptions], so tests inject them.
+package policy
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	_ "embed"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+)
+
+// TypeAnthropic is the provider type that speaks the Anthropic Messages API.
+const TypeAnthropic = "anthropic"
+
+// embeddedPrefix starts the Source of a policy that was compiled in.
+const embeddedPrefix = "embedded:"
+
+// DefaultSource is the Source of the embedded default policy.
+const DefaultSource = embeddedPrefix + "default"
+
+// defaultPolicy is the embedded demo policy used when no file is given.
+//
+//go:embed default.yaml
+var defaultPolicy []byte
+
+// Policy is an immutable, validated snapshot of a policy file. It is safe for
+// concurrent use. Callers must not modify it or anything it points to.
+type Policy struct {
+	// Version is the policy format version; always 1 for now.
+	Version int
+	// Source is the file path the policy was read from, or "embedded:default".
+	Source string
+	// Providers holds the providers by name.
+	Providers map[string]*Provider
+	// Routes holds the routes by slug, without the leading '@'.
+	Routes map[string]*Route
+	// DefaultRoute is the slug of the route used when a client names none.
+	DefaultRoute string
+	// Keys lists the gateway keys in file order.
+	Keys []*Key
+	// Warnings lists non-fatal problems, such as the unresolved secret of a
+	// provider that no route uses.
+	Warnings []Problem
+
+	// keyIndex maps the SHA-256 of a gateway key to its entry.
+	keyIndex map[[sha256.Size]byte]keyEntry
+}
+
+// keyEntry is a key together with the digest it was indexed under.
+type keyEntry struct {
+	digest [sha256.Size]byte
+	key    *Key
+}
+
+// Provider is an upstream LLM API and the credentials to call it.
+type Provider struct {
+	// Name is the provider's name in the policy; Envoy's provider clusters
+	// carry it as endpoint metadata tollgate.provider.
+	Name string
+	// Type is the API the provider speaks; only "anthropic" for now.
+	Type string
+	// BaseURL is the provider's absolute http or https URL, without a trailing
+	// slash. It defaults to https://api.anthropic.com for type anthropic.
+	BaseURL *url.URL
+	// APIKey is the resolved credential. It is empty when the secret could not
+	// be resolved, in which case Policy.Warnings says why.
+	APIKey Secret
+	// Models maps a requested model id to the id this provider knows it by.
+	Models map[string]string
+}
+
+// Route is a named chain of providers that a client selects with a slug.
+type Route struct {
+	// Slug names the route, without the leading '@'.
+	Slug string
+	// Chain lists provider names in fallback order. Each names a provider of
+	// the policy.
+	Chain []string
+	// Cluster is the Envoy aggregate cluster that implements the chain; it
+	// defaults to "chain_" + Slug.
+	Cluster string
+	// Models maps a model id a client sends to the id sent on, before the
+	// provider's own mapping applies.
+	Models map[string]string
+}
+
+// LoadOptions carries what loading a policy needs from the outside world.
+// The zero value uses the process environment and file system.
+type LoadOptions struct {
+	// LookupEnv resolves ${VAR} references. It defaults to os.LookupEnv.
+	LookupEnv func(string) (string, bool)
+	// ReadFile reads the policy file and api_key_file secrets. It defaults to
+	// os.ReadFile.
+	ReadFile func(string) ([]byte, error)
+	// RequireSecrets makes an unresolvable secret of a provider in use (named
+	// in some route's chain) a load error; otherwise it is a warning. `serve`
+	// sets it, `policy check` does not.
+	RequireSecrets bool
+}
+
+func (o LoadOptions) withDefaults() LoadOptions {
+	if o.LookupEnv == nil {
+		o.LookupEnv = os.LookupEnv
+	}
+	if o.ReadFile == nil {
+		o.ReadFile = os.ReadFile
+	}
+	return o
+}
+
+// LoadFile reads and parses the policy file at path. See Parse.
+func LoadFile(path string, opts LoadOptions) (*Policy, error) {
+	opts = opts.withDefaults()
+	data, err := opts.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read policy: %w", err)
+	}
+	return Parse(path, data, opts)
+}
+
+// Default returns the embedded default policy, whose Source is
+// "embedded:default". It is meant for the demo only: it accepts the published
+// gateway key tg-demo-key and sends requests to the fake provider.
+func Default(opts LoadOptions) (*Policy, error) {
+	return Parse(DefaultSource, defaultPolicy, opts)
+}
+
+// Parse parses and validates a policy. name is used as the file in problems
+// and as the Source; relative api_key_file paths are resolved against its
+// directory. On failure the error is a *LoadError listing every problem.
+func Parse(name string, data []byte, opts LoadOptions) (*Policy, error) {
+	opts = opts.withDefaults()
+	d := &decoder{file: name, opts: opts}
+	p := d.parse(data)
+	sortProblems(d.errs)
+	sortProblems(d.warns)
+	if len(d.errs) > 0 {
+		return nil, &LoadError{Problems: d.errs}
+	}
+	p.Warnings = d.warns
+	return p, nil
+}
+
+// Authenticate returns the key whose SHA-256 matches that of key. The digest
+// is found by a map lookup and then compared in constant time. An empty key
+// never authenticates.
+func (p *Policy) Authenticate(key string) (*Key, bool) {
+	if key == "" {
+		return nil, false
+	}
+	sum := sha256.Sum256([]byte(key))
+	e, ok := p.keyIndex[sum]
+	if !ok || subtle.ConstantTimeCompare(e.digest[:], sum[:]) != 1 {
+		return nil, false
+	}
+	return e.key, true
+}
+
+// Route returns the route named by slug, written "@slug" or "slug". An empty
+// slug selects the default route.
+func (p *Policy) Route(slug string) (*Route, bool) {
+	if slug == "" {
+		slug = p.DefaultRoute
+	} else {
+		slug = strings.TrimPrefix(slug, "@")
+	}
+	r, ok := p.Routes[slug]
+	return r, ok
+}
+
+// MapModel returns the model id to send to provider for a client's model on
+// route r: the route's mapping applies first, then the provider's mapping to
+// the result. A model that neither maps is returned unchanged. r may be nil.
+func (p *Policy) MapModel(r *Route, provider, model string) string {
+	if r != nil {
+		if m, ok := r.Models[model]; ok {
+			model = m
+		}
+	}
+	if prov, ok := p.Providers[provider]; ok {
+		if m, ok := prov.Models[model]; ok {
+			model = m
+		}
+	}
+	return model
+}
