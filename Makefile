@@ -1,0 +1,34 @@
+# Tollgate. `make test` is the one test command (CI runs it through .ci/run).
+GO      ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X main.version=$(VERSION)
+
+.PHONY: build test bench lint dev clean
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/tollgate ./cmd/tollgate
+	CGO_ENABLED=0 $(GO) build -trimpath -o bin/envoytest ./extproc/envoytest/cmd/envoytest
+
+# Every test, race detector on. Soaks and benchmarks live in `make bench`.
+test: lint
+	$(GO) test -race -count=1 -timeout 15m ./...
+
+# Benchmarks next to the code; compare runs with benchstat.
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -count=5 ./...
+
+lint:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
+	  if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet ./...
+
+# A local stack without Docker: tollgate on :50051/:9090, the Envoy test harness on
+# :10000 and the fake provider on :8080. A development and test aid, not a proxy
+# for production. Point Claude Code at http://127.0.0.1:10000 with key tg-demo-key.
+dev: build
+	@trap 'kill 0' INT TERM EXIT; \
+	  bin/tollgate serve --grpc-addr 127.0.0.1:50051 --admin-addr 127.0.0.1:9090 --log-format console & \
+	  bin/envoytest dev --config envoy.yaml --listen 127.0.0.1:10000 --tollgate 127.0.0.1:50051 --fake-addr 127.0.0.1:8080
+
+clean:
+	rm -rf bin
