@@ -1,0 +1,438 @@
+// Package e2e runs Tollgate end to end: the official anthropic-sdk-go client talks
+// to the Envoy harness (extproc/envoytest, driven by the repository's envoy.yaml),
+// which consults a real Tollgate ext_proc server over gRPC and forwards to a fake
+// Anthropic upstream that asserts what it received. Everything is on loopback
+// sockets.
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/anthropics/anthropic-sdk-go/v2"
+	"github.com/anthropics/anthropic-sdk-go/v2/option"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"go.uber.org/goleak"
+	"google.golang.org/grpc"
+
+	"github.com/tollgate-dev/tollgate/extproc"
+	"github.com/tollgate-dev/tollgate/extproc/envoytest"
+	"github.com/tollgate-dev/tollgate/policy"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+const (
+	gatewayKey  = "tg-e2e-alice"
+	providerKey = "sk-fake-provider"
+)
+
+type stack struct {
+	fake    *envoytest.FakeAnthropic
+	harness *envoytest.Harness
+	client  anthropic.Client
+}
+
+type fixedPolicy struct{ p *policy.Policy }
+
+func (f fixedPolicy) Current() *policy.Policy { return f.p }
+
+// newStack starts the fake provider, a Tollgate ext_proc server, and the harness
+// built from ../../envoy.yaml with its clusters pointed at them.
+func newStack(t *testing.T) *stack {
+	t.Helper()
+	fake := envoytest.NewFakeAnthropic(envoytest.FakeAnthropicConfig{
+		APIKey:           providerKey,
+		ForbiddenHeaders: []string{"x-tollgate-api-key", "x-portkey-api-key", "x-tollgate-provider", "x-portkey-provider"},
+	})
+	if err := fake.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { fake.Close() })
+
+	src := `version: 1
+providers:
+  demo:
+    type: anthropic
+    base_url: ` + fake.URL() + `
+    api_key: ${E2E_PROVIDER_KEY}
+routes:
+  demo:
+    chain: [demo]
+    cluster: chain_demo
+    models: {sonnet: claude-sonnet-4-5-20250929}
+default_route: demo
+keys:
+  - {id: alice, sha256: ` + policy.HashKey(gatewayKey) + `, user: alice, team: platform}
+`
+	p, err := policy.Parse("e2e.yaml", []byte(src), policy.LoadOptions{
+		RequireSecrets: true,
+		LookupEnv: func(k string) (string, bool) {
+			if k == "E2E_PROVIDER_KEY" {
+				return providerKey, true
+			}
+			return "", false
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := extproc.NewRandomSigner()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := extproc.NewServer(extproc.Options{Policies: fixedPolicy{p}, Signer: signer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer(grpc.MaxRecvMsgSize(64<<20), grpc.MaxSendMsgSize(64<<20))
+	extprocv3.RegisterExternalProcessorServer(gs, srv)
+	go gs.Serve(lis) //nolint:errcheck // ends with Stop
+	t.Cleanup(gs.Stop)
+
+	h, err := envoytest.Start(envoytest.Config{
+		EnvoyYAML: "../../envoy.yaml",
+		Clusters: map[string]string{
+			"tollgate":       lis.Addr().String(),
+			"prov_demo":      fake.Addr(),
+			"prov_anthropic": fake.Addr(),
+		},
+		Logf: t.Logf,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+
+	s := &stack{fake: fake, harness: h}
+	s.client = anthropic.NewClient(option.WithBaseURL(h.URL()), option.WithAPIKey(gatewayKey), option.WithMaxRetries(0))
+	t.Cleanup(func() {
+		if v := fake.Violations(); len(v) > 0 {
+			t.Errorf("the provider received what it must not: %v", v)
+		}
+	})
+	return s
+}
+
+func (s *stack) lastRequest(t *testing.T) envoytest.RecordedRequest {
+	t.Helper()
+	reqs := s.fake.Requests()
+	if len(reqs) == 0 {
+		t.Fatal("the provider received no request")
+	}
+	return reqs[len(reqs)-1]
+}
+
+func hello(model string) anthropic.MessageNewParams {
+	return anthropic.MessageNewParams{
+		Model:     anthropic.Model(model),
+		MaxTokens: 1024,
+		Messages:  []anthropic.MessageParam{anthropic.NewUserMessage(anthropic.NewTextBlock("Hello"))},
+	}
+}
+
+func TestMessage(t *testing.T) {
+	s := newStack(t)
+	msg, err := s.client.Messages.New(context.Background(), hello("sonnet"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if msg.Model != "claude-sonnet-4-5-20250929" {
+		t.Errorf("model = %q; the route maps sonnet to claude-sonnet-4-5-20250929", msg.Model)
+	}
+	if msg.Usage.InputTokens == 0 || msg.Usage.OutputTokens == 0 || len(msg.Content) == 0 {
+		t.Errorf("incomplete message: %+v", msg)
+	}
+	r := s.lastRequest(t)
+	if r.Header.Get("x-api-key") != providerKey {
+		t.Errorf("provider got x-api-key %q", r.Header.Get("x-api-key"))
+	}
+	if r.Header.Get("anthropic-version") != "2023-06-01" {
+		t.Errorf("anthropic-version = %q", r.Header.Get("anthropic-version"))
+	}
+	if !strings.HasPrefix(r.Path, "/v1/messages") {
+		t.Errorf("path = %q", r.Path)
+	}
+}
+
+func TestStreamingMessage(t *testing.T) {
+	s := newStack(t)
+	stream := s.client.Messages.NewStreaming(context.Background(), hello("claude-sonnet-4-5"))
+	var types []string
+	var text strings.Builder
+	for stream.Next() {
+		ev := stream.Current()
+		types = append(types, ev.Type)
+		if d, ok := ev.AsAny().(anthropic.ContentBlockDeltaEvent); ok {
+			text.WriteString(d.Delta.Text)
+		}
+	}
+	if err := stream.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if len(types) < 4 || types[0] != "message_start" || types[len(types)-1] != "message_stop" {
+		t.Fatalf("events = %v", types)
+	}
+	if text.Len() == 0 {
+		t.Error("no text deltas")
+	}
+}
+
+// TestStreamPassesBytesUnchanged compares the SSE bytes the client receives with
+// the file the fake provider serves: the gateway relays, it does not re-encode.
+func TestStreamPassesBytesUnchanged(t *testing.T) {
+	s := newStack(t)
+	want, err := os.ReadFile("../envoytest/testdata/messages_stream.sse")
+	if err != nil {
+		t.Fatal(err)
+	}
+	model := modelIn(t, want)
+	resp := post(t, s, "/v1/messages", `{"model":"`+model+`","max_tokens":10,"stream":true,"messages":[{"role":"user","content":"hi"}]}`, nil)
+	defer resp.Body.Close()
+	got, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("content-type"), "text/event-stream") {
+		t.Fatalf("status %d, content-type %q", resp.StatusCode, resp.Header.Get("content-type"))
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("stream changed in transit:\ngot:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+// modelIn returns the model named in the message_start event of an SSE file.
+func modelIn(t *testing.T, sse []byte) string {
+	t.Helper()
+	_, rest, ok := bytes.Cut(sse, []byte(`"model":"`))
+	if !ok {
+		t.Fatal("no model in the stream file")
+	}
+	model, _, _ := bytes.Cut(rest, []byte(`"`))
+	return string(model)
+}
+
+func post(t *testing.T, s *stack, path, body string, hdr map[string]string) *http.Response {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, s.harness.URL()+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("content-type", "application/json")
+	req.Header.Set("x-api-key", gatewayKey)
+	for k, v := range hdr {
+		if v == "" {
+			req.Header.Del(k)
+			continue
+		}
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
+
+func TestCountTokens(t *testing.T) {
+	s := newStack(t)
+	res, err := s.client.Messages.CountTokens(context.Background(), anthropic.MessageCountTokensParams{
+		Model:    "claude-sonnet-4-5",
+		Messages: []anthropic.MessageParam{anthropic.NewUserMessage(anthropic.NewTextBlock("count me"))},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.InputTokens <= 0 {
+		t.Errorf("input_tokens = %d", res.InputTokens)
+	}
+
+	// Claude Code calls it with ?beta=true: the query string does not change matching
+	// and reaches the provider as sent.
+	resp := post(t, s, "/v1/messages/count_tokens?beta=true", `{"model":"claude-sonnet-4-5","messages":[{"role":"user","content":"hi"}]}`, nil)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("count_tokens?beta=true: %d", resp.StatusCode)
+	}
+	if p := s.lastRequest(t).Path; p != "/v1/messages/count_tokens?beta=true" {
+		t.Errorf("provider path = %q", p)
+	}
+}
+
+func TestModels(t *testing.T) {
+	s := newStack(t)
+	page, err := s.client.Models.List(context.Background(), anthropic.ModelListParams{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Data) == 0 {
+		t.Error("no models listed")
+	}
+}
+
+func TestBadKeyIs401(t *testing.T) {
+	s := newStack(t)
+	for _, key := range []string{"tg-wrong", ""} {
+		client := anthropic.NewClient(option.WithBaseURL(s.harness.URL()), option.WithAPIKey(key), option.WithMaxRetries(0))
+		_, err := client.Messages.New(context.Background(), hello("claude-sonnet-4-5"))
+		var apiErr *anthropic.Error
+		if !errors.As(err, &apiErr) || apiErr.StatusCode != 401 || apiErr.Type() != "authentication_error" {
+			t.Errorf("key %q: got %v; want 401 authentication_error", key, err)
+		}
+	}
+	if n := len(s.fake.Requests()); n != 0 {
+		t.Errorf("the provider saw %d requests", n)
+	}
+}
+
+func TestUnknownPathIs404(t *testing.T) {
+	s := newStack(t)
+	resp := post(t, s, "/v1/complete", `{}`, nil)
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 404 || resp.Header.Get("content-type") != "application/json" {
+		t.Fatalf("status %d, content-type %q", resp.StatusCode, resp.Header.Get("content-type"))
+	}
+	// One Anthropic error object, not wrapped again by Envoy's local_reply_config.
+	if !bytes.HasPrefix(body, []byte(`{"type":"error","error":{"type":"not_found_error"`)) {
+		t.Errorf("body = %s", body)
+	}
+}
+
+func TestWarmUpProbe(t *testing.T) {
+	s := newStack(t)
+	for _, path := range []string{"/", "/api/hello"} {
+		req, _ := http.NewRequest(http.MethodHead, s.harness.URL()+path, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Errorf("HEAD %s: %d", path, resp.StatusCode)
+		}
+	}
+	if n := len(s.fake.Requests()); n != 0 {
+		t.Errorf("the probe reached the provider %d times", n)
+	}
+}
+
+func TestBetaHeadersForwarded(t *testing.T) {
+	s := newStack(t)
+	const beta = "claude-code-20250219,context-management-2025-06-27,effort-2025-11-24,oauth-2025-04-20"
+	_, err := s.client.Messages.New(context.Background(), hello("claude-sonnet-4-5"),
+		option.WithHeader("anthropic-beta", beta), option.WithHeader("anthropic-version", "2023-06-01"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := s.lastRequest(t)
+	if got := r.Header.Get("anthropic-beta"); got != beta {
+		t.Errorf("anthropic-beta = %q; want %q", got, beta)
+	}
+	if got := r.Header.Values("anthropic-version"); len(got) != 1 || got[0] != "2023-06-01" {
+		t.Errorf("anthropic-version = %q", got)
+	}
+}
+
+// TestClaudeCodeBodyPassesByteForByte sends a Claude Code-shaped body routed with
+// "@demo/model": the provider must get the same bytes with only the model edited.
+func TestClaudeCodeBodyPassesByteForByte(t *testing.T) {
+	s := newStack(t)
+	body, err := os.ReadFile("testdata/claude-code-request.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp := post(t, s, "/v1/messages?beta=true", string(body), map[string]string{
+		"x-api-key":                    "",
+		"authorization":                "Bearer " + gatewayKey,
+		"anthropic-beta":               "claude-code-20250219,context-management-2025-06-27",
+		"x-claude-code-session-id":     "0b1f6a52-3c1e-4d7a-9f0e-8d2b7c4e5a61",
+		"accept-encoding":              "gzip, deflate, br, zstd",
+		"x-tollgate-internal-decision": "forged",
+	})
+	io.Copy(io.Discard, resp.Body) //nolint:errcheck
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	r := s.lastRequest(t)
+	want := bytes.Replace(body, []byte(`"model":"@demo/claude-opus-4-8"`), []byte(`"model":"claude-opus-4-8"`), 1)
+	if !bytes.Equal(r.Body, want) {
+		t.Errorf("body changed beyond the model:\ngot:  %s\nwant: %s", r.Body, want)
+	}
+	if r.Path != "/v1/messages?beta=true" {
+		t.Errorf("path = %q", r.Path)
+	}
+	if ae := r.Header.Get("accept-encoding"); strings.Contains(ae, "gzip") || strings.Contains(ae, "br") {
+		t.Errorf("accept-encoding reached the provider: %q", ae)
+	}
+	if r.Header.Get("x-claude-code-session-id") == "" {
+		t.Error("x-claude-code-session-id was dropped")
+	}
+}
+
+// TestLargeRequest sends a 20 MB prompt: envoy.yaml's buffer limits and the gRPC
+// message size must admit it.
+func TestLargeRequest(t *testing.T) {
+	s := newStack(t)
+	big := strings.Repeat("All work and no play makes Jack a dull boy. ", 20<<20/44+1)
+	_, err := s.client.Messages.New(context.Background(), anthropic.MessageNewParams{
+		Model: "claude-sonnet-4-5", MaxTokens: 16,
+		Messages: []anthropic.MessageParam{anthropic.NewUserMessage(anthropic.NewTextBlock(big))},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(s.lastRequest(t).Body); n < 20<<20 {
+		t.Errorf("provider got %d bytes", n)
+	}
+}
+
+// TestClientCancelMidStream cancels a slow stream after a few events: the events
+// must have arrived one by one (the stream is far from done), the provider must
+// see the cancellation, and no goroutine may leak (TestMain checks).
+func TestClientCancelMidStream(t *testing.T) {
+	s := newStack(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, s.harness.URL()+"/v1/messages",
+		strings.NewReader(`{"model":"claude-fake-slow","max_tokens":10,"stream":true,"messages":[{"role":"user","content":"hi"}]}`))
+	req.Header.Set("x-api-key", gatewayKey)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	deltas := 0
+	for deltas < 3 && sc.Scan() {
+		if strings.HasPrefix(sc.Text(), "event: content_block_delta") {
+			deltas++
+		}
+	}
+	if deltas < 3 {
+		t.Fatalf("stream ended after %d deltas: %v", deltas, sc.Err())
+	}
+	cancel()
+	resp.Body.Close()
+
+	deadline := time.Now().Add(10 * time.Second)
+	for s.fake.Cancellations() == 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if s.fake.Cancellations() == 0 {
+		t.Error("the provider never saw the cancellation")
+	}
+}
