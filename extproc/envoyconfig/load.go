@@ -1,6 +1,20 @@
 // Package envoyconfig loads Tollgate's envoy.yaml strictly into go-control-plane
-// protos: unknown fields, enum typos, bad durations and unregistered @types are
-// errors, and every typed config (including those inside Any) is validated.
+// protos and checks it (ENVOY-EXTPROC section 8).
+//
+//   - Parse and LoadFile decode strictly: unknown fields, duplicate YAML keys,
+//     enum typos, bad durations and unregistered @types are errors.
+//   - Validate runs protoc-gen-validate on the bootstrap and inside every Any.
+//   - Lint checks what the protos cannot express: Envoy's own load-time ext_proc
+//     checks, filter order, cluster references, HTTP/2 to the processor, route
+//     timeouts, buffer limits and the properties Tollgate relies on.
+//   - Check does all three for a file.
+//
+// NewModel gives an indexed view of a parsed bootstrap (listeners, filter
+// chains, routes, clusters, endpoints, ext_proc filters with their roles) for
+// Lint and for tools such as the envoytest harness that are driven by
+// envoy.yaml.
+//
+// The protojson errors of Parse locate problems by JSON offset, not YAML line.
 package envoyconfig
 
 import (
