@@ -13,9 +13,12 @@ import (
 	"testing"
 	"time"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
 
 	"github.com/tollgate-dev/tollgate/policy"
 )
@@ -117,16 +120,7 @@ func freeAddr(t *testing.T) string {
 // on the embedded demo policy, answer health checks on both ports, and drain
 // when its context ends.
 func TestServeStartsOnEmbeddedDefault(t *testing.T) {
-	grpcAddr, adminAddr := freeAddr(t), freeAddr(t)
-	c, err := parseServeFlags([]string{"--grpc-addr", grpcAddr, "--admin-addr", adminAddr, "--shutdown-timeout", "5s"},
-		func(string) (string, bool) { return "", false }, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	logs := &syncWriter{w: &bytes.Buffer{}}
-	done := make(chan error, 1)
-	go func() { done <- serve(ctx, c, logs) }()
+	grpcAddr, adminAddr, cancel, done, logs := startServe(t)
 
 	ready := false
 	for i := 0; i < 100 && !ready; i++ {
@@ -140,7 +134,6 @@ func TestServeStartsOnEmbeddedDefault(t *testing.T) {
 		}
 	}
 	if !ready {
-		cancel()
 		t.Fatalf("never ready; logs:\n%s", logs.String())
 	}
 	resp, err := http.Get("http://" + adminAddr + "/metrics")
@@ -193,4 +186,94 @@ func (s *syncWriter) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.w.String()
+}
+
+// startServe runs serve on free loopback ports with no policy file. The returned
+// cancel starts the drain; done yields serve's result.
+func startServe(t *testing.T) (grpcAddr, adminAddr string, cancel context.CancelFunc, done chan error, logs *syncWriter) {
+	t.Helper()
+	grpcAddr, adminAddr = freeAddr(t), freeAddr(t)
+	c, err := parseServeFlags([]string{"--grpc-addr", grpcAddr, "--admin-addr", adminAddr, "--shutdown-timeout", "5s"},
+		func(string) (string, bool) { return "", false }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	logs = &syncWriter{w: &bytes.Buffer{}}
+	done = make(chan error, 1)
+	go func() { done <- serve(ctx, c, logs) }()
+	return grpcAddr, adminAddr, cancel, done, logs
+}
+
+// TestServeDrainsInFlightStreams starts a request, signals shutdown in the middle
+// of it, and checks that the request still completes while new streams are
+// refused and readiness fails.
+func TestServeDrainsInFlightStreams(t *testing.T) {
+	grpcAddr, adminAddr, cancel, done, logs := startServe(t)
+	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	client := extprocv3.NewExternalProcessorClient(conn)
+	ctx := metadata.AppendToOutgoingContext(context.Background(), "x-tollgate-role", "policy")
+
+	var stream extprocv3.ExternalProcessor_ProcessClient
+	for i := 0; i < 100; i++ {
+		if stream, err = client.Process(ctx, grpc.WaitForReady(true)); err == nil {
+			if err = stream.Send(headers(":method", "POST", ":path", "/v1/messages", "x-api-key", "tg-demo-key")); err == nil {
+				if _, err = stream.Recv(); err == nil {
+					break
+				}
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("first message: %v; logs:\n%s", err, logs.String())
+	}
+
+	cancel() // SIGTERM
+	for i := 0; i < 100; i++ {
+		resp, err := http.Get("http://" + adminAddr + "/readyz")
+		if err != nil || resp.StatusCode == http.StatusServiceUnavailable {
+			if resp != nil {
+				resp.Body.Close()
+			}
+			break
+		}
+		resp.Body.Close()
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	if err := stream.Send(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_RequestBody{
+		RequestBody: &extprocv3.HttpBody{Body: []byte(`{"model":"claude-sonnet-4-5","max_tokens":1}`), EndOfStream: true}}}); err != nil {
+		t.Fatalf("in-flight stream cut by the drain: %v", err)
+	}
+	resp, err := stream.Recv()
+	if err != nil || resp.GetRequestBody() == nil {
+		t.Fatalf("in-flight stream did not complete: %v %v", resp, err)
+	}
+	stream.CloseSend()
+	if _, err := stream.Recv(); err != io.EOF {
+		t.Errorf("stream end: %v", err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("serve returned %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("serve did not stop after the last stream ended")
+	}
+}
+
+func headers(kv ...string) *extprocv3.ProcessingRequest {
+	m := &corev3.HeaderMap{}
+	for i := 0; i < len(kv); i += 2 {
+		m.Headers = append(m.Headers, &corev3.HeaderValue{Key: kv[i], RawValue: []byte(kv[i+1])})
+	}
+	return &extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_RequestHeaders{
+		RequestHeaders: &extprocv3.HttpHeaders{Headers: m}}}
 }
