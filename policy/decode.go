@@ -172,8 +172,8 @@ func (d *decoder) policy(root *yaml.Node) *Policy {
 		keyIndex:  map[[sha256.Size]byte]keyEntry{},
 	}
 	var (
-		providers                               []*providerDraft
-		routes                                  []*routeDraft
+		providers                           []*providerDraft
+		routes                              []*routeDraft
 		versionKey, providersKey, routesKey *yaml.Node
 		keysKey, defaultRouteNode           *yaml.Node
 		defaultRoute                        string
