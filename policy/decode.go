@@ -28,9 +28,13 @@ var (
 	providerTypes  = []string{TypeAnthropic}
 )
 
-// defaultBaseURLs holds the base URL of each provider type that has one.
-var defaultBaseURLs = map[string]string{
-	TypeAnthropic: "https://api.anthropic.com",
+// defaultBaseURL returns the base URL of a provider type that has one.
+func defaultBaseURL(typ string) (string, bool) {
+	switch typ {
+	case TypeAnthropic:
+		return "https://api.anthropic.com", true
+	}
+	return "", false
 }
 
 // validName matches provider names and route slugs. They end up in Envoy
@@ -38,8 +42,8 @@ var defaultBaseURLs = map[string]string{
 // kept to letters, digits, '.', '_' and '-', and never contain '/' or '@'.
 var validName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
 
-// maxKeyIDBytes bounds key ids, which appear in logs, records and store keys.
-const maxKeyIDBytes = 128
+// maxTokenBytes bounds key ids and cluster names.
+const maxTokenBytes = 128
 
 // yamlLine extracts the line from the YAML parser's syntax errors.
 var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
@@ -63,8 +67,7 @@ type providerDraft struct {
 
 // routeDraft is a route under construction with what validation needs.
 type routeDraft struct {
-	name  *yaml.Node
-	chain []*yaml.Node
+	chain []*yaml.Node // The nodes of r.Chain, for positions.
 	r     *Route
 }
 
@@ -177,6 +180,7 @@ func (d *decoder) policy(root *yaml.Node) *Policy {
 		versionKey, providersKey, routesKey *yaml.Node
 		keysKey, defaultRouteNode           *yaml.Node
 		defaultRoute                        string
+		providersOK, routesOK               = true, true // false if reported as malformed
 	)
 	ok := d.fields(root, "", rootFields, func(name string, key, val *yaml.Node) {
 		switch name {
@@ -185,10 +189,10 @@ func (d *decoder) policy(root *yaml.Node) *Policy {
 			p.Version = d.version(val)
 		case "providers":
 			providersKey = key
-			providers = d.providers(val)
+			providers, providersOK = d.providers(val)
 		case "routes":
 			routesKey = key
-			routes = d.routes(val)
+			routes, routesOK = d.routes(val)
 		case "default_route":
 			defaultRouteNode = deref(val)
 			defaultRoute, _ = d.nonEmptyStr(val, "default_route")
@@ -205,7 +209,7 @@ func (d *decoder) policy(root *yaml.Node) *Policy {
 	}
 
 	// Providers.
-	if len(providers) == 0 {
+	if len(providers) == 0 && providersOK {
 		d.errorf(orNode(providersKey, root), "providers", "at least one provider is required")
 	}
 	var names []string
@@ -216,7 +220,7 @@ func (d *decoder) policy(root *yaml.Node) *Policy {
 	sort.Strings(names)
 
 	// Routes and their chains.
-	if len(routes) == 0 {
+	if len(routes) == 0 && routesOK {
 		d.errorf(orNode(routesKey, root), "routes", "at least one route is required")
 	}
 	used := map[string]bool{}
@@ -294,10 +298,11 @@ func (d *decoder) version(n *yaml.Node) int {
 	return v
 }
 
-// providers walks the providers mapping.
-func (d *decoder) providers(n *yaml.Node) []*providerDraft {
+// providers walks the providers mapping. It returns false if n is not a
+// mapping.
+func (d *decoder) providers(n *yaml.Node) ([]*providerDraft, bool) {
 	var out []*providerDraft
-	d.entries(n, "providers", func(name string, key, val *yaml.Node) {
+	ok := d.entries(n, "providers", func(name string, key, val *yaml.Node) {
 		path := "providers." + name
 		if !validName.MatchString(name) {
 			d.errorf(key, path, "invalid provider name; use letters, digits, '.', '_' and '-', starting with a letter or digit")
@@ -308,7 +313,7 @@ func (d *decoder) providers(n *yaml.Node) []*providerDraft {
 			switch field {
 			case "type":
 				pd.typ = fk
-				pd.p.Type, _ = d.str(fv, path+".type")
+				pd.p.Type, _ = d.nonEmptyStr(fv, path+".type")
 				if pd.p.Type != "" && !slices.Contains(providerTypes, pd.p.Type) {
 					d.errorf(fv, path+".type", "unknown provider type %q%s", pd.p.Type,
 						didYouMeanOr(pd.p.Type, providerTypes, "; known types: "+strings.Join(providerTypes, ", ")))
@@ -357,13 +362,13 @@ func (d *decoder) providers(n *yaml.Node) []*providerDraft {
 			d.errorf(key, path, "api_key or api_key_file is required")
 		}
 		if pd.p.BaseURL == nil {
-			if def, ok := defaultBaseURLs[pd.p.Type]; ok {
+			if def, ok := defaultBaseURL(pd.p.Type); ok {
 				pd.p.BaseURL, _ = url.Parse(def)
 			}
 		}
 		out = append(out, pd)
 	})
-	return out
+	return out, ok
 }
 
 // baseURL parses and checks a provider's base_url.
@@ -388,11 +393,11 @@ func (d *decoder) baseURL(n *yaml.Node, path, s string) *url.URL {
 	return nil
 }
 
-// routes walks the routes mapping.
-func (d *decoder) routes(n *yaml.Node) []*routeDraft {
+// routes walks the routes mapping. It returns false if n is not a mapping.
+func (d *decoder) routes(n *yaml.Node) ([]*routeDraft, bool) {
 	var out []*routeDraft
 	seen := map[string]*yaml.Node{}
-	d.entries(n, "routes", func(name string, key, val *yaml.Node) {
+	ok := d.entries(n, "routes", func(name string, key, val *yaml.Node) {
 		slug := strings.TrimPrefix(name, "@")
 		path := "routes." + slug
 		if !validName.MatchString(slug) {
@@ -403,7 +408,7 @@ func (d *decoder) routes(n *yaml.Node) []*routeDraft {
 			return
 		}
 		seen[slug] = key
-		rd := &routeDraft{name: key, r: &Route{Slug: slug, Cluster: "chain_" + slug}}
+		rd := &routeDraft{r: &Route{Slug: slug, Cluster: "chain_" + slug}}
 		var chainKey *yaml.Node
 		ok := d.fields(val, path, routeFields, func(field string, fk, fv *yaml.Node) {
 			switch field {
@@ -415,6 +420,10 @@ func (d *decoder) routes(n *yaml.Node) []*routeDraft {
 				}
 			case "cluster":
 				if s, ok := d.nonEmptyStr(fv, path+".cluster"); ok {
+					if !validToken(s) {
+						d.errorf(fv, path+".cluster", "invalid cluster name; use at most %d printable characters without spaces", maxTokenBytes)
+						return
+					}
 					rd.r.Cluster = s
 				}
 			case "models":
@@ -426,7 +435,7 @@ func (d *decoder) routes(n *yaml.Node) []*routeDraft {
 		}
 		out = append(out, rd)
 	})
-	return out
+	return out, ok
 }
 
 // chain walks a route's chain sequence.
@@ -480,8 +489,8 @@ func (d *decoder) keys(n *yaml.Node, index map[[sha256.Size]byte]keyEntry) []*Ke
 			case "id":
 				idNode = fk
 				if s, ok := d.nonEmptyStr(fv, path+".id"); ok {
-					if !validKeyID(s) {
-						d.errorf(fv, path+".id", "invalid key id; use at most %d printable characters without spaces", maxKeyIDBytes)
+					if !validToken(s) {
+						d.errorf(fv, path+".id", "invalid key id; use at most %d printable characters without spaces", maxTokenBytes)
 						return
 					}
 					if first, dup := ids[s]; dup {
@@ -541,12 +550,13 @@ func (d *decoder) keys(n *yaml.Node, index map[[sha256.Size]byte]keyEntry) []*Ke
 	return out
 }
 
-// validKeyID reports whether id is short, printable and free of spaces.
-func validKeyID(id string) bool {
-	if len(id) > maxKeyIDBytes || !utf8.ValidString(id) {
+// validToken reports whether s, a key id or a cluster name, is short,
+// printable and free of spaces. Both end up in headers, logs and store keys.
+func validToken(s string) bool {
+	if len(s) > maxTokenBytes || !utf8.ValidString(s) {
 		return false
 	}
-	for _, r := range id {
+	for _, r := range s {
 		if !unicode.IsPrint(r) || unicode.IsSpace(r) {
 			return false
 		}
@@ -590,17 +600,19 @@ func (d *decoder) fields(n *yaml.Node, path string, known []string, fn func(name
 }
 
 // entries walks a mapping with names chosen by the user (providers, routes,
-// model maps). A null value has no entries.
-func (d *decoder) entries(n *yaml.Node, path string, fn func(name string, key, val *yaml.Node)) {
+// model maps). A null value has no entries. It returns false after reporting
+// a value that is not a mapping.
+func (d *decoder) entries(n *yaml.Node, path string, fn func(name string, key, val *yaml.Node)) bool {
 	n = deref(n)
 	if isNull(n) {
-		return
+		return true
 	}
 	if n.Kind != yaml.MappingNode {
 		d.errorf(n, path, "expected a mapping, got %s", describe(n))
-		return
+		return false
 	}
 	d.pairs(n, path, "key", fn)
+	return true
 }
 
 // pairs calls fn for each key of the mapping n that is a string seen for the

@@ -101,11 +101,30 @@ func TestParseRules(t *testing.T) {
 			),
 			want: []string{
 				`p.yaml:1:10: version: expected the integer 1, got a string`,
-				`p.yaml:2:1: providers: at least one provider is required`,
 				`p.yaml:2:12: providers: expected a mapping, got a sequence`,
-				`p.yaml:3:1: routes: at least one route is required`,
 				`p.yaml:3:9: routes: expected a mapping, got a string`,
 				`p.yaml:4:7: keys: expected a sequence of keys, got a mapping`,
+			},
+		},
+		{
+			name: "empty sections",
+			data: doc(
+				"version: 1",
+				"providers: {}",
+				"routes:",
+				"keys: []",
+			),
+			want: []string{
+				`p.yaml:2:1: providers: at least one provider is required`,
+				`p.yaml:3:1: routes: at least one route is required`,
+			},
+		},
+		{
+			name: "missing sections",
+			data: doc("version: 1"),
+			want: []string{
+				`p.yaml:1:1: providers: at least one provider is required`,
+				`p.yaml:1:1: routes: at least one route is required`,
 			},
 		},
 		{
@@ -182,7 +201,7 @@ func TestParseRules(t *testing.T) {
 				"providers: {a/b: {type: anthropic, api_key: '${K}'}}",
 				"routes:",
 				"  '@': {chain: [a/b]}",
-				"  x y: {chain: [a/b]}",
+				"  x y: {chain: [a/b], cluster: chain x}",
 				"default_route: '@'",
 				"keys: [{id: k y, sha256: "+hashK+"}]",
 			),
@@ -190,6 +209,7 @@ func TestParseRules(t *testing.T) {
 				`p.yaml:2:13: providers.a/b: invalid provider name; use letters, digits, '.', '_' and '-', starting with a letter or digit`,
 				`p.yaml:4:3: routes.: invalid route slug; use letters, digits, '.', '_' and '-', starting with a letter or digit, optionally after '@'`,
 				`p.yaml:5:3: routes.x y: invalid route slug; use letters, digits, '.', '_' and '-', starting with a letter or digit, optionally after '@'`,
+				`p.yaml:5:32: routes.x y.cluster: invalid cluster name; use at most 128 printable characters without spaces`,
 				`p.yaml:7:13: keys[0].id: invalid key id; use at most 128 printable characters without spaces`,
 			},
 		},
@@ -240,13 +260,15 @@ func TestParseRules(t *testing.T) {
 				"  a: {type: anthropik, api_key: '${K}'}",
 				"  b: {type: openai, api_key: '${K}'}",
 				"  c: {api_key: '${K}'}",
-				"routes: {r: {chain: [a, b, c]}}",
+				"  d: {type: '', api_key: '${K}'}",
+				"routes: {r: {chain: [a, b, c, d]}}",
 				"keys: [{id: k, sha256: "+hashK+"}]",
 			),
 			want: []string{
 				`p.yaml:3:13: providers.a.type: unknown provider type "anthropik" (did you mean "anthropic"?)`,
 				`p.yaml:4:13: providers.b.type: unknown provider type "openai"; known types: anthropic`,
 				`p.yaml:5:3: providers.c: type is required (one of: anthropic)`,
+				`p.yaml:6:13: providers.d.type: must not be empty`,
 			},
 		},
 		{

@@ -1,14 +1,3 @@
-// Package policy loads, validates and serves Tollgate's policy file: the
-// providers requests are sent to, the routes that chain them, and the gateway
-// keys that may use them.
-//
-// A policy is loaded strictly: an unknown field, a value of the wrong type or a
-// dangling reference is an error that carries the file, line and column, and
-// every problem in the file is reported at once. A loaded [Policy] is an
-// immutable snapshot; [Watcher] swaps snapshots atomically when the file changes.
-//
-// The package knows nothing of gRPC or Envoy. The environment and the file
-// system are reached through [LoadOptions], so tests inject them.
 package policy
 
 import (
