@@ -65,7 +65,7 @@ type Problem struct {
 	Message string
 }
 
-// Error implements [error.Error].
+// Error implements the error interface.
 func (p Problem) Error() string {
 	return fmt.Sprintf("%s: %s [%s]", p.Path, p.Message, p.Rule)
 }
@@ -113,7 +113,7 @@ func Lint(bs *bootstrapv3.Bootstrap) Problems {
 		for _, h := range ml.HCMs {
 			l.downstreamChain(h)
 			if len(h.RouterUpstreamFilters) > 0 {
-				l.upstreamChain(h.RouterUpstreamFilters, pathString(h.Path, "http_filters", "router"))
+				l.upstreamChain(h.RouterUpstreamFilters)
 			}
 			l.routes(h)
 			l.bufferLimits(h)
@@ -121,7 +121,7 @@ func Lint(bs *bootstrapv3.Bootstrap) Problems {
 	}
 	for _, c := range m.Clusters {
 		if c.HTTPOptions != nil && len(c.HTTPOptions.GetHttpFilters()) > 0 {
-			l.upstreamChain(c.UpstreamFilters, c.Path)
+			l.upstreamChain(c.UpstreamFilters)
 		}
 		l.aggregate(c)
 		l.tls(c)
@@ -357,7 +357,7 @@ func (l *linter) downstreamChain(h *HCM) {
 
 // upstreamChain checks that an upstream filter list ends with upstream_codec
 // and holds no router (ENVOY-EXTPROC section 6).
-func (l *linter) upstreamChain(fs []*HTTPFilter, path string) {
+func (l *linter) upstreamChain(fs []*HTTPFilter) {
 	l.uniqueNames(fs)
 	if len(fs) == 0 {
 		return

@@ -27,7 +27,7 @@ type FieldError struct {
 	Err  error
 }
 
-// Error implements [error.Error].
+// Error implements the error interface.
 func (e *FieldError) Error() string {
 	if e.Path == "" {
 		return e.Err.Error()
