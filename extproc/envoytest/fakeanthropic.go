@@ -1,0 +1,365 @@
+package envoytest
+
+import (
+	"bytes"
+	"context"
+	"embed"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+)
+
+//go:embed testdata/messages.json testdata/messages_stream.sse
+var defaultTestdata embed.FS
+
+// FakeAnthropicConfig configures a FakeAnthropic.
+type FakeAnthropicConfig struct {
+	// APIKey is the x-api-key every API request must carry (required).
+	APIKey string
+	// ForbiddenHeaders must never arrive (e.g. "x-tollgate-api-key",
+	// "x-portkey-api-key"). Every x-tollgate-internal-* header and
+	// authorization are always forbidden.
+	ForbiddenHeaders []string
+	// TestdataDir holds messages.json and messages_stream.sse. Default: the
+	// copies embedded from this package's testdata directory.
+	TestdataDir string
+}
+
+// RecordedRequest is one request the fake received.
+type RecordedRequest struct {
+	Method string
+	Path   string // with the query string
+	Header http.Header
+	Body   []byte
+}
+
+// FakeAnthropic is a fake Anthropic API upstream that asserts what it
+// received: the provider key, anthropic-version, and no gateway credential
+// or internal header. Violations are recorded and answered with a 400
+// Anthropic error naming them.
+//
+// POST /v1/messages answers from messages.json, or with stream:true from
+// messages_stream.sse event by event, with the request's model. Models ending
+// in "-slow" stream a delta every 20 ms for up to 60 s; "fake-error-500" and
+// "fake-error-429" answer with that error. POST /v1/messages/count_tokens,
+// GET /v1/models and GET /healthz (no auth) are served too; anything else is
+// a 404 Anthropic error.
+type FakeAnthropic struct {
+	cfg       FakeAnthropicConfig
+	forbidden map[string]bool
+
+	mu            sync.Mutex
+	requests      []RecordedRequest
+	violations    []string
+	cancellations int
+	seq           int
+
+	ln       net.Listener
+	srv      *http.Server
+	active   sync.WaitGroup
+	serveErr chan error
+}
+
+// NewFakeAnthropic returns a fake provider; call Start or mount Handler.
+func NewFakeAnthropic(cfg FakeAnthropicConfig) *FakeAnthropic {
+	f := &FakeAnthropic{cfg: cfg, forbidden: map[string]bool{"authorization": true}}
+	for _, h := range cfg.ForbiddenHeaders {
+		f.forbidden[strings.ToLower(h)] = true
+	}
+	return f
+}
+
+// Start serves on addr ("127.0.0.1:0" typically) until Close.
+func (f *FakeAnthropic) Start(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("fake anthropic: listen %s: %w", addr, err)
+	}
+	f.ln = ln
+	f.srv = &http.Server{Handler: f.Handler(), ReadHeaderTimeout: time.Minute}
+	f.serveErr = make(chan error, 1)
+	go func() { f.serveErr <- f.srv.Serve(ln) }()
+	return nil
+}
+
+// Addr is the listener address (after Start).
+func (f *FakeAnthropic) Addr() string { return f.ln.Addr().String() }
+
+// URL is "http://" plus Addr.
+func (f *FakeAnthropic) URL() string { return "http://" + f.Addr() }
+
+// Close stops the server and waits for in-flight handlers.
+func (f *FakeAnthropic) Close() error {
+	if f.srv == nil {
+		return nil
+	}
+	err := f.srv.Close()
+	<-f.serveErr
+	f.active.Wait()
+	f.srv = nil
+	return err
+}
+
+// Requests returns a copy of every request received so far.
+func (f *FakeAnthropic) Requests() []RecordedRequest {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make([]RecordedRequest, len(f.requests))
+	for i, r := range f.requests {
+		out[i] = RecordedRequest{Method: r.Method, Path: r.Path, Header: r.Header.Clone(), Body: bytes.Clone(r.Body)}
+	}
+	return out
+}
+
+// Violations returns the assertion failures seen so far.
+func (f *FakeAnthropic) Violations() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.violations...)
+}
+
+// Cancellations counts streams whose client went away before the end.
+func (f *FakeAnthropic) Cancellations() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.cancellations
+}
+
+// Handler returns the fake's HTTP handler.
+func (f *FakeAnthropic) Handler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f.active.Add(1)
+		defer f.active.Done()
+		f.serve(w, r)
+	})
+}
+
+func (f *FakeAnthropic) serve(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodGet && r.URL.Path == "/healthz" {
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	body, err := readAll(r)
+	f.mu.Lock()
+	f.seq++
+	reqID := fmt.Sprintf("req_fake_%06d", f.seq)
+	f.requests = append(f.requests, RecordedRequest{Method: r.Method, Path: r.URL.RequestURI(), Header: r.Header.Clone(), Body: body})
+	f.mu.Unlock()
+	w.Header().Set("request-id", reqID)
+	if err != nil {
+		anthropicError(w, http.StatusBadRequest, "invalid_request_error", "reading body: "+err.Error())
+		return
+	}
+	if v := f.check(r); len(v) > 0 {
+		f.mu.Lock()
+		f.violations = append(f.violations, v...)
+		f.mu.Unlock()
+		anthropicError(w, http.StatusBadRequest, "invalid_request_error", "fake provider: "+strings.Join(v, "; "))
+		return
+	}
+	switch {
+	case r.Method == http.MethodPost && r.URL.Path == "/v1/messages":
+		f.messages(w, r, body)
+	case r.Method == http.MethodPost && r.URL.Path == "/v1/messages/count_tokens":
+		w.Header().Set("content-type", "application/json")
+		fmt.Fprintf(w, `{"input_tokens":%d}`, max(1, len(body)/4))
+	case r.Method == http.MethodGet && r.URL.Path == "/v1/models":
+		w.Header().Set("content-type", "application/json")
+		_, _ = w.Write([]byte(fakeModels))
+	default:
+		anthropicError(w, http.StatusNotFound, "not_found_error", "Not found: "+r.Method+" "+r.URL.Path)
+	}
+}
+
+const fakeModels = `{"data":[` +
+	`{"type":"model","id":"claude-sonnet-4-5","display_name":"Claude Sonnet 4.5","created_at":"2025-09-29T00:00:00Z"},` +
+	`{"type":"model","id":"claude-haiku-4-5","display_name":"Claude Haiku 4.5","created_at":"2025-10-15T00:00:00Z"}],` +
+	`"first_id":"claude-sonnet-4-5","last_id":"claude-haiku-4-5","has_more":false}`
+
+func readAll(r *http.Request) ([]byte, error) {
+	var buf bytes.Buffer
+	_, err := buf.ReadFrom(r.Body)
+	return buf.Bytes(), err
+}
+
+// check returns the violations of the provider contract in r.
+func (f *FakeAnthropic) check(r *http.Request) []string {
+	var v []string
+	if got := r.Header.Get("x-api-key"); got != f.cfg.APIKey {
+		v = append(v, fmt.Sprintf("x-api-key is %q, want the provider key", redact(got)))
+	}
+	if r.Header.Get("anthropic-version") == "" {
+		v = append(v, "anthropic-version is missing")
+	}
+	for k := range r.Header {
+		lk := strings.ToLower(k)
+		if f.forbidden[lk] || strings.HasPrefix(lk, "x-tollgate-internal-") {
+			v = append(v, fmt.Sprintf("forbidden header %s reached the provider", lk))
+		}
+	}
+	return v
+}
+
+func redact(s string) string {
+	if len(s) <= 4 {
+		return s
+	}
+	return s[:4] + "…"
+}
+
+func anthropicError(w http.ResponseWriter, code int, typ, msg string) {
+	b, _ := json.Marshal(map[string]any{"type": "error", "error": map[string]string{"type": typ, "message": msg}})
+	w.Header().Set("content-type", "application/json")
+	w.WriteHeader(code)
+	_, _ = w.Write(b)
+}
+
+var modelField = regexp.MustCompile(`"model":\s*"(?:[^"\\]|\\.)*"`)
+
+// withModel replaces the first "model" field of a response with model.
+func withModel(data []byte, model string) []byte {
+	q, _ := json.Marshal(model)
+	done := false
+	return modelField.ReplaceAllFunc(data, func(m []byte) []byte {
+		if done {
+			return m
+		}
+		done = true
+		return append([]byte(`"model":`), q...)
+	})
+}
+
+func (f *FakeAnthropic) testdata(name string) ([]byte, error) {
+	if f.cfg.TestdataDir != "" {
+		return os.ReadFile(filepath.Join(f.cfg.TestdataDir, name))
+	}
+	return defaultTestdata.ReadFile("testdata/" + name)
+}
+
+func (f *FakeAnthropic) messages(w http.ResponseWriter, r *http.Request, body []byte) {
+	var req struct {
+		Model  string `json:"model"`
+		Stream bool   `json:"stream"`
+	}
+	if err := json.Unmarshal(body, &req); err != nil {
+		f.mu.Lock()
+		f.violations = append(f.violations, "request body is not valid JSON: "+err.Error())
+		f.mu.Unlock()
+		anthropicError(w, http.StatusBadRequest, "invalid_request_error", "fake provider: body is not valid JSON")
+		return
+	}
+	switch req.Model {
+	case "fake-error-500":
+		anthropicError(w, http.StatusInternalServerError, "api_error", "Internal server error (fake)")
+		return
+	case "fake-error-429":
+		w.Header().Set("retry-after", "1")
+		anthropicError(w, http.StatusTooManyRequests, "rate_limit_error", "Rate limited (fake)")
+		return
+	}
+	if !req.Stream {
+		data, err := f.testdata("messages.json")
+		if err != nil {
+			anthropicError(w, http.StatusInternalServerError, "api_error", err.Error())
+			return
+		}
+		w.Header().Set("content-type", "application/json")
+		_, _ = w.Write(withModel(data, req.Model))
+		return
+	}
+	data, err := f.testdata("messages_stream.sse")
+	if err != nil {
+		anthropicError(w, http.StatusInternalServerError, "api_error", err.Error())
+		return
+	}
+	events := splitEvents(withModel(data, req.Model))
+	w.Header().Set("content-type", "text/event-stream")
+	w.Header().Set("cache-control", "no-cache")
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	write := func(ev []byte) bool {
+		if _, err := w.Write(ev); err != nil {
+			return false
+		}
+		return rc.Flush() == nil
+	}
+	ok := true
+	if strings.HasSuffix(req.Model, "-slow") {
+		ok = f.slowStream(r.Context(), events, write)
+	} else {
+		for _, ev := range events {
+			if ok = write(ev); !ok {
+				break
+			}
+		}
+	}
+	if !ok || r.Context().Err() != nil {
+		f.mu.Lock()
+		f.cancellations++
+		f.mu.Unlock()
+	}
+}
+
+// slowStream sends message_start and content_block_start, then a delta every
+// 20 ms for up to 60 s, then the normal ending. It reports false when the
+// client went away first.
+func (f *FakeAnthropic) slowStream(ctx context.Context, events [][]byte, write func([]byte) bool) bool {
+	var head, tail [][]byte
+	for _, ev := range events {
+		switch {
+		case bytes.Contains(ev, []byte("event: message_start")), bytes.Contains(ev, []byte("event: content_block_start")):
+			head = append(head, ev)
+		case bytes.Contains(ev, []byte("event: content_block_delta")), bytes.Contains(ev, []byte("event: ping")):
+		default:
+			tail = append(tail, ev)
+		}
+	}
+	for _, ev := range head {
+		if !write(ev) {
+			return false
+		}
+	}
+	delta := []byte("event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"tick \"}}\n\n")
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.NewTimer(60 * time.Second)
+	defer deadline.Stop()
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-deadline.C:
+			break loop
+		case <-tick.C:
+			if !write(delta) {
+				return false
+			}
+		}
+	}
+	for _, ev := range tail {
+		if !write(ev) {
+			return false
+		}
+	}
+	return true
+}
+
+// splitEvents splits an SSE file into events, each ending with a blank line.
+func splitEvents(data []byte) [][]byte {
+	var out [][]byte
+	for _, part := range bytes.Split(bytes.TrimSpace(data), []byte("\n\n")) {
+		if len(bytes.TrimSpace(part)) == 0 {
+			continue
+		}
+		out = append(out, append(append([]byte(nil), part...), '\n', '\n'))
+	}
+	return out
+}

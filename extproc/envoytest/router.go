@@ -1,0 +1,491 @@
+package envoytest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// router is the terminal downstream filter: it resolves the route (again,
+// if a filter cleared the route cache), picks the cluster and runs upstream
+// attempts, each through the cluster's upstream filter chain.
+type router struct {
+	s *requestStream
+
+	headers    *headerMap // the request header map; upstream filters mutate it and the mutations carry over between attempts
+	headersEOS bool
+	eos        bool   // the downstream request is complete at the router
+	body       []byte // copy of the original body kept for retries
+	bodyTooBig bool   // the copy exceeded the buffer limit: retries are abandoned
+
+	rt      *route
+	cluster *cluster // the routed cluster (for an aggregate, the aggregate itself)
+
+	attempts   int
+	priorities []int // the priority each attempt used
+	att        *attempt
+	timeout    *loopTimer
+	forwarded  bool // upstream response headers were passed to the encoder chain
+	aborted    bool
+}
+
+func (r *router) decodeHeaders(h *headerMap, eos bool) {
+	s := r.s
+	if !s.routeValid {
+		s.resolveRoute()
+	}
+	rt := s.route
+	if rt == nil {
+		s.sendLocalReply(len(s.chain.filters), true, http.StatusNotFound, "", nil, "route_not_found")
+		return
+	}
+	name := rt.cluster
+	if rt.clusterHeader != "" {
+		name, _ = h.get(rt.clusterHeader)
+	}
+	cl, ok := s.h.conf.clusters[name]
+	if !ok {
+		s.sendLocalReply(len(s.chain.filters), true, rt.notFoundCode, "", nil, "cluster_not_found")
+		return
+	}
+	r.rt, r.cluster, r.headers, r.headersEOS, r.eos = rt, cl, h, eos, eos
+	for _, k := range rt.headersToRemove {
+		h.del(strings.ToLower(k))
+	}
+	for _, opt := range rt.headersToAdd {
+		hv := opt.GetHeader()
+		k, v := strings.ToLower(hv.GetKey()), hv.GetValue()
+		if opt.GetAppend() != nil && !opt.GetAppend().GetValue() {
+			h.set(k, v)
+		} else {
+			h.add(k, v)
+		}
+	}
+	if rt.timeout > 0 {
+		h.set("x-envoy-expected-rq-timeout-ms", strconv.FormatInt(rt.timeout.Milliseconds(), 10))
+		if eos {
+			r.startTimeout()
+		}
+	}
+	r.startAttempt()
+}
+
+func (r *router) decodeData(b []byte, eos bool) {
+	if !r.bodyTooBig {
+		r.body = append(r.body, b...)
+		if uint64(len(r.body)) > r.s.bufferLimit {
+			r.s.h.logf("envoytest: request body exceeds the buffer limit; retries abandoned")
+			r.body, r.bodyTooBig = nil, true
+		}
+	}
+	r.eos = eos
+	if eos && r.rt.timeout > 0 {
+		r.startTimeout()
+	}
+	if r.att != nil {
+		r.att.chain.decodeDataAt(0, b, eos)
+	}
+}
+
+// startTimeout arms the route timeout, which runs from the end of the
+// request until the upstream response headers.
+func (r *router) startTimeout() {
+	r.timeout = r.s.afterFunc(r.rt.timeout, func() {
+		if r.forwarded || r.aborted {
+			return
+		}
+		r.s.sendLocalReply(len(r.s.chain.filters), true, http.StatusGatewayTimeout, "upstream request timeout", nil, "upstream_response_timeout")
+	})
+}
+
+// pickPriority chooses the aggregate child for the next attempt. Without a
+// retry_priority every attempt goes to priority 0; previous_priorities with
+// update_frequency N excludes the priorities used by attempts so far, updated
+// every N attempts, and starts over once all are excluded.
+func (r *router) pickPriority() int {
+	n := max(len(r.cluster.aggregate), 1)
+	p := r.rt.retry
+	if p == nil || p.updateFrequency <= 0 || len(r.priorities) == 0 {
+		return 0
+	}
+	counted := len(r.priorities) / p.updateFrequency * p.updateFrequency
+	excluded := r.priorities[:counted]
+	for i := 0; i < n; i++ {
+		if !slices.Contains(excluded, i) {
+			return i
+		}
+	}
+	return 0
+}
+
+func (r *router) startAttempt() {
+	s := r.s
+	r.attempts++
+	prio := r.pickPriority()
+	r.priorities = append(r.priorities, prio)
+	host := r.cluster
+	if r.cluster.aggregate != nil {
+		host = s.h.conf.clusters[r.cluster.aggregate[prio]]
+	}
+	s.h.count(func(st *Stats) { st.UpstreamAttempts++ })
+	a := &attempt{r: r, number: r.attempts, host: host, started: time.Now()}
+	a.codec = &upstreamCodec{a: a}
+	a.chain = &filterChain{s: s, att: a, upstream: true, tail: a.codec, head: a}
+	for i, fc := range r.cluster.upstreamFilters {
+		a.chain.filters = append(a.chain.filters, newExtProcFilter(fc, a.chain, i, nil))
+	}
+	r.att = a
+	if r.attempts == 1 {
+		a.chain.decodeHeadersAt(0, r.headers, r.headersEOS)
+		return
+	}
+	// A retry: the same header map (with the previous attempt's mutations)
+	// and the original body.
+	a.chain.decodeHeadersAt(0, r.headers, r.headersEOS)
+	if !r.headersEOS && (len(r.body) > 0 || r.eos) {
+		a.chain.decodeDataAt(0, slices.Clone(r.body), r.eos)
+	}
+}
+
+func (r *router) retryPossible() bool {
+	p := r.rt.retry
+	return p != nil && r.attempts <= p.numRetries && !r.bodyTooBig && r.eos && !r.aborted
+}
+
+func (r *router) retriableStatus(code int) bool {
+	p := r.rt.retry
+	if p == nil {
+		return false
+	}
+	switch {
+	case p.retryOn["5xx"] && code >= 500:
+		return true
+	case p.retryOn["gateway-error"] && (code == 502 || code == 503 || code == 504):
+		return true
+	case p.retryOn["retriable-status-codes"] && slices.Contains(p.retriableCodes, code):
+		return true
+	}
+	return false
+}
+
+func (r *router) retriableFailure(connectFailure bool) bool {
+	p := r.rt.retry
+	if p == nil {
+		return false
+	}
+	if p.retryOn["5xx"] || p.retryOn["gateway-error"] {
+		return true
+	}
+	if connectFailure {
+		return p.retryOn["connect-failure"]
+	}
+	return p.retryOn["reset"]
+}
+
+func (r *router) retry() {
+	r.s.h.count(func(st *Stats) { st.UpstreamRetries++ })
+	r.att.abort()
+	r.startAttempt()
+}
+
+// onResponseHeaders receives an attempt's response after its upstream
+// filters: either it is retried or it goes down the encoder chain.
+func (r *router) onResponseHeaders(a *attempt, h *headerMap, eos bool) {
+	if a != r.att || r.aborted {
+		return
+	}
+	code, _ := strconv.Atoi(firstValue(h, ":status"))
+	if r.retriableStatus(code) && r.retryPossible() {
+		r.retry()
+		return
+	}
+	r.timeout.stop()
+	r.forwarded = true
+	h.set("x-envoy-upstream-service-time", strconv.FormatInt(time.Since(a.started).Milliseconds(), 10))
+	s := r.s
+	s.encodeStarted = true
+	s.chain.encodeHeadersAt(len(s.chain.filters)-1, h, eos)
+}
+
+func (r *router) onResponseData(a *attempt, b []byte, eos bool) {
+	if a != r.att || r.aborted {
+		return
+	}
+	r.s.chain.encodeDataAt(len(r.s.chain.filters)-1, b, eos)
+}
+
+// onUpstreamFailure handles a connection failure or a reset of the attempt.
+func (r *router) onUpstreamFailure(a *attempt, err error, connectFailure bool) {
+	if a != r.att || r.aborted {
+		return
+	}
+	s := r.s
+	s.h.logf("envoytest: upstream %s: %v", a.host.name, err)
+	if connectFailure {
+		s.h.count(func(st *Stats) { st.UpstreamConnectFailures++ })
+	}
+	if r.forwarded {
+		// The downstream response has started: reset it.
+		a.abort()
+		s.resetDownstream()
+		return
+	}
+	if r.retriableFailure(connectFailure) && r.retryPossible() {
+		r.retry()
+		return
+	}
+	reason, detail := "connection termination", "connection_termination"
+	if connectFailure {
+		reason, detail = "connection failure", "connection_failure"
+	}
+	r.timeout.stop()
+	s.sendLocalReply(len(s.chain.filters), true, http.StatusServiceUnavailable,
+		"upstream connect error or disconnect/reset before headers. reset reason: "+reason, nil,
+		"upstream_reset_before_response_started{"+detail+"}")
+}
+
+// abort ends the router's work: the current attempt is cancelled.
+func (r *router) abort() {
+	if r.aborted {
+		return
+	}
+	r.aborted = true
+	r.timeout.stop()
+	if r.att != nil {
+		r.att.abort()
+	}
+}
+
+// attempt is one upstream try: its own upstream filter chain (new ext_proc
+// streams) and its own connection to the chosen host.
+type attempt struct {
+	r       *router
+	number  int
+	host    *cluster
+	chain   *filterChain
+	codec   *upstreamCodec
+	started time.Time
+	done    bool
+}
+
+func (a *attempt) encodeHeaders(h *headerMap, eos bool) { a.r.onResponseHeaders(a, h, eos) }
+func (a *attempt) encodeData(b []byte, eos bool)        { a.r.onResponseData(a, b, eos) }
+
+// localReply is a local reply from an upstream filter: final, never retried.
+func (a *attempt) localReply(code int, body string, hdrs *headerMap, details string) {
+	a.abort()
+	s := a.r.s
+	s.sendLocalReply(len(s.chain.filters), true, code, body, hdrs, details)
+}
+
+func (a *attempt) abort() {
+	if a.done {
+		return
+	}
+	a.done = true
+	a.chain.stop()
+	a.codec.abort()
+}
+
+// upstreamCodec is the upstream_codec filter: it sends the request over a
+// real socket with net/http and streams the response back chunk by chunk.
+type upstreamCodec struct {
+	a      *attempt
+	cancel context.CancelFunc
+	pr     *io.PipeReader
+
+	mu     sync.Mutex
+	queue  []chunk
+	wake   chan struct{}
+	closed bool
+}
+
+var errAttemptAborted = errors.New("envoytest: upstream attempt aborted")
+
+func (c *upstreamCodec) decodeHeaders(h *headerMap, eos bool) {
+	a := c.a
+	s := a.r.s
+	host := a.host
+	tr, err := s.h.transport(host)
+	if err != nil {
+		s.later(func() { a.r.onUpstreamFailure(a, err, true) })
+		return
+	}
+	u, err := url.ParseRequestURI(firstValue(h, ":path"))
+	if err != nil {
+		s.later(func() { a.r.onUpstreamFailure(a, fmt.Errorf("bad :path: %w", err), false) })
+		return
+	}
+	u.Scheme = "http"
+	if host.tls != nil {
+		u.Scheme = "https"
+	}
+	u.Host = host.addr
+	if strings.HasPrefix(host.addr, "unix:") {
+		u.Host = "localhost"
+	}
+	ctx, cancel := context.WithCancel(s.h.ctx)
+	c.cancel = cancel
+	var body io.Reader = http.NoBody
+	if !eos {
+		pr, pw := io.Pipe()
+		c.pr = pr
+		c.wake = make(chan struct{}, 1)
+		body = pr
+		s.wg.Add(1)
+		go c.writeBody(pw)
+	}
+	req, err := http.NewRequestWithContext(ctx, firstValue(h, ":method"), u.String(), body)
+	if err != nil {
+		cancel()
+		s.later(func() { a.r.onUpstreamFailure(a, err, false) })
+		return
+	}
+	req.Host = firstValue(h, ":authority")
+	req.Header = http.Header{}
+	h.toHTTP(req.Header)
+	if req.Header.Get("User-Agent") == "" {
+		req.Header["User-Agent"] = []string{""} // keep net/http from adding its own
+	}
+	req.ContentLength = -1
+	if eos {
+		req.ContentLength = 0
+	} else if v := req.Header.Get("Content-Length"); v != "" {
+		if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+			req.ContentLength = n
+		}
+	}
+	req.Header.Del("Content-Length")
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		resp, err := tr.RoundTrip(req)
+		if !s.post(func() { c.onResponse(resp, err) }) && resp != nil {
+			resp.Body.Close()
+		}
+	}()
+}
+
+func (c *upstreamCodec) decodeData(b []byte, eos bool) {
+	if c.wake == nil {
+		return
+	}
+	c.mu.Lock()
+	c.queue = append(c.queue, chunk{b, eos})
+	c.mu.Unlock()
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// writeBody copies queued request chunks into the request body pipe.
+func (c *upstreamCodec) writeBody(pw *io.PipeWriter) {
+	defer c.a.r.s.wg.Done()
+	for {
+		c.mu.Lock()
+		q, closed := c.queue, c.closed
+		c.queue = nil
+		c.mu.Unlock()
+		if closed {
+			pw.CloseWithError(errAttemptAborted)
+			return
+		}
+		for _, ch := range q {
+			if len(ch.data) > 0 {
+				if _, err := pw.Write(ch.data); err != nil {
+					return
+				}
+			}
+			if ch.eos {
+				pw.Close()
+				return
+			}
+		}
+		<-c.wake
+	}
+}
+
+func (c *upstreamCodec) onResponse(resp *http.Response, err error) {
+	a := c.a
+	if a.done {
+		if resp != nil {
+			resp.Body.Close()
+		}
+		return
+	}
+	if err != nil {
+		var op *net.OpError
+		connect := errors.As(err, &op) && op.Op == "dial"
+		a.r.onUpstreamFailure(a, err, connect)
+		return
+	}
+	h := &headerMap{}
+	h.add(":status", strconv.Itoa(resp.StatusCode))
+	for _, e := range fromHTTP(resp.Header).entries {
+		h.add(e.key, e.value)
+	}
+	eos := resp.Body == http.NoBody
+	s := a.r.s
+	if !eos {
+		s.wg.Add(1)
+		go c.readBody(resp)
+	} else {
+		resp.Body.Close()
+	}
+	a.chain.encodeHeadersAt(len(a.chain.filters)-1, h, eos)
+}
+
+// readBody posts one chunk per read, as Envoy's codec calls its filters
+// once per socket read, and an empty end-of-stream chunk at the end.
+func (c *upstreamCodec) readBody(resp *http.Response) {
+	a := c.a
+	s := a.r.s
+	defer s.wg.Done()
+	defer resp.Body.Close()
+	buf := make([]byte, 16*1024)
+	for {
+		n, err := resp.Body.Read(buf)
+		if n > 0 {
+			b := append([]byte(nil), buf[:n]...)
+			if !s.post(func() { s.touch(); a.chain.encodeDataAt(len(a.chain.filters)-1, b, false) }) {
+				return
+			}
+		}
+		if err == io.EOF {
+			s.post(func() { a.chain.encodeDataAt(len(a.chain.filters)-1, nil, true) })
+			return
+		}
+		if err != nil {
+			s.post(func() { a.r.onUpstreamFailure(a, err, false) })
+			return
+		}
+	}
+}
+
+func (c *upstreamCodec) abort() {
+	if c.cancel != nil {
+		c.cancel()
+	}
+	if c.pr != nil {
+		c.pr.CloseWithError(errAttemptAborted)
+	}
+	if c.wake != nil {
+		c.mu.Lock()
+		c.closed = true
+		c.mu.Unlock()
+		select {
+		case c.wake <- struct{}{}:
+		default:
+		}
+	}
+}
