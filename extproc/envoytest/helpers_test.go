@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocsvc "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
@@ -304,7 +305,9 @@ func startUpstream(t *testing.T, handler http.HandlerFunc) *upstream {
 		defer wg.Done()
 		body, _ := io.ReadAll(r.Body)
 		u.mu.Lock()
-		u.reqs = append(u.reqs, RecordedRequest{Method: r.Method, Path: r.URL.RequestURI(), Header: r.Header.Clone(), Body: body})
+		hdr := r.Header.Clone()
+		hdr.Set("X-Test-Host", r.Host) // net/http moves Host out of the header map
+		u.reqs = append(u.reqs, RecordedRequest{Method: r.Method, Path: r.URL.RequestURI(), Header: hdr, Body: body})
 		u.mu.Unlock()
 		if u.handler != nil {
 			u.handler(w, r)
@@ -324,6 +327,10 @@ func (u *upstream) requests() []RecordedRequest {
 	defer u.mu.Unlock()
 	return append([]RecordedRequest(nil), u.reqs...)
 }
+
+// runtimeGosched yields while a test polls for a state the harness must
+// reach; it is not a timed assertion.
+func runtimeGosched() { time.Sleep(time.Millisecond) }
 
 // do sends a request through the harness and returns status, headers and body.
 func do(t *testing.T, h *Harness, method, path, body string, hdr ...string) (int, http.Header, string) {
