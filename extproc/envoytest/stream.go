@@ -23,7 +23,7 @@ type requestStream struct {
 	events chan func()
 	done   chan struct{} // closed when the loop has exited
 	wg     sync.WaitGroup
-	timers []*loopTimer
+	timers map[*loopTimer]struct{} // armed timers, stopped at cleanup
 	// deferred holds work queued by the loop for itself, run after the
 	// current event (never posted, which could block the loop).
 	deferred []func()
@@ -42,9 +42,10 @@ type requestStream struct {
 	responseCode  int
 	details       string
 
-	bodyReading bool
-	idleTimer   *loopTimer
-	idleTimeout time.Duration
+	bodyReading  bool
+	idleTimer    *loopTimer
+	idleTimeout  time.Duration
+	lastActivity time.Time
 }
 
 // loopTimer is a timer whose callback runs on the request's event loop.
@@ -62,11 +63,15 @@ func (s *requestStream) afterFunc(d time.Duration, fn func()) *loopTimer {
 		s.post(func() {
 			if !lt.stopped {
 				lt.stopped = true
+				delete(s.timers, lt)
 				fn()
 			}
 		})
 	})
-	s.timers = append(s.timers, lt)
+	if s.timers == nil {
+		s.timers = map[*loopTimer]struct{}{}
+	}
+	s.timers[lt] = struct{}{}
 	return lt
 }
 
@@ -75,6 +80,7 @@ func (lt *loopTimer) stop() {
 		return
 	}
 	lt.stopped = true
+	delete(lt.s.timers, lt)
 	if lt.t.Stop() {
 		lt.s.wg.Done()
 	}
@@ -139,7 +145,7 @@ func (s *requestStream) serve() {
 // cleanup closes every ext_proc stream (half-close then reset), aborts the
 // upstream request and waits for the helper goroutines.
 func (s *requestStream) cleanup() {
-	for _, lt := range s.timers {
+	for lt := range s.timers {
 		lt.stop()
 	}
 	s.chain.closeStreams()
@@ -187,6 +193,9 @@ func (s *requestStream) start() {
 		}
 	}
 	s.touch()
+	if s.idleTimeout > 0 {
+		s.idleTimer = s.afterFunc(s.idleTimeout, s.onIdleTimeout)
+	}
 	s.router = &router{s: s}
 	s.chain = newDownstreamChain(s)
 	if h.byteSize() > s.h.conf.maxHeadersBytes {
@@ -247,17 +256,15 @@ func (s *requestStream) onDownstreamData(b []byte, eos bool) {
 	s.chain.decodeDataAt(0, b, eos)
 }
 
-// touch restarts the stream idle timer (route idle_timeout or the HCM's
-// stream_idle_timeout).
-func (s *requestStream) touch() {
-	if s.idleTimeout <= 0 || s.finished {
-		return
-	}
-	s.idleTimer.stop()
-	s.idleTimer = s.afterFunc(s.idleTimeout, s.onIdleTimeout)
-}
+// touch records stream activity for the idle timer (route idle_timeout or
+// the HCM's stream_idle_timeout).
+func (s *requestStream) touch() { s.lastActivity = time.Now() }
 
 func (s *requestStream) onIdleTimeout() {
+	if rest := s.idleTimeout - time.Since(s.lastActivity); rest > 0 {
+		s.idleTimer = s.afterFunc(rest, s.onIdleTimeout)
+		return
+	}
 	s.sendLocalReply(len(s.chain.filters), true, http.StatusRequestTimeout, "stream timeout", nil, "stream_idle_timeout")
 }
 

@@ -1,0 +1,125 @@
+// Package envoytest is an Envoy stand-in for Tollgate's tests: a real HTTP
+// server that reproduces, from envoy.yaml itself, what Envoy's ext_proc filter,
+// router and upstream filters do with a request, and a fake Anthropic
+// provider (FakeAnthropic) that asserts what reaches it. No Envoy binary runs
+// on the development machines, so every end-to-end test goes through it. It
+// is a development and test aid, not a production proxy.
+//
+// # What it reproduces
+//
+// The bootstrap is parsed with extproc/envoyconfig into go-control-plane
+// types; the listener, HCM, routes, clusters and filters are read from it,
+// with cluster addresses optionally overridden (Config.Clusters).
+// Configuration it cannot honour makes Start fail instead of being ignored.
+// The rules follow ENVOY-EXTPROC.md (section 10):
+//
+//   - Protocol (rule 1): one gRPC stream per ext_proc filter per request,
+//     opened lazily, with initial_metadata and :authority set to the cluster
+//     name; messages in section 1.1 order; headers lowercase with pseudo-headers
+//     and the value in raw_value only; protocol_config on the stream's first
+//     message; attributes under "envoy.filters.http.ext_proc" on each
+//     direction's first message only; metadata_context always present. Exactly
+//     one reply of the matching type per message: anything else is spurious and
+//     answered with status_on_error. The stream is closed as Envoy does (half
+//     close, then reset), and early once no further message can be sent.
+//   - Modes (rule 2): NONE, STREAMED, BUFFERED and BUFFERED_PARTIAL per
+//     direction; header SEND/SKIP; ExtProcPerRoute (disabled, and overrides of
+//     processing_mode, failure_mode_allow, grpc_service, grpc_initial_metadata)
+//     from the route or virtual host; mode_override merged per section 2
+//     (headers replies only, allow_mode_override, allowed_override_modes,
+//     unset body modes become NONE).
+//   - Buffering (rule 3): the stream buffer limit is the listener's
+//     per_connection_buffer_limit_bytes (default 1 MiB), raised by
+//     request_body_buffer_limit; BUFFERED over it is a 413 on requests and a 500
+//     (or a reset) on responses, including data that arrived during the headers
+//     wait. STREAMED chunks are sent as they arrive, pipelined, re-injected FIFO
+//     as their replies come, and the held headers continue with the first
+//     answered chunk. Each released chunk is flushed to the client at once.
+//   - Header mutations (rule 4): removals before sets, the append BoolValue,
+//     the mutation_rules checker order (host and pseudo-header removal,
+//     disallow/allow expressions, disallow_all, allow_all_routing for
+//     :authority/host/:method/:scheme, no appended or disallow_system pseudo
+//     headers, allow_envoy for x-envoy-*), invalid routing values treated as
+//     disallowed, disallowed operations ignored and counted unless
+//     disallow_is_error, invalid characters always an error.
+//   - Content-length (rule 5): removed at header time in STREAMED,
+//     BUFFERED_PARTIAL and BUFFERED with header SKIP (a content-length the
+//     processor sets is skipped); kept in BUFFERED with header SEND, where a
+//     body mutation that does not match it is a 500 with details
+//     mismatch_between_content_length_and_the_length_of_the_mutated_body;
+//     CONTINUE_AND_REPLACE with a body removes it. allow_content_length_header
+//     disables the removal.
+//   - Route cache (rule 6): clear_route_cache honoured on the request path of
+//     a downstream filter with a header_mutation in the same response
+//     (route_cache_action and disable_clear_route_cache respected); the router
+//     re-matches on the mutated headers, so a cluster_header route follows a
+//     header set in the request-body reply.
+//   - Failures (rule 7): message_timeout (504,
+//     ext_proc_error_per-message_timeout_exceeded), override_message_timeout
+//     within max_message_timeout, gRPC errors (status_on_error, details
+//     ext_proc_error_gRPC_error_<code>{msg}), failure_mode_allow, a processor
+//     closing with OK, client disconnects (the processor sees the stream reset),
+//     immediate responses (headers checked against mutation_rules) as local
+//     replies before the response headers left, and as a stream reset (closed
+//     HTTP/1.1 connection, HTTP/2 RST_STREAM) after.
+//   - Local replies go through the encoder filters the request passed (so a
+//     downstream processor sees the router's 503) and are shaped by the HCM
+//     local_reply_config: status_code_filter mappers, status_code, body,
+//     headers_to_add, body_format(_override) json_format and text_format with
+//     %LOCAL_REPLY_BODY%, %RESPONSE_CODE%, %RESPONSE_CODE_DETAILS% and %REQ(x)%.
+//   - Upstream (rule 8): the routed cluster (cluster or cluster_header,
+//     cluster_not_found_response_code); for envoy.clusters.aggregate, children
+//     as priorities. Each attempt runs the routed cluster's upstream ext_proc
+//     filters on new streams, with xds.upstream_host_metadata,
+//     upstream.request_attempt_count and xds.cluster_name; the router replays
+//     the original body to a retry while the header map carries the previous
+//     attempt's mutations over; retry_on 5xx, gateway-error, connect-failure,
+//     reset, retriable-status-codes; previous_priorities moves each retry to the
+//     next child; an upstream filter's local reply is final. Upstream connect
+//     failure is a 503 "upstream connect error or disconnect/reset before
+//     headers. reset reason: connection failure"; the route timeout (default
+//     15 s, 0 disables) is a 504; the route idle_timeout or HCM
+//     stream_idle_timeout a 408 or a reset.
+//   - Real HTTP (rule 9): HTTP/1.1 and h2c downstream; net/http upstream over
+//     real sockets (TLS with SNI unless the cluster is overridden), the request
+//     body streamed, the response read and passed on one read at a time.
+//   - x-request-id generated when absent, x-forwarded-proto set,
+//     x-envoy-expected-rq-timeout-ms and x-envoy-upstream-service-time added,
+//     server: envoy on responses, hop-by-hop headers dropped.
+//
+// # Where it is not exact
+//
+//   - Not supported (Start fails): FULL_DUPLEX_STREAMED and GRPC body modes,
+//     trailer mode SEND (trailers are never forwarded, so no trailers message
+//     is ever sent), observability_mode, send_body_without_waiting_for_header_response,
+//     http_service, forward_rules, metadata_options, processing_request_modifier,
+//     CEL attributes other than the listed ones, other HTTP filters, redirects,
+//     direct responses, weighted clusters, path rewrites, RDS/CDS/EDS, more than
+//     one listener or filter chain, and cluster types other than STATIC,
+//     STRICT_DNS, LOGICAL_DNS and aggregate.
+//   - dynamic_metadata and typed_dynamic_metadata in replies are ignored and
+//     metadata_context is always empty; streamed_immediate_response is treated
+//     as spurious; CONTINUE_AND_REPLACE on a body reply acts as CONTINUE.
+//   - Chunking follows net/http reads, not Envoy's codec: data that arrives
+//     while a headers reply is pending is sent as one chunk (as Envoy does), but
+//     chunk boundaries otherwise differ. There is no watermark flow control:
+//     STREAMED queues are unbounded.
+//   - A cluster uses its first endpoint only; no load balancing, health
+//     checks, circuit breakers or outlier detection. Retries have no back-off
+//     and no per-try timeout; hedging and retry host predicates other than
+//     previous_hosts (accepted, a no-op with one endpoint per cluster) are
+//     absent. Upstream filters get no per-route config and use the downstream
+//     buffer limit.
+//   - Route matching covers prefix, path and safe_regex (Go regexp, not RE2)
+//     with header matchers; virtual hosts match :authority exactly, by
+//     wildcard or "*" (no port stripping).
+//   - The local-reply JSON formatter sorts keys (Envoy keeps the configured
+//     order) and supports only the operators above; header count and size
+//     limits of mutations are not enforced (max_request_headers_kb applies to
+//     the downstream request only).
+//   - Response code details are approximations where Envoy's exact strings
+//     are unknown (spurious messages, invalid mutations).
+//   - Messages are sent through a per-stream queue: message_timeout starts
+//     when a message is queued, and for pipelined chunks restarts on each
+//     reply.
+package envoytest
