@@ -1,0 +1,89 @@
+package envoytest
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+func TestFakeAnthropic(t *testing.T) {
+	f := NewFakeAnthropic(FakeAnthropicConfig{APIKey: "k", ForbiddenHeaders: []string{"x-tollgate-api-key"}})
+	if err := f.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	call := func(method, path, body string, hdr ...string) (int, http.Header, string) {
+		t.Helper()
+		req, _ := http.NewRequest(method, f.URL()+path, strings.NewReader(body))
+		for i := 0; i+1 < len(hdr); i += 2 {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, resp.Header, string(b)
+	}
+	good := []string{"x-api-key", "k", "anthropic-version", "2023-06-01"}
+
+	if code, _, _ := call("GET", "/healthz", ""); code != 200 {
+		t.Errorf("healthz %d", code)
+	}
+	code, hdr, body := call("POST", "/v1/messages?beta=true", `{"model":"m1","max_tokens":1}`, good...)
+	var msg struct {
+		Model string `json:"model"`
+		Usage struct {
+			CacheCreation struct {
+				FiveM int `json:"ephemeral_5m_input_tokens"`
+			} `json:"cache_creation"`
+		} `json:"usage"`
+	}
+	if err := json.Unmarshal([]byte(body), &msg); err != nil || code != 200 || msg.Model != "m1" || msg.Usage.CacheCreation.FiveM == 0 || hdr.Get("content-type") != "application/json" {
+		t.Errorf("messages: %d %q %v", code, body, err)
+	}
+	code, hdr, body = call("POST", "/v1/messages", `{"model":"m2","stream":true}`, good...)
+	if code != 200 || hdr.Get("content-type") != "text/event-stream" || !strings.Contains(body, `"model":"m2"`) ||
+		!strings.Contains(body, "event: ping") || !strings.HasSuffix(body, "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n") {
+		t.Errorf("stream: %d %q", code, body)
+	}
+	if code, _, body := call("POST", "/v1/messages/count_tokens?beta=true", `{"model":"m","messages":[]}`, good...); code != 200 || !strings.HasPrefix(body, `{"input_tokens":`) {
+		t.Errorf("count_tokens: %d %q", code, body)
+	}
+	if code, _, body := call("GET", "/v1/models", "", good...); code != 200 || !strings.Contains(body, `"claude-sonnet-4-5"`) {
+		t.Errorf("models: %d %q", code, body)
+	}
+	if code, _, body := call("POST", "/v1/messages", `{"model":"fake-error-429"}`, good...); code != 429 || !strings.Contains(body, "rate_limit_error") {
+		t.Errorf("429: %d %q", code, body)
+	}
+	if code, _, body := call("POST", "/v1/messages", `{"model":"fake-error-500"}`, good...); code != 500 || !strings.Contains(body, "api_error") {
+		t.Errorf("500: %d %q", code, body)
+	}
+	if code, _, body := call("GET", "/v1/nope", "", good...); code != 404 || !strings.Contains(body, "not_found_error") {
+		t.Errorf("404: %d %q", code, body)
+	}
+	if len(f.Violations()) != 0 {
+		t.Fatalf("violations before the bad requests: %v", f.Violations())
+	}
+	// Each bad request is a recorded violation and a 400 naming it.
+	for _, bad := range [][]string{
+		{"x-api-key", "wrong", "anthropic-version", "v"},
+		{"x-api-key", "k"},
+		{"x-api-key", "k", "anthropic-version", "v", "authorization", "Bearer tg"},
+		{"x-api-key", "k", "anthropic-version", "v", "x-tollgate-internal-cluster", "c"},
+		{"x-api-key", "k", "anthropic-version", "v", "x-tollgate-api-key", "tg"},
+	} {
+		if code, _, body := call("POST", "/v1/messages", `{"model":"m"}`, bad...); code != 400 || !strings.Contains(body, "fake provider:") {
+			t.Errorf("%v: %d %q", bad, code, body)
+		}
+	}
+	if got := len(f.Violations()); got != 5 {
+		t.Errorf("violations %v", f.Violations())
+	}
+	if got := len(f.Requests()); got != 12 {
+		t.Errorf("recorded %d requests, want 12 (healthz is not recorded)", got)
+	}
+}
