@@ -63,7 +63,7 @@ type FakeAnthropic struct {
 
 	ln       net.Listener
 	srv      *http.Server
-	active   sync.WaitGroup
+	active   handlerGroup
 	serveErr chan error
 }
 
@@ -102,7 +102,7 @@ func (f *FakeAnthropic) Close() error {
 	}
 	err := f.srv.Close()
 	<-f.serveErr
-	f.active.Wait()
+	f.active.wait()
 	f.srv = nil
 	return err
 }
@@ -135,8 +135,11 @@ func (f *FakeAnthropic) Cancellations() int {
 // Handler returns the fake's HTTP handler.
 func (f *FakeAnthropic) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		f.active.Add(1)
-		defer f.active.Done()
+		if !f.active.enter() {
+			http.Error(w, "fake anthropic: shutting down", http.StatusServiceUnavailable)
+			return
+		}
+		defer f.active.exit()
 		f.serve(w, r)
 	})
 }

@@ -299,10 +299,12 @@ func startUpstream(t *testing.T, handler http.HandlerFunc) *upstream {
 		t.Fatal(err)
 	}
 	u.addr = ln.Addr().String()
-	var wg sync.WaitGroup
+	var active handlerGroup
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		wg.Add(1)
-		defer wg.Done()
+		if !active.enter() {
+			return
+		}
+		defer active.exit()
 		body, _ := io.ReadAll(r.Body)
 		u.mu.Lock()
 		hdr := r.Header.Clone()
@@ -318,7 +320,7 @@ func startUpstream(t *testing.T, handler http.HandlerFunc) *upstream {
 	})}
 	done := make(chan struct{})
 	go func() { defer close(done); _ = srv.Serve(ln) }()
-	t.Cleanup(func() { _ = srv.Close(); <-done; wg.Wait() })
+	t.Cleanup(func() { _ = srv.Close(); <-done; active.wait() })
 	return u
 }
 

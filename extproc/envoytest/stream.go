@@ -379,7 +379,7 @@ func (s *requestStream) writeData(b []byte, eos bool) {
 		return
 	}
 	s.touch()
-	if len(b) > 0 {
+	if len(b) > 0 && s.r.Method != http.MethodHead {
 		if _, err := s.w.Write(b); err != nil {
 			s.onDownstreamReset()
 			return
