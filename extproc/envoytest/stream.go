@@ -120,25 +120,25 @@ func (s *requestStream) serve() {
 		}
 	}()
 	s.start()
-	for len(s.deferred) > 0 && !s.finished {
-		next := s.deferred[0]
-		s.deferred = s.deferred[1:]
-		next()
-	}
+	s.runDeferred()
 	for !s.finished {
 		select {
 		case fn := <-s.events:
 			fn()
-			for len(s.deferred) > 0 && !s.finished {
-				next := s.deferred[0]
-				s.deferred = s.deferred[1:]
-				next()
-			}
+			s.runDeferred()
 		case <-s.r.Context().Done():
 			s.onDownstreamReset()
 		case <-s.h.ctx.Done():
 			s.onDownstreamReset()
 		}
+	}
+}
+
+func (s *requestStream) runDeferred() {
+	for len(s.deferred) > 0 && !s.finished {
+		next := s.deferred[0]
+		s.deferred = s.deferred[1:]
+		next()
 	}
 }
 
