@@ -160,8 +160,8 @@ func TestMessage(t *testing.T) {
 	if r.Header.Get("x-api-key") != providerKey {
 		t.Errorf("provider got x-api-key %q", r.Header.Get("x-api-key"))
 	}
-	if r.Header.Get("anthropic-version") != "2023-06-01" {
-		t.Errorf("anthropic-version = %q", r.Header.Get("anthropic-version"))
+	if r.Header.Get("anthropic-version") == "" {
+		t.Error("anthropic-version missing")
 	}
 	if !strings.HasPrefix(r.Path, "/v1/messages") {
 		t.Errorf("path = %q", r.Path)
@@ -312,6 +312,21 @@ func TestUnknownPathIs404(t *testing.T) {
 	}
 }
 
+// TestProviderDownIsAnthropicShaped stops the provider: Envoy's own 503 must
+// reach the client as an Anthropic error (local_reply_config in envoy.yaml).
+func TestProviderDownIsAnthropicShaped(t *testing.T) {
+	s := newStack(t)
+	s.fake.Close()
+	_, err := s.client.Messages.New(context.Background(), hello("claude-sonnet-4-5"))
+	var apiErr *anthropic.Error
+	if !errors.As(err, &apiErr) || apiErr.StatusCode != 503 || apiErr.Type() != "api_error" {
+		t.Fatalf("got %v; want a 503 api_error", err)
+	}
+	if !strings.Contains(apiErr.Message, "upstream connect error") {
+		t.Errorf("message = %q", apiErr.Message)
+	}
+}
+
 func TestWarmUpProbe(t *testing.T) {
 	s := newStack(t)
 	for _, path := range []string{"/", "/api/hello"} {
@@ -378,6 +393,9 @@ func TestClaudeCodeBodyPassesByteForByte(t *testing.T) {
 	}
 	if ae := r.Header.Get("accept-encoding"); strings.Contains(ae, "gzip") || strings.Contains(ae, "br") {
 		t.Errorf("accept-encoding reached the provider: %q", ae)
+	}
+	if v := r.Header.Get("anthropic-version"); v != "2023-06-01" {
+		t.Errorf("anthropic-version = %q; the gateway adds 2023-06-01 when the client sent none", v)
 	}
 	if r.Header.Get("x-claude-code-session-id") == "" {
 		t.Error("x-claude-code-session-id was dropped")

@@ -630,7 +630,7 @@ func TestRule7_MessageTimeout504(t *testing.T) {
 	if code != 504 || hdr.Get("content-type") != "application/json" {
 		t.Fatalf("status %d content-type %q", code, hdr.Get("content-type"))
 	}
-	if want := `{"error":{"message":"","type":"timeout_error"},"type":"error"}` + "\n"; body != want {
+	if want := `{"error":{"message":" (envoy: ext_proc_error_per-message_timeout_exceeded)","type":"timeout_error"},"type":"error"}` + "\n"; body != want {
 		t.Errorf("body %q, want %q", body, want)
 	}
 	if h.Stats().MessageTimeouts != 1 {
@@ -748,7 +748,7 @@ func TestRule7_ImmediateResponseBeforeHeaders(t *testing.T) {
 		wantBody string
 	}{
 		{"401 kept as sent", typev3.StatusCode_Unauthorized, `{"type":"error","error":{"type":"authentication_error","message":"bad key"}}`},
-		{"503 shaped by local_reply_config", typev3.StatusCode_ServiceUnavailable, `{"error":{"message":"{\"type\":\"error\",\"error\":{\"type\":\"authentication_error\",\"message\":\"bad key\"}}","type":"api_error"},"type":"error"}` + "\n"},
+		{"503 shaped by local_reply_config", typev3.StatusCode_ServiceUnavailable, `{"error":{"message":"{\"type\":\"error\",\"error\":{\"type\":\"authentication_error\",\"message\":\"bad key\"}} (envoy: denied_by_test)","type":"api_error"},"type":"error"}` + "\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			proc := startProc(t, func(ps *scriptStream) error {
@@ -826,7 +826,7 @@ func TestRule7_LocalReplyConfig503(t *testing.T) {
 	proc := startProc(t, tollgateScript)
 	h := startHarness(t, "../../envoy.yaml", map[string]string{"tollgate": proc.addr, "prov_demo": "127.0.0.1:1"})
 	code, hdr, body := do(t, h, "POST", "/v1/messages", `{"model":"@demo/claude-x"}`)
-	want := `{"error":{"message":"upstream connect error or disconnect/reset before headers. reset reason: connection failure","type":"api_error"},"type":"error"}` + "\n"
+	want := `{"error":{"message":"upstream connect error or disconnect/reset before headers. reset reason: connection failure (envoy: upstream_reset_before_response_started{connection_failure})","type":"api_error"},"type":"error"}` + "\n"
 	if code != 503 || body != want || hdr.Get("content-type") != "application/json" {
 		t.Errorf("got %d %q %q", code, hdr.Get("content-type"), body)
 	}
