@@ -1,0 +1,72 @@
+// Package records defines Tollgate's cost record, one per client request, and the
+// sinks that store it durably.
+package records
+
+import (
+	"time"
+
+	"github.com/tollgate-dev/tollgate/policy/pricing"
+)
+
+// Outcome says how a request ended.
+type Outcome string
+
+const (
+	OutcomeOK            Outcome = "ok"             // the provider answered 2xx and the response completed
+	OutcomeProviderError Outcome = "provider_error" // the provider (or Envoy on its behalf) answered with an error
+	OutcomeDenied        Outcome = "denied"         // Tollgate refused it: auth, budget, rate limit
+	OutcomeInvalid       Outcome = "invalid"        // Tollgate refused a malformed request
+	OutcomeCancelled     Outcome = "cancelled"      // the client went away before the response completed
+	OutcomeIncomplete    Outcome = "incomplete"     // the upstream stream was cut before its end
+)
+
+// Record is the cost record of one client request, written once when the request
+// ends, however it ends. Money is in integer pico-USD (1e-12 USD); Cost repeats it
+// as a decimal USD string for people and spreadsheets.
+type Record struct {
+	ID      string    `json:"id"` // the request id (x-request-id); unique, used to make sink replays idempotent
+	Start   time.Time `json:"start"`
+	End     time.Time `json:"end"`
+	TraceID string    `json:"trace_id"`
+	// SessionID is Claude Code's x-claude-code-session-id, when sent.
+	SessionID     string `json:"session_id,omitempty"`
+	AgentID       string `json:"agent_id,omitempty"`
+	ParentAgentID string `json:"parent_agent_id,omitempty"`
+
+	KeyID    string            `json:"key_id,omitempty"`
+	User     string            `json:"user,omitempty"`
+	Team     string            `json:"team,omitempty"`
+	Project  string            `json:"project,omitempty"`
+	Metadata map[string]string `json:"metadata,omitempty"`
+
+	Route    string `json:"route,omitempty"`
+	Provider string `json:"provider,omitempty"`
+	Endpoint string `json:"endpoint"`
+	Method   string `json:"method"`
+	Path     string `json:"path"`
+
+	RequestedModel string `json:"requested_model,omitempty"` // as the client sent it
+	Model          string `json:"model,omitempty"`           // as sent to the provider
+	ResponseModel  string `json:"response_model,omitempty"`  // as the provider reported it
+	Stream         bool   `json:"stream"`
+
+	Status    int     `json:"status"`
+	ErrorType string  `json:"error_type,omitempty"`
+	Outcome   Outcome `json:"outcome"`
+
+	Usage          pricing.Usage `json:"usage"`
+	CostPicoUSD    int64         `json:"cost_pico_usd"`
+	Cost           string        `json:"cost_usd"`
+	PriceEstimated bool          `json:"price_estimated,omitempty"`
+	PriceCatalog   string        `json:"price_catalog,omitempty"`
+
+	LatencyMS float64 `json:"latency_ms"`
+	TTFTMS    float64 `json:"ttft_ms,omitempty"` // time to the first response body byte
+	// CacheStatus is HIT, MISS, REFRESH or BYPASS once the response cache exists.
+	CacheStatus   string `json:"cache_status,omitempty"`
+	BudgetOutcome string `json:"budget_outcome,omitempty"`
+
+	// Bodies are captured only when the policy opts in, size-capped and redacted.
+	RequestBody  string `json:"request_body,omitempty"`
+	ResponseBody string `json:"response_body,omitempty"`
+}
