@@ -26,8 +26,8 @@ lint:
 # :10000 and the fake provider on :8080. A development and test aid, not a proxy
 # for production. Point Claude Code at http://127.0.0.1:10000 with key tg-demo-key.
 dev: build
-	@trap 'kill 0' INT TERM EXIT; \
-	  bin/tollgate serve --grpc-addr 127.0.0.1:50051 --admin-addr 127.0.0.1:9090 --log-format console & \
+	@bin/tollgate serve --grpc-addr 127.0.0.1:50051 --admin-addr 127.0.0.1:9090 --log-format console & tg=$$!; \
+	  trap 'kill $$tg 2>/dev/null; wait $$tg' EXIT; \
 	  bin/envoytest dev --config envoy.yaml --listen 127.0.0.1:10000 --tollgate 127.0.0.1:50051 --fake-addr 127.0.0.1:8080
 
 clean:
