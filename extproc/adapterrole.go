@@ -42,8 +42,23 @@ func (a *adapterProcessor) handle(req *extprocv3.ProcessingRequest) (*extprocv3.
 		return a.requestHeaders(r.RequestHeaders, req.GetAttributes()), nil
 	case *extprocv3.ProcessingRequest_RequestBody:
 		return a.requestBody(r.RequestBody), nil
+	case *extprocv3.ProcessingRequest_ResponseHeaders:
+		return a.responseHeaders(), nil
 	}
 	return passThrough(req)
+}
+
+// responseHeaders names the provider and attempt on the response. Only the final
+// attempt's response reaches the policy role and the client, so these headers
+// say who actually served, whatever fallbacks came before.
+func (a *adapterProcessor) responseHeaders() *extprocv3.ProcessingResponse {
+	if a.provider == nil {
+		return continueResponseHeaders(nil)
+	}
+	var m mutation
+	m.Set(hdrServedBy, a.provider.Name)
+	m.Set(hdrAttempts, strconv.Itoa(max(a.attempt, 1)))
+	return continueResponseHeaders(&extprocv3.CommonResponse{HeaderMutation: m.proto()})
 }
 
 func (a *adapterProcessor) reject(e *ClientError) *extprocv3.ProcessingResponse {

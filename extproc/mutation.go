@@ -22,6 +22,8 @@ const (
 	hdrProvider      = "x-tollgate-provider"
 	hdrPortkeyRoute  = "x-portkey-provider"
 	hdrRequestID     = "x-request-id"
+	hdrServedBy      = "x-tollgate-provider" // on responses: the provider that served
+	hdrAttempts      = "x-tollgate-attempts" // on responses: the attempt that served
 	hdrAPIKey        = "x-api-key"
 	hdrAuthorization = "authorization"
 )

@@ -355,6 +355,13 @@ func TestAdapterRole(t *testing.T) {
 	if cl := sets(t, br.GetHeaderMutation())["content-length"]; cl != "53" || len(wantBody) != 53 {
 		t.Errorf("content-length = %s, body %d bytes", cl, len(wantBody))
 	}
+
+	resp = roundTrip(t, c, &extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseHeaders{
+		ResponseHeaders: &extprocv3.HttpHeaders{Headers: headerMap(":status", "200")}}})
+	got = sets(t, resp.GetResponseHeaders().GetResponse().GetHeaderMutation())
+	if got["x-tollgate-provider"] != "demo" || got["x-tollgate-attempts"] != "1" {
+		t.Errorf("served-by headers = %v", got)
+	}
 }
 
 func TestAdapterRoleFailsClosed(t *testing.T) {

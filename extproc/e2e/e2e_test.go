@@ -383,6 +383,9 @@ func TestClaudeCodeBodyPassesByteForByte(t *testing.T) {
 	if resp.StatusCode != 200 {
 		t.Fatalf("status %d", resp.StatusCode)
 	}
+	if p, a := resp.Header.Get("x-tollgate-provider"), resp.Header.Get("x-tollgate-attempts"); p != "demo" || a != "1" {
+		t.Errorf("x-tollgate-provider %q, x-tollgate-attempts %q; want demo, 1", p, a)
+	}
 	r := s.lastRequest(t)
 	want := bytes.Replace(body, []byte(`"model":"@demo/claude-opus-4-8"`), []byte(`"model":"claude-opus-4-8"`), 1)
 	if !bytes.Equal(r.Body, want) {

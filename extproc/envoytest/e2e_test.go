@@ -110,7 +110,7 @@ func TestRule1_MessageOrder(t *testing.T) {
 			t.Errorf("policy message %d = %s", i+3, k)
 		}
 	}
-	if diff := cmp.Diff([]string{"request_headers(eos=false)", "request_body(eos=true)"}, kinds(adapter)); diff != "" {
+	if diff := cmp.Diff([]string{"request_headers(eos=false)", "request_body(eos=true)", "response_headers(eos=false)"}, kinds(adapter)); diff != "" {
 		t.Errorf("adapter order (-want +got):\n%s", diff)
 	}
 	// Attributes: provider metadata and attempt count, only in the first
