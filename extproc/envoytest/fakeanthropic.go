@@ -47,7 +47,8 @@ type RecordedRequest struct {
 //
 // POST /v1/messages answers from messages.json, or with stream:true from
 // messages_stream.sse event by event, with the request's model. Models ending
-// in "-slow" stream a delta every 20 ms for up to 60 s; "fake-error-500" and
+// in "-slow" stream a delta every 20 ms for up to 60 s; models ending in "-cut"
+// end the stream cleanly before message_delta; "fake-error-500" and
 // "fake-error-429" answer with that error. POST /v1/messages/count_tokens,
 // GET /v1/models and GET /healthz (no auth) are served too; anything else is
 // a 404 Anthropic error.
@@ -294,9 +295,21 @@ func (f *FakeAnthropic) messages(w http.ResponseWriter, r *http.Request, body []
 		return rc.Flush() == nil
 	}
 	ok := true
-	if strings.HasSuffix(req.Model, "-slow") {
+	switch {
+	case strings.HasSuffix(req.Model, "-slow"):
 		ok = f.slowStream(r.Context(), events, write)
-	} else {
+	case strings.HasSuffix(req.Model, "-cut"):
+		// The provider ends the response cleanly but early: everything before
+		// message_delta, then the end of the body (a cut the gateway can see).
+		for _, ev := range events {
+			if bytes.Contains(ev, []byte("event: message_delta")) {
+				break
+			}
+			if ok = write(ev); !ok {
+				break
+			}
+		}
+	default:
 		for _, ev := range events {
 			if ok = write(ev); !ok {
 				break
