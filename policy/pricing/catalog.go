@@ -1,0 +1,413 @@
+package pricing
+
+import (
+	"cmp"
+	"crypto/sha256"
+	_ "embed"
+	"encoding/hex"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/tollgate-dev/tollgate/policy/pricing/internal/catalogfile"
+	"github.com/tollgate-dev/tollgate/policy/pricing/internal/modelid"
+)
+
+// catalogData is the generated catalog (see generate.go). It is read once, by
+// Embedded, and never written.
+//
+//go:embed catalog.json.gz
+var catalogData []byte
+
+// embedded parses catalogData on first use. The catalog is immutable, so one
+// parsed copy serves the whole process.
+var embedded = sync.OnceValue(func() *Catalog {
+	c, err := parseCatalog(catalogData)
+	if err != nil {
+		// The package tests parse the same bytes, so this cannot happen in a
+		// tested build.
+		panic("pricing: embedded catalog: " + err.Error())
+	}
+	return c
+})
+
+// Catalog is an immutable set of model prices, safe for concurrent use. The
+// zero value is not usable: start from Embedded.
+//
+// Model ids are looked up per provider after normalisation (see Lookup), and a
+// model the catalog lacks can be priced by its family (see Resolve).
+type Catalog struct {
+	version string
+	// models is sorted by provider, then model.
+	models []Price
+	index  *modelid.Index
+	// providers lists the catalog's providers in the order an empty provider
+	// searches them; isProvider holds the same names.
+	providers  []string
+	isProvider map[string]bool
+	// families maps provider, then family, to the family's highest rates. The
+	// provider "" holds the families of policy prices, which apply to every
+	// provider.
+	families map[string]map[string]Price
+	// overrides holds policy prices by neutral model id (see modelid.Neutral).
+	overrides map[string]Price
+}
+
+// Embedded returns the catalog compiled into the binary, generated from
+// LiteLLM's and Portkey's price tables (see THIRD_PARTY_NOTICES.md).
+func Embedded() *Catalog { return embedded() }
+
+// parseCatalog builds a catalog from the generated file.
+func parseCatalog(gz []byte) (*Catalog, error) {
+	f, raw, err := catalogfile.Decode(gz)
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(raw)
+	c := &Catalog{
+		version:    f.Sources + "+" + hex.EncodeToString(sum[:6]),
+		models:     make([]Price, len(f.Models)),
+		isProvider: map[string]bool{},
+	}
+	for i, m := range f.Models {
+		if m.Provider == "" || m.Model == "" || modelid.Provider(m.Provider) != m.Provider || modelid.Key(m.Provider, m.Model) != m.Model {
+			return nil, fmt.Errorf("catalog: entry %d (%s %s) is not normalised", i, m.Provider, m.Model)
+		}
+		p := Price{
+			Model:                m.Model,
+			Provider:             m.Provider,
+			Rates:                rates(m.Rates),
+			LongContextThreshold: m.LongContextThreshold,
+			WebSearchPerRequest:  m.WebSearch,
+			Estimated:            m.Estimated,
+			Source:               m.Source,
+			Note:                 m.Note,
+		}
+		if m.LongContext != nil {
+			lc := rates(*m.LongContext)
+			p.LongContext = &lc
+		}
+		c.models[i] = p
+		c.isProvider[m.Provider] = true
+	}
+	if !slices.IsSortedFunc(c.models, comparePrices) {
+		return nil, fmt.Errorf("catalog: entries are not sorted")
+	}
+	c.index = modelid.NewIndex(len(c.models),
+		func(i int) (string, string) { return c.models[i].Provider, c.models[i].Model },
+		func(i, j int) bool { return samePrice(c.models[i], c.models[j]) })
+	c.providers = providerOrder(c.isProvider)
+	c.families = map[string]map[string]Price{}
+	for _, p := range c.models {
+		addToFamily(c.families, p.Provider, p)
+	}
+	finishFamilies(c.families)
+	return c, nil
+}
+
+func rates(r catalogfile.Rates) Rates {
+	return Rates{Input: r[0], Output: r[1], CacheRead: r[2], CacheWrite5m: r[3], CacheWrite1h: r[4]}
+}
+
+func comparePrices(a, b Price) int {
+	return cmp.Or(strings.Compare(a.Provider, b.Provider), strings.Compare(a.Model, b.Model))
+}
+
+// samePrice reports whether a and b charge the same for every usage.
+func samePrice(a, b Price) bool {
+	if a.Rates != b.Rates || a.WebSearchPerRequest != b.WebSearchPerRequest || a.LongContextThreshold != b.LongContextThreshold {
+		return false
+	}
+	if (a.LongContext == nil) != (b.LongContext == nil) {
+		return false
+	}
+	return a.LongContext == nil || *a.LongContext == *b.LongContext
+}
+
+// preferredProviders are searched first, in this order, by an empty provider.
+var preferredProviders = [...]string{modelid.Anthropic, modelid.Bedrock, modelid.Vertex, modelid.OpenAI}
+
+func providerOrder(set map[string]bool) []string {
+	var out, rest []string
+	for _, p := range preferredProviders {
+		if set[p] {
+			out = append(out, p)
+		}
+	}
+	for p := range set {
+		if !slices.Contains(preferredProviders[:], p) {
+			rest = append(rest, p)
+		}
+	}
+	slices.Sort(rest)
+	return append(out, rest...)
+}
+
+// Version identifies the catalog's content, for cost records: the source
+// tables and their versions, then a prefix of the SHA-256 of the generated
+// data, and for a catalog with policy prices a hash of those, as in
+// "litellm-2026-03-03+portkey-f654307+1a2b3c4d5e6f+policy-0a1b2c3d4e5f".
+func (c *Catalog) Version() string { return c.version }
+
+// Lookup returns the price of a model under a provider, if the catalog or the
+// policy has one. It never estimates.
+//
+// provider is a Tollgate provider type or a catalog provider: "anthropic",
+// "bedrock", "vertex" (or "vertex_ai"), "openai", or any other of LiteLLM's
+// provider keys. An empty provider searches anthropic, bedrock, vertex_ai and
+// openai, then every other provider by name, first for the id exactly and
+// then for its looser forms below, unless the model starts with a provider
+// ("vertex_ai/…"), which is then searched alone.
+//
+// The model id is normalised (see modelid.Key): lower-cased, an AWS ARN reduced
+// to its model or inference profile id, a leading "<provider>/" removed. A
+// policy price for the id's neutral form (see With) wins. Otherwise the first
+// of these the catalog knows is returned:
+//
+//  1. the id itself, such as "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+//     whose regional price may differ from the global one;
+//  2. the id without snapshot suffixes: a Vertex "@version", "-latest", a
+//     Bedrock "-v1:0" or a date, so "claude-sonnet-4-latest" finds
+//     claude-sonnet-4-20250514 (when the undated id is not ambiguous);
+//  3. the id without a Bedrock regional prefix ("us.", "eu.", "apac.",
+//     "global.", …), then also without suffixes.
+//
+// Lookup does not allocate unless the id has upper-case letters.
+func (c *Catalog) Lookup(provider, model string) (Price, bool) {
+	if provider == "" {
+		return c.lookupAny(model)
+	}
+	prov := modelid.Provider(provider)
+	key := modelid.Key(prov, model)
+	if len(c.overrides) > 0 {
+		if p, ok := c.overrides[modelid.Neutral(key)]; ok {
+			p.Provider = prov
+			return p, true
+		}
+	}
+	if i, ok := c.index.Lookup(prov, key); ok {
+		return c.models[i], true
+	}
+	return Price{}, false
+}
+
+// lookupAny is Lookup for an empty provider.
+func (c *Catalog) lookupAny(model string) (Price, bool) {
+	if prov, ok := c.prefixProvider(model); ok {
+		return c.Lookup(prov, model)
+	}
+	// First the providers that know the id exactly, then the looser forms.
+	for _, prov := range c.providers {
+		if i, ok := c.index.LookupExact(prov, modelid.Key(prov, model)); ok {
+			return c.Lookup(prov, c.models[i].Model)
+		}
+	}
+	for _, prov := range c.providers {
+		if p, ok := c.Lookup(prov, model); ok {
+			return p, true
+		}
+	}
+	return Price{}, false
+}
+
+// prefixProvider returns the provider that model starts with, as in
+// "vertex_ai/claude-…", when the catalog has that provider.
+func (c *Catalog) prefixProvider(model string) (string, bool) {
+	seg, _, ok := strings.Cut(model, "/")
+	if !ok {
+		return "", false
+	}
+	prov := modelid.Provider(strings.ToLower(seg))
+	return prov, c.isProvider[prov]
+}
+
+// Resolve returns the price of a model under a provider, or an error wrapping
+// ErrUnpriced that names the model. It returns, in order of preference:
+//
+//  1. the policy's or the catalog's price, as Lookup finds it;
+//  2. with EstimateByFamily, the family estimate: for a model of a known
+//     family (see modelid.Family: claude-opus, claude-sonnet, claude-haiku,
+//     gpt-5, gpt-5-mini, …) each rate is the highest that rate among the
+//     family's models under that provider and the policy's prices, with
+//     Estimated set and Source "family:<family>";
+//  3. an error.
+//
+// With Deny, a model the catalog and the policy lack is an error.
+func (c *Catalog) Resolve(provider, model string, unknown UnknownModels) (Price, error) {
+	if p, ok := c.Lookup(provider, model); ok {
+		return p, nil
+	}
+	if unknown == Deny {
+		return Price{}, fmt.Errorf("%w %q (provider %q); unknown models are denied by the policy", ErrUnpriced, model, provider)
+	}
+	if p, ok := c.estimate(provider, model); ok {
+		return p, nil
+	}
+	return Price{}, fmt.Errorf("%w %q (provider %q), and it belongs to no known model family; add its price to the policy", ErrUnpriced, model, provider)
+}
+
+// estimate returns the family estimate for a model. It does not allocate.
+func (c *Catalog) estimate(provider, model string) (Price, bool) {
+	var providers []string
+	var key string
+	if provider == "" {
+		if prov, ok := c.prefixProvider(model); ok {
+			providers = []string{prov}
+		} else {
+			providers = c.providers
+		}
+	} else {
+		providers = []string{modelid.Provider(provider)}
+	}
+	var buf [64]byte
+	for _, prov := range providers {
+		key = modelid.Key(prov, model)
+		fam := modelid.AppendFamily(buf[:0], modelid.Neutral(key))
+		if len(fam) == 0 {
+			continue
+		}
+		p, ok := c.families[prov][string(fam)]
+		if !ok {
+			p, ok = c.families[""][string(fam)]
+		}
+		if ok {
+			p.Model, p.Provider = model, prov
+			return p, true
+		}
+	}
+	return Price{}, false
+}
+
+// Models returns every price of the catalog, sorted by provider and model,
+// followed by the policy's prices (whose Provider is "", for any provider)
+// sorted by model. The slice is the caller's.
+func (c *Catalog) Models() []Price {
+	out := make([]Price, 0, len(c.overrides)+len(c.models))
+	for _, p := range c.overrides {
+		out = append(out, p)
+	}
+	slices.SortFunc(out, comparePrices)
+	return append(out, c.models...)
+}
+
+// With returns a catalog with the policy's prices added, keyed by model id.
+// Each id is normalised to its neutral form (modelid.Neutral: no provider
+// prefix, region, "anthropic." qualifier or snapshot suffix), and its price
+// then applies to that model under every provider, ahead of the catalog's own
+// prices. Later calls to With override earlier ones. The prices' Source is set
+// to "policy" and their Provider to ""; they also take part in the family
+// estimates. With(nil) returns c.
+func (c *Catalog) With(overrides map[string]Price) *Catalog {
+	if len(overrides) == 0 {
+		return c
+	}
+	n := *c
+	n.overrides = make(map[string]Price, len(c.overrides)+len(overrides))
+	for k, p := range c.overrides {
+		n.overrides[k] = p
+	}
+	for k, p := range overrides {
+		key := modelid.Neutral(modelid.Key("", k))
+		p.Model, p.Provider, p.Source, p.Estimated = key, "", "policy", false
+		n.overrides[key] = p
+	}
+	// Families: the catalog's, with the policy's prices added under every
+	// provider that has the family, and under "" for the others.
+	fams := map[string]map[string]Price{}
+	for _, p := range c.models {
+		addToFamily(fams, p.Provider, p)
+	}
+	for _, p := range n.overrides {
+		addToFamily(fams, "", p)
+		f := modelid.Family(p.Model)
+		for prov, byFam := range fams {
+			if _, ok := byFam[f]; ok && prov != "" {
+				addToFamily(fams, prov, p)
+			}
+		}
+	}
+	finishFamilies(fams)
+	n.families = fams
+	n.version = c.version + "+policy-" + hashOverrides(n.overrides)
+	return &n
+}
+
+// hashOverrides returns a short hash of the policy's prices, for Version.
+func hashOverrides(m map[string]Price) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	h := sha256.New()
+	for _, k := range keys {
+		p := m[k]
+		fmt.Fprintf(h, "%q %v %d %d", k, p.Rates, p.LongContextThreshold, p.WebSearchPerRequest)
+		if p.LongContext != nil {
+			fmt.Fprintf(h, " %v", *p.LongContext)
+		}
+		h.Write([]byte{'\n'})
+	}
+	return hex.EncodeToString(h.Sum(nil)[:6])
+}
+
+// addToFamily adds p to the family of its model under provider prov. The
+// accumulators are kept in a Price whose fields are finished by
+// finishFamilies.
+func addToFamily(fams map[string]map[string]Price, prov string, p Price) {
+	f := modelid.Family(modelid.Neutral(p.Model))
+	if f == "" {
+		return
+	}
+	byFam := fams[prov]
+	if byFam == nil {
+		byFam = map[string]Price{}
+		fams[prov] = byFam
+	}
+	acc, ok := byFam[f]
+	if !ok {
+		acc = Price{Source: "family:" + f, Estimated: true, LongContext: &Rates{}}
+	}
+	acc.Rates = maxRates(acc.Rates, p.Rates)
+	acc.WebSearchPerRequest = max(acc.WebSearchPerRequest, p.WebSearchPerRequest)
+	if p.LongContext != nil && p.LongContextThreshold > 0 {
+		*acc.LongContext = maxRates(*acc.LongContext, *p.LongContext)
+		if acc.LongContextThreshold == 0 || p.LongContextThreshold < acc.LongContextThreshold {
+			acc.LongContextThreshold = p.LongContextThreshold
+		}
+	}
+	byFam[f] = acc
+}
+
+// finishFamilies turns the accumulators of addToFamily into prices. Above the
+// lowest long-context threshold of the family, each rate is the highest of
+// the long-context rates and the base rates, since a member without a
+// long-context tier charges its base rates there.
+func finishFamilies(fams map[string]map[string]Price) {
+	for _, byFam := range fams {
+		for f, p := range byFam {
+			if p.LongContextThreshold == 0 {
+				p.LongContext = nil
+			} else {
+				lc := maxRates(*p.LongContext, p.Rates)
+				if lc == p.Rates {
+					p.LongContext, p.LongContextThreshold = nil, 0
+				} else {
+					p.LongContext = &lc
+				}
+			}
+			byFam[f] = p
+		}
+	}
+}
+
+func maxRates(a, b Rates) Rates {
+	return Rates{
+		Input:        max(a.Input, b.Input),
+		Output:       max(a.Output, b.Output),
+		CacheRead:    max(a.CacheRead, b.CacheRead),
+		CacheWrite5m: max(a.CacheWrite5m, b.CacheWrite5m),
+		CacheWrite1h: max(a.CacheWrite1h, b.CacheWrite1h),
+	}
+}
