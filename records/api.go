@@ -1,0 +1,215 @@
+package records
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+)
+
+// maxIDLen bounds the trace and key ids the API accepts.
+const maxIDLen = 256
+
+// NewAPIHandler serves the records API, for the admin port:
+//
+//	GET /v1/records?trace_id=&key=&since=&limit=   {"records": [...]}, newest first
+//	GET /v1/traces/{id}                            {"id", "requests", "totals"}
+//
+// key is a key id; since is RFC 3339 or unix seconds; limit is 1 to 1000
+// (default 100). Every request needs "Authorization: Bearer <adminToken>". With
+// no admin token configured the API is disabled and answers 403. Errors are
+// JSON, {"error": {"type": ..., "message": ...}}: 400 invalid_request (an
+// unknown, repeated or malformed parameter), 401 authentication_error, 403
+// api_disabled, 404 not_found, 405 method_not_allowed, 500 store_error.
+func NewAPIHandler(store Store, adminToken string) http.Handler {
+	h := &apiHandler{store: store}
+	if adminToken != "" {
+		sum := sha256.Sum256([]byte(adminToken))
+		h.tokenSum = sum[:]
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/records", h.records)
+	mux.HandleFunc("GET /v1/traces/{id}", h.trace)
+	mux.HandleFunc("/", h.fallback)
+	h.mux = mux
+	return h
+}
+
+type apiHandler struct {
+	store    Store
+	tokenSum []byte // SHA-256 of the admin token; nil: the API is disabled
+	mux      *http.ServeMux
+}
+
+func (h *apiHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	if h.tokenSum == nil {
+		writeError(w, http.StatusForbidden, "api_disabled", "the records API is disabled: no admin token is configured")
+		return
+	}
+	if !h.authorized(r) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="tollgate-admin"`)
+		writeError(w, http.StatusUnauthorized, "authentication_error", "a valid admin token is required as Authorization: Bearer <token>")
+		return
+	}
+	h.mux.ServeHTTP(w, r)
+}
+
+// authorized compares digests in constant time, so neither the token's bytes
+// nor its length leak through timing.
+func (h *apiHandler) authorized(r *http.Request) bool {
+	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return false
+	}
+	sum := sha256.Sum256([]byte(strings.TrimSpace(token)))
+	return subtle.ConstantTimeCompare(sum[:], h.tokenSum) == 1
+}
+
+func (h *apiHandler) records(w http.ResponseWriter, r *http.Request) {
+	q, err := parseQuery(r.URL.Query())
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "invalid_request", err.Error())
+		return
+	}
+	recs, err := h.store.Query(r.Context(), q)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "store_error", err.Error())
+		return
+	}
+	if recs == nil {
+		recs = []Record{}
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Records []Record `json:"records"`
+	}{recs})
+}
+
+func (h *apiHandler) trace(w http.ResponseWriter, r *http.Request) {
+	if len(r.URL.Query()) > 0 {
+		writeError(w, http.StatusBadRequest, "invalid_request", "GET /v1/traces/{id} takes no parameters")
+		return
+	}
+	id := r.PathValue("id")
+	if err := checkID("trace id", id); err != nil {
+		writeError(w, http.StatusBadRequest, "invalid_request", err.Error())
+		return
+	}
+	t, err := h.store.Trace(r.Context(), id)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no records of trace %q", id))
+	case err != nil:
+		writeError(w, http.StatusInternalServerError, "store_error", err.Error())
+	default:
+		writeJSON(w, http.StatusOK, t)
+	}
+}
+
+func (h *apiHandler) fallback(w http.ResponseWriter, r *http.Request) {
+	get := r.Method == http.MethodGet || r.Method == http.MethodHead
+	if !get && (r.URL.Path == "/v1/records" || strings.HasPrefix(r.URL.Path, "/v1/traces/")) {
+		w.Header().Set("Allow", "GET, HEAD")
+		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" is not allowed here; use GET")
+		return
+	}
+	writeError(w, http.StatusNotFound, "not_found", "no such endpoint: the records API serves GET /v1/records and GET /v1/traces/{id}")
+}
+
+// parseQuery reads the parameters of GET /v1/records. Unknown and repeated
+// parameters are errors, so that a typo never widens a query silently.
+func parseQuery(v url.Values) (Query, error) {
+	var q Query
+	for name, vals := range v {
+		if len(vals) != 1 {
+			return Query{}, fmt.Errorf("parameter %s is given %d times", name, len(vals))
+		}
+		val := vals[0]
+		switch name {
+		case "trace_id":
+			if err := checkID("trace_id", val); err != nil {
+				return Query{}, err
+			}
+			q.TraceID = val
+		case "key":
+			if err := checkID("key", val); err != nil {
+				return Query{}, err
+			}
+			q.KeyID = val
+		case "since":
+			t, err := parseSince(val)
+			if err != nil {
+				return Query{}, err
+			}
+			q.Since = t
+		case "limit":
+			n, err := strconv.Atoi(val)
+			if err != nil || n < 1 || n > MaxQueryLimit {
+				return Query{}, fmt.Errorf("limit %q: want an integer from 1 to %d", val, MaxQueryLimit)
+			}
+			q.Limit = n
+		default:
+			return Query{}, fmt.Errorf("unknown parameter %q: want trace_id, key, since or limit", name)
+		}
+	}
+	return q, nil
+}
+
+// parseSince reads RFC 3339 ("2026-05-01T12:00:00Z") or unix seconds.
+func parseSince(s string) (time.Time, error) {
+	if s != "" && strings.Trim(s, "0123456789") == "" {
+		secs, err := strconv.ParseInt(s, 10, 64)
+		if err == nil && secs <= 253402300799 { // 9999-12-31T23:59:59Z
+			return time.Unix(secs, 0).UTC(), nil
+		}
+	} else if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t, nil
+	}
+	return time.Time{}, fmt.Errorf("since %q: want RFC 3339 (2026-05-01T12:00:00Z) or unix seconds", s)
+}
+
+// checkID accepts a non-empty id of printable characters, at most maxIDLen
+// bytes.
+func checkID(what, id string) error {
+	if id == "" {
+		return fmt.Errorf("%s is empty", what)
+	}
+	if len(id) > maxIDLen {
+		return fmt.Errorf("%s is longer than %d bytes", what, maxIDLen)
+	}
+	for _, c := range id {
+		if !unicode.IsPrint(c) || c == unicode.ReplacementChar {
+			return fmt.Errorf("%s %q has a character that is not printable", what, id)
+		}
+	}
+	return nil
+}
+
+func writeError(w http.ResponseWriter, status int, typ, msg string) {
+	type apiError struct {
+		Type    string `json:"type"`
+		Message string `json:"message"`
+	}
+	writeJSON(w, status, struct {
+		Error apiError `json:"error"`
+	}{apiError{typ, msg}})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status = http.StatusInternalServerError
+		b = []byte(`{"error":{"type":"store_error","message":"cannot encode the response"}}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)+1))
+	w.WriteHeader(status)
+	_, _ = w.Write(append(b, '\n'))
+}
