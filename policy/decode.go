@@ -21,10 +21,14 @@ import (
 
 // The fields each mapping of the policy file accepts, in documentation order.
 var (
-	rootFields     = []string{"version", "providers", "routes", "default_route", "keys"}
+	rootFields     = []string{"version", "providers", "routes", "default_route", "keys", "pricing"}
 	providerFields = []string{"type", "base_url", "api_key", "api_key_file", "models"}
 	routeFields    = []string{"chain", "cluster", "models"}
 	keyFields      = []string{"id", "sha256", "user", "team", "project", "metadata"}
+	pricingFields  = []string{"unknown_models", "models"}
+	priceFields    = []string{"input", "output", "cache_read", "cache_write_5m", "cache_write_1h", "long_context", "web_search_per_1k"}
+	longFields     = []string{"threshold", "input", "output", "cache_read", "cache_write_5m", "cache_write_1h"}
+	unknownModels  = []string{"estimate", "deny"}
 	providerTypes  = []string{TypeAnthropic}
 )
 
@@ -199,6 +203,8 @@ func (d *decoder) policy(root *yaml.Node) *Policy {
 		case "keys":
 			keysKey = key
 			p.Keys = d.keys(val, p.keyIndex)
+		case "pricing":
+			p.Pricing = d.pricing(val)
 		}
 	})
 	if !ok {

@@ -443,7 +443,7 @@ func TestParseRules(t *testing.T) {
 		{
 			name: "root not a mapping",
 			data: doc("- version: 1"),
-			want: []string{`p.yaml:1:1: expected a mapping with fields version, providers, routes, default_route, keys, got a sequence`},
+			want: []string{`p.yaml:1:1: expected a mapping with fields version, providers, routes, default_route, keys, pricing, got a sequence`},
 		},
 	}
 	for _, tt := range tests {

@@ -32,10 +32,28 @@
 //	keys:
 //	  - {id: alice-laptop, sha256: "<64 lowercase hex>", user: alice, team: platform,
 //	     project: web, metadata: {cost_center: "42"}}
+//	pricing:                            # optional
+//	  unknown_models: estimate          # or deny; default estimate
+//	  models:                           # USD per million tokens, exact decimals
+//	    claude-opus-4-8: {input: 5, output: 25, cache_read: 0.5, cache_write_5m: 6.25, cache_write_1h: 10}
+//	    my-model: {input: 1, output: 2, web_search_per_1k: 10,
+//	               long_context: {threshold: 200000, input: 2, output: 3}}
 //
 // Provider names and route slugs are letters, digits, '.', '_' and '-'. A
 // model is mapped first by the route, then by the provider (see
 // [Policy.MapModel]). Keys are stored as the SHA-256 of the key ([HashKey]).
+//
+// # Pricing
+//
+// Requests are priced from the catalog compiled into package pricing. The
+// pricing section adds prices of its own, which override the catalog under
+// every provider; model ids are matched after [pricing.NormalizeModel]. Rates
+// are parsed exactly from their decimal text, never as floats, and a rate
+// more precise than 1 pico-USD per token is an error. input and output are
+// required; omitted cache rates follow Anthropic's multipliers of input
+// (read 0.1×, 5-minute write 1.25×, 1-hour write 2×). A model that neither
+// prices is estimated by its family or, with unknown_models: deny, refused.
+// [Policy.Catalog] is the catalog with the policy's prices, built at load.
 //
 // # Secrets
 //

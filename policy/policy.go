@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"os"
 	"strings"
+
+	"github.com/tollgate-dev/tollgate/policy/pricing"
 )
 
 // TypeAnthropic is the provider type that speaks the Anthropic Messages API.
@@ -39,9 +41,16 @@ type Policy struct {
 	DefaultRoute string
 	// Keys lists the gateway keys in file order.
 	Keys []*Key
+	// Pricing is the pricing section: what to do with models the catalog
+	// cannot price, and the policy's own prices.
+	Pricing PricingPolicy
 	// Warnings lists non-fatal problems, such as the unresolved secret of a
 	// provider that no route uses.
 	Warnings []Problem
+
+	// catalog is the embedded price catalog with Pricing.Models added, built
+	// once at load.
+	catalog *pricing.Catalog
 
 	// keyIndex maps the SHA-256 of a gateway key to its entry.
 	keyIndex map[[sha256.Size]byte]keyEntry
@@ -51,6 +60,17 @@ type Policy struct {
 type keyEntry struct {
 	digest [sha256.Size]byte
 	key    *Key
+}
+
+// PricingPolicy is the pricing section of a policy.
+type PricingPolicy struct {
+	// Unknown says what happens to a model neither the catalog nor Models
+	// prices: a family estimate (the default) or a denial.
+	Unknown pricing.UnknownModels
+	// Models holds the policy's prices, keyed by pricing.NormalizeModel of the
+	// model id. They add to and override the embedded catalog under every
+	// provider.
+	Models map[string]pricing.Price
 }
 
 // Provider is an upstream LLM API and the credentials to call it.
@@ -139,7 +159,18 @@ func Parse(name string, data []byte, opts LoadOptions) (*Policy, error) {
 		return nil, &LoadError{Problems: d.errs}
 	}
 	p.Warnings = d.warns
+	p.catalog = pricing.Embedded().With(p.Pricing.Models)
 	return p, nil
+}
+
+// Catalog returns the price catalog of the policy: the embedded catalog with
+// the policy's prices added. It is built once, when the policy is loaded. A
+// Policy that was not loaded (the zero value) has the embedded catalog.
+func (p *Policy) Catalog() *pricing.Catalog {
+	if p.catalog == nil {
+		return pricing.Embedded()
+	}
+	return p.catalog
 }
 
 // Authenticate returns the key whose SHA-256 matches that of key. The digest

@@ -6,6 +6,7 @@ import (
 	_ "embed"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -291,11 +292,19 @@ func (c *Catalog) Models() []Price {
 	return append(out, c.models...)
 }
 
+// NormalizeModel returns the provider-neutral form of a model id under which
+// With keys a policy price: lower-cased, an AWS ARN reduced to its model id,
+// without a Bedrock region ("us.", "global.", …), an "anthropic." or "openai."
+// qualifier, or a snapshot suffix (a date, "-latest", "@version", "-v1:0").
+// "us.anthropic.claude-opus-4-8-v1:0", "claude-opus-4-8@20260101" and
+// "claude-opus-4-8" are all "claude-opus-4-8".
+func NormalizeModel(id string) string {
+	return modelid.Neutral(modelid.Key("", id))
+}
+
 // With returns a catalog with the policy's prices added, keyed by model id.
-// Each id is normalised to its neutral form (modelid.Neutral: no provider
-// prefix, region, "anthropic." qualifier or snapshot suffix), and its price
-// then applies to that model under every provider, ahead of the catalog's own
-// prices. Later calls to With override earlier ones. The prices' Source is set
+// Each id is normalised by NormalizeModel, and its price then applies to that
+// model under every provider, ahead of the catalog's own prices. Later calls to With override earlier ones. The prices' Source is set
 // to "policy" and their Provider to ""; they also take part in the family
 // estimates. With(nil) returns c.
 func (c *Catalog) With(overrides map[string]Price) *Catalog {
@@ -307,8 +316,11 @@ func (c *Catalog) With(overrides map[string]Price) *Catalog {
 	for k, p := range c.overrides {
 		n.overrides[k] = p
 	}
-	for k, p := range overrides {
-		key := modelid.Neutral(modelid.Key("", k))
+	// In key order, so that of two ids with the same normal form the later
+	// one wins every time.
+	for _, k := range slices.Sorted(maps.Keys(overrides)) {
+		p := overrides[k]
+		key := NormalizeModel(k)
 		p.Model, p.Provider, p.Source, p.Estimated = key, "", "policy", false
 		n.overrides[key] = p
 	}
