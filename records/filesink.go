@@ -10,7 +10,7 @@ import (
 	"sync"
 )
 
-// FileSink appends records to a file as JSON lines (the Record JSON, one object
+// fileSink appends records to a file as JSON lines (the Record JSON, one object
 // per line) and rotates it by size: when the next record would take the file past
 // maxBytes, path becomes path.1, path.1 becomes path.2, and so on up to path.keep;
 // the oldest is deleted. A record larger than maxBytes gets a file of its own.
@@ -19,7 +19,7 @@ import (
 // crash. A failed Write truncates the file back to where the batch began, so a
 // retried batch never follows a torn line; records that a rotation during the
 // failed batch already moved to path.1 are written again by the retry.
-type FileSink struct {
+type fileSink struct {
 	path     string
 	maxBytes int64
 	keep     int
@@ -30,11 +30,10 @@ type FileSink struct {
 	buf  []byte
 }
 
-var _ Sink = (*FileSink)(nil)
-
-// NewFileSink opens (or creates, mode 0600) the file at path for appending.
-// maxBytes <= 0 disables rotation; keep is how many rotated files to keep (0
-// deletes the full file on rotation).
+// NewFileSink returns a sink that appends records to the file at path (created
+// with mode 0600) as JSON lines, rotated by size; see fileSink. maxBytes <= 0
+// disables rotation; keep is how many rotated files to keep (0 deletes the full
+// file on rotation).
 func NewFileSink(path string, maxBytes int64, keep int) (Sink, error) {
 	if path == "" {
 		return nil, errors.New("records: file sink: empty path")
@@ -42,7 +41,7 @@ func NewFileSink(path string, maxBytes int64, keep int) (Sink, error) {
 	if keep < 0 {
 		return nil, fmt.Errorf("records: file sink: keep = %d, want >= 0", keep)
 	}
-	s := &FileSink{path: path, maxBytes: maxBytes, keep: keep}
+	s := &fileSink{path: path, maxBytes: maxBytes, keep: keep}
 	if err := s.open(); err != nil {
 		return nil, fmt.Errorf("records: file sink: %w", err)
 	}
@@ -50,10 +49,10 @@ func NewFileSink(path string, maxBytes int64, keep int) (Sink, error) {
 }
 
 // Name implements [Sink.Name].
-func (*FileSink) Name() string { return "file" }
+func (*fileSink) Name() string { return "file" }
 
 // Write implements [Sink.Write].
-func (s *FileSink) Write(ctx context.Context, recs []Record) error {
+func (s *fileSink) Write(ctx context.Context, recs []Record) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -103,7 +102,7 @@ func (s *FileSink) Write(ctx context.Context, recs []Record) error {
 }
 
 // flush writes the buffered lines to the current file.
-func (s *FileSink) flush() error {
+func (s *fileSink) flush() error {
 	if len(s.buf) == 0 {
 		return nil
 	}
@@ -115,7 +114,7 @@ func (s *FileSink) flush() error {
 
 // rotate closes the full file, shifts the numbered files up by one and opens a
 // new, empty file at path.
-func (s *FileSink) rotate() error {
+func (s *fileSink) rotate() error {
 	if err := s.f.Sync(); err != nil {
 		return err
 	}
@@ -143,9 +142,9 @@ func (s *FileSink) rotate() error {
 	return s.open()
 }
 
-func (s *FileSink) rotated(i int) string { return s.path + "." + strconv.Itoa(i) }
+func (s *fileSink) rotated(i int) string { return s.path + "." + strconv.Itoa(i) }
 
-func (s *FileSink) open() error {
+func (s *fileSink) open() error {
 	f, err := os.OpenFile(s.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
 		return err
@@ -160,7 +159,7 @@ func (s *FileSink) open() error {
 }
 
 // Close implements [Sink.Close].
-func (s *FileSink) Close() error {
+func (s *fileSink) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.f == nil {

@@ -37,7 +37,7 @@ func testRecord(i int, trace, key string) Record {
 		Metadata: map[string]string{"cost_center": "42"},
 		Route:    "demo", Provider: "demo", Endpoint: "messages", Method: "POST", Path: "/v1/messages",
 		Model: "claude-sonnet-4-5", Stream: true, Status: 200, Outcome: OutcomeOK,
-		Usage: u, CostPicoUSD: cost, Cost: formatUSD(cost), LatencyMS: 1500,
+		Usage: u, CostPicoUSD: cost, Cost: pricing.FormatUSD(cost), LatencyMS: 1500,
 	}
 }
 

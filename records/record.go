@@ -1,5 +1,17 @@
 // Package records defines Tollgate's cost record, one per client request, and the
-// sinks that store it durably.
+// machinery that stores it durably and reads it back.
+//
+// The request path hands each Record to a [Writer] (Emit never waits for a
+// sink). The Writer batches records to its sinks: [NewLogSink] (a zap line per
+// record), [NewFileSink] (JSON lines rotated by size), [NewRedisSink] (a Redis
+// stream, idempotent by record id) and [MemoryStore] (a ring for a single
+// instance without Redis). A sink that fails has its records spooled to disk,
+// one JSON-lines file per sink, and replayed until it stores them; spools
+// outlive the process.
+//
+// A [Store] reads records back ([MemoryStore], or [NewRedisStore] over the
+// sink's stream), and [NewAPIHandler] serves them on the admin port as
+// GET /v1/records and GET /v1/traces/{id}.
 package records
 
 import (

@@ -61,13 +61,13 @@ func hasHashTag(key string) bool {
 // redisIDKey is the key that marks a record id as written to the stream.
 func redisIDKey(streamKey, id string) string { return streamKey + ":id:" + id }
 
-// redisAppend adds records to a stream at most once each. KEYS[1] is the
+// redisAppendScript adds records to a stream at most once each. KEYS[1] is the
 // stream, KEYS[2..] the id keys of the records; ARGV[1] is MAXLEN (0: no trim),
 // ARGV[2] the id-key TTL in milliseconds, then four values per record: id,
 // trace id, key id, record JSON. A record whose id key exists is skipped. The
 // id key is set before XADD and removed again if XADD fails, so a failed call
 // never hides a record from its retry. It returns how many records it added.
-var redisAppend = redis.NewScript(`
+const redisAppendScript = `
 local maxlen = tonumber(ARGV[1])
 local added = 0
 for i = 2, #KEYS do
@@ -89,11 +89,12 @@ for i = 2, #KEYS do
   end
 end
 return added
-`)
+`
 
 // redisSink appends records to a Redis stream.
 type redisSink struct {
 	c         redis.UniversalClient
+	script    *redis.Script
 	streamKey string
 	maxLen    int64
 }
@@ -107,7 +108,12 @@ type redisSink struct {
 // replayed record is never added twice. Close does not close c, which belongs to
 // the caller.
 func NewRedisSink(c redis.UniversalClient, stream string, maxLen int64) Sink {
-	return &redisSink{c: c, streamKey: RedisStreamKey(stream), maxLen: max(maxLen, 0)}
+	return &redisSink{
+		c:         c,
+		script:    redis.NewScript(redisAppendScript),
+		streamKey: RedisStreamKey(stream),
+		maxLen:    max(maxLen, 0),
+	}
 }
 
 // Name implements [Sink.Name].
@@ -135,7 +141,7 @@ func (s *redisSink) Write(ctx context.Context, recs []Record) error {
 			keys = append(keys, redisIDKey(s.streamKey, r.ID))
 			args = append(args, r.ID, r.TraceID, r.KeyID, string(b))
 		}
-		if err := redisAppend.Run(ctx, s.c, keys, args...).Err(); err != nil {
+		if err := s.script.Run(ctx, s.c, keys, args...).Err(); err != nil {
 			return fmt.Errorf("records: redis sink %s: %w", s.streamKey, err)
 		}
 		recs = recs[n:]
@@ -167,7 +173,8 @@ const redisClockSkew = 5 * time.Minute
 // given to NewRedisSink). It scans the stream from its newest entry with
 // XREVRANGE, filtering by the trace and key ids stored beside each record, so a
 // query costs at most one pass over the stream, whose length the sink's MAXLEN
-// bounds. Records seen twice are returned once.
+// bounds. Records seen twice are returned once. It needs Redis 6.2 or later
+// (exclusive ranges).
 func NewRedisStore(c redis.UniversalClient, stream string) *RedisStore {
 	return &RedisStore{c: c, streamKey: RedisStreamKey(stream)}
 }

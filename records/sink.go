@@ -10,7 +10,7 @@ import (
 
 // Sink stores cost records somewhere durable. A Writer calls Write with batches of
 // records from its own goroutines, so implementations must be safe for concurrent
-// use.
+// use. Write must not keep recs once it returns: the Writer reuses the slice.
 //
 // Write either stores every record of the batch or returns an error; after an
 // error the Writer spools the whole batch and writes it again later. A sink that
@@ -96,6 +96,15 @@ func (s logSink) Write(_ context.Context, recs []Record) error {
 		}
 		if r.ErrorType != "" {
 			fields = append(fields, zap.String("error_type", r.ErrorType))
+		}
+		if r.Usage.ReasoningTokens != 0 {
+			fields = append(fields, zap.Int64("reasoning_tokens", r.Usage.ReasoningTokens))
+		}
+		if r.Usage.WebSearchRequests != 0 {
+			fields = append(fields, zap.Int64("web_search_requests", r.Usage.WebSearchRequests))
+		}
+		if r.Usage.WebFetchRequests != 0 {
+			fields = append(fields, zap.Int64("web_fetch_requests", r.Usage.WebFetchRequests))
 		}
 		if r.PriceEstimated {
 			fields = append(fields, zap.Bool("price_estimated", true))

@@ -317,3 +317,30 @@ func TestRedisSinkDown(t *testing.T) {
 		t.Fatal("Write succeeded with Redis stopped")
 	}
 }
+
+// TestRedisSinkFailedXADDHidesNothing makes XADD fail inside the script (the
+// stream key holds a string): the id key set before it is removed, so the
+// retry adds the record.
+func TestRedisSinkFailedXADDHidesNothing(t *testing.T) {
+	_, c := startRedis(t)
+	ctx := context.Background()
+	key := RedisStreamKey("s")
+	if err := c.Set(ctx, key, "not a stream", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	s := NewRedisSink(c, "s", 0)
+	recs := testRecords(2, "t", "k")
+	if err := s.Write(ctx, recs); err == nil || !strings.Contains(err.Error(), "WRONGTYPE") {
+		t.Fatalf("Write onto a string key: %v, want WRONGTYPE", err)
+	}
+	if n := c.Exists(ctx, redisIDKey(key, recs[0].ID)).Val(); n != 0 {
+		t.Error("the id key of a record XADD refused is still set")
+	}
+	c.Del(ctx, key)
+	if err := s.Write(ctx, recs); err != nil {
+		t.Fatal(err)
+	}
+	if n := c.XLen(ctx, key).Val(); n != 2 {
+		t.Errorf("XLEN = %d after the retry, want 2", n)
+	}
+}

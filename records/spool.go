@@ -152,6 +152,13 @@ func (s *spool) append(lines []byte, n int, sync bool) error {
 	}
 	f := s.f
 	w, err := f.Write(lines)
+	if err != nil && w > 0 {
+		// Cut a partial line off, so that the next append starts a line of
+		// its own; if that fails too, the replay drops the joined line.
+		if f.Truncate(s.size) == nil {
+			w = 0
+		}
+	}
 	s.size += int64(w)
 	s.dirty = true
 	s.m.spoolBytes.Set(float64(s.size + s.replaySize))
@@ -204,7 +211,7 @@ func (s *spool) replay(ctx context.Context, writeCtx func() (context.Context, co
 		}
 		if !more {
 			if recovered || replayed > 0 {
-				s.log.Info("record sink is storing again; spool replayed", zap.Int("records", replayed))
+				s.log.Info("spool replayed; the sink gets records directly", zap.Int("records", replayed))
 			}
 			return
 		}

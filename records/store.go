@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -95,7 +94,7 @@ func newTrace(traceID string, recs []Record) (Trace, error) {
 		t.Totals.Usage = addUsage(t.Totals.Usage, recs[i].Usage)
 		t.Totals.CostPicoUSD += recs[i].CostPicoUSD
 	}
-	t.Totals.Cost = formatUSD(t.Totals.CostPicoUSD)
+	t.Totals.Cost = pricing.FormatUSD(t.Totals.CostPicoUSD)
 	return t, nil
 }
 
@@ -111,28 +110,6 @@ func addUsage(a, b pricing.Usage) pricing.Usage {
 	a.WebSearchRequests += b.WebSearchRequests
 	a.WebFetchRequests += b.WebFetchRequests
 	return a
-}
-
-// formatUSD writes an amount of pico-USD as an exact decimal USD string with at
-// least two decimals: 3750000000 is "0.00375", 2e12 is "2.00".
-//
-// TODO: use pricing.FormatUSD once policy/pricing has it, so records and trace
-// totals format money the same way.
-func formatUSD(pico int64) string {
-	const perUSD = 1_000_000_000_000
-	var b []byte
-	u := uint64(pico)
-	if pico < 0 {
-		b = append(b, '-')
-		u = -u
-	}
-	b = strconv.AppendUint(b, u/perUSD, 10)
-	frac := strconv.FormatUint(u%perUSD+perUSD, 10)[1:] // 12 digits, zero-padded
-	frac = strings.TrimRight(frac, "0")
-	for len(frac) < 2 {
-		frac += "0"
-	}
-	return string(append(append(b, '.'), frac...))
 }
 
 // sortNewestFirst orders records by Start, newest first, then by id.

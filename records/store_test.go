@@ -237,19 +237,3 @@ func TestAddUsageCoversEveryField(t *testing.T) {
 		}
 	}
 }
-
-func TestFormatUSD(t *testing.T) {
-	for pico, want := range map[int64]string{
-		0:                   "0.00",
-		1:                   "0.000000000001",
-		3_750_000_000:       "0.00375",
-		1_500_000_000_000:   "1.50",
-		2_000_000_000_000:   "2.00",
-		123_456_789_012_345: "123.456789012345",
-		-2_250_000_000_000:  "-2.25",
-	} {
-		if got := formatUSD(pico); got != want {
-			t.Errorf("formatUSD(%d) = %q, want %q", pico, got, want)
-		}
-	}
-}

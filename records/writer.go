@@ -81,7 +81,7 @@ type Writer struct {
 
 	writeCtx    context.Context // ended when Close gives up on the sinks
 	abortWrites context.CancelFunc
-	replayCtx   context.Context // ended when Close stops the replays
+	replayCtx   context.Context // ended when Close stops the replays, or gives up
 	stopReplays context.CancelFunc
 	runDone     chan struct{}
 	replays     sync.WaitGroup
@@ -162,7 +162,7 @@ func NewWriter(opts WriterOptions) (*Writer, error) {
 	}
 
 	w.writeCtx, w.abortWrites = context.WithCancel(context.Background())
-	w.replayCtx, w.stopReplays = context.WithCancel(context.Background())
+	w.replayCtx, w.stopReplays = context.WithCancel(w.writeCtx)
 	go w.run()
 	for _, s := range w.spools {
 		w.replays.Add(1)
@@ -316,7 +316,9 @@ func (w *Writer) replayLoop(s *spool, now bool) {
 	defer t.Stop()
 	for {
 		if now {
-			s.replay(w.replayCtx, w.newWriteCtx)
+			s.replay(w.replayCtx, func() (context.Context, context.CancelFunc) {
+				return context.WithTimeout(w.replayCtx, w.writeTimeout)
+			})
 		}
 		now = true
 		select {
@@ -333,7 +335,8 @@ func (w *Writer) replayLoop(s *spool, now bool) {
 // Close stops accepting records, writes what the queue holds to the sinks, and
 // closes the sinks. When ctx ends first, it stops waiting for the sinks and
 // spools the rest, and returns an error wrapping ctx.Err(); no record is lost
-// either way. Spools not yet replayed stay on disk for the next Writer.
+// either way. A replay still running when the queue is drained is cut short;
+// what it has not replayed stays on disk for the next Writer.
 //
 // Emit after Close loses the record (logged and counted as dropped), so stop the
 // request path before closing the Writer.

@@ -15,7 +15,10 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"go.uber.org/goleak"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 // newTestWriter starts a Writer with short intervals and its own registry.
@@ -460,4 +463,63 @@ func (f *failAfterSink) Write(ctx context.Context, recs []Record) error {
 		return errors.New("fails once")
 	}
 	return f.fakeSink.Write(ctx, recs)
+}
+
+// TestWriterRealSinks runs every real sink behind one Writer.
+func TestWriterRealSinks(t *testing.T) {
+	_, c := startRedis(t)
+	path := filepath.Join(t.TempDir(), "records.jsonl")
+	file, err := NewFileSink(path, 1<<20, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	core, logs := observer.New(zapcore.InfoLevel)
+	mem := NewMemoryStore(100)
+	w, _ := newTestWriter(t, WriterOptions{
+		Sinks: []Sink{NewLogSink(zap.New(core)), file, NewRedisSink(c, DefaultRedisStream, 1000), mem},
+	})
+	want := testRecords(20, "trace-a", "key-a")
+	for _, r := range want {
+		w.Emit(r)
+	}
+	closeWriter(t, w)
+
+	if diff := cmp.Diff(want, readLines(t, path)); diff != "" {
+		t.Errorf("file (-want +got):\n%s", diff)
+	}
+	if logs.Len() != 20 {
+		t.Errorf("%d log lines, want 20", logs.Len())
+	}
+	ctx := context.Background()
+	for name, store := range map[string]Store{"redis": NewRedisStore(c, DefaultRedisStream), "memory": mem} {
+		tr, err := store.Trace(ctx, "trace-a")
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if diff := cmp.Diff(want, tr.Requests); diff != "" {
+			t.Errorf("%s (-want +got):\n%s", name, diff)
+		}
+	}
+}
+
+// TestWriterCloseCutsAReplayShort closes a Writer whose replay waits on a hung
+// sink: Close does not wait for it, and the spool keeps every record.
+func TestWriterCloseCutsAReplayShort(t *testing.T) {
+	dir := t.TempDir()
+	recs := testRecords(4, "t", "k")
+	var spool []byte
+	for i := range recs {
+		spool, _ = appendJSONLine(spool, &recs[i])
+	}
+	if err := os.WriteFile(filepath.Join(dir, "s.spool"), spool, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := newFakeSink("s")
+	s.gate, s.entered = make(chan struct{}), make(chan struct{}, 10)
+	w, _ := newTestWriter(t, WriterOptions{Sinks: []Sink{s}, SpoolDir: dir, WriteTimeout: time.Hour})
+	<-s.entered // the replay is inside Write
+	closeWriter(t, w)
+	if diff := cmp.Diff(ids(recs), ids(readLines(t, filepath.Join(dir, "s.replay")))); diff != "" {
+		t.Errorf("spool after Close (-want +got):\n%s", diff)
+	}
 }
