@@ -29,6 +29,7 @@ commands:
   serve                    run the ext_proc gRPC service and the admin HTTP server
   policy check FILE        validate a policy file; prints file:line: message for each problem
   hash-key [--generate]    print the sha256 of a gateway key read from stdin (or of a new key)
+  pricing show MODEL|list  print a model's rates in USD per million tokens, or every priced model
   healthcheck --url URL    exit 0 if URL answers 200 (for container healthchecks)
   version                  print the version
 
@@ -66,6 +67,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return policyCommand(rest, stdout, stderr)
 	case "hash-key":
 		return hashKey(rest, stdin, stdout, stderr)
+	case "pricing":
+		return pricingCommand(rest, stdout, stderr)
 	case "healthcheck":
 		return healthcheck(ctx, rest, stderr)
 	case "version":

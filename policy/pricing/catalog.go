@@ -240,12 +240,19 @@ func (c *Catalog) Resolve(provider, model string, unknown UnknownModels) (Price,
 		return p, nil
 	}
 	if unknown == Deny {
-		return Price{}, fmt.Errorf("%w %q (provider %q); unknown models are denied by the policy", ErrUnpriced, model, provider)
+		return Price{}, fmt.Errorf("%w %q%s; the policy denies unknown models (pricing.unknown_models: deny)", ErrUnpriced, model, under(provider))
 	}
 	if p, ok := c.estimate(provider, model); ok {
 		return p, nil
 	}
-	return Price{}, fmt.Errorf("%w %q (provider %q), and it belongs to no known model family; add its price to the policy", ErrUnpriced, model, provider)
+	return Price{}, fmt.Errorf("%w %q%s, and it belongs to no known model family; add its price to the policy (pricing.models)", ErrUnpriced, model, under(provider))
+}
+
+func under(provider string) string {
+	if provider == "" {
+		return ""
+	}
+	return " under provider " + provider
 }
 
 // estimate returns the family estimate for a model. It does not allocate.
@@ -291,6 +298,12 @@ func (c *Catalog) Models() []Price {
 	slices.SortFunc(out, comparePrices)
 	return append(out, c.models...)
 }
+
+// ProviderName returns the catalog's name for a provider as Tollgate, LiteLLM
+// or Portkey spells it: "vertex" is "vertex_ai", "bedrock_converse" is
+// "bedrock"; other names are returned as they are. Price.Provider holds these
+// names.
+func ProviderName(name string) string { return modelid.Provider(name) }
 
 // NormalizeModel returns the provider-neutral form of a model id under which
 // With keys a policy price: lower-cased, an AWS ARN reduced to its model id,
