@@ -161,9 +161,10 @@ func (c *Catalog) Version() string { return c.version }
 // then for its looser forms below, unless the model starts with a provider
 // ("vertex_ai/…"), which is then searched alone.
 //
-// The model id is normalised (see modelid.Key): lower-cased, an AWS ARN reduced
-// to its model or inference profile id, a leading "<provider>/" removed. A
-// policy price for the id's neutral form (see With) wins. Otherwise the first
+// The model id is normalised: lower-cased, an AWS ARN reduced to its model or
+// inference profile id (the part after the last '/'), a leading
+// "<provider>/" removed. A policy price for the id's NormalizeModel form (see
+// With) wins. Otherwise the first
 // of these the catalog knows is returned:
 //
 //  1. the id itself, such as "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
@@ -228,13 +229,33 @@ func (c *Catalog) prefixProvider(model string) (string, bool) {
 //
 //  1. the policy's or the catalog's price, as Lookup finds it;
 //  2. with EstimateByFamily, the family estimate: for a model of a known
-//     family (see modelid.Family: claude-opus, claude-sonnet, claude-haiku,
-//     gpt-5, gpt-5-mini, …) each rate is the highest that rate among the
-//     family's models under that provider and the policy's prices, with
-//     Estimated set and Source "family:<family>";
+//     family, each rate (and the web search price) is the highest that rate
+//     among the family's models under that provider and among the policy's
+//     prices of the family, with Estimated set and Source "family:<family>".
+//     Above the lowest long-context threshold of the family, each rate is the
+//     highest of the long-context and base rates. Price.Model is the id asked
+//     for;
 //  3. an error.
 //
 // With Deny, a model the catalog and the policy lack is an error.
+//
+// The family of a model is read from its NormalizeModel form, looking at the
+// last '/'-separated segment:
+//
+//   - a Claude id ("claude-…") belongs to "claude-" followed by its first
+//     dash-separated word made of letters only: claude-opus-4-8,
+//     claude-opus-5-5 and claude-3-opus are "claude-opus", claude-sonnet-4-7
+//     and claude-3-5-sonnet-v2 are "claude-sonnet", claude-haiku-4-9 is
+//     "claude-haiku"; claude-2.1 has no family;
+//   - a GPT id ("gpt-<version>[-<words>]") belongs to "gpt-", the major
+//     version (up to the first '.') and the words that contain a letter,
+//     except "latest" and "preview": gpt-5.9 is "gpt-5", gpt-5.4-mini is
+//     "gpt-5-mini", gpt-4.1 is "gpt-4", gpt-4o-mini is "gpt-4o-mini";
+//   - no other id has a family.
+//
+// So on the day claude-opus-5-5 ships, it costs what the dearest known Opus
+// costs (Opus 4.1: 15/75 USD per million tokens) until the catalog or the
+// policy knows its price.
 func (c *Catalog) Resolve(provider, model string, unknown UnknownModels) (Price, error) {
 	if p, ok := c.Lookup(provider, model); ok {
 		return p, nil

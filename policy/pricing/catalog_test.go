@@ -396,3 +396,14 @@ func BenchmarkLookupCost(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkParseEmbedded measures the one-time cost of Embedded: decompress,
+// decode and index the catalog.
+func BenchmarkParseEmbedded(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := parseCatalog(catalogData); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
