@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"math/big"
 	"os"
 	"slices"
 	"strings"
@@ -437,8 +436,8 @@ func (g *gen) derive(e *entry) {
 			}
 			switch {
 			case claude:
-				v := new(big.Rat).SetFrac64(r.v[fieldInput]*m.num, m.den)
-				p := ratRound(v)
+				// Rounded half up; all of today's inputs divide exactly.
+				p := (2*r.v[fieldInput]*m.num + m.den) / (2 * m.den)
 				r.v[m.field], r.has[m.field] = p, true
 				if t == 0 {
 					e.derived[m.field] = true
@@ -460,17 +459,12 @@ func (g *gen) derive(e *entry) {
 	}
 }
 
-func ratRound(r *big.Rat) int64 {
-	n := new(big.Int).Mul(r.Num(), big.NewInt(2))
-	n.Add(n, r.Denom())
-	return n.Quo(n, new(big.Int).Mul(r.Denom(), big.NewInt(2))).Int64()
-}
-
+// v2s formats the multiplier num/den: "2", "0.10", "1.25".
 func v2s(num, den int64) string {
 	if den == 1 {
 		return fmt.Sprint(num)
 	}
-	return new(big.Rat).SetFrac64(num, den).FloatString(2)
+	return decimal.Format(num*100/den, 2, 2)
 }
 
 // usd formats a rate in pico-USD per token as USD per million tokens.

@@ -5,6 +5,8 @@ import (
 	"io"
 	"slices"
 	"strings"
+
+	"github.com/tollgate-dev/tollgate/policy/pricing/internal/decimal"
 )
 
 // counts returns the number of catalog entries by source.
@@ -116,9 +118,7 @@ func (g *gen) disagreementLines() []string {
 	return out
 }
 
-func usdPerSearch(p int64) string {
-	return strings.TrimRight(strings.TrimRight(fmt.Sprintf("%d.%012d", p/picoPerUSD, p%picoPerUSD), "0"), ".")
-}
+func usdPerSearch(p int64) string { return decimal.Format(p, 12, 2) }
 
 func sorted(s []string) []string {
 	s = slices.Clone(s)
