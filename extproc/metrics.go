@@ -3,13 +3,22 @@ package extproc
 import "github.com/prometheus/client_golang/prometheus"
 
 // Metrics are the Prometheus collectors of the ext_proc service. Labels have low
-// cardinality: no key ids or request ids (those belong in cost records).
+// cardinality: no key ids, trace ids or request ids (those belong in records).
+// Names follow DESIGN.md "Metrics and traces".
 type Metrics struct {
 	streams    *prometheus.CounterVec
 	requests   *prometheus.CounterVec
 	rejections *prometheus.CounterVec
+	tokens     *prometheus.CounterVec
+	cost       *prometheus.CounterVec
+	unpriced   *prometheus.CounterVec
 	phase      *prometheus.HistogramVec
+	duration   *prometheus.HistogramVec
+	ttft       *prometheus.HistogramVec
 }
+
+// latencyBuckets suit LLM calls: from a cached 50 ms answer to a 10-minute stream.
+var latencyBuckets = []float64{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160, 320, 640}
 
 // NewMetrics creates the collectors and registers them with reg, if not nil.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
@@ -20,20 +29,42 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"role"}),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tollgate_requests_total",
-			Help: "Client requests by route, endpoint and final HTTP status (seen by the policy role).",
-		}, []string{"route", "endpoint", "status"}),
+			Help: "Client requests by route, serving provider, model and final HTTP status (499: the client went away first).",
+		}, []string{"route", "provider", "model", "status"}),
 		rejections: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tollgate_rejections_total",
 			Help: "Requests Tollgate answered itself with an error, by role and error type.",
 		}, []string{"role", "type"}),
+		tokens: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tollgate_tokens_total",
+			Help: "Billed tokens by provider, model and type (input, output, cache_read, cache_write_5m, cache_write_1h, reasoning).",
+		}, []string{"provider", "model", "type"}),
+		cost: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tollgate_cost_usd_total",
+			Help: "Cost in USD by provider, model and team. Records carry the exact integer amounts.",
+		}, []string{"provider", "model", "team"}),
+		unpriced: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tollgate_price_estimated_total",
+			Help: "Requests priced by a family estimate or not priced at all, by provider, model and kind (estimated, unpriced).",
+		}, []string{"provider", "model", "kind"}),
 		phase: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "tollgate_phase_duration_seconds",
 			Help:    "Time Tollgate spends on one ext_proc message, by role and phase.",
 			Buckets: []float64{5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 1e-2, 5e-2},
 		}, []string{"role", "phase"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "tollgate_request_duration_seconds",
+			Help:    "Total request latency seen by the policy role, from request headers to the end of the response.",
+			Buckets: latencyBuckets,
+		}, []string{"route"}),
+		ttft: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "tollgate_upstream_ttft_seconds",
+			Help:    "Time from the request leaving the gateway to the first response body byte, by serving provider.",
+			Buckets: latencyBuckets,
+		}, []string{"provider"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.streams, m.requests, m.rejections, m.phase)
+		reg.MustRegister(m.streams, m.requests, m.rejections, m.tokens, m.cost, m.unpriced, m.phase, m.duration, m.ttft)
 	}
 	return m
 }

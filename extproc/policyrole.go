@@ -3,6 +3,7 @@ package extproc
 import (
 	"strconv"
 	"strings"
+	"time"
 
 	extprocfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/tollgate-dev/tollgate/extproc/reqbody"
 	"github.com/tollgate-dev/tollgate/policy"
+	"github.com/tollgate-dev/tollgate/policy/pricing"
 )
 
 // endpoint is a client-facing API Tollgate serves.
@@ -68,19 +70,40 @@ func gatewayKey(h headers) string {
 type policyProcessor struct {
 	s         *Server
 	pol       *policy.Policy
+	start     time.Time
 	requestID string
 	method    string
 	path      string
 	endpoint  endpoint
 	key       *policy.Key
+	trace     traceInfo
 	// slug is the route named in a header, if any.
 	slug  string
 	route *policy.Route
+
+	requestedModel string // as the client sent it
+	model          string // without a "@route/" prefix
+	stream         bool
+
+	rejected *ClientError // set when Tollgate answered the request itself
+	released time.Time    // when the request went on to the provider
+	// Response side.
+	respHeaders bool
+	status      int
+	servedBy    string
+	meter       meter
 }
 
 func newPolicyProcessor(s *Server) *policyProcessor { return &policyProcessor{s: s} }
 
-func (p *policyProcessor) finish(error) {}
+// finish writes the request's cost record, once, whichever way the stream
+// ended: a complete response, an error, a rejection, or a client that went away.
+func (p *policyProcessor) finish(error) {
+	if p.endpoint == "" || p.endpoint == epProbe {
+		return // a warm-up probe or a stream with no request: nothing to record
+	}
+	p.s.record(p.buildRecord(p.s.now()))
+}
 
 func (p *policyProcessor) handle(req *extprocv3.ProcessingRequest) (*extprocv3.ProcessingResponse, error) {
 	switch r := req.Request.(type) {
@@ -90,29 +113,35 @@ func (p *policyProcessor) handle(req *extprocv3.ProcessingRequest) (*extprocv3.P
 		return p.requestBody(r.RequestBody), nil
 	case *extprocv3.ProcessingRequest_ResponseHeaders:
 		return p.responseHeaders(r.ResponseHeaders), nil
+	case *extprocv3.ProcessingRequest_ResponseBody:
+		return p.responseBody(r.ResponseBody), nil
 	}
 	return passThrough(req)
 }
 
 func (p *policyProcessor) reject(e *ClientError) *extprocv3.ProcessingResponse {
 	p.s.metrics.rejections.WithLabelValues(rolePolicy, e.Type).Inc()
-	route := ""
-	if p.route != nil {
-		route = p.route.Slug
-	}
-	p.s.metrics.requests.WithLabelValues(route, string(p.endpoint), strconv.Itoa(e.Status)).Inc()
+	p.rejected = e
 	fields := []zap.Field{zap.String("request_id", p.requestID), zap.Int("status", e.Status),
 		zap.String("error_type", e.Type), zap.String("reason", e.Message), zap.String("path", p.path)}
 	if p.key != nil {
 		fields = append(fields, zap.String("key_id", p.key.ID))
 	}
 	p.s.log.Info("request rejected", fields...)
-	return immediate(e, p.requestID)
+	resp := immediate(e, p.requestID)
+	if p.trace.TraceID != "" {
+		ir := resp.GetImmediateResponse()
+		var m mutation
+		m.Set(hdrTraceID, p.trace.TraceID)
+		ir.Headers.SetHeaders = append(ir.Headers.SetHeaders, m.set...)
+	}
+	return resp
 }
 
 func (p *policyProcessor) requestHeaders(hh *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
 	h := readHeaders(hh.GetHeaders())
 	p.pol = p.s.policies.Current()
+	p.start = p.s.now()
 	p.requestID, p.method, p.path = h[hdrRequestID], h[":method"], h[":path"]
 
 	ep, cerr := classify(p.method, p.path)
@@ -121,8 +150,12 @@ func (p *policyProcessor) requestHeaders(hh *extprocv3.HttpHeaders) *extprocv3.P
 	}
 	p.endpoint = ep
 	if ep == epProbe {
-		p.s.metrics.requests.WithLabelValues("", string(ep), "200").Inc()
 		return emptyImmediate(200, "tollgate_probe")
+	}
+	trace, cerr := readTrace(h)
+	p.trace = trace
+	if cerr != nil {
+		return p.reject(cerr)
 	}
 
 	key := gatewayKey(h)
@@ -143,7 +176,8 @@ func (p *policyProcessor) requestHeaders(hh *extprocv3.HttpHeaders) *extprocv3.P
 	// Client credentials, our own steering headers, anything posing as an internal
 	// header, and accept-encoding (responses must stay readable) never go upstream.
 	var m mutation
-	m.Remove(hdrGatewayKey, hdrPortkeyKey, hdrAuthorization, hdrAPIKey, hdrProvider, hdrPortkeyRoute, "accept-encoding")
+	m.Remove(hdrGatewayKey, hdrPortkeyKey, hdrAuthorization, hdrAPIKey, hdrProvider, hdrPortkeyRoute,
+		hdrTraceID, hdrPortkeyTraceID, hdrMetadata, hdrPortkeyMeta, "accept-encoding")
 	for name := range h {
 		if strings.HasPrefix(name, internalPrefix) {
 			m.Remove(name)
@@ -161,6 +195,7 @@ func (p *policyProcessor) requestHeaders(hh *extprocv3.HttpHeaders) *extprocv3.P
 	if e := p.addDecision(&m); e != nil {
 		return p.reject(e)
 	}
+	p.released = p.s.now()
 	return continueRequestHeaders(&extprocv3.CommonResponse{HeaderMutation: m.proto(), ClearRouteCache: true})
 }
 
@@ -174,6 +209,7 @@ func (p *policyProcessor) requestBody(b *extprocv3.HttpBody) *extprocv3.Processi
 		return p.reject(invalidRequest("model: field required"))
 	}
 
+	p.requestedModel, p.model, p.stream = f.Model, f.Model, f.Stream
 	slug, newBody := p.slug, []byte(nil)
 	if strings.HasPrefix(f.Model, "@") {
 		// "@slug/model" names the route in the body; the provider sees the plain id.
@@ -184,10 +220,13 @@ func (p *policyProcessor) requestBody(b *extprocv3.HttpBody) *extprocv3.Processi
 		if slug != "" && strings.TrimPrefix(slug, "@") != bodySlug {
 			return p.reject(invalidRequest("the %s header names route %q but the model names route %q", hdrProvider, slug, "@"+bodySlug))
 		}
-		slug = bodySlug
+		slug, p.model = bodySlug, model
 		newBody = reqbody.ReplaceModel(body, f, model)
 	}
 	if e := p.resolveRoute(slug); e != nil {
+		return p.reject(e)
+	}
+	if e := p.checkPriced(); e != nil {
 		return p.reject(e)
 	}
 
@@ -195,6 +234,7 @@ func (p *policyProcessor) requestBody(b *extprocv3.HttpBody) *extprocv3.Processi
 	if e := p.addDecision(&m); e != nil {
 		return p.reject(e)
 	}
+	p.released = p.s.now()
 	c := &extprocv3.CommonResponse{ClearRouteCache: true}
 	if newBody != nil {
 		// Envoy keeps content-length in BUFFERED mode and rejects a mismatch.
@@ -214,6 +254,25 @@ func (p *policyProcessor) resolveRoute(slug string) *ClientError {
 		return invalidRequest("unknown route %q", slug)
 	}
 	p.route = r
+	return nil
+}
+
+// checkPriced refuses a model the catalog cannot price when the policy says
+// unpriced models are denied. By default they are priced by a family estimate
+// and flagged in records, so Claude Code keeps working the day a model ships.
+func (p *policyProcessor) checkPriced() *ClientError {
+	if p.endpoint != epMessages || p.pol.Pricing.Unknown != pricing.Deny || len(p.route.Chain) == 0 {
+		return nil
+	}
+	first := p.route.Chain[0]
+	providerType := ""
+	if prov, ok := p.pol.Providers[first]; ok {
+		providerType = prov.Type
+	}
+	model := p.pol.MapModel(p.route, first, p.model)
+	if _, err := p.pol.Catalog().Resolve(providerType, model, pricing.Deny); err != nil {
+		return invalidRequest("model %q has no price in the gateway's catalog, and the policy denies unpriced models (pricing.unknown_models: deny)", model)
+	}
 	return nil
 }
 
@@ -237,13 +296,18 @@ func (p *policyProcessor) addDecision(m *mutation) *ClientError {
 
 func (p *policyProcessor) responseHeaders(hh *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
 	h := readHeaders(hh.GetHeaders())
-	route := ""
-	if p.route != nil {
-		route = p.route.Slug
+	p.respHeaders = true
+	p.status, _ = strconv.Atoi(h[":status"])
+	p.servedBy = h[hdrServedBy]
+	p.meter.start(h["content-type"])
+	if hh.GetEndOfStream() {
+		p.meter.chunk(nil, true, p.s.now())
 	}
-	p.s.metrics.requests.WithLabelValues(route, string(p.endpoint), h[":status"]).Inc()
-	c := &extprocv3.CommonResponse{}
-	resp := continueResponseHeaders(c)
+	var m mutation
+	if p.trace.TraceID != "" {
+		m.Set(hdrTraceID, p.trace.TraceID)
+	}
+	resp := continueResponseHeaders(&extprocv3.CommonResponse{HeaderMutation: m.proto()})
 	if p.endpoint != epMessages {
 		// Only message responses carry usage; spare the other bodies a round trip
 		// per chunk. Body modes in an override always replace both, so echo the
@@ -254,4 +318,14 @@ func (p *policyProcessor) responseHeaders(hh *extprocv3.HttpHeaders) *extprocv3.
 		}
 	}
 	return resp
+}
+
+// responseBody passes each chunk on at once and meters it on the way.
+func (p *policyProcessor) responseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
+	if repl := p.meter.chunk(b.GetBody(), b.GetEndOfStream(), p.s.now()); repl != nil {
+		return continueResponseBody(&extprocv3.CommonResponse{
+			BodyMutation: &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_Body{Body: repl}},
+		})
+	}
+	return continueResponseBody(nil)
 }

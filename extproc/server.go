@@ -35,6 +35,7 @@ type Options struct {
 	Signer   *Signer
 	Logger   *zap.Logger      // default: no logging
 	Metrics  *Metrics         // default: metrics not exported
+	Recorder Recorder         // default: records discarded
 	Now      func() time.Time // default: time.Now
 }
 
@@ -45,6 +46,7 @@ type Server struct {
 	signer   *Signer
 	log      *zap.Logger
 	metrics  *Metrics
+	recorder Recorder
 	now      func() time.Time
 }
 
@@ -53,7 +55,10 @@ func NewServer(o Options) (*Server, error) {
 	if o.Policies == nil || o.Signer == nil {
 		return nil, errors.New("extproc: Policies and Signer are required")
 	}
-	s := &Server{policies: o.Policies, signer: o.Signer, log: o.Logger, metrics: o.Metrics, now: o.Now}
+	s := &Server{policies: o.Policies, signer: o.Signer, log: o.Logger, metrics: o.Metrics, recorder: o.Recorder, now: o.Now}
+	if s.recorder == nil {
+		s.recorder = discardRecorder{}
+	}
 	if s.log == nil {
 		s.log = zap.NewNop()
 	}

@@ -15,18 +15,21 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/anthropics/anthropic-sdk-go/v2"
 	"github.com/anthropics/anthropic-sdk-go/v2/option"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 
 	"github.com/tollgate-dev/tollgate/extproc"
 	"github.com/tollgate-dev/tollgate/extproc/envoytest"
 	"github.com/tollgate-dev/tollgate/policy"
+	"github.com/tollgate-dev/tollgate/records"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -40,6 +43,44 @@ type stack struct {
 	fake    *envoytest.FakeAnthropic
 	harness *envoytest.Harness
 	client  anthropic.Client
+	records *collector
+	reg     *prometheus.Registry
+}
+
+// collector is a Recorder that keeps every record for the test to inspect.
+type collector struct {
+	mu   sync.Mutex
+	recs []records.Record
+}
+
+func (c *collector) Emit(r records.Record) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.recs = append(c.recs, r)
+}
+
+// wait returns the records once there are n of them. A record is written when
+// Envoy closes the ext_proc stream, just after the client has its response.
+func (c *collector) wait(t *testing.T, n int) []records.Record {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c.mu.Lock()
+		got := append([]records.Record(nil), c.recs...)
+		c.mu.Unlock()
+		if len(got) >= n || time.Now().After(deadline) {
+			if len(got) != n {
+				t.Fatalf("%d records; want %d: %+v", len(got), n, got)
+			}
+			return got
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// stackOptions adjust newStack.
+type stackOptions struct {
+	recorder extproc.Recorder // default: a collector
 }
 
 type fixedPolicy struct{ p *policy.Policy }
@@ -48,8 +89,14 @@ func (f fixedPolicy) Current() *policy.Policy { return f.p }
 
 // newStack starts the fake provider, a Tollgate ext_proc server, and the harness
 // built from ../../envoy.yaml with its clusters pointed at them.
-func newStack(t *testing.T) *stack {
+func newStack(t *testing.T) *stack { return newStackWith(t, stackOptions{}) }
+
+func newStackWith(t *testing.T, o stackOptions) *stack {
 	t.Helper()
+	s := &stack{records: &collector{}, reg: prometheus.NewRegistry()}
+	if o.recorder == nil {
+		o.recorder = s.records
+	}
 	fake := envoytest.NewFakeAnthropic(envoytest.FakeAnthropicConfig{
 		APIKey:           providerKey,
 		ForbiddenHeaders: []string{"x-tollgate-api-key", "x-portkey-api-key", "x-tollgate-provider", "x-portkey-provider"},
@@ -90,7 +137,8 @@ keys:
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := extproc.NewServer(extproc.Options{Policies: fixedPolicy{p}, Signer: signer})
+	srv, err := extproc.NewServer(extproc.Options{Policies: fixedPolicy{p}, Signer: signer,
+		Recorder: o.recorder, Metrics: extproc.NewMetrics(s.reg)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +165,7 @@ keys:
 	}
 	t.Cleanup(func() { h.Close() })
 
-	s := &stack{fake: fake, harness: h}
+	s.fake, s.harness = fake, h
 	s.client = anthropic.NewClient(option.WithBaseURL(h.URL()), option.WithAPIKey(gatewayKey), option.WithMaxRetries(0))
 	t.Cleanup(func() {
 		if v := fake.Violations(); len(v) > 0 {

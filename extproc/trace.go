@@ -1,0 +1,101 @@
+package extproc
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"unicode/utf8"
+)
+
+// Headers that group requests and annotate records. The Portkey names are
+// accepted as aliases so Portkey and Conductor setups work unchanged. These are
+// consumed by the gateway and not forwarded; x-claude-code-* headers are
+// forwarded as the client sent them.
+const (
+	hdrTraceID        = "x-tollgate-trace-id"
+	hdrPortkeyTraceID = "x-portkey-trace-id"
+	hdrMetadata       = "x-tollgate-metadata"
+	hdrPortkeyMeta    = "x-portkey-metadata"
+	hdrSessionID      = "x-claude-code-session-id"
+	hdrAgentID        = "x-claude-code-agent-id"
+	hdrParentAgentID  = "x-claude-code-parent-agent-id"
+)
+
+// Limits on x-tollgate-metadata, which lands in every record of the request.
+const (
+	maxMetadataBytes    = 4096
+	maxMetadataKeys     = 32
+	maxMetadataKeyBytes = 64
+	maxMetadataValBytes = 512
+	maxTraceIDBytes     = 128
+)
+
+// traceInfo is how a request is grouped in records.
+type traceInfo struct {
+	TraceID, SessionID, AgentID, ParentAgentID string
+	Metadata                                   map[string]string
+}
+
+// readTrace picks the trace id (x-tollgate-trace-id, x-portkey-trace-id, then
+// Claude Code's session id, else a new one) and validates the metadata header.
+func readTrace(h headers) (traceInfo, *ClientError) {
+	t := traceInfo{SessionID: h[hdrSessionID], AgentID: h[hdrAgentID], ParentAgentID: h[hdrParentAgentID]}
+	for _, k := range []string{hdrTraceID, hdrPortkeyTraceID, hdrSessionID} {
+		if v := h[k]; v != "" {
+			if len(v) > maxTraceIDBytes || !printable(v) {
+				return t, invalidRequest("%s: at most %d printable characters", k, maxTraceIDBytes)
+			}
+			t.TraceID = v
+			break
+		}
+	}
+	if t.TraceID == "" {
+		t.TraceID = newTraceID()
+	}
+	name, raw := hdrMetadata, h[hdrMetadata]
+	if raw == "" {
+		name, raw = hdrPortkeyMeta, h[hdrPortkeyMeta]
+	}
+	if raw != "" {
+		md, err := parseMetadata(raw)
+		if err != nil {
+			return t, invalidRequest("%s: %s", name, err.Message)
+		}
+		t.Metadata = md
+	}
+	return t, nil
+}
+
+func parseMetadata(raw string) (map[string]string, *ClientError) {
+	if len(raw) > maxMetadataBytes {
+		return nil, invalidRequest("larger than %d bytes", maxMetadataBytes)
+	}
+	var md map[string]string
+	if err := json.Unmarshal([]byte(raw), &md); err != nil {
+		return nil, invalidRequest(`must be a JSON object of string values, like {"ticket":"ENG-42"}`)
+	}
+	if len(md) > maxMetadataKeys {
+		return nil, invalidRequest("at most %d keys", maxMetadataKeys)
+	}
+	for k, v := range md {
+		if k == "" || len(k) > maxMetadataKeyBytes || len(v) > maxMetadataValBytes || !utf8.ValidString(k) || !utf8.ValidString(v) {
+			return nil, invalidRequest("keys must be 1 to %d bytes and values at most %d bytes of UTF-8", maxMetadataKeyBytes, maxMetadataValBytes)
+		}
+	}
+	return md, nil
+}
+
+func printable(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x21 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+func newTraceID() string {
+	var b [16]byte
+	rand.Read(b[:]) //nolint:errcheck // crypto/rand.Read never fails
+	return hex.EncodeToString(b[:])
+}
