@@ -20,6 +20,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/tollgate-dev/tollgate/internal/redistest"
 	"github.com/tollgate-dev/tollgate/policy"
 )
 
@@ -190,11 +191,12 @@ func (s *syncWriter) String() string {
 
 // startServe runs serve on free loopback ports with no policy file. The returned
 // cancel starts the drain; done yields serve's result.
-func startServe(t *testing.T) (grpcAddr, adminAddr string, cancel context.CancelFunc, done chan error, logs *syncWriter) {
+func startServe(t *testing.T, extra ...string) (grpcAddr, adminAddr string, cancel context.CancelFunc, done chan error, logs *syncWriter) {
 	t.Helper()
 	grpcAddr, adminAddr = freeAddr(t), freeAddr(t)
-	c, err := parseServeFlags([]string{"--grpc-addr", grpcAddr, "--admin-addr", adminAddr, "--shutdown-timeout", "5s"},
-		func(string) (string, bool) { return "", false }, io.Discard)
+	args := append([]string{"--grpc-addr", grpcAddr, "--admin-addr", adminAddr, "--shutdown-timeout", "5s",
+		"--spool-dir", t.TempDir(), "--records-log=false"}, extra...)
+	c, err := parseServeFlags(args, func(string) (string, bool) { return "", false }, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -276,4 +278,58 @@ func headers(kv ...string) *extprocv3.ProcessingRequest {
 	}
 	return &extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_RequestHeaders{
 		RequestHeaders: &extprocv3.HttpHeaders{Headers: m}}}
+}
+
+// TestServeRecordsToRedis wires serve to a real redis-server: a refused request's
+// record reaches the Redis stream and the records API reads it back.
+func TestServeRecordsToRedis(t *testing.T) {
+	rdb := redistest.Start(t)
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	os.WriteFile(tokenFile, []byte("admin-secret\n"), 0o600)
+	grpcAddr, adminAddr, cancel, done, logs := startServe(t, "--redis-url", rdb.URL(), "--admin-token-file", tokenFile)
+
+	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx := metadata.AppendToOutgoingContext(context.Background(), "x-tollgate-role", "policy")
+	stream, err := extprocv3.NewExternalProcessorClient(conn).Process(ctx, grpc.WaitForReady(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := headers(":method", "POST", ":path", "/v1/messages", "x-api-key", "wrong", "x-request-id", "rid-redis-1")
+	if err := stream.Send(req); err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := stream.Recv(); err != nil || resp.GetImmediateResponse().GetStatus().GetCode() != 401 {
+		t.Fatalf("want a 401, got %v %v", resp, err)
+	}
+	stream.CloseSend()
+	stream.Recv() //nolint:errcheck // the end of the stream
+
+	var body string
+	for i := 0; i < 200 && !strings.Contains(body, "rid-redis-1"); i++ {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+adminAddr+"/v1/records?limit=10", nil)
+		req.Header.Set("authorization", "Bearer admin-secret")
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			body = string(b)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	if !strings.Contains(body, `"id":"rid-redis-1"`) || !strings.Contains(body, `"outcome":"denied"`) {
+		t.Fatalf("records API: %s\nlogs:\n%s", body, logs.String())
+	}
+	req2, _ := http.NewRequest(http.MethodGet, "http://"+adminAddr+"/v1/records", nil)
+	if resp, err := http.DefaultClient.Do(req2); err != nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("records API without the token: %v %v", resp.Status, err)
+	} else {
+		resp.Body.Close()
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("serve: %v", err)
+	}
 }

@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -27,6 +29,7 @@ import (
 
 	"github.com/tollgate-dev/tollgate/extproc"
 	"github.com/tollgate-dev/tollgate/policy"
+	"github.com/tollgate-dev/tollgate/records"
 )
 
 // maxGRPCMessage bounds one ext_proc message. BUFFERED request bodies arrive whole
@@ -44,6 +47,16 @@ type serveConfig struct {
 	ShutdownTimeout    time.Duration
 	LogLevel           string
 	LogFormat          string
+
+	RedisURL            string
+	RecordsStream       string
+	RecordsStreamMaxLen int64
+	RecordsFile         string
+	RecordsFileMaxBytes int64
+	RecordsLog          bool
+	SpoolDir            string
+	AdminTokenFile      string
+	AdminToken          string // only from the environment, never a flag
 }
 
 // parseServeFlags reads flags; each flag's default comes from its TOLLGATE_*
@@ -57,6 +70,17 @@ func parseServeFlags(args []string, lookup func(string) (string, bool), stderr i
 	}
 	var c serveConfig
 	var errs []error
+	integer := func(name string, def int64) int64 {
+		v, ok := lookup(name)
+		if !ok || v == "" {
+			return def
+		}
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+		}
+		return n
+	}
 	dur := func(name, def string) time.Duration {
 		d, err := time.ParseDuration(env(name, def))
 		if err != nil {
@@ -74,7 +98,16 @@ func parseServeFlags(args []string, lookup func(string) (string, bool), stderr i
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", dur("TOLLGATE_SHUTDOWN_TIMEOUT", "30s"), "how long in-flight streams may finish after a stop signal (TOLLGATE_SHUTDOWN_TIMEOUT)")
 	fs.StringVar(&c.LogLevel, "log-level", env("TOLLGATE_LOG_LEVEL", "info"), "debug, info, warn or error (TOLLGATE_LOG_LEVEL)")
 	fs.StringVar(&c.LogFormat, "log-format", env("TOLLGATE_LOG_FORMAT", "json"), "json or console (TOLLGATE_LOG_FORMAT)")
+	fs.StringVar(&c.RedisURL, "redis-url", env("TOLLGATE_REDIS_URL", ""), "Redis for records (and, later, budgets and cache), e.g. redis://redis:6379/0; empty keeps records in memory (TOLLGATE_REDIS_URL)")
+	fs.StringVar(&c.RecordsStream, "records-stream", env("TOLLGATE_RECORDS_STREAM", records.DefaultRedisStream), "Redis stream of cost records (TOLLGATE_RECORDS_STREAM)")
+	fs.Int64Var(&c.RecordsStreamMaxLen, "records-stream-maxlen", integer("TOLLGATE_RECORDS_STREAM_MAXLEN", 1_000_000), "approximate cap on the records stream length (TOLLGATE_RECORDS_STREAM_MAXLEN)")
+	fs.StringVar(&c.RecordsFile, "records-file", env("TOLLGATE_RECORDS_FILE", ""), "also write records as JSON lines to this file, rotated by size (TOLLGATE_RECORDS_FILE)")
+	fs.Int64Var(&c.RecordsFileMaxBytes, "records-file-max-bytes", integer("TOLLGATE_RECORDS_FILE_MAX_BYTES", 100<<20), "rotate the records file at this size; 5 old files are kept (TOLLGATE_RECORDS_FILE_MAX_BYTES)")
+	fs.BoolVar(&c.RecordsLog, "records-log", env("TOLLGATE_RECORDS_LOG", "true") == "true", "also log every record (TOLLGATE_RECORDS_LOG)")
+	fs.StringVar(&c.SpoolDir, "spool-dir", env("TOLLGATE_SPOOL_DIR", filepath.Join(os.TempDir(), "tollgate-spool")), "where records wait on disk while a sink is down (TOLLGATE_SPOOL_DIR)")
+	fs.StringVar(&c.AdminTokenFile, "admin-token-file", env("TOLLGATE_ADMIN_TOKEN_FILE", ""), "file holding the bearer token of the admin API (/v1/records, /v1/traces); or the token itself in TOLLGATE_ADMIN_TOKEN; none disables the API (TOLLGATE_ADMIN_TOKEN_FILE)")
 	c.DecisionSecret = env("TOLLGATE_DECISION_SECRET", "")
+	c.AdminToken = env("TOLLGATE_ADMIN_TOKEN", "")
 	if err := errors.Join(errs...); err != nil {
 		fmt.Fprintln(stderr, "tollgate serve:", err)
 		return c, errUsage
@@ -178,8 +211,14 @@ func serve(ctx context.Context, c serveConfig, logOut io.Writer) error {
 		log.Warn("no decision secret configured: generated one for this process; replicas behind one Envoy need TOLLGATE_DECISION_SECRET or --decision-secret-file")
 	}
 
+	rec, err := openRecords(c, log, reg)
+	if err != nil {
+		return err
+	}
+	defer rec.close(log)
+
 	srv, err := extproc.NewServer(extproc.Options{
-		Policies: watcher, Signer: signer, Logger: log, Metrics: extproc.NewMetrics(reg),
+		Policies: watcher, Signer: signer, Logger: log, Metrics: extproc.NewMetrics(reg), Recorder: rec.writer,
 	})
 	if err != nil {
 		return err
@@ -203,7 +242,7 @@ func serve(ctx context.Context, c serveConfig, logOut io.Writer) error {
 	hs.SetServingStatus(extprocv3.ExternalProcessor_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 
 	var draining atomic.Bool
-	admin := &http.Server{Handler: adminHandler(reg, &draining), ReadHeaderTimeout: 5 * time.Second}
+	admin := &http.Server{Handler: adminHandler(reg, &draining, rec.api), ReadHeaderTimeout: 5 * time.Second}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -218,7 +257,7 @@ func serve(ctx context.Context, c serveConfig, logOut io.Writer) error {
 		}
 	}()
 	log.Info("tollgate serving", zap.String("version", version), zap.String("grpc", grpcLis.Addr().String()),
-		zap.String("admin", adminLis.Addr().String()), zap.String("policy", pol.Source))
+		zap.String("admin", adminLis.Addr().String()), zap.String("policy", pol.Source), zap.String("records", rec.describe))
 
 	var runErr error
 	select {
@@ -245,8 +284,9 @@ func serve(ctx context.Context, c serveConfig, logOut io.Writer) error {
 	return runErr
 }
 
-func adminHandler(reg *prometheus.Registry, draining *atomic.Bool) http.Handler {
+func adminHandler(reg *prometheus.Registry, draining *atomic.Bool, api http.Handler) http.Handler {
 	mux := http.NewServeMux()
+	mux.Handle("/v1/", api)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Write([]byte("ok\n")) //nolint:errcheck
 	})
