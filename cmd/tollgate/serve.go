@@ -45,6 +45,7 @@ type serveConfig struct {
 	DecisionSecretFile string
 	DecisionSecret     string // only from the environment, never a flag
 	ShutdownTimeout    time.Duration
+	DrainDelay         time.Duration
 	LogLevel           string
 	LogFormat          string
 
@@ -96,6 +97,7 @@ func parseServeFlags(args []string, lookup func(string) (string, bool), stderr i
 	fs.DurationVar(&c.PolicyPoll, "policy-poll", dur("TOLLGATE_POLICY_POLL", "2s"), "how often the policy file is checked for changes (TOLLGATE_POLICY_POLL)")
 	fs.StringVar(&c.DecisionSecretFile, "decision-secret-file", env("TOLLGATE_DECISION_SECRET_FILE", ""), "file holding the secret (>= 32 bytes) that signs routing decisions; every replica needs the same one (TOLLGATE_DECISION_SECRET_FILE, or the secret itself in TOLLGATE_DECISION_SECRET)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", dur("TOLLGATE_SHUTDOWN_TIMEOUT", "30s"), "how long in-flight streams may finish after a stop signal (TOLLGATE_SHUTDOWN_TIMEOUT)")
+	fs.DurationVar(&c.DrainDelay, "drain-delay", dur("TOLLGATE_DRAIN_DELAY", "0s"), "after a stop signal, how long to keep serving with /readyz failing so load balancers move new streams away first (TOLLGATE_DRAIN_DELAY; 5s suits Kubernetes)")
 	fs.StringVar(&c.LogLevel, "log-level", env("TOLLGATE_LOG_LEVEL", "info"), "debug, info, warn or error (TOLLGATE_LOG_LEVEL)")
 	fs.StringVar(&c.LogFormat, "log-format", env("TOLLGATE_LOG_FORMAT", "json"), "json or console (TOLLGATE_LOG_FORMAT)")
 	fs.StringVar(&c.RedisURL, "redis-url", env("TOLLGATE_REDIS_URL", ""), "Redis for records (and, later, budgets and cache), e.g. redis://redis:6379/0; empty keeps records in memory (TOLLGATE_REDIS_URL)")
@@ -265,9 +267,12 @@ func serve(ctx context.Context, c serveConfig, logOut io.Writer) error {
 	case runErr = <-errc:
 	}
 
-	log.Info("draining", zap.Duration("deadline", c.ShutdownTimeout))
+	log.Info("draining", zap.Duration("delay", c.DrainDelay), zap.Duration("deadline", c.ShutdownTimeout))
 	draining.Store(true)
 	hs.Shutdown()
+	if runErr == nil && c.DrainDelay > 0 {
+		time.Sleep(c.DrainDelay)
+	}
 	stopped := make(chan struct{})
 	go func() { gs.GracefulStop(); close(stopped) }()
 	select {
