@@ -22,6 +22,7 @@ const (
 	epCountTokens endpoint = "count_tokens"
 	epModels      endpoint = "models"
 	epProbe       endpoint = "probe"
+	epUnknown     endpoint = "unknown"
 )
 
 // classify maps a method and path (query ignored) to an endpoint.
@@ -40,7 +41,7 @@ func classify(method, path string) (endpoint, *ClientError) {
 		// Claude Code's credential-less warm-up probe; its answer is ignored.
 		return epProbe, nil
 	}
-	return "", notFound("%s %s is not an endpoint of this gateway; it serves POST /v1/messages, POST /v1/messages/count_tokens and GET /v1/models", method, path)
+	return epUnknown, notFound("%s %s is not an endpoint of this gateway; it serves POST /v1/messages, POST /v1/messages/count_tokens and GET /v1/models", method, path)
 }
 
 // gatewayKeyHeaders lists where a client may put its gateway key, in the order
@@ -102,7 +103,8 @@ func (p *policyProcessor) finish(error) {
 	if p.endpoint == "" || p.endpoint == epProbe {
 		return // a warm-up probe or a stream with no request: nothing to record
 	}
-	p.s.record(p.buildRecord(p.s.now()))
+	r, modelLabel := p.buildRecord(p.s.now())
+	p.s.record(r, modelLabel)
 }
 
 func (p *policyProcessor) handle(req *extprocv3.ProcessingRequest) (*extprocv3.ProcessingResponse, error) {
@@ -145,10 +147,10 @@ func (p *policyProcessor) requestHeaders(hh *extprocv3.HttpHeaders) *extprocv3.P
 	p.requestID, p.method, p.path = h[hdrRequestID], h[":method"], h[":path"]
 
 	ep, cerr := classify(p.method, p.path)
+	p.endpoint = ep
 	if cerr != nil {
 		return p.reject(cerr)
 	}
-	p.endpoint = ep
 	if ep == epProbe {
 		return emptyImmediate(200, "tollgate_probe")
 	}

@@ -24,8 +24,9 @@ func (discardRecorder) Emit(records.Record) {}
 // response began (nginx's convention).
 const statusClientGone = 499
 
-// buildRecord assembles the cost record of the request from what the stream saw.
-func (p *policyProcessor) buildRecord(end time.Time) records.Record {
+// buildRecord assembles the cost record of the request from what the stream saw,
+// and the model label its metrics carry (see metricModel).
+func (p *policyProcessor) buildRecord(end time.Time) (records.Record, string) {
 	r := records.Record{
 		ID: p.requestID, Start: p.start, End: end,
 		TraceID: p.trace.TraceID, SessionID: p.trace.SessionID,
@@ -52,10 +53,10 @@ func (p *policyProcessor) buildRecord(end time.Time) records.Record {
 		if s := p.rejected.Status; s == 401 || s == 403 || s == 429 {
 			r.Outcome = records.OutcomeDenied
 		}
-		return r
+		return r, ""
 	case !p.respHeaders:
 		r.Status, r.Outcome = statusClientGone, records.OutcomeCancelled
-		return r
+		return r, ""
 	}
 
 	res := p.meter.result(p.status)
@@ -74,15 +75,23 @@ func (p *policyProcessor) buildRecord(end time.Time) records.Record {
 	default:
 		r.Outcome = records.OutcomeCancelled // the stream was reset: usually the client left
 	}
+	label := labelUnpriced
 	if res.metered {
-		p.price(&r)
+		label = p.price(&r)
 	}
-	return r
+	return r, label
 }
 
-// price fills the record's cost from the policy's catalog. The model the provider
-// reported is priced; failing that, the model sent.
-func (p *policyProcessor) price(r *records.Record) {
+// Model labels of metrics. Clients choose model names, so a metric label takes
+// a client's model only when the catalog prices it exactly; otherwise the family
+// rule's name or "unpriced" stands in, and the record keeps the real name. This
+// bounds the number of series a client can create.
+const labelUnpriced = "unpriced"
+
+// price fills the record's cost from the policy's catalog and returns the model
+// label for metrics. The model the provider reported is priced; failing that,
+// the model sent.
+func (p *policyProcessor) price(r *records.Record) (modelLabel string) {
 	model := r.ResponseModel
 	if model == "" {
 		model = r.Model
@@ -99,11 +108,15 @@ func (p *policyProcessor) price(r *records.Record) {
 		// refuse such models before they run when the policy says deny.
 		r.PriceEstimated = true
 		p.s.log.Warn("unpriced model", zap.String("request_id", r.ID), zap.String("model", model), zap.Error(err))
-		return
+		return labelUnpriced
 	}
 	r.PriceEstimated = price.Estimated
 	r.CostPicoUSD = pricing.Cost(r.Usage, price)
 	r.Cost = pricing.FormatUSD(r.CostPicoUSD)
+	if price.Estimated {
+		return price.Source
+	}
+	return model
 }
 
 func mergeMetadata(key, request map[string]string) map[string]string {
@@ -123,19 +136,15 @@ func mergeMetadata(key, request map[string]string) map[string]string {
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // record emits r and updates the request metrics.
-func (s *Server) record(r records.Record) {
+func (s *Server) record(r records.Record, model string) {
 	s.recorder.Emit(r)
 	m := s.metrics
-	m.requests.WithLabelValues(r.Route, r.Provider, r.Model, strconv.Itoa(r.Status)).Inc()
+	m.requests.WithLabelValues(r.Route, r.Provider, model, strconv.Itoa(r.Status)).Inc()
 	m.duration.WithLabelValues(r.Route).Observe(r.LatencyMS / 1000)
 	if r.TTFTMS > 0 {
 		m.ttft.WithLabelValues(r.Provider).Observe(r.TTFTMS / 1000)
 	}
 	u := r.Usage
-	model := r.ResponseModel
-	if model == "" {
-		model = r.Model
-	}
 	for _, t := range []struct {
 		typ string
 		n   int64

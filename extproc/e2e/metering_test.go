@@ -184,8 +184,10 @@ func TestRecordsOfErrorsAndRejections(t *testing.T) {
 	if resp, err := http.DefaultClient.Do(req); err == nil {
 		resp.Body.Close()
 	}
+	resp := post(t, s, "/v1/complete", `{}`, nil)
+	resp.Body.Close()
 
-	recs := s.records.wait(t, 2) // the probe writes none
+	recs := s.records.wait(t, 3) // the probe writes none
 	byStatus := map[int]records.Record{}
 	for _, r := range recs {
 		byStatus[r.Status] = r
@@ -196,6 +198,9 @@ func TestRecordsOfErrorsAndRejections(t *testing.T) {
 	if r := byStatus[401]; r.Outcome != records.OutcomeDenied || r.ErrorType != "authentication_error" || r.KeyID != "" {
 		t.Errorf("401 record = %+v", r)
 	}
+	if r := byStatus[404]; r.Outcome != records.OutcomeInvalid || r.Endpoint != "unknown" || r.Path != "/v1/complete" {
+		t.Errorf("404 record = %+v", r)
+	}
 }
 
 // TestMetricsScrape scrapes /metrics after a message and a stream and checks
@@ -205,7 +210,12 @@ func TestMetricsScrape(t *testing.T) {
 	if _, err := s.client.Messages.New(context.Background(), hello("claude-sonnet-4-5")); err != nil {
 		t.Fatal(err)
 	}
-	s.records.wait(t, 1)
+	// A model the catalog prices only by the family rule is labelled by the
+	// family, so clients cannot mint series with made-up model names.
+	if _, err := s.client.Messages.New(context.Background(), hello("claude-sonnet-4-5-made-up")); err != nil {
+		t.Fatal(err)
+	}
+	s.records.wait(t, 2)
 	srv := httptest.NewServer(promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
 	defer srv.Close()
 	resp, err := http.Get(srv.URL)
@@ -223,9 +233,11 @@ func TestMetricsScrape(t *testing.T) {
 		`tollgate_tokens_total{model="claude-sonnet-4-5",provider="demo",type="cache_write_5m"} 2000`,
 		`tollgate_tokens_total{model="claude-sonnet-4-5",provider="demo",type="cache_write_1h"} 51`,
 		`tollgate_cost_usd_total{model="claude-sonnet-4-5",provider="demo",team="platform"} 0.0219432`,
-		`tollgate_request_duration_seconds_count{route="demo"} 1`,
-		`tollgate_upstream_ttft_seconds_count{provider="demo"} 1`,
-		`tollgate_phase_duration_seconds_count{phase="request_body",role="policy"} 1`,
+		`tollgate_requests_total{model="family:claude-sonnet",provider="demo",route="demo",status="200"} 1`,
+		`tollgate_price_estimated_total{kind="estimated",model="family:claude-sonnet",provider="demo"} 1`,
+		`tollgate_request_duration_seconds_count{route="demo"} 2`,
+		`tollgate_upstream_ttft_seconds_count{provider="demo"} 2`,
+		`tollgate_phase_duration_seconds_count{phase="request_body",role="policy"} 2`,
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("metrics lack %s", want)
