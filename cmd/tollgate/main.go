@@ -31,6 +31,7 @@ commands:
   hash-key [--generate]    print the sha256 of a gateway key read from stdin (or of a new key)
   pricing show MODEL|list  print a model's rates in USD per million tokens, or every priced model
   healthcheck --url URL    exit 0 if URL answers 200 (for container healthchecks)
+  bench [flags]            measure Tollgate's ext_proc overhead against an echo processor
   version                  print the version
 
 Run 'tollgate <command> -h' for the flags of a command.
@@ -71,6 +72,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return pricingCommand(rest, stdout, stderr)
 	case "healthcheck":
 		return healthcheck(ctx, rest, stderr)
+	case "bench":
+		return benchCommand(ctx, rest, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "tollgate", version)
 		return nil

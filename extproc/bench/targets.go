@@ -1,0 +1,183 @@
+package bench
+
+import (
+	"fmt"
+	"math"
+)
+
+// The scenarios DESIGN.md's targets are read from.
+const (
+	// ReferenceScenario is DESIGN.md's reference request: a 100 KB body and a
+	// 50-event stream, open loop at 200 req/s.
+	ReferenceScenario = "100k-sse50"
+	// LongStreamScenario is the reference request with a 500-event stream: the
+	// per-chunk cost and the held-streams memory test come from it.
+	LongStreamScenario = "100k-sse500"
+)
+
+// Target limits from DESIGN.md "Performance budget".
+const (
+	limitCPUAboveEchoUS   = 350
+	limitP50AboveEchoUS   = 500
+	limitP99AboveEchoUS   = 2000
+	limitBodyPhaseUS      = 60
+	limitChunkAboveEchoUS = 5
+	// limitStreamGrowthBytes is how much more a held stream may weigh after
+	// 97 more chunks than echo's does, before its memory counts as growing
+	// with the response: well under one retained chunk each.
+	limitStreamGrowthBytes = 2048
+	// limitAllocsPerChunkDrift is how far allocations per chunk in the middle
+	// of long streams may be from the average over whole streams.
+	limitAllocsPerChunkDrift = 1
+)
+
+const (
+	met         = "met"
+	notMet      = "not met"
+	notMeasured = "not measured"
+)
+
+func verdict(ok bool) string {
+	if ok {
+		return met
+	}
+	return notMet
+}
+
+// Evaluate fills r.Targets from the reference scenarios' runs. A target whose
+// inputs are missing (scenario not run, no process or metrics) is "not measured".
+func (r *Report) Evaluate() {
+	r.Targets = nil
+	add := func(t TargetCheck) { r.Targets = append(r.Targets, t) }
+	ref := r.Scenario(ReferenceScenario)
+	long := r.Scenario(LongStreamScenario)
+	open := func(s *ScenarioReport, target string) *RunReport {
+		if s == nil {
+			return nil
+		}
+		return s.Run(target, LoopOpen)
+	}
+	rt, re := open(ref, "tollgate"), open(ref, "echo")
+	lt, le := open(long, "tollgate"), open(long, "echo")
+
+	cpu := TargetCheck{Target: "CPU per request above echo, open loop (" + ReferenceScenario + ")",
+		Limit: fmt.Sprintf("<= %d µs", limitCPUAboveEchoUS), Met: notMeasured,
+		Method: "server process utime+stime from /proc/<pid>/stat over the measured window, divided by requests; Tollgate minus echo"}
+	if rt != nil && re != nil && rt.CPU != nil && re.CPU != nil {
+		d := rt.CPU.PerRequestUS - re.CPU.PerRequestUS
+		cpu.Value = d
+		cpu.Measured = fmt.Sprintf("%+.0f µs (%.0f vs %.0f µs at %.0f req/s)", d, rt.CPU.PerRequestUS, re.CPU.PerRequestUS, rt.Rate)
+		cpu.Met = verdict(d <= limitCPUAboveEchoUS)
+	}
+	add(cpu)
+
+	for _, q := range []struct {
+		name  string
+		limit float64
+		get   func(*PhaseStats) float64
+	}{
+		{"p50", limitP50AboveEchoUS, func(p *PhaseStats) float64 { return p.P50 }},
+		{"p99", limitP99AboveEchoUS, func(p *PhaseStats) float64 { return p.P99 }},
+	} {
+		t := TargetCheck{Target: "Server-side time per request, " + q.name + " above echo (" + ReferenceScenario + ")",
+			Limit: fmt.Sprintf("<= %.1f ms", q.limit/1000), Met: notMeasured,
+			Method: "sum of the request's ext_proc round trips, from the scheduled start (open loop); Tollgate minus echo"}
+		if pt, pe := rt.Phase(PhaseTotal), re.Phase(PhaseTotal); pt != nil && pe != nil {
+			d := q.get(pt) - q.get(pe)
+			t.Value = d
+			t.Measured = fmt.Sprintf("%+.0f µs (%.0f vs %.0f µs)", d, q.get(pt), q.get(pe))
+			t.Met = verdict(d <= q.limit)
+		}
+		add(t)
+	}
+
+	body := TargetCheck{Target: "Body phase, 100 KB, CPU above echo (" + ReferenceScenario + ")",
+		Limit: fmt.Sprintf("<= %d µs", limitBodyPhaseUS), Met: notMeasured,
+		Method: "mean of tollgate_phase_duration_seconds{role=policy,phase=request_body}: Tollgate's handler, which echo does not have; the gRPC decode both pay is outside it"}
+	if rt != nil {
+		var policy, adapter *ServerPhase
+		for i, sp := range rt.ServerPhases {
+			if sp.Phase == "request_body" && sp.Role == "policy" {
+				policy = &rt.ServerPhases[i]
+			}
+			if sp.Phase == "request_body" && sp.Role == "adapter" {
+				adapter = &rt.ServerPhases[i]
+			}
+		}
+		if policy != nil {
+			body.Value = policy.MeanUS
+			body.Measured = fmt.Sprintf("%.0f µs policy", policy.MeanUS)
+			if adapter != nil {
+				body.Measured += fmt.Sprintf(" (the adapter's body phase: %.0f µs more)", adapter.MeanUS)
+			}
+			body.Met = verdict(policy.MeanUS <= limitBodyPhaseUS)
+		}
+	}
+	add(body)
+
+	chunk := TargetCheck{Target: "Per response chunk, CPU above echo (" + LongStreamScenario + " vs " + ReferenceScenario + ")",
+		Limit: fmt.Sprintf("<= %d µs", limitChunkAboveEchoUS), Met: notMeasured,
+		Method: "((Tollgate - echo) CPU per request with 500 events - the same with 50) / the extra chunks"}
+	if lt != nil && le != nil && rt != nil && re != nil && lt.CPU != nil && le.CPU != nil && rt.CPU != nil && re.CPU != nil && long.Chunks > ref.Chunks {
+		d := ((lt.CPU.PerRequestUS - le.CPU.PerRequestUS) - (rt.CPU.PerRequestUS - re.CPU.PerRequestUS)) / float64(long.Chunks-ref.Chunks)
+		ct := (lt.CPU.PerRequestUS - rt.CPU.PerRequestUS) / float64(long.Chunks-ref.Chunks)
+		ce := (le.CPU.PerRequestUS - re.CPU.PerRequestUS) / float64(long.Chunks-ref.Chunks)
+		chunk.Value = d
+		chunk.Measured = fmt.Sprintf("%+.1f µs (%.1f vs %.1f µs per chunk)", d, ct, ce)
+		chunk.Met = verdict(d <= limitChunkAboveEchoUS)
+	}
+	add(chunk)
+
+	memT, memE := r.memoryTarget(LongStreamScenario, "tollgate"), r.memoryTarget(LongStreamScenario, "echo")
+	mem := TargetCheck{Target: "Memory per in-flight stream independent of response length (" + LongStreamScenario + " held)",
+		Limit: fmt.Sprintf("growth above echo's <= %d B per stream", limitStreamGrowthBytes), Met: notMeasured,
+		Method: "live heap (GC heap goal after forced collections) plus stacks per held stream, after the last hold point minus after the first"}
+	if growthT, ok := streamGrowth(memT); ok {
+		growthE, okE := streamGrowth(memE)
+		if !okE {
+			growthE = 0
+		}
+		d := growthT - growthE
+		mem.Value = d
+		mem.Measured = fmt.Sprintf("%+.0f B per stream (Tollgate %+.0f B, echo %+.0f B; %.1f KiB per stream held)",
+			d, growthT, growthE, (memT.Points[0].HeapPer1000+memT.Points[0].StackPer1000)/1000/1024)
+		mem.Met = verdict(d <= limitStreamGrowthBytes)
+	}
+	add(mem)
+
+	allocs := TargetCheck{Target: "Constant allocations per chunk (" + LongStreamScenario + ")",
+		Limit: fmt.Sprintf("mid-stream within %d of the whole-stream average", limitAllocsPerChunkDrift), Met: notMeasured,
+		Method: "allocations per chunk between the hold points (chunks 3 to 100 of held streams) against the per-chunk slope of allocations per request, 500 vs 50 events"}
+	if memT != nil && len(memT.Points) > 1 && lt != nil && rt != nil && lt.Allocs != nil && rt.Allocs != nil && long.Chunks > ref.Chunks {
+		slope := (lt.Allocs.PerRequest - rt.Allocs.PerRequest) / float64(long.Chunks-ref.Chunks)
+		d := memT.AllocsPerChunk - slope
+		allocs.Value = d
+		allocs.Measured = fmt.Sprintf("%.2f mid-stream vs %.2f per chunk over whole streams", memT.AllocsPerChunk, slope)
+		allocs.Met = verdict(math.Abs(d) <= limitAllocsPerChunkDrift)
+	}
+	add(allocs)
+}
+
+func (r *Report) memoryTarget(scenario, target string) *MemoryTarget {
+	for _, m := range r.Memory {
+		if m.Scenario != scenario {
+			continue
+		}
+		for _, t := range m.Targets {
+			if t.Target == target {
+				return t
+			}
+		}
+	}
+	return nil
+}
+
+// streamGrowth is the growth of live heap and stacks per held stream between
+// the first and the last hold point.
+func streamGrowth(m *MemoryTarget) (float64, bool) {
+	if m == nil || len(m.Points) < 2 || m.Points[0].HeapLiveBytes == 0 {
+		return 0, false
+	}
+	a, b := m.Points[0], m.Points[len(m.Points)-1]
+	return ((b.HeapPer1000 + b.StackPer1000) - (a.HeapPer1000 + a.StackPer1000)) / 1000, true
+}
