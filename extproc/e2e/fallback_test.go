@@ -1,0 +1,155 @@
+package e2e
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/anthropics/anthropic-sdk-go/v2"
+	"github.com/anthropics/anthropic-sdk-go/v2/option"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"google.golang.org/grpc"
+
+	"github.com/tollgate-dev/tollgate/extproc"
+	"github.com/tollgate-dev/tollgate/extproc/envoytest"
+	"github.com/tollgate-dev/tollgate/policy"
+)
+
+// TestSecondAttemptStartsClean runs a two-provider chain whose first provider
+// refuses connections: Envoy retries on the second (previous_priorities over the
+// aggregate cluster), keeping attempt 1's header map (ENVOY-EXTPROC section 12).
+// The adapter must give attempt 2 its own host, path and key, map the model from
+// the original body, and leave nothing of attempt 1 behind.
+func TestSecondAttemptStartsClean(t *testing.T) {
+	// Known gap, found by this test: the adapter removes the decision header from
+	// the one header map Envoy keeps across attempts, so attempt 2 has none and is
+	// refused (403 "no routing decision"). Keeping the header would send it to the
+	// provider. The fallback issue must carry the decision where a retry can see it
+	// but a provider cannot (the router replays the original body to each attempt),
+	// and then drop this skip.
+	t.Skip("fallback across providers: the decision does not survive attempt 1 (see the comment)")
+	second := envoytest.NewFakeAnthropic(envoytest.FakeAnthropicConfig{APIKey: "key-second"})
+	if err := second.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { second.Close() })
+	dead, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadAddr := dead.Addr().String()
+	dead.Close() // connections to it are refused
+
+	src := `version: 1
+providers:
+  demo:
+    type: anthropic
+    base_url: http://first.invalid:9/first
+    api_key: ${FIRST}
+    models: {claude-sonnet-4-5: first-model-id}
+  anthropic:
+    type: anthropic
+    base_url: ` + second.URL() + `/second
+    api_key: ${SECOND}
+    models: {claude-sonnet-4-5: second-model-id}
+routes:
+  demo: {chain: [demo, anthropic], cluster: chain_demo}
+keys:
+  - {id: alice, sha256: ` + policy.HashKey(gatewayKey) + `, team: platform}
+`
+	env := map[string]string{"FIRST": "key-first", "SECOND": "key-second"}
+	p, err := policy.Parse("fallback.yaml", []byte(src), policy.LoadOptions{RequireSecrets: true,
+		LookupEnv: func(k string) (string, bool) { v, ok := env[k]; return v, ok }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, _ := extproc.NewRandomSigner()
+	recs := &collector{}
+	srv, err := extproc.NewServer(extproc.Options{Policies: fixedPolicy{p}, Signer: signer, Recorder: recs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer()
+	extprocv3.RegisterExternalProcessorServer(gs, srv)
+	go gs.Serve(lis) //nolint:errcheck
+	t.Cleanup(gs.Stop)
+
+	h, err := envoytest.Start(envoytest.Config{
+		EnvoyYAML: withFallback(t),
+		Clusters:  map[string]string{"tollgate": lis.Addr().String(), "prov_demo": deadAddr, "prov_anthropic": second.Addr()},
+		Logf:      t.Logf,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+
+	client := anthropic.NewClient(option.WithBaseURL(h.URL()), option.WithAPIKey(gatewayKey), option.WithMaxRetries(0))
+	var resp *http.Response
+	msg, err := client.Messages.New(context.Background(), hello("claude-sonnet-4-5"), option.WithResponseInto(&resp))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if msg.Model != "second-model-id" {
+		t.Errorf("model %q: attempt 2 must map the original body, not attempt 1's", msg.Model)
+	}
+	if resp.Header.Get("x-tollgate-provider") != "anthropic" || resp.Header.Get("x-tollgate-attempts") != "2" {
+		t.Errorf("served by %q on attempt %q", resp.Header.Get("x-tollgate-provider"), resp.Header.Get("x-tollgate-attempts"))
+	}
+	reqs := second.Requests()
+	if len(reqs) != 1 {
+		t.Fatalf("second provider got %d requests", len(reqs))
+	}
+	r := reqs[0]
+	if r.Path != "/second/v1/messages" || r.Header.Get("x-api-key") != "key-second" || strings.Contains(string(r.Body), "first-model-id") {
+		t.Errorf("attempt 2 request: path %q key %q body %s", r.Path, r.Header.Get("x-api-key"), r.Body)
+	}
+	if v := second.Violations(); len(v) > 0 {
+		t.Errorf("violations: %v", v)
+	}
+	if rec := recs.wait(t, 1)[0]; rec.Provider != "anthropic" || rec.Outcome != "ok" {
+		t.Errorf("record provider %q outcome %q", rec.Provider, rec.Outcome)
+	}
+}
+
+// withFallback writes a copy of envoy.yaml whose demo chain falls back from
+// prov_demo to prov_anthropic, with the retry policy DESIGN.md describes.
+func withFallback(t *testing.T) string {
+	t.Helper()
+	data, err := os.ReadFile("../../envoy.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(data)
+	for old, new := range map[string]string{
+		"        clusters: [prov_demo]": "        clusters: [prov_demo, prov_anthropic]",
+		"                  idle_timeout: 300s\n": "                  idle_timeout: 300s\n" +
+			"                  retry_policy:\n" +
+			"                    retry_on: connect-failure,reset,5xx,retriable-status-codes\n" +
+			"                    retriable_status_codes: [429, 529]\n" +
+			"                    num_retries: 2\n" +
+			"                    retry_priority:\n" +
+			"                      name: envoy.retry_priorities.previous_priorities\n" +
+			"                      typed_config:\n" +
+			"                        \"@type\": type.googleapis.com/envoy.extensions.retry.priority.previous_priorities.v3.PreviousPrioritiesConfig\n" +
+			"                        update_frequency: 1\n",
+	} {
+		if strings.Count(s, old) != 1 {
+			t.Fatalf("envoy.yaml changed: %q not found once", old)
+		}
+		s = strings.Replace(s, old, new, 1)
+	}
+	path := filepath.Join(t.TempDir(), "envoy.yaml")
+	if err := os.WriteFile(path, []byte(s), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
