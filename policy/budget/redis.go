@@ -1,0 +1,480 @@
+package budget
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// DefaultRedisPrefix is the default prefix of the Redis ledger's keys.
+const DefaultRedisPrefix = "tollgate:budget"
+
+// DefaultRedisTimeout bounds each call of the Redis ledger by default. A
+// loopback round trip costs well under a millisecond and a cross-zone one a
+// few; a Redis that has not answered in 100 ms is treated as unavailable.
+const DefaultRedisTimeout = 100 * time.Millisecond
+
+// RedisOptions configures a RedisLedger. The zero value is the default.
+type RedisOptions struct {
+	// Prefix starts every key; the keys are "{Prefix}:...", so that Prefix
+	// is the hash tag of them all. Default DefaultRedisPrefix.
+	Prefix string
+	// Timeout bounds each call (one round trip, two after a script cache
+	// flush). Default DefaultRedisTimeout.
+	Timeout time.Duration
+	// LeaseTTL is how long reservations live without Renew. Default
+	// DefaultLeaseTTL. Every replica sharing the store must use the same.
+	LeaseTTL time.Duration
+}
+
+// RedisLedger is a Ledger in Redis, shared by every Tollgate replica that
+// uses the same Redis and prefix. Each method is one Lua script run with
+// EVALSHA, so each is one round trip and atomic; the scripts are loaded by
+// Load and reloaded by EVAL when Redis answers NOSCRIPT (after a restart or a
+// failover). Every failure to reach Redis or run a script wraps
+// ErrUnavailable.
+//
+// All keys of a ledger share one hash tag, "{Prefix}", and so one slot of a
+// Redis Cluster. A decision touches scopes that many keys share (the team, a
+// provider, global), so no per-request tag could keep it in one slot; a
+// fixed tag does, at the price of putting all budget traffic on one shard.
+// One shard runs tens of thousands of these scripts per second, far above a
+// gateway's request rate. Standalone Redis and Sentinel (a
+// redis.NewFailoverClient) need nothing more.
+type RedisLedger struct {
+	c        redis.UniversalClient
+	tag      string // "{prefix}"
+	timeout  time.Duration
+	leaseTTL time.Duration
+	instance string // random, makes reservation ids unique across processes
+	seq      atomic.Uint64
+
+	reserve, settle, renew, read, reset *redis.Script
+}
+
+var _ Ledger = (*RedisLedger)(nil)
+
+// NewRedisLedger returns a ledger on the Redis client c, which the caller
+// keeps and closes. c must be created with ContextTimeoutEnabled, so that
+// Timeout bounds every call; a *redis.Client, *redis.ClusterClient or
+// *redis.Ring without it is an error. NewRedisLedger does no I/O: call Load
+// at start to load the scripts.
+func NewRedisLedger(c redis.UniversalClient, opts RedisOptions) (*RedisLedger, error) {
+	if opts.Prefix == "" {
+		opts.Prefix = DefaultRedisPrefix
+	}
+	if strings.ContainsAny(opts.Prefix, "{}") {
+		return nil, fmt.Errorf("budget: redis prefix %q: must not contain braces; the ledger wraps it in a hash tag itself", opts.Prefix)
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = DefaultRedisTimeout
+	}
+	if opts.LeaseTTL <= 0 {
+		opts.LeaseTTL = DefaultLeaseTTL
+	}
+	if !contextTimeouts(c) {
+		return nil, errors.New("budget: the Redis client must set ContextTimeoutEnabled, so that the ledger's timeout bounds each call")
+	}
+	var b [6]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return nil, fmt.Errorf("budget: %w", err)
+	}
+	return &RedisLedger{
+		c:        c,
+		tag:      "{" + opts.Prefix + "}",
+		timeout:  opts.Timeout,
+		leaseTTL: opts.LeaseTTL,
+		instance: hex.EncodeToString(b[:]),
+		reserve:  redis.NewScript(luaReserve),
+		settle:   redis.NewScript(luaSettle),
+		renew:    redis.NewScript(luaRenew),
+		read:     redis.NewScript(luaRead),
+		reset:    redis.NewScript(luaReset),
+	}, nil
+}
+
+// contextTimeouts reports whether c honours context deadlines on its
+// sockets. Implementations it does not know are trusted.
+func contextTimeouts(c redis.UniversalClient) bool {
+	switch c := c.(type) {
+	case *redis.Client:
+		return c.Options().ContextTimeoutEnabled
+	case *redis.ClusterClient:
+		return c.Options().ContextTimeoutEnabled
+	case *redis.Ring:
+		return c.Options().ContextTimeoutEnabled
+	}
+	return true
+}
+
+// Load loads the scripts into Redis (SCRIPT LOAD), so that the first
+// requests need no EVAL. A failure is not fatal: scripts load on first use.
+func (l *RedisLedger) Load(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*l.timeout)
+	defer cancel()
+	for _, s := range []*redis.Script{l.reserve, l.settle, l.renew, l.read, l.reset} {
+		if err := s.Load(ctx, l.c).Err(); err != nil {
+			return unavailable("load scripts", err)
+		}
+	}
+	return nil
+}
+
+// Tag returns the hash tag all of the ledger's keys start with.
+func (l *RedisLedger) Tag() string { return l.tag }
+
+func unavailable(op string, err error) error {
+	return fmt.Errorf("%w: %s: %w", ErrUnavailable, op, err)
+}
+
+func (l *RedisLedger) holdsKey() string   { return l.tag + ":holds" }
+func (l *RedisLedger) expiredKey() string { return l.tag + ":expired" }
+
+// keys returns the two keys of an item (the second repeats the first when
+// the kind has one key).
+func (l *RedisLedger) keys(it *item) (string, string) {
+	var b strings.Builder
+	b.Grow(len(l.tag) + len(it.scope.Name) + 32)
+	b.WriteString(l.tag)
+	switch it.kind {
+	case kindCounter:
+		b.WriteString(":c:")
+	case kindRolling:
+		b.WriteString(":r:")
+	default:
+		b.WriteString(":l:")
+	}
+	b.WriteString(it.scope.Kind.String())
+	b.WriteByte(':')
+	b.WriteString(escapeName(it.scope.Name))
+	if it.kind == kindLease {
+		k := b.String()
+		return k, k
+	}
+	b.WriteByte(':')
+	b.WriteString(it.limit.Unit.String())
+	b.WriteByte(':')
+	switch it.limit.Per {
+	case Day:
+		b.WriteByte('d')
+		b.WriteString(strconv.Itoa(int(it.win)))
+	case Week:
+		b.WriteByte('w')
+		b.WriteString(strconv.Itoa(int(it.win)))
+	case Month:
+		b.WriteByte('m')
+		b.WriteString(strconv.Itoa(int(it.win)))
+	default:
+		b.WriteString(it.limit.Per.String())
+	}
+	k := b.String()
+	if it.kind == kindRolling {
+		return k, k + ":sum"
+	}
+	return k, k
+}
+
+// maxNameBytes bounds a scope name in a key; longer names are hashed.
+const maxNameBytes = 96
+
+// escapeName makes a scope name safe inside keys and hold members: bytes
+// outside [A-Za-z0-9._@+=-] become %XX (so no ':', brace, tab or newline
+// remains), and a name longer than maxNameBytes becomes "~" and 32 hex digits
+// of its SHA-256.
+func escapeName(s string) string {
+	safe := true
+	for i := 0; i < len(s); i++ {
+		if !nameByte(s[i]) {
+			safe = false
+			break
+		}
+	}
+	if !safe {
+		var b strings.Builder
+		for i := 0; i < len(s); i++ {
+			if c := s[i]; nameByte(c) {
+				b.WriteByte(c)
+			} else {
+				fmt.Fprintf(&b, "%%%02X", c)
+			}
+		}
+		s = b.String()
+	}
+	if len(s) > maxNameBytes {
+		sum := sha256.Sum256([]byte(s))
+		return "~" + hex.EncodeToString(sum[:16])
+	}
+	return s
+}
+
+func nameByte(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+		c == '.' || c == '_' || c == '-' || c == '@' || c == '+' || c == '='
+}
+
+// kindArg is the scripts' name of an item's kind.
+func kindArg(it *item) string {
+	switch {
+	case it.kind == kindCounter && it.limit.Per == Session:
+		return "e"
+	case it.kind == kindCounter:
+		return "c"
+	case it.kind == kindRolling:
+		return "r"
+	}
+	return "l"
+}
+
+// keyTTL is how long the keys of an item live after a write: long enough to
+// outlast the window (or the session, or the leases) and a settle that comes
+// late. Redis's clock runs these TTLs; they only collect garbage.
+func (l *RedisLedger) keyTTL(it *item) int64 {
+	var d time.Duration
+	switch {
+	case it.kind == kindLease:
+		d = 2 * l.leaseTTL
+	case it.kind == kindRolling:
+		d = it.limit.Per.length() + l.leaseTTL
+	case it.limit.Per == Session:
+		d = it.expireAt.Sub(it.at) + l.leaseTTL
+	default:
+		d = it.end.Add(windowGrace).Sub(it.at)
+	}
+	return max(d.Milliseconds(), 1)
+}
+
+func modeArg(it *item) string {
+	if it.commit {
+		return "s"
+	}
+	return "h"
+}
+
+func ms(t time.Time) int64 { return t.UnixMilli() }
+
+// reserveCall is the script call of a Reserve.
+type reserveCall struct {
+	items   []item
+	id      string
+	member  string
+	expires time.Time
+	keys    []string
+	args    []any
+}
+
+// reserveCall prepares the reserve script's keys and arguments.
+func (l *RedisLedger) reserveCall(req *Request, now time.Time) *reserveCall {
+	items := plan(req, now, l.leaseTTL)
+	id := escapeName(req.ID)
+	if len(id) > 64 {
+		id = id[:64]
+	}
+	id += "#" + l.instance + "." + strconv.FormatUint(l.seq.Add(1), 36)
+	c := &reserveCall{items: items, id: id, expires: now.Add(l.leaseTTL)}
+
+	c.keys = make([]string, 2, 2+2*len(items))
+	c.keys[0], c.keys[1] = l.holdsKey(), l.expiredKey()
+	c.args = make([]any, 5, 5+6*len(items))
+	var member strings.Builder
+	member.WriteString(id)
+	for i := range items {
+		it := &items[i]
+		k1, k2 := l.keys(it)
+		c.keys = append(c.keys, k1, k2)
+		var p int64
+		switch {
+		case it.kind == kindRolling:
+			p = it.limit.Per.length().Milliseconds()
+		case it.limit.Per == Session:
+			p = ms(it.expireAt)
+		}
+		c.args = append(c.args, kindArg(it), modeArg(it), it.limit.Max, it.need, l.keyTTL(it), p)
+		if it.held() && it.need > 0 {
+			member.WriteByte('\n')
+			member.WriteString(k1)
+			member.WriteByte('\t')
+			member.WriteString(strconv.FormatInt(it.need, 10))
+		}
+	}
+	c.member = member.String()
+	c.args[0], c.args[1], c.args[2], c.args[3], c.args[4] = ms(now), c.member, id, ms(c.expires), len(items)
+	return c
+}
+
+func (c *reserveCall) reservation(ttl time.Duration) *Reservation {
+	r := &Reservation{id: c.id, items: c.items, member: c.member, ttl: ttl}
+	r.expires.Store(c.expires.UnixNano())
+	return r
+}
+
+// Reserve implements [Ledger.Reserve] in one round trip.
+func (l *RedisLedger) Reserve(ctx context.Context, req Request, now time.Time) (Decision, error) {
+	if req.Exempt || len(req.Scopes) == 0 {
+		return exemptDecision(), nil
+	}
+	call := l.reserveCall(&req, now)
+	items := call.items
+	if len(items) == 0 {
+		return exemptDecision(), nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, l.timeout)
+	defer cancel()
+	reply, err := l.reserve.Run(ctx, l.c, call.keys, call.args...).Int64Slice()
+	if err != nil {
+		return Decision{}, unavailable("reserve", err)
+	}
+	switch {
+	case len(reply) == 1 && reply[0] == 2:
+		return Decision{Allowed: true, Reservation: call.reservation(l.leaseTTL)}, nil
+	case len(reply) == 1+2*len(items) && reply[0] == 1:
+		used := make([]int64, len(items))
+		for i := range items {
+			used[i] = reply[1+2*i]*1e9 + reply[2+2*i]
+		}
+		return Decision{Allowed: true, Reservation: call.reservation(l.leaseTTL), Remaining: tightest(items, used)}, nil
+	case len(reply) == 7 && reply[0] == 0 && reply[1] >= 1 && int(reply[1]) <= len(items):
+		it := &items[reply[1]-1]
+		used, held, t := reply[2]*1e9+reply[3], reply[4]*1e9+reply[5], reply[6]
+		var fits, expiresAt time.Time
+		switch {
+		case it.kind == kindRolling && t >= 0:
+			fits = time.UnixMilli(t)
+		case it.limit.Per == Session && t > ms(now):
+			expiresAt = time.UnixMilli(t)
+		}
+		return Decision{Denial: deny(it, used, held, fits, expiresAt, now, req.Location)}, nil
+	}
+	return Decision{}, unavailable("reserve", fmt.Errorf("unexpected reply %v", reply))
+}
+
+// Settle implements [Ledger.Settle] in one round trip.
+func (l *RedisLedger) Settle(ctx context.Context, r *Reservation, actual Actual, now time.Time) error {
+	if r.settled() {
+		return nil
+	}
+	keys := make([]string, 2, 2+2*len(r.items))
+	keys[0], keys[1] = l.holdsKey(), l.expiredKey()
+	args := make([]any, 4, 4+6*len(r.items))
+	args[0], args[1], args[2], args[3] = r.member, r.id, ms(now), len(r.items)
+	for i := range r.items {
+		it := &r.items[i]
+		k1, k2 := l.keys(it)
+		keys = append(keys, k1, k2)
+		var ttl, p int64
+		switch {
+		case it.kind == kindRolling:
+			p = ms(it.at)
+		case it.limit.Per == Session:
+			ttl, p = l.keyTTL(it), ms(now.Add(it.expireAt.Sub(it.at)))
+		}
+		args = append(args, kindArg(it), modeArg(it), it.need, it.settleAmount(&actual), ttl, p)
+	}
+	ctx, cancel := context.WithTimeout(ctx, l.timeout)
+	defer cancel()
+	if err := l.settle.Run(ctx, l.c, keys, args...).Err(); err != nil {
+		// The reservation stays held until its lease expires; a retry of
+		// Settle is allowed and counts once.
+		r.done.Store(false)
+		return unavailable("settle", err)
+	}
+	return nil
+}
+
+// Release implements [Ledger.Release].
+func (l *RedisLedger) Release(ctx context.Context, r *Reservation, now time.Time) error {
+	return l.Settle(ctx, r, Actual{}, now)
+}
+
+// Renew implements [Ledger.Renew] in one round trip.
+func (l *RedisLedger) Renew(ctx context.Context, r *Reservation, now time.Time) error {
+	if r == nil || r.exempt || r.done.Load() {
+		return nil
+	}
+	expires := now.Add(l.leaseTTL)
+	keys := []string{l.holdsKey()}
+	for i := range r.items {
+		if it := &r.items[i]; it.kind == kindLease {
+			k, _ := l.keys(it)
+			keys = append(keys, k)
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, l.timeout)
+	defer cancel()
+	ok, err := l.renew.Run(ctx, l.c, keys, r.member, r.id, ms(expires), (2 * l.leaseTTL).Milliseconds()).Int64()
+	if err != nil {
+		return unavailable("renew", err)
+	}
+	if ok == 0 {
+		return ErrExpired
+	}
+	r.expires.Store(expires.UnixNano())
+	return nil
+}
+
+// Read implements [Ledger.Read] in one round trip.
+func (l *RedisLedger) Read(ctx context.Context, q Query, now time.Time) ([]Balance, error) {
+	items := queryItems(&q, now, l.leaseTTL)
+	if len(items) == 0 {
+		return nil, nil
+	}
+	keys := []string{l.holdsKey(), l.expiredKey()}
+	args := []any{ms(now), len(items)}
+	for i := range items {
+		k1, k2 := l.keys(&items[i])
+		keys = append(keys, k1, k2)
+		args = append(args, kindArg(&items[i]), items[i].limit.Per.length().Milliseconds())
+	}
+	ctx, cancel := context.WithTimeout(ctx, l.timeout)
+	defer cancel()
+	reply, err := l.read.Run(ctx, l.c, keys, args...).Int64Slice()
+	if err != nil {
+		return nil, unavailable("read", err)
+	}
+	if len(reply) != 5*len(items) {
+		return nil, unavailable("read", fmt.Errorf("unexpected reply %v", reply))
+	}
+	out := make([]Balance, len(items))
+	for i := range items {
+		it := &items[i]
+		v := reply[5*i : 5*i+5]
+		b := Balance{Scope: it.scope, Limit: it.limit, Used: v[0]*1e9 + v[1], Held: v[2]*1e9 + v[3], Start: it.start, ResetAt: it.end}
+		if it.limit.Per == Session {
+			b.ResetAt = time.Time{}
+			if v[4] > ms(now) {
+				b.ResetAt = time.UnixMilli(v[4]).In(location(q.Location))
+			}
+		}
+		out[i] = b
+	}
+	return out, nil
+}
+
+// Reset implements [Ledger.Reset] in one round trip.
+func (l *RedisLedger) Reset(ctx context.Context, q Query, now time.Time) error {
+	items := queryItems(&q, now, l.leaseTTL)
+	if len(items) == 0 {
+		return nil
+	}
+	keys := []string{l.holdsKey(), l.expiredKey()}
+	args := []any{len(items)}
+	for i := range items {
+		k1, k2 := l.keys(&items[i])
+		keys = append(keys, k1, k2)
+		args = append(args, kindArg(&items[i]))
+	}
+	ctx, cancel := context.WithTimeout(ctx, l.timeout)
+	defer cancel()
+	if err := l.reset.Run(ctx, l.c, keys, args...).Err(); err != nil {
+		return unavailable("reset", err)
+	}
+	return nil
+}

@@ -1,0 +1,213 @@
+package budget
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tollgate-dev/tollgate/internal/redistest"
+)
+
+// newRedisClient returns a client of addr with context deadlines honoured.
+func newRedisClient(t testing.TB, addr string) *redis.Client {
+	c := redis.NewClient(&redis.Options{Addr: addr, ContextTimeoutEnabled: true})
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func newRedisLedger(t testing.TB, c redis.UniversalClient, opts RedisOptions) *RedisLedger {
+	t.Helper()
+	l, err := NewRedisLedger(c, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Load(bg); err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func TestRedisLedgerContract(t *testing.T) {
+	srv := redistest.Start(t)
+	var n atomic.Int64
+	runContract(t, func(t *testing.T, leaseTTL time.Duration) func() Ledger {
+		// Each test has a prefix of its own on the shared server; each
+		// instance has a client (a connection pool) of its own, like a
+		// separate process. The generous timeout keeps -race runs with
+		// hundreds of goroutines from reading as an outage.
+		prefix := fmt.Sprintf("test%d", n.Add(1))
+		return func() Ledger {
+			return newRedisLedger(t, newRedisClient(t, srv.Addr()), RedisOptions{Prefix: prefix, LeaseTTL: leaseTTL, Timeout: 10 * time.Second})
+		}
+	})
+}
+
+// TestRedisDown checks that a stopped or hung Redis gives ErrUnavailable
+// within the timeout, and that the ledger works again once Redis is back,
+// scripts reloaded.
+func TestRedisDown(t *testing.T) {
+	srv := redistest.Start(t)
+	c := newRedisClient(t, srv.Addr())
+	l := newRedisLedger(t, c, RedisOptions{Timeout: 200 * time.Millisecond})
+	req := Request{Scopes: one(keyA, Limit{Requests, Minute, 100}, Limit{Concurrent, NoWindow, 5})}
+	r := mustAllow(t, l, req, t0)
+
+	srv.Stop()
+	start := time.Now()
+	_, err := l.Reserve(bg, req, t0)
+	t.Logf("Reserve with Redis stopped: %v after %v", err, time.Since(start))
+	if !errors.Is(err, ErrUnavailable) {
+		t.Errorf("Reserve with Redis stopped: %v, want ErrUnavailable", err)
+	}
+	for name, err := range map[string]error{
+		"Settle": l.Settle(bg, r, Actual{}, t0),
+		"Renew":  l.Renew(bg, r, t0),
+		"Reset":  l.Reset(bg, Query{Scope: keyA, Limits: req.Scopes[0].Limits}, t0),
+	} {
+		if !errors.Is(err, ErrUnavailable) {
+			t.Errorf("%s with Redis stopped: %v, want ErrUnavailable", name, err)
+		}
+	}
+	if _, err := l.Read(bg, Query{Scope: keyA, Limits: req.Scopes[0].Limits}, t0); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("Read with Redis stopped: %v, want ErrUnavailable", err)
+	}
+
+	// The restarted Redis is empty: no script is cached, so the first call
+	// gets NOSCRIPT and runs the script with EVAL.
+	srv.Restart()
+	mustAllow(t, l, req, t0)
+	// A settle that failed during the outage can be retried.
+	settle(t, l, r, Actual{}, t0)
+}
+
+// TestRedisHung checks that a Redis that accepts connections but never
+// answers costs one timeout, not the client's read timeout.
+func TestRedisHung(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lis.Close()
+	go func() {
+		for {
+			conn, err := lis.Accept()
+			if err != nil {
+				return
+			}
+			t.Cleanup(func() { conn.Close() })
+		}
+	}()
+	c := redis.NewClient(&redis.Options{Addr: lis.Addr().String(), ContextTimeoutEnabled: true, MaxRetries: -1})
+	defer c.Close()
+	l, err := NewRedisLedger(c, RedisOptions{Timeout: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, err = l.Reserve(bg, Request{Scopes: one(keyA, Limit{Requests, Minute, 1})}, t0)
+	t.Logf("Reserve against a hung Redis: %v after %v", err, time.Since(start))
+	var ne net.Error
+	if !errors.Is(err, ErrUnavailable) || !errors.Is(err, context.DeadlineExceeded) && !(errors.As(err, &ne) && ne.Timeout()) {
+		t.Errorf("err = %v, want ErrUnavailable from a timeout", err)
+	}
+}
+
+// TestRedisScriptFlush checks the reload after SCRIPT FLUSH.
+func TestRedisScriptFlush(t *testing.T) {
+	srv := redistest.Start(t)
+	c := newRedisClient(t, srv.Addr())
+	l := newRedisLedger(t, c, RedisOptions{})
+	req := Request{Scopes: one(keyA, Limit{Requests, Minute, 2})}
+	mustAllow(t, l, req, t0)
+	if err := c.ScriptFlush(bg).Err(); err != nil {
+		t.Fatal(err)
+	}
+	mustAllow(t, l, req, t0)
+	mustDeny(t, l, req, t0)
+}
+
+// TestRedisKeyLayout checks that every key shares the ledger's hash tag
+// (one Redis Cluster slot), that scope names cannot break out of it, and
+// that keys of windows expire.
+func TestRedisKeyLayout(t *testing.T) {
+	srv := redistest.Start(t)
+	c := newRedisClient(t, srv.Addr())
+	l := newRedisLedger(t, c, RedisOptions{Prefix: "tg:budget"})
+	req := Request{
+		Scopes: []ScopeLimits{
+			{Scope: Scope{ScopeUser, "eve}{evil:\n\tx"}, Limits: []Limit{{USD, Day, usd("1")}, {Tokens, Minute, 100_000}, {Concurrent, NoWindow, 2}}},
+			{Scope: Scope{ScopeSession, strings.Repeat("s", 300)}, Limits: []Limit{{USD, Session, usd("1")}}},
+			{Scope: Global, Limits: []Limit{{Requests, Hour, 100}}},
+		},
+		CostPicoUSD: 10, Tokens: 10,
+	}
+	r := mustAllow(t, l, req, time.Now())
+	keys, err := c.Keys(bg, "*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("keys: %q", keys)
+	if len(keys) < 7 {
+		t.Errorf("only %d keys", len(keys))
+	}
+	for _, k := range keys {
+		if !strings.HasPrefix(k, "{tg:budget}:") || strings.ContainsAny(k[len("{tg:budget}"):], "{}\n\t") || len(k) > 200 {
+			t.Errorf("key %q escapes the hash tag or is too long", k)
+		}
+		if k == "{tg:budget}:holds" {
+			continue
+		}
+		if ttl, err := c.PTTL(bg, k).Result(); err != nil || ttl <= 0 {
+			t.Errorf("key %q has no expiry (%v, %v)", k, ttl, err)
+		}
+	}
+	settle(t, l, r, Actual{CostPicoUSD: 5, Tokens: 5}, time.Now())
+	if n, _ := c.ZCard(bg, "{tg:budget}:holds").Result(); n != 0 {
+		t.Errorf("%d holds left after settle", n)
+	}
+}
+
+// TestRedisReserveRetried checks that a reserve script run twice with the
+// same arguments, as a client retry after a lost reply does, counts once.
+func TestRedisReserveRetried(t *testing.T) {
+	srv := redistest.Start(t)
+	c := newRedisClient(t, srv.Addr())
+	l := newRedisLedger(t, c, RedisOptions{})
+	day := Limit{USD, Day, usd("1")}
+	rate := Limit{Requests, Minute, 10}
+	req := Request{Scopes: one(keyA, day, rate), CostPicoUSD: usd("0.25")}
+	call := l.reserveCall(&req, t0)
+	for i := range 2 {
+		reply, err := l.reserve.Run(bg, c, call.keys, call.args...).Int64Slice()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := []int64{1, 2}[i]; reply[0] != want {
+			t.Errorf("run %d: reply %v, want status %d", i+1, reply, want)
+		}
+	}
+	b := read(t, l, keyA, []Limit{day, rate}, nil, t0)
+	if b[0].Held != usd("0.25") || b[1].Used != 1 {
+		t.Errorf("after a retried reserve: %+v", b)
+	}
+}
+
+func TestNewRedisLedgerChecksTheClient(t *testing.T) {
+	c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
+	defer c.Close()
+	if _, err := NewRedisLedger(c, RedisOptions{}); err == nil {
+		t.Error("a client without ContextTimeoutEnabled was accepted")
+	}
+	cc := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", ContextTimeoutEnabled: true})
+	defer cc.Close()
+	if _, err := NewRedisLedger(cc, RedisOptions{Prefix: "a{b}"}); err == nil {
+		t.Error("a prefix with braces was accepted")
+	}
+}

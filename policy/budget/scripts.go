@@ -1,0 +1,304 @@
+package budget
+
+// The Redis ledger's Lua scripts. Every script takes the holds index as
+// KEYS[1] and the tombstones of expired holds as KEYS[2] (where it needs
+// them), then two keys per limit; all keys share one hash tag.
+//
+// Storage, per limit:
+//
+//   - counter (calendar windows, kind c): a hash with fields s (settled
+//     amount; admitted requests) and h (held by reservations in flight);
+//   - session counter (kind e): the same, and field e, the instant (ms) the
+//     session expires unless used again; a session past it counts as new;
+//   - rolling window: a sorted set of "id|amount" scored by the reserve
+//     instant in milliseconds (first key), and the sum of the amounts
+//     (second key);
+//   - concurrency: a sorted set of reservation ids scored by lease expiry.
+//
+// The holds index scores each reservation's member by its lease expiry. The
+// member is the reservation id followed by one "\n<counter key>\t<amount>"
+// per amount it holds, so that an expired hold can be given back without
+// knowing its request. The keys in members are not declared in KEYS; they
+// carry the same hash tag, so in Redis Cluster they are in the script's slot.
+//
+// Every instant is the caller's clock, passed in ARGV, never Redis's. Key
+// expiries (PEXPIRE, relative) only collect garbage: they are long enough
+// that no key expires while its window or lease can still matter, so a clock
+// difference between Tollgate and Redis changes nothing.
+//
+// Money can exceed 2^53 pico-USD (about 9,000 USD), beyond which Lua's
+// doubles are not exact. Counters are therefore changed only with HINCRBY
+// (exact int64 arithmetic in Redis), and compared in Lua as two numbers,
+// value = hi * 1e9 + lo, each exact in a double.
+const luaCommon = `
+local B = 1000000000
+local TOMBSTONE_MS = 86400000
+
+-- split parses a decimal integer string (nil is 0) into hi, lo.
+local function split(s)
+  if not s or s == false then return 0, 0 end
+  local neg = string.sub(s, 1, 1) == '-'
+  if neg then s = string.sub(s, 2) end
+  local n = #s
+  local hi, lo = 0, tonumber(s)
+  if n > 9 then
+    hi = tonumber(string.sub(s, 1, n - 9))
+    lo = tonumber(string.sub(s, n - 8))
+  end
+  if neg then return -hi, -lo end
+  return hi, lo
+end
+
+-- norm carries lo into hi so that 0 <= lo < B.
+local function norm(hi, lo)
+  local c = math.floor(lo / B)
+  return hi + c, lo - c * B
+end
+
+-- exceeds reports whether (uh, ul) + need > max, exactly.
+local function exceeds(uh, ul, need, max)
+  local nh, nl = split(need)
+  local mh, ml = norm(split(max))
+  local sh, sl = norm(uh + nh, ul + nl)
+  return sh > mh or (sh == mh and sl > ml)
+end
+
+-- amountOf returns the amount of a rolling log member "id|amount".
+local function amountOf(m)
+  return tonumber(string.match(m, '|(%d+)$')) or 0
+end
+
+-- purge gives back the amounts of holds whose lease expired by now and
+-- leaves a tombstone for each, so that a late settle adds its actual cost
+-- only.
+local function purge(now)
+  local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 64)
+  if #gone == 0 then return end
+  for _, m in ipairs(gone) do
+    for k, amt in string.gmatch(m, '\n([^\t\n]+)\t(%d+)') do
+      if amt ~= '0' and redis.call('EXISTS', k) == 1 then
+        redis.call('HINCRBY', k, 'h', '-' .. amt)
+      end
+    end
+    redis.call('ZREM', KEYS[1], m)
+    redis.call('ZADD', KEYS[2], now, m)
+  end
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - TOMBSTONE_MS)
+end
+
+-- age drops the entries of rolling log k (sum in ks) stamped at or before
+-- cutoff, and returns the sum left.
+local function age(k, ks, cutoff)
+  local old = redis.call('ZRANGEBYSCORE', k, '-inf', cutoff)
+  if #old > 0 then
+    local freed = 0
+    for _, m in ipairs(old) do freed = freed + amountOf(m) end
+    redis.call('ZREMRANGEBYSCORE', k, '-inf', cutoff)
+    redis.call('DECRBY', ks, freed)
+  end
+  return tonumber(redis.call('GET', ks) or '0')
+end
+
+-- usage returns used hi, lo, held hi, lo of a limit: a calendar counter
+-- (kind c), a session counter (e), a rolling log (r) or a lease set (l);
+-- then t, the expiry (ms) of a session or -1, and whether the session has
+-- expired (its settled amount no longer counts).
+local function usage(kind, k1, k2, now, winMS)
+  if kind == 'c' or kind == 'e' then
+    local v = redis.call('HMGET', k1, 's', 'h', 'e')
+    local sh, sl = split(v[1])
+    local hh, hl = split(v[2])
+    local t, stale = -1, false
+    if kind == 'e' and v[3] then
+      t = tonumber(v[3])
+      if t <= now then sh, sl, stale = 0, 0, true end
+    end
+    local uh, ul = norm(sh + hh, sl + hl)
+    return uh, ul, hh, hl, t, stale
+  elseif kind == 'r' then
+    return 0, age(k1, k2, now - winMS), 0, 0, -1, false
+  end
+  redis.call('ZREMRANGEBYSCORE', k1, '-inf', now)
+  return 0, redis.call('ZCARD', k1), 0, 0, -1, false
+end
+`
+
+// luaReserve checks every limit and, if all admit the request, counts it in
+// all of them.
+//
+// ARGV: now (ms), hold member, reservation id, lease expiry (ms), n; then n
+// times: kind (c, e, r, l), mode (h: held until settled; s: final, for
+// request counts), max, need, key TTL (ms), and p: the window length (ms) of
+// a rolling window, the new expiry (ms) of a session, else 0.
+//
+// Reply: {1, used hi, used lo, ...} per limit with the request counted;
+// {0, i, used hi, used lo, held hi, held lo, t} when limit i denies, where t
+// is, for a rolling window, the instant (ms) the request would fit, for a
+// session its expiry, else -1; {2} when the reservation was already made (a
+// retried call).
+const luaReserve = luaCommon + `
+-- fits returns the instant (ms) at which enough of rolling log k has aged
+-- out for need to fit under max, or -1.
+local function fits(k, used, need, max, winMS, unit)
+  if need > max then return -1 end
+  if unit then
+    -- Every entry is 1: the entry whose ageing makes room is at a known rank.
+    local r = redis.call('ZRANGE', k, used + need - max - 1, used + need - max - 1, 'WITHSCORES')
+    if #r == 0 then return -1 end
+    return tonumber(r[2]) + winMS
+  end
+  local start = 0
+  while true do
+    local r = redis.call('ZRANGE', k, start, start + 99, 'WITHSCORES')
+    if #r == 0 then return -1 end
+    for j = 1, #r, 2 do
+      used = used - amountOf(r[j])
+      if need <= max - used then return tonumber(r[j + 1]) + winMS end
+    end
+    start = start + 100
+  end
+end
+
+local now = tonumber(ARGV[1])
+local member, id, leaseExp, n = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
+if redis.call('ZSCORE', KEYS[1], member) then return {2} end
+purge(now)
+
+local used, stale = {}, {}
+for i = 1, n do
+  local a = 5 + (i - 1) * 6
+  local kind, mode, max, need, p = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], tonumber(ARGV[a + 6])
+  local k1, k2 = KEYS[1 + 2 * i], KEYS[2 + 2 * i]
+  local uh, ul, hh, hl, t, st = usage(kind, k1, k2, now, p)
+  if exceeds(uh, ul, need, max) then
+    if kind == 'r' then
+      t = fits(k1, ul, tonumber(need), tonumber(max), p, mode == 's')
+    end
+    return {0, i, uh, ul, hh, hl, t}
+  end
+  local nh, nl = split(need)
+  used[i] = {norm(uh + nh, ul + nl)}
+  stale[i] = st
+end
+
+local out = {1}
+for i = 1, n do
+  local a = 5 + (i - 1) * 6
+  local kind, mode, need, ttl, p = ARGV[a + 1], ARGV[a + 2], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6]
+  local k1, k2 = KEYS[1 + 2 * i], KEYS[2 + 2 * i]
+  if kind == 'c' or kind == 'e' then
+    if stale[i] then redis.call('HSET', k1, 's', '0') end
+    redis.call('HINCRBY', k1, mode, need)
+    if kind == 'e' then redis.call('HSET', k1, 'e', p) end
+    redis.call('PEXPIRE', k1, ttl)
+  elseif kind == 'r' then
+    redis.call('ZADD', k1, now, id .. '|' .. need)
+    redis.call('INCRBY', k2, need)
+    redis.call('PEXPIRE', k1, ttl)
+    redis.call('PEXPIRE', k2, ttl)
+  else
+    redis.call('ZADD', k1, leaseExp, id)
+    redis.call('PEXPIRE', k1, ttl)
+  end
+  out[#out + 1] = used[i][1]
+  out[#out + 1] = used[i][2]
+end
+redis.call('ZADD', KEYS[1], leaseExp, member)
+return out
+`
+
+// luaSettle replaces a reservation by actual amounts and frees its leases.
+//
+// ARGV: hold member, reservation id, now (ms), n; then n times: kind, mode,
+// need (as reserved), actual, key TTL (ms) of a session, and p: the stamp
+// (ms) of a rolling entry, the new expiry (ms) of a session, else 0.
+//
+// Reply: 1 when settled, 0 when the reservation was settled before (or
+// expired more than a day ago).
+const luaSettle = luaCommon + `
+local member, id, now, n = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+local live = redis.call('ZREM', KEYS[1], member) == 1
+if not live and redis.call('ZREM', KEYS[2], member) == 0 then return 0 end
+for i = 1, n do
+  local a = 4 + (i - 1) * 6
+  local kind, mode, need, actual, ttl, p = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6]
+  local k1, k2 = KEYS[1 + 2 * i], KEYS[2 + 2 * i]
+  if kind == 'c' or kind == 'e' then
+    if mode == 'h' and redis.call('EXISTS', k1) == 1 then
+      if live and need ~= '0' then redis.call('HINCRBY', k1, 'h', '-' .. need) end
+      if kind == 'e' then
+        local e = redis.call('HGET', k1, 'e')
+        if e and tonumber(e) <= now then redis.call('HSET', k1, 's', '0') end
+        redis.call('HSET', k1, 'e', p)
+        redis.call('PEXPIRE', k1, ttl)
+      end
+      redis.call('HINCRBY', k1, 's', actual)
+    end
+  elseif kind == 'r' then
+    if mode == 'h' and redis.call('ZREM', k1, id .. '|' .. need) == 1 then
+      redis.call('ZADD', k1, p, id .. '|' .. actual)
+      redis.call('INCRBY', k2, tonumber(actual) - tonumber(need))
+    end
+  else
+    redis.call('ZREM', k1, id)
+  end
+end
+return 1
+`
+
+// luaRenew extends a reservation's leases.
+//
+// KEYS: the holds index, then the lease sets of the reservation. ARGV: hold
+// member, reservation id, new lease expiry (ms), lease set TTL (ms).
+//
+// Reply: 1, or 0 when the hold is gone (expired or settled).
+const luaRenew = `
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+for i = 2, #KEYS do
+  redis.call('ZADD', KEYS[i], 'XX', ARGV[3], ARGV[2])
+  redis.call('PEXPIRE', KEYS[i], ARGV[4])
+end
+return 1
+`
+
+// luaRead returns the current use of limits.
+//
+// ARGV: now (ms), n; then n times: kind, rolling window length (ms).
+//
+// Reply: per limit {used hi, used lo, held hi, held lo, session expiry (ms)
+// or -1}.
+const luaRead = luaCommon + `
+local now, n = tonumber(ARGV[1]), tonumber(ARGV[2])
+purge(now)
+local out = {}
+for i = 1, n do
+  local kind, winMS = ARGV[1 + 2 * i], tonumber(ARGV[2 + 2 * i])
+  local k1, k2 = KEYS[1 + 2 * i], KEYS[2 + 2 * i]
+  local uh, ul, hh, hl, t = usage(kind, k1, k2, now, winMS)
+  out[#out + 1] = uh
+  out[#out + 1] = ul
+  out[#out + 1] = hh
+  out[#out + 1] = hl
+  out[#out + 1] = t
+end
+return out
+`
+
+// luaReset empties the current window of limits: the settled part of a
+// counter (its holds stay), a rolling log, a lease set.
+//
+// ARGV: n, then n kinds.
+const luaReset = `
+for i = 1, tonumber(ARGV[1]) do
+  local kind, k1, k2 = ARGV[1 + i], KEYS[1 + 2 * i], KEYS[2 + 2 * i]
+  if kind == 'c' or kind == 'e' then
+    if redis.call('EXISTS', k1) == 1 then redis.call('HSET', k1, 's', '0') end
+  elseif kind == 'r' then
+    redis.call('DEL', k1, k2)
+  else
+    redis.call('DEL', k1)
+  end
+end
+return 1
+`
