@@ -19,6 +19,7 @@ import (
 	"runtime/pprof"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -61,7 +62,7 @@ type benchConfig struct {
 	redisURL                   string
 	serveArgs                  string
 	keepLogs                   bool
-	echoBallast                string
+	matchHeap                  bool
 	echoMode                   bool // --echo: serve the echo processor instead
 }
 
@@ -87,6 +88,7 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchConfig, error) {
 	fs.DurationVar(&c.opts.Duration, "duration", 10*time.Second, "measured open-loop window per scenario and server")
 	fs.DurationVar(&c.opts.Warmup, "warmup", 2*time.Second, "unmeasured open loop before the window")
 	fs.DurationVar(&c.opts.Closed, "closed", 2*time.Second, "closed loop at concurrency 1 after the open loop (0 skips)")
+	fs.IntVar(&c.opts.Rounds, "rounds", 2, "rounds each window is split in, alternating which server goes first (ABBA)")
 	fs.IntVar(&c.opts.Conns, "conns", 2, "HTTP/2 connections per server (Envoy opens one per worker thread)")
 	fs.IntVar(&c.opts.HoldStreams, "hold", 1000, "streams held open in scenarios with a hold section (0 skips)")
 	fs.BoolVar(&c.json, "json", false, "print the report as JSON instead of tables")
@@ -95,7 +97,7 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchConfig, error) {
 	fs.StringVar(&c.redisURL, "redis-url", "", "Redis for scenarios that need it (passed to Tollgate as TOLLGATE_REDIS_URL)")
 	fs.StringVar(&c.serveArgs, "serve-args", "", "extra flags for the Tollgate child, space-separated (e.g. --records-log=false)")
 	fs.BoolVar(&c.keepLogs, "keep-logs", false, "keep the child processes' logs (their directory is printed)")
-	fs.StringVar(&c.echoBallast, "echo-ballast", "auto", "MiB of idle heap the echo child holds so it collects garbage at Tollgate's pace; auto matches Tollgate's live heap at start, 0 holds none")
+	fs.BoolVar(&c.matchHeap, "match-heap", true, "before every round, have the echo child hold a ballast as large as Tollgate's live heap, so both collect garbage at the same pace")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return c, err
@@ -112,8 +114,8 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchConfig, error) {
 	if c.opts.HoldStreams == 0 {
 		c.opts.HoldStreams = -1
 	}
-	if c.opts.Rate <= 0 || c.opts.Duration <= 0 || c.opts.Warmup < 0 || c.opts.Conns < 1 || c.opts.HoldStreams < -1 {
-		fmt.Fprintln(stderr, "tollgate bench: --rate, --duration and --conns must be positive; --warmup and --hold not negative")
+	if c.opts.Rate <= 0 || c.opts.Duration <= 0 || c.opts.Warmup < 0 || c.opts.Conns < 1 || c.opts.HoldStreams < -1 || c.opts.Rounds < 1 {
+		fmt.Fprintln(stderr, "tollgate bench: --rate, --duration, --conns and --rounds must be positive; --warmup and --hold not negative")
 		return c, errUsage
 	}
 	return c, nil
@@ -141,7 +143,7 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		if addr == "" {
 			addr = "127.0.0.1:50052"
 		}
-		return serveEcho(ctx, addr, "", "", stderr)
+		return serveEcho(ctx, addr, "", "", &ballast{}, stderr)
 	}
 	return runBench(ctx, c, stdout, stderr)
 }
@@ -156,18 +158,57 @@ func echoCommand(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := fs.Parse(args); err != nil || fs.NArg() > 0 || *ballastMiB < 0 {
 		return errUsage
 	}
-	// A pointer-free allocation the collector counts as live but never scans;
-	// its pages are never written, so it costs no resident memory.
-	ballast := make([]byte, int(*ballastMiB*(1<<20)))
-	err := serveEcho(ctx, *addr, *admin, *pprofAddr, stderr)
-	runtime.KeepAlive(ballast)
-	return err
+	bl := &ballast{}
+	bl.resize(int64(*ballastMiB * (1 << 20)))
+	return serveEcho(ctx, *addr, *admin, *pprofAddr, bl, stderr)
+}
+
+// ballast is heap the echo processor holds so that its garbage collector paces
+// as in a server with that much live data: a pointer-free allocation the
+// collector counts as live but never scans, and whose pages are never written,
+// so it costs no resident memory.
+type ballast struct {
+	mu sync.Mutex
+	b  []byte
+}
+
+func (bl *ballast) resize(n int64) {
+	bl.mu.Lock()
+	defer bl.mu.Unlock()
+	bl.b = nil
+	runtime.GC()
+	bl.b = make([]byte, max(n, 0))
+}
+
+// match resizes the ballast so that the live heap after a collection is live
+// bytes, and returns the ballast's size.
+func (bl *ballast) match(live int64) int64 {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	bl.mu.Lock()
+	own := int64(ms.HeapAlloc) - int64(len(bl.b))
+	bl.mu.Unlock()
+	n := max(live-own, 0)
+	bl.resize(n)
+	runtime.GC() // the heap goal follows the new live heap at once
+	return n
+}
+
+// ServeHTTP answers POST ?live=N with the new ballast size.
+func (bl *ballast) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	live, err := strconv.ParseInt(r.URL.Query().Get("live"), 10, 64)
+	if err != nil || live < 0 {
+		http.Error(w, "live: want a byte count", http.StatusBadRequest)
+		return
+	}
+	fmt.Fprintln(w, bl.match(live))
 }
 
 // serveEcho runs the echo processor with the gRPC options serve uses, and an
-// admin listener with the same collectors, until ctx ends. It prints one JSON line
+// admin listener with the same collectors (and POST /ballast), until ctx ends. It prints one JSON line
 // with its addresses to stderr, as serve's "tollgate serving" line does.
-func serveEcho(ctx context.Context, addr, adminAddr, pprofAddr string, stderr io.Writer) error {
+func serveEcho(ctx context.Context, addr, adminAddr, pprofAddr string, bl *ballast, stderr io.Writer) error {
 	lis, err := listen(addr)
 	if err != nil {
 		return fmt.Errorf("echo listen: %w", err)
@@ -181,6 +222,7 @@ func serveEcho(ctx context.Context, addr, adminAddr, pprofAddr string, stderr io
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+		mux.Handle("POST /ballast", bl)
 		a, err := startHTTP(adminAddr, mux)
 		if err != nil {
 			gs.Stop()
@@ -546,19 +588,15 @@ func runBench(ctx context.Context, c benchConfig, stdout, stderr io.Writer) (err
 		servers = append(servers, "tollgate: external at "+c.addr)
 	}
 
-	// Tollgate first: the echo child's ballast is sized from its heap.
+	// The shared Tollgate first, so that its startup is not measured on echo.
 	if c.addr == "" {
 		if _, _, err := tollgateFor(&bench.Scenario{}); err != nil {
 			return err
 		}
 	}
-	ballastMiB, err := echoBallast(ctx, c, tollgates)
-	if err != nil {
-		return err
-	}
 	echo := &bench.Target{Name: "echo", Addr: c.echoAddr, PID: c.echoPID, MetricsURL: c.echoMetricsURL}
 	if c.echoAddr == "" {
-		args := []string{"bench", "echo", "--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--ballast-mib", strconv.FormatFloat(ballastMiB, 'f', 1, 64)}
+		args := []string{"bench", "echo", "--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"}
 		if c.profile != "" {
 			args = append(args, "--pprof-addr", "127.0.0.1:0")
 		}
@@ -567,7 +605,12 @@ func runBench(ctx context.Context, c benchConfig, stdout, stderr io.Writer) (err
 			return err
 		}
 		echo = ch.target("echo", false)
-		servers = append(servers, fmt.Sprintf("echo: child process 'tollgate bench echo' holding a %.1f MiB ballast", ballastMiB))
+		desc := "echo: child process 'tollgate bench echo'"
+		if c.matchHeap {
+			echo.BallastURL = "http://" + ch.admin + "/ballast"
+			desc += ", holding a ballast as large as Tollgate's live heap (matched before every round)"
+		}
+		servers = append(servers, desc)
 	} else {
 		servers = append(servers, "echo: external at "+c.echoAddr)
 	}
@@ -667,34 +710,4 @@ func saveProfile(ctx context.Context, url, file string, stderr io.Writer) {
 	if err != nil {
 		fmt.Fprintf(stderr, "bench: profile %s: %v\n", url, err)
 	}
-}
-
-// echoBallast decides the echo child's ballast: what --echo-ballast says, or with
-// "auto" Tollgate's live heap at start (the price catalog, mostly), read from
-// its GC heap goal. Without it the echo process, with almost no live heap, runs
-// the garbage collector several times as often for the same garbage (the
-// 4 MiB minimum heap goal), and the floor would carry GC work that is not the
-// protocol's.
-func echoBallast(ctx context.Context, c benchConfig, tollgates map[string]*bench.Target) (float64, error) {
-	if c.echoBallast != "auto" {
-		v, err := strconv.ParseFloat(c.echoBallast, 64)
-		if err != nil || v < 0 {
-			return 0, fmt.Errorf("--echo-ballast %q: want auto or a size in MiB", c.echoBallast)
-		}
-		return v, nil
-	}
-	url := c.metricsURL
-	for _, t := range tollgates {
-		url = t.MetricsURL
-	}
-	if url == "" {
-		return 0, nil
-	}
-	m, err := bench.Scrape(ctx, url)
-	if err != nil {
-		return 0, err
-	}
-	goal, _ := m.Get("go_memstats_next_gc_bytes")
-	stack, _ := m.Get("go_memstats_stack_inuse_bytes")
-	return max(goal-stack, 0) / 2 / (1 << 20), nil
 }

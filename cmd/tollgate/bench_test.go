@@ -6,9 +6,11 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -49,14 +51,14 @@ func TestParseBenchFlags(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.opts.Rate != 200 || c.opts.Duration != 10*time.Second || c.opts.Warmup != 2*time.Second || c.opts.Conns != 2 ||
-		c.opts.HoldStreams != 1000 || c.echoBallast != "auto" || c.json {
+		c.opts.HoldStreams != 1000 || c.opts.Rounds != 2 || !c.matchHeap || c.json {
 		t.Errorf("defaults: %+v", c)
 	}
 	c, err = parseBenchFlags([]string{"--closed", "0", "--hold", "0", "--run", "2k-*", "--json"}, io.Discard)
 	if err != nil || c.opts.Closed >= 0 || c.opts.HoldStreams >= 0 || c.run != "2k-*" || !c.json {
 		t.Errorf("zeros must skip: %+v %v", c, err)
 	}
-	for _, bad := range [][]string{{"--rate", "0"}, {"--duration", "-1s"}, {"--conns", "0"}, {"extra"}, {"--nope"}} {
+	for _, bad := range [][]string{{"--rate", "0"}, {"--duration", "-1s"}, {"--conns", "0"}, {"--rounds", "0"}, {"extra"}, {"--nope"}} {
 		if _, err := parseBenchFlags(bad, io.Discard); err != errUsage {
 			t.Errorf("%v: err = %v", bad, err)
 		}
@@ -147,6 +149,15 @@ func TestBenchEchoServes(t *testing.T) {
 	}
 	if _, ok := m.Get("go_memstats_mallocs_total"); !ok {
 		t.Error("echo metrics lack the Go collector")
+	}
+	resp2, err := http.Post("http://"+addrs["admin"]+"/ballast?live=20000000", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held, _ := io.ReadAll(resp2.Body)
+	resp2.Body.Close()
+	if n, err := strconv.Atoi(strings.TrimSpace(string(held))); err != nil || n <= 0 || n > 20000000 {
+		t.Errorf("ballast answer %q", held)
 	}
 	cancel()
 	if err := <-done; err != nil {

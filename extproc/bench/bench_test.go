@@ -332,7 +332,7 @@ func TestRunSmoke(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rep.Scenarios) != 5 || observed != 8 {
+	if len(rep.Scenarios) != 5 || observed != 4*2*2 { // scenarios × targets × rounds
 		t.Fatalf("%d scenarios, %d observed windows", len(rep.Scenarios), observed)
 	}
 	for _, sc := range rep.Scenarios {

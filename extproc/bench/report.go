@@ -37,6 +37,7 @@ type Settings struct {
 	ClosedSeconds   float64 `json:"closed_loop_seconds"`
 	Conns           int     `json:"connections"`
 	HoldStreams     int     `json:"hold_streams"`
+	Rounds          int     `json:"rounds"`
 	// Servers says how the servers ran (child processes, in-process, external).
 	Servers string `json:"servers"`
 	Notes   string `json:"notes,omitempty"`
@@ -44,14 +45,17 @@ type Settings struct {
 
 // ScenarioReport holds every run of one scenario.
 type ScenarioReport struct {
-	Name        string       `json:"name"`
-	Description string       `json:"description,omitempty"`
-	Status      string       `json:"status"`
-	Reason      string       `json:"reason,omitempty"`
-	Rate        float64      `json:"rate_rps"`
-	BodyBytes   int          `json:"body_bytes"`
-	Chunks      int          `json:"response_messages"`
-	Runs        []*RunReport `json:"runs,omitempty"`
+	Name        string  `json:"name"`
+	Description string  `json:"description,omitempty"`
+	Status      string  `json:"status"`
+	Reason      string  `json:"reason,omitempty"`
+	Rate        float64 `json:"rate_rps"`
+	BodyBytes   int     `json:"body_bytes"`
+	Chunks      int     `json:"response_messages"`
+	// EchoBallastBytes is the ballast the echo processor held to match
+	// Tollgate's live heap (see Target.BallastURL).
+	EchoBallastBytes float64      `json:"echo_ballast_bytes,omitempty"`
+	Runs             []*RunReport `json:"runs,omitempty"`
 }
 
 // Loops.
@@ -138,7 +142,10 @@ type MemoryTarget struct {
 	// AllocsPerChunk is the allocations per response chunk between the first
 	// and the last hold point, across all held streams.
 	AllocsPerChunk float64 `json:"allocs_per_chunk"`
-	PeakRSSBytes   int64   `json:"peak_rss_bytes"`
+	// CPUPerChunkUS is the server's CPU time per chunk over the same span:
+	// 1000 streams moving on together, as many streams do through one Envoy.
+	CPUPerChunkUS float64 `json:"cpu_per_chunk_us"`
+	PeakRSSBytes  int64   `json:"peak_rss_bytes"`
 }
 
 // MemoryPoint is the server's memory at one point of the held-streams test.

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -29,6 +31,13 @@ type Target struct {
 	// Strict checks the replies as Tollgate's (expected denials, a signed
 	// decision, no immediate response elsewhere).
 	Strict bool
+	// BallastURL, when set (the echo processor's), is posted the live heap of
+	// the first target with metrics before every round, and the server resizes
+	// a ballast to hold as much. Garbage collection then paces the same in both
+	// processes, as it does for the same live heap and the same garbage; without
+	// it the echo's tiny heap collects several times as often, and the floor
+	// carries GC work that is not the protocol's.
+	BallastURL string
 
 	scrapeMallocs, scrapeBytes float64 // what one scrape of MetricsURL allocates
 	calibrated                 bool
@@ -43,6 +52,10 @@ type Options struct {
 	Conns       int           // HTTP/2 connections per server (2, as Envoy's two workers on two cores)
 	MaxInFlight int           // requests in flight before scheduled ones are dropped (10000)
 	HoldStreams int           // streams for scenarios with a hold section (1000; negative skips)
+	// Rounds splits each window (and warm-up) into rounds that alternate the
+	// order of the targets, ABBA, so that drift in the machine's state is
+	// shared between them (2).
+	Rounds int
 	// Policy and Adapter are the ext_proc filters to replay; DefaultFilters when
 	// both are zero.
 	Policy, Adapter Filter
@@ -76,6 +89,9 @@ func (o Options) withDefaults() Options {
 	if o.HoldStreams == 0 {
 		o.HoldStreams = 1000
 	}
+	if o.Rounds <= 0 {
+		o.Rounds = 2
+	}
 	if o.Policy.Mode == nil && o.Adapter.Mode == nil {
 		o.Policy, o.Adapter = DefaultFilters()
 	}
@@ -86,7 +102,7 @@ func (o Options) withDefaults() Options {
 func (o Options) Settings(servers string) Settings {
 	o = o.withDefaults()
 	return Settings{DefaultRate: o.Rate, DurationSeconds: o.Duration.Seconds(), WarmupSeconds: max(o.Warmup, 0).Seconds(),
-		ClosedSeconds: max(o.Closed, 0).Seconds(), Conns: o.Conns, HoldStreams: max(o.HoldStreams, 0), Servers: servers}
+		ClosedSeconds: max(o.Closed, 0).Seconds(), Conns: o.Conns, HoldStreams: max(o.HoldStreams, 0), Rounds: o.Rounds, Servers: servers}
 }
 
 func (o Options) logf(format string, args ...any) {
@@ -151,25 +167,179 @@ func RunScenario(ctx context.Context, s *Scenario, targets []*Target, o Options)
 			return nil, err
 		}
 	}
-	for i, t := range targets {
-		o.logf("bench: %s on %s: open loop at %.0f req/s, %v warm-up, %v measured", s.Name, t.Name, rate, max(o.Warmup, 0), o.Duration)
-		r, err := openLoop(ctx, s, t, players[i], rate, o)
+	rounds := o.Rounds
+	window, warm := o.Duration/time.Duration(rounds), max(o.Warmup, 0)/time.Duration(rounds)
+	open := make([]tally, len(targets))
+	for r := range rounds {
+		ballast, err := matchHeaps(ctx, targets)
 		if err != nil {
 			return nil, err
 		}
-		sr.Runs = append(sr.Runs, r)
-	}
-	if o.Closed > 0 {
-		for i, t := range targets {
-			o.logf("bench: %s on %s: closed loop at concurrency 1 for %v", s.Name, t.Name, o.Closed)
-			r, err := closedLoop(ctx, t, players[i], o)
-			if err != nil {
+		sr.EchoBallastBytes = max(sr.EchoBallastBytes, ballast)
+		for _, i := range roundOrder(len(targets), r) {
+			t := targets[i]
+			o.logf("bench: %s on %s: round %d/%d, open loop at %.0f req/s, %v warm-up, %v measured", s.Name, t.Name, r+1, rounds, rate, warm, window)
+			if err := openWindow(ctx, s, t, players[i], rate, warm, window, &open[i], o); err != nil {
 				return nil, err
 			}
-			sr.Runs = append(sr.Runs, r)
+		}
+	}
+	for i, t := range targets {
+		sr.Runs = append(sr.Runs, open[i].report(t, LoopOpen, rate))
+	}
+	if o.Closed > 0 {
+		closed := make([]tally, len(targets))
+		for r := range rounds {
+			for _, i := range roundOrder(len(targets), r) {
+				t := targets[i]
+				o.logf("bench: %s on %s: round %d/%d, closed loop at concurrency 1 for %v", s.Name, t.Name, r+1, rounds, o.Closed/time.Duration(rounds))
+				if err := closedWindow(ctx, t, players[i], o.Closed/time.Duration(rounds), &closed[i]); err != nil {
+					return nil, err
+				}
+			}
+		}
+		for i, t := range targets {
+			sr.Runs = append(sr.Runs, closed[i].report(t, LoopClosed, 0))
 		}
 	}
 	return sr, nil
+}
+
+// roundOrder is the order of n targets in round r: as given in even rounds,
+// reversed in odd ones.
+func roundOrder(n, r int) []int {
+	out := make([]int, n)
+	for i := range out {
+		out[i] = i
+		if r%2 == 1 {
+			out[i] = n - 1 - i
+		}
+	}
+	return out
+}
+
+// matchHeaps posts the reference target's live heap to every target with a
+// BallastURL, and returns the largest ballast they report holding.
+func matchHeaps(ctx context.Context, targets []*Target) (float64, error) {
+	var ref *Target
+	for _, t := range targets {
+		if t.MetricsURL != "" && t.BallastURL == "" {
+			ref = t
+			break
+		}
+	}
+	if ref == nil {
+		return 0, nil
+	}
+	var live, ballast float64
+	for _, t := range targets {
+		if t.BallastURL == "" {
+			continue
+		}
+		if live == 0 {
+			m, err := Scrape(ctx, ref.MetricsURL)
+			if err != nil {
+				return 0, err
+			}
+			live = liveHeap(m)
+		}
+		b, err := postBallast(ctx, t.BallastURL, live)
+		if err != nil {
+			return 0, err
+		}
+		ballast = max(ballast, b)
+	}
+	return ballast, nil
+}
+
+// liveHeap estimates the live heap at the last collection from the heap goal,
+// which Go sets to live + (live + stacks + globals) at GOGC=100.
+func liveHeap(m Metrics) float64 {
+	goal, _ := m.Get("go_memstats_next_gc_bytes")
+	stack, _ := m.Get("go_memstats_stack_inuse_bytes")
+	return max(goal-stack, 0) / 2
+}
+
+func postBallast(ctx context.Context, url string, live float64) (float64, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url+"?live="+strconv.FormatFloat(live, 'f', 0, 64), nil)
+	if err != nil {
+		return 0, fmt.Errorf("bench: ballast: %w", err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("bench: ballast: %w", err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("bench: ballast %s: %s %s %v", url, resp.Status, b, err)
+	}
+	v, err := strconv.ParseFloat(strings.TrimSpace(string(b)), 64)
+	if err != nil {
+		return 0, fmt.Errorf("bench: ballast answer %q: %w", b, err)
+	}
+	return v, nil
+}
+
+// tally sums one target's figures over the rounds of a loop.
+type tally struct {
+	rec                 recorder
+	dropped             int
+	elapsed             time.Duration
+	userTicks, sysTicks uint64
+	hasProc             bool
+	mallocs, bytes, gcs float64
+	hasMetrics          bool
+	phaseSum, phaseN    map[[2]string]float64
+	last                snapshot
+}
+
+// add counts one measured window of t, between two snapshots.
+func (ty *tally) add(t *Target, before, after snapshot, elapsed time.Duration) {
+	ty.elapsed += elapsed
+	ty.last = after
+	if before.hasProc && after.hasProc {
+		ty.hasProc = true
+		ty.userTicks += after.proc.UserTicks - before.proc.UserTicks
+		ty.sysTicks += after.proc.SysTicks - before.proc.SysTicks
+	}
+	if before.metrics != nil && after.metrics != nil {
+		ty.hasMetrics = true
+		ty.mallocs += delta(before.metrics, after.metrics, "go_memstats_mallocs_total") - t.scrapeMallocs
+		ty.bytes += delta(before.metrics, after.metrics, "go_memstats_alloc_bytes_total") - t.scrapeBytes
+		ty.gcs += delta(before.metrics, after.metrics, "go_gc_duration_seconds_count")
+		if ty.phaseSum == nil {
+			ty.phaseSum, ty.phaseN = map[[2]string]float64{}, map[[2]string]float64{}
+		}
+		for _, sp := range serverPhases(before.metrics, after.metrics) {
+			k := [2]string{sp.Role, sp.Phase}
+			ty.phaseSum[k] += sp.MeanUS * sp.Count
+			ty.phaseN[k] += sp.Count
+		}
+	}
+}
+
+func (ty *tally) report(t *Target, loop string, rate float64) *RunReport {
+	r := &RunReport{Target: t.Name, Loop: loop, Rate: rate, Seconds: ty.elapsed.Seconds(), Requests: ty.rec.requests,
+		Errors: ty.rec.errors, Dropped: ty.dropped, ErrorSamples: ty.rec.errSamples, Phases: ty.rec.phases()}
+	n := float64(r.Requests + r.Errors)
+	if ty.hasProc && n > 0 {
+		user := float64(ty.userTicks) / clockTicksPerSecond
+		sys := float64(ty.sysTicks) / clockTicksPerSecond
+		r.CPU = &CPUStats{UserSeconds: user, SysSeconds: sys, PerRequestUS: (user + sys) * 1e6 / n,
+			ResolutionUS: 1e6 / clockTicksPerSecond / n}
+		r.RSSBytes, r.PeakRSSBytes = ty.last.proc.RSSBytes, ty.last.proc.PeakRSSBytes
+	}
+	if ty.hasMetrics && n > 0 {
+		r.Allocs = &AllocStats{PerRequest: ty.mallocs / n, BytesPerRequest: ty.bytes / n, GCCycles: ty.gcs}
+		for k, sum := range ty.phaseSum {
+			r.ServerPhases = append(r.ServerPhases, ServerPhase{Role: k[0], Phase: k[1], Count: ty.phaseN[k], MeanUS: sum / ty.phaseN[k]})
+		}
+		sortServerPhases(r.ServerPhases)
+	}
+	return r
 }
 
 // recorder collects the samples of many concurrent requests.
@@ -253,31 +423,31 @@ func schedule(ctx context.Context, rate float64, d time.Duration, maxInFlight in
 	return dropped
 }
 
-func openLoop(ctx context.Context, s *Scenario, t *Target, pl *player, rate float64, o Options) (*RunReport, error) {
-	if o.Warmup > 0 {
-		var warm recorder
-		schedule(ctx, rate, o.Warmup, o.MaxInFlight, func(due time.Time) {
-			warm.add(pl.play(ctx, due, hooks{}))
+// openWindow warms t up, then measures it for one window of the open loop.
+func openWindow(ctx context.Context, s *Scenario, t *Target, pl *player, rate float64, warm, window time.Duration, ty *tally, o Options) error {
+	if warm > 0 {
+		var w recorder
+		schedule(ctx, rate, warm, o.MaxInFlight, func(due time.Time) {
+			w.add(pl.play(ctx, due, hooks{}))
 		})
-		if warm.requests == 0 && warm.errors > 0 {
-			return nil, fmt.Errorf("bench: %s on %s: every warm-up request failed: %s", s.Name, t.Name, warm.errSamples[0])
+		if w.requests == 0 && w.errors > 0 {
+			return fmt.Errorf("bench: %s on %s: every warm-up request failed: %s", s.Name, t.Name, w.errSamples[0])
 		}
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return err
 	}
 	before, err := t.snapshot(ctx)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	var done func()
 	if o.Observe != nil {
-		done = o.Observe(ctx, s, t, o.Duration)
+		done = o.Observe(ctx, s, t, window)
 	}
-	var rec recorder
 	start := time.Now()
-	dropped := schedule(ctx, rate, o.Duration, o.MaxInFlight, func(due time.Time) {
-		rec.add(pl.play(ctx, due, hooks{}))
+	ty.dropped += schedule(ctx, rate, window, o.MaxInFlight, func(due time.Time) {
+		ty.rec.add(pl.play(ctx, due, hooks{}))
 	})
 	elapsed := time.Since(start)
 	if done != nil {
@@ -285,33 +455,29 @@ func openLoop(ctx context.Context, s *Scenario, t *Target, pl *player, rate floa
 	}
 	after, err := t.snapshot(ctx)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	r := &RunReport{Target: t.Name, Loop: LoopOpen, Rate: rate, Seconds: elapsed.Seconds(), Requests: rec.requests,
-		Errors: rec.errors, Dropped: dropped, ErrorSamples: rec.errSamples, Phases: rec.phases()}
-	t.fill(r, before, after)
-	return r, ctx.Err()
+	ty.add(t, before, after, elapsed)
+	return ctx.Err()
 }
 
-func closedLoop(ctx context.Context, t *Target, pl *player, o Options) (*RunReport, error) {
+// closedWindow runs requests one after another for d.
+func closedWindow(ctx context.Context, t *Target, pl *player, d time.Duration, ty *tally) error {
 	before, err := t.snapshot(ctx)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	var rec recorder
 	start := time.Now()
-	for time.Since(start) < o.Closed && ctx.Err() == nil {
-		rec.add(pl.play(ctx, time.Now(), hooks{}))
+	for time.Since(start) < d && ctx.Err() == nil {
+		ty.rec.add(pl.play(ctx, time.Now(), hooks{}))
 	}
 	elapsed := time.Since(start)
 	after, err := t.snapshot(ctx)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	r := &RunReport{Target: t.Name, Loop: LoopClosed, Seconds: elapsed.Seconds(), Requests: rec.requests,
-		Errors: rec.errors, ErrorSamples: rec.errSamples, Phases: rec.phases()}
-	t.fill(r, before, after)
-	return r, ctx.Err()
+	ty.add(t, before, after, elapsed)
+	return ctx.Err()
 }
 
 // snapshot is a reading of a target's process and metrics.
@@ -375,26 +541,6 @@ func delta(a, b Metrics, name string, labels ...string) float64 {
 	return y - x
 }
 
-// fill adds the server-side figures of a run.
-func (t *Target) fill(r *RunReport, before, after snapshot) {
-	n := float64(r.Requests + r.Errors)
-	if before.hasProc && after.hasProc && n > 0 {
-		user := float64(after.proc.UserTicks-before.proc.UserTicks) / clockTicksPerSecond
-		sys := float64(after.proc.SysTicks-before.proc.SysTicks) / clockTicksPerSecond
-		r.CPU = &CPUStats{UserSeconds: user, SysSeconds: sys, PerRequestUS: (user + sys) * 1e6 / n,
-			ResolutionUS: 1e6 / clockTicksPerSecond / n}
-		r.RSSBytes, r.PeakRSSBytes = after.proc.RSSBytes, after.proc.PeakRSSBytes
-	}
-	if before.metrics != nil && after.metrics != nil && n > 0 {
-		r.Allocs = &AllocStats{
-			PerRequest:      (delta(before.metrics, after.metrics, "go_memstats_mallocs_total") - t.scrapeMallocs) / n,
-			BytesPerRequest: (delta(before.metrics, after.metrics, "go_memstats_alloc_bytes_total") - t.scrapeBytes) / n,
-			GCCycles:        delta(before.metrics, after.metrics, "go_gc_duration_seconds_count"),
-		}
-		r.ServerPhases = serverPhases(before.metrics, after.metrics)
-	}
-}
-
 // serverPhases reads tollgate_phase_duration_seconds, if the server has it.
 func serverPhases(before, after Metrics) []ServerPhase {
 	const prefix = "tollgate_phase_duration_seconds_count{"
@@ -413,6 +559,12 @@ func serverPhases(before, after Metrics) []ServerPhase {
 		sum := after[sumKey] - before[sumKey]
 		out = append(out, ServerPhase{Role: role, Phase: phase, Count: count, MeanUS: sum / count * 1e6})
 	}
+	sortServerPhases(out)
+	return out
+}
+
+// sortServerPhases puts phases in the order Envoy plays them.
+func sortServerPhases(out []ServerPhase) {
 	order := func(p ServerPhase) int {
 		for i, name := range phaseNames {
 			if name == p.Role+" "+p.Phase || (p.Phase == "response_body" && i == int(PhaseResponseChunk) && p.Role == "policy") {
@@ -427,7 +579,6 @@ func serverPhases(before, after Metrics) []ServerPhase {
 		}
 		return strings.Compare(a.Role+a.Phase, b.Role+b.Phase)
 	})
-	return out
 }
 
 // label reads one label value from `a="x",b="y"}`.
@@ -551,11 +702,11 @@ func holdOn(ctx context.Context, t *Target, pool *Pool, p, np *prepared, n int, 
 			close(release[released])
 		}
 	}
-	var first mallocCounts
+	var first pointReadings
 	for i := range at {
 		reached[i].Wait()
 		time.Sleep(200 * time.Millisecond)
-		pt, mc, err := memoryPoint(ctx, t, npl)
+		pt, rd, err := memoryPoint(ctx, t, npl)
 		if err != nil {
 			releaseRest()
 			all.Wait()
@@ -569,13 +720,19 @@ func holdOn(ctx context.Context, t *Target, pool *Pool, p, np *prepared, n int, 
 		pt.GoroutinesPerSt = (pt.Goroutines - base.Goroutines) / float64(n)
 		mt.Points = append(mt.Points, pt)
 		if i == 0 {
-			first = mc
-		} else if i == len(at)-1 && mc.before > 0 {
-			// Between the last scrape at the first point and the first scrape
-			// at this one, the server did nothing but move every held stream
-			// on by at[i]-at[0] chunks (and answer that one scrape).
+			first = rd
+		} else if i == len(at)-1 {
+			// Between the end of the first point and the start of this one,
+			// the server did nothing but move every held stream on by
+			// at[i]-at[0] chunks (and answer one scrape).
 			chunks := float64(n * (at[i] - at[0]))
-			mt.AllocsPerChunk = (mc.before - first.after - t.scrapeMallocs) / chunks
+			if first.after.metrics != nil && rd.before.metrics != nil {
+				mt.AllocsPerChunk = (delta(first.after.metrics, rd.before.metrics, "go_memstats_mallocs_total") - t.scrapeMallocs) / chunks
+			}
+			if first.after.hasProc && rd.before.hasProc {
+				ticks := rd.before.proc.UserTicks + rd.before.proc.SysTicks - first.after.proc.UserTicks - first.after.proc.SysTicks
+				mt.CPUPerChunkUS = float64(ticks) * 1e6 / clockTicksPerSecond / chunks
+			}
 		}
 		close(release[i])
 		released++
@@ -593,53 +750,51 @@ func holdOn(ctx context.Context, t *Target, pool *Pool, p, np *prepared, n int, 
 	return mt, nil
 }
 
-// mallocCounts are the server's allocation counter before and after a memory
-// point's garbage-collection nudge.
-type mallocCounts struct{ before, after float64 }
+// pointReadings are a target's readings before and after a memory point's
+// garbage-collection nudge.
+type pointReadings struct{ before, after snapshot }
 
 // memoryPoint reads RSS, then nudges the server into two garbage collections
 // (with requests that complete, carrying 1 MB bodies) and reads the heap goal,
 // stacks and goroutines.
-func memoryPoint(ctx context.Context, t *Target, nudge *player) (MemoryPoint, mallocCounts, error) {
+func memoryPoint(ctx context.Context, t *Target, nudge *player) (MemoryPoint, pointReadings, error) {
 	var pt MemoryPoint
-	var mc mallocCounts
+	var rd pointReadings
 	s0, err := t.snapshot(ctx)
 	if err != nil {
-		return pt, mc, err
+		return pt, rd, err
 	}
+	rd.before, rd.after = s0, s0
 	if s0.hasProc {
 		pt.RSSBytes = s0.proc.RSSBytes
 	}
 	if s0.metrics == nil {
-		return pt, mc, nil
+		return pt, rd, nil
 	}
-	mc.before, _ = s0.metrics.Get("go_memstats_mallocs_total")
 	gc0, _ := s0.metrics.Get("go_gc_duration_seconds_count")
 	deadline := time.Now().Add(20 * time.Second)
 	var last Metrics
 	for i := 0; ; i++ {
 		if i%10 == 0 {
-			m, err := Scrape(ctx, t.MetricsURL)
+			m, err := t.snapshot(ctx)
 			if err != nil {
-				return pt, mc, err
+				return pt, rd, err
 			}
-			last = m
-			if gc, _ := m.Get("go_gc_duration_seconds_count"); gc >= gc0+2 {
+			last, rd.after = m.metrics, m
+			if gc, _ := last.Get("go_gc_duration_seconds_count"); gc >= gc0+2 {
 				break
 			}
 			if time.Now().After(deadline) {
-				return pt, mc, errors.New("bench: the server ran no garbage collection within 20s of nudging")
+				return pt, rd, errors.New("bench: the server ran no garbage collection within 20s of nudging")
 			}
 		}
 		if _, err := nudge.play(ctx, time.Now(), hooks{}); err != nil {
-			return pt, mc, fmt.Errorf("bench: gc nudge: %w", err)
+			return pt, rd, fmt.Errorf("bench: gc nudge: %w", err)
 		}
 	}
-	mc.after, _ = last.Get("go_memstats_mallocs_total")
-	goal, _ := last.Get("go_memstats_next_gc_bytes")
 	stack, _ := last.Get("go_memstats_stack_inuse_bytes")
 	pt.Goroutines, _ = last.Get("go_goroutines")
 	pt.StackBytes = int64(stack)
-	pt.HeapLiveBytes = int64((goal - stack) / 2)
-	return pt, mc, nil
+	pt.HeapLiveBytes = int64(liveHeap(last))
+	return pt, rd, nil
 }

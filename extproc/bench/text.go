@@ -140,6 +140,9 @@ func triple(hasT, hasE bool, t, e func() float64) []string {
 
 func writeScenario(b *strings.Builder, sc *ScenarioReport) {
 	fmt.Fprintf(b, "== %s: %s\n", sc.Name, sc.Description)
+	if sc.EchoBallastBytes > 0 {
+		fmt.Fprintf(b, "echo held a %s ballast to match Tollgate's live heap\n", bytesIEC(sc.EchoBallastBytes))
+	}
 	t, e := sc.Run("tollgate", LoopOpen), sc.Run("echo", LoopOpen)
 	for _, r := range []*RunReport{t, e} {
 		if r == nil {
@@ -233,16 +236,16 @@ func quantiles(p *PhaseStats) []string {
 func (r *Report) writeMemory(b *strings.Builder) {
 	b.WriteString("Held streams: memory per in-flight stream (differences from the server with none open)\n")
 	tw := table(b)
-	fmt.Fprintln(tw, "scenario\ttarget\tstreams\tafter chunks\tRSS per 1000\tlive heap per 1000\tstacks per 1000\tgoroutines/stream\tallocs/chunk\tpeak RSS\terrors\t")
+	fmt.Fprintln(tw, "scenario\ttarget\tstreams\tafter chunks\tRSS per 1000\tlive heap per 1000\tstacks per 1000\tgoroutines/stream\tCPU µs/chunk\tallocs/chunk\tpeak RSS\terrors\t")
 	for _, m := range r.Memory {
 		for _, t := range m.Targets {
 			for i, p := range t.Points {
-				apc, peak, errs := "", "", ""
+				cpc, apc, peak, errs := "", "", "", ""
 				if i == len(t.Points)-1 {
-					apc, peak, errs = num(t.AllocsPerChunk), bytesIEC(float64(t.PeakRSSBytes)), fmt.Sprint(t.Errors)
+					cpc, apc, peak, errs = num(t.CPUPerChunkUS), num(t.AllocsPerChunk), bytesIEC(float64(t.PeakRSSBytes)), fmt.Sprint(t.Errors)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", m.Scenario, t.Target, m.Streams, p.AfterChunks,
-					bytesIEC(p.RSSPer1000), bytesIEC(p.HeapPer1000), bytesIEC(p.StackPer1000), num(p.GoroutinesPerSt), apc, peak, errs)
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", m.Scenario, t.Target, m.Streams, p.AfterChunks,
+					bytesIEC(p.RSSPer1000), bytesIEC(p.HeapPer1000), bytesIEC(p.StackPer1000), num(p.GoroutinesPerSt), cpc, apc, peak, errs)
 			}
 		}
 	}
