@@ -177,7 +177,7 @@ func (l *RedisLedger) keys(it *item) (string, string) {
 		b.WriteString(it.limit.Per.String())
 	}
 	k := b.String()
-	if it.kind == kindRolling {
+	if it.kind == kindRolling && !it.commit {
 		return k, k + ":sum"
 	}
 	return k, k
@@ -228,6 +228,8 @@ func kindArg(it *item) string {
 		return "e"
 	case it.kind == kindCounter:
 		return "c"
+	case it.kind == kindRolling && it.commit:
+		return "q"
 	case it.kind == kindRolling:
 		return "r"
 	}
@@ -275,8 +277,8 @@ type reserveCall struct {
 func (l *RedisLedger) reserveCall(req *Request, now time.Time) *reserveCall {
 	items := plan(req, now, l.leaseTTL)
 	id := escapeName(req.ID)
-	if len(id) > 64 {
-		id = id[:64]
+	if len(id) > 32 {
+		id = id[:32]
 	}
 	id += "#" + l.instance + "." + strconv.FormatUint(l.seq.Add(1), 36)
 	c := &reserveCall{items: items, id: id, expires: now.Add(l.leaseTTL)}
@@ -338,12 +340,12 @@ func (l *RedisLedger) Reserve(ctx context.Context, req Request, now time.Time) (
 	case len(reply) == 1+2*len(items) && reply[0] == 1:
 		used := make([]int64, len(items))
 		for i := range items {
-			used[i] = reply[1+2*i]*1e9 + reply[2+2*i]
+			used[i] = reply[1+2*i] + reply[2+2*i] + items[i].need
 		}
 		return Decision{Allowed: true, Reservation: call.reservation(l.leaseTTL), Remaining: tightest(items, used)}, nil
-	case len(reply) == 7 && reply[0] == 0 && reply[1] >= 1 && int(reply[1]) <= len(items):
+	case len(reply) == 5 && reply[0] == 0 && reply[1] >= 1 && int(reply[1]) <= len(items):
 		it := &items[reply[1]-1]
-		used, held, t := reply[2]*1e9+reply[3], reply[4]*1e9+reply[5], reply[6]
+		used, held, t := reply[2]+reply[3], reply[3], reply[4]
 		var fits, expiresAt time.Time
 		switch {
 		case it.kind == kindRolling && t >= 0:
@@ -439,18 +441,18 @@ func (l *RedisLedger) Read(ctx context.Context, q Query, now time.Time) ([]Balan
 	if err != nil {
 		return nil, unavailable("read", err)
 	}
-	if len(reply) != 5*len(items) {
+	if len(reply) != 3*len(items) {
 		return nil, unavailable("read", fmt.Errorf("unexpected reply %v", reply))
 	}
 	out := make([]Balance, len(items))
 	for i := range items {
 		it := &items[i]
-		v := reply[5*i : 5*i+5]
-		b := Balance{Scope: it.scope, Limit: it.limit, Used: v[0]*1e9 + v[1], Held: v[2]*1e9 + v[3], Start: it.start, ResetAt: it.end}
+		v := reply[3*i : 3*i+3]
+		b := Balance{Scope: it.scope, Limit: it.limit, Used: v[0] + v[1], Held: v[1], Start: it.start, ResetAt: it.end}
 		if it.limit.Per == Session {
 			b.ResetAt = time.Time{}
-			if v[4] > ms(now) {
-				b.ResetAt = time.UnixMilli(v[4]).In(location(q.Location))
+			if v[2] > ms(now) {
+				b.ResetAt = time.UnixMilli(v[2]).In(location(q.Location))
 			}
 		}
 		out[i] = b

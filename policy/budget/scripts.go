@@ -10,9 +10,14 @@ package budget
 //     amount; admitted requests) and h (held by reservations in flight);
 //   - session counter (kind e): the same, and field e, the instant (ms) the
 //     session expires unless used again; a session past it counts as new;
-//   - rolling window: a sorted set of "id|amount" scored by the reserve
-//     instant in milliseconds (first key), and the sum of the amounts
-//     (second key);
+//   - rolling token window (kind r): a sorted set of "id|amount" scored by
+//     the reserve instant in milliseconds (first key), and the sum of the
+//     amounts (second key);
+//   - rolling request window (kind q): a list of the admission instants
+//     (ms) in the window, newest first; expired ones are popped from the
+//     tail, so its length is the count. An instant is never older than the
+//     list's newest (a replica whose clock lags stamps the newest), so the
+//     list stays sorted;
 //   - concurrency: a sorted set of reservation ids scored by lease expiry.
 //
 // The holds index scores each reservation's member by its lease expiry. The
@@ -28,39 +33,37 @@ package budget
 //
 // Money can exceed 2^53 pico-USD (about 9,000 USD), beyond which Lua's
 // doubles are not exact. Counters are therefore changed only with HINCRBY
-// (exact int64 arithmetic in Redis), and compared in Lua as two numbers,
-// value = hi * 1e9 + lo, each exact in a double.
+// (exact int64 arithmetic in Redis) and returned to Go as strings, which Go
+// adds exactly. A check compares in doubles, whose error on these sums is
+// far below 4096 pico-USD; only when the sum is within 4096 of the limit is
+// it redone exactly, on numbers split as hi * 1e9 + lo.
 const luaCommon = `
 local B = 1000000000
 local TOMBSTONE_MS = 86400000
 
--- split parses a decimal integer string (nil is 0) into hi, lo.
+-- split parses a non-negative decimal integer string into hi, lo.
 local function split(s)
-  if not s or s == false then return 0, 0 end
-  local neg = string.sub(s, 1, 1) == '-'
-  if neg then s = string.sub(s, 2) end
   local n = #s
-  local hi, lo = 0, tonumber(s)
-  if n > 9 then
-    hi = tonumber(string.sub(s, 1, n - 9))
-    lo = tonumber(string.sub(s, n - 8))
+  if n <= 9 then return 0, tonumber(s) end
+  return tonumber(string.sub(s, 1, n - 9)), tonumber(string.sub(s, n - 8))
+end
+
+-- exceeds reports whether s + h + need > max, exactly. s and h are decimal
+-- strings (a counter's fields) or numbers below 2^53 (counts); need and max
+-- are decimal strings.
+local function exceeds(s, h, need, max)
+  local d = tonumber(s) + tonumber(h) + tonumber(need) - tonumber(max)
+  if d > 4096 then return true elseif d < -4096 then return false end
+  if type(s) == 'number' then return d > 0 end
+  local hi, lo = 0, 0
+  for _, v in ipairs({s, h, need}) do
+    local a, b = split(v)
+    hi, lo = hi + a, lo + b
   end
-  if neg then return -hi, -lo end
-  return hi, lo
-end
-
--- norm carries lo into hi so that 0 <= lo < B.
-local function norm(hi, lo)
   local c = math.floor(lo / B)
-  return hi + c, lo - c * B
-end
-
--- exceeds reports whether (uh, ul) + need > max, exactly.
-local function exceeds(uh, ul, need, max)
-  local nh, nl = split(need)
-  local mh, ml = norm(split(max))
-  local sh, sl = norm(uh + nh, ul + nl)
-  return sh > mh or (sh == mh and sl > ml)
+  hi, lo = hi + c, lo - c * B
+  local mh, ml = split(max)
+  return hi > mh or (hi == mh and lo > ml)
 end
 
 -- amountOf returns the amount of a rolling log member "id|amount".
@@ -99,27 +102,34 @@ local function age(k, ks, cutoff)
   return tonumber(redis.call('GET', ks) or '0')
 end
 
--- usage returns used hi, lo, held hi, lo of a limit: a calendar counter
--- (kind c), a session counter (e), a rolling log (r) or a lease set (l);
--- then t, the expiry (ms) of a session or -1, and whether the session has
--- expired (its settled amount no longer counts).
+-- usage returns what a limit has used as s (settled) and h (held): decimal
+-- strings for a calendar counter (kind c) or a session counter (e), a
+-- number and 0 for a rolling token log (r), a rolling request log (q) or a
+-- lease set (l). Then t, the expiry (ms) of a session or -1; whether the
+-- session has expired (its settled amount no longer counts); and whether a
+-- counter does not exist yet.
 local function usage(kind, k1, k2, now, winMS)
   if kind == 'c' or kind == 'e' then
     local v = redis.call('HMGET', k1, 's', 'h', 'e')
-    local sh, sl = split(v[1])
-    local hh, hl = split(v[2])
-    local t, stale = -1, false
+    local s, h, t, stale = v[1] or '0', v[2] or '0', -1, false
     if kind == 'e' and v[3] then
       t = tonumber(v[3])
-      if t <= now then sh, sl, stale = 0, 0, true end
+      if t <= now then s, stale = '0', true end
     end
-    local uh, ul = norm(sh + hh, sl + hl)
-    return uh, ul, hh, hl, t, stale
+    return s, h, t, stale, not v[1] and not v[2]
   elseif kind == 'r' then
-    return 0, age(k1, k2, now - winMS), 0, 0, -1, false
+    return age(k1, k2, now - winMS), 0, -1, false, false
+  elseif kind == 'q' then
+    local cutoff = now - winMS
+    while true do
+      local last = redis.call('LINDEX', k1, -1)
+      if not last or tonumber(last) > cutoff then break end
+      redis.call('RPOP', k1)
+    end
+    return redis.call('LLEN', k1), 0, -1, false, false
   end
   redis.call('ZREMRANGEBYSCORE', k1, '-inf', now)
-  return 0, redis.call('ZCARD', k1), 0, 0, -1, false
+  return redis.call('ZCARD', k1), 0, -1, false, false
 end
 `
 
@@ -127,25 +137,26 @@ end
 // all of them.
 //
 // ARGV: now (ms), hold member, reservation id, lease expiry (ms), n; then n
-// times: kind (c, e, r, l), mode (h: held until settled; s: final, for
+// times: kind (c, e, r, q, l), mode (h: held until settled; s: final, for
 // request counts), max, need, key TTL (ms), and p: the window length (ms) of
 // a rolling window, the new expiry (ms) of a session, else 0.
 //
-// Reply: {1, used hi, used lo, ...} per limit with the request counted;
-// {0, i, used hi, used lo, held hi, held lo, t} when limit i denies, where t
-// is, for a rolling window, the instant (ms) the request would fit, for a
+// Reply: {1, s, h, ...}: what each limit used before the request (the
+// caller adds its need); {0, i, s, h, t} when limit i denies, where t is,
+// for a rolling window, the instant (ms) the request would fit, for a
 // session its expiry, else -1; {2} when the reservation was already made (a
 // retried call).
 const luaReserve = luaCommon + `
 -- fits returns the instant (ms) at which enough of rolling log k has aged
 -- out for need to fit under max, or -1.
-local function fits(k, used, need, max, winMS, unit)
+local function fits(k, used, need, max, winMS, count)
   if need > max then return -1 end
-  if unit then
-    -- Every entry is 1: the entry whose ageing makes room is at a known rank.
-    local r = redis.call('ZRANGE', k, used + need - max - 1, used + need - max - 1, 'WITHSCORES')
-    if #r == 0 then return -1 end
-    return tonumber(r[2]) + winMS
+  if count then
+    -- A request list, newest first: room comes when the entry at rank
+    -- max - need (from the newest) ages out.
+    local v = redis.call('LINDEX', k, max - need)
+    if not v then return -1 end
+    return tonumber(v) + winMS
   end
   local start = 0
   while true do
@@ -161,49 +172,58 @@ end
 
 local now = tonumber(ARGV[1])
 local member, id, leaseExp, n = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
-if redis.call('ZSCORE', KEYS[1], member) then return {2} end
 purge(now)
+-- The hold goes in first: if it is there already, this is a retry of a call
+-- whose reply was lost. A denial takes it out again.
+if redis.call('ZADD', KEYS[1], 'NX', leaseExp, member) == 0 then return {2} end
 
-local used, stale = {}, {}
+local out, stale, fresh = {1}, {}, {}
 for i = 1, n do
   local a = 5 + (i - 1) * 6
-  local kind, mode, max, need, p = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], tonumber(ARGV[a + 6])
+  local kind, max, need, p = ARGV[a + 1], ARGV[a + 3], ARGV[a + 4], tonumber(ARGV[a + 6])
   local k1, k2 = KEYS[1 + 2 * i], KEYS[2 + 2 * i]
-  local uh, ul, hh, hl, t, st = usage(kind, k1, k2, now, p)
-  if exceeds(uh, ul, need, max) then
-    if kind == 'r' then
-      t = fits(k1, ul, tonumber(need), tonumber(max), p, mode == 's')
+  local s, h, t, st, new = usage(kind, k1, k2, now, p)
+  if exceeds(s, h, need, max) then
+    if kind == 'r' or kind == 'q' then
+      t = fits(k1, s, tonumber(need), tonumber(max), p, kind == 'q')
     end
-    return {0, i, uh, ul, hh, hl, t}
+    redis.call('ZREM', KEYS[1], member)
+    return {0, i, s, h, t}
   end
-  local nh, nl = split(need)
-  used[i] = {norm(uh + nh, ul + nl)}
-  stale[i] = st
+  out[2 * i], out[2 * i + 1] = s, h
+  stale[i], fresh[i] = st, new
 end
 
-local out = {1}
 for i = 1, n do
   local a = 5 + (i - 1) * 6
   local kind, mode, need, ttl, p = ARGV[a + 1], ARGV[a + 2], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6]
   local k1, k2 = KEYS[1 + 2 * i], KEYS[2 + 2 * i]
-  if kind == 'c' or kind == 'e' then
-    if stale[i] then redis.call('HSET', k1, 's', '0') end
+  if kind == 'c' then
     redis.call('HINCRBY', k1, mode, need)
-    if kind == 'e' then redis.call('HSET', k1, 'e', p) end
+    -- A calendar window's expiry is fixed: set it when the window starts.
+    if fresh[i] then redis.call('PEXPIRE', k1, ttl) end
+  elseif kind == 'e' then
+    if stale[i] then
+      redis.call('HSET', k1, 's', '0', 'e', p)
+    else
+      redis.call('HSET', k1, 'e', p)
+    end
+    redis.call('HINCRBY', k1, mode, need)
     redis.call('PEXPIRE', k1, ttl)
   elseif kind == 'r' then
     redis.call('ZADD', k1, now, id .. '|' .. need)
     redis.call('INCRBY', k2, need)
     redis.call('PEXPIRE', k1, ttl)
     redis.call('PEXPIRE', k2, ttl)
+  elseif kind == 'q' then
+    local newest = tonumber(redis.call('LINDEX', k1, 0) or '0')
+    redis.call('LPUSH', k1, math.max(now, newest))
+    redis.call('PEXPIRE', k1, ttl)
   else
     redis.call('ZADD', k1, leaseExp, id)
     redis.call('PEXPIRE', k1, ttl)
   end
-  out[#out + 1] = used[i][1]
-  out[#out + 1] = used[i][2]
 end
-redis.call('ZADD', KEYS[1], leaseExp, member)
 return out
 `
 
@@ -239,7 +259,7 @@ for i = 1, n do
       redis.call('ZADD', k1, p, id .. '|' .. actual)
       redis.call('INCRBY', k2, tonumber(actual) - tonumber(need))
     end
-  else
+  elseif kind == 'l' then
     redis.call('ZREM', k1, id)
   end
 end
@@ -266,8 +286,7 @@ return 1
 //
 // ARGV: now (ms), n; then n times: kind, rolling window length (ms).
 //
-// Reply: per limit {used hi, used lo, held hi, held lo, session expiry (ms)
-// or -1}.
+// Reply: per limit {s, h, session expiry (ms) or -1}, as in usage.
 const luaRead = luaCommon + `
 local now, n = tonumber(ARGV[1]), tonumber(ARGV[2])
 purge(now)
@@ -275,11 +294,9 @@ local out = {}
 for i = 1, n do
   local kind, winMS = ARGV[1 + 2 * i], tonumber(ARGV[2 + 2 * i])
   local k1, k2 = KEYS[1 + 2 * i], KEYS[2 + 2 * i]
-  local uh, ul, hh, hl, t = usage(kind, k1, k2, now, winMS)
-  out[#out + 1] = uh
-  out[#out + 1] = ul
-  out[#out + 1] = hh
-  out[#out + 1] = hl
+  local s, h, t = usage(kind, k1, k2, now, winMS)
+  out[#out + 1] = s
+  out[#out + 1] = h
   out[#out + 1] = t
 end
 return out

@@ -50,27 +50,37 @@ type item struct {
 }
 
 // calendarWindow returns the bounds of the calendar window per that holds
-// now in loc, and its id. Days start at local midnight (time.Date
-// normalises a midnight that a DST change skips), weeks on Monday, months on
-// the first.
+// now in loc, and its id. Days start at local midnight, weeks on Monday,
+// months on the first.
 func calendarWindow(per Window, now time.Time, loc *time.Location) (start, end time.Time, id int32) {
 	t := now.In(loc)
 	y, m, d := t.Date()
 	switch per {
 	case Day:
-		start = time.Date(y, m, d, 0, 0, 0, 0, loc)
-		end = time.Date(y, m, d+1, 0, 0, 0, 0, loc)
+		start, end = midnight(y, m, d, loc), midnight(y, m, d+1, loc)
 	case Week:
-		back := (int(t.Weekday()) + 6) % 7 // days since Monday
-		start = time.Date(y, m, d-back, 0, 0, 0, 0, loc)
-		end = time.Date(y, m, d-back+7, 0, 0, 0, 0, loc)
+		d -= (int(t.Weekday()) + 6) % 7 // back to Monday
+		start, end = midnight(y, m, d, loc), midnight(y, m, d+7, loc)
 	case Month:
-		start = time.Date(y, m, 1, 0, 0, 0, 0, loc)
-		end = time.Date(y, m+1, 1, 0, 0, 0, 0, loc)
+		start, end = midnight(y, m, 1, loc), midnight(y, m+1, 1, loc)
 		return start, end, int32(y*100 + int(m))
 	}
-	sy, sm, sd := start.Date()
-	return start, end, int32(sy*10000 + int(sm)*100 + sd)
+	// Normalise the date (d may be 0 or negative) at noon, which no DST
+	// change skips.
+	y, m, d = time.Date(y, m, d, 12, 0, 0, 0, loc).Date()
+	return start, end, int32(y*10000 + int(m)*100 + d)
+}
+
+// midnight returns the first instant of a local date; d may be out of range,
+// as for time.Date. Where a DST change skips midnight (clocks jump from 00:00
+// to 01:00), the day starts at the jump, not an hour earlier on the day
+// before, which is what time.Date returns.
+func midnight(y int, m time.Month, d int, loc *time.Location) time.Time {
+	t := time.Date(y, m, d, 0, 0, 0, 0, loc)
+	if _, _, td := t.Date(); td != time.Date(y, m, d, 12, 0, 0, 0, loc).Day() {
+		_, t = t.ZoneBounds()
+	}
+	return t
 }
 
 // location returns loc, or UTC for nil.
@@ -108,7 +118,6 @@ func plan(req *Request, now time.Time, leaseTTL time.Duration) []item {
 			default:
 				it.need = 1
 			}
-			it.commit = l.Unit == Requests
 			it.fillWindow(now, loc, sessionTTL(req.SessionTTL), leaseTTL)
 			items = append(items, it)
 		}
@@ -130,6 +139,7 @@ func queryItems(q *Query, now time.Time, leaseTTL time.Duration) []item {
 
 // fillWindow sets the kind, window and expiry of it at now.
 func (it *item) fillWindow(now time.Time, loc *time.Location, sessTTL, leaseTTL time.Duration) {
+	it.commit = it.limit.Unit == Requests
 	switch per := it.limit.Per; {
 	case it.limit.Unit == Concurrent:
 		it.kind = kindLease

@@ -1,0 +1,250 @@
+package budget
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"regexp"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tollgate-dev/tollgate/internal/redistest"
+)
+
+// benchRequest is the reference decision of the benchmarks: 3 scopes and 6
+// windows (a key's daily spend and tokens and its concurrency, a team's
+// monthly spend and per-minute requests, a global per-minute request rate).
+// The limits are high enough that nothing is denied.
+func benchRequest(id string) Request {
+	return Request{
+		ID: id,
+		Scopes: []ScopeLimits{
+			{Scope: keyA, Limits: []Limit{{USD, Day, usd("1000000")}, {Tokens, Day, 1 << 50}, {Concurrent, NoWindow, 1 << 30}}},
+			{Scope: teamP, Limits: []Limit{{USD, Month, usd("1000000")}, {Requests, Minute, 1 << 40}}},
+			{Scope: Global, Limits: []Limit{{Requests, Minute, 1 << 40}}},
+		},
+		Location:    berlin,
+		CostPicoUSD: usd("0.42"),
+		Tokens:      40_000,
+	}
+}
+
+var benchActual = Actual{CostPicoUSD: usd("0.05"), Tokens: 30_000}
+
+// BenchmarkMemoryReserve measures Reserve alone; the clock advances 1 ms per
+// call and reservations are never settled, so their leases expire (1 s)
+// inside later calls, as after crashes.
+func BenchmarkMemoryReserve(b *testing.B) {
+	l := NewMemoryLedger(time.Second)
+	req := benchRequest("bench")
+	b.ReportAllocs()
+	now := t0
+	for b.Loop() {
+		now = now.Add(time.Millisecond)
+		if _, err := l.Reserve(bg, req, now); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkMemoryReserveSettle measures a request's two calls.
+func BenchmarkMemoryReserveSettle(b *testing.B) {
+	l := NewMemoryLedger(0)
+	req := benchRequest("bench")
+	b.ReportAllocs()
+	now := t0
+	for b.Loop() {
+		now = now.Add(time.Millisecond)
+		d, err := l.Reserve(bg, req, now)
+		if err != nil || !d.Allowed {
+			b.Fatal(err, d.Denial)
+		}
+		if err := l.Settle(bg, d.Reservation, benchActual, now); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkMemoryReserveSettleParallel is BenchmarkMemoryReserveSettle from
+// GOMAXPROCS goroutines on one ledger.
+func BenchmarkMemoryReserveSettleParallel(b *testing.B) {
+	l := NewMemoryLedger(0)
+	b.ReportAllocs()
+	var clock atomic.Int64
+	b.RunParallel(func(pb *testing.PB) {
+		req := benchRequest("bench")
+		for pb.Next() {
+			now := t0.Add(time.Duration(clock.Add(1)) * time.Microsecond)
+			d, err := l.Reserve(bg, req, now)
+			if err != nil || !d.Allowed {
+				b.Fatal(err, d.Denial)
+			}
+			if err := l.Settle(bg, d.Reservation, benchActual, now); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+func BenchmarkRedisPing(b *testing.B) {
+	srv := redistest.Start(b)
+	c := newRedisClient(b, srv.Addr())
+	for b.Loop() {
+		if err := c.Ping(bg).Err(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkRedisReserveSettle(b *testing.B) {
+	srv := redistest.Start(b)
+	l := newRedisLedger(b, newRedisClient(b, srv.Addr()), RedisOptions{Timeout: time.Second})
+	req := benchRequest("bench")
+	b.ReportAllocs()
+	now := t0
+	for b.Loop() {
+		now = now.Add(time.Millisecond)
+		d, err := l.Reserve(bg, req, now)
+		if err != nil || !d.Allowed {
+			b.Fatal(err, d.Denial)
+		}
+		if err := l.Settle(bg, d.Reservation, benchActual, now); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// TestReserveLatencyReport measures the latency distribution of Reserve and
+// Settle on a loopback Redis beside a bare PING in the same run, interleaved
+// so that all three see the same machine, and the throughput of concurrent
+// clients. It is a measurement, not a test: it runs only with
+// TOLLGATE_LATENCY_REPORT=1 (go test -run TestReserveLatencyReport -v
+// ./policy/budget), and prints a table.
+func TestReserveLatencyReport(t *testing.T) {
+	if os.Getenv("TOLLGATE_LATENCY_REPORT") == "" {
+		t.Skip("set TOLLGATE_LATENCY_REPORT=1 to measure")
+	}
+	rounds := 20_000
+	if s := os.Getenv("TOLLGATE_LATENCY_ROUNDS"); s != "" {
+		rounds, _ = strconv.Atoi(s)
+	}
+	srv := redistest.Start(t)
+	c := newRedisClient(t, srv.Addr())
+	l := newRedisLedger(t, c, RedisOptions{Timeout: time.Second})
+	mem := NewMemoryLedger(0)
+	req := benchRequest("report")
+
+	var ping, res, set, mres, mset []time.Duration
+	now := t0
+	for i := range rounds + 1000 {
+		now = now.Add(time.Millisecond)
+		s := time.Now()
+		if err := c.Ping(bg).Err(); err != nil {
+			t.Fatal(err)
+		}
+		p := time.Since(s)
+		s = time.Now()
+		d, err := l.Reserve(bg, req, now)
+		r := time.Since(s)
+		if err != nil || !d.Allowed {
+			t.Fatal(err, d.Denial)
+		}
+		s = time.Now()
+		if err := l.Settle(bg, d.Reservation, benchActual, now); err != nil {
+			t.Fatal(err)
+		}
+		st := time.Since(s)
+		s = time.Now()
+		md, _ := mem.Reserve(bg, req, now)
+		mr := time.Since(s)
+		s = time.Now()
+		mem.Settle(bg, md.Reservation, benchActual, now) //nolint:errcheck // never fails
+		ms := time.Since(s)
+		if i >= 1000 { // warm-up excluded
+			ping, res, set, mres, mset = append(ping, p), append(res, r), append(set, st), append(mres, mr), append(mset, ms)
+		}
+	}
+
+	// Server-side time of each script, from Redis's command statistics.
+	scriptTime := func(name string, fn func()) {
+		if err := c.ConfigResetStat(bg).Err(); err != nil {
+			t.Fatal(err)
+		}
+		fn()
+		info, _ := c.Info(bg, "commandstats").Result()
+		if m := regexp.MustCompile(`cmdstat_evalsha:calls=(\d+),usec=\d+,usec_per_call=([\d.]+)`).FindStringSubmatch(info); m != nil {
+			t.Logf("server side: %s %s calls, %s µs per call", name, m[1], m[2])
+		}
+	}
+	held := make([]*Reservation, 5000)
+	scriptTime("reserve script", func() {
+		for i := range held {
+			now = now.Add(time.Millisecond)
+			d, err := l.Reserve(bg, req, now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			held[i] = d.Reservation
+		}
+	})
+	scriptTime("settle script", func() {
+		for _, r := range held {
+			if err := l.Settle(bg, r, benchActual, now); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+
+	// Throughput: reserve+settle pairs from 16 clients for two seconds.
+	var pairs atomic.Int64
+	var wg sync.WaitGroup
+	deadline := time.Now().Add(2 * time.Second)
+	for g := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := benchRequest(fmt.Sprint(g))
+			for time.Now().Before(deadline) {
+				n := time.Now()
+				d, err := l.Reserve(bg, r, n)
+				if err != nil || !d.Allowed {
+					t.Error(err)
+					return
+				}
+				if err := l.Settle(bg, d.Reservation, benchActual, n); err != nil {
+					t.Error(err)
+					return
+				}
+				pairs.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+
+	t.Logf("%d rounds, 3 scopes and 6 windows per decision, loopback redis-server, GOMAXPROCS=%d", rounds, runtimeProcs())
+	t.Logf("%-22s %9s %9s %9s %9s %10s", "operation", "p50", "p90", "p99", "p99.9", "ops/s")
+	for _, row := range []struct {
+		name string
+		d    []time.Duration
+	}{{"redis PING", ping}, {"redis Reserve", res}, {"redis Settle", set}, {"memory Reserve", mres}, {"memory Settle", mset}} {
+		slices.Sort(row.d)
+		var sum time.Duration
+		for _, d := range row.d {
+			sum += d
+		}
+		t.Logf("%-22s %9v %9v %9v %9v %10.0f", row.name, pct(row.d, 50), pct(row.d, 90), pct(row.d, 99), pct(row.d, 99.9),
+			float64(len(row.d))/sum.Seconds())
+	}
+	t.Logf("redis Reserve+Settle pairs from 16 clients: %.0f pairs/s", float64(pairs.Load())/2)
+}
+
+func pct(sorted []time.Duration, p float64) time.Duration {
+	i := int(float64(len(sorted)-1) * p / 100)
+	return sorted[i].Round(100 * time.Nanosecond)
+}
+
+func runtimeProcs() int { return runtime.GOMAXPROCS(0) }
