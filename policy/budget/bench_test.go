@@ -3,8 +3,8 @@ package budget
 import (
 	"fmt"
 	"os"
-	"runtime"
 	"regexp"
+	"runtime"
 	"slices"
 	"strconv"
 	"sync"
