@@ -13,9 +13,17 @@ build:
 test: lint
 	$(GO) test -race -count=1 -timeout 15m ./...
 
-# Benchmarks next to the code; compare runs with benchstat.
-bench:
-	$(GO) test -run '^$$' -bench . -benchmem -count=5 ./...
+# Benchmarks: the Go micro-benchmarks next to the code, BENCH_COUNT runs each so
+# that benchstat has samples to compare (`make bench > new.txt`, then
+# `benchstat old.txt new.txt`; it skips the other lines), then a short pass of
+# `tollgate bench`: Tollgate against an echo processor over real gRPC (README
+# "Performance", whose numbers come from `bin/tollgate bench` with its defaults).
+BENCH_COUNT ?= 6
+BENCH_TIME  ?= 200ms
+BENCH_FLAGS ?= --duration 4s --warmup 1s --closed 1s --hold 500
+bench: build
+	$(GO) test -run '^$$' -bench . -benchmem -count=$(BENCH_COUNT) -benchtime=$(BENCH_TIME) ./...
+	bin/tollgate bench $(BENCH_FLAGS)
 
 lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \

@@ -82,6 +82,17 @@ type RunReport struct {
 	ServerPhases []ServerPhase `json:"server_phases,omitempty"`
 	RSSBytes     int64         `json:"rss_bytes,omitempty"`
 	PeakRSSBytes int64         `json:"peak_rss_bytes,omitempty"`
+	// Rounds are the figures of each round alone, to show their spread.
+	Rounds []RoundStats `json:"rounds,omitempty"`
+}
+
+// RoundStats are one round's figures.
+type RoundStats struct {
+	Requests int     `json:"requests"`
+	P50US    float64 `json:"p50_us"`
+	P99US    float64 `json:"p99_us"`
+	UserUS   float64 `json:"user_cpu_per_request_us"`
+	SysUS    float64 `json:"sys_cpu_per_request_us"`
 }
 
 // PhaseStats are latencies of one phase in microseconds.

@@ -294,17 +294,27 @@ type tally struct {
 	hasMetrics          bool
 	phaseSum, phaseN    map[[2]string]float64
 	last                snapshot
+	rounds              []RoundStats
 }
 
-// add counts one measured window of t, between two snapshots.
-func (ty *tally) add(t *Target, before, after snapshot, elapsed time.Duration) {
+// add counts one measured window of t: its samples, and what the server did
+// between two snapshots.
+func (ty *tally) add(t *Target, rec *recorder, before, after snapshot, elapsed time.Duration) {
+	ty.rec.merge(rec)
 	ty.elapsed += elapsed
 	ty.last = after
+	rs := RoundStats{Requests: rec.requests, P50US: us(rec.h[PhaseTotal].Quantile(0.5)), P99US: us(rec.h[PhaseTotal].Quantile(0.99))}
 	if before.hasProc && after.hasProc {
 		ty.hasProc = true
-		ty.userTicks += after.proc.UserTicks - before.proc.UserTicks
-		ty.sysTicks += after.proc.SysTicks - before.proc.SysTicks
+		u, sy := after.proc.UserTicks-before.proc.UserTicks, after.proc.SysTicks-before.proc.SysTicks
+		ty.userTicks += u
+		ty.sysTicks += sy
+		if n := rec.requests + rec.errors; n > 0 {
+			rs.UserUS = float64(u) * 1e6 / clockTicksPerSecond / float64(n)
+			rs.SysUS = float64(sy) * 1e6 / clockTicksPerSecond / float64(n)
+		}
 	}
+	ty.rounds = append(ty.rounds, rs)
 	if before.metrics != nil && after.metrics != nil {
 		ty.hasMetrics = true
 		ty.mallocs += delta(before.metrics, after.metrics, "go_memstats_mallocs_total") - t.scrapeMallocs
@@ -323,7 +333,7 @@ func (ty *tally) add(t *Target, before, after snapshot, elapsed time.Duration) {
 
 func (ty *tally) report(t *Target, loop string, rate float64) *RunReport {
 	r := &RunReport{Target: t.Name, Loop: loop, Rate: rate, Seconds: ty.elapsed.Seconds(), Requests: ty.rec.requests,
-		Errors: ty.rec.errors, Dropped: ty.dropped, ErrorSamples: ty.rec.errSamples, Phases: ty.rec.phases()}
+		Errors: ty.rec.errors, Dropped: ty.dropped, ErrorSamples: ty.rec.errSamples, Phases: ty.rec.phases(), Rounds: ty.rounds}
 	n := float64(r.Requests + r.Errors)
 	if ty.hasProc && n > 0 {
 		user := float64(ty.userTicks) / clockTicksPerSecond
@@ -371,6 +381,22 @@ func (r *recorder) add(samples []sample, err error) {
 		}
 	}
 	r.h[PhaseTotal].Record(total)
+}
+
+// merge adds o's samples and counts to r.
+func (r *recorder) merge(o *recorder) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for p := range r.h {
+		r.h[p].Merge(&o.h[p])
+	}
+	r.requests += o.requests
+	r.errors += o.errors
+	for _, e := range o.errSamples {
+		if len(r.errSamples) < 5 && !slices.Contains(r.errSamples, e) {
+			r.errSamples = append(r.errSamples, e)
+		}
+	}
 }
 
 func (r *recorder) phases() []PhaseStats {
@@ -445,9 +471,10 @@ func openWindow(ctx context.Context, s *Scenario, t *Target, pl *player, rate fl
 	if o.Observe != nil {
 		done = o.Observe(ctx, s, t, window)
 	}
+	var rec recorder
 	start := time.Now()
 	ty.dropped += schedule(ctx, rate, window, o.MaxInFlight, func(due time.Time) {
-		ty.rec.add(pl.play(ctx, due, hooks{}))
+		rec.add(pl.play(ctx, due, hooks{}))
 	})
 	elapsed := time.Since(start)
 	if done != nil {
@@ -457,7 +484,7 @@ func openWindow(ctx context.Context, s *Scenario, t *Target, pl *player, rate fl
 	if err != nil {
 		return err
 	}
-	ty.add(t, before, after, elapsed)
+	ty.add(t, &rec, before, after, elapsed)
 	return ctx.Err()
 }
 
@@ -467,16 +494,17 @@ func closedWindow(ctx context.Context, t *Target, pl *player, d time.Duration, t
 	if err != nil {
 		return err
 	}
+	var rec recorder
 	start := time.Now()
 	for time.Since(start) < d && ctx.Err() == nil {
-		ty.rec.add(pl.play(ctx, time.Now(), hooks{}))
+		rec.add(pl.play(ctx, time.Now(), hooks{}))
 	}
 	elapsed := time.Since(start)
 	after, err := t.snapshot(ctx)
 	if err != nil {
 		return err
 	}
-	ty.add(t, before, after, elapsed)
+	ty.add(t, &rec, before, after, elapsed)
 	return ctx.Err()
 }
 

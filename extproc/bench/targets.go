@@ -63,11 +63,15 @@ func (r *Report) Evaluate() {
 
 	cpu := TargetCheck{Target: "CPU per request above echo, open loop (" + ReferenceScenario + ")",
 		Limit: fmt.Sprintf("<= %d µs", limitCPUAboveEchoUS), Met: notMeasured,
-		Method: "server process utime+stime from /proc/<pid>/stat over the measured window, divided by requests; Tollgate minus echo"}
+		Method: "server process utime+stime from /proc/<pid>/stat over the measured windows, divided by requests; Tollgate minus echo; ± is the 95% interval over paired rounds"}
 	if rt != nil && re != nil && rt.CPU != nil && re.CPU != nil {
 		d := rt.CPU.PerRequestUS - re.CPU.PerRequestUS
 		cpu.Value = d
-		cpu.Measured = fmt.Sprintf("%+.0f µs (%.0f vs %.0f µs at %.0f req/s)", d, rt.CPU.PerRequestUS, re.CPU.PerRequestUS, rt.Rate)
+		cpu.Measured = fmt.Sprintf("%+.0f µs%s (%.0f vs %.0f µs at %.0f req/s; user time alone %+.0f µs%s)", d,
+			spread(rt.Rounds, re.Rounds, func(r RoundStats) float64 { return r.UserUS + r.SysUS }),
+			rt.CPU.PerRequestUS, re.CPU.PerRequestUS, rt.Rate,
+			(rt.CPU.UserSeconds/float64(rt.Requests+rt.Errors)-re.CPU.UserSeconds/float64(re.Requests+re.Errors))*1e6,
+			spread(rt.Rounds, re.Rounds, func(r RoundStats) float64 { return r.UserUS }))
 		cpu.Met = verdict(d <= limitCPUAboveEchoUS)
 	}
 	add(cpu)
@@ -76,17 +80,18 @@ func (r *Report) Evaluate() {
 		name  string
 		limit float64
 		get   func(*PhaseStats) float64
+		round func(RoundStats) float64
 	}{
-		{"p50", limitP50AboveEchoUS, func(p *PhaseStats) float64 { return p.P50 }},
-		{"p99", limitP99AboveEchoUS, func(p *PhaseStats) float64 { return p.P99 }},
+		{"p50", limitP50AboveEchoUS, func(p *PhaseStats) float64 { return p.P50 }, func(r RoundStats) float64 { return r.P50US }},
+		{"p99", limitP99AboveEchoUS, func(p *PhaseStats) float64 { return p.P99 }, func(r RoundStats) float64 { return r.P99US }},
 	} {
 		t := TargetCheck{Target: "Server-side time per request, " + q.name + " above echo (" + ReferenceScenario + ")",
 			Limit: fmt.Sprintf("<= %.1f ms", q.limit/1000), Met: notMeasured,
-			Method: "sum of the request's ext_proc round trips, from the scheduled start (open loop); Tollgate minus echo"}
+			Method: "sum of the request's ext_proc round trips, from the scheduled start (open loop); Tollgate minus echo; ± is the 95% interval over paired rounds"}
 		if pt, pe := rt.Phase(PhaseTotal), re.Phase(PhaseTotal); pt != nil && pe != nil {
 			d := q.get(pt) - q.get(pe)
 			t.Value = d
-			t.Measured = fmt.Sprintf("%+.0f µs (%.0f vs %.0f µs)", d, q.get(pt), q.get(pe))
+			t.Measured = fmt.Sprintf("%+.0f µs%s (%.0f vs %.0f µs)", d, spread(rt.Rounds, re.Rounds, q.round), q.get(pt), q.get(pe))
 			t.Met = verdict(d <= q.limit)
 		}
 		add(t)
@@ -192,4 +197,33 @@ func streamGrowth(m *MemoryTarget) (float64, bool) {
 	}
 	a, b := m.Points[0], m.Points[len(m.Points)-1]
 	return ((b.HeapPer1000 + b.StackPer1000) - (a.HeapPer1000 + a.StackPer1000)) / 1000, true
+}
+
+// spread formats the 95% confidence half-width of the mean paired difference
+// between Tollgate's and echo's rounds, as " ± x" with the number of rounds, or
+// nothing with fewer than two rounds.
+func spread(t, e []RoundStats, f func(RoundStats) float64) string {
+	n := min(len(t), len(e))
+	if n < 2 {
+		return ""
+	}
+	var sum, sumSq float64
+	for i := range n {
+		d := f(t[i]) - f(e[i])
+		sum += d
+		sumSq += d * d
+	}
+	mean := sum / float64(n)
+	sd := math.Sqrt(max(sumSq/float64(n)-mean*mean, 0) * float64(n) / float64(n-1))
+	return fmt.Sprintf(" ± %.0f over %d rounds", studentT95(n-1)*sd/math.Sqrt(float64(n)), n)
+}
+
+// studentT95 is the two-sided 95% quantile of Student's t with df degrees of
+// freedom.
+func studentT95(df int) float64 {
+	table := []float64{12.71, 4.30, 3.18, 2.78, 2.57, 2.45, 2.36, 2.31, 2.26, 2.23}
+	if df >= 1 && df <= len(table) {
+		return table[df-1]
+	}
+	return 2.0
 }

@@ -186,8 +186,11 @@ func writeScenario(b *strings.Builder, sc *ScenarioReport) {
 	fmt.Fprintln(tw, "server, per request\ttollgate\techo\tΔ\t")
 	if t != nil && e != nil {
 		if t.CPU != nil && e.CPU != nil {
-			fmt.Fprintf(tw, "CPU µs (user+sys; ±%s µs)\t%s\t%s\t%s\t\n", num(max(t.CPU.ResolutionUS, e.CPU.ResolutionUS)),
+			fmt.Fprintf(tw, "CPU µs (user+sys; tick ±%s µs)\t%s\t%s\t%s\t\n", num(max(t.CPU.ResolutionUS, e.CPU.ResolutionUS)),
 				num(t.CPU.PerRequestUS), num(e.CPU.PerRequestUS), signed(t.CPU.PerRequestUS-e.CPU.PerRequestUS))
+			tu := t.CPU.UserSeconds * 1e6 / float64(max(t.Requests+t.Errors, 1))
+			eu := e.CPU.UserSeconds * 1e6 / float64(max(e.Requests+e.Errors, 1))
+			fmt.Fprintf(tw, "  of which user\t%s\t%s\t%s\t\n", num(tu), num(eu), signed(tu-eu))
 		}
 		if t.Allocs != nil && e.Allocs != nil {
 			fmt.Fprintf(tw, "allocations\t%s\t%s\t%s\t\n", num(t.Allocs.PerRequest), num(e.Allocs.PerRequest), signed(t.Allocs.PerRequest-e.Allocs.PerRequest))
@@ -201,6 +204,14 @@ func writeScenario(b *strings.Builder, sc *ScenarioReport) {
 		}
 	}
 	tw.Flush()
+	if t != nil && e != nil && len(t.Rounds) > 1 && len(t.Rounds) == len(e.Rounds) {
+		var cpu, p50 []string
+		for i := range t.Rounds {
+			cpu = append(cpu, signed(t.Rounds[i].UserUS+t.Rounds[i].SysUS-e.Rounds[i].UserUS-e.Rounds[i].SysUS))
+			p50 = append(p50, signed(t.Rounds[i].P50US-e.Rounds[i].P50US))
+		}
+		fmt.Fprintf(b, "per round, Δ CPU µs/req: %s; Δ p50 µs: %s\n", strings.Join(cpu, " "), strings.Join(p50, " "))
+	}
 	if t != nil && len(t.ServerPhases) > 0 {
 		var parts []string
 		for _, sp := range t.ServerPhases {
