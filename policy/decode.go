@@ -17,14 +17,17 @@ import (
 	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/tollgate-dev/tollgate/policy/budget"
 )
 
 // The fields each mapping of the policy file accepts, in documentation order.
 var (
-	rootFields     = []string{"version", "providers", "routes", "default_route", "keys", "pricing"}
-	providerFields = []string{"type", "base_url", "api_key", "api_key_file", "models"}
-	routeFields    = []string{"chain", "cluster", "models"}
-	keyFields      = []string{"id", "sha256", "user", "team", "project", "metadata"}
+	rootFields = []string{"version", "providers", "routes", "default_route", "keys", "pricing",
+		"budget_timezone", "budget_fail_mode", "budget_exempt", "teams", "users", "projects", "sessions", "global"}
+	providerFields = []string{"type", "base_url", "api_key", "api_key_file", "models", "budgets"}
+	routeFields    = []string{"chain", "cluster", "models", "capture_bodies"}
+	keyFields      = []string{"id", "sha256", "user", "team", "project", "metadata", "budgets"}
 	pricingFields  = []string{"unknown_models", "models"}
 	priceFields    = []string{"input", "output", "cache_read", "cache_write_5m", "cache_write_1h", "long_context", "web_search_per_1k"}
 	longFields     = []string{"threshold", "input", "output", "cache_read", "cache_write_5m", "cache_write_1h"}
@@ -59,6 +62,9 @@ type decoder struct {
 	opts  LoadOptions
 	errs  []Problem
 	warns []Problem
+
+	// budgets collects the limits of every scope as they are decoded.
+	budgets map[budget.Scope][]budget.Limit
 }
 
 // providerDraft is a provider under construction with what validation needs.
@@ -176,6 +182,7 @@ func (d *decoder) policy(root *yaml.Node) *Policy {
 		Source:    d.file,
 		Providers: map[string]*Provider{},
 		Routes:    map[string]*Route{},
+		Budgets:   &budget.Config{},
 		keyIndex:  map[[sha256.Size]byte]keyEntry{},
 	}
 	var (
@@ -185,6 +192,7 @@ func (d *decoder) policy(root *yaml.Node) *Policy {
 		keysKey, defaultRouteNode           *yaml.Node
 		defaultRoute                        string
 		providersOK, routesOK               = true, true // false if reported as malformed
+		sections                            budgetSections
 	)
 	ok := d.fields(root, "", rootFields, func(name string, key, val *yaml.Node) {
 		switch name {
@@ -205,6 +213,8 @@ func (d *decoder) policy(root *yaml.Node) *Policy {
 			p.Keys = d.keys(val, p.keyIndex)
 		case "pricing":
 			p.Pricing = d.pricing(val)
+		default:
+			d.budgetSection(p, &sections, name, key, val)
 		}
 	})
 	if !ok {
@@ -287,6 +297,7 @@ func (d *decoder) policy(root *yaml.Node) *Policy {
 	if len(p.Keys) == 0 {
 		d.warnf(orNode(keysKey, root), "keys", "no keys are defined; every request will be rejected")
 	}
+	d.finishBudgets(p, &sections)
 	return p
 }
 
@@ -347,6 +358,8 @@ func (d *decoder) providers(n *yaml.Node) ([]*providerDraft, bool) {
 				}
 			case "models":
 				pd.p.Models = d.stringMap(fv, path+".models")
+			case "budgets":
+				d.setBudgets(budget.Scope{Kind: budget.ScopeProvider, Name: name}, d.budgetList(fv, path+".budgets", false))
 			}
 		})
 		if !ok {
@@ -434,6 +447,8 @@ func (d *decoder) routes(n *yaml.Node) ([]*routeDraft, bool) {
 				}
 			case "models":
 				rd.r.Models = d.stringMap(fv, path+".models")
+			case "capture_bodies":
+				rd.r.CaptureBodies = d.captureBodies(fv, path+".capture_bodies")
 			}
 		})
 		if ok && chainKey == nil {
@@ -490,6 +505,7 @@ func (d *decoder) keys(n *yaml.Node, index map[[sha256.Size]byte]keyEntry) []*Ke
 		k := &Key{}
 		var idNode, shaNode *yaml.Node
 		var sum string
+		var limits []budget.Limit
 		ok := d.fields(item, path, keyFields, func(field string, fk, fv *yaml.Node) {
 			switch field {
 			case "id":
@@ -534,6 +550,8 @@ func (d *decoder) keys(n *yaml.Node, index map[[sha256.Size]byte]keyEntry) []*Ke
 				k.Project, _ = d.str(fv, path+".project")
 			case "metadata":
 				k.Metadata = d.stringMap(fv, path+".metadata")
+			case "budgets":
+				limits = d.budgetList(fv, path+".budgets", false)
 			}
 		})
 		if !ok {
@@ -548,6 +566,7 @@ func (d *decoder) keys(n *yaml.Node, index map[[sha256.Size]byte]keyEntry) []*Ke
 		if k.ID == "" || sum == "" {
 			continue
 		}
+		d.setBudgets(budget.Scope{Kind: budget.ScopeKey, Name: k.ID}, limits)
 		var digest [sha256.Size]byte
 		_, _ = hex.Decode(digest[:], []byte(sum))
 		index[digest] = keyEntry{digest: digest, key: k}

@@ -25,6 +25,8 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("version: 1\nproviders: {a: {type: anthropic, api_key: ${K}}}\n"))
 	f.Add([]byte("---\n---\n"))
 	f.Add([]byte("version: !!binary AAAA\n"))
+	f.Add(budgetDoc("budget_timezone: Europe/Berlin", "teams: {platform: {budgets: [{usd: 5, per: month}], capture_bodies: {max_bytes: 10}}}",
+		"sessions: {ttl: 1h, budgets: [{usd: 5, per: session}]}", "global: {budgets: [{requests: 10, per: minute}, {concurrent: 3}]}"))
 
 	opts := LoadOptions{
 		LookupEnv: env(map[string]string{"K": "v", "ANTHROPIC_API_KEY": "v"}),
@@ -64,6 +66,16 @@ func FuzzParse(f *testing.F) {
 			if k.ID == "" {
 				t.Fatalf("key without id: %+v", k)
 			}
+		}
+		for scope, limits := range p.Budgets.Limits {
+			for _, l := range limits {
+				if err := l.Validate(); err != nil {
+					t.Fatalf("%v: %v", scope, err)
+				}
+			}
+		}
+		if n := p.CaptureLimit(p.Routes[p.DefaultRoute], "x"); n < 0 || n > MaxCaptureBytes {
+			t.Fatalf("CaptureLimit = %d", n)
 		}
 	})
 }

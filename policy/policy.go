@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/tollgate-dev/tollgate/policy/budget"
 	"github.com/tollgate-dev/tollgate/policy/pricing"
 )
 
@@ -44,6 +45,17 @@ type Policy struct {
 	// Pricing is the pricing section: what to do with models the catalog
 	// cannot price, and the policy's own prices.
 	Pricing PricingPolicy
+	// Teams holds the teams section by team name. Their budgets are in
+	// Budgets, with every other budget.
+	Teams map[string]*Team
+	// Budgets holds every budget and rate limit of the policy by scope
+	// (keys, users, teams, projects, providers, sessions, global), with the
+	// timezone of calendar windows, the fail mode and the session TTL. It is
+	// never nil in a loaded policy.
+	Budgets *budget.Config
+	// BudgetExempt lists the endpoints that no budget counts: by default
+	// count_tokens and models.
+	BudgetExempt []string
 	// Warnings lists non-fatal problems, such as the unresolved secret of a
 	// provider that no route uses.
 	Warnings []Problem
@@ -103,6 +115,18 @@ type Route struct {
 	// Models maps a model id a client sends to the id sent on, before the
 	// provider's own mapping applies.
 	Models map[string]string
+	// CaptureBodies is the size cap, in bytes, of the request and response
+	// bodies captured in cost records of this route; 0 captures none. See
+	// Policy.CaptureLimit.
+	CaptureBodies int
+}
+
+// Team is an entry of the teams section.
+type Team struct {
+	Name string
+	// CaptureBodies is the body capture cap of the team's requests, in bytes;
+	// 0 captures none. See Policy.CaptureLimit.
+	CaptureBodies int
 }
 
 // LoadOptions carries what loading a policy needs from the outside world.

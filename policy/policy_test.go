@@ -13,6 +13,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/tollgate-dev/tollgate/policy/budget"
 )
 
 // valid is a small policy that loads; tests vary it.
@@ -96,6 +98,8 @@ func TestParseValid(t *testing.T) {
 			{ID: "k", User: "alice", Team: "platform", Project: "web", Metadata: map[string]string{"cost_center": "42"}},
 			{ID: "j"},
 		},
+		Budgets:      &budget.Config{},
+		BudgetExempt: []string{"count_tokens", "models"},
 	}
 	// Secret's Format hides values from cmp's report too; compare them revealed.
 	opts := cmp.Options{

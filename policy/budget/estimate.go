@@ -10,6 +10,11 @@ const BytesPerToken = 3
 // window), so a larger estimate could only be refused by the provider.
 const MaxEstimatedInputTokens = 1_000_000
 
+// MaxEstimatedOutputTokens caps the max_tokens that WorstCaseCost reserves:
+// no model produces more output than this, and larger values would only
+// risk overflowing the cost.
+const MaxEstimatedOutputTokens = 1_000_000
+
 // UnknownMaxTokens is the output reserved for a request that sends no
 // max_tokens: the largest output of current Claude models. Anthropic refuses
 // such a request anyway, and it then settles at zero.
@@ -45,9 +50,12 @@ func EstimateInputTokens(bodyLen int) int64 {
 // which cost 1.25 and 2 times input on Anthropic), every output token at the
 // output rate, all at the long-context rates when inputTokens is above the
 // price's threshold, as pricing.Cost would choose them. Server tool fees (web
-// searches) cannot be known in advance and are not included.
+// searches) cannot be known in advance and are not included. inputTokens and
+// maxTokens are capped at MaxEstimatedInputTokens and
+// MaxEstimatedOutputTokens.
 func WorstCaseCost(p pricing.Price, inputTokens, maxTokens int64) int64 {
-	inputTokens, maxTokens = max(inputTokens, 0), max(maxTokens, 0)
+	inputTokens = min(max(inputTokens, 0), MaxEstimatedInputTokens)
+	maxTokens = min(max(maxTokens, 0), MaxEstimatedOutputTokens)
 	r := p.Rates
 	if p.LongContext != nil && p.LongContextThreshold > 0 && inputTokens > p.LongContextThreshold {
 		r = *p.LongContext

@@ -1,0 +1,96 @@
+package policy
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/tollgate-dev/tollgate/policy/budget"
+)
+
+// CaptureLimit returns how many bytes of a request's and its response's
+// bodies its cost record captures: the larger of the route's and the team's
+// capture_bodies.max_bytes, at most MaxCaptureBytes; 0 captures nothing.
+// route may be nil and team empty.
+func (p *Policy) CaptureLimit(route *Route, team string) int {
+	n := 0
+	if route != nil {
+		n = route.CaptureBodies
+	}
+	if t, ok := p.Teams[team]; ok && team != "" {
+		n = max(n, t.CaptureBodies)
+	}
+	return min(n, MaxCaptureBytes)
+}
+
+// BudgetInput is what the policy needs to know of a request to charge it.
+type BudgetInput struct {
+	// RequestID names the reservation in the ledger (x-request-id).
+	RequestID string
+	// Key is the authenticated key; Route the request's route, whose chain
+	// names the providers that may serve it.
+	Key   *Key
+	Route *Route
+	// Session is the request's session or trace id.
+	Session string
+	// Endpoint is EndpointMessages, EndpointCountTokens or EndpointModels.
+	Endpoint string
+	// Model is the model as the client named it, without a "@route/" prefix;
+	// it is mapped for each provider of the chain before pricing.
+	Model string
+	// BodyBytes is the size of the request body.
+	BodyBytes int
+	// MaxTokens is the request's max_tokens; 0 when absent.
+	MaxTokens int64
+}
+
+// BudgetRequest returns the ledger request of a request: every scope that
+// applies (the key, its user, team and project, the providers of the
+// route's chain, the session, global) with its limits, and, for messages,
+// the worst case reserved in them: budget.EstimateInputTokens of the body
+// plus max_tokens (budget.UnknownMaxTokens when absent), priced with the
+// policy's catalog for each provider of the chain, the dearest of them. The
+// endpoints of BudgetExempt give an Exempt request, which the ledger admits
+// without counting; the other endpoints reserve one request and no cost.
+//
+// The error wraps pricing.ErrUnpriced when a USD budget applies and the
+// model has no price for some provider of the chain: such a request must be
+// refused, or it would escape the budget.
+func (p *Policy) BudgetRequest(in BudgetInput) (budget.Request, error) {
+	sub := budget.Subject{Session: in.Session}
+	if in.Key != nil {
+		sub.Key, sub.User, sub.Team, sub.Project = in.Key.ID, in.Key.User, in.Key.Team, in.Key.Project
+	}
+	if in.Route != nil {
+		sub.Providers = in.Route.Chain
+	}
+	req := p.Budgets.Request(in.RequestID, sub)
+	if slices.Contains(p.BudgetExempt, in.Endpoint) {
+		req.Exempt = true
+		return req, nil
+	}
+	if in.Endpoint != EndpointMessages || len(req.Scopes) == 0 {
+		return req, nil
+	}
+	maxTokens := in.MaxTokens
+	if maxTokens <= 0 {
+		maxTokens = budget.UnknownMaxTokens
+	}
+	input := budget.EstimateInputTokens(in.BodyBytes)
+	req.Tokens = input + min(maxTokens, budget.MaxEstimatedOutputTokens)
+	if !req.Limited(budget.USD) || in.Route == nil {
+		return req, nil
+	}
+	cat := p.Catalog()
+	for _, name := range in.Route.Chain {
+		typ := ""
+		if prov, ok := p.Providers[name]; ok {
+			typ = prov.Type
+		}
+		price, err := cat.Resolve(typ, p.MapModel(in.Route, name, in.Model), p.Pricing.Unknown)
+		if err != nil {
+			return req, fmt.Errorf("budget: cannot reserve the cost of the request: %w", err)
+		}
+		req.CostPicoUSD = max(req.CostPicoUSD, budget.WorstCaseCost(price, input, maxTokens))
+	}
+	return req, nil
+}
