@@ -290,3 +290,36 @@ func TestBudgetRequest(t *testing.T) {
 		t.Errorf("unpriced model without a USD budget: %+v, %v", req, err)
 	}
 }
+
+// TestExamplePolicyBudgets checks the budget sections of the documented
+// example policy.
+func TestExamplePolicyBudgets(t *testing.T) {
+	p, err := LoadFile("../deploy/policy.example.yaml", LoadOptions{LookupEnv: anyEnv})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Warnings) != 0 {
+		t.Errorf("warnings: %q", strs(p.Warnings))
+	}
+	if p.Budgets.Location.String() != "Europe/Berlin" || p.Budgets.FailMode != budget.FailClosed || p.Budgets.SessionTTL != 24*time.Hour {
+		t.Errorf("Budgets = %+v", p.Budgets)
+	}
+	req := p.Budgets.Request("r", budget.Subject{Key: "alice-laptop", User: "alice", Team: "platform", Project: "web",
+		Providers: []string{"anthropic"}, Session: "s"})
+	var scopes []string
+	n := 0
+	for _, sl := range req.Scopes {
+		scopes = append(scopes, sl.Scope.String())
+		n += len(sl.Limits)
+	}
+	want := []string{"key:alice-laptop", "user:alice", "team:platform", "provider:anthropic", "session:s", "global"}
+	if diff := cmp.Diff(want, scopes); diff != "" || n != 10 {
+		t.Errorf("alice's scopes (-want +got):\n%s(%d limits)", diff, n)
+	}
+	if got := p.CaptureLimit(p.Routes["demo"], "research"); got != 65536 {
+		t.Errorf("CaptureLimit(demo, research) = %d", got)
+	}
+	if got := p.CaptureLimit(p.Routes["anthropic"], "research"); got != 16384 {
+		t.Errorf("CaptureLimit(anthropic, research) = %d", got)
+	}
+}

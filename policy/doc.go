@@ -23,21 +23,34 @@
 //	    base_url: https://api.anthropic.com  # optional for anthropic
 //	    api_key: ${ANTHROPIC_API_KEY}   # or api_key_file: /run/secrets/anthropic
 //	    models: {claude-sonnet-4-5: claude-sonnet-4-5-20250929}  # optional
+//	    budgets: [{usd: 2000, per: month}]  # optional, see Budgets
 //	routes:                             # at least one, by slug
 //	  anthropic:                        # "@anthropic" is accepted too
 //	    chain: [anthropic]              # providers in fallback order
 //	    cluster: chain_anthropic        # optional; default "chain_" + slug
 //	    models: {sonnet: claude-sonnet-4-5}  # optional
+//	    capture_bodies: {max_bytes: 65536}   # optional: bodies in cost records
 //	default_route: anthropic            # optional when there is one route
 //	keys:
 //	  - {id: alice-laptop, sha256: "<64 lowercase hex>", user: alice, team: platform,
-//	     project: web, metadata: {cost_center: "42"}}
+//	     project: web, metadata: {cost_center: "42"},
+//	     budgets: [{usd: 20, per: day}, {tokens: 5000000, per: day}, {concurrent: 8}]}
 //	pricing:                            # optional
 //	  unknown_models: estimate          # or deny; default estimate
 //	  models:                           # USD per million tokens, exact decimals
 //	    claude-opus-4-8: {input: 5, output: 25, cache_read: 0.5, cache_write_5m: 6.25, cache_write_1h: 10}
 //	    my-model: {input: 1, output: 2, web_search_per_1k: 10,
 //	               long_context: {threshold: 200000, input: 2, output: 3}}
+//	budget_timezone: Europe/Berlin      # optional; IANA name, default UTC
+//	budget_fail_mode: closed            # or open; default closed
+//	budget_exempt: [count_tokens, models]  # the default
+//	teams:                              # optional, by team name
+//	  platform: {budgets: [{usd: 500, per: month}, {requests: 600, per: minute}],
+//	             capture_bodies: {max_bytes: 65536}}
+//	users: {alice: {budgets: [{usd: 100, per: week}]}}
+//	projects: {web: {budgets: [{tokens: 50000000, per: month}]}}
+//	sessions: {ttl: 24h, budgets: [{usd: 5, per: session}]}
+//	global: {budgets: [{requests: 10000, per: minute}]}
 //
 // Provider names and route slugs are letters, digits, '.', '_' and '-'. A
 // model is mapped first by the route, then by the provider (see
@@ -54,6 +67,24 @@
 // (read 0.1×, 5-minute write 1.25×, 1-hour write 2×). A model that neither
 // prices is estimated by its family or, with unknown_models: deny, refused.
 // [Policy.Catalog] is the catalog with the policy's prices, built at load.
+//
+// # Budgets
+//
+// A budget has exactly one unit: usd (an exact decimal, stored as pico-USD),
+// tokens, requests, or concurrent (requests in flight, without per). per is
+// day, week (from Monday) or month, calendar windows in budget_timezone;
+// minute or hour, rolling windows for requests and tokens; or session, only
+// under sessions. Amounts are positive; one scope has at most one budget of
+// each unit and window. Every scope that applies to a request (its key,
+// user, team, project, the providers of its route, its session, global) is
+// checked and charged, and none overrides another: a team's budgets are a
+// pool shared by its keys, on top of each key's own. [Policy.BudgetRequest]
+// turns a request into the ledger request of package budget; Budgets holds
+// the limits by scope.
+//
+// capture_bodies, on a route or a team, opts requests in to having their
+// bodies in cost records, cut at max_bytes; [Policy.CaptureLimit] takes the
+// larger of the two, at most 1 MiB.
 //
 // # Secrets
 //
