@@ -586,6 +586,8 @@ type Reservation struct {
 
 	// Redis ledger: the hold's member in the holds index.
 	member string
+	// Memory ledger: the reservation's state.
+	hold memHold
 }
 
 // ID returns the reservation's unique id: the request's ID followed by a

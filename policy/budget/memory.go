@@ -8,9 +8,10 @@ import (
 	"time"
 )
 
-// tombstoneTTL is how long a ledger remembers a reservation whose lease
-// expired, so that its late Settle adds the actual cost without taking the
-// reservation away twice, and a repeated Settle is told apart from it.
+// tombstoneTTL is how long the Redis ledger remembers a reservation whose
+// lease expired, so that its late Settle adds the actual cost without taking
+// the reservation away twice, and a repeated Settle is told apart from it.
+// (The memory ledger keeps that state in the Reservation itself.)
 const tombstoneTTL = 24 * time.Hour
 
 // sweepEvery is how often the memory ledger drops windows that are over.
@@ -22,15 +23,14 @@ const sweepEvery = time.Minute
 // NewMemoryLedger.
 type MemoryLedger struct {
 	leaseTTL time.Duration
+	windows  windowCache
 
 	mu        sync.Mutex
 	seq       uint64
 	counters  map[slot]*counter
 	logs      map[slot]*rollLog
 	leases    map[slot]*leaseSet
-	holds     map[string]*memHold
-	expiries  holdHeap
-	expired   map[string]time.Time // tombstones of expired holds
+	holds     holdHeap // reservations in flight, by lease expiry
 	nextSweep time.Time
 }
 
@@ -76,16 +76,26 @@ type rollEntry struct {
 	gone   bool // aged out or reset
 }
 
-// leaseSet holds the leases of a concurrency limit by reservation id.
+// leaseSet holds the leases of a concurrency limit, by reservation id. A
+// lease expires with its reservation's hold.
 type leaseSet struct {
-	leases map[string]time.Time
-	next   time.Time // the earliest expiry, or zero
+	leases map[string]struct{}
 }
 
-// memHold is a reservation in flight.
+// holdState is where a reservation of the memory ledger is in its life.
+type holdState uint8
+
+const (
+	holdLive holdState = iota
+	holdExpired
+	holdSettled
+)
+
+// memHold is the memory ledger's state of a reservation.
 type memHold struct {
-	res     *Reservation
 	expires time.Time
+	state   holdState
+	index   int // in the holds heap, while live
 }
 
 // NewMemoryLedger returns an empty memory ledger whose leases live leaseTTL
@@ -99,8 +109,6 @@ func NewMemoryLedger(leaseTTL time.Duration) *MemoryLedger {
 		counters: map[slot]*counter{},
 		logs:     map[slot]*rollLog{},
 		leases:   map[slot]*leaseSet{},
-		holds:    map[string]*memHold{},
-		expired:  map[string]time.Time{},
 	}
 }
 
@@ -109,7 +117,7 @@ func (l *MemoryLedger) Reserve(_ context.Context, req Request, now time.Time) (D
 	if req.Exempt {
 		return exemptDecision(), nil
 	}
-	items := plan(&req, now, l.leaseTTL)
+	items := plan(&req, now, l.leaseTTL, &l.windows)
 	if len(items) == 0 {
 		return exemptDecision(), nil
 	}
@@ -126,29 +134,26 @@ func (l *MemoryLedger) Reserve(_ context.Context, req Request, now time.Time) (D
 		var u, held int64
 		switch it.kind {
 		case kindCounter:
-			if c := l.counters[slotOf(it)]; c != nil {
-				u, held = c.live(it, now)+c.held, c.held
+			if it.ctr = l.counters[slotOf(it)]; it.ctr != nil {
+				u, held = it.ctr.live(it, now)+it.ctr.held, it.ctr.held
 			}
 		case kindRolling:
-			if lg := l.logs[slotOf(it)]; lg != nil {
-				lg.age(now, it.limit.Per.length())
-				u = lg.sum
+			if it.log = l.logs[slotOf(it)]; it.log != nil {
+				it.log.age(now, it.limit.Per.length())
+				u = it.log.sum
 			}
 		case kindLease:
-			if ls := l.leases[slotOf(it)]; ls != nil {
-				ls.age(now)
-				u = int64(len(ls.leases))
+			if it.ls = l.leases[slotOf(it)]; it.ls != nil {
+				u = int64(len(it.ls.leases))
 			}
 		}
 		if it.need > it.limit.Max-u {
 			var fits, expires time.Time
 			switch {
 			case it.kind == kindRolling:
-				fits = l.logs[slotOf(it)].fits(u, it.need, it.limit.Max, it.limit.Per.length())
-			case it.limit.Per == Session:
-				if c := l.counters[slotOf(it)]; c != nil && now.Before(c.expireAt) {
-					expires = c.expireAt
-				}
+				fits = it.log.fits(u, it.need, it.limit.Max, it.limit.Per.length())
+			case it.limit.Per == Session && it.ctr != nil && now.Before(it.ctr.expireAt):
+				expires = it.ctr.expireAt
 			}
 			return Decision{Denial: deny(it, u, held, fits, expires, now, req.Location)}, nil
 		}
@@ -157,46 +162,39 @@ func (l *MemoryLedger) Reserve(_ context.Context, req Request, now time.Time) (D
 
 	l.seq++
 	res := &Reservation{id: req.ID + "#" + strconv.FormatUint(l.seq, 36), items: items, ttl: l.leaseTTL}
-	expires := now.Add(l.leaseTTL)
-	res.expires.Store(expires.UnixNano())
+	res.hold.expires = now.Add(l.leaseTTL)
+	res.expires.Store(res.hold.expires.UnixNano())
 	for i := range items {
 		it := &items[i]
-		s := slotOf(it)
 		switch it.kind {
 		case kindCounter:
-			c := l.counters[s]
-			if c == nil {
-				c = &counter{}
-				l.counters[s] = c
+			if it.ctr == nil {
+				it.ctr = &counter{}
+				l.counters[slotOf(it)] = it.ctr
 			}
+			c := it.ctr
 			c.settled = c.live(it, now)
 			if it.commit {
 				c.settled += it.need
 			} else {
 				c.held += it.need
 			}
-			c.expireAt = later(c.expireAt, it.expireAt)
+			c.expireAt = later(c.expireAt, it.expireAt())
 		case kindRolling:
-			lg := l.logs[s]
-			if lg == nil {
-				lg = &rollLog{}
-				l.logs[s] = lg
+			if it.log == nil {
+				it.log = &rollLog{}
+				l.logs[slotOf(it)] = it.log
 			}
-			it.entry = lg.add(now, it.need)
+			it.entry = it.log.add(now, it.need)
 		case kindLease:
-			ls := l.leases[s]
-			if ls == nil {
-				ls = &leaseSet{leases: map[string]time.Time{}}
-				l.leases[s] = ls
+			if it.ls == nil {
+				it.ls = &leaseSet{leases: map[string]struct{}{}}
+				l.leases[slotOf(it)] = it.ls
 			}
-			ls.leases[res.id] = expires
-			if ls.next.IsZero() || expires.Before(ls.next) {
-				ls.next = expires
-			}
+			it.ls.leases[res.id] = struct{}{}
 		}
 	}
-	l.holds[res.id] = &memHold{res: res, expires: expires}
-	heap.Push(&l.expiries, holdExpiry{at: expires, id: res.id})
+	heap.Push(&l.holds, res)
 	return Decision{Allowed: true, Reservation: res, Remaining: tightest(items, used)}, nil
 }
 
@@ -208,14 +206,12 @@ func (l *MemoryLedger) Settle(_ context.Context, r *Reservation, actual Actual, 
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.maintain(now)
-	_, live := l.holds[r.id]
+	h := &r.hold
+	live := h.state == holdLive
 	if live {
-		delete(l.holds, r.id) // its heap entry is skipped when it comes up
-	} else if _, ok := l.expired[r.id]; ok {
-		delete(l.expired, r.id)
-	} else {
-		return nil // forgotten long ago; nothing to undo
+		heap.Remove(&l.holds, h.index)
 	}
+	h.state = holdSettled
 	for i := range r.items {
 		it := &r.items[i]
 		a := it.settleAmount(&actual)
@@ -224,26 +220,21 @@ func (l *MemoryLedger) Settle(_ context.Context, r *Reservation, actual Actual, 
 			if it.commit {
 				continue
 			}
-			c := l.counters[slotOf(it)]
-			if c == nil {
-				continue // the window is over and forgotten
-			}
+			c := it.ctr
 			if live {
 				c.held -= it.need
 			}
 			c.settled = c.live(it, now) + a
 			if it.limit.Per == Session {
-				c.expireAt = now.Add(it.expireAt.Sub(it.at))
+				c.expireAt = now.Add(it.ttl)
 			}
 		case kindRolling:
 			if !it.commit && !it.entry.gone {
-				l.logs[slotOf(it)].sum += a - it.entry.amount
+				it.log.sum += a - it.entry.amount
 				it.entry.amount = a
 			}
 		case kindLease:
-			if ls := l.leases[slotOf(it)]; ls != nil {
-				delete(ls.leases, r.id)
-			}
+			delete(it.ls.leases, r.id)
 		}
 	}
 	return nil
@@ -262,40 +253,31 @@ func (l *MemoryLedger) Renew(_ context.Context, r *Reservation, now time.Time) e
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.maintain(now)
-	h, ok := l.holds[r.id]
-	if !ok {
+	h := &r.hold
+	switch {
+	case h.state == holdExpired:
 		return ErrExpired
-	}
-	expires := now.Add(l.leaseTTL)
-	if !expires.After(h.expires) {
+	case h.state != holdLive:
 		return nil
 	}
-	h.expires = expires
-	r.expires.Store(expires.UnixNano())
-	heap.Push(&l.expiries, holdExpiry{at: expires, id: r.id})
-	for i := range r.items {
-		it := &r.items[i]
-		if it.kind == kindLease {
-			if ls := l.leases[slotOf(it)]; ls != nil {
-				if _, ok := ls.leases[r.id]; ok {
-					ls.leases[r.id] = expires
-				}
-			}
-		}
+	if expires := now.Add(l.leaseTTL); expires.After(h.expires) {
+		h.expires = expires
+		r.expires.Store(expires.UnixNano())
+		heap.Fix(&l.holds, h.index)
 	}
 	return nil
 }
 
 // Read implements [Ledger.Read]. It never fails.
 func (l *MemoryLedger) Read(_ context.Context, q Query, now time.Time) ([]Balance, error) {
-	items := queryItems(&q, now, l.leaseTTL)
+	items := queryItems(&q, now, l.leaseTTL, &l.windows)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.maintain(now)
 	out := make([]Balance, len(items))
 	for i := range items {
 		it := &items[i]
-		b := Balance{Scope: it.scope, Limit: it.limit, Start: it.start, ResetAt: it.end}
+		b := Balance{Scope: it.scope, Limit: it.limit, Start: it.start(), ResetAt: it.end()}
 		switch it.kind {
 		case kindCounter:
 			c := l.counters[slotOf(it)]
@@ -315,7 +297,6 @@ func (l *MemoryLedger) Read(_ context.Context, q Query, now time.Time) ([]Balanc
 			}
 		case kindLease:
 			if ls := l.leases[slotOf(it)]; ls != nil {
-				ls.age(now)
 				b.Used = int64(len(ls.leases))
 			}
 		}
@@ -326,7 +307,7 @@ func (l *MemoryLedger) Read(_ context.Context, q Query, now time.Time) ([]Balanc
 
 // Reset implements [Ledger.Reset]. It never fails.
 func (l *MemoryLedger) Reset(_ context.Context, q Query, now time.Time) error {
-	items := queryItems(&q, now, l.leaseTTL)
+	items := queryItems(&q, now, l.leaseTTL, &l.windows)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.maintain(now)
@@ -346,29 +327,29 @@ func (l *MemoryLedger) Reset(_ context.Context, q Query, now time.Time) error {
 				delete(l.logs, s)
 			}
 		case kindLease:
-			delete(l.leases, s)
+			if ls := l.leases[s]; ls != nil {
+				clear(ls.leases) // reservations still hold the set
+				delete(l.leases, s)
+			}
 		}
 	}
 	return nil
 }
 
-// maintain expires the holds whose leases ran out by now and, once a
-// minute, drops windows that are over. l.mu is held.
+// maintain expires the reservations whose leases ran out by now (giving
+// back their holds and concurrency slots) and, once a minute, drops windows
+// that are over. l.mu is held.
 func (l *MemoryLedger) maintain(now time.Time) {
-	for len(l.expiries) > 0 && !l.expiries[0].at.After(now) {
-		e := heap.Pop(&l.expiries).(holdExpiry)
-		h, ok := l.holds[e.id]
-		if !ok || !h.expires.Equal(e.at) {
-			continue // settled, or renewed to a later expiry
-		}
-		delete(l.holds, e.id)
-		l.expired[e.id] = now
-		for i := range h.res.items {
-			it := &h.res.items[i]
-			if it.held() {
-				if c := l.counters[slotOf(it)]; c != nil {
-					c.held -= it.need
-				}
+	for len(l.holds) > 0 && !l.holds[0].hold.expires.After(now) {
+		r := heap.Pop(&l.holds).(*Reservation)
+		r.hold.state = holdExpired
+		for i := range r.items {
+			it := &r.items[i]
+			switch {
+			case it.held():
+				it.ctr.held -= it.need
+			case it.kind == kindLease:
+				delete(it.ls.leases, r.id)
 			}
 		}
 	}
@@ -387,13 +368,8 @@ func (l *MemoryLedger) maintain(now time.Time) {
 		}
 	}
 	for s, ls := range l.leases {
-		if ls.age(now); len(ls.leases) == 0 {
+		if len(ls.leases) == 0 {
 			delete(l.leases, s)
-		}
-	}
-	for id, at := range l.expired {
-		if now.Sub(at) >= tombstoneTTL {
-			delete(l.expired, id)
 		}
 	}
 }
@@ -441,21 +417,6 @@ func (lg *rollLog) fits(used, need, max int64, length time.Duration) time.Time {
 	return time.Time{}
 }
 
-// age drops the leases that expired by now.
-func (ls *leaseSet) age(now time.Time) {
-	if ls.next.IsZero() || now.Before(ls.next) {
-		return
-	}
-	ls.next = time.Time{}
-	for id, exp := range ls.leases {
-		if !now.Before(exp) {
-			delete(ls.leases, id)
-		} else if ls.next.IsZero() || exp.Before(ls.next) {
-			ls.next = exp
-		}
-	}
-}
-
 func later(a, b time.Time) time.Time {
 	if b.After(a) {
 		return b
@@ -463,22 +424,24 @@ func later(a, b time.Time) time.Time {
 	return a
 }
 
-// holdExpiry is an entry of the expiry heap; stale entries (of settled or
-// renewed holds) are skipped when popped.
-type holdExpiry struct {
-	at time.Time
-	id string
-}
-
-type holdHeap []holdExpiry
+// holdHeap orders the reservations in flight by lease expiry.
+type holdHeap []*Reservation
 
 func (h holdHeap) Len() int           { return len(h) }
-func (h holdHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
-func (h holdHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *holdHeap) Push(x any)        { *h = append(*h, x.(holdExpiry)) }
+func (h holdHeap) Less(i, j int) bool { return h[i].hold.expires.Before(h[j].hold.expires) }
+func (h holdHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].hold.index, h[j].hold.index = i, j
+}
+func (h *holdHeap) Push(x any) {
+	r := x.(*Reservation)
+	r.hold.index = len(*h)
+	*h = append(*h, r)
+}
 func (h *holdHeap) Pop() any {
 	old := *h
-	x := old[len(old)-1]
+	r := old[len(old)-1]
+	old[len(old)-1] = nil
 	*h = old[:len(old)-1]
-	return x
+	return r
 }

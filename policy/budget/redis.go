@@ -57,6 +57,7 @@ type RedisLedger struct {
 	leaseTTL time.Duration
 	instance string // random, makes reservation ids unique across processes
 	seq      atomic.Uint64
+	windows  windowCache
 
 	reserve, settle, renew, read, reset *redis.Script
 }
@@ -247,9 +248,9 @@ func (l *RedisLedger) keyTTL(it *item) int64 {
 	case it.kind == kindRolling:
 		d = it.limit.Per.length() + l.leaseTTL
 	case it.limit.Per == Session:
-		d = it.expireAt.Sub(it.at) + l.leaseTTL
+		d = it.ttl + l.leaseTTL
 	default:
-		d = it.end.Add(windowGrace).Sub(it.at)
+		d = it.ttl
 	}
 	return max(d.Milliseconds(), 1)
 }
@@ -275,7 +276,7 @@ type reserveCall struct {
 
 // reserveCall prepares the reserve script's keys and arguments.
 func (l *RedisLedger) reserveCall(req *Request, now time.Time) *reserveCall {
-	items := plan(req, now, l.leaseTTL)
+	items := plan(req, now, l.leaseTTL, &l.windows)
 	id := escapeName(req.ID)
 	if len(id) > 32 {
 		id = id[:32]
@@ -297,7 +298,7 @@ func (l *RedisLedger) reserveCall(req *Request, now time.Time) *reserveCall {
 		case it.kind == kindRolling:
 			p = it.limit.Per.length().Milliseconds()
 		case it.limit.Per == Session:
-			p = ms(it.expireAt)
+			p = ms(it.expireAt())
 		}
 		c.args = append(c.args, kindArg(it), modeArg(it), it.limit.Max, it.need, l.keyTTL(it), p)
 		if it.held() && it.need > 0 {
@@ -376,7 +377,7 @@ func (l *RedisLedger) Settle(ctx context.Context, r *Reservation, actual Actual,
 		case it.kind == kindRolling:
 			p = ms(it.at)
 		case it.limit.Per == Session:
-			ttl, p = l.keyTTL(it), ms(now.Add(it.expireAt.Sub(it.at)))
+			ttl, p = l.keyTTL(it), ms(now.Add(it.ttl))
 		}
 		args = append(args, kindArg(it), modeArg(it), it.need, it.settleAmount(&actual), ttl, p)
 	}
@@ -424,7 +425,7 @@ func (l *RedisLedger) Renew(ctx context.Context, r *Reservation, now time.Time) 
 
 // Read implements [Ledger.Read] in one round trip.
 func (l *RedisLedger) Read(ctx context.Context, q Query, now time.Time) ([]Balance, error) {
-	items := queryItems(&q, now, l.leaseTTL)
+	items := queryItems(&q, now, l.leaseTTL, &l.windows)
 	if len(items) == 0 {
 		return nil, nil
 	}
@@ -448,7 +449,7 @@ func (l *RedisLedger) Read(ctx context.Context, q Query, now time.Time) ([]Balan
 	for i := range items {
 		it := &items[i]
 		v := reply[3*i : 3*i+3]
-		b := Balance{Scope: it.scope, Limit: it.limit, Used: v[0] + v[1], Held: v[1], Start: it.start, ResetAt: it.end}
+		b := Balance{Scope: it.scope, Limit: it.limit, Used: v[0] + v[1], Held: v[1], Start: it.start(), ResetAt: it.end()}
 		if it.limit.Per == Session {
 			b.ResetAt = time.Time{}
 			if v[2] > ms(now) {
@@ -462,7 +463,7 @@ func (l *RedisLedger) Read(ctx context.Context, q Query, now time.Time) ([]Balan
 
 // Reset implements [Ledger.Reset] in one round trip.
 func (l *RedisLedger) Reset(ctx context.Context, q Query, now time.Time) error {
-	items := queryItems(&q, now, l.leaseTTL)
+	items := queryItems(&q, now, l.leaseTTL, &l.windows)
 	if len(items) == 0 {
 		return nil
 	}

@@ -1,6 +1,7 @@
 package budget
 
 import (
+	"sync/atomic"
 	"time"
 )
 
@@ -36,17 +37,23 @@ type item struct {
 	// win identifies a calendar window: the date of its first day as
 	// yyyymmdd (day, week) or yyyymm (month); 0 for other windows.
 	win int32
-	// start and end bound a calendar window, in the request's timezone.
-	start, end time.Time
+	// cal is the calendar window, in the request's timezone; nil for other
+	// windows.
+	cal *calWindow
 	// need is what the request takes in the limit's unit.
 	need int64
 	// at is the instant of Reserve, the stamp of a rolling log entry.
 	at time.Time
-	// expireAt is when the window's storage may be dropped, as known at
-	// Reserve.
-	expireAt time.Time
-	// entry is the memory ledger's rolling log entry of the reservation.
+	// ttl is how long after at the window's storage may be dropped: the
+	// session TTL of a session, past the end of a calendar window, past the
+	// window of a rolling log, or the lease TTL.
+	ttl time.Duration
+	// The memory ledger's storage of the item, found at Reserve, so that
+	// Settle and expiry need no lookups.
+	ctr   *counter
+	log   *rollLog
 	entry *rollEntry
+	ls    *leaseSet
 }
 
 // calendarWindow returns the bounds of the calendar window per that holds
@@ -83,6 +90,58 @@ func midnight(y int, m time.Month, d int, loc *time.Location) time.Time {
 	return t
 }
 
+// windowCache remembers the current calendar window of each kind, so that
+// most requests skip the date arithmetic. It is safe for concurrent use; a
+// nil *windowCache computes every time.
+type windowCache struct {
+	wins [Month + 1]atomic.Pointer[calWindow]
+}
+
+// calWindow is a calendar window in a location.
+type calWindow struct {
+	loc        *time.Location
+	start, end time.Time
+	id         int32
+}
+
+// window returns the calendar window per that holds now in loc, from the
+// cache when now is in the window last computed for per and loc. The result
+// is shared and must not be modified.
+func (c *windowCache) window(per Window, now time.Time, loc *time.Location) *calWindow {
+	var p *atomic.Pointer[calWindow]
+	if c != nil {
+		p = &c.wins[per]
+		if w := p.Load(); w != nil && w.loc == loc && !now.Before(w.start) && now.Before(w.end) {
+			return w
+		}
+	}
+	w := &calWindow{loc: loc}
+	w.start, w.end, w.id = calendarWindow(per, now, loc)
+	if p != nil {
+		p.Store(w)
+	}
+	return w
+}
+
+// start returns the start of a calendar window, or zero.
+func (it *item) start() time.Time {
+	if it.cal == nil {
+		return time.Time{}
+	}
+	return it.cal.start
+}
+
+// end returns the end of a calendar window, or zero.
+func (it *item) end() time.Time {
+	if it.cal == nil {
+		return time.Time{}
+	}
+	return it.cal.end
+}
+
+// expireAt is when the window's storage may be dropped, as known at Reserve.
+func (it *item) expireAt() time.Time { return it.at.Add(it.ttl) }
+
 // location returns loc, or UTC for nil.
 func location(loc *time.Location) *time.Location {
 	if loc == nil {
@@ -100,7 +159,7 @@ func sessionTTL(d time.Duration) time.Duration {
 
 // plan lists the items of a request at instant now: one per limit of each
 // scope, in order, with the windows that now falls in.
-func plan(req *Request, now time.Time, leaseTTL time.Duration) []item {
+func plan(req *Request, now time.Time, leaseTTL time.Duration, wc *windowCache) []item {
 	n := 0
 	for _, sl := range req.Scopes {
 		n += len(sl.Limits)
@@ -118,7 +177,7 @@ func plan(req *Request, now time.Time, leaseTTL time.Duration) []item {
 			default:
 				it.need = 1
 			}
-			it.fillWindow(now, loc, sessionTTL(req.SessionTTL), leaseTTL)
+			it.fillWindow(now, loc, sessionTTL(req.SessionTTL), leaseTTL, wc)
 			items = append(items, it)
 		}
 	}
@@ -126,34 +185,35 @@ func plan(req *Request, now time.Time, leaseTTL time.Duration) []item {
 }
 
 // queryItems lists the items of a Read or Reset query.
-func queryItems(q *Query, now time.Time, leaseTTL time.Duration) []item {
+func queryItems(q *Query, now time.Time, leaseTTL time.Duration, wc *windowCache) []item {
 	items := make([]item, 0, len(q.Limits))
 	loc := location(q.Location)
 	for _, l := range q.Limits {
 		it := item{scope: q.Scope, limit: l, at: now}
-		it.fillWindow(now, loc, sessionTTL(q.SessionTTL), leaseTTL)
+		it.fillWindow(now, loc, sessionTTL(q.SessionTTL), leaseTTL, wc)
 		items = append(items, it)
 	}
 	return items
 }
 
 // fillWindow sets the kind, window and expiry of it at now.
-func (it *item) fillWindow(now time.Time, loc *time.Location, sessTTL, leaseTTL time.Duration) {
+func (it *item) fillWindow(now time.Time, loc *time.Location, sessTTL, leaseTTL time.Duration, wc *windowCache) {
 	it.commit = it.limit.Unit == Requests
 	switch per := it.limit.Per; {
 	case it.limit.Unit == Concurrent:
 		it.kind = kindLease
-		it.expireAt = now.Add(leaseTTL)
+		it.ttl = leaseTTL
 	case per.Rolling():
 		it.kind = kindRolling
-		it.expireAt = now.Add(per.length() + leaseTTL)
+		it.ttl = per.length() + leaseTTL
 	case per == Session:
 		it.kind = kindCounter
-		it.expireAt = now.Add(sessTTL)
+		it.ttl = sessTTL
 	default:
 		it.kind = kindCounter
-		it.start, it.end, it.win = calendarWindow(per, now, loc)
-		it.expireAt = it.end.Add(windowGrace)
+		it.cal = wc.window(per, now, loc)
+		it.win = it.cal.id
+		it.ttl = it.cal.end.Add(windowGrace).Sub(now)
 	}
 }
 
@@ -192,7 +252,7 @@ func tightest(items []item, used []int64) *Remaining {
 	it := &items[best]
 	r := &Remaining{Scope: it.scope, Limit: it.limit, Amount: max(it.limit.Max-used[best], 0)}
 	if it.kind == kindCounter && it.limit.Per != Session {
-		r.ResetAt = it.end
+		r.ResetAt = it.end()
 	}
 	return r
 }
@@ -216,7 +276,7 @@ func deny(it *item, used, held int64, fits, expires time.Time, now time.Time, lo
 			d.ResetAt = expires.In(location(loc))
 		}
 	default:
-		d.ResetAt = it.end
+		d.ResetAt = it.end()
 	}
 	return d
 }
