@@ -420,8 +420,8 @@ func (d *Denial) Message() string {
 		fmt.Fprintf(&b, "rate limit: %s allows %s %s per %s and %s were used in the last %s",
 			who, u.Format(l.Max), unitNoun(u), l.Per, u.Format(d.Used), l.Per)
 	default:
-		fmt.Fprintf(&b, "budget exceeded: %s has used %s of its %s %s %s budget",
-			who, amount(u, d.Used), l.Per.adjective(), amount(u, l.Max), unitNoun(u))
+		fmt.Fprintf(&b, "budget exceeded: %s has used %s of its %s budget of %s",
+			who, amount(u, d.Used), l.Per.adjective(), amount(u, l.Max))
 		if d.Held > 0 {
 			fmt.Fprintf(&b, " (%s of it reserved by requests in flight)", amount(u, d.Held))
 		}

@@ -123,7 +123,7 @@ func TestDenialMessage(t *testing.T) {
 	}{
 		{
 			Denial{Scope: keyA, Limit: Limit{USD, Day, usd("20")}, Used: usd("19.87"), Held: usd("0.40"), Requested: usd("0.52"), ResetAt: at(2025, 6, 2, 0, 0, 0)},
-			"budget exceeded: key:alice-laptop has used $19.87 of its daily $20.00 spend budget ($0.40 of it reserved by requests in flight); this request may use up to $0.52; it resets at 2025-06-02T00:00:00+02:00",
+			"budget exceeded: key:alice-laptop has used $19.87 of its daily budget of $20.00 ($0.40 of it reserved by requests in flight); this request may use up to $0.52; it resets at 2025-06-02T00:00:00+02:00",
 			0,
 		},
 		{
@@ -138,12 +138,12 @@ func TestDenialMessage(t *testing.T) {
 		},
 		{
 			Denial{Scope: keyA, Limit: Limit{Tokens, Day, 5000}, Used: 0, Requested: 9000, ResetAt: at(2025, 6, 2, 0, 0, 0)},
-			"budget exceeded: key:alice-laptop has used 0 tokens of its daily 5000 tokens tokens budget; this request may use up to 9000 tokens; it exceeds the limit on its own: lower max_tokens or shorten the request",
+			"budget exceeded: key:alice-laptop has used 0 tokens of its daily budget of 5000 tokens; this request may use up to 9000 tokens; it exceeds the limit on its own: lower max_tokens or shorten the request",
 			0,
 		},
 		{
 			Denial{Scope: Scope{ScopeSession, "s1"}, Limit: Limit{USD, Session, usd("5")}, Used: usd("5"), Requested: 1, ResetAt: at(2025, 6, 2, 10, 0, 0)},
-			"budget exceeded: session:s1 has used $5.00 of its per-session $5.00 spend budget; this request may use up to $0.000000000001; the session's budget expires at 2025-06-02T10:00:00+02:00",
+			"budget exceeded: session:s1 has used $5.00 of its per-session budget of $5.00; this request may use up to $0.000000000001; the session's budget expires at 2025-06-02T10:00:00+02:00",
 			0,
 		},
 	}

@@ -8,12 +8,6 @@ import (
 	"time"
 )
 
-// tombstoneTTL is how long the Redis ledger remembers a reservation whose
-// lease expired, so that its late Settle adds the actual cost without taking
-// the reservation away twice, and a repeated Settle is told apart from it.
-// (The memory ledger keeps that state in the Reservation itself.)
-const tombstoneTTL = 24 * time.Hour
-
 // sweepEvery is how often the memory ledger drops windows that are over.
 const sweepEvery = time.Minute
 

@@ -47,8 +47,9 @@ type RedisOptions struct {
 // Redis Cluster. A decision touches scopes that many keys share (the team, a
 // provider, global), so no per-request tag could keep it in one slot; a
 // fixed tag does, at the price of putting all budget traffic on one shard.
-// One shard runs tens of thousands of these scripts per second, far above a
-// gateway's request rate. Standalone Redis and Sentinel (a
+// A reserve of 3 scopes and 6 windows costs Redis about 30 µs of CPU and a
+// settle about 11 µs on a small VM, so one shard serves over 20,000
+// requests a second. Standalone Redis and Sentinel (a
 // redis.NewFailoverClient) need nothing more.
 type RedisLedger struct {
 	c        redis.UniversalClient

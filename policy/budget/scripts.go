@@ -39,6 +39,9 @@ package budget
 // it redone exactly, on numbers split as hi * 1e9 + lo.
 const luaCommon = `
 local B = 1000000000
+-- How long a reservation whose lease expired is remembered (a day), so that
+-- its late settle adds the actual cost without giving the hold back twice,
+-- and a repeated settle is told apart from it.
 local TOMBSTONE_MS = 86400000
 
 -- split parses a non-negative decimal integer string into hi, lo.
