@@ -17,6 +17,9 @@ type ClientError struct {
 	Status  int
 	Type    string // Anthropic error.type, e.g. "authentication_error"
 	Message string
+	// RetryAfter is the retry-after header in seconds, for rate and
+	// concurrency limits; empty for everything a retry cannot fix soon.
+	RetryAfter string
 }
 
 func (e *ClientError) Error() string { return fmt.Sprintf("%d %s: %s", e.Status, e.Type, e.Message) }
@@ -62,6 +65,9 @@ func immediate(e *ClientError, requestID string) *extprocv3.ProcessingResponse {
 	var m mutation
 	m.Set("content-type", "application/json")
 	m.Set("content-length", strconv.Itoa(len(body)))
+	if e.RetryAfter != "" {
+		m.Set("retry-after", e.RetryAfter)
+	}
 	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ImmediateResponse{
 		ImmediateResponse: &extprocv3.ImmediateResponse{
 			Status:  &typev3.HttpStatus{Code: typev3.StatusCode(e.Status)},

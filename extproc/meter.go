@@ -28,6 +28,7 @@ type meter struct {
 	tail        [4]byte // the last bytes seen, to end an injected event cleanly
 	tailLen     int
 	injectedCut bool
+	capture     capture // the response body, when the policy opts in
 }
 
 func (m *meter) start(contentType string) {
@@ -41,6 +42,7 @@ func (m *meter) chunk(b []byte, endOfStream bool, now time.Time) (replacement []
 	if m.firstByte.IsZero() && (len(b) > 0 || endOfStream) {
 		m.firstByte = now
 	}
+	m.capture.write(b)
 	if m.sse {
 		m.parser.Write(b)
 		m.remember(b)

@@ -15,6 +15,9 @@ type Metrics struct {
 	phase      *prometheus.HistogramVec
 	duration   *prometheus.HistogramVec
 	ttft       *prometheus.HistogramVec
+
+	budgetRejections *prometheus.CounterVec
+	ledgerErrors     *prometheus.CounterVec
 }
 
 // latencyBuckets suit LLM calls: from a cached 50 ms answer to a 10-minute stream.
@@ -62,9 +65,18 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help:    "Time from the request leaving the gateway to the first response body byte, by serving provider.",
 			Buckets: latencyBuckets,
 		}, []string{"provider"}),
+		budgetRejections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tollgate_budget_rejections_total",
+			Help: "Requests refused by a budget or rate limit, by scope kind (key, user, team, project, provider, session, global) and limit kind (usd, tokens, requests, concurrent).",
+		}, []string{"scope", "kind"}),
+		ledgerErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tollgate_budget_ledger_errors_total",
+			Help: "Budget ledger failures by operation (reserve, settle, renew) and, for reserve, the fail mode applied (open, closed).",
+		}, []string{"op", "fail_mode"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.streams, m.requests, m.rejections, m.tokens, m.cost, m.unpriced, m.phase, m.duration, m.ttft)
+		reg.MustRegister(m.streams, m.requests, m.rejections, m.tokens, m.cost, m.unpriced, m.phase, m.duration, m.ttft,
+			m.budgetRejections, m.ledgerErrors)
 	}
 	return m
 }

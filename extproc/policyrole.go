@@ -3,6 +3,7 @@ package extproc
 import (
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	extprocfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/tollgate-dev/tollgate/extproc/reqbody"
 	"github.com/tollgate-dev/tollgate/policy"
+	"github.com/tollgate-dev/tollgate/policy/budget"
 	"github.com/tollgate-dev/tollgate/policy/pricing"
 )
 
@@ -87,6 +89,13 @@ type policyProcessor struct {
 	stream         bool
 
 	rejected *ClientError // set when Tollgate answered the request itself
+	// Budgets.
+	reservation   *budget.Reservation
+	remaining     *budget.Remaining
+	budgetOutcome string
+	renewing      atomic.Bool
+	// requestCapture is the captured request body, when the policy opts in.
+	requestCapture string
 	released time.Time    // when the request went on to the provider
 	// Response side.
 	respHeaders bool
@@ -104,6 +113,7 @@ func (p *policyProcessor) finish(error) {
 		return // a warm-up probe or a stream with no request: nothing to record
 	}
 	r, modelLabel := p.buildRecord(p.s.now())
+	p.settle(actualCost{costPicoUSD: r.CostPicoUSD, tokens: r.Usage.TotalTokens(), provider: r.Provider})
 	p.s.record(r, modelLabel)
 }
 
@@ -194,6 +204,9 @@ func (p *policyProcessor) requestHeaders(hh *extprocv3.HttpHeaders) *extprocv3.P
 	if e := p.resolveRoute(p.slug); e != nil {
 		return p.reject(e)
 	}
+	if e := p.reserve(reqbody.Fields{}, 0); e != nil {
+		return p.reject(e)
+	}
 	if e := p.addDecision(&m); e != nil {
 		return p.reject(e)
 	}
@@ -230,6 +243,13 @@ func (p *policyProcessor) requestBody(b *extprocv3.HttpBody) *extprocv3.Processi
 	}
 	if e := p.checkPriced(); e != nil {
 		return p.reject(e)
+	}
+	if e := p.reserve(f, len(body)); e != nil {
+		return p.reject(e)
+	}
+	if limit := p.pol.CaptureLimit(p.route, p.key.Team); limit > 0 {
+		p.requestCapture = captureBody(body, len(body), limit)
+		p.meter.capture.limit = limit
 	}
 
 	var m mutation
@@ -309,6 +329,9 @@ func (p *policyProcessor) responseHeaders(hh *extprocv3.HttpHeaders) *extprocv3.
 	if p.trace.TraceID != "" {
 		m.Set(hdrTraceID, p.trace.TraceID)
 	}
+	if p.remaining != nil {
+		m.Set(hdrBudgetRemaining, p.remaining.Header())
+	}
 	resp := continueResponseHeaders(&extprocv3.CommonResponse{HeaderMutation: m.proto()})
 	if p.endpoint != epMessages {
 		// Only message responses carry usage; spare the other bodies a round trip
@@ -324,6 +347,7 @@ func (p *policyProcessor) responseHeaders(hh *extprocv3.HttpHeaders) *extprocv3.
 
 // responseBody passes each chunk on at once and meters it on the way.
 func (p *policyProcessor) responseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
+	p.renewIfDue(p.s.now())
 	if repl := p.meter.chunk(b.GetBody(), b.GetEndOfStream(), p.s.now()); repl != nil {
 		return continueResponseBody(&extprocv3.CommonResponse{
 			BodyMutation: &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_Body{Body: repl}},

@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/tollgate-dev/tollgate/policy"
+	"github.com/tollgate-dev/tollgate/policy/budget"
 )
 
 // Policies yields the current policy snapshot. *policy.Watcher implements it.
@@ -36,6 +37,7 @@ type Options struct {
 	Logger   *zap.Logger      // default: no logging
 	Metrics  *Metrics         // default: metrics not exported
 	Recorder Recorder         // default: records discarded
+	Ledger   budget.Ledger    // default: no budgets are enforced
 	Now      func() time.Time // default: time.Now
 }
 
@@ -47,6 +49,7 @@ type Server struct {
 	log      *zap.Logger
 	metrics  *Metrics
 	recorder Recorder
+	ledger   budget.Ledger
 	now      func() time.Time
 }
 
@@ -55,7 +58,7 @@ func NewServer(o Options) (*Server, error) {
 	if o.Policies == nil || o.Signer == nil {
 		return nil, errors.New("extproc: Policies and Signer are required")
 	}
-	s := &Server{policies: o.Policies, signer: o.Signer, log: o.Logger, metrics: o.Metrics, recorder: o.Recorder, now: o.Now}
+	s := &Server{policies: o.Policies, signer: o.Signer, log: o.Logger, metrics: o.Metrics, recorder: o.Recorder, ledger: o.Ledger, now: o.Now}
 	if s.recorder == nil {
 		s.recorder = discardRecorder{}
 	}
