@@ -96,7 +96,7 @@ type policyProcessor struct {
 	renewing      atomic.Bool
 	// requestCapture is the captured request body, when the policy opts in.
 	requestCapture string
-	released time.Time    // when the request went on to the provider
+	released       time.Time // when the request went on to the provider
 	// Response side.
 	respHeaders bool
 	status      int
