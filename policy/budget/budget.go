@@ -104,9 +104,6 @@ func ParseWindow(s string) (Window, error) {
 // Rolling reports whether w is a rolling window (minute or hour).
 func (w Window) Rolling() bool { return w == Minute || w == Hour }
 
-// Calendar reports whether w is a calendar window (day, week or month).
-func (w Window) Calendar() bool { return w == Day || w == Week || w == Month }
-
 // length returns the length of a rolling window.
 func (w Window) length() time.Duration {
 	switch w {
