@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
+	"github.com/tollgate-dev/tollgate/policy/budget"
 	"github.com/tollgate-dev/tollgate/records"
 )
 
@@ -25,30 +26,34 @@ const memoryRecords = 10_000
 type recordsSetup struct {
 	writer   *records.Writer
 	api      http.Handler
-	redis    *redis.Client
 	describe string
 }
 
-func openRecords(c serveConfig, log *zap.Logger, reg prometheus.Registerer) (*recordsSetup, error) {
-	token, err := adminToken(c)
-	if err != nil {
-		return nil, err
+// openRedis returns the Redis client of --redis-url, or nil without one. Its
+// timeouts are short: record writes are spooled on failure, and budget checks
+// apply the policy's fail mode, so a slow Redis only needs to be noticed fast.
+// Context deadlines bound every call (the budget ledger requires it).
+func openRedis(c serveConfig) (*redis.Client, error) {
+	if c.RedisURL == "" {
+		return nil, nil
 	}
+	opt, err := redis.ParseURL(c.RedisURL)
+	if err != nil {
+		return nil, fmt.Errorf("--redis-url: %w", err)
+	}
+	opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = time.Second, time.Second, time.Second
+	opt.ContextTimeoutEnabled = true
+	return redis.NewClient(opt), nil
+}
+
+func openRecords(c serveConfig, rdb *redis.Client, token string, log *zap.Logger, reg prometheus.Registerer) (*recordsSetup, error) {
 	rs := &recordsSetup{}
 	var sinks []records.Sink
 	var store records.Store
 	var parts []string
-	if c.RedisURL != "" {
-		opt, err := redis.ParseURL(c.RedisURL)
-		if err != nil {
-			return nil, fmt.Errorf("--redis-url: %w", err)
-		}
-		// Record writes are asynchronous and spooled on failure, so short
-		// timeouts only make a Redis outage visible sooner.
-		opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = time.Second, time.Second, time.Second
-		rs.redis = redis.NewClient(opt)
-		sinks = append(sinks, records.NewRedisSink(rs.redis, c.RecordsStream, c.RecordsStreamMaxLen))
-		store = records.NewRedisStore(rs.redis, c.RecordsStream)
+	if rdb != nil {
+		sinks = append(sinks, records.NewRedisSink(rdb, c.RecordsStream, c.RecordsStreamMaxLen))
+		store = records.NewRedisStore(rdb, c.RecordsStream)
 		parts = append(parts, "redis stream "+records.RedisStreamKey(c.RecordsStream))
 	} else {
 		mem := records.NewMemoryStore(memoryRecords)
@@ -59,7 +64,6 @@ func openRecords(c serveConfig, log *zap.Logger, reg prometheus.Registerer) (*re
 	if c.RecordsFile != "" {
 		fs, err := records.NewFileSink(c.RecordsFile, c.RecordsFileMaxBytes, 5)
 		if err != nil {
-			rs.closeRedis()
 			return nil, fmt.Errorf("--records-file: %w", err)
 		}
 		sinks = append(sinks, fs)
@@ -69,11 +73,11 @@ func openRecords(c serveConfig, log *zap.Logger, reg prometheus.Registerer) (*re
 		sinks = append(sinks, records.NewLogSink(log.Named("record")))
 		parts = append(parts, "log")
 	}
+	var err error
 	rs.writer, err = records.NewWriter(records.WriterOptions{
 		Sinks: sinks, SpoolDir: c.SpoolDir, Logger: log.Named("records"), Registerer: reg,
 	})
 	if err != nil {
-		rs.closeRedis()
 		return nil, fmt.Errorf("records: %w", err)
 	}
 	rs.api = records.NewAPIHandler(store, token)
@@ -102,19 +106,32 @@ func adminToken(c serveConfig) (string, error) {
 	return t, nil
 }
 
-// close flushes the records queue (spooling what cannot be written in time) and
-// closes Redis. It runs after the gRPC server stopped, so no record comes later.
+// close flushes the records queue, spooling what cannot be written in time.
+// It runs after the gRPC server stopped, so no record comes later.
 func (rs *recordsSetup) close(log *zap.Logger) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := rs.writer.Close(ctx); err != nil {
 		log.Error("records: closing", zap.Error(err))
 	}
-	rs.closeRedis()
 }
 
-func (rs *recordsSetup) closeRedis() {
-	if rs.redis != nil {
-		rs.redis.Close()
+// openLedger returns the budget ledger: in Redis, shared by every replica on
+// it, when there is one; in memory otherwise, for a single instance.
+func openLedger(c serveConfig, rdb *redis.Client, log *zap.Logger) (budget.Ledger, string, error) {
+	if rdb == nil {
+		return budget.NewMemoryLedger(0), "memory", nil
 	}
+	l, err := budget.NewRedisLedger(rdb, budget.RedisOptions{Timeout: c.BudgetTimeout})
+	if err != nil {
+		return nil, "", err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := l.Load(ctx); err != nil {
+		// The ledger loads its scripts again on first use; until Redis answers,
+		// requests get the policy's budget_fail_mode.
+		log.Warn("budget ledger: Redis not reachable at start", zap.Error(err))
+	}
+	return l, "redis", nil
 }

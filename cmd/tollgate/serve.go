@@ -29,6 +29,7 @@ import (
 
 	"github.com/tollgate-dev/tollgate/extproc"
 	"github.com/tollgate-dev/tollgate/policy"
+	"github.com/tollgate-dev/tollgate/policy/budget"
 	"github.com/tollgate-dev/tollgate/records"
 )
 
@@ -58,6 +59,7 @@ type serveConfig struct {
 	SpoolDir            string
 	AdminTokenFile      string
 	AdminToken          string // only from the environment, never a flag
+	BudgetTimeout       time.Duration
 }
 
 // parseServeFlags reads flags; each flag's default comes from its TOLLGATE_*
@@ -108,6 +110,7 @@ func parseServeFlags(args []string, lookup func(string) (string, bool), stderr i
 	fs.BoolVar(&c.RecordsLog, "records-log", env("TOLLGATE_RECORDS_LOG", "true") == "true", "also log every record (TOLLGATE_RECORDS_LOG)")
 	fs.StringVar(&c.SpoolDir, "spool-dir", env("TOLLGATE_SPOOL_DIR", filepath.Join(os.TempDir(), "tollgate-spool")), "where records wait on disk while a sink is down (TOLLGATE_SPOOL_DIR)")
 	fs.StringVar(&c.AdminTokenFile, "admin-token-file", env("TOLLGATE_ADMIN_TOKEN_FILE", ""), "file holding the bearer token of the admin API (/v1/records, /v1/traces); or the token itself in TOLLGATE_ADMIN_TOKEN; none disables the API (TOLLGATE_ADMIN_TOKEN_FILE)")
+	fs.DurationVar(&c.BudgetTimeout, "budget-timeout", dur("TOLLGATE_BUDGET_TIMEOUT", budget.DefaultRedisTimeout.String()), "how long a budget check may wait for Redis before the policy's budget_fail_mode applies (TOLLGATE_BUDGET_TIMEOUT)")
 	c.DecisionSecret = env("TOLLGATE_DECISION_SECRET", "")
 	c.AdminToken = env("TOLLGATE_ADMIN_TOKEN", "")
 	if err := errors.Join(errs...); err != nil {
@@ -213,14 +216,30 @@ func serve(ctx context.Context, c serveConfig, logOut io.Writer) error {
 		log.Warn("no decision secret configured: generated one for this process; replicas behind one Envoy need TOLLGATE_DECISION_SECRET or --decision-secret-file")
 	}
 
-	rec, err := openRecords(c, log, reg)
+	rdb, err := openRedis(c)
+	if err != nil {
+		return err
+	}
+	if rdb != nil {
+		defer rdb.Close()
+	}
+	token, err := adminToken(c)
+	if err != nil {
+		return err
+	}
+	rec, err := openRecords(c, rdb, token, log, reg)
 	if err != nil {
 		return err
 	}
 	defer rec.close(log)
+	ledger, ledgerKind, err := openLedger(c, rdb, log)
+	if err != nil {
+		return err
+	}
+	budgetAPI := budget.NewAPIHandler(ledger, func() *budget.Config { return watcher.Current().Budgets }, token, log.Named("budget"))
 
 	srv, err := extproc.NewServer(extproc.Options{
-		Policies: watcher, Signer: signer, Logger: log, Metrics: extproc.NewMetrics(reg), Recorder: rec.writer,
+		Policies: watcher, Signer: signer, Logger: log, Metrics: extproc.NewMetrics(reg), Recorder: rec.writer, Ledger: ledger,
 	})
 	if err != nil {
 		return err
@@ -244,7 +263,7 @@ func serve(ctx context.Context, c serveConfig, logOut io.Writer) error {
 	hs.SetServingStatus(extprocv3.ExternalProcessor_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 
 	var draining atomic.Bool
-	admin := &http.Server{Handler: adminHandler(reg, &draining, rec.api), ReadHeaderTimeout: 5 * time.Second}
+	admin := &http.Server{Handler: adminHandler(reg, &draining, rec.api, budgetAPI), ReadHeaderTimeout: 5 * time.Second}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -259,7 +278,7 @@ func serve(ctx context.Context, c serveConfig, logOut io.Writer) error {
 		}
 	}()
 	log.Info("tollgate serving", zap.String("version", version), zap.String("grpc", grpcLis.Addr().String()),
-		zap.String("admin", adminLis.Addr().String()), zap.String("policy", pol.Source), zap.String("records", rec.describe))
+		zap.String("admin", adminLis.Addr().String()), zap.String("policy", pol.Source), zap.String("records", rec.describe), zap.String("budgets", ledgerKind))
 
 	var runErr error
 	select {
@@ -289,9 +308,11 @@ func serve(ctx context.Context, c serveConfig, logOut io.Writer) error {
 	return runErr
 }
 
-func adminHandler(reg *prometheus.Registry, draining *atomic.Bool, api http.Handler) http.Handler {
+func adminHandler(reg *prometheus.Registry, draining *atomic.Bool, recordsAPI, budgetAPI http.Handler) http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("/v1/", api)
+	mux.Handle("/v1/", recordsAPI)
+	mux.Handle("/v1/budgets", budgetAPI)
+	mux.Handle("/v1/budgets/", budgetAPI)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Write([]byte("ok\n")) //nolint:errcheck
 	})
