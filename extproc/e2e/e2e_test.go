@@ -30,17 +30,22 @@ import (
 	"github.com/tollgate-dev/tollgate/extproc"
 	"github.com/tollgate-dev/tollgate/extproc/envoytest"
 	"github.com/tollgate-dev/tollgate/policy"
+	"github.com/tollgate-dev/tollgate/policy/budget"
 	"github.com/tollgate-dev/tollgate/records"
 )
 
 // TestMain fails the package if any goroutine outlives the tests: a stream the
-// harness or Tollgate forgot to end, for instance. The test clients' idle
-// keep-alive connections are closed first; they are not the code under test.
+// harness or Tollgate forgot to end, for instance. HTTP keep-alive connection
+// loops are left out: they belong to the clients' and the harness's connection
+// pools, end when their peer closes, and are not the code under test.
 func TestMain(m *testing.M) {
 	code := m.Run()
 	http.DefaultTransport.(*http.Transport).CloseIdleConnections()
 	if code == 0 {
-		if err := goleak.Find(); err != nil {
+		if err := goleak.Find(
+			goleak.IgnoreTopFunction("net/http.(*persistConn).readLoop"),
+			goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"),
+		); err != nil {
 			fmt.Fprintln(os.Stderr, "goleak:", err)
 			code = 1
 		}
@@ -94,7 +99,10 @@ func (c *collector) wait(t *testing.T, n int) []records.Record {
 
 // stackOptions adjust newStack.
 type stackOptions struct {
-	recorder extproc.Recorder // default: a collector
+	recorder   extproc.Recorder // default: a collector
+	ledger     budget.Ledger    // default: none, no budgets enforced
+	keyBudgets string           // YAML flow list for the key's budgets, e.g. [{requests: 2, per: minute}]
+	policyTail string           // top-level YAML appended to the policy
 }
 
 type fixedPolicy struct{ p *policy.Policy }
@@ -133,8 +141,8 @@ routes:
     models: {sonnet: claude-sonnet-4-5-20250929}
 default_route: demo
 keys:
-  - {id: alice, sha256: ` + policy.HashKey(gatewayKey) + `, user: alice, team: platform}
-`
+  - {id: alice, sha256: ` + policy.HashKey(gatewayKey) + `, user: alice, team: platform` + keyBudgets(o.keyBudgets) + `}
+` + o.policyTail
 	p, err := policy.Parse("e2e.yaml", []byte(src), policy.LoadOptions{
 		RequireSecrets: true,
 		LookupEnv: func(k string) (string, bool) {
@@ -152,7 +160,7 @@ keys:
 		t.Fatal(err)
 	}
 	srv, err := extproc.NewServer(extproc.Options{Policies: fixedPolicy{p}, Signer: signer,
-		Recorder: o.recorder, Metrics: extproc.NewMetrics(s.reg)})
+		Recorder: o.recorder, Metrics: extproc.NewMetrics(s.reg), Ledger: o.ledger})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,6 +195,13 @@ keys:
 		}
 	})
 	return s
+}
+
+func keyBudgets(b string) string {
+	if b == "" {
+		return ""
+	}
+	return ", budgets: " + b
 }
 
 func (s *stack) lastRequest(t *testing.T) envoytest.RecordedRequest {

@@ -363,6 +363,13 @@ func (s *requestStream) writeHeaders(h *headerMap, eos bool) {
 	hdr := s.w.Header()
 	h.toHTTP(hdr)
 	hdr.Set("Server", "envoy")
+	if s.bodyReading && s.r.ProtoMajor == 1 {
+		// The response starts before the request body was read to its end (a
+		// local reply at request headers, say): like Envoy's HTTP/1 codec, close
+		// the connection after it rather than reuse a connection whose request
+		// body was left half read.
+		hdr.Set("Connection", "close")
+	}
 	s.headersSent = true
 	s.w.WriteHeader(code)
 	if eos {
