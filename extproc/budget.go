@@ -24,10 +24,6 @@ const (
 // hdrBudgetRemaining tells the client what is left in its tightest limit.
 const hdrBudgetRemaining = "x-tollgate-budget-remaining"
 
-// leaseRenewMargin is how long before its lease expires a streaming request
-// renews it.
-const leaseRenewMargin = 2 * time.Minute
-
 // settleTimeout bounds the settle of a finished request. It runs after the
 // client has its response, off the request path.
 const settleTimeout = 5 * time.Second
@@ -114,8 +110,7 @@ func (p *policyProcessor) renewIfDue(now time.Time) {
 	if r == nil || p.renewing.Load() {
 		return
 	}
-	exp := r.Expires()
-	if exp.IsZero() || exp.Sub(now) > leaseRenewMargin {
+	if !r.RenewDue(now) {
 		return
 	}
 	p.renewing.Store(true)
