@@ -89,14 +89,16 @@ type policyProcessor struct {
 	stream         bool
 
 	rejected *ClientError // set when Tollgate answered the request itself
+	released time.Time    // when the request went on to the provider
+	// requestCapture is the captured request body, when the policy opts in.
+	requestCapture string
+
 	// Budgets.
 	reservation   *budget.Reservation
 	remaining     *budget.Remaining
 	budgetOutcome string
 	renewing      atomic.Bool
-	// requestCapture is the captured request body, when the policy opts in.
-	requestCapture string
-	released       time.Time // when the request went on to the provider
+
 	// Response side.
 	respHeaders bool
 	status      int
