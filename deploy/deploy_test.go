@@ -640,3 +640,31 @@ func parseDockerfile(text string) []dockerStage {
 	flush()
 	return stages
 }
+
+// TestSpoolIsAVolume checks that the records spool lives on a named volume
+// (records waiting for Redis survive a container restart) and that the image
+// creates that directory for the non-root user, so the new volume is writable.
+func TestSpoolIsAVolume(t *testing.T) {
+	tollgate := service(t, loadProject(t, nil), tollgateService)
+	v := tollgate.Environment["TOLLGATE_SPOOL_DIR"]
+	if v == nil || *v == "" {
+		t.Fatal("tollgate sets no TOLLGATE_SPOOL_DIR")
+	}
+	mounted := false
+	for _, vol := range tollgate.Volumes {
+		if vol.Type == types.VolumeTypeVolume && path.Clean(vol.Target) == path.Clean(*v) {
+			mounted = true
+		}
+	}
+	if !mounted {
+		t.Errorf("TOLLGATE_SPOOL_DIR=%s is not a named volume's mount point", *v)
+	}
+	data, err := os.ReadFile(filepath.Join(repoDir(t), dockerfilePath))
+	if err != nil {
+		t.Fatal(err)
+	}
+	parent := path.Dir(path.Clean(*v)) // /var/lib/tollgate
+	if !strings.Contains(string(data), "--chown=nonroot:nonroot /out"+parent+" "+parent) {
+		t.Errorf("the Dockerfile does not create %s for the nonroot user", parent)
+	}
+}
