@@ -42,9 +42,11 @@ const benchUsage = `usage:
                                               listener (what --profile runs)
 
 By default the bench starts 'tollgate serve' and 'tollgate bench echo' as child
-processes of this binary on loopback, replays every scenario against both (echo
-first), and reads each server's CPU time from /proc/<pid>/stat and its allocations
-from its /metrics. Flags:
+processes of this binary on loopback, replays every scenario against both in
+rounds that alternate which goes first, has the echo hold a ballast as large as
+Tollgate's live heap so both collect garbage at one pace, and reads each server's
+CPU time from /proc/<pid>/stat and its allocations from its /metrics. README
+"Performance" describes the method. Flags:
 `
 
 // benchConfig is a bench run's command line.

@@ -373,9 +373,9 @@ func TestRunSmoke(t *testing.T) {
 		t.Errorf("%d targets evaluated", len(rep.Targets))
 	}
 	for _, tc := range rep.Targets {
-		if tc.Met == notMeasured && !strings.Contains(tc.Target, "Body phase") {
-			// Every input exists in this run; the body phase too, from the
-			// in-process Tollgate's histogram.
+		// Every input exists in this run. The per-chunk CPU may round to no
+		// clock tick over so few chunks, so it alone may be missing.
+		if tc.Met == notMeasured && !strings.HasPrefix(tc.Target, "Per response chunk") {
 			t.Errorf("target not measured: %+v", tc)
 		}
 	}
