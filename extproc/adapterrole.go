@@ -137,6 +137,10 @@ func (a *adapterProcessor) requestBody(b *extprocv3.HttpBody) *extprocv3.Process
 		// Headers were refused; Envoy sends nothing more, but stay correct anyway.
 		return continueRequestBody(nil)
 	}
+	if len(a.route.Models) == 0 && len(a.provider.Models) == 0 {
+		// No mapping can apply: spare the scan of a body the policy role read.
+		return continueRequestBody(nil)
+	}
 	body := b.GetBody()
 	f, err := reqbody.Scan(body)
 	if err != nil || !f.HasModel {

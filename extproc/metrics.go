@@ -18,6 +18,18 @@ type Metrics struct {
 
 	budgetRejections *prometheus.CounterVec
 	ledgerErrors     *prometheus.CounterVec
+
+	// phaseByRole holds the phase histogram's observers, resolved once so that
+	// no message pays for a label lookup.
+	phaseByRole map[string]map[string]prometheus.Observer
+}
+
+// phases are the values of the phase label, as phaseOf names them.
+var phases = []string{"request_headers", "request_body", "request_trailers", "response_headers", "response_body", "response_trailers"}
+
+// phaseObservers returns the phase histogram's observers of one role.
+func (m *Metrics) phaseObservers(role string) map[string]prometheus.Observer {
+	return m.phaseByRole[role]
 }
 
 // latencyBuckets suit LLM calls: from a cached 50 ms answer to a 10-minute stream.
@@ -73,6 +85,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "tollgate_budget_ledger_errors_total",
 			Help: "Budget ledger failures by operation (reserve, settle, renew) and, for reserve, the fail mode applied (open, closed).",
 		}, []string{"op", "fail_mode"}),
+	}
+	m.phaseByRole = map[string]map[string]prometheus.Observer{}
+	for _, role := range []string{rolePolicy, roleAdapter} {
+		m.phaseByRole[role] = map[string]prometheus.Observer{}
+		for _, ph := range phases {
+			m.phaseByRole[role][ph] = m.phase.WithLabelValues(role, ph)
+		}
 	}
 	if reg != nil {
 		reg.MustRegister(m.streams, m.requests, m.rejections, m.tokens, m.cost, m.unpriced, m.phase, m.duration, m.ttft,

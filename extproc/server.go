@@ -16,6 +16,7 @@ import (
 	"time"
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -101,12 +102,12 @@ func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error
 		return status.Errorf(codes.InvalidArgument, "x-tollgate-role is %q; want %q or %q", role, rolePolicy, roleAdapter)
 	}
 	s.metrics.streams.WithLabelValues(role).Inc()
-	err := s.serve(stream, role, p)
+	err := s.serve(stream, s.metrics.phaseObservers(role), p)
 	p.finish(err)
 	return err
 }
 
-func (s *Server) serve(stream extprocv3.ExternalProcessor_ProcessServer, role string, p processor) error {
+func (s *Server) serve(stream extprocv3.ExternalProcessor_ProcessServer, phases map[string]prometheus.Observer, p processor) error {
 	for {
 		req, err := stream.Recv()
 		if err != nil {
@@ -122,7 +123,9 @@ func (s *Server) serve(stream extprocv3.ExternalProcessor_ProcessServer, role st
 		if err != nil {
 			return err
 		}
-		s.metrics.phase.WithLabelValues(role, phaseOf(req)).Observe(time.Since(start).Seconds())
+		if o := phases[phaseOf(req)]; o != nil {
+			o.Observe(time.Since(start).Seconds())
+		}
 		if err := stream.Send(resp); err != nil {
 			return err
 		}

@@ -69,7 +69,9 @@ func openRecords(c serveConfig, rdb *redis.Client, token string, log *zap.Logger
 		sinks = append(sinks, fs)
 		parts = append(parts, "file "+c.RecordsFile)
 	}
-	if c.RecordsLog {
+	// Logging a record costs about 80 µs of CPU (bench, issue 5), so by default
+	// records are logged only when the log is their one durable home.
+	if c.RecordsLog == "true" || (c.RecordsLog == "auto" && rdb == nil && c.RecordsFile == "") {
 		sinks = append(sinks, records.NewLogSink(log.Named("record")))
 		parts = append(parts, "log")
 	}

@@ -55,7 +55,7 @@ type serveConfig struct {
 	RecordsStreamMaxLen int64
 	RecordsFile         string
 	RecordsFileMaxBytes int64
-	RecordsLog          bool
+	RecordsLog          string // auto, true or false
 	SpoolDir            string
 	AdminTokenFile      string
 	AdminToken          string // only from the environment, never a flag
@@ -107,7 +107,7 @@ func parseServeFlags(args []string, lookup func(string) (string, bool), stderr i
 	fs.Int64Var(&c.RecordsStreamMaxLen, "records-stream-maxlen", integer("TOLLGATE_RECORDS_STREAM_MAXLEN", 1_000_000), "approximate cap on the records stream length (TOLLGATE_RECORDS_STREAM_MAXLEN)")
 	fs.StringVar(&c.RecordsFile, "records-file", env("TOLLGATE_RECORDS_FILE", ""), "also write records as JSON lines to this file, rotated by size (TOLLGATE_RECORDS_FILE)")
 	fs.Int64Var(&c.RecordsFileMaxBytes, "records-file-max-bytes", integer("TOLLGATE_RECORDS_FILE_MAX_BYTES", 100<<20), "rotate the records file at this size; 5 old files are kept (TOLLGATE_RECORDS_FILE_MAX_BYTES)")
-	fs.BoolVar(&c.RecordsLog, "records-log", env("TOLLGATE_RECORDS_LOG", "true") == "true", "also log every record (TOLLGATE_RECORDS_LOG)")
+	fs.StringVar(&c.RecordsLog, "records-log", env("TOLLGATE_RECORDS_LOG", "auto"), "log every record: true, false, or auto = only when there is no Redis and no records file (TOLLGATE_RECORDS_LOG)")
 	fs.StringVar(&c.SpoolDir, "spool-dir", env("TOLLGATE_SPOOL_DIR", filepath.Join(os.TempDir(), "tollgate-spool")), "where records wait on disk while a sink is down (TOLLGATE_SPOOL_DIR)")
 	fs.StringVar(&c.AdminTokenFile, "admin-token-file", env("TOLLGATE_ADMIN_TOKEN_FILE", ""), "file holding the bearer token of the admin API (/v1/records, /v1/traces); or the token itself in TOLLGATE_ADMIN_TOKEN; none disables the API (TOLLGATE_ADMIN_TOKEN_FILE)")
 	fs.DurationVar(&c.BudgetTimeout, "budget-timeout", dur("TOLLGATE_BUDGET_TIMEOUT", budget.DefaultRedisTimeout.String()), "how long a budget check may wait for Redis before the policy's budget_fail_mode applies (TOLLGATE_BUDGET_TIMEOUT)")
@@ -118,6 +118,10 @@ func parseServeFlags(args []string, lookup func(string) (string, bool), stderr i
 		return c, errUsage
 	}
 	if err := fs.Parse(args); err != nil || fs.NArg() > 0 {
+		return c, errUsage
+	}
+	if c.RecordsLog != "auto" && c.RecordsLog != "true" && c.RecordsLog != "false" {
+		fmt.Fprintf(stderr, "tollgate serve: --records-log %q: want auto, true or false\n", c.RecordsLog)
 		return c, errUsage
 	}
 	if c.LogFormat != "json" && c.LogFormat != "console" {
