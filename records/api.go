@@ -1,9 +1,6 @@
 package records
 
 import (
-	"crypto/sha256"
-	"crypto/subtle"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -12,6 +9,8 @@ import (
 	"strings"
 	"time"
 	"unicode"
+
+	"github.com/tollgate-dev/tollgate/internal/adminapi"
 )
 
 // maxIDLen bounds the trace and key ids the API accepts.
@@ -30,47 +29,15 @@ const maxIDLen = 256
 // api_disabled, 404 not_found, 405 method_not_allowed, 500 store_error.
 func NewAPIHandler(store Store, adminToken string) http.Handler {
 	h := &apiHandler{store: store}
-	if adminToken != "" {
-		sum := sha256.Sum256([]byte(adminToken))
-		h.tokenSum = sum[:]
-	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/records", h.records)
 	mux.HandleFunc("GET /v1/traces/{id}", h.trace)
 	mux.HandleFunc("/", h.fallback)
-	h.mux = mux
-	return h
+	return adminapi.Protect("records", adminToken, mux)
 }
 
 type apiHandler struct {
-	store    Store
-	tokenSum []byte // SHA-256 of the admin token; nil: the API is disabled
-	mux      *http.ServeMux
-}
-
-func (h *apiHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Cache-Control", "no-store")
-	if h.tokenSum == nil {
-		writeError(w, http.StatusForbidden, "api_disabled", "the records API is disabled: no admin token is configured")
-		return
-	}
-	if !h.authorized(r) {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="tollgate-admin"`)
-		writeError(w, http.StatusUnauthorized, "authentication_error", "a valid admin token is required as Authorization: Bearer <token>")
-		return
-	}
-	h.mux.ServeHTTP(w, r)
-}
-
-// authorized compares digests in constant time, so neither the token's bytes
-// nor its length leak through timing.
-func (h *apiHandler) authorized(r *http.Request) bool {
-	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return false
-	}
-	sum := sha256.Sum256([]byte(strings.TrimSpace(token)))
-	return subtle.ConstantTimeCompare(sum[:], h.tokenSum) == 1
+	store Store
 }
 
 func (h *apiHandler) records(w http.ResponseWriter, r *http.Request) {
@@ -192,24 +159,7 @@ func checkID(what, id string) error {
 	return nil
 }
 
-func writeError(w http.ResponseWriter, status int, typ, msg string) {
-	type apiError struct {
-		Type    string `json:"type"`
-		Message string `json:"message"`
-	}
-	writeJSON(w, status, struct {
-		Error apiError `json:"error"`
-	}{apiError{typ, msg}})
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		status = http.StatusInternalServerError
-		b = []byte(`{"error":{"type":"store_error","message":"cannot encode the response"}}`)
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Content-Length", strconv.Itoa(len(b)+1))
-	w.WriteHeader(status)
-	_, _ = w.Write(append(b, '\n'))
-}
+var (
+	writeError = adminapi.WriteError
+	writeJSON  = adminapi.WriteJSON
+)

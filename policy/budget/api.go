@@ -2,17 +2,16 @@ package budget
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"strings"
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/tollgate-dev/tollgate/internal/adminapi"
 )
 
 // maxResetBody bounds the body of POST /v1/budgets/reset.
@@ -37,54 +36,27 @@ const maxResetBody = 4 << 10
 // authentication_error, 403 api_disabled, 404 not_found (no such limit), 405
 // method_not_allowed, 503 ledger_unavailable.
 func NewAPIHandler(ledger Ledger, budgets func() *Config, adminToken string, log *zap.Logger) http.Handler {
+	return newAPIHandler(ledger, budgets, adminToken, log, time.Now)
+}
+
+// newAPIHandler is NewAPIHandler with the clock passed in.
+func newAPIHandler(ledger Ledger, budgets func() *Config, adminToken string, log *zap.Logger, now func() time.Time) http.Handler {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	h := &apiHandler{ledger: ledger, budgets: budgets, log: log, now: time.Now}
-	if adminToken != "" {
-		sum := sha256.Sum256([]byte(adminToken))
-		h.tokenSum = sum[:]
-	}
+	h := &apiHandler{ledger: ledger, budgets: budgets, log: log, now: now}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/budgets", h.get)
 	mux.HandleFunc("POST /v1/budgets/reset", h.reset)
 	mux.HandleFunc("/", h.fallback)
-	h.mux = mux
-	return h
+	return adminapi.Protect("budgets", adminToken, mux)
 }
 
 type apiHandler struct {
-	ledger   Ledger
-	budgets  func() *Config
-	log      *zap.Logger
-	now      func() time.Time
-	tokenSum []byte // SHA-256 of the admin token; nil: the API is disabled
-	mux      *http.ServeMux
-}
-
-func (h *apiHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Cache-Control", "no-store")
-	if h.tokenSum == nil {
-		writeError(w, http.StatusForbidden, "api_disabled", "the budgets API is disabled: no admin token is configured")
-		return
-	}
-	if !h.authorized(r) {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="tollgate-admin"`)
-		writeError(w, http.StatusUnauthorized, "authentication_error", "a valid admin token is required as Authorization: Bearer <token>")
-		return
-	}
-	h.mux.ServeHTTP(w, r)
-}
-
-// authorized compares digests in constant time, so neither the token's bytes
-// nor its length leak through timing.
-func (h *apiHandler) authorized(r *http.Request) bool {
-	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return false
-	}
-	sum := sha256.Sum256([]byte(strings.TrimSpace(token)))
-	return subtle.ConstantTimeCompare(sum[:], h.tokenSum) == 1
+	ledger  Ledger
+	budgets func() *Config
+	log     *zap.Logger
+	now     func() time.Time
 }
 
 // windowJSON is one limit's current window. Amounts are strings in the
@@ -255,20 +227,7 @@ func (h *apiHandler) fallback(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	enc.Encode(v) //nolint:errcheck // the client went away
-}
-
-func writeError(w http.ResponseWriter, status int, typ, msg string) {
-	type body struct {
-		Type    string `json:"type"`
-		Message string `json:"message"`
-	}
-	writeJSON(w, status, struct {
-		Error body `json:"error"`
-	}{body{typ, msg}})
-}
+var (
+	writeError = adminapi.WriteError
+	writeJSON  = adminapi.WriteJSON
+)

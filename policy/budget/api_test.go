@@ -32,8 +32,7 @@ func apiConfig() *Config {
 
 func newTestAPI(t *testing.T, l Ledger, now time.Time) (http.Handler, *observer.ObservedLogs) {
 	core, logs := observer.New(zapcore.InfoLevel)
-	h := NewAPIHandler(l, apiConfig, adminToken, zap.New(core))
-	h.(*apiHandler).now = func() time.Time { return now }
+	h := newAPIHandler(l, apiConfig, adminToken, zap.New(core), func() time.Time { return now })
 	return h, logs
 }
 
