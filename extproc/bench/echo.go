@@ -39,7 +39,9 @@ func (Echo) Process(stream extprocv3.ExternalProcessor_ProcessServer) error {
 	}
 }
 
-// continueFor returns an empty reply of the type that matches req.
+// continueFor returns an empty reply of the type that matches req. It mirrors
+// extproc's passThrough on purpose: the echo floor must not depend on the code
+// it is the floor for (and extproc's own benchmarks import this package).
 func continueFor(req *extprocv3.ProcessingRequest) (*extprocv3.ProcessingResponse, error) {
 	switch req.Request.(type) {
 	case *extprocv3.ProcessingRequest_RequestHeaders:
