@@ -2,7 +2,6 @@ package extproc
 
 import (
 	"strconv"
-	"strings"
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"go.uber.org/zap"
@@ -74,7 +73,7 @@ func attribute(attrs map[string]*structpb.Struct, name string) *structpb.Value {
 
 func (a *adapterProcessor) requestHeaders(hh *extprocv3.HttpHeaders, attrs map[string]*structpb.Struct) *extprocv3.ProcessingResponse {
 	h := readHeaders(hh.GetHeaders())
-	a.requestID = h[hdrRequestID]
+	a.requestID = h.get(hdrRequestID)
 	a.attempt = int(attribute(attrs, attrAttemptCount).GetNumberValue())
 	if a.attempt == 0 {
 		if n, err := strconv.Atoi(attribute(attrs, attrAttemptCount).GetStringValue()); err == nil {
@@ -83,7 +82,7 @@ func (a *adapterProcessor) requestHeaders(hh *extprocv3.HttpHeaders, attrs map[s
 	}
 
 	// Fail closed: without a valid decision from the policy role nothing leaves.
-	d, err := a.s.signer.Verify(h[hdrDecision], a.s.now())
+	d, err := a.s.signer.Verify(h.get(hdrDecision), a.s.now())
 	if err != nil {
 		return a.reject(permissionError("%v", err))
 	}
@@ -110,13 +109,9 @@ func (a *adapterProcessor) requestHeaders(hh *extprocv3.HttpHeaders, attrs map[s
 	// removed (ENVOY-EXTPROC section 12).
 	var m mutation
 	m.Remove(hdrAuthorization)
-	for name := range h {
-		if strings.HasPrefix(name, internalPrefix) {
-			m.Remove(name)
-		}
-	}
+	m.Remove(h.withPrefix(internalPrefix)...)
 	m.Remove(hdrCluster, hdrDecision)
-	_, sentVersion := h["anthropic-version"]
+	sentVersion := h.has("anthropic-version")
 	for _, kv := range anthropic.RequestHeaders(anthropic.Target{BaseURL: prov.BaseURL, APIKey: prov.APIKey.Reveal()}, d.Path, sentVersion) {
 		m.Set(kv.Key, kv.Value)
 	}

@@ -29,24 +29,59 @@ const (
 )
 
 // headers is a read view of an Envoy header map. Envoy sends lowercase keys and
-// puts values in raw_value; value is read only as a fallback for other clients.
-type headers map[string]string
+// puts values in raw_value; value is read only as a fallback for other
+// clients. Lookups scan the list: a role reads about a dozen names from some
+// thirty headers, which costs less than building a map of all of them (bench,
+// issue 5), and a value is copied only when it is read.
+type headers []*corev3.HeaderValue
 
-func readHeaders(m *corev3.HeaderMap) headers {
-	h := make(headers, len(m.GetHeaders()))
-	for _, hv := range m.GetHeaders() {
-		v := string(hv.GetRawValue())
-		if v == "" {
-			v = hv.GetValue()
+func readHeaders(m *corev3.HeaderMap) headers { return m.GetHeaders() }
+
+// get returns the value of name; repeated headers fold the way HTTP defines
+// for list values.
+func (h headers) get(name string) string {
+	var v string
+	found := false
+	for _, hv := range h {
+		if hv.GetKey() != name {
+			continue
 		}
-		k := strings.ToLower(hv.GetKey())
-		if prev, ok := h[k]; ok {
-			// Repeated headers fold the way HTTP defines for list values.
-			v = prev + "," + v
+		val := headerValue(hv)
+		if found {
+			v += "," + val
+			continue
 		}
-		h[k] = v
+		v, found = val, true
 	}
-	return h
+	return v
+}
+
+// has reports whether name is present, even with an empty value.
+func (h headers) has(name string) bool {
+	for _, hv := range h {
+		if hv.GetKey() == name {
+			return true
+		}
+	}
+	return false
+}
+
+// withPrefix returns the names that start with prefix.
+func (h headers) withPrefix(prefix string) []string {
+	var out []string
+	for _, hv := range h {
+		if strings.HasPrefix(hv.GetKey(), prefix) {
+			out = append(out, hv.GetKey())
+		}
+	}
+	return out
+}
+
+func headerValue(hv *corev3.HeaderValue) string {
+	if raw := hv.GetRawValue(); len(raw) > 0 {
+		return string(raw)
+	}
+	return hv.GetValue()
 }
 
 // mutation accumulates header edits for one CommonResponse. Every set is an

@@ -52,7 +52,7 @@ var gatewayKeyHeaders = []string{hdrGatewayKey, hdrPortkeyKey, hdrAuthorization,
 
 func gatewayKey(h headers) string {
 	for _, k := range gatewayKeyHeaders {
-		v := strings.TrimSpace(h[k])
+		v := strings.TrimSpace(h.get(k))
 		if v == "" {
 			continue
 		}
@@ -156,7 +156,7 @@ func (p *policyProcessor) requestHeaders(hh *extprocv3.HttpHeaders) *extprocv3.P
 	h := readHeaders(hh.GetHeaders())
 	p.pol = p.s.policies.Current()
 	p.start = p.s.now()
-	p.requestID, p.method, p.path = h[hdrRequestID], h[":method"], h[":path"]
+	p.requestID, p.method, p.path = h.get(hdrRequestID), h.get(":method"), h.get(":path")
 
 	ep, cerr := classify(p.method, p.path)
 	p.endpoint = ep
@@ -182,9 +182,9 @@ func (p *policyProcessor) requestHeaders(hh *extprocv3.HttpHeaders) *extprocv3.P
 	}
 	p.key = k
 
-	p.slug = h[hdrProvider]
+	p.slug = h.get(hdrProvider)
 	if p.slug == "" {
-		p.slug = h[hdrPortkeyRoute]
+		p.slug = h.get(hdrPortkeyRoute)
 	}
 
 	// Client credentials, our own steering headers, anything posing as an internal
@@ -192,11 +192,7 @@ func (p *policyProcessor) requestHeaders(hh *extprocv3.HttpHeaders) *extprocv3.P
 	var m mutation
 	m.Remove(hdrGatewayKey, hdrPortkeyKey, hdrAuthorization, hdrAPIKey, hdrProvider, hdrPortkeyRoute,
 		hdrTraceID, hdrPortkeyTraceID, hdrMetadata, hdrPortkeyMeta, "accept-encoding")
-	for name := range h {
-		if strings.HasPrefix(name, internalPrefix) {
-			m.Remove(name)
-		}
-	}
+	m.Remove(h.withPrefix(internalPrefix)...)
 
 	if !hh.GetEndOfStream() {
 		// The body decides the rest. In BUFFERED mode Envoy holds the headers until
@@ -321,9 +317,9 @@ func (p *policyProcessor) addDecision(m *mutation) *ClientError {
 func (p *policyProcessor) responseHeaders(hh *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
 	h := readHeaders(hh.GetHeaders())
 	p.respHeaders = true
-	p.status, _ = strconv.Atoi(h[":status"])
-	p.servedBy = h[hdrServedBy]
-	p.meter.start(h["content-type"])
+	p.status, _ = strconv.Atoi(h.get(":status"))
+	p.servedBy = h.get(hdrServedBy)
+	p.meter.start(h.get("content-type"))
 	if hh.GetEndOfStream() {
 		p.meter.chunk(nil, true, p.s.now())
 	}

@@ -39,9 +39,9 @@ type traceInfo struct {
 // readTrace picks the trace id (x-tollgate-trace-id, x-portkey-trace-id, then
 // Claude Code's session id, else a new one) and validates the metadata header.
 func readTrace(h headers) (traceInfo, *ClientError) {
-	t := traceInfo{SessionID: h[hdrSessionID], AgentID: h[hdrAgentID], ParentAgentID: h[hdrParentAgentID]}
+	t := traceInfo{SessionID: h.get(hdrSessionID), AgentID: h.get(hdrAgentID), ParentAgentID: h.get(hdrParentAgentID)}
 	for _, k := range []string{hdrTraceID, hdrPortkeyTraceID, hdrSessionID} {
-		if v := h[k]; v != "" {
+		if v := h.get(k); v != "" {
 			if len(v) > maxTraceIDBytes || !printable(v) {
 				return t, invalidRequest("%s: at most %d printable characters", k, maxTraceIDBytes)
 			}
@@ -52,9 +52,9 @@ func readTrace(h headers) (traceInfo, *ClientError) {
 	if t.TraceID == "" {
 		t.TraceID = newTraceID()
 	}
-	name, raw := hdrMetadata, h[hdrMetadata]
+	name, raw := hdrMetadata, h.get(hdrMetadata)
 	if raw == "" {
-		name, raw = hdrPortkeyMeta, h[hdrPortkeyMeta]
+		name, raw = hdrPortkeyMeta, h.get(hdrPortkeyMeta)
 	}
 	if raw != "" {
 		md, err := parseMetadata(raw)
