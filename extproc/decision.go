@@ -5,9 +5,9 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -18,15 +18,50 @@ import (
 // from the policy role, and it is signed so that nothing but a Tollgate holding the
 // shared secret can produce one.
 type Decision struct {
-	RequestID string `json:"rid"`
-	Route     string `json:"route"`
+	RequestID string
+	Route     string
 	// Path is the client's original :path, query included. The adapter derives the
 	// upstream path from it on every attempt, never from the current :path, which an
 	// earlier attempt may have rewritten (ENVOY-EXTPROC section 12).
-	Path  string `json:"path"`
-	KeyID string `json:"key"`
+	Path  string
+	KeyID string
 	// ExpiresUnix bounds how long the decision is honoured.
-	ExpiresUnix int64 `json:"exp"`
+	ExpiresUnix int64
+}
+
+// The payload is the fields in a fixed order, separated by newlines, which
+// none of them can contain (header values and policy names never do). It is
+// cheaper to write and read than JSON, on every request and every attempt.
+const decisionFields = 5
+
+func (d Decision) encode() ([]byte, error) {
+	for _, f := range []string{d.RequestID, d.Route, d.Path, d.KeyID} {
+		if strings.ContainsAny(f, "\n\r") {
+			return nil, errors.New("decision field contains a line break")
+		}
+	}
+	b := make([]byte, 0, len(d.RequestID)+len(d.Route)+len(d.Path)+len(d.KeyID)+24)
+	b = append(b, d.RequestID...)
+	b = append(b, '\n')
+	b = append(b, d.Route...)
+	b = append(b, '\n')
+	b = append(b, d.Path...)
+	b = append(b, '\n')
+	b = append(b, d.KeyID...)
+	b = append(b, '\n')
+	return strconv.AppendInt(b, d.ExpiresUnix, 10), nil
+}
+
+func decodeDecision(payload []byte) (Decision, bool) {
+	parts := strings.SplitN(string(payload), "\n", decisionFields+1)
+	if len(parts) != decisionFields {
+		return Decision{}, false
+	}
+	exp, err := strconv.ParseInt(parts[4], 10, 64)
+	if err != nil {
+		return Decision{}, false
+	}
+	return Decision{RequestID: parts[0], Route: parts[1], Path: parts[2], KeyID: parts[3], ExpiresUnix: exp}, true
 }
 
 // decisionTTL is how long a signed decision stays valid. Attempts start before
@@ -64,7 +99,7 @@ var b64 = base64.RawURLEncoding
 
 // Sign encodes d as "v1.<payload>.<mac>".
 func (s *Signer) Sign(d Decision) (string, error) {
-	payload, err := json.Marshal(d)
+	payload, err := d.encode()
 	if err != nil {
 		return "", err
 	}
@@ -95,7 +130,11 @@ func (s *Signer) Verify(value string, now time.Time) (Decision, error) {
 		return d, errDecisionInvalid
 	}
 	payload, err := b64.DecodeString(signed[len(decisionVersion)+1:])
-	if err != nil || json.Unmarshal(payload, &d) != nil {
+	if err != nil {
+		return d, errDecisionInvalid
+	}
+	d, ok := decodeDecision(payload)
+	if !ok {
 		return d, errDecisionInvalid
 	}
 	if now.Unix() > d.ExpiresUnix {

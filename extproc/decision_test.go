@@ -33,3 +33,15 @@ func TestSignerRoundTrip(t *testing.T) {
 		t.Errorf("another process's random secret verified: %v", err)
 	}
 }
+
+func TestDecisionRejectsLineBreaks(t *testing.T) {
+	s, _ := NewSigner([]byte(strings.Repeat("k", 32)))
+	if _, err := s.Sign(Decision{RequestID: "r", Path: "/v1/messages\nx-evil: 1", ExpiresUnix: 1}); err == nil {
+		t.Error("a path with a line break was signed")
+	}
+	// A payload with too few fields never verifies, even with a valid MAC.
+	signed := decisionVersion + "." + b64.EncodeToString([]byte("only\nthree\nfields"))
+	if _, err := s.Verify(signed+"."+b64.EncodeToString(s.mac(signed)), testNow); err != errDecisionInvalid {
+		t.Errorf("short payload: %v", err)
+	}
+}
