@@ -96,7 +96,7 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchConfig, error) {
 	fs.BoolVar(&c.json, "json", false, "print the report as JSON instead of tables")
 	fs.StringVar(&c.jsonOut, "json-out", "", "also write the JSON report to this file")
 	fs.StringVar(&c.profile, "profile", "", "write CPU profiles of both servers per scenario, and heap and allocation profiles at the end, to this directory")
-	fs.StringVar(&c.redisURL, "redis-url", "", "Redis for scenarios that need it (passed to Tollgate as TOLLGATE_REDIS_URL)")
+	fs.StringVar(&c.redisURL, "redis-url", "", "Redis for scenarios that need it (passed to Tollgate as TOLLGATE_REDIS_URL); empty starts a redis-server on a free loopback port when a scenario needs one")
 	fs.StringVar(&c.serveArgs, "serve-args", "", "extra flags for the Tollgate child, space-separated (e.g. --records-log=false)")
 	fs.BoolVar(&c.keepLogs, "keep-logs", false, "keep the child processes' logs (their directory is printed)")
 	fs.BoolVar(&c.matchHeap, "match-heap", true, "before every round, have the echo child hold a ballast as large as Tollgate's live heap, so both collect garbage at the same pace")
@@ -530,6 +530,15 @@ func runBench(ctx context.Context, c benchConfig, stdout, stderr io.Writer) (err
 		return ch, nil
 	}
 
+	// A redis-server the bench started for scenarios that need one.
+	var redisProcs []*redisProc
+	defer func() {
+		for _, r := range redisProcs {
+			r.stop()
+		}
+	}()
+	var servers []string
+
 	// Tollgate servers, one per distinct server section; the default one is
 	// shared by every scenario without a section.
 	tollgates := map[string]*bench.Target{}
@@ -547,7 +556,14 @@ func runBench(ctx context.Context, c benchConfig, stdout, stderr io.Writer) (err
 		for _, n := range s.Needs {
 			if n == "redis" {
 				if c.redisURL == "" {
-					return nil, "needs Redis: pass --redis-url", nil
+					r, err := startRedis(ctx, logDir)
+					if err != nil {
+						return nil, "needs Redis: pass --redis-url (" + err.Error() + ")", nil
+					}
+					redisProcs = append(redisProcs, r)
+					c.redisURL = "redis://" + r.addr + "/0"
+					fmt.Fprintf(stderr, "bench: started redis-server (pid %d) on %s\n", r.cmd.Process.Pid, r.addr)
+					servers = append(servers, "redis: child process 'redis-server' on "+r.addr+" (no persistence)")
 				}
 				env["TOLLGATE_REDIS_URL"] = c.redisURL
 			}
@@ -563,6 +579,13 @@ func runBench(ctx context.Context, c benchConfig, stdout, stderr io.Writer) (err
 		args = append(args, "--grpc-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--shutdown-timeout", "2s",
 			"--spool-dir", filepath.Join(logDir, fmt.Sprintf("spool%d", len(tollgates))))
 		args = append(args, strings.Fields(c.serveArgs)...)
+		if s.Server.Policy != "" {
+			pf := filepath.Join(logDir, fmt.Sprintf("policy%d.yaml", len(tollgates)))
+			if err := os.WriteFile(pf, []byte(s.Server.Policy), 0o600); err != nil {
+				return nil, "", err
+			}
+			args = append(args, "--policy", pf)
+		}
 		args = append(args, s.Server.Args...)
 		name := "tollgate"
 		if len(tollgates) > 0 {
@@ -576,7 +599,6 @@ func runBench(ctx context.Context, c benchConfig, stdout, stderr io.Writer) (err
 		tollgates[key] = t
 		return t, "", nil
 	}
-	var servers []string
 	if c.addr == "" {
 		desc := "tollgate: child process 'tollgate serve' (embedded demo policy, records in memory and logged, JSON logs to a file)"
 		if c.profile != "" {
@@ -712,4 +734,88 @@ func saveProfile(ctx context.Context, url, file string, stderr io.Writer) {
 	if err != nil {
 		fmt.Fprintf(stderr, "bench: profile %s: %v\n", url, err)
 	}
+}
+
+// redisProc is a redis-server the bench started for the scenarios that need
+// Redis and were given no --redis-url: loopback only, no persistence.
+type redisProc struct {
+	cmd    *exec.Cmd
+	addr   string
+	exited chan struct{}
+}
+
+// startRedis runs redis-server on a free port of 127.0.0.1 (as internal/redistest
+// does for tests) and waits until it answers PING.
+func startRedis(ctx context.Context, dir string) (*redisProc, error) {
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		return nil, fmt.Errorf("redis-server not found: install it (apt-get install -y redis-server)")
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	rdir := filepath.Join(dir, "redis")
+	if err := os.MkdirAll(rdir, 0o700); err != nil {
+		return nil, err
+	}
+	logf, err := os.Create(filepath.Join(dir, "redis.log"))
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close()
+	cmd := exec.Command(bin, "--bind", "127.0.0.1", "--port", strconv.Itoa(port), "--save", "", "--appendonly", "no",
+		"--dir", rdir, "--daemonize", "no", "--logfile", "")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	r := &redisProc{cmd: cmd, addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), exited: make(chan struct{})}
+	go func() { cmd.Wait(); close(r.exited) }() //nolint:errcheck // stop reports nothing
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if redisPing(r.addr) == nil {
+			return r, nil
+		}
+		select {
+		case <-r.exited:
+			return nil, fmt.Errorf("redis-server exited before answering PING; its log: %s", tail(filepath.Join(dir, "redis.log")))
+		case <-ctx.Done():
+			r.stop()
+			return nil, ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			r.stop()
+			return nil, fmt.Errorf("redis-server on %s did not answer PING within 10s", r.addr)
+		}
+	}
+}
+
+func (r *redisProc) stop() {
+	r.cmd.Process.Kill() //nolint:errcheck // it may have exited
+	<-r.exited
+}
+
+// redisPing sends one RESP PING and expects +PONG.
+func redisPing(addr string) error {
+	conn, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(time.Second)) //nolint:errcheck // the read fails instead
+	if _, err := conn.Write([]byte("PING\r\n")); err != nil {
+		return err
+	}
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	if err != nil {
+		return err
+	}
+	if strings.TrimSpace(line) != "+PONG" {
+		return fmt.Errorf("PING answered %q", strings.TrimSpace(line))
+	}
+	return nil
 }

@@ -176,7 +176,7 @@ func TestBenchCommandSmoke(t *testing.T) {
 	var stdout bytes.Buffer
 	var stderr syncBuffer
 	err := benchCommand(context.Background(), []string{
-		"--run", "2k-sse50,deny-bad-key,budget-redis", "--rate", "20", "--duration", "300ms", "--warmup", "100ms",
+		"--run", "2k-sse50,deny-bad-key,budget-memory,cache-hit", "--rate", "20", "--duration", "300ms", "--warmup", "100ms",
 		"--closed", "100ms", "--hold", "0", "--json", "--json-out", filepath.Join(dir, "report.json"), "--profile", dir,
 	}, &stdout, &stderr)
 	if err != nil {
@@ -186,10 +186,10 @@ func TestBenchCommandSmoke(t *testing.T) {
 	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
 		t.Fatalf("stdout is not a JSON report: %v\n%s", err, stdout.String())
 	}
-	if len(rep.Scenarios) != 3 {
+	if len(rep.Scenarios) != 4 {
 		t.Fatalf("%d scenarios", len(rep.Scenarios))
 	}
-	for _, sc := range rep.Scenarios[:2] {
+	for _, sc := range rep.Scenarios[:3] {
 		for _, target := range []string{"tollgate", "echo"} {
 			r := sc.Run(target, bench.LoopOpen)
 			if r == nil || r.Requests == 0 || r.Errors != 0 || r.CPU == nil || r.Allocs == nil {
@@ -200,8 +200,8 @@ func TestBenchCommandSmoke(t *testing.T) {
 			t.Errorf("%s: no Tollgate handler times", sc.Name)
 		}
 	}
-	if s := rep.Scenarios[2]; s.Status != bench.StatusNotYet || len(s.Runs) != 0 {
-		t.Errorf("budget-redis: %+v", s)
+	if s := rep.Scenarios[3]; s.Status != bench.StatusNotYet || len(s.Runs) != 0 {
+		t.Errorf("cache-hit: %+v", s)
 	}
 	if !strings.Contains(rep.Settings.Servers, "ballast") || rep.Machine.Cores == 0 {
 		t.Errorf("settings %+v machine %+v", rep.Settings, rep.Machine)

@@ -144,7 +144,8 @@ func TestScenarioFilesLoad(t *testing.T) {
 			t.Errorf("scenario %s missing", name)
 		}
 	}
-	if byName["budget-redis"].Ready() || !byName["deny-bad-key"].Deny() {
+	if !byName["budget-redis"].Ready() || byName["budget-redis"].Server.Policy == "" || byName["budget-redis"].Server.Default() ||
+		byName["cache-hit"].Ready() || !byName["deny-bad-key"].Deny() {
 		t.Error("statuses or expectations wrong")
 	}
 }

@@ -65,7 +65,8 @@ type Scenario struct {
 	// (a policy with budgets, a Redis URL) for this scenario alone.
 	Server ServerSpec `yaml:"server"`
 	// Needs lists external services the scenario requires: "redis" (the bench's
-	// --redis-url is passed to Tollgate as TOLLGATE_REDIS_URL).
+	// --redis-url, or a redis-server the bench starts on a free loopback port,
+	// is passed to Tollgate as TOLLGATE_REDIS_URL).
 	Needs []string `yaml:"needs"`
 
 	file string
@@ -132,10 +133,15 @@ type HoldSpec struct {
 type ServerSpec struct {
 	Args []string          `yaml:"args"`
 	Env  map[string]string `yaml:"env"`
+	// Policy, when set, is a whole policy file (YAML) that the bench writes next
+	// to the servers' logs and passes to this scenario's Tollgate as --policy.
+	// It must accept the scenario's key and route to its provider, as the
+	// embedded demo policy does.
+	Policy string `yaml:"policy"`
 }
 
 // Default returns whether s runs on the bench's shared Tollgate.
-func (s ServerSpec) Default() bool { return len(s.Args) == 0 && len(s.Env) == 0 }
+func (s ServerSpec) Default() bool { return len(s.Args) == 0 && len(s.Env) == 0 && s.Policy == "" }
 
 // Key identifies a server configuration, to share one Tollgate between the
 // scenarios that ask for the same.
@@ -152,6 +158,7 @@ func (s ServerSpec) Key() string {
 	for _, k := range keys {
 		b.WriteString(k + "=" + s.Env[k] + "\x00")
 	}
+	b.WriteString("policy=" + s.Policy)
 	return b.String()
 }
 

@@ -13,6 +13,11 @@ const (
 	// LongStreamScenario is the reference request with a 500-event stream: the
 	// per-chunk cost and the held-streams memory test come from it.
 	LongStreamScenario = "100k-sse500"
+	// FullReferenceScenario is the reference request with its budget check on
+	// Redis, as DESIGN.md states it. The CPU and latency targets are read from
+	// it when it ran, else from ReferenceScenario; the body-phase target always
+	// from ReferenceScenario (its handler time would include the Redis wait).
+	FullReferenceScenario = "budget-redis"
 )
 
 // Target limits from DESIGN.md "Performance budget".
@@ -60,18 +65,23 @@ func (r *Report) Evaluate() {
 	}
 	rt, re := open(ref, "tollgate"), open(ref, "echo")
 	lt, le := open(long, "tollgate"), open(long, "echo")
+	// CPU and latency: the full reference (with the Redis budget check) when it ran.
+	cref, ct, ce := ReferenceScenario, rt, re
+	if full := r.Scenario(FullReferenceScenario); open(full, "tollgate") != nil && open(full, "echo") != nil {
+		cref, ct, ce = FullReferenceScenario, open(full, "tollgate"), open(full, "echo")
+	}
 
-	cpu := TargetCheck{Target: "CPU per request above echo, open loop (" + ReferenceScenario + ")",
+	cpu := TargetCheck{Target: "CPU per request above echo, open loop (" + cref + ")",
 		Limit: fmt.Sprintf("<= %d µs", limitCPUAboveEchoUS), Met: notMeasured,
 		Method: "server process utime+stime from /proc/<pid>/stat over the measured windows, divided by requests; Tollgate minus echo; ± is the 95% interval over paired rounds"}
-	if rt != nil && re != nil && rt.CPU != nil && re.CPU != nil {
-		d := rt.CPU.PerRequestUS - re.CPU.PerRequestUS
+	if ct != nil && ce != nil && ct.CPU != nil && ce.CPU != nil {
+		d := ct.CPU.PerRequestUS - ce.CPU.PerRequestUS
 		cpu.Value = d
 		cpu.Measured = fmt.Sprintf("%+.0f µs%s (%.0f vs %.0f µs at %.0f req/s; user time alone %+.0f µs%s)", d,
-			spread(rt.Rounds, re.Rounds, func(r RoundStats) float64 { return r.UserUS + r.SysUS }),
-			rt.CPU.PerRequestUS, re.CPU.PerRequestUS, rt.Rate,
-			(rt.CPU.UserSeconds/float64(rt.Requests+rt.Errors)-re.CPU.UserSeconds/float64(re.Requests+re.Errors))*1e6,
-			spread(rt.Rounds, re.Rounds, func(r RoundStats) float64 { return r.UserUS }))
+			spread(ct.Rounds, ce.Rounds, func(r RoundStats) float64 { return r.UserUS + r.SysUS }),
+			ct.CPU.PerRequestUS, ce.CPU.PerRequestUS, ct.Rate,
+			(ct.CPU.UserSeconds/float64(ct.Requests+ct.Errors)-ce.CPU.UserSeconds/float64(ce.Requests+ce.Errors))*1e6,
+			spread(ct.Rounds, ce.Rounds, func(r RoundStats) float64 { return r.UserUS }))
 		cpu.Met = verdict(d <= limitCPUAboveEchoUS)
 	}
 	add(cpu)
@@ -85,13 +95,13 @@ func (r *Report) Evaluate() {
 		{"p50", limitP50AboveEchoUS, func(p *PhaseStats) float64 { return p.P50 }, func(r RoundStats) float64 { return r.P50US }},
 		{"p99", limitP99AboveEchoUS, func(p *PhaseStats) float64 { return p.P99 }, func(r RoundStats) float64 { return r.P99US }},
 	} {
-		t := TargetCheck{Target: "Server-side time per request, " + q.name + " above echo (" + ReferenceScenario + ")",
+		t := TargetCheck{Target: "Server-side time per request, " + q.name + " above echo (" + cref + ")",
 			Limit: fmt.Sprintf("<= %.1f ms", q.limit/1000), Met: notMeasured,
 			Method: "sum of the request's ext_proc round trips, from the scheduled start (open loop); Tollgate minus echo; ± is the 95% interval over paired rounds"}
-		if pt, pe := rt.Phase(PhaseTotal), re.Phase(PhaseTotal); pt != nil && pe != nil {
+		if pt, pe := ct.Phase(PhaseTotal), ce.Phase(PhaseTotal); pt != nil && pe != nil {
 			d := q.get(pt) - q.get(pe)
 			t.Value = d
-			t.Measured = fmt.Sprintf("%+.0f µs%s (%.0f vs %.0f µs)", d, spread(rt.Rounds, re.Rounds, q.round), q.get(pt), q.get(pe))
+			t.Measured = fmt.Sprintf("%+.0f µs%s (%.0f vs %.0f µs)", d, spread(ct.Rounds, ce.Rounds, q.round), q.get(pt), q.get(pe))
 			t.Met = verdict(d <= q.limit)
 		}
 		add(t)
