@@ -57,9 +57,9 @@ func (p *policyProcessor) reserve(f reqbody.Fields, bodyLen int) *ClientError {
 	case err != nil:
 		p.s.metrics.ledgerErrors.WithLabelValues("reserve", "closed").Inc()
 		p.s.log.Error("budget ledger unavailable; refusing (fail_mode closed)", zap.String("request_id", p.requestID), zap.Error(err))
-		// 529 is Anthropic's own "overloaded" status. A 503 here would be
-		// rewritten by Envoy's local_reply_config, which shapes Envoy's 503s.
-		return errorf(529, "overloaded_error", "the gateway cannot check budgets right now; retry shortly")
+		// envoy.yaml's local_reply_config reshapes only the 503s that carry an
+		// Envoy response flag, so this body reaches the client as it is.
+		return errorf(503, "overloaded_error", "the gateway cannot check budgets right now; retry shortly")
 	case !dec.Allowed:
 		d := dec.Denial
 		p.s.metrics.budgetRejections.WithLabelValues(d.Scope.Kind.String(), d.Limit.Unit.String()).Inc()

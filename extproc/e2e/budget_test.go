@@ -181,7 +181,7 @@ func TestLedgerDown(t *testing.T) {
 			_, err := s.client.Messages.New(context.Background(), hello("claude-sonnet-4-5"))
 			if mode == "closed" {
 				e := apiError(t, err)
-				if e.StatusCode != 529 || e.Type() != "overloaded_error" {
+				if e.StatusCode != 503 || e.Type() != "overloaded_error" || !strings.Contains(e.Message, "cannot check budgets") {
 					t.Errorf("got %d %s %q", e.StatusCode, e.Type(), e.Message)
 				}
 				if n := len(s.fake.Requests()); n != 0 {

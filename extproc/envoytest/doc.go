@@ -64,7 +64,9 @@
 //     HTTP/1.1 connection, HTTP/2 RST_STREAM) after.
 //   - Local replies go through the encoder filters the request passed (so a
 //     downstream processor sees the router's 503) and are shaped by the HCM
-//     local_reply_config: status_code_filter mappers, status_code, body,
+//     local_reply_config: status_code_filter, response_flag_filter (flags derived
+//     from the reply's details: NR, NC, UT, SI, UF, UC, UH; filters' own replies
+//     carry none) and and/or_filter mappers, status_code, body,
 //     headers_to_add, body_format(_override) json_format and text_format with
 //     %LOCAL_REPLY_BODY%, %RESPONSE_CODE%, %RESPONSE_CODE_DETAILS% and %REQ(x)%.
 //   - Upstream (rule 8): the routed cluster (cluster or cluster_header,

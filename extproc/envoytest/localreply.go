@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -22,7 +23,7 @@ type localReplyConfig struct {
 }
 
 type replyMapper struct {
-	match        func(code int) bool
+	match        func(rc *replyContext) bool
 	statusCode   int
 	body         *string
 	bodyFormat   *bodyFormat
@@ -62,7 +63,7 @@ func buildLocalReply(lr *hcmv3.LocalReplyConfig) (*localReplyConfig, error) {
 			return nil, err
 		}
 		m := &replyMapper{statusCode: int(pm.GetStatusCode().GetValue()), headersToAdd: pm.GetHeadersToAdd()}
-		if m.match, err = buildStatusFilter(pm.GetFilter()); err != nil {
+		if m.match, err = buildFilter(pm.GetFilter()); err != nil {
 			return nil, fmt.Errorf("mapper %d: %w", i, err)
 		}
 		if b := pm.GetBody(); b != nil {
@@ -85,23 +86,80 @@ func buildLocalReply(lr *hcmv3.LocalReplyConfig) (*localReplyConfig, error) {
 	return c, nil
 }
 
-func buildStatusFilter(f *accesslogv3.AccessLogFilter) (func(int) bool, error) {
-	sc := f.GetStatusCodeFilter()
-	if sc == nil {
-		return nil, fmt.Errorf("only status_code_filter is supported as a mapper filter")
+// buildFilter supports the mapper filters Tollgate's envoy.yaml uses:
+// status_code_filter, response_flag_filter (no flags listed: any flag), and
+// and_filter / or_filter of those.
+func buildFilter(f *accesslogv3.AccessLogFilter) (func(*replyContext) bool, error) {
+	switch {
+	case f.GetStatusCodeFilter() != nil:
+		sc := f.GetStatusCodeFilter()
+		want := int(sc.GetComparison().GetValue().GetDefaultValue())
+		switch sc.GetComparison().GetOp() {
+		case accesslogv3.ComparisonFilter_EQ:
+			return func(rc *replyContext) bool { return rc.code == want }, nil
+		case accesslogv3.ComparisonFilter_GE:
+			return func(rc *replyContext) bool { return rc.code >= want }, nil
+		case accesslogv3.ComparisonFilter_LE:
+			return func(rc *replyContext) bool { return rc.code <= want }, nil
+		case accesslogv3.ComparisonFilter_NE:
+			return func(rc *replyContext) bool { return rc.code != want }, nil
+		}
+		return nil, fmt.Errorf("unsupported comparison %v", sc.GetComparison().GetOp())
+	case f.GetResponseFlagFilter() != nil:
+		flags := f.GetResponseFlagFilter().GetFlags()
+		return func(rc *replyContext) bool {
+			flag := responseFlag(rc.details)
+			if len(flags) == 0 {
+				return flag != ""
+			}
+			return flag != "" && slices.Contains(flags, flag)
+		}, nil
+	case f.GetAndFilter() != nil, f.GetOrFilter() != nil:
+		list, and := f.GetAndFilter().GetFilters(), true
+		if f.GetOrFilter() != nil {
+			list, and = f.GetOrFilter().GetFilters(), false
+		}
+		var subs []func(*replyContext) bool
+		for _, sf := range list {
+			m, err := buildFilter(sf)
+			if err != nil {
+				return nil, err
+			}
+			subs = append(subs, m)
+		}
+		return func(rc *replyContext) bool {
+			for _, m := range subs {
+				if m(rc) != and {
+					return !and
+				}
+			}
+			return and
+		}, nil
 	}
-	want := int(sc.GetComparison().GetValue().GetDefaultValue())
-	switch sc.GetComparison().GetOp() {
-	case accesslogv3.ComparisonFilter_EQ:
-		return func(c int) bool { return c == want }, nil
-	case accesslogv3.ComparisonFilter_GE:
-		return func(c int) bool { return c >= want }, nil
-	case accesslogv3.ComparisonFilter_LE:
-		return func(c int) bool { return c <= want }, nil
-	case accesslogv3.ComparisonFilter_NE:
-		return func(c int) bool { return c != want }, nil
+	return nil, fmt.Errorf("unsupported mapper filter %v: the harness supports status_code_filter, response_flag_filter, and_filter and or_filter", f)
+}
+
+// responseFlag is the Envoy response flag of a local reply of the harness,
+// from its response code details. Replies the filters send themselves (an
+// ext_proc immediate response, a processor error) carry none, as in Envoy.
+func responseFlag(details string) string {
+	switch {
+	case details == "route_not_found":
+		return "NR"
+	case details == "cluster_not_found":
+		return "NC"
+	case details == "upstream_response_timeout":
+		return "UT"
+	case details == "stream_idle_timeout":
+		return "SI"
+	case strings.HasPrefix(details, "upstream_reset_before_response_started{connection_failure"):
+		return "UF"
+	case strings.HasPrefix(details, "upstream_reset_before_response_started"):
+		return "UC"
+	case details == "no_healthy_upstream":
+		return "UH"
 	}
-	return nil, fmt.Errorf("unsupported comparison %v", sc.GetComparison().GetOp())
+	return ""
 }
 
 func buildBodyFormat(sf *corev3.SubstitutionFormatString) (*bodyFormat, error) {
@@ -245,7 +303,7 @@ func (bf *bodyFormat) render(rc *replyContext) string {
 func (c *localReplyConfig) rewrite(rc *replyContext, h *headerMap) (contentType string, formatted bool) {
 	format := c.bodyFormat
 	for _, m := range c.mappers {
-		if !m.match(rc.code) {
+		if !m.match(rc) {
 			continue
 		}
 		if m.statusCode != 0 {

@@ -748,7 +748,10 @@ func TestRule7_ImmediateResponseBeforeHeaders(t *testing.T) {
 		wantBody string
 	}{
 		{"401 kept as sent", typev3.StatusCode_Unauthorized, `{"type":"error","error":{"type":"authentication_error","message":"bad key"}}`},
-		{"503 shaped by local_reply_config", typev3.StatusCode_ServiceUnavailable, `{"error":{"message":"{\"type\":\"error\",\"error\":{\"type\":\"authentication_error\",\"message\":\"bad key\"}} (envoy: denied_by_test)","type":"api_error"},"type":"error"}` + "\n"},
+		{"504 shaped by local_reply_config", typev3.StatusCode_GatewayTimeout, `{"error":{"message":"{\"type\":\"error\",\"error\":{\"type\":\"authentication_error\",\"message\":\"bad key\"}} (envoy: denied_by_test)","type":"timeout_error"},"type":"error"}` + "\n"},
+		// The 503 mapper also requires a response flag, which only Envoy's own
+		// replies carry (Tollgate answers 503 itself when its budget ledger is down).
+		{"503 without a response flag kept as sent", typev3.StatusCode_ServiceUnavailable, `{"type":"error","error":{"type":"authentication_error","message":"bad key"}}`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			proc := startProc(t, func(ps *scriptStream) error {
