@@ -3,7 +3,7 @@ GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: build test bench lint dev clean
+.PHONY: build test bench bench-http lint dev clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/tollgate ./cmd/tollgate
@@ -24,6 +24,13 @@ BENCH_FLAGS ?= --duration 4s --warmup 1s --closed 1s --hold 500
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem -count=$(BENCH_COUNT) -benchtime=$(BENCH_TIME) ./...
 	bin/tollgate bench $(BENCH_FLAGS)
+
+# HTTP-level load with wrk through the Go Envoy stand-in (bin/envoytest dev) and
+# Tollgate, then straight at the fake provider: an end-to-end view, not Envoy's
+# numbers. Loopback only, 2 x BENCH_HTTP_DURATION (default 15s); installs wrk
+# from Debian packages when missing (as root). See deploy/bench.sh.
+bench-http: build
+	deploy/bench.sh
 
 lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \

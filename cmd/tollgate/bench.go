@@ -40,6 +40,7 @@ const benchUsage = `usage:
   tollgate bench serve [--pprof-addr A] -- [serve flags]
                                               tollgate serve with a CPU/heap profiling
                                               listener (what --profile runs)
+  tollgate bench body [--bytes N] [--seed S]  print a Claude Code-shaped request body
 
 By default the bench starts 'tollgate serve' and 'tollgate bench echo' as child
 processes of this binary on loopback, replays every scenario against both in
@@ -131,6 +132,8 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			return echoCommand(ctx, args[1:], stderr)
 		case "serve":
 			return benchServe(ctx, args[1:], stderr)
+		case "body":
+			return bodyCommand(args[1:], stdout, stderr)
 		}
 	}
 	c, err := parseBenchFlags(args, stderr)
@@ -818,4 +821,27 @@ func redisPing(addr string) error {
 		return fmt.Errorf("PING answered %q", strings.TrimSpace(line))
 	}
 	return nil
+}
+
+// bodyCommand is `tollgate bench body`: one Claude Code-shaped request body, as
+// the scenarios generate them, on stdout (deploy/bench.sh posts it with wrk).
+func bodyCommand(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("bench body", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	size := fs.Int("bytes", 102400, "exact size of the body")
+	model := fs.String("model", "claude-opus-4-8", "model field")
+	stream := fs.Bool("stream", true, "stream field")
+	seed := fs.Uint64("seed", 1, "same seed, same bytes")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return errUsage
+	}
+	b, err := bench.ClaudeCodeBody(*size, *model, *stream, *seed)
+	if err != nil {
+		return err
+	}
+	_, err = stdout.Write(b)
+	return err
 }

@@ -212,3 +212,14 @@ func TestBenchCommandSmoke(t *testing.T) {
 		}
 	}
 }
+
+func TestBenchBody(t *testing.T) {
+	var out, errb bytes.Buffer
+	if err := benchCommand(context.Background(), []string{"body", "--bytes", "4096", "--stream=false"}, &out, &errb); err != nil {
+		t.Fatalf("%v: %s", err, errb.String())
+	}
+	var m map[string]any
+	if out.Len() != 4096 || json.Unmarshal(out.Bytes(), &m) != nil || m["stream"] != false || m["model"] != "claude-opus-4-8" {
+		t.Errorf("body: %d bytes, %v", out.Len(), m["stream"])
+	}
+}
