@@ -71,7 +71,9 @@ func (p *policyProcessor) buildRecord(end time.Time) (records.Record, string) {
 	switch {
 	case p.status >= 400 || res.errorType != "":
 		r.Outcome = records.OutcomeProviderError
-	case res.complete:
+	case res.complete, p.endpoint != epMessages:
+		// Only message bodies are followed to their end; the other endpoints'
+		// bodies skip the processor (mode_override), so their headers decide.
 		r.Outcome = records.OutcomeOK
 	case p.meter.bodyDone:
 		r.Outcome = records.OutcomeIncomplete // the provider's stream ended early

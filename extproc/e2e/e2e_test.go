@@ -347,6 +347,11 @@ func TestCountTokens(t *testing.T) {
 	if p := s.lastRequest(t).Path; p != "/v1/messages/count_tokens?beta=true" {
 		t.Errorf("provider path = %q", p)
 	}
+	for _, r := range s.records.wait(t, 2) {
+		if r.Endpoint != "count_tokens" || r.Outcome != records.OutcomeOK || r.Status != 200 || r.CostPicoUSD != 0 {
+			t.Errorf("count_tokens record: %+v", r)
+		}
+	}
 }
 
 func TestModels(t *testing.T) {
