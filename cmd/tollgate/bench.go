@@ -31,6 +31,7 @@ import (
 
 	"github.com/tollgate-dev/tollgate/extproc/bench"
 	"github.com/tollgate-dev/tollgate/extproc/envoyconfig"
+	"github.com/tollgate-dev/tollgate/internal/redisproc"
 )
 
 const benchUsage = `usage:
@@ -534,10 +535,10 @@ func runBench(ctx context.Context, c benchConfig, stdout, stderr io.Writer) (err
 	}
 
 	// A redis-server the bench started for scenarios that need one.
-	var redisProcs []*redisProc
+	var redisProcs []*redisproc.Proc
 	defer func() {
 		for _, r := range redisProcs {
-			r.stop()
+			r.Stop()
 		}
 	}()
 	var servers []string
@@ -559,14 +560,14 @@ func runBench(ctx context.Context, c benchConfig, stdout, stderr io.Writer) (err
 		for _, n := range s.Needs {
 			if n == "redis" {
 				if c.redisURL == "" {
-					r, err := startRedis(ctx, logDir)
+					r, err := startRedis(logDir)
 					if err != nil {
 						return nil, "needs Redis: pass --redis-url (" + err.Error() + ")", nil
 					}
 					redisProcs = append(redisProcs, r)
-					c.redisURL = "redis://" + r.addr + "/0"
-					fmt.Fprintf(stderr, "bench: started redis-server (pid %d) on %s\n", r.cmd.Process.Pid, r.addr)
-					servers = append(servers, "redis: child process 'redis-server' on "+r.addr+" (no persistence)")
+					c.redisURL = "redis://" + r.Addr() + "/0"
+					fmt.Fprintf(stderr, "bench: started redis-server (pid %d) on %s\n", r.PID(), r.Addr())
+					servers = append(servers, "redis: child process 'redis-server' on "+r.Addr()+" (no persistence)")
 				}
 				env["TOLLGATE_REDIS_URL"] = c.redisURL
 			}
@@ -739,27 +740,13 @@ func saveProfile(ctx context.Context, url, file string, stderr io.Writer) {
 	}
 }
 
-// redisProc is a redis-server the bench started for the scenarios that need
-// Redis and were given no --redis-url: loopback only, no persistence.
-type redisProc struct {
-	cmd    *exec.Cmd
-	addr   string
-	exited chan struct{}
-}
-
-// startRedis runs redis-server on a free port of 127.0.0.1 (as internal/redistest
-// does for tests) and waits until it answers PING.
-func startRedis(ctx context.Context, dir string) (*redisProc, error) {
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		return nil, fmt.Errorf("redis-server not found: install it (apt-get install -y redis-server)")
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+// startRedis runs a redis-server for the scenarios that need Redis and were
+// given no --redis-url: loopback, no persistence, its log in dir/redis.log.
+func startRedis(dir string) (*redisproc.Proc, error) {
+	bin, err := redisproc.Binary()
 	if err != nil {
 		return nil, err
 	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
 	rdir := filepath.Join(dir, "redis")
 	if err := os.MkdirAll(rdir, 0o700); err != nil {
 		return nil, err
@@ -769,58 +756,11 @@ func startRedis(ctx context.Context, dir string) (*redisProc, error) {
 		return nil, err
 	}
 	defer logf.Close()
-	cmd := exec.Command(bin, "--bind", "127.0.0.1", "--port", strconv.Itoa(port), "--save", "", "--appendonly", "no",
-		"--dir", rdir, "--daemonize", "no", "--logfile", "")
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	r := &redisProc{cmd: cmd, addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), exited: make(chan struct{})}
-	go func() { cmd.Wait(); close(r.exited) }() //nolint:errcheck // stop reports nothing
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if redisPing(r.addr) == nil {
-			return r, nil
-		}
-		select {
-		case <-r.exited:
-			return nil, fmt.Errorf("redis-server exited before answering PING; its log: %s", tail(filepath.Join(dir, "redis.log")))
-		case <-ctx.Done():
-			r.stop()
-			return nil, ctx.Err()
-		case <-time.After(10 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			r.stop()
-			return nil, fmt.Errorf("redis-server on %s did not answer PING within 10s", r.addr)
-		}
-	}
-}
-
-func (r *redisProc) stop() {
-	r.cmd.Process.Kill() //nolint:errcheck // it may have exited
-	<-r.exited
-}
-
-// redisPing sends one RESP PING and expects +PONG.
-func redisPing(addr string) error {
-	conn, err := net.DialTimeout("tcp", addr, time.Second)
+	p, err := redisproc.Start(bin, rdir, 0, logf)
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("%w; its log: %s", err, tail(filepath.Join(dir, "redis.log")))
 	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(time.Second)) //nolint:errcheck // the read fails instead
-	if _, err := conn.Write([]byte("PING\r\n")); err != nil {
-		return err
-	}
-	line, err := bufio.NewReader(conn).ReadString('\n')
-	if err != nil {
-		return err
-	}
-	if strings.TrimSpace(line) != "+PONG" {
-		return fmt.Errorf("PING answered %q", strings.TrimSpace(line))
-	}
-	return nil
+	return p, nil
 }
 
 // bodyCommand is `tollgate bench body`: one Claude Code-shaped request body, as

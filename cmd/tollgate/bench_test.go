@@ -87,6 +87,7 @@ func TestSelectScenarios(t *testing.T) {
 }
 
 // syncBuffer is a bytes.Buffer safe for a writer and a reader goroutine.
+// syncBuffer guards a buffer written by a server and read by the test.
 type syncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer

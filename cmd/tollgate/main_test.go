@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -171,27 +170,9 @@ func TestServeStartsOnEmbeddedDefault(t *testing.T) {
 	}
 }
 
-// syncWriter guards a buffer written by the server and read by the test.
-type syncWriter struct {
-	mu sync.Mutex
-	w  *bytes.Buffer
-}
-
-func (s *syncWriter) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.w.Write(p)
-}
-
-func (s *syncWriter) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.w.String()
-}
-
 // startServe runs serve on free loopback ports with no policy file. The returned
 // cancel starts the drain; done yields serve's result.
-func startServe(t *testing.T, extra ...string) (grpcAddr, adminAddr string, cancel context.CancelFunc, done chan error, logs *syncWriter) {
+func startServe(t *testing.T, extra ...string) (grpcAddr, adminAddr string, cancel context.CancelFunc, done chan error, logs *syncBuffer) {
 	t.Helper()
 	grpcAddr, adminAddr = freeAddr(t), freeAddr(t)
 	args := append([]string{"--grpc-addr", grpcAddr, "--admin-addr", adminAddr, "--shutdown-timeout", "5s",
@@ -202,7 +183,7 @@ func startServe(t *testing.T, extra ...string) (grpcAddr, adminAddr string, canc
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	logs = &syncWriter{w: &bytes.Buffer{}}
+	logs = &syncBuffer{}
 	done = make(chan error, 1)
 	go func() { done <- serve(ctx, c, logs) }()
 	return grpcAddr, adminAddr, cancel, done, logs

@@ -3,11 +3,13 @@ package redistest
 import (
 	"strings"
 	"testing"
+
+	"github.com/tollgate-dev/tollgate/internal/redisproc"
 )
 
 func TestStartStopRestart(t *testing.T) {
 	s := Start(t)
-	if err := ping(s.Addr()); err != nil {
+	if err := redisproc.Ping(s.Addr()); err != nil {
 		t.Fatalf("PING after Start: %v", err)
 	}
 	if want := "redis://" + s.Addr(); s.URL() != want {
@@ -18,7 +20,7 @@ func TestStartStopRestart(t *testing.T) {
 	}
 
 	s.Stop()
-	if err := ping(s.Addr()); err == nil {
+	if err := redisproc.Ping(s.Addr()); err == nil {
 		t.Fatal("PING answered after Stop")
 	}
 	s.Stop() // a second Stop does nothing
@@ -28,11 +30,11 @@ func TestStartStopRestart(t *testing.T) {
 	if s.Addr() != addr {
 		t.Errorf("Restart moved the server from %s to %s", addr, s.Addr())
 	}
-	if err := ping(s.Addr()); err != nil {
+	if err := redisproc.Ping(s.Addr()); err != nil {
 		t.Fatalf("PING after Restart: %v", err)
 	}
 	s.Restart() // restarting a running server works too
-	if err := ping(s.Addr()); err != nil {
+	if err := redisproc.Ping(s.Addr()); err != nil {
 		t.Fatalf("PING after a second Restart: %v", err)
 	}
 }
@@ -43,7 +45,7 @@ func TestServersAreIndependent(t *testing.T) {
 		t.Fatalf("two servers share %s", a.Addr())
 	}
 	a.Stop()
-	if err := ping(b.Addr()); err != nil {
+	if err := redisproc.Ping(b.Addr()); err != nil {
 		t.Fatalf("stopping one server affected the other: %v", err)
 	}
 }

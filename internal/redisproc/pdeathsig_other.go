@@ -1,9 +1,9 @@
 //go:build !linux
 
-package redistest
+package redisproc
 
 import "os/exec"
 
 // setParentDeathSignal does nothing where the kernel has no parent death signal;
-// the test's cleanup still stops the server.
+// Stop still ends the server.
 func setParentDeathSignal(*exec.Cmd) {}
