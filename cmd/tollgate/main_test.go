@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -312,5 +313,60 @@ func TestServeRecordsToRedis(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("serve: %v", err)
+	}
+}
+
+// TestServeReloadsOnSIGHUP: with polling effectively off, a changed policy file
+// is loaded when the process gets SIGHUP, and a broken one is refused and
+// counted while the last good policy stays.
+func TestServeReloadsOnSIGHUP(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "policy.yaml")
+	good := func(route string) []byte {
+		return []byte("version: 1\nproviders:\n  demo: {type: anthropic, base_url: 'http://127.0.0.1:1', api_key: '${X:-k}'}\n" +
+			"routes:\n  " + route + ": {chain: [demo]}\nkeys:\n  - {id: a, sha256: " + policy.HashKey("tg-a") + "}\n")
+	}
+	os.WriteFile(path, good("one"), 0o600)
+	_, adminAddr, cancel, done, logs := startServe(t, "--policy", path, "--policy-poll", "1h")
+	defer func() { cancel(); <-done }()
+
+	metric := func(result string) string {
+		for i := 0; i < 100; i++ {
+			if resp, err := http.Get("http://" + adminAddr + "/metrics"); err == nil {
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				for _, line := range strings.Split(string(b), "\n") {
+					if strings.HasPrefix(line, `tollgate_policy_reloads_total{result="`+result+`"}`) {
+						return strings.Fields(line)[1]
+					}
+				}
+				return "0"
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		t.Fatalf("no /metrics; logs:\n%s", logs.String())
+		return ""
+	}
+	waitFor := func(result, want string) {
+		t.Helper()
+		for i := 0; i < 200; i++ {
+			if metric(result) == want {
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		t.Fatalf("tollgate_policy_reloads_total{result=%q} never reached %s; logs:\n%s", result, want, logs.String())
+	}
+	metric("ok") // serving
+
+	os.WriteFile(path, good("two"), 0o600)
+	syscall.Kill(os.Getpid(), syscall.SIGHUP) //nolint:errcheck
+	waitFor("ok", "1")
+
+	os.WriteFile(path, []byte("version: 1\nbogus: true\n"), 0o600)
+	syscall.Kill(os.Getpid(), syscall.SIGHUP) //nolint:errcheck
+	waitFor("error", "1")
+	if !strings.Contains(logs.String(), "keeping the last good policy") {
+		t.Errorf("the failed reload was not logged:\n%s", logs.String())
 	}
 }

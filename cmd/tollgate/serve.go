@@ -272,7 +272,12 @@ func serve(ctx context.Context, c serveConfig, logOut io.Writer) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go watcher.Run(ctx)
-	go reloadOnHUP(ctx, watcher, log)
+	// Registered before anything serves, so an early SIGHUP reloads rather than
+	// killing the process (its default action).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go reloadOnHUP(ctx, hup, watcher, log)
 
 	errc := make(chan error, 2)
 	go func() { errc <- gs.Serve(grpcLis) }()
@@ -332,10 +337,7 @@ func adminHandler(reg *prometheus.Registry, draining *atomic.Bool, recordsAPI, b
 }
 
 // reloadOnHUP re-reads the policy on SIGHUP, for operators who want a reload now.
-func reloadOnHUP(ctx context.Context, w *policy.Watcher, log *zap.Logger) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+func reloadOnHUP(ctx context.Context, hup <-chan os.Signal, w *policy.Watcher, log *zap.Logger) {
 	for {
 		select {
 		case <-ctx.Done():
