@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -368,5 +369,22 @@ func TestServeReloadsOnSIGHUP(t *testing.T) {
 	waitFor("error", "1")
 	if !strings.Contains(logs.String(), "keeping the last good policy") {
 		t.Errorf("the failed reload was not logged:\n%s", logs.String())
+	}
+}
+
+// TestHealthcheck: the container healthcheck succeeds on 200 only.
+func TestHealthcheck(t *testing.T) {
+	status := http.StatusOK
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(status) }))
+	defer srv.Close()
+	if _, err := runCmd(t, "", "healthcheck", "--url", srv.URL); err != nil {
+		t.Errorf("200: %v", err)
+	}
+	status = http.StatusServiceUnavailable
+	if _, err := runCmd(t, "", "healthcheck", "--url", srv.URL); err == nil || !strings.Contains(err.Error(), "503") {
+		t.Errorf("503: %v", err)
+	}
+	if _, err := runCmd(t, "", "healthcheck", "--url", "http://127.0.0.1:1/readyz", "--timeout", "1s"); err == nil {
+		t.Error("nothing listening, yet healthy")
 	}
 }
