@@ -3,6 +3,7 @@ package extproc
 import (
 	"strconv"
 
+	extprocfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -115,7 +116,42 @@ func (a *adapterProcessor) requestHeaders(hh *extprocv3.HttpHeaders, attrs map[s
 	for _, kv := range anthropic.RequestHeaders(anthropic.Target{BaseURL: prov.BaseURL, APIKey: prov.APIKey.Reveal()}, d.Path, sentVersion) {
 		m.Set(kv.Key, kv.Value)
 	}
-	return continueRequestHeaders(&extprocv3.CommonResponse{HeaderMutation: m.proto()})
+	resp := continueRequestHeaders(&extprocv3.CommonResponse{HeaderMutation: m.proto()})
+	if !a.rewritesBody(d.Model) {
+		// Nothing in the body changes for this attempt: ask Envoy not to send
+		// it (envoy.yaml allows the override). Body modes in an override replace
+		// both configured ones, so the response body's NONE is echoed
+		// (ENVOY-EXTPROC section 2); without allow_mode_override Envoy ignores
+		// this and requestBody passes the body through.
+		resp.ModeOverride = skipRequestBody()
+	}
+	return resp
+}
+
+// skipRequestBody is the adapter's mode_override for an attempt whose body it
+// leaves as it is. Header and trailer modes stay DEFAULT, which keeps the
+// configured ones. A new message each time: gRPC marshals responses
+// concurrently.
+func skipRequestBody() *extprocfilterv3.ProcessingMode {
+	return &extprocfilterv3.ProcessingMode{
+		RequestBodyMode:  extprocfilterv3.ProcessingMode_NONE,
+		ResponseBodyMode: extprocfilterv3.ProcessingMode_NONE,
+	}
+}
+
+// mapsModels reports whether the policy maps model ids for this attempt's
+// route or provider, the one reason the adapter reads the body.
+func (a *adapterProcessor) mapsModels() bool {
+	return len(a.route.Models) > 0 || len(a.provider.Models) > 0
+}
+
+// rewritesBody reports whether this attempt will change the body of a request
+// for model (from the decision; empty when the policy role did not name one).
+func (a *adapterProcessor) rewritesBody(model string) bool {
+	if !a.mapsModels() {
+		return false
+	}
+	return model == "" || a.pol.MapModel(a.route, a.provider.Name, model) != model
 }
 
 func inChain(r *policy.Route, provider string) bool {
@@ -132,8 +168,9 @@ func (a *adapterProcessor) requestBody(b *extprocv3.HttpBody) *extprocv3.Process
 		// Headers were refused; Envoy sends nothing more, but stay correct anyway.
 		return continueRequestBody(nil)
 	}
-	if len(a.route.Models) == 0 && len(a.provider.Models) == 0 {
-		// No mapping can apply: spare the scan of a body the policy role read.
+	if !a.mapsModels() {
+		// No mapping can apply (Envoy ignored the override): spare the scan of
+		// a body the policy role read.
 		return continueRequestBody(nil)
 	}
 	body := b.GetBody()

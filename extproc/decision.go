@@ -27,20 +27,27 @@ type Decision struct {
 	KeyID string
 	// ExpiresUnix bounds how long the decision is honoured.
 	ExpiresUnix int64
+	// Model is the model id the client asked for, with any "@route/" prefix
+	// removed; empty when the request has no body. It tells the adapter at
+	// request headers whether it will rewrite the body.
+	Model string
 }
 
 // The payload is the fields in a fixed order, separated by newlines, which
-// none of them can contain (header values and policy names never do). It is
-// cheaper to write and read than JSON, on every request and every attempt.
-const decisionFields = 5
+// none of them can contain (header values and policy names never do; the policy
+// role refuses a model id with control characters). It is cheaper to write and
+// read than JSON, on every request and every attempt. Fields are only ever added
+// at the end, and a decoder ignores those it does not know, so replicas one
+// version apart accept each other's decisions during a rolling upgrade.
+const decisionMinFields = 5
 
 func (d Decision) encode() ([]byte, error) {
-	for _, f := range []string{d.RequestID, d.Route, d.Path, d.KeyID} {
+	for _, f := range []string{d.RequestID, d.Route, d.Path, d.KeyID, d.Model} {
 		if strings.ContainsAny(f, "\n\r") {
 			return nil, errors.New("decision field contains a line break")
 		}
 	}
-	b := make([]byte, 0, len(d.RequestID)+len(d.Route)+len(d.Path)+len(d.KeyID)+24)
+	b := make([]byte, 0, len(d.RequestID)+len(d.Route)+len(d.Path)+len(d.KeyID)+len(d.Model)+25)
 	b = append(b, d.RequestID...)
 	b = append(b, '\n')
 	b = append(b, d.Route...)
@@ -49,19 +56,25 @@ func (d Decision) encode() ([]byte, error) {
 	b = append(b, '\n')
 	b = append(b, d.KeyID...)
 	b = append(b, '\n')
-	return strconv.AppendInt(b, d.ExpiresUnix, 10), nil
+	b = strconv.AppendInt(b, d.ExpiresUnix, 10)
+	b = append(b, '\n')
+	return append(b, d.Model...), nil
 }
 
 func decodeDecision(payload []byte) (Decision, bool) {
-	parts := strings.SplitN(string(payload), "\n", decisionFields+1)
-	if len(parts) != decisionFields {
+	parts := strings.Split(string(payload), "\n")
+	if len(parts) < decisionMinFields {
 		return Decision{}, false
 	}
 	exp, err := strconv.ParseInt(parts[4], 10, 64)
 	if err != nil {
 		return Decision{}, false
 	}
-	return Decision{RequestID: parts[0], Route: parts[1], Path: parts[2], KeyID: parts[3], ExpiresUnix: exp}, true
+	d := Decision{RequestID: parts[0], Route: parts[1], Path: parts[2], KeyID: parts[3], ExpiresUnix: exp}
+	if len(parts) > 5 {
+		d.Model = parts[5]
+	}
+	return d, true
 }
 
 // decisionTTL is how long a signed decision stays valid. Attempts start before

@@ -1,6 +1,7 @@
 package extproc
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -11,7 +12,7 @@ func TestSignerRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := Decision{RequestID: "r", Route: "demo", Path: "/v1/messages?beta=true", KeyID: "alice", ExpiresUnix: testNow.Unix()}
+	d := Decision{RequestID: "r", Route: "demo", Path: "/v1/messages?beta=true", KeyID: "alice", ExpiresUnix: testNow.Unix(), Model: "claude-sonnet-4-5"}
 	v, err := s.Sign(d)
 	if err != nil {
 		t.Fatal(err)
@@ -43,5 +44,24 @@ func TestDecisionRejectsLineBreaks(t *testing.T) {
 	signed := decisionVersion + "." + b64.EncodeToString([]byte("only\nthree\nfields"))
 	if _, err := s.Verify(signed+"."+b64.EncodeToString(s.mac(signed)), testNow); err != errDecisionInvalid {
 		t.Errorf("short payload: %v", err)
+	}
+}
+
+// Decisions one version apart verify both ways: an older payload without the
+// model, and a newer one with fields this version does not know.
+func TestDecisionFieldsAreAddedAtTheEnd(t *testing.T) {
+	s, _ := NewSigner([]byte(strings.Repeat("k", 32)))
+	exp := strconv.FormatInt(testNow.Unix(), 10)
+	for _, c := range []struct {
+		payload, model string
+	}{
+		{"r\ndemo\n/v1/messages\nalice\n" + exp, ""},
+		{"r\ndemo\n/v1/messages\nalice\n" + exp + "\nclaude-sonnet-4-5\nsome later field", "claude-sonnet-4-5"},
+	} {
+		signed := decisionVersion + "." + b64.EncodeToString([]byte(c.payload))
+		d, err := s.Verify(signed+"."+b64.EncodeToString(s.mac(signed)), testNow)
+		if err != nil || d.Route != "demo" || d.KeyID != "alice" || d.Model != c.model {
+			t.Errorf("%q: Verify = %+v, %v", c.payload, d, err)
+		}
 	}
 }

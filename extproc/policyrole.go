@@ -5,6 +5,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+	"unicode"
 
 	extprocfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
@@ -221,6 +222,9 @@ func (p *policyProcessor) requestBody(b *extprocv3.HttpBody) *extprocv3.Processi
 	if !f.HasModel || f.Model == "" {
 		return p.reject(invalidRequest("model: field required"))
 	}
+	if strings.ContainsFunc(f.Model, unicode.IsControl) {
+		return p.reject(invalidRequest("model: %q contains control characters", f.Model))
+	}
 
 	p.requestedModel, p.model, p.stream = f.Model, f.Model, f.Stream
 	slug, newBody := p.slug, []byte(nil)
@@ -304,6 +308,7 @@ func (p *policyProcessor) addDecision(m *mutation) *ClientError {
 		Path:        p.path,
 		KeyID:       p.key.ID,
 		ExpiresUnix: p.s.now().Add(decisionTTL).Unix(),
+		Model:       p.model,
 	})
 	if err != nil {
 		p.s.log.Error("signing decision", zap.Error(err))

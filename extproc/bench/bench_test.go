@@ -13,12 +13,14 @@ import (
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	extprocfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/testing/protocmp"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
@@ -197,6 +199,28 @@ func TestDefaultFiltersMatchEnvoyYAML(t *testing.T) {
 	}
 }
 
+// Section 2's merge: DEFAULT header and trailer modes keep the current ones,
+// body modes always replace both, and nothing changes without
+// allow_mode_override.
+func TestModeOverrideMerge(t *testing.T) {
+	_, adapter := DefaultFilters()
+	got := adapter.override(adapter.Mode, &extprocfilterv3.ProcessingMode{RequestHeaderMode: extprocfilterv3.ProcessingMode_SKIP})
+	want := proto.Clone(adapter.Mode).(*extprocfilterv3.ProcessingMode)
+	want.RequestBodyMode = extprocfilterv3.ProcessingMode_NONE
+	if diff := cmp.Diff(want, got, protocmp.Transform()); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+	got = adapter.override(adapter.Mode, &extprocfilterv3.ProcessingMode{
+		ResponseHeaderMode: extprocfilterv3.ProcessingMode_SKIP, RequestBodyMode: extprocfilterv3.ProcessingMode_BUFFERED})
+	if got.GetResponseHeaderMode() != extprocfilterv3.ProcessingMode_SKIP || got.GetRequestBodyMode() != extprocfilterv3.ProcessingMode_BUFFERED {
+		t.Errorf("explicit modes: %v", got)
+	}
+	adapter.AllowModeOverride = false
+	if got := adapter.override(adapter.Mode, &extprocfilterv3.ProcessingMode{}); got != adapter.Mode {
+		t.Errorf("override honoured without allow_mode_override: %v", got)
+	}
+}
+
 func TestHeaderListApply(t *testing.T) {
 	h := headerList{{":path", "/v1/messages"}, {"authorization", "Bearer k"}, {"x-a", "1"}, {"x-a", "2"}}
 	var m mutationBuilder
@@ -362,6 +386,16 @@ func TestRunSmoke(t *testing.T) {
 		}
 		if sc.Name == "deny" && sc.Run("tollgate", LoopOpen).Phase(PhasePolicyRequestBody) != nil {
 			t.Error("a denied request sent its body")
+		}
+		if sc.Name == ReferenceScenario {
+			// The demo policy maps no model, so Tollgate's adapter switches its
+			// body off (mode_override); the echo never does.
+			if sc.Run("tollgate", LoopOpen).Phase(PhaseAdapterRequestBody) != nil {
+				t.Error("the adapter was sent a body it asked not to get")
+			}
+			if sc.Run("echo", LoopOpen).Phase(PhaseAdapterRequestBody) == nil {
+				t.Error("the echo's adapter stream got no body")
+			}
 		}
 	}
 	if got := rep.Scenario("json").Run("tollgate", LoopOpen).Phase(PhaseResponseChunk); got == nil || got.Count%2 != 0 {

@@ -370,8 +370,9 @@ func (pl *player) play(ctx context.Context, start time.Time, hk hooks) ([]sample
 		if err != nil {
 			return nil, err
 		}
-		bodyFollows := pl.adapter.Mode.GetRequestBodyMode() != extprocfilterv3.ProcessingMode_NONE
-		msg := as.first(headersRequest(false, uh, !bodyFollows), pl.adapter.RequestAttributes, uh, s.Adapter.Provider, attempt)
+		// The request has a body, so its headers never end the stream, whatever
+		// the body mode.
+		msg := as.first(headersRequest(false, uh, false), pl.adapter.RequestAttributes, uh, s.Adapter.Provider, attempt)
 		resp, d, at, err = as.roundTrip(msg, at)
 		if err != nil {
 			as.close()
@@ -383,7 +384,9 @@ func (pl *player) play(ctx context.Context, start time.Time, hk hooks) ([]sample
 			return nil, err
 		}
 		uh.apply(resp.GetRequestHeaders().GetResponse().GetHeaderMutation())
-		if pl.adapter.Mode.GetRequestBodyMode() == extprocfilterv3.ProcessingMode_BUFFERED {
+		// The adapter may switch its body off for this attempt.
+		mode := pl.adapter.override(pl.adapter.Mode, resp.GetModeOverride())
+		if mode.GetRequestBodyMode() == extprocfilterv3.ProcessingMode_BUFFERED {
 			resp, d, at, err = as.roundTrip(bodyMsg, at)
 			if err != nil {
 				as.close()
@@ -399,7 +402,7 @@ func (pl *player) play(ctx context.Context, start time.Time, hk hooks) ([]sample
 		if final {
 			rh = p.respHeaders.clone()
 		}
-		if sends(pl.adapter.Mode.GetResponseHeaderMode()) {
+		if sends(mode.GetResponseHeaderMode()) {
 			msg := as.first(headersRequest(true, rh, false), pl.adapter.ResponseAttributes, uh, s.Adapter.Provider, attempt)
 			resp, d, at, err = as.roundTrip(msg, at)
 			if err != nil {
@@ -432,10 +435,7 @@ func (pl *player) play(ctx context.Context, start time.Time, hk hooks) ([]sample
 		if err := immediateError(resp, "policy response_headers"); err != nil {
 			return nil, err
 		}
-		if o := resp.GetModeOverride(); o != nil && pl.policy.AllowModeOverride {
-			// Body modes in an override always replace the configured ones.
-			mode = o.GetResponseBodyMode()
-		}
+		mode = pl.policy.override(pl.policy.Mode, resp.GetModeOverride()).GetResponseBodyMode()
 	}
 
 	// Response body.

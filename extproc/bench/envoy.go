@@ -71,6 +71,37 @@ func (f Filter) role() string {
 	return ""
 }
 
+// override returns the mode in effect after a headers reply carried mode_override
+// o, merged into cur as Envoy does (ENVOY-EXTPROC section 2): only with
+// allow_mode_override and no FULL_DUPLEX_STREAMED body configured; header and
+// trailer modes left DEFAULT keep the current ones; body modes always replace
+// both, so an unset one becomes NONE; request_header_mode is ignored.
+func (f Filter) override(cur, o *extprocfilterv3.ProcessingMode) *extprocfilterv3.ProcessingMode {
+	if o == nil || !f.AllowModeOverride ||
+		f.Mode.GetRequestBodyMode() == extprocfilterv3.ProcessingMode_FULL_DUPLEX_STREAMED ||
+		f.Mode.GetResponseBodyMode() == extprocfilterv3.ProcessingMode_FULL_DUPLEX_STREAMED {
+		return cur
+	}
+	m := &extprocfilterv3.ProcessingMode{
+		RequestHeaderMode:   cur.GetRequestHeaderMode(),
+		RequestBodyMode:     o.GetRequestBodyMode(),
+		RequestTrailerMode:  cur.GetRequestTrailerMode(),
+		ResponseHeaderMode:  cur.GetResponseHeaderMode(),
+		ResponseBodyMode:    o.GetResponseBodyMode(),
+		ResponseTrailerMode: cur.GetResponseTrailerMode(),
+	}
+	if v := o.GetResponseHeaderMode(); v != extprocfilterv3.ProcessingMode_DEFAULT {
+		m.ResponseHeaderMode = v
+	}
+	if v := o.GetRequestTrailerMode(); v != extprocfilterv3.ProcessingMode_DEFAULT {
+		m.RequestTrailerMode = v
+	}
+	if v := o.GetResponseTrailerMode(); v != extprocfilterv3.ProcessingMode_DEFAULT {
+		m.ResponseTrailerMode = v
+	}
+	return m
+}
+
 func sends(m extprocfilterv3.ProcessingMode_HeaderSendMode) bool {
 	return m != extprocfilterv3.ProcessingMode_SKIP
 }
@@ -79,8 +110,8 @@ func sends(m extprocfilterv3.ProcessingMode_HeaderSendMode) bool {
 // configures them (a test keeps the two in agreement): tollgate.policy with
 // request headers SEND, request body BUFFERED, response headers SEND, response
 // body STREAMED and allow_mode_override; tollgate.adapter with request headers
-// SEND, request body BUFFERED, response headers SEND, response body NONE and the
-// provider and attempt-count request attributes.
+// SEND, request body BUFFERED, response headers SEND, response body NONE,
+// allow_mode_override and the provider and attempt-count request attributes.
 func DefaultFilters() (policy, adapter Filter) {
 	policy = Filter{
 		Name:     "tollgate.policy",
@@ -106,6 +137,7 @@ func DefaultFilters() (policy, adapter Filter) {
 			ResponseBodyMode:    extprocfilterv3.ProcessingMode_NONE,
 			ResponseTrailerMode: extprocfilterv3.ProcessingMode_SKIP,
 		},
+		AllowModeOverride: true,
 		RequestAttributes: []string{envoyconfig.ProviderAttribute, "upstream.request_attempt_count"},
 	}
 	return policy, adapter

@@ -9,6 +9,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -538,4 +539,65 @@ func TestClientCancelMidStream(t *testing.T) {
 	if s.fake.Cancellations() == 0 {
 		t.Error("the provider never saw the cancellation")
 	}
+}
+
+// TestAdapterAsksForTheBodyOnlyToRewriteIt: an attempt whose body the adapter
+// leaves as it is switches the body off in its headers reply (mode_override),
+// so Envoy sends it no body; a model the route maps still gets its body read
+// and rewritten.
+func TestAdapterAsksForTheBodyOnlyToRewriteIt(t *testing.T) {
+	s := newStack(t)
+	adapterBodies := func() float64 {
+		t.Helper()
+		mfs, err := s.reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() != "tollgate_phase_duration_seconds" {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				labels := map[string]string{}
+				for _, l := range m.GetLabel() {
+					labels[l.GetName()] = l.GetValue()
+				}
+				if labels["role"] == "adapter" && labels["phase"] == "request_body" {
+					return float64(m.GetHistogram().GetSampleCount())
+				}
+			}
+		}
+		return 0
+	}
+
+	if _, err := s.client.Messages.New(context.Background(), hello("claude-sonnet-4-5")); err != nil {
+		t.Fatal(err)
+	}
+	if n := adapterBodies(); n != 0 {
+		t.Errorf("an unmapped model: the adapter received %v bodies, want 0", n)
+	}
+	if got := providerModel(t, s.lastRequest(t).Body); got != "claude-sonnet-4-5" {
+		t.Errorf("the provider got model %q", got)
+	}
+
+	if _, err := s.client.Messages.New(context.Background(), hello("sonnet")); err != nil {
+		t.Fatal(err)
+	}
+	if n := adapterBodies(); n != 1 {
+		t.Errorf("a mapped model: the adapter received %v bodies, want 1", n)
+	}
+	if got := providerModel(t, s.lastRequest(t).Body); got != "claude-sonnet-4-5-20250929" {
+		t.Errorf("the provider got model %q, want the route's mapping", got)
+	}
+}
+
+func providerModel(t *testing.T, body []byte) string {
+	t.Helper()
+	var v struct {
+		Model string `json:"model"`
+	}
+	if err := json.Unmarshal(body, &v); err != nil {
+		t.Fatalf("provider body: %v", err)
+	}
+	return v.Model
 }

@@ -375,6 +375,11 @@ func brokenVariants() []variant {
 			stage: stageLint, rules: []string{envoyconfig.RuleRole}, want: `upstream ext_proc filter must play role "adapter", not "policy"`,
 		},
 		{
+			name:  "adapter filter streaming response bodies",
+			edits: []edit{{"              response_body_mode: NONE\n              response_trailer_mode: SKIP\n            allow_mode_override: true\n", "              response_body_mode: STREAMED\n              response_trailer_mode: SKIP\n            allow_mode_override: true\n"}},
+			stage: stageLint, rules: []string{envoyconfig.RuleRole}, want: "adapter filter's response body mode must be NONE, not STREAMED",
+		},
+		{
 			name:  "adapter filter without the provider attribute",
 			edits: []edit{{"            - \"xds.upstream_host_metadata.filter_metadata['tollgate']['provider']\"\n", ""}},
 			stage: stageLint, rules: []string{envoyconfig.RuleRole}, want: "must request the attribute",

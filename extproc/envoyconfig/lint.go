@@ -286,6 +286,12 @@ func (l *linter) role(f *ExtProcFilter, path string) {
 		if pm.GetRequestBodyMode() != extprocv3.ProcessingMode_BUFFERED {
 			l.add(pathString(path, "processing_mode", "request_body_mode"), RuleRole, "the adapter filter's request body mode must be BUFFERED, not %s", pm.GetRequestBodyMode())
 		}
+		// The adapter's mode_override turns the request body off and echoes
+		// the response body mode as NONE; any other configured response body
+		// mode would be switched off by it, or sent to a role that ignores it.
+		if pm.GetResponseBodyMode() != extprocv3.ProcessingMode_NONE {
+			l.add(pathString(path, "processing_mode", "response_body_mode"), RuleRole, "the adapter filter's response body mode must be NONE, not %s", pm.GetResponseBodyMode())
+		}
 		if !slices.Contains(f.Config.GetRequestAttributes(), ProviderAttribute) {
 			l.add(pathString(path, "request_attributes"), RuleRole, "the adapter filter must request the attribute %s", ProviderAttribute)
 		}
