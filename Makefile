@@ -18,10 +18,13 @@ test: lint
 # `benchstat old.txt new.txt`; it skips the other lines), then a short pass of
 # `tollgate bench`: Tollgate against an echo processor over real gRPC (README
 # "Performance", whose numbers come from `bin/tollgate bench` with its defaults).
+# The budget benchmarks and scenarios need redis-server, installed from Debian
+# packages when missing (as root; deploy/need.sh).
 BENCH_COUNT ?= 6
 BENCH_TIME  ?= 200ms
 BENCH_FLAGS ?= --duration 4s --warmup 1s --closed 1s --hold 500
 bench: build
+	deploy/need.sh redis-server
 	$(GO) test -run '^$$' -bench . -benchmem -count=$(BENCH_COUNT) -benchtime=$(BENCH_TIME) ./...
 	bin/tollgate bench $(BENCH_FLAGS)
 

@@ -37,15 +37,7 @@ for b in bin/tollgate bin/envoytest; do
 	[ -x "$b" ] || { echo "bench.sh: $b missing: run make build" >&2; exit 1; }
 done
 
-if ! command -v wrk >/dev/null 2>&1; then
-	if [ "$(id -u)" -ne 0 ]; then
-		echo "bench.sh: wrk is not installed; run as root to install it (apt-get install wrk), or install it yourself" >&2
-		exit 1
-	fi
-	echo "bench.sh: installing wrk from Debian packages" >&2
-	apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
-fi
+deploy/need.sh wrk
 
 work=$(mktemp -d)
 pids=()
