@@ -222,6 +222,9 @@ func (p *policyProcessor) requestBody(b *extprocv3.HttpBody) *extprocv3.Processi
 	if !f.HasModel || f.Model == "" {
 		return p.reject(invalidRequest("model: field required"))
 	}
+	if len(f.Model) > maxModelLen {
+		return p.reject(invalidRequest("model: %d bytes long; a model id has at most %d", len(f.Model), maxModelLen))
+	}
 	if strings.ContainsFunc(f.Model, unicode.IsControl) {
 		return p.reject(invalidRequest("model: %q contains control characters", f.Model))
 	}
@@ -268,6 +271,11 @@ func (p *policyProcessor) requestBody(b *extprocv3.HttpBody) *extprocv3.Processi
 	c.HeaderMutation = m.proto()
 	return continueRequestBody(c)
 }
+
+// maxModelLen bounds the model id a request may name. The longest real ids,
+// Bedrock inference-profile ARNs, are about 100 bytes; the id travels in the
+// signed decision header, which must stay small.
+const maxModelLen = 256
 
 func (p *policyProcessor) resolveRoute(slug string) *ClientError {
 	r, ok := p.pol.Route(slug)

@@ -266,6 +266,7 @@ func TestPolicyRoleRejections(t *testing.T) {
 		{"conflicting routes", []string{":method", "POST", ":path", "/v1/messages", "x-api-key", "tg-alice", "x-tollgate-provider", "demo"}, `{"model":"@other/m"}`, 400, "invalid_request_error", "names route"},
 		{"malformed json", []string{":method", "POST", ":path", "/v1/messages", "x-api-key", "tg-alice"}, `{"model":`, 400, "invalid_request_error", "malformed JSON"},
 		{"no model", []string{":method", "POST", ":path", "/v1/messages/count_tokens", "x-api-key", "tg-alice"}, `{"messages":[]}`, 400, "invalid_request_error", "model: field required"},
+		{"model too long", []string{":method", "POST", ":path", "/v1/messages", "x-api-key", "tg-alice"}, `{"model":"` + strings.Repeat("m", 257) + `"}`, 400, "invalid_request_error", "at most 256"},
 		{"model with a line break", []string{":method", "POST", ":path", "/v1/messages", "x-api-key", "tg-alice"}, `{"model":"claude\nx-evil: 1"}`, 400, "invalid_request_error", "control characters"},
 		{"bad routed model", []string{":method", "POST", ":path", "/v1/messages", "x-api-key", "tg-alice"}, `{"model":"@other"}`, 400, "invalid_request_error", "@route/model-id"},
 	}

@@ -6,8 +6,9 @@
 // filters (DefaultFilters, or FiltersFromEnvoy): the policy role's request headers,
 // buffered body, response headers and streamed response chunks, and per upstream
 // attempt the adapter role's headers (with the provider and attempt-count
-// attributes and the decision the policy role signed for that request), body and
-// response headers. Scenarios are YAML files (LoadScenarios; the repository's are
+// attributes and the decision the policy role signed for that request), body
+// (unless the headers reply switched it off with a mode_override, as Envoy
+// honours when the filter allows it) and response headers. Scenarios are YAML files (LoadScenarios; the repository's are
 // compiled in, DefaultScenarios) that generate deterministic Claude Code-shaped
 // bodies (ClaudeCodeBody) and Anthropic responses (AnthropicSSE,
 // AnthropicMessage).
