@@ -570,24 +570,23 @@ func TestAdapterAsksForTheBodyOnlyToRewriteIt(t *testing.T) {
 		return 0
 	}
 
-	if _, err := s.client.Messages.New(context.Background(), hello("claude-sonnet-4-5")); err != nil {
-		t.Fatal(err)
-	}
-	if n := adapterBodies(); n != 0 {
-		t.Errorf("an unmapped model: the adapter received %v bodies, want 0", n)
-	}
-	if got := providerModel(t, s.lastRequest(t).Body); got != "claude-sonnet-4-5" {
-		t.Errorf("the provider got model %q", got)
-	}
-
-	if _, err := s.client.Messages.New(context.Background(), hello("sonnet")); err != nil {
-		t.Fatal(err)
-	}
-	if n := adapterBodies(); n != 1 {
-		t.Errorf("a mapped model: the adapter received %v bodies, want 1", n)
-	}
-	if got := providerModel(t, s.lastRequest(t).Body); got != "claude-sonnet-4-5-20250929" {
-		t.Errorf("the provider got model %q, want the route's mapping", got)
+	for _, c := range []struct {
+		model, sent string
+		bodies      float64 // adapter body messages so far
+	}{
+		{"claude-sonnet-4-5", "claude-sonnet-4-5", 0},                 // unmapped: no body to the adapter
+		{"sonnet", "claude-sonnet-4-5-20250929", 1},                   // the route's mapping: body read and rewritten
+		{"claude-sonnet-4-5-made-up", "claude-sonnet-4-5-made-up", 1}, // unmapped again
+	} {
+		if _, err := s.client.Messages.New(context.Background(), hello(c.model)); err != nil {
+			t.Fatal(err)
+		}
+		if got := providerModel(t, s.lastRequest(t).Body); got != c.sent {
+			t.Errorf("%s: the provider got model %q, want %q", c.model, got, c.sent)
+		}
+		if n := adapterBodies(); n != c.bodies {
+			t.Errorf("after %s: the adapter received %v bodies in all, want %v", c.model, n, c.bodies)
+		}
 	}
 }
 
