@@ -482,3 +482,14 @@ func (b *mutationBuilder) set(k, v string, appendValue bool) {
 }
 
 func (b *mutationBuilder) proto() *extprocv3.HeaderMutation { return &b.m }
+
+func TestRoundSummary(t *testing.T) {
+	got := rounds([]float64{-1311, 524, 754, 688, 1016, 721})
+	want := "-1311 +524 +754 +688 +1016 +721 (mean +399 ± 894, median +704)"
+	if got != want {
+		t.Errorf("rounds = %q, want %q", got, want)
+	}
+	if got := rounds([]float64{5}); got != "+5.00" {
+		t.Errorf("one round: %q", got)
+	}
+}

@@ -3,6 +3,7 @@ package bench
 import (
 	"fmt"
 	"math"
+	"slices"
 )
 
 // The scenarios DESIGN.md's targets are read from.
@@ -213,19 +214,48 @@ func streamGrowth(m *MemoryTarget) (float64, bool) {
 // between Tollgate's and echo's rounds, as " ± x" with the number of rounds, or
 // nothing with fewer than two rounds.
 func spread(t, e []RoundStats, f func(RoundStats) float64) string {
-	n := min(len(t), len(e))
-	if n < 2 {
+	_, half, ok := meanCI(roundDeltas(t, e, f))
+	if !ok {
 		return ""
 	}
-	var sum, sumSq float64
+	return fmt.Sprintf(" ± %.0f over %d rounds", half, min(len(t), len(e)))
+}
+
+// roundDeltas returns f(Tollgate) - f(echo) for each pair of rounds.
+func roundDeltas(t, e []RoundStats, f func(RoundStats) float64) []float64 {
+	n := min(len(t), len(e))
+	d := make([]float64, n)
 	for i := range n {
-		d := f(t[i]) - f(e[i])
+		d[i] = f(t[i]) - f(e[i])
+	}
+	return d
+}
+
+// meanCI returns the mean of ds and the half-width of its 95 % interval
+// (Student's t); ok is false with fewer than two values.
+func meanCI(ds []float64) (mean, half float64, ok bool) {
+	n := len(ds)
+	if n < 2 {
+		return 0, 0, false
+	}
+	var sum, sumSq float64
+	for _, d := range ds {
 		sum += d
 		sumSq += d * d
 	}
-	mean := sum / float64(n)
+	mean = sum / float64(n)
 	sd := math.Sqrt(max(sumSq/float64(n)-mean*mean, 0) * float64(n) / float64(n-1))
-	return fmt.Sprintf(" ± %.0f over %d rounds", studentT95(n-1)*sd/math.Sqrt(float64(n)), n)
+	return mean, studentT95(n-1) * sd / math.Sqrt(float64(n)), true
+}
+
+// median returns the median of ds, which it sorts.
+func median(ds []float64) float64 {
+	slices.Sort(ds)
+	n := len(ds)
+	if n%2 == 1 {
+		return ds[n/2]
+	}
+	return (ds[n/2-1] + ds[n/2]) / 2
 }
 
 // studentT95 is the two-sided 95% quantile of Student's t with df degrees of

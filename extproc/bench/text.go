@@ -3,6 +3,7 @@ package bench
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 )
@@ -205,12 +206,9 @@ func writeScenario(b *strings.Builder, sc *ScenarioReport) {
 	}
 	tw.Flush()
 	if t != nil && e != nil && len(t.Rounds) > 1 && len(t.Rounds) == len(e.Rounds) {
-		var cpu, p50 []string
-		for i := range t.Rounds {
-			cpu = append(cpu, signed(t.Rounds[i].UserUS+t.Rounds[i].SysUS-e.Rounds[i].UserUS-e.Rounds[i].SysUS))
-			p50 = append(p50, signed(t.Rounds[i].P50US-e.Rounds[i].P50US))
-		}
-		fmt.Fprintf(b, "per round, Δ CPU µs/req: %s; Δ p50 µs: %s\n", strings.Join(cpu, " "), strings.Join(p50, " "))
+		cpu := roundDeltas(t.Rounds, e.Rounds, func(r RoundStats) float64 { return r.UserUS + r.SysUS })
+		p50 := roundDeltas(t.Rounds, e.Rounds, func(r RoundStats) float64 { return r.P50US })
+		fmt.Fprintf(b, "per round, Δ CPU µs/req: %s; Δ p50 µs: %s\n", rounds(cpu), rounds(p50))
 	}
 	if t != nil && len(t.ServerPhases) > 0 {
 		var parts []string
@@ -275,4 +273,18 @@ func (r *Report) writeTargets(b *strings.Builder) {
 		fmt.Fprintf(tw, "%s\t%s\t%s: %s\t\n", t.Target, t.Limit, strings.ToUpper(t.Met), m)
 	}
 	tw.Flush()
+}
+
+// rounds lists per-round differences, then their mean with its 95 % interval
+// and their median, the figure a single stalled round moves least.
+func rounds(ds []float64) string {
+	parts := make([]string, len(ds))
+	for i, d := range ds {
+		parts[i] = signed(d)
+	}
+	out := strings.Join(parts, " ")
+	if mean, half, ok := meanCI(ds); ok {
+		out += fmt.Sprintf(" (mean %s ± %.0f, median %s)", signed(mean), half, signed(median(slices.Clone(ds))))
+	}
+	return out
 }
