@@ -557,6 +557,18 @@ type Ledger interface {
 	// Release settles a reservation of a request that cost nothing, such as one
 	// that never reached a provider. It is Settle with a zero Actual.
 	Release(ctx context.Context, r *Reservation, now time.Time) error
+	// Cancel undoes a reservation as if it had not been made: it gives back
+	// its holds, the requests it counted and its leases, and charges nothing.
+	// It is for a reservation made ahead of its request (from a guess, before
+	// the body was read) that the request then did not use. Only the first
+	// Settle, Release or Cancel of a reservation counts.
+	Cancel(ctx context.Context, r *Reservation, now time.Time) error
+	// Replace cancels old and reserves req, in one round trip: req is checked
+	// without old's share, so a request never competes with its own guess.
+	// The two steps are each atomic but not one transaction: another request
+	// may take what old gave back before req is checked. old is cancelled
+	// even when req is denied or the call fails after the cancel ran.
+	Replace(ctx context.Context, old *Reservation, req Request, now time.Time) (Decision, error)
 	// Renew extends the reservation's leases to now plus the lease TTL. A
 	// request that may outlive the TTL renews before Reservation.Expires. It
 	// returns ErrExpired if the leases already expired.

@@ -71,6 +71,9 @@ func runContract(t *testing.T, open opener) {
 		{"Remaining", testRemaining},
 		{"Exempt", testExempt},
 		{"SettleOnce", testSettleOnce},
+		{"CancelGivesEverythingBack", testCancelGivesEverythingBack},
+		{"CancelAfterLeaseExpiry", testCancelAfterLeaseExpiry},
+		{"ReplaceDoesNotCompeteWithItsGuess", testReplaceDoesNotCompeteWithItsGuess},
 		{"ExactAbove2To53", testExactAbove2To53},
 	}
 	for _, tt := range tests {
@@ -689,21 +692,125 @@ func snapshot(t *testing.T, l Ledger, scopes []ScopeLimits, now time.Time) [][]B
 	return out
 }
 
+// everyKind returns limits of every unit and window in every kind of scope,
+// all far above what a test request needs.
+func everyKind() []ScopeLimits {
+	return []ScopeLimits{
+		{Scope: keyA, Limits: []Limit{{USD, Day, usd("100")}, {Tokens, Day, 1_000_000}, {Concurrent, NoWindow, 100}}},
+		{Scope: Scope{ScopeUser, "alice"}, Limits: []Limit{{Requests, Minute, 100}, {USD, Month, usd("1000")}}},
+		{Scope: teamP, Limits: []Limit{{Requests, Day, 100}, {Tokens, Hour, 1_000_000}, {USD, Week, usd("1000")}}},
+		{Scope: Scope{ScopeProject, "web"}, Limits: []Limit{{Requests, Hour, 100}}},
+		{Scope: Scope{ScopeProvider, "anthropic"}, Limits: []Limit{{USD, Month, usd("1000")}, {Concurrent, NoWindow, 100}}},
+		{Scope: Scope{ScopeSession, "s1"}, Limits: []Limit{{USD, Session, usd("100")}, {Requests, Session, 100}}},
+		{Scope: Global, Limits: []Limit{{Tokens, Minute, 1_000_000}, {Requests, Minute, 1000}}},
+	}
+}
+
+// usage is what every limit of scopes has used and holds at now.
+func usage(t *testing.T, l Ledger, scopes []ScopeLimits, now time.Time) [][2]int64 {
+	t.Helper()
+	var out [][2]int64
+	for _, bs := range snapshot(t, l, scopes, now) {
+		for _, b := range bs {
+			out = append(out, [2]int64{b.Used, b.Held})
+		}
+	}
+	return out
+}
+
+// testCancelGivesEverythingBack: a cancelled reservation leaves every limit
+// of every kind as it found it, request counts included, and a second cancel
+// or a settle after it changes nothing.
+func testCancelGivesEverythingBack(t *testing.T, open opener) {
+	l := open(t, 0)()
+	scopes := everyKind()
+	req := Request{ID: "x", Scopes: scopes, Location: berlin, CostPicoUSD: usd("0.3"), Tokens: 5_000}
+	// Something is counted already, so that a cancel cannot pass for one by
+	// emptying a window.
+	settle(t, l, mustAllow(t, l, req, t0), Actual{CostPicoUSD: usd("0.1"), Tokens: 100}, t0)
+	now := t0.Add(time.Second)
+	before := usage(t, l, scopes, now)
+	r := mustAllow(t, l, req, now)
+	if cmp.Equal(before, usage(t, l, scopes, now)) {
+		t.Fatal("the reservation counted nothing")
+	}
+	if err := l.Cancel(bg, r, now); err != nil {
+		t.Fatal(err)
+	}
+	if after := usage(t, l, scopes, now); !cmp.Equal(before, after) {
+		t.Errorf("a cancel left counts behind (-before +after):\n%s", cmp.Diff(before, after))
+	}
+	if err := l.Cancel(bg, r, now); err != nil {
+		t.Fatal(err)
+	}
+	settle(t, l, r, Actual{CostPicoUSD: usd("1"), Tokens: 1}, now)
+	if after := usage(t, l, scopes, now); !cmp.Equal(before, after) {
+		t.Errorf("a second cancel or a settle after the cancel counted (-before +after):\n%s", cmp.Diff(before, after))
+	}
+}
+
+// testCancelAfterLeaseExpiry: a reservation whose lease expired gave back
+// its holds then; a late cancel takes back its request counts and nothing
+// twice.
+func testCancelAfterLeaseExpiry(t *testing.T, open opener) {
+	l := open(t, 10*time.Second)()
+	scopes := everyKind()
+	req := Request{ID: "x", Scopes: scopes, Location: berlin, CostPicoUSD: usd("0.3"), Tokens: 5_000}
+	r := mustAllow(t, l, req, t0)
+	now := t0.Add(20 * time.Second)
+	if err := l.Cancel(bg, r, now); err != nil {
+		t.Fatal(err)
+	}
+	for i, u := range usage(t, l, scopes, now) {
+		if u != [2]int64{} {
+			t.Errorf("limit %d: used %d, held %d after the cancel; want nothing", i, u[0], u[1])
+		}
+	}
+}
+
+// testReplaceDoesNotCompeteWithItsGuess: the replacement is checked without
+// the share of the reservation it replaces, so at a concurrency of one and
+// one request a minute the request still gets in, and counts once; when the
+// replacement is refused, the guess is cancelled all the same.
+func testReplaceDoesNotCompeteWithItsGuess(t *testing.T, open opener) {
+	lims := one(keyA, Limit{Concurrent, NoWindow, 1}, Limit{Requests, Minute, 1}, Limit{Requests, Day, 1},
+		Limit{USD, Day, usd("1")}, Limit{Tokens, Hour, 1000})
+	guess := Request{ID: "g", Scopes: lims, Location: berlin, CostPicoUSD: usd("0.6"), Tokens: 600}
+	exact := Request{ID: "g", Scopes: lims, Location: berlin, CostPicoUSD: usd("0.9"), Tokens: 900}
+
+	l := open(t, 0)()
+	d, err := l.Replace(bg, mustAllow(t, l, guess, t0), exact, t0.Add(time.Millisecond))
+	if err != nil || !d.Allowed {
+		t.Fatalf("Replace: %+v, %v", d, err)
+	}
+	now := t0.Add(2 * time.Millisecond)
+	want := [][2]int64{{1, 0}, {1, 0}, {1, 0}, {usd("0.9"), usd("0.9")}, {900, 0}}
+	if got := usage(t, l, lims, now); !cmp.Equal(want, got) {
+		t.Errorf("after the replace (-want +got):\n%s", cmp.Diff(want, got))
+	}
+	if den := mustDeny(t, l, guess, now); den.Limit.Unit != Concurrent {
+		t.Errorf("a second request was refused by %v, want the concurrency limit", den.Limit)
+	}
+
+	l = open(t, 0)()
+	tooDear := exact
+	tooDear.CostPicoUSD = usd("2")
+	d, err = l.Replace(bg, mustAllow(t, l, guess, t0), tooDear, t0.Add(time.Millisecond))
+	if err != nil || d.Allowed || d.Denial.Limit.Unit != USD {
+		t.Fatalf("Replace with too much: %+v, %v; want a USD denial", d, err)
+	}
+	for i, u := range usage(t, l, lims, now) {
+		if u != [2]int64{} {
+			t.Errorf("limit %d: used %d, held %d after a refused replace; want nothing", i, u[0], u[1])
+		}
+	}
+}
+
 // testDeniedChangesNoCounter: whichever limit denies a request, no counter
 // of any scope changes.
 func testDeniedChangesNoCounter(t *testing.T, open opener) {
 	const cost, tokens = 300_000_000_000, 5_000
-	base := func() []ScopeLimits {
-		return []ScopeLimits{
-			{Scope: keyA, Limits: []Limit{{USD, Day, usd("100")}, {Tokens, Day, 1_000_000}, {Concurrent, NoWindow, 100}}},
-			{Scope: Scope{ScopeUser, "alice"}, Limits: []Limit{{Requests, Minute, 100}, {USD, Month, usd("1000")}}},
-			{Scope: teamP, Limits: []Limit{{Requests, Day, 100}, {Tokens, Hour, 1_000_000}, {USD, Week, usd("1000")}}},
-			{Scope: Scope{ScopeProject, "web"}, Limits: []Limit{{Requests, Hour, 100}}},
-			{Scope: Scope{ScopeProvider, "anthropic"}, Limits: []Limit{{USD, Month, usd("1000")}, {Concurrent, NoWindow, 100}}},
-			{Scope: Scope{ScopeSession, "s1"}, Limits: []Limit{{USD, Session, usd("100")}, {Requests, Session, 100}}},
-			{Scope: Global, Limits: []Limit{{Tokens, Minute, 1_000_000}, {Requests, Minute, 1000}}},
-		}
-	}
+	base := everyKind
 	for si, sl := range base() {
 		for li, lim := range sl.Limits {
 			t.Run(sl.Scope.String()+"/"+lim.String(), func(t *testing.T) {

@@ -234,6 +234,52 @@ func (l *MemoryLedger) Settle(_ context.Context, r *Reservation, actual Actual, 
 	return nil
 }
 
+// Cancel implements [Ledger.Cancel]. It never fails.
+func (l *MemoryLedger) Cancel(_ context.Context, r *Reservation, now time.Time) error {
+	if r.settled() {
+		return nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.maintain(now)
+	h := &r.hold
+	live := h.state == holdLive
+	if live {
+		heap.Remove(&l.holds, h.index)
+	}
+	h.state = holdSettled
+	for i := range r.items {
+		it := &r.items[i]
+		switch it.kind {
+		case kindCounter:
+			c := it.ctr
+			switch {
+			case !it.commit && live:
+				c.held -= it.need
+			case it.commit && c.live(it, now) > 0:
+				// A session that expired since counts from nothing already.
+				c.settled = max(c.settled-it.need, 0)
+			}
+		case kindRolling:
+			if !it.entry.gone {
+				it.log.sum -= it.entry.amount
+				it.entry.amount = 0
+			}
+		case kindLease:
+			delete(it.ls.leases, r.id)
+		}
+	}
+	return nil
+}
+
+// Replace implements [Ledger.Replace]. It never fails.
+func (l *MemoryLedger) Replace(ctx context.Context, old *Reservation, req Request, now time.Time) (Decision, error) {
+	if err := l.Cancel(ctx, old, now); err != nil {
+		return Decision{}, err
+	}
+	return l.Reserve(ctx, req, now)
+}
+
 // Release implements [Ledger.Release].
 func (l *MemoryLedger) Release(ctx context.Context, r *Reservation, now time.Time) error {
 	return l.Settle(ctx, r, Actual{}, now)

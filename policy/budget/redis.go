@@ -336,6 +336,12 @@ func (l *RedisLedger) Reserve(ctx context.Context, req Request, now time.Time) (
 	if err != nil {
 		return Decision{}, unavailable("reserve", err)
 	}
+	return l.decide(call, reply, &req, now)
+}
+
+// decide turns the reserve script's reply into a Decision.
+func (l *RedisLedger) decide(call *reserveCall, reply []int64, req *Request, now time.Time) (Decision, error) {
+	items := call.items
 	switch {
 	case len(reply) == 1 && reply[0] == 2:
 		return Decision{Allowed: true, Reservation: call.reservation(l.leaseTTL)}, nil
@@ -365,23 +371,7 @@ func (l *RedisLedger) Settle(ctx context.Context, r *Reservation, actual Actual,
 	if r.settled() {
 		return nil
 	}
-	keys := make([]string, 2, 2+2*len(r.items))
-	keys[0], keys[1] = l.holdsKey(), l.expiredKey()
-	args := make([]any, 4, 4+6*len(r.items))
-	args[0], args[1], args[2], args[3] = r.member, r.id, ms(now), len(r.items)
-	for i := range r.items {
-		it := &r.items[i]
-		k1, k2 := l.keys(it)
-		keys = append(keys, k1, k2)
-		var ttl, p int64
-		switch {
-		case it.kind == kindRolling:
-			p = ms(it.at)
-		case it.limit.Per == Session:
-			ttl, p = l.keyTTL(it), ms(now.Add(it.ttl))
-		}
-		args = append(args, kindArg(it), modeArg(it), it.need, it.settleAmount(&actual), ttl, p)
-	}
+	keys, args := l.settleCall(r, &actual, now, false)
 	ctx, cancel := context.WithTimeout(ctx, l.timeout)
 	defer cancel()
 	if err := l.settle.Run(ctx, l.c, keys, args...).Err(); err != nil {
@@ -389,6 +379,112 @@ func (l *RedisLedger) Settle(ctx context.Context, r *Reservation, actual Actual,
 		// Settle is allowed and counts once.
 		r.done.Store(false)
 		return unavailable("settle", err)
+	}
+	return nil
+}
+
+// settleCall prepares the settle script's keys and arguments; refund makes
+// it a cancel (actual is then ignored).
+func (l *RedisLedger) settleCall(r *Reservation, actual *Actual, now time.Time, refund bool) ([]string, []any) {
+	keys := make([]string, 2, 2+2*len(r.items))
+	keys[0], keys[1] = l.holdsKey(), l.expiredKey()
+	args := make([]any, 5, 5+6*len(r.items))
+	args[0], args[1], args[2], args[3], args[4] = r.member, r.id, ms(now), len(r.items), 0
+	if refund {
+		args[4] = 1
+	}
+	for i := range r.items {
+		it := &r.items[i]
+		k1, k2 := l.keys(it)
+		keys = append(keys, k1, k2)
+		var ttl, p, amount int64
+		switch {
+		case it.kind == kindRolling:
+			ttl, p = it.limit.Per.length().Milliseconds(), ms(it.at)
+		case it.limit.Per == Session:
+			ttl, p = l.keyTTL(it), ms(now.Add(it.ttl))
+		}
+		if !refund {
+			amount = it.settleAmount(actual)
+		}
+		args = append(args, kindArg(it), modeArg(it), it.need, amount, ttl, p)
+	}
+	return keys, args
+}
+
+// Cancel implements [Ledger.Cancel] in one round trip.
+func (l *RedisLedger) Cancel(ctx context.Context, r *Reservation, now time.Time) error {
+	if r.settled() {
+		return nil
+	}
+	keys, args := l.settleCall(r, nil, now, true)
+	ctx, cancel := context.WithTimeout(ctx, l.timeout)
+	defer cancel()
+	if err := l.settle.Run(ctx, l.c, keys, args...).Err(); err != nil {
+		// Held until the lease expires, like a failed Settle; a retry counts once.
+		r.done.Store(false)
+		return unavailable("cancel", err)
+	}
+	return nil
+}
+
+// Replace implements [Ledger.Replace]: the cancel and the reserve go out in
+// one pipeline, in that order.
+func (l *RedisLedger) Replace(ctx context.Context, old *Reservation, req Request, now time.Time) (Decision, error) {
+	if old.settled() {
+		return l.Reserve(ctx, req, now)
+	}
+	if req.Exempt || len(req.Scopes) == 0 {
+		err := l.cancelNow(ctx, old, now)
+		return exemptDecision(), err
+	}
+	call := l.reserveCall(&req, now)
+	if len(call.items) == 0 {
+		err := l.cancelNow(ctx, old, now)
+		return exemptDecision(), err
+	}
+	ckeys, cargs := l.settleCall(old, nil, now, true)
+	ctx, cancel := context.WithTimeout(ctx, l.timeout)
+	defer cancel()
+	var res *redis.Cmd
+	for attempt := 0; ; attempt++ {
+		pipe := l.c.Pipeline()
+		l.settle.EvalSha(ctx, pipe, ckeys, cargs...)
+		res = l.reserve.EvalSha(ctx, pipe, call.keys, call.args...)
+		_, err := pipe.Exec(ctx)
+		if err == nil {
+			break
+		}
+		if attempt == 0 && redis.HasErrorPrefix(err, "NOSCRIPT") {
+			// A restarted Redis lost the scripts: load them and go again. The
+			// cancel counts once whether or not it ran the first time.
+			if err := l.loadScripts(ctx, l.settle, l.reserve); err != nil {
+				old.done.Store(false)
+				return Decision{}, unavailable("replace", err)
+			}
+			continue
+		}
+		old.done.Store(false)
+		return Decision{}, unavailable("replace", err)
+	}
+	reply, err := res.Int64Slice()
+	if err != nil {
+		return Decision{}, unavailable("replace", err)
+	}
+	return l.decide(call, reply, &req, now)
+}
+
+// cancelNow cancels a reservation whose done flag the caller already set.
+func (l *RedisLedger) cancelNow(ctx context.Context, r *Reservation, now time.Time) error {
+	r.done.Store(false)
+	return l.Cancel(ctx, r, now)
+}
+
+func (l *RedisLedger) loadScripts(ctx context.Context, scripts ...*redis.Script) error {
+	for _, sc := range scripts {
+		if err := sc.Load(ctx, l.c).Err(); err != nil {
+			return err
+		}
 	}
 	return nil
 }

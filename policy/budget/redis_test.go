@@ -131,6 +131,21 @@ func TestRedisScriptFlush(t *testing.T) {
 	}
 	mustAllow(t, l, req, t0)
 	mustDeny(t, l, req, t0)
+
+	// A Replace sends both scripts in one pipeline: after a flush it loads
+	// them and goes again, and the cancel still counts once.
+	l = newRedisLedger(t, c, RedisOptions{Prefix: "flush2"})
+	guess := mustAllow(t, l, req, t0)
+	if err := c.ScriptFlush(bg).Err(); err != nil {
+		t.Fatal(err)
+	}
+	d, err := l.Replace(bg, guess, req, t0)
+	if err != nil || !d.Allowed {
+		t.Fatalf("Replace after SCRIPT FLUSH: %+v, %v", d, err)
+	}
+	if u, _ := used(t, l, keyA, Limit{Requests, Minute, 2}, nil, t0); u != 1 {
+		t.Errorf("%d requests counted after the replace; want 1", u)
+	}
 }
 
 // TestRedisKeyLayout checks that every key shares the ledger's hash tag
