@@ -37,17 +37,21 @@ func (p *policyProcessor) reserve(f reqbody.Fields, bodyLen int) *ClientError {
 		return nil
 	}
 	cfg := p.pol.Budgets
-	req, err := p.pol.BudgetRequest(policy.BudgetInput{
+	in := policy.BudgetInput{
 		RequestID: p.requestID, Key: p.key, Route: p.route, Session: p.trace.TraceID,
 		Endpoint: string(p.endpoint), Model: p.model, BodyBytes: bodyLen, MaxTokens: f.MaxTokens,
-	})
+	}
+	req, err := p.pol.BudgetRequest(in)
 	if err != nil {
 		return invalidRequest("model %q has no price, so it cannot be held to a USD budget; add its price to the policy (pricing.models)", p.model)
 	}
 	if len(req.Scopes) == 0 {
 		return nil
 	}
-	dec, err := p.s.ledger.Reserve(context.Background(), req, p.s.now())
+	if p.endpoint == epMessages {
+		p.remember(in)
+	}
+	dec, err := p.reserveWith(in, req)
 	switch {
 	case err != nil && errors.Is(err, budget.ErrUnavailable) && cfg.FailMode == budget.FailOpen:
 		p.s.metrics.ledgerErrors.WithLabelValues("reserve", "open").Inc()

@@ -18,6 +18,7 @@ type Metrics struct {
 
 	budgetRejections *prometheus.CounterVec
 	ledgerErrors     *prometheus.CounterVec
+	early            *prometheus.CounterVec
 
 	// phaseByRole holds the phase histogram's observers, resolved once so that
 	// no message pays for a label lookup.
@@ -83,8 +84,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"scope", "kind"}),
 		ledgerErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tollgate_budget_ledger_errors_total",
-			Help: "Budget ledger failures by operation (reserve, settle, renew) and, for reserve, the fail mode applied (open, closed).",
+			Help: "Budget ledger failures by operation (reserve, settle, renew, cancel) and, for reserve, the fail mode applied (open, closed).",
 		}, []string{"op", "fail_mode"}),
+		early: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tollgate_budget_early_reservations_total",
+			Help: "Budget reservations made at the request headers from the key's previous request, by outcome: kept (the request was the guess), replaced, retried (the guess was refused), cancelled (unused), failed (ledger error).",
+		}, []string{"outcome"}),
 	}
 	m.phaseByRole = map[string]map[string]prometheus.Observer{}
 	for _, role := range []string{rolePolicy, roleAdapter} {
@@ -95,7 +100,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.streams, m.requests, m.rejections, m.tokens, m.cost, m.unpriced, m.phase, m.duration, m.ttft,
-			m.budgetRejections, m.ledgerErrors)
+			m.budgetRejections, m.ledgerErrors, m.early)
 	}
 	return m
 }

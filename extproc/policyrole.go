@@ -96,6 +96,7 @@ type policyProcessor struct {
 
 	// Budgets.
 	reservation   *budget.Reservation
+	early         *earlyReserve // started at the request headers, until the body decides
 	remaining     *budget.Remaining
 	budgetOutcome string
 	renewing      atomic.Bool
@@ -112,6 +113,7 @@ func newPolicyProcessor(s *Server) *policyProcessor { return &policyProcessor{s:
 // finish writes the request's cost record, once, whichever way the stream
 // ended: a complete response, an error, a rejection, or a client that went away.
 func (p *policyProcessor) finish(error) {
+	p.cancelEarly()
 	if p.endpoint == "" || p.endpoint == epProbe {
 		return // a warm-up probe or a stream with no request: nothing to record
 	}
@@ -197,7 +199,9 @@ func (p *policyProcessor) requestHeaders(hh *extprocv3.HttpHeaders) *extprocv3.P
 
 	if !hh.GetEndOfStream() {
 		// The body decides the rest. In BUFFERED mode Envoy holds the headers until
-		// the body reply, so routing set there still reaches the router.
+		// the body reply, so routing set there still reaches the router. The
+		// budget check starts now, while the body is on its way.
+		p.startEarlyReserve(h)
 		return continueRequestHeaders(&extprocv3.CommonResponse{HeaderMutation: m.proto()})
 	}
 	if e := p.resolveRoute(p.slug); e != nil {

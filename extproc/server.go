@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
@@ -40,6 +41,9 @@ type Options struct {
 	Recorder Recorder         // default: records discarded
 	Ledger   budget.Ledger    // default: no budgets are enforced
 	Now      func() time.Time // default: time.Now
+	// NoEarlyReserve turns off early reservations (early.go): every budget
+	// check then waits for the body and makes its ledger round trip there.
+	NoEarlyReserve bool
 }
 
 // Server implements envoy.service.ext_proc.v3.ExternalProcessor.
@@ -52,6 +56,9 @@ type Server struct {
 	recorder Recorder
 	ledger   budget.Ledger
 	now      func() time.Time
+
+	noEarlyReserve bool
+	guesses        sync.Map // key id → guess: each key's last message request
 }
 
 // NewServer returns a Server, or an error when a required option is missing.
@@ -59,7 +66,8 @@ func NewServer(o Options) (*Server, error) {
 	if o.Policies == nil || o.Signer == nil {
 		return nil, errors.New("extproc: Policies and Signer are required")
 	}
-	s := &Server{policies: o.Policies, signer: o.Signer, log: o.Logger, metrics: o.Metrics, recorder: o.Recorder, ledger: o.Ledger, now: o.Now}
+	s := &Server{policies: o.Policies, signer: o.Signer, log: o.Logger, metrics: o.Metrics, recorder: o.Recorder, ledger: o.Ledger, now: o.Now,
+		noEarlyReserve: o.NoEarlyReserve}
 	if s.recorder == nil {
 		s.recorder = discardRecorder{}
 	}
@@ -71,6 +79,10 @@ func NewServer(o Options) (*Server, error) {
 	}
 	if s.now == nil {
 		s.now = time.Now
+	}
+	if _, inMemory := o.Ledger.(*budget.MemoryLedger); inMemory {
+		// A reserve in memory takes microseconds: nothing to overlap.
+		s.noEarlyReserve = true
 	}
 	return s, nil
 }

@@ -60,6 +60,7 @@ type serveConfig struct {
 	AdminTokenFile      string
 	AdminToken          string // only from the environment, never a flag
 	BudgetTimeout       time.Duration
+	BudgetEarlyReserve  bool
 }
 
 // parseServeFlags reads flags; each flag's default comes from its TOLLGATE_*
@@ -111,6 +112,11 @@ func parseServeFlags(args []string, lookup func(string) (string, bool), stderr i
 	fs.StringVar(&c.SpoolDir, "spool-dir", env("TOLLGATE_SPOOL_DIR", filepath.Join(os.TempDir(), "tollgate-spool")), "where records wait on disk while a sink is down (TOLLGATE_SPOOL_DIR)")
 	fs.StringVar(&c.AdminTokenFile, "admin-token-file", env("TOLLGATE_ADMIN_TOKEN_FILE", ""), "file holding the bearer token of the admin API (/v1/records, /v1/traces); or the token itself in TOLLGATE_ADMIN_TOKEN; none disables the API (TOLLGATE_ADMIN_TOKEN_FILE)")
 	fs.DurationVar(&c.BudgetTimeout, "budget-timeout", dur("TOLLGATE_BUDGET_TIMEOUT", budget.DefaultRedisTimeout.String()), "how long a budget check may wait for Redis before the policy's budget_fail_mode applies (TOLLGATE_BUDGET_TIMEOUT)")
+	early, err := strconv.ParseBool(env("TOLLGATE_BUDGET_EARLY_RESERVE", "true"))
+	if err != nil {
+		errs = append(errs, fmt.Errorf("TOLLGATE_BUDGET_EARLY_RESERVE: %w", err))
+	}
+	fs.BoolVar(&c.BudgetEarlyReserve, "budget-early-reserve", early, "start the budget check at the request headers from the key's previous request, so that its Redis round trip overlaps the body's upload; false checks at the body only (TOLLGATE_BUDGET_EARLY_RESERVE)")
 	c.DecisionSecret = env("TOLLGATE_DECISION_SECRET", "")
 	c.AdminToken = env("TOLLGATE_ADMIN_TOKEN", "")
 	if err := errors.Join(errs...); err != nil {
@@ -244,6 +250,7 @@ func serve(ctx context.Context, c serveConfig, logOut io.Writer) error {
 
 	srv, err := extproc.NewServer(extproc.Options{
 		Policies: watcher, Signer: signer, Logger: log, Metrics: extproc.NewMetrics(reg), Recorder: rec.writer, Ledger: ledger,
+		NoEarlyReserve: !c.BudgetEarlyReserve,
 	})
 	if err != nil {
 		return err

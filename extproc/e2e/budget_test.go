@@ -178,22 +178,29 @@ func TestLedgerDown(t *testing.T) {
 		t.Run(mode, func(t *testing.T) {
 			s := newStackWith(t, stackOptions{ledger: ledger, keyBudgets: `[{usd: 5, per: day}]`,
 				policyTail: "budget_fail_mode: " + mode + "\n"})
-			_, err := s.client.Messages.New(context.Background(), hello("claude-sonnet-4-5"))
-			if mode == "closed" {
-				e := apiError(t, err)
-				if e.StatusCode != 503 || e.Type() != "overloaded_error" || !strings.Contains(e.Message, "cannot check budgets") {
-					t.Errorf("got %d %s %q", e.StatusCode, e.Type(), e.Message)
+			// The second request is checked early, from the first: the same
+			// failure, the same answer.
+			for i := 1; i <= 2; i++ {
+				_, err := s.client.Messages.New(context.Background(), hello("claude-sonnet-4-5"))
+				if mode == "closed" {
+					e := apiError(t, err)
+					if e.StatusCode != 503 || e.Type() != "overloaded_error" || !strings.Contains(e.Message, "cannot check budgets") {
+						t.Errorf("request %d: got %d %s %q", i, e.StatusCode, e.Type(), e.Message)
+					}
+					if n := len(s.fake.Requests()); n != 0 {
+						t.Errorf("the provider saw %d requests", n)
+					}
+					continue
 				}
-				if n := len(s.fake.Requests()); n != 0 {
-					t.Errorf("the provider saw %d requests", n)
+				if err != nil {
+					t.Fatal(err)
 				}
-				return
+				if r := s.records.wait(t, i)[i-1]; r.BudgetOutcome != "unmetered" || r.Outcome != records.OutcomeOK {
+					t.Errorf("record %+v", r)
+				}
 			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if r := s.records.wait(t, 1)[0]; r.BudgetOutcome != "unmetered" || r.Outcome != records.OutcomeOK {
-				t.Errorf("record %+v", r)
+			if n := metricValue(t, s.reg, "tollgate_budget_early_reservations_total", map[string]string{"outcome": "failed"}); n != 1 {
+				t.Errorf("%v failed early reservations, want 1", n)
 			}
 		})
 	}

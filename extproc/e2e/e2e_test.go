@@ -548,26 +548,7 @@ func TestClientCancelMidStream(t *testing.T) {
 func TestAdapterAsksForTheBodyOnlyToRewriteIt(t *testing.T) {
 	s := newStack(t)
 	adapterBodies := func() float64 {
-		t.Helper()
-		mfs, err := s.reg.Gather()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, mf := range mfs {
-			if mf.GetName() != "tollgate_phase_duration_seconds" {
-				continue
-			}
-			for _, m := range mf.GetMetric() {
-				labels := map[string]string{}
-				for _, l := range m.GetLabel() {
-					labels[l.GetName()] = l.GetValue()
-				}
-				if labels["role"] == "adapter" && labels["phase"] == "request_body" {
-					return float64(m.GetHistogram().GetSampleCount())
-				}
-			}
-		}
-		return 0
+		return metricValue(t, s.reg, "tollgate_phase_duration_seconds", map[string]string{"role": "adapter", "phase": "request_body"})
 	}
 
 	for _, c := range []struct {

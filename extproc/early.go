@@ -1,0 +1,163 @@
+package extproc
+
+import (
+	"context"
+	"strconv"
+
+	"go.uber.org/zap"
+
+	"github.com/tollgate-dev/tollgate/policy"
+	"github.com/tollgate-dev/tollgate/policy/budget"
+)
+
+// Early reservations take the budget ledger's round trip off the request path.
+// The reserve needs the model and max_tokens, which come with the body, but
+// Envoy sends the request headers first and buffers the body meanwhile. So at
+// the request headers the policy role reserves what the request will most
+// likely need: its key's previous request (route, model, max_tokens) at the
+// content-length the client announced. Coding agents send run after run of
+// requests with one model and one max_tokens, so the guess is usually the
+// request itself. At the body:
+//
+//   - the request is what was guessed: the early decision is the decision,
+//     allowed or denied, and no round trip is left;
+//   - it is not, and the guess was admitted: one Replace gives the guess back
+//     and reserves the request, the round trip there would have been anyway;
+//   - it is not, and the guess was refused: a plain Reserve.
+//
+// A request that never uses its early reservation (refused for its body, or
+// gone before it) has it cancelled when its stream ends, request counts
+// included, so a guess never costs anyone quota. The ledger sees one extra
+// operation per miss, never a decision that differs from a reserve at the body.
+
+// guess is what a key's last message request needed from the ledger.
+type guess struct {
+	route     string // the route's slug
+	model     string
+	maxTokens int64
+}
+
+// earlyReserve is a reservation started at the request headers.
+type earlyReserve struct {
+	in   policy.BudgetInput
+	done chan struct{} // closed when dec and err are set
+	dec  budget.Decision
+	err  error
+}
+
+// Outcomes of early reservations, the label of tollgate_budget_early_total.
+const (
+	earlyKept      = "kept"      // the request was the guess
+	earlyReplaced  = "replaced"  // admitted guess given back, request reserved in one round trip
+	earlyRetried   = "retried"   // refused guess, request reserved at the body
+	earlyCancelled = "cancelled" // the request never used it
+	earlyFailed    = "failed"    // the ledger failed; the fail mode applied
+)
+
+// startEarlyReserve reserves the guessed budget of a message request whose
+// body is still to come. It does nothing without a ledger, budgets, a
+// content-length, or a previous request of the key to guess from.
+func (p *policyProcessor) startEarlyReserve(h headers) {
+	if p.s.noEarlyReserve || p.s.ledger == nil || p.endpoint != epMessages || p.key == nil ||
+		p.pol.Budgets == nil || len(p.pol.Budgets.Limits) == 0 {
+		return
+	}
+	size, err := strconv.Atoi(h.get("content-length"))
+	if err != nil || size <= 0 {
+		return
+	}
+	v, ok := p.s.guesses.Load(p.key.ID)
+	if !ok {
+		return
+	}
+	g := v.(guess)
+	slug := g.route
+	if p.slug != "" {
+		slug = p.slug
+	}
+	route, ok := p.pol.Route(slug)
+	if !ok {
+		return
+	}
+	in := policy.BudgetInput{
+		RequestID: p.requestID, Key: p.key, Route: route, Session: p.trace.TraceID,
+		Endpoint: string(p.endpoint), Model: g.model, BodyBytes: size, MaxTokens: g.maxTokens,
+	}
+	req, err := p.pol.BudgetRequest(in)
+	if err != nil || req.Exempt || len(req.Scopes) == 0 {
+		return
+	}
+	e := &earlyReserve{in: in, done: make(chan struct{})}
+	p.early = e
+	ledger, now := p.s.ledger, p.s.now()
+	go func() {
+		defer close(e.done)
+		e.dec, e.err = ledger.Reserve(context.Background(), req, now)
+	}()
+}
+
+// remember keeps a message request's needs as its key's next guess.
+func (p *policyProcessor) remember(in policy.BudgetInput) {
+	if p.s.noEarlyReserve || in.Route == nil || p.key == nil {
+		return
+	}
+	g := guess{route: in.Route.Slug, model: in.Model, maxTokens: in.MaxTokens}
+	if v, ok := p.s.guesses.Load(p.key.ID); ok && v.(guess) == g {
+		return
+	}
+	p.s.guesses.Store(p.key.ID, g)
+}
+
+// sameNeeds reports whether two budget inputs of one request ask the ledger
+// for the same thing.
+func sameNeeds(a, b policy.BudgetInput) bool {
+	return a.Route.Slug == b.Route.Slug && a.Model == b.Model && a.MaxTokens == b.MaxTokens &&
+		a.BodyBytes == b.BodyBytes && a.Endpoint == b.Endpoint && a.Session == b.Session
+}
+
+// reserveWith returns the ledger's decision on req (from in), using the early
+// reservation when there is one.
+func (p *policyProcessor) reserveWith(in policy.BudgetInput, req budget.Request) (budget.Decision, error) {
+	e := p.early
+	p.early = nil
+	if e == nil {
+		return p.s.ledger.Reserve(context.Background(), req, p.s.now())
+	}
+	<-e.done
+	switch {
+	case e.err != nil:
+		// The ledger is down or too slow: so it would be for the request.
+		p.s.metrics.early.WithLabelValues(earlyFailed).Inc()
+		return e.dec, e.err
+	case sameNeeds(e.in, in):
+		p.s.metrics.early.WithLabelValues(earlyKept).Inc()
+		return e.dec, nil
+	case e.dec.Allowed:
+		p.s.metrics.early.WithLabelValues(earlyReplaced).Inc()
+		return p.s.ledger.Replace(context.Background(), e.dec.Reservation, req, p.s.now())
+	}
+	p.s.metrics.early.WithLabelValues(earlyRetried).Inc()
+	return p.s.ledger.Reserve(context.Background(), req, p.s.now())
+}
+
+// cancelEarly gives back an early reservation the request did not use. It
+// runs when the stream ends.
+func (p *policyProcessor) cancelEarly() {
+	e := p.early
+	if e == nil {
+		return
+	}
+	p.early = nil
+	<-e.done
+	if e.err != nil || !e.dec.Allowed {
+		return
+	}
+	p.s.metrics.early.WithLabelValues(earlyCancelled).Inc()
+	ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
+	defer cancel()
+	if err := p.s.ledger.Cancel(ctx, e.dec.Reservation, p.s.now()); err != nil {
+		p.s.metrics.ledgerErrors.WithLabelValues("cancel", "").Inc()
+		p.s.log.Error("cancelling an early budget reservation failed; it is held until its lease expires",
+			zap.String("request_id", p.requestID), zap.Error(err))
+	}
+}
