@@ -47,19 +47,32 @@ func metricValue(t *testing.T, reg prometheus.Gatherer, name string, want map[st
 	return 0
 }
 
+// redisLedger returns a budget ledger on a fresh redis-server.
+func redisLedger(t *testing.T) *budget.RedisLedger {
+	t.Helper()
+	return redisLedgerOn(t, redistest.Start(t).Addr())
+}
+
+// redisLedgerOn returns a budget ledger, with its own client, on the Redis at
+// addr: one Tollgate instance's view of a shared store.
+func redisLedgerOn(t *testing.T, addr string) *budget.RedisLedger {
+	t.Helper()
+	c := redis.NewClient(&redis.Options{Addr: addr, ContextTimeoutEnabled: true})
+	t.Cleanup(func() { c.Close() })
+	l, err := budget.NewRedisLedger(c, budget.RedisOptions{Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
 // TestEarlyReservations runs the budget check at the request headers from
 // the key's previous request, on Redis: a request like the previous one
 // keeps its early reservation (allowed or refused), another model replaces
 // it, and a request refused for its body gives it back, request count
 // included.
 func TestEarlyReservations(t *testing.T) {
-	rdb := redistest.Start(t)
-	c := redis.NewClient(&redis.Options{Addr: rdb.Addr(), ContextTimeoutEnabled: true})
-	t.Cleanup(func() { c.Close() })
-	ledger, err := budget.NewRedisLedger(c, budget.RedisOptions{Timeout: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ledger := redisLedger(t)
 	s := newStackWith(t, stackOptions{ledger: ledger, keyBudgets: `[{requests: 3, per: minute}, {usd: 100, per: day}, {concurrent: 2}]`})
 	early := func(outcome string) float64 {
 		return metricValue(t, s.reg, "tollgate_budget_early_reservations_total", map[string]string{"outcome": outcome})
@@ -137,17 +150,11 @@ func waitFor(t *testing.T, cond func() bool) {
 // refuse a request that fits: after a request with a large max_tokens is
 // refused, a small one is reserved at the body and served.
 func TestEarlyGuessRefusedRequestFits(t *testing.T) {
-	rdb := redistest.Start(t)
-	c := redis.NewClient(&redis.Options{Addr: rdb.Addr(), ContextTimeoutEnabled: true})
-	t.Cleanup(func() { c.Close() })
-	ledger, err := budget.NewRedisLedger(c, budget.RedisOptions{Timeout: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ledger := redisLedger(t)
 	s := newStackWith(t, stackOptions{ledger: ledger, keyBudgets: `[{usd: 0.05, per: day}]`})
 	big := hello("claude-sonnet-4-5")
 	big.MaxTokens = 16000
-	_, err = s.client.Messages.New(context.Background(), big)
+	_, err := s.client.Messages.New(context.Background(), big)
 	if e := apiError(t, err); e.StatusCode != 429 {
 		t.Fatalf("max_tokens 16000 on $0.05: %d, want 429", e.StatusCode)
 	}

@@ -6,13 +6,10 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/anthropics/anthropic-sdk-go/v2"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/tollgate-dev/tollgate/internal/redistest"
-	"github.com/tollgate-dev/tollgate/policy/budget"
 )
 
 // TestTwoInstancesShareOneCeiling runs two complete Tollgate stacks (two ext_proc
@@ -20,18 +17,9 @@ import (
 // client. Requests fired at both at once are held to one limit.
 func TestTwoInstancesShareOneCeiling(t *testing.T) {
 	rdb := redistest.Start(t)
-	newLedger := func() budget.Ledger {
-		c := redis.NewClient(&redis.Options{Addr: rdb.Addr(), ContextTimeoutEnabled: true})
-		t.Cleanup(func() { c.Close() })
-		l, err := budget.NewRedisLedger(c, budget.RedisOptions{Timeout: time.Second})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return l
-	}
 	const limit = 5
 	opts := func() stackOptions {
-		return stackOptions{ledger: newLedger(), keyBudgets: `[{requests: 5, per: hour}]`}
+		return stackOptions{ledger: redisLedgerOn(t, rdb.Addr()), keyBudgets: `[{requests: 5, per: hour}]`}
 	}
 	stacks := []*stack{newStackWith(t, opts()), newStackWith(t, opts())}
 

@@ -192,13 +192,9 @@ func (l *MemoryLedger) Reserve(_ context.Context, req Request, now time.Time) (D
 	return Decision{Allowed: true, Reservation: res, Remaining: tightest(items, used)}, nil
 }
 
-// Settle implements [Ledger.Settle]. It never fails.
-func (l *MemoryLedger) Settle(_ context.Context, r *Reservation, actual Actual, now time.Time) error {
-	if r.settled() {
-		return nil
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
+// endHold ends a reservation's hold at now, under l.mu, and reports whether
+// it was still live (its holds not yet given back by expiry).
+func (l *MemoryLedger) endHold(r *Reservation, now time.Time) bool {
 	l.maintain(now)
 	h := &r.hold
 	live := h.state == holdLive
@@ -206,6 +202,17 @@ func (l *MemoryLedger) Settle(_ context.Context, r *Reservation, actual Actual, 
 		heap.Remove(&l.holds, h.index)
 	}
 	h.state = holdSettled
+	return live
+}
+
+// Settle implements [Ledger.Settle]. It never fails.
+func (l *MemoryLedger) Settle(_ context.Context, r *Reservation, actual Actual, now time.Time) error {
+	if r.settled() {
+		return nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	live := l.endHold(r, now)
 	for i := range r.items {
 		it := &r.items[i]
 		a := it.settleAmount(&actual)
@@ -241,13 +248,7 @@ func (l *MemoryLedger) Cancel(_ context.Context, r *Reservation, now time.Time) 
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.maintain(now)
-	h := &r.hold
-	live := h.state == holdLive
-	if live {
-		heap.Remove(&l.holds, h.index)
-	}
-	h.state = holdSettled
+	live := l.endHold(r, now)
 	for i := range r.items {
 		it := &r.items[i]
 		switch it.kind {

@@ -368,29 +368,43 @@ func (l *RedisLedger) decide(call *reserveCall, reply []int64, req *Request, now
 
 // Settle implements [Ledger.Settle] in one round trip.
 func (l *RedisLedger) Settle(ctx context.Context, r *Reservation, actual Actual, now time.Time) error {
+	return l.end(ctx, r, &actual, now)
+}
+
+// Cancel implements [Ledger.Cancel] in one round trip.
+func (l *RedisLedger) Cancel(ctx context.Context, r *Reservation, now time.Time) error {
+	return l.end(ctx, r, nil, now)
+}
+
+// end settles r with actual, or cancels it when actual is nil.
+func (l *RedisLedger) end(ctx context.Context, r *Reservation, actual *Actual, now time.Time) error {
 	if r.settled() {
 		return nil
 	}
-	keys, args := l.settleCall(r, &actual, now, false)
+	keys, args := l.settleCall(r, actual, now)
 	ctx, cancel := context.WithTimeout(ctx, l.timeout)
 	defer cancel()
 	if err := l.settle.Run(ctx, l.c, keys, args...).Err(); err != nil {
-		// The reservation stays held until its lease expires; a retry of
-		// Settle is allowed and counts once.
+		// The reservation stays held until its lease expires; a retry is
+		// allowed and counts once.
 		r.done.Store(false)
-		return unavailable("settle", err)
+		op := "settle"
+		if actual == nil {
+			op = "cancel"
+		}
+		return unavailable(op, err)
 	}
 	return nil
 }
 
-// settleCall prepares the settle script's keys and arguments; refund makes
-// it a cancel (actual is then ignored).
-func (l *RedisLedger) settleCall(r *Reservation, actual *Actual, now time.Time, refund bool) ([]string, []any) {
+// settleCall prepares the settle script's keys and arguments: a settle with
+// actual, or a cancel (the script's refund) when actual is nil.
+func (l *RedisLedger) settleCall(r *Reservation, actual *Actual, now time.Time) ([]string, []any) {
 	keys := make([]string, 2, 2+2*len(r.items))
 	keys[0], keys[1] = l.holdsKey(), l.expiredKey()
 	args := make([]any, 5, 5+6*len(r.items))
 	args[0], args[1], args[2], args[3], args[4] = r.member, r.id, ms(now), len(r.items), 0
-	if refund {
+	if actual == nil {
 		args[4] = 1
 	}
 	for i := range r.items {
@@ -404,28 +418,12 @@ func (l *RedisLedger) settleCall(r *Reservation, actual *Actual, now time.Time, 
 		case it.limit.Per == Session:
 			ttl, p = l.keyTTL(it), ms(now.Add(it.ttl))
 		}
-		if !refund {
+		if actual != nil {
 			amount = it.settleAmount(actual)
 		}
 		args = append(args, kindArg(it), modeArg(it), it.need, amount, ttl, p)
 	}
 	return keys, args
-}
-
-// Cancel implements [Ledger.Cancel] in one round trip.
-func (l *RedisLedger) Cancel(ctx context.Context, r *Reservation, now time.Time) error {
-	if r.settled() {
-		return nil
-	}
-	keys, args := l.settleCall(r, nil, now, true)
-	ctx, cancel := context.WithTimeout(ctx, l.timeout)
-	defer cancel()
-	if err := l.settle.Run(ctx, l.c, keys, args...).Err(); err != nil {
-		// Held until the lease expires, like a failed Settle; a retry counts once.
-		r.done.Store(false)
-		return unavailable("cancel", err)
-	}
-	return nil
 }
 
 // Replace implements [Ledger.Replace]: the cancel and the reserve go out in
@@ -443,7 +441,7 @@ func (l *RedisLedger) Replace(ctx context.Context, old *Reservation, req Request
 		err := l.cancelNow(ctx, old, now)
 		return exemptDecision(), err
 	}
-	ckeys, cargs := l.settleCall(old, nil, now, true)
+	ckeys, cargs := l.settleCall(old, nil, now)
 	ctx, cancel := context.WithTimeout(ctx, l.timeout)
 	defer cancel()
 	var res *redis.Cmd
