@@ -15,6 +15,11 @@
 // long as reservations are not under-estimates, and a denied request changes
 // no counter.
 //
+// A reservation made ahead of its request, from a guess, is given back with
+// [Ledger.Cancel] (request counts included) when the request turns out not to
+// use it, or exchanged for the request's own with [Ledger.Replace], which
+// cancels and reserves in one round trip.
+//
 // Leases expire after a TTL ([DefaultLeaseTTL], renewable with
 // [Ledger.Renew]), so a request whose process died gives back its slot and
 // its held spend: between the crash and the expiry the ledger over-counts,
@@ -34,7 +39,8 @@
 //
 // [MemoryLedger] is for a single instance. [RedisLedger] shares the
 // counters between replicas: each method is one Lua script, one round trip,
-// atomic across every scope and window of the request. Both pass one
+// atomic across every scope and window of the request (Replace pipelines two
+// scripts, each atomic). Both pass one
 // contract test suite. Time is a parameter of every method.
 //
 // [NewAPIHandler] serves the admin API: GET /v1/budgets and
