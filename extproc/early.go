@@ -2,6 +2,7 @@ package extproc
 
 import (
 	"context"
+	"math/bits"
 	"strconv"
 
 	"go.uber.org/zap"
@@ -14,8 +15,8 @@ import (
 // The reserve needs the model and max_tokens, which come with the body, but
 // Envoy sends the request headers first and buffers the body meanwhile. So at
 // the request headers the policy role reserves what the request will most
-// likely need: its key's previous request (route, model, max_tokens) at the
-// content-length the client announced. Coding agents send run after run of
+// likely need: its key's previous request of about the same size (route,
+// model, max_tokens) at the content-length the client announced. Coding agents send run after run of
 // requests with one model and one max_tokens, so the guess is usually the
 // request itself. At the body:
 //
@@ -36,6 +37,20 @@ type guess struct {
 	model     string
 	maxTokens int64
 }
+
+// guessKey files a guess under its key and the size class of its body (the
+// bit length of its size), because an agent's runs interleave: Claude Code's
+// main model gets the long conversation, Haiku the short side requests. Each
+// key's last guess of any size is also kept, under class anySize, for a size
+// not seen yet.
+type guessKey struct {
+	keyID string
+	class uint8
+}
+
+const anySize = 255 // above any bit length
+
+func sizeClass(bodyBytes int) uint8 { return uint8(bits.Len(uint(bodyBytes))) }
 
 // earlyReserve is a reservation started at the request headers.
 type earlyReserve struct {
@@ -66,9 +81,11 @@ func (p *policyProcessor) startEarlyReserve(h headers) {
 	if err != nil || size <= 0 {
 		return
 	}
-	v, ok := p.s.guesses.Load(p.key.ID)
+	v, ok := p.s.guesses.Load(guessKey{p.key.ID, sizeClass(size)})
 	if !ok {
-		return
+		if v, ok = p.s.guesses.Load(guessKey{p.key.ID, anySize}); !ok {
+			return
+		}
 	}
 	g := v.(guess)
 	slug := g.route
@@ -102,10 +119,11 @@ func (p *policyProcessor) remember(in policy.BudgetInput) {
 		return
 	}
 	g := guess{route: in.Route.Slug, model: in.Model, maxTokens: in.MaxTokens}
-	if v, ok := p.s.guesses.Load(p.key.ID); ok && v.(guess) == g {
-		return
+	for _, k := range []guessKey{{p.key.ID, sizeClass(in.BodyBytes)}, {p.key.ID, anySize}} {
+		if v, ok := p.s.guesses.Load(k); !ok || v.(guess) != g {
+			p.s.guesses.Store(k, g)
+		}
 	}
-	p.s.guesses.Store(p.key.ID, g)
 }
 
 // sameNeeds reports whether two budget inputs of one request ask the ledger

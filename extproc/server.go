@@ -58,7 +58,7 @@ type Server struct {
 	now      func() time.Time
 
 	noEarlyReserve bool
-	guesses        sync.Map // key id → guess: each key's last message request
+	guesses        sync.Map // guessKey → guess: each key's last message request, by body size class
 }
 
 // NewServer returns a Server, or an error when a required option is missing.

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/anthropics/anthropic-sdk-go/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
@@ -165,5 +166,32 @@ func TestEarlyGuessRefusedRequestFits(t *testing.T) {
 	}
 	if n := metricValue(t, s.reg, "tollgate_budget_early_reservations_total", map[string]string{"outcome": "retried"}); n != 1 {
 		t.Errorf("%v retried early reservations, want 1", n)
+	}
+}
+
+// TestEarlyGuessesBySize: an agent interleaves long requests to its main
+// model with short side requests to another; each size keeps its own guess,
+// so after one of each every request is guessed right.
+func TestEarlyGuessesBySize(t *testing.T) {
+	s := newStackWith(t, stackOptions{ledger: redisLedger(t), keyBudgets: `[{usd: 100, per: day}, {requests: 100, per: minute}]`})
+	long := hello("claude-sonnet-4-5")
+	long.Messages = []anthropic.MessageParam{anthropic.NewUserMessage(anthropic.NewTextBlock(strings.Repeat("context ", 1000)))}
+	short := hello("claude-haiku-4-5")
+	short.MaxTokens = 512
+	for i := 0; i < 3; i++ {
+		for _, p := range []anthropic.MessageNewParams{long, short} {
+			if _, err := s.client.Messages.New(context.Background(), p); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// The first long request has nothing to guess from, the first short one
+	// only the long one's guess; the four after them are all kept.
+	got := map[string]float64{}
+	for _, o := range []string{"kept", "replaced", "retried"} {
+		got[o] = metricValue(t, s.reg, "tollgate_budget_early_reservations_total", map[string]string{"outcome": o})
+	}
+	if got["kept"] != 4 || got["replaced"] != 1 || got["retried"] != 0 {
+		t.Errorf("early reservations %v; want 4 kept and 1 replaced", got)
 	}
 }
