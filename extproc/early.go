@@ -60,7 +60,8 @@ type earlyReserve struct {
 	err  error
 }
 
-// Outcomes of early reservations, the label of tollgate_budget_early_total.
+// Outcomes of early reservations: the outcome label of
+// tollgate_budget_early_reservations_total.
 const (
 	earlyKept      = "kept"      // the request was the guess
 	earlyReplaced  = "replaced"  // admitted guess given back, request reserved in one round trip
@@ -145,16 +146,16 @@ func (p *policyProcessor) reserveWith(in policy.BudgetInput, req budget.Request)
 	switch {
 	case e.err != nil:
 		// The ledger is down or too slow: so it would be for the request.
-		p.s.metrics.early.WithLabelValues(earlyFailed).Inc()
+		p.s.metrics.early[earlyFailed].Inc()
 		return e.dec, e.err
 	case sameNeeds(e.in, in):
-		p.s.metrics.early.WithLabelValues(earlyKept).Inc()
+		p.s.metrics.early[earlyKept].Inc()
 		return e.dec, nil
 	case e.dec.Allowed:
-		p.s.metrics.early.WithLabelValues(earlyReplaced).Inc()
+		p.s.metrics.early[earlyReplaced].Inc()
 		return p.s.ledger.Replace(context.Background(), e.dec.Reservation, req, p.s.now())
 	}
-	p.s.metrics.early.WithLabelValues(earlyRetried).Inc()
+	p.s.metrics.early[earlyRetried].Inc()
 	return p.s.ledger.Reserve(context.Background(), req, p.s.now())
 }
 
@@ -170,7 +171,7 @@ func (p *policyProcessor) cancelEarly() {
 	if e.err != nil || !e.dec.Allowed {
 		return
 	}
-	p.s.metrics.early.WithLabelValues(earlyCancelled).Inc()
+	p.s.metrics.early[earlyCancelled].Inc()
 	ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
 	defer cancel()
 	if err := p.s.ledger.Cancel(ctx, e.dec.Reservation, p.s.now()); err != nil {

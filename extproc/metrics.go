@@ -18,7 +18,9 @@ type Metrics struct {
 
 	budgetRejections *prometheus.CounterVec
 	ledgerErrors     *prometheus.CounterVec
-	early            *prometheus.CounterVec
+	earlyVec         *prometheus.CounterVec
+	// early holds earlyVec's counters by outcome, resolved once.
+	early map[string]prometheus.Counter
 
 	// phaseByRole holds the phase histogram's observers, resolved once so that
 	// no message pays for a label lookup.
@@ -86,7 +88,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "tollgate_budget_ledger_errors_total",
 			Help: "Budget ledger failures by operation (reserve, settle, renew, cancel) and, for reserve, the fail mode applied (open, closed).",
 		}, []string{"op", "fail_mode"}),
-		early: prometheus.NewCounterVec(prometheus.CounterOpts{
+		earlyVec: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tollgate_budget_early_reservations_total",
 			Help: "Budget reservations made at the request headers from the key's previous request, by outcome: kept (the request was the guess), replaced, retried (the guess was refused), cancelled (unused), failed (ledger error).",
 		}, []string{"outcome"}),
@@ -98,9 +100,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			m.phaseByRole[role][ph] = m.phase.WithLabelValues(role, ph)
 		}
 	}
+	m.early = map[string]prometheus.Counter{}
+	for _, o := range []string{earlyKept, earlyReplaced, earlyRetried, earlyCancelled, earlyFailed} {
+		m.early[o] = m.earlyVec.WithLabelValues(o)
+	}
 	if reg != nil {
 		reg.MustRegister(m.streams, m.requests, m.rejections, m.tokens, m.cost, m.unpriced, m.phase, m.duration, m.ttft,
-			m.budgetRejections, m.ledgerErrors, m.early)
+			m.budgetRejections, m.ledgerErrors, m.earlyVec)
 	}
 	return m
 }
