@@ -279,11 +279,15 @@ func TestWriterSpoolSurvivesRestart(t *testing.T) {
 
 	// A second Writer on the same directory, with the sink working, replays the
 	// spool at once (the retry interval is an hour).
+	// The sink holds the replay until the gauge is read: without the gate the
+	// replay may finish, and zero the gauge, before the test looks.
 	s := newFakeSink("s")
+	s.gate = make(chan struct{})
 	w2, reg := newTestWriter(t, WriterOptions{Sinks: []Sink{s}, SpoolDir: dir, RetryInterval: time.Hour})
 	if n := metricValue(t, reg, "tollgate_record_spool_bytes", "s"); n <= 0 {
 		t.Errorf("spool bytes at start = %v, want the size of the spool left behind", n)
 	}
+	close(s.gate)
 	eventually(t, "the spool to be replayed", func() bool { return s.count() == 5 })
 	closeWriter(t, w2)
 	if diff := cmp.Diff(ids(want), s.storedIDs()); diff != "" {
