@@ -39,8 +39,8 @@ type guess struct {
 }
 
 // guessKey files a guess under its key and the size class of its body (the
-// bit length of its size), because an agent's runs interleave: Claude Code's
-// main model gets the long conversation, Haiku the short side requests. Each
+// bit length of its size), because an agent's runs interleave: Claude Code
+// sends background tasks to its Haiku model beside the main conversation. Each
 // key's last guess of any size is also kept, under class anySize, for a size
 // not seen yet.
 type guessKey struct {
