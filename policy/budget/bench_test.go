@@ -54,6 +54,12 @@ func BenchmarkMemoryReserve(b *testing.B) {
 // BenchmarkMemoryReserveSettle measures a request's two calls.
 func BenchmarkMemoryReserveSettle(b *testing.B) {
 	l := NewMemoryLedger(0)
+	benchReserveSettle(b, l)
+}
+
+// benchReserveSettle reserves and settles one request per iteration, a
+// millisecond apart.
+func benchReserveSettle(b *testing.B, l Ledger) {
 	req := benchRequest("bench")
 	b.ReportAllocs()
 	now := t0
@@ -103,19 +109,7 @@ func BenchmarkRedisPing(b *testing.B) {
 func BenchmarkRedisReserveSettle(b *testing.B) {
 	srv := redistest.Start(b)
 	l := newRedisLedger(b, newRedisClient(b, srv.Addr()), RedisOptions{Timeout: time.Second})
-	req := benchRequest("bench")
-	b.ReportAllocs()
-	now := t0
-	for b.Loop() {
-		now = now.Add(time.Millisecond)
-		d, err := l.Reserve(bg, req, now)
-		if err != nil || !d.Allowed {
-			b.Fatal(err, d.Denial)
-		}
-		if err := l.Settle(bg, d.Reservation, benchActual, now); err != nil {
-			b.Fatal(err)
-		}
-	}
+	benchReserveSettle(b, l)
 }
 
 // TestReserveLatencyReport measures the latency distribution of Reserve and

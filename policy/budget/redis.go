@@ -429,17 +429,16 @@ func (l *RedisLedger) settleCall(r *Reservation, actual *Actual, now time.Time) 
 // Replace implements [Ledger.Replace]: the cancel and the reserve go out in
 // one pipeline, in that order.
 func (l *RedisLedger) Replace(ctx context.Context, old *Reservation, req Request, now time.Time) (Decision, error) {
+	var call *reserveCall
+	if !req.Exempt && len(req.Scopes) > 0 {
+		call = l.reserveCall(&req, now)
+	}
+	if call == nil || len(call.items) == 0 {
+		// Nothing to reserve: the cancel alone.
+		return exemptDecision(), l.Cancel(ctx, old, now)
+	}
 	if old.settled() {
 		return l.Reserve(ctx, req, now)
-	}
-	if req.Exempt || len(req.Scopes) == 0 {
-		err := l.cancelNow(ctx, old, now)
-		return exemptDecision(), err
-	}
-	call := l.reserveCall(&req, now)
-	if len(call.items) == 0 {
-		err := l.cancelNow(ctx, old, now)
-		return exemptDecision(), err
 	}
 	ckeys, cargs := l.settleCall(old, nil, now)
 	ctx, cancel := context.WithTimeout(ctx, l.timeout)
@@ -456,11 +455,9 @@ func (l *RedisLedger) Replace(ctx context.Context, old *Reservation, req Request
 		if attempt == 0 && redis.HasErrorPrefix(err, "NOSCRIPT") {
 			// A restarted Redis lost the scripts: load them and go again. The
 			// cancel counts once whether or not it ran the first time.
-			if err := l.loadScripts(ctx, l.settle, l.reserve); err != nil {
-				old.done.Store(false)
-				return Decision{}, unavailable("replace", err)
+			if err = l.loadScripts(ctx, l.settle, l.reserve); err == nil {
+				continue
 			}
-			continue
 		}
 		old.done.Store(false)
 		return Decision{}, unavailable("replace", err)
@@ -470,12 +467,6 @@ func (l *RedisLedger) Replace(ctx context.Context, old *Reservation, req Request
 		return Decision{}, unavailable("replace", err)
 	}
 	return l.decide(call, reply, &req, now)
-}
-
-// cancelNow cancels a reservation whose done flag the caller already set.
-func (l *RedisLedger) cancelNow(ctx context.Context, r *Reservation, now time.Time) error {
-	r.done.Store(false)
-	return l.Cancel(ctx, r, now)
 }
 
 func (l *RedisLedger) loadScripts(ctx context.Context, scripts ...*redis.Script) error {
