@@ -71,35 +71,17 @@ func (f Filter) role() string {
 	return ""
 }
 
-// override returns the mode in effect after a headers reply carried mode_override
-// o, merged into cur as Envoy does (ENVOY-EXTPROC section 2): only with
-// allow_mode_override and no FULL_DUPLEX_STREAMED body configured; header and
-// trailer modes left DEFAULT keep the current ones; body modes always replace
-// both, so an unset one becomes NONE; request_header_mode is ignored.
+// override returns the mode in effect after a headers reply carried
+// mode_override o: the merge of envoyconfig.MergeModeOverride, honoured only
+// with allow_mode_override and no FULL_DUPLEX_STREAMED body configured
+// (ENVOY-EXTPROC section 2).
 func (f Filter) override(cur, o *extprocfilterv3.ProcessingMode) *extprocfilterv3.ProcessingMode {
 	if o == nil || !f.AllowModeOverride ||
 		f.Mode.GetRequestBodyMode() == extprocfilterv3.ProcessingMode_FULL_DUPLEX_STREAMED ||
 		f.Mode.GetResponseBodyMode() == extprocfilterv3.ProcessingMode_FULL_DUPLEX_STREAMED {
 		return cur
 	}
-	m := &extprocfilterv3.ProcessingMode{
-		RequestHeaderMode:   cur.GetRequestHeaderMode(),
-		RequestBodyMode:     o.GetRequestBodyMode(),
-		RequestTrailerMode:  cur.GetRequestTrailerMode(),
-		ResponseHeaderMode:  cur.GetResponseHeaderMode(),
-		ResponseBodyMode:    o.GetResponseBodyMode(),
-		ResponseTrailerMode: cur.GetResponseTrailerMode(),
-	}
-	if v := o.GetResponseHeaderMode(); v != extprocfilterv3.ProcessingMode_DEFAULT {
-		m.ResponseHeaderMode = v
-	}
-	if v := o.GetRequestTrailerMode(); v != extprocfilterv3.ProcessingMode_DEFAULT {
-		m.RequestTrailerMode = v
-	}
-	if v := o.GetResponseTrailerMode(); v != extprocfilterv3.ProcessingMode_DEFAULT {
-		m.ResponseTrailerMode = v
-	}
-	return m
+	return envoyconfig.MergeModeOverride(cur, o)
 }
 
 func sends(m extprocfilterv3.ProcessingMode_HeaderSendMode) bool {

@@ -13,6 +13,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/tollgate-dev/tollgate/extproc/envoyconfig"
 )
 
 type direction int
@@ -583,19 +585,7 @@ func (f *extProcFilter) applyModeOverride(st *dirState, o *extprocv3.ProcessingM
 			return
 		}
 	}
-	merged := proto.Clone(f.mode).(*extprocv3.ProcessingMode)
-	if o.ResponseHeaderMode != extprocv3.ProcessingMode_DEFAULT {
-		merged.ResponseHeaderMode = o.ResponseHeaderMode
-	}
-	if o.RequestTrailerMode != extprocv3.ProcessingMode_DEFAULT {
-		merged.RequestTrailerMode = o.RequestTrailerMode
-	}
-	if o.ResponseTrailerMode != extprocv3.ProcessingMode_DEFAULT {
-		merged.ResponseTrailerMode = o.ResponseTrailerMode
-	}
-	// Body modes always replace the current ones: unset becomes NONE.
-	merged.RequestBodyMode = o.RequestBodyMode
-	merged.ResponseBodyMode = o.ResponseBodyMode
+	merged := envoyconfig.MergeModeOverride(f.mode, o)
 	if len(f.cfg.allowedOverrideModes) > 0 && !modeAllowed(merged, f.cfg.allowedOverrideModes) {
 		f.s().h.logf("envoytest: ext_proc %s: mode_override not in allowed_override_modes; ignored", f.cfg.name)
 		return
