@@ -33,3 +33,10 @@ func TestNewID(t *testing.T) {
 		prev = id
 	}
 }
+
+func BenchmarkNewID(b *testing.B) {
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		_ = NewID(t0.Add(time.Duration(i) * time.Millisecond))
+	}
+}

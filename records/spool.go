@@ -365,7 +365,8 @@ func (s *spool) replayFile(ctx context.Context, writeCtx func() (context.Context
 // dropped. A line of NAME.dead is {"time":...,"sink":...,"reason":...,
 // "record":{...}}; after fixing the cause, the records can be fed back by
 // appending their "record" objects, one a line, to NAME.spool while no Writer
-// runs.
+// runs. A crash during a replay may dead-letter a record twice, as the replay
+// starts again from the last batch cut off NAME.replay.
 func (s *spool) deadLetter(batch []Record, rej *RejectedError) int {
 	seen := make(map[int]bool, len(rej.Records))
 	var lines []byte
