@@ -24,8 +24,9 @@ type WriterOptions struct {
 	// BatchSize is the most records handed to a sink in one Write (100).
 	BatchSize int
 	// SpoolDir holds one spool per sink (NAME.spool, NAME.replay), the
-	// records each sink refused for good (NAME.dead) and a LOCK file. Required: it is what keeps records when a sink fails. Created with
-	// mode 0700 if missing.
+	// records each sink refused for good (NAME.dead) and a LOCK file.
+	// Required: it is what keeps records when a sink fails. Created with mode
+	// 0700 if missing.
 	SpoolDir string
 	// RetryInterval is how often a spool is replayed into its sink (5s).
 	RetryInterval time.Duration
