@@ -26,7 +26,8 @@ const (
 type adapterProcessor struct {
 	s         *Server
 	pol       *policy.Policy
-	requestID string
+	requestID string // the x-request-id header; the decision is bound to it
+	recordID  string // the request's own id, from the decision
 	route     *policy.Route
 	provider  *policy.Provider
 	attempt   int
@@ -63,9 +64,10 @@ func (a *adapterProcessor) responseHeaders() *extprocv3.ProcessingResponse {
 
 func (a *adapterProcessor) reject(e *ClientError) *extprocv3.ProcessingResponse {
 	a.s.metrics.rejections.WithLabelValues(roleAdapter, e.Type).Inc()
-	a.s.log.Warn("attempt refused", zap.String("request_id", a.requestID), zap.Int("attempt", a.attempt),
+	a.s.log.Warn("attempt refused", zap.String("request_id", a.recordID),
+		zap.String("client_request_id", clip(a.requestID, maxClientRequestIDBytes)), zap.Int("attempt", a.attempt),
 		zap.Int("status", e.Status), zap.String("reason", e.Message))
-	return immediate(e, a.requestID)
+	return immediate(e, a.recordID)
 }
 
 func attribute(attrs map[string]*structpb.Struct, name string) *structpb.Value {
@@ -90,6 +92,7 @@ func (a *adapterProcessor) requestHeaders(hh *extprocv3.HttpHeaders, attrs map[s
 	if a.requestID != "" && d.RequestID != "" && d.RequestID != a.requestID {
 		return a.reject(permissionError("routing decision belongs to another request"))
 	}
+	a.recordID = d.RecordID
 	a.pol = a.s.policies.Current()
 	route, ok := a.pol.Route(d.Route)
 	if !ok {

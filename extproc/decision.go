@@ -31,6 +31,10 @@ type Decision struct {
 	// removed; empty when the request has no body. It tells the adapter at
 	// request headers whether it will rewrite the body.
 	Model string
+	// RecordID is the request's own id (its record's), which the adapter's
+	// logs and error bodies name. RequestID, by contrast, is the x-request-id
+	// header that Envoy passes to both filters, to which the decision is bound.
+	RecordID string
 }
 
 // The payload is the fields in a fixed order, separated by newlines, which
@@ -42,12 +46,12 @@ type Decision struct {
 const decisionMinFields = 5
 
 func (d Decision) encode() ([]byte, error) {
-	for _, f := range []string{d.RequestID, d.Route, d.Path, d.KeyID, d.Model} {
+	for _, f := range []string{d.RequestID, d.Route, d.Path, d.KeyID, d.Model, d.RecordID} {
 		if strings.ContainsAny(f, "\n\r") {
 			return nil, errors.New("decision field contains a line break")
 		}
 	}
-	b := make([]byte, 0, len(d.RequestID)+len(d.Route)+len(d.Path)+len(d.KeyID)+len(d.Model)+25)
+	b := make([]byte, 0, len(d.RequestID)+len(d.Route)+len(d.Path)+len(d.KeyID)+len(d.Model)+len(d.RecordID)+26)
 	b = append(b, d.RequestID...)
 	b = append(b, '\n')
 	b = append(b, d.Route...)
@@ -58,7 +62,9 @@ func (d Decision) encode() ([]byte, error) {
 	b = append(b, '\n')
 	b = strconv.AppendInt(b, d.ExpiresUnix, 10)
 	b = append(b, '\n')
-	return append(b, d.Model...), nil
+	b = append(b, d.Model...)
+	b = append(b, '\n')
+	return append(b, d.RecordID...), nil
 }
 
 func decodeDecision(payload []byte) (Decision, bool) {
@@ -73,6 +79,9 @@ func decodeDecision(payload []byte) (Decision, bool) {
 	d := Decision{RequestID: parts[0], Route: parts[1], Path: parts[2], KeyID: parts[3], ExpiresUnix: exp}
 	if len(parts) > 5 {
 		d.Model = parts[5]
+	}
+	if len(parts) > 6 {
+		d.RecordID = parts[6]
 	}
 	return d, true
 }

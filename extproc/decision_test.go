@@ -12,7 +12,7 @@ func TestSignerRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := Decision{RequestID: "r", Route: "demo", Path: "/v1/messages?beta=true", KeyID: "alice", ExpiresUnix: testNow.Unix(), Model: "claude-sonnet-4-5"}
+	d := Decision{RequestID: "r", Route: "demo", Path: "/v1/messages?beta=true", KeyID: "alice", ExpiresUnix: testNow.Unix(), Model: "claude-sonnet-4-5", RecordID: "019a0000-0000-7000-8000-000000000000"}
 	v, err := s.Sign(d)
 	if err != nil {
 		t.Fatal(err)
@@ -53,14 +53,15 @@ func TestDecisionFieldsAreAddedAtTheEnd(t *testing.T) {
 	s, _ := NewSigner([]byte(strings.Repeat("k", 32)))
 	exp := strconv.FormatInt(testNow.Unix(), 10)
 	for _, c := range []struct {
-		payload, model string
+		payload, model, recordID string
 	}{
-		{"r\ndemo\n/v1/messages\nalice\n" + exp, ""},
-		{"r\ndemo\n/v1/messages\nalice\n" + exp + "\nclaude-sonnet-4-5\nsome later field", "claude-sonnet-4-5"},
+		{"r\ndemo\n/v1/messages\nalice\n" + exp, "", ""},
+		{"r\ndemo\n/v1/messages\nalice\n" + exp + "\nclaude-sonnet-4-5", "claude-sonnet-4-5", ""},
+		{"r\ndemo\n/v1/messages\nalice\n" + exp + "\nclaude-sonnet-4-5\nrec-1\nsome later field", "claude-sonnet-4-5", "rec-1"},
 	} {
 		signed := decisionVersion + "." + b64.EncodeToString([]byte(c.payload))
 		d, err := s.Verify(signed+"."+b64.EncodeToString(s.mac(signed)), testNow)
-		if err != nil || d.Route != "demo" || d.KeyID != "alice" || d.Model != c.model {
+		if err != nil || d.Route != "demo" || d.KeyID != "alice" || d.Model != c.model || d.RecordID != c.recordID {
 			t.Errorf("%q: Verify = %+v, %v", c.payload, d, err)
 		}
 	}

@@ -75,12 +75,15 @@ type policyProcessor struct {
 	s         *Server
 	pol       *policy.Policy
 	start     time.Time
-	requestID string
+	requestID string // the record id, Tollgate's own (newRequestID)
 	method    string
 	path      string
 	endpoint  endpoint
 	key       *policy.Key
 	trace     traceInfo
+	// envoyRequestID is the x-request-id header, which Envoy gives both filters
+	// of a request alike: the signed decision is bound to it.
+	envoyRequestID string
 	// slug is the route named in a header, if any.
 	slug  string
 	route *policy.Route
@@ -140,7 +143,7 @@ func (p *policyProcessor) reject(e *ClientError) *extprocv3.ProcessingResponse {
 	p.s.metrics.rejections.WithLabelValues(rolePolicy, e.Type).Inc()
 	p.rejected = e
 	fields := []zap.Field{zap.String("request_id", p.requestID), zap.Int("status", e.Status),
-		zap.String("error_type", e.Type), zap.String("reason", e.Message), zap.String("path", p.path)}
+		zap.String("error_type", e.Type), zap.String("reason", e.Message), zap.String("path", clip(p.path, maxRecordPathBytes))}
 	if p.key != nil {
 		fields = append(fields, zap.String("key_id", p.key.ID))
 	}
@@ -159,7 +162,8 @@ func (p *policyProcessor) requestHeaders(hh *extprocv3.HttpHeaders) *extprocv3.P
 	h := readHeaders(hh.GetHeaders())
 	p.pol = p.s.policies.Current()
 	p.start = p.s.now()
-	p.requestID, p.method, p.path = h.get(hdrRequestID), h.get(":method"), h.get(":path")
+	p.envoyRequestID, p.method, p.path = h.get(hdrRequestID), h.get(":method"), h.get(":path")
+	p.requestID = newRequestID(p.start)
 
 	ep, cerr := classify(p.method, p.path)
 	p.endpoint = ep
@@ -315,7 +319,8 @@ func (p *policyProcessor) checkPriced() *ClientError {
 // addDecision sets the chain cluster and the signed decision for the adapter.
 func (p *policyProcessor) addDecision(m *mutation) *ClientError {
 	signed, err := p.s.signer.Sign(Decision{
-		RequestID:   p.requestID,
+		RequestID:   p.envoyRequestID,
+		RecordID:    p.requestID,
 		Route:       p.route.Slug,
 		Path:        p.path,
 		KeyID:       p.key.ID,

@@ -2,7 +2,9 @@ package extproc
 
 import (
 	"strconv"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"go.uber.org/zap"
 
@@ -24,14 +26,45 @@ func (discardRecorder) Emit(records.Record) {}
 // response began (nginx's convention).
 const statusClientGone = 499
 
+// newRequestID is the id of a request that starts at t: its record's id, the
+// request_id of its error bodies and of its log lines. It is never the
+// client's x-request-id, which may be empty, repeated or anything (issue 9).
+func newRequestID(t time.Time) string { return records.NewID(t) }
+
+// Caps on what a client sends that a record keeps verbatim. Every other field
+// of a record is bounded elsewhere: the trace, session and agent ids by
+// readTrace (a longer one is refused with a 400), metadata by parseMetadata,
+// the model by maxModelLen, bodies by the capture limit. These three are cut
+// instead, since they do not decide anything: Envoy may pass a long
+// x-request-id on, a long query string is the provider's business, and an
+// unknown method is refused anyway.
+const (
+	maxClientRequestIDBytes = 128
+	maxRecordMethodBytes    = 32
+	maxRecordPathBytes      = 512
+)
+
+// clip cuts s to at most n bytes, and drops what is not valid UTF-8 (a rune
+// the cut split included), so that a record stays readable JSON.
+func clip(s string, n int) string {
+	if len(s) > n {
+		s = s[:n]
+	}
+	if utf8.ValidString(s) {
+		return s
+	}
+	return strings.ToValidUTF8(s, "")
+}
+
 // buildRecord assembles the cost record of the request from what the stream saw,
 // and the model label its metrics carry (see metricModel).
 func (p *policyProcessor) buildRecord(end time.Time) (records.Record, string) {
 	r := records.Record{
-		ID: p.requestID, Start: p.start, End: end,
+		ID: p.requestID, ClientRequestID: clip(p.envoyRequestID, maxClientRequestIDBytes),
+		Start: p.start, End: end,
 		TraceID: p.trace.TraceID, SessionID: p.trace.SessionID,
 		AgentID: p.trace.AgentID, ParentAgentID: p.trace.ParentAgentID,
-		Endpoint: string(p.endpoint), Method: p.method, Path: p.path,
+		Endpoint: string(p.endpoint), Method: clip(p.method, maxRecordMethodBytes), Path: clip(p.path, maxRecordPathBytes),
 		RequestedModel: p.requestedModel, Model: p.model, Stream: p.stream,
 		Provider:      p.servedBy,
 		LatencyMS:     ms(end.Sub(p.start)),

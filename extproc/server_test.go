@@ -199,6 +199,10 @@ func TestPolicyRoleRoutesByModelPrefix(t *testing.T) {
 	if d.Route != "other" || d.Path != "/v1/messages?beta=true" || d.RequestID != "rid-1" || d.KeyID != "alice" {
 		t.Errorf("decision = %+v", d)
 	}
+	// The decision is bound to Envoy's x-request-id, and names the record.
+	if d.RecordID == "" || d.RecordID == d.RequestID {
+		t.Errorf("decision names record %q", d.RecordID)
+	}
 
 	// Response headers of a message pass with no override; other endpoints skip bodies.
 	resp = roundTrip(t, c, &extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseHeaders{
@@ -369,7 +373,7 @@ func TestAdapterRole(t *testing.T) {
 func TestAdapterRoleFailsClosed(t *testing.T) {
 	s, signer := newTestServer(t)
 	other, _ := NewSigner([]byte(strings.Repeat("x", 32)))
-	good := Decision{RequestID: "rid-1", Route: "demo", Path: "/v1/messages", ExpiresUnix: testNow.Add(time.Minute).Unix()}
+	good := Decision{RequestID: "rid-1", Route: "demo", Path: "/v1/messages", ExpiresUnix: testNow.Add(time.Minute).Unix(), RecordID: "rec-1"}
 	sign := func(s *Signer, d Decision) string {
 		v, err := s.Sign(d)
 		if err != nil {
@@ -403,6 +407,19 @@ func TestAdapterRoleFailsClosed(t *testing.T) {
 			st, typ, msg := anthropicError(t, ir)
 			if st != 403 || typ != "permission_error" || !strings.Contains(msg, tt.msg) {
 				t.Errorf("got %d %s %q; want 403 containing %q", st, typ, msg, tt.msg)
+			}
+			// The body names the record of a request whose decision verified,
+			// and never the client's x-request-id.
+			var body struct {
+				RequestID string `json:"request_id"`
+			}
+			json.Unmarshal(ir.GetBody(), &body) //nolint:errcheck // anthropicError checked it
+			want := ""
+			if tt.provider != "demo" {
+				want = "rec-1"
+			}
+			if body.RequestID != want {
+				t.Errorf("request_id %q; want %q", body.RequestID, want)
 			}
 		})
 	}

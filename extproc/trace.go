@@ -38,8 +38,23 @@ type traceInfo struct {
 
 // readTrace picks the trace id (x-tollgate-trace-id, x-portkey-trace-id, then
 // Claude Code's session id, else a new one) and validates the metadata header.
+// Claude Code's session, agent and parent agent ids are held to the trace id's
+// rule, at most 128 printable ASCII bytes, and refused with a 400 otherwise:
+// they land in every record, and a cut id would group requests wrongly. Even
+// when it refuses the request, what it returns is bounded, as the request's
+// record holds it.
 func readTrace(h headers) (traceInfo, *ClientError) {
-	t := traceInfo{SessionID: h.get(hdrSessionID), AgentID: h.get(hdrAgentID), ParentAgentID: h.get(hdrParentAgentID)}
+	var t traceInfo
+	for _, id := range []struct {
+		name string
+		dst  *string
+	}{{hdrSessionID, &t.SessionID}, {hdrAgentID, &t.AgentID}, {hdrParentAgentID, &t.ParentAgentID}} {
+		v := h.get(id.name)
+		if len(v) > maxTraceIDBytes || !printable(v) {
+			return traceInfo{}, invalidRequest("%s: at most %d printable characters", id.name, maxTraceIDBytes)
+		}
+		*id.dst = v
+	}
 	for _, k := range []string{hdrTraceID, hdrPortkeyTraceID, hdrSessionID} {
 		if v := h.get(k); v != "" {
 			if len(v) > maxTraceIDBytes || !printable(v) {

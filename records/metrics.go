@@ -10,6 +10,7 @@ type writerMetrics struct {
 	errors     *prometheus.CounterVec
 	spooled    *prometheus.CounterVec
 	dropped    *prometheus.CounterVec
+	dead       *prometheus.CounterVec
 	spoolBytes *prometheus.GaugeVec
 }
 
@@ -36,6 +37,10 @@ func newWriterMetrics(queueDepth func() float64) *writerMetrics {
 			Name: "tollgate_records_dropped_total",
 			Help: "Cost records lost for a sink: the spool could not be written or read back, or the record was emitted after shutdown.",
 		}, sink),
+		dead: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tollgate_records_dead_lettered_total",
+			Help: "Cost records a sink refused for good (a record without an id, say), moved to its dead-letter file NAME.dead in the spool directory instead of holding up the records behind them.",
+		}, sink),
 		spoolBytes: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "tollgate_record_spool_bytes",
 			Help: "Size of a sink's spool on disk.",
@@ -51,10 +56,11 @@ func (m *writerMetrics) forSink(name string) sinkMetrics {
 		errors:     m.errors.WithLabelValues(name),
 		spooled:    m.spooled.WithLabelValues(name),
 		dropped:    m.dropped.WithLabelValues(name),
+		dead:       m.dead.WithLabelValues(name),
 		spoolBytes: m.spoolBytes.WithLabelValues(name),
 	}
 }
 
 func (m *writerMetrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.queueDepth, m.written, m.errors, m.spooled, m.dropped, m.spoolBytes}
+	return []prometheus.Collector{m.queueDepth, m.written, m.errors, m.spooled, m.dropped, m.dead, m.spoolBytes}
 }

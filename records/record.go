@@ -7,7 +7,8 @@
 // stream, idempotent by record id) and [MemoryStore] (a ring for a single
 // instance without Redis). A sink that fails has its records spooled to disk,
 // one JSON-lines file per sink, and replayed until it stores them; spools
-// outlive the process.
+// outlive the process. A record a sink refuses for good goes to its
+// dead-letter file instead, so it never holds up the others.
 //
 // A [Store] reads records back ([MemoryStore], or [NewRedisStore] over the
 // sink's stream), and [NewAPIHandler] serves them on the admin port as
@@ -36,11 +37,21 @@ const (
 // ends, however it ends. Money is in integer pico-USD (1e-12 USD); Cost repeats it
 // as a decimal USD string for people and spreadsheets.
 type Record struct {
-	ID      string    `json:"id"` // the request id (x-request-id); unique, used to make sink replays idempotent
+	// ID is Tollgate's own id of the request (see [NewID]), never the client's:
+	// unique, it makes sink replays idempotent, and error bodies name it as
+	// request_id.
+	ID string `json:"id"`
+	// ClientRequestID is the x-request-id header the request arrived with (the
+	// client's, or the one Envoy generated), at most 128 bytes; informational
+	// only, as clients may send none, the same one twice, or anything.
+	ClientRequestID string `json:"client_request_id,omitempty"`
+
 	Start   time.Time `json:"start"`
 	End     time.Time `json:"end"`
 	TraceID string    `json:"trace_id"`
-	// SessionID is Claude Code's x-claude-code-session-id, when sent.
+	// SessionID, AgentID and ParentAgentID are Claude Code's
+	// x-claude-code-session-id, -agent-id and -parent-agent-id headers, when
+	// sent: at most 128 printable ASCII bytes each (a longer one is refused).
 	SessionID     string `json:"session_id,omitempty"`
 	AgentID       string `json:"agent_id,omitempty"`
 	ParentAgentID string `json:"parent_agent_id,omitempty"`
@@ -54,8 +65,8 @@ type Record struct {
 	Route    string `json:"route,omitempty"`
 	Provider string `json:"provider,omitempty"`
 	Endpoint string `json:"endpoint"`
-	Method   string `json:"method"`
-	Path     string `json:"path"`
+	Method   string `json:"method"` // as the client sent it, cut to 32 bytes
+	Path     string `json:"path"`   // as the client sent it, cut to 512 bytes
 
 	RequestedModel string `json:"requested_model,omitempty"` // as the client sent it
 	Model          string `json:"model,omitempty"`           // as sent to the provider

@@ -119,32 +119,40 @@ func NewRedisSink(c redis.UniversalClient, stream string, maxLen int64) Sink {
 // Name implements [Sink.Name].
 func (*redisSink) Name() string { return "redis" }
 
-// Write implements [Sink.Write]. It runs one script per 256 records.
+// Write implements [Sink.Write]. It runs one script per 256 records. A record
+// without an id, or one that cannot be encoded, can never be stored: Write
+// stores the others and returns a [*RejectedError] naming it.
 func (s *redisSink) Write(ctx context.Context, recs []Record) error {
 	ttl := strconv.FormatInt(redisDedupeTTL.Milliseconds(), 10)
 	maxLen := strconv.FormatInt(s.maxLen, 10)
-	for len(recs) > 0 {
-		n := min(len(recs), redisScriptBatch)
-		keys := make([]string, 0, n+1)
-		args := make([]any, 0, 2+4*n)
-		keys = append(keys, s.streamKey)
-		args = append(args, maxLen, ttl)
-		for i := range recs[:n] {
+	var rejected []Rejection
+	for i := 0; i < len(recs); {
+		keys := make([]string, 1, 1+min(len(recs)-i, redisScriptBatch))
+		args := make([]any, 2, 2+4*cap(keys))
+		keys[0], args[0], args[1] = s.streamKey, maxLen, ttl
+		for ; i < len(recs) && len(keys) <= redisScriptBatch; i++ {
 			r := &recs[i]
 			if r.ID == "" {
-				return fmt.Errorf("records: redis sink: record without an id (trace %q)", r.TraceID)
+				rejected = append(rejected, Rejection{Index: i, Reason: fmt.Errorf("record without an id (trace %q)", r.TraceID)})
+				continue
 			}
 			b, err := json.Marshal(r)
 			if err != nil {
-				return fmt.Errorf("records: redis sink: encode record %q: %w", r.ID, err)
+				rejected = append(rejected, Rejection{Index: i, Reason: fmt.Errorf("encode record %q: %w", r.ID, err)})
+				continue
 			}
 			keys = append(keys, redisIDKey(s.streamKey, r.ID))
 			args = append(args, r.ID, r.TraceID, r.KeyID, string(b))
 		}
+		if len(keys) == 1 {
+			continue
+		}
 		if err := s.script.Run(ctx, s.c, keys, args...).Err(); err != nil {
 			return fmt.Errorf("records: redis sink %s: %w", s.streamKey, err)
 		}
-		recs = recs[n:]
+	}
+	if len(rejected) > 0 {
+		return &RejectedError{Records: rejected}
 	}
 	return nil
 }

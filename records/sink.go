@@ -17,12 +17,46 @@ import (
 // may have stored part of a failed batch therefore sees those records twice,
 // unless it skips record ids it already holds (the Redis sink does; the file and
 // log sinks are at-least-once, and readers dedupe by Record.ID).
+//
+// The one exception is a [*RejectedError] (possibly wrapped): the sink stored
+// every record of the batch but those it names, which it can never store,
+// whatever the retry. The Writer moves those to the sink's dead-letter file
+// rather than spooling them, so that they never hold up the records behind
+// them.
 type Sink interface {
 	// Name identifies the sink in metrics and in the spool file name. It is short,
 	// constant, and made of lower-case letters, digits, '-' and '_'.
 	Name() string
 	Write(ctx context.Context, recs []Record) error
 	Close() error
+}
+
+// RejectedError is the error of a Sink's Write that stored every record of the
+// batch except the ones it names: records that the sink will never accept (the
+// Redis sink, for one, refuses a record without an id). Any other error means
+// the sink may store the whole batch on a later try.
+type RejectedError struct {
+	// Records are the refused records, by their index in the batch given to
+	// Write, in ascending order, each with the reason.
+	Records []Rejection
+}
+
+// Rejection is one record a sink refused for good.
+type Rejection struct {
+	Index  int   // in the batch given to Write
+	Reason error // why the sink cannot store it
+}
+
+// Error implements error. It names the first refused record's reason.
+func (e *RejectedError) Error() string {
+	switch len(e.Records) {
+	case 0:
+		return "records: sink refused no record"
+	case 1:
+		return fmt.Sprintf("records: sink refused record %d of the batch: %v", e.Records[0].Index, e.Records[0].Reason)
+	}
+	return fmt.Sprintf("records: sink refused %d records of the batch, the first (%d) because: %v",
+		len(e.Records), e.Records[0].Index, e.Records[0].Reason)
 }
 
 // appendJSONLine appends r as one line of JSON.
@@ -75,6 +109,9 @@ func (s logSink) Write(_ context.Context, recs []Record) error {
 			zap.Int64("cost_pico_usd", r.CostPicoUSD),
 			zap.String("cost_usd", r.Cost),
 			zap.Float64("latency_ms", r.LatencyMS),
+		}
+		if r.ClientRequestID != "" {
+			fields = append(fields, zap.String("client_request_id", r.ClientRequestID))
 		}
 		if r.SessionID != "" {
 			fields = append(fields, zap.String("session_id", r.SessionID))

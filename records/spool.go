@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
@@ -37,9 +38,12 @@ type spool struct {
 	name       string
 	path       string // NAME.spool
 	replayPath string // NAME.replay
+	deadPath   string // NAME.dead
 	batchSize  int
 	log        *zap.Logger
 	m          sinkMetrics
+
+	deadMu sync.Mutex // serializes appends to NAME.dead
 
 	mu         sync.Mutex
 	f          *os.File // NAME.spool open for appending, or nil
@@ -52,8 +56,8 @@ type spool struct {
 
 // sinkMetrics are one sink's series.
 type sinkMetrics struct {
-	written, errors, spooled, dropped prometheus.Counter
-	spoolBytes                        prometheus.Gauge
+	written, errors, spooled, dropped, dead prometheus.Counter
+	spoolBytes                              prometheus.Gauge
 }
 
 func newSpool(dir string, sink Sink, batchSize int, log *zap.Logger, m sinkMetrics) (*spool, error) {
@@ -63,6 +67,7 @@ func newSpool(dir string, sink Sink, batchSize int, log *zap.Logger, m sinkMetri
 		name:       name,
 		path:       filepath.Join(dir, name+".spool"),
 		replayPath: filepath.Join(dir, name+".replay"),
+		deadPath:   filepath.Join(dir, name+".dead"),
 		batchSize:  batchSize,
 		log:        log.With(zap.String("sink", name)),
 		m:          m,
@@ -85,6 +90,10 @@ func newSpool(dir string, sink Sink, batchSize int, log *zap.Logger, m sinkMetri
 		return nil, err
 	}
 	s.m.spoolBytes.Set(float64(s.size + s.replaySize))
+	if st, err := os.Stat(s.deadPath); err == nil && st.Size() > 0 {
+		s.log.Warn("the sink's dead-letter file holds records it refused; see why in the file",
+			zap.String("file", s.deadPath), zap.Int64("bytes", st.Size()))
+	}
 	return s, nil
 }
 
@@ -218,11 +227,15 @@ func (s *spool) replay(ctx context.Context, writeCtx func() (context.Context, co
 		n, err := s.replayFile(ctx, writeCtx)
 		replayed += n
 		if err != nil {
+			first := s.setFailing()
 			if ctx.Err() == nil {
 				s.m.errors.Inc()
-				s.log.Debug("spool replay failed; will retry", zap.Error(err))
+				if first {
+					s.log.Warn("spool replay failed; will retry", zap.Error(err))
+				} else {
+					s.log.Debug("spool replay failed; will retry", zap.Error(err))
+				}
 			}
-			s.setFailing()
 			return
 		}
 	}
@@ -320,11 +333,18 @@ func (s *spool) replayFile(ctx context.Context, writeCtx func() (context.Context
 			wctx, cancel := writeCtx()
 			err := s.sink.Write(wctx, batch)
 			cancel()
+			n := len(batch)
 			if err != nil {
-				return stored, s.keepFrom(f, offset, err)
+				var rej *RejectedError
+				if !errors.As(err, &rej) {
+					return stored, s.keepFrom(f, offset, err)
+				}
+				// The sink stored the rest: the refused records must not come
+				// back first on every replay, holding up all that follows.
+				n -= s.deadLetter(batch, rej)
 			}
-			stored += len(batch)
-			s.m.written.Add(float64(len(batch)))
+			stored += n
+			s.m.written.Add(float64(n))
 		}
 		offset = read
 	}
@@ -337,6 +357,82 @@ func (s *spool) replayFile(ctx context.Context, writeCtx func() (context.Context
 	s.m.spoolBytes.Set(float64(s.size))
 	s.mu.Unlock()
 	return stored, nil
+}
+
+// deadLetter appends the records of batch that rej names to NAME.dead, with
+// their reasons, and returns how many it names. Each is logged at error and
+// counted, as dead-lettered or, when even NAME.dead cannot be written, as
+// dropped. A line of NAME.dead is {"time":...,"sink":...,"reason":...,
+// "record":{...}}; after fixing the cause, the records can be fed back by
+// appending their "record" objects, one a line, to NAME.spool while no Writer
+// runs. A crash during a replay may dead-letter a record twice, as the replay
+// starts again from the last batch cut off NAME.replay.
+func (s *spool) deadLetter(batch []Record, rej *RejectedError) int {
+	seen := make(map[int]bool, len(rej.Records))
+	var lines []byte
+	var ids []string
+	for _, r := range rej.Records {
+		if r.Index < 0 || r.Index >= len(batch) || seen[r.Index] {
+			s.log.Error("the sink refused a record that is not in the batch; ignored", zap.Int("index", r.Index))
+			continue
+		}
+		seen[r.Index] = true
+		rec := &batch[r.Index]
+		reason := "unknown"
+		if r.Reason != nil {
+			reason = r.Reason.Error()
+		}
+		line, err := json.Marshal(deadLetter{Time: time.Now().UTC(), Sink: s.name, Reason: reason, Record: rec})
+		if err != nil {
+			// Only a time outside years 0-9999 fails to encode; keep what can be.
+			rec := *rec
+			rec.Start, rec.End = time.Time{}, time.Time{}
+			line, _ = json.Marshal(deadLetter{Time: time.Now().UTC(), Sink: s.name, Reason: reason + "; " + err.Error(), Record: &rec})
+		}
+		lines = append(append(lines, line...), '\n')
+		ids = append(ids, rec.ID)
+		s.log.Error("the sink refused a record for good; moved to its dead-letter file",
+			zap.String("request_id", rec.ID), zap.String("trace_id", rec.TraceID),
+			zap.String("reason", reason), zap.String("file", s.deadPath))
+	}
+	if len(ids) == 0 {
+		return 0
+	}
+	s.deadMu.Lock()
+	err := appendSync(s.deadPath, lines)
+	s.deadMu.Unlock()
+	if err != nil {
+		s.m.dropped.Add(float64(len(ids)))
+		s.log.Error("cannot write the dead-letter file; the refused records are lost",
+			zap.Strings("request_ids", ids), zap.Error(err))
+		return len(ids)
+	}
+	s.m.dead.Add(float64(len(ids)))
+	return len(ids)
+}
+
+// deadLetter is one line of a dead-letter file.
+type deadLetter struct {
+	Time   time.Time `json:"time"`
+	Sink   string    `json:"sink"`
+	Reason string    `json:"reason"`
+	Record *Record   `json:"record"`
+}
+
+// appendSync appends b to the file at path, creating it, and fsyncs it.
+func appendSync(path string, b []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // keepFrom replaces NAME.replay with its bytes from offset on, after a failed

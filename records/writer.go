@@ -23,9 +23,10 @@ type WriterOptions struct {
 	QueueSize int
 	// BatchSize is the most records handed to a sink in one Write (100).
 	BatchSize int
-	// SpoolDir holds one spool per sink (NAME.spool, NAME.replay) and a LOCK
-	// file. Required: it is what keeps records when a sink fails. Created with
-	// mode 0700 if missing.
+	// SpoolDir holds one spool per sink (NAME.spool, NAME.replay), the
+	// records each sink refused for good (NAME.dead) and a LOCK file.
+	// Required: it is what keeps records when a sink fails. Created with mode
+	// 0700 if missing.
 	SpoolDir string
 	// RetryInterval is how often a spool is replayed into its sink (5s).
 	RetryInterval time.Duration
@@ -61,6 +62,12 @@ var sinkName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
 // directly again. When the queue is full, Emit appends the record to every
 // sink's spool itself (without waiting for an fsync), so the request path
 // waits for one small file write at worst.
+//
+// A record the sink refuses for good (Write returns a [*RejectedError] naming
+// it, directly or on a replay) is neither retried nor spooled: it goes to the
+// sink's dead-letter file, NAME.dead in SpoolDir, is logged at error and counted
+// in tollgate_records_dead_lettered_total, and the rest of the batch counts as
+// written. So one bad record never holds up the records behind it.
 //
 // Spools survive the process: a Writer replays what it finds in SpoolDir when it
 // starts. Delivery is at least once per sink, and exactly once for sinks that
@@ -253,8 +260,13 @@ func (w *Writer) deliver(batch []Record) {
 			ctx, cancel := w.newWriteCtx()
 			err := s.sink.Write(ctx, batch)
 			cancel()
-			if err == nil {
-				s.m.written.Add(float64(len(batch)))
+			var rej *RejectedError
+			if err == nil || errors.As(err, &rej) {
+				n := len(batch)
+				if rej != nil {
+					n -= s.deadLetter(batch, rej)
+				}
+				s.m.written.Add(float64(n))
 				continue
 			}
 			if w.writeCtx.Err() == nil {

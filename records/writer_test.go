@@ -170,6 +170,11 @@ tollgate_record_sink_errors_total{sink="memory"} 0
 tollgate_record_spool_bytes{sink="a"} 0
 tollgate_record_spool_bytes{sink="b"} 0
 tollgate_record_spool_bytes{sink="memory"} 0
+# HELP tollgate_records_dead_lettered_total Cost records a sink refused for good (a record without an id, say), moved to its dead-letter file NAME.dead in the spool directory instead of holding up the records behind them.
+# TYPE tollgate_records_dead_lettered_total counter
+tollgate_records_dead_lettered_total{sink="a"} 0
+tollgate_records_dead_lettered_total{sink="b"} 0
+tollgate_records_dead_lettered_total{sink="memory"} 0
 # HELP tollgate_records_dropped_total Cost records lost for a sink: the spool could not be written or read back, or the record was emitted after shutdown.
 # TYPE tollgate_records_dropped_total counter
 tollgate_records_dropped_total{sink="a"} 0

@@ -302,7 +302,7 @@ func TestServeRecordsToRedis(t *testing.T) {
 		}
 		time.Sleep(25 * time.Millisecond)
 	}
-	if !strings.Contains(body, `"id":"rid-redis-1"`) || !strings.Contains(body, `"outcome":"denied"`) {
+	if !strings.Contains(body, `"client_request_id":"rid-redis-1"`) || !strings.Contains(body, `"outcome":"denied"`) {
 		t.Fatalf("records API: %s\nlogs:\n%s", body, logs.String())
 	}
 	req2, _ := http.NewRequest(http.MethodGet, "http://"+adminAddr+"/v1/records", nil)
