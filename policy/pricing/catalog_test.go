@@ -356,7 +356,7 @@ func TestLookupDoesNotAllocate(t *testing.T) {
 		{c, "bedrock", "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.claude-sonnet-4-20250514-v1:0"},
 		{c, "bedrock", "apac.anthropic.claude-opus-4-5-20251101-v1:0"},
 		{c, "vertex", "claude-sonnet-4-5@20250929"},
-		{c, "anthropic", "claude-opus-5-5"}, // family estimate
+		{c, "anthropic", "claude-opus-6"}, // family estimate
 		{over, "anthropic", "claude-opus-5-5"},
 		{over, "anthropic", "claude-sonnet-4-5"},
 	} {
@@ -381,7 +381,7 @@ func BenchmarkLookupCost(b *testing.B) {
 		{"anthropic", "anthropic", "claude-sonnet-4-5-20250929"},
 		{"bedrock-arn", "bedrock", "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.claude-sonnet-4-20250514-v1:0"},
 		{"vertex", "vertex", "claude-sonnet-4-5@20250929"},
-		{"family-estimate", "anthropic", "claude-opus-5-5"},
+		{"family-estimate", "anthropic", "claude-opus-6"},
 	} {
 		b.Run(bm.name, func(b *testing.B) {
 			b.ReportAllocs()
