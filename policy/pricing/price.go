@@ -63,8 +63,12 @@ type Price struct {
 	// Estimated is set when the price is not the model's own: a family rule
 	// priced it, or the source's pricing could only be approximated.
 	Estimated bool
-	// Source says where the price comes from: "litellm", "portkey", "policy",
-	// or "family:<family>" for a family estimate such as "family:claude-opus".
+	// Source says where the price comes from: "litellm", "portkey",
+	// "anthropic" (a model only Anthropic's published prices have; prices of
+	// the tables they replaced keep their source and say so in Note),
+	// "policy", or "family:<family>" for a family estimate such as
+	// "family:claude-opus". A family estimate's Source names no model, so
+	// that it can label metrics; EstimatedFrom does.
 	Source string
 	// EstimatedFrom is, for a family estimate, the catalog key (or policy id)
 	// of the family member whose price was taken, such as "claude-opus-4-8";
