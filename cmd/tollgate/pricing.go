@@ -88,7 +88,11 @@ func pricingShow(w io.Writer, cat *pricing.Catalog, provider, model string, unkn
 		prov = "any"
 	}
 	fmt.Fprintf(tw, "provider:\t%s\n", prov)
-	fmt.Fprintf(tw, "source:\t%s\n", p.Source)
+	source := p.Source
+	if p.EstimatedFrom != "" {
+		source += " (priced as " + p.EstimatedFrom + ", its newest priced model)"
+	}
+	fmt.Fprintf(tw, "source:\t%s\n", source)
 	estimated := "no"
 	if p.Estimated {
 		estimated = "yes"
@@ -110,6 +114,9 @@ func pricingShow(w io.Writer, cat *pricing.Catalog, provider, model string, unkn
 	}
 	if p.Note != "" {
 		fmt.Fprintf(w, "\nnote: %s\n", p.Note)
+	}
+	for _, n := range cat.Notes() {
+		fmt.Fprintf(w, "\ncatalog note: %s\n", n)
 	}
 	return nil
 }

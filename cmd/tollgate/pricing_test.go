@@ -54,10 +54,18 @@ func TestPricingShow(t *testing.T) {
 }
 
 func TestPricingShowUnknownModels(t *testing.T) {
-	// A family estimate is flagged.
-	out, _, err := runPricing(t, "show", "claude-opus-5-5")
-	if err != nil || !strings.Contains(out, "source:     family:claude-opus") || !strings.Contains(out, "estimated:  yes") {
+	// A family estimate is flagged, and names the model it was priced as:
+	// the newest Opus, not the dearest.
+	out, _, err := runPricing(t, "show", "claude-opus-6")
+	if err != nil || !strings.Contains(out, "source:     family:claude-opus (priced as claude-opus-5-5, its newest priced model)") ||
+		!strings.Contains(out, "estimated:  yes") || !strings.Contains(out, "  base  4      20      0.20        5               8") {
 		t.Errorf("estimate: %v\n%s", err, out)
+	}
+	// Opus 5.5 has its own price now, from Anthropic's pricing, which the
+	// catalog's notes name.
+	out, _, err = runPricing(t, "show", "claude-opus-5-5")
+	if err != nil || !strings.Contains(out, "estimated:  no") || !strings.Contains(out, "platform.claude.com") {
+		t.Errorf("claude-opus-5-5: %v\n%s", err, out)
 	}
 	// A model of no family is an error naming it.
 	_, _, err = runPricing(t, "show", "mystery-model")

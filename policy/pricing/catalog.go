@@ -40,6 +40,7 @@ var embedded = sync.OnceValue(func() *Catalog {
 // model the catalog lacks can be priced by its family (see Resolve).
 type Catalog struct {
 	version string
+	notes   []string
 	// models is sorted by provider, then model.
 	models []Price
 	index  *modelid.Index
@@ -47,16 +48,18 @@ type Catalog struct {
 	// searches them; isProvider holds the same names.
 	providers  []string
 	isProvider map[string]bool
-	// families maps provider, then family, to the family's highest rates. The
-	// provider "" holds the families of policy prices, which apply to every
-	// provider.
+	// families maps provider, then family, to the family's estimate: the
+	// price of its newest member (see Resolve). The provider "" holds the
+	// families of policy prices, which apply to every provider.
 	families map[string]map[string]Price
 	// overrides holds policy prices by neutral model id (see modelid.Neutral).
 	overrides map[string]Price
 }
 
 // Embedded returns the catalog compiled into the binary, generated from
-// LiteLLM's and Portkey's price tables (see THIRD_PARTY_NOTICES.md).
+// LiteLLM's and Portkey's price tables (see THIRD_PARTY_NOTICES.md), with
+// the Claude API rates of the current Claude models taken from Anthropic's
+// published pricing (see Notes).
 func Embedded() *Catalog { return embedded() }
 
 // parseCatalog builds a catalog from the generated file.
@@ -68,6 +71,7 @@ func parseCatalog(gz []byte) (*Catalog, error) {
 	sum := sha256.Sum256(raw)
 	c := &Catalog{
 		version:    f.Sources + "+" + hex.EncodeToString(sum[:6]),
+		notes:      f.Notes,
 		models:     make([]Price, len(f.Models)),
 		isProvider: map[string]bool{},
 	}
@@ -99,11 +103,11 @@ func parseCatalog(gz []byte) (*Catalog, error) {
 		func(i int) (string, string) { return c.models[i].Provider, c.models[i].Model },
 		func(i, j int) bool { return samePrice(c.models[i], c.models[j]) })
 	c.providers = providerOrder(c.isProvider)
-	c.families = map[string]map[string]Price{}
+	fams := map[string]map[string]member{}
 	for _, p := range c.models {
-		addToFamily(c.families, p.Provider, p)
+		addToFamily(fams, p.Provider, p)
 	}
-	finishFamilies(c.families)
+	c.families = finishFamilies(fams)
 	return c, nil
 }
 
@@ -148,8 +152,15 @@ func providerOrder(set map[string]bool) []string {
 // Version identifies the catalog's content, for cost records: the source
 // tables and their versions, then a prefix of the SHA-256 of the generated
 // data, and for a catalog with policy prices a hash of those, as in
-// "litellm-2026-03-03+portkey-f654307+1a2b3c4d5e6f+policy-0a1b2c3d4e5f".
+// "litellm-2026-03-03+portkey-f654307+anthropic-2026-12-03+1a2b3c4d5e6f+policy-0a1b2c3d4e5f",
+// where anthropic-<date> is the day Anthropic's published prices were read
+// (see Notes).
 func (c *Catalog) Version() string { return c.version }
+
+// Notes returns the catalog's notes on where rates that are not the source
+// tables' come from: Anthropic's published pricing page and the date it was
+// read. The slice is the caller's.
+func (c *Catalog) Notes() []string { return slices.Clone(c.notes) }
 
 // Lookup returns the price of a model under a provider, if the catalog or the
 // policy has one. It never estimates.
@@ -229,12 +240,18 @@ func (c *Catalog) prefixProvider(model string) (string, bool) {
 //
 //  1. the policy's or the catalog's price, as Lookup finds it;
 //  2. with EstimateByFamily, the family estimate: for a model of a known
-//     family, each rate (and the web search price) is the highest that rate
-//     among the family's models under that provider and among the policy's
-//     prices of the family, with Estimated set and Source "family:<family>".
-//     Above the lowest long-context threshold of the family, each rate is the
-//     highest of the long-context and base rates. Price.Model is the id asked
-//     for;
+//     family, the price of the family's newest priced member under that
+//     provider (the policy's prices of the family included), with Estimated
+//     set, Source "family:<family>", EstimatedFrom the member's id and Note
+//     saying so. Newest is the order of modelid.Release: by the version in
+//     the id (claude-opus-4-5 > claude-opus-4-1 > claude-opus-4 >
+//     claude-3-opus), then by snapshot date, an undated alias ranking above
+//     the dated snapshots of its version; Bedrock regions, vendor
+//     qualifiers, "-v1:0", "@…" and "-latest" are ignored. Of several prices
+//     of the newest release (a model's Bedrock regional profiles, some of
+//     which cost 10% more), the dearest is taken. The member's long-context
+//     tier comes with it; its web search price, if it has none, is the
+//     family's highest. Price.Model is the id asked for;
 //  3. an error.
 //
 // With Deny, a model the catalog and the policy lack is an error.
@@ -253,9 +270,11 @@ func (c *Catalog) prefixProvider(model string) (string, bool) {
 //     "gpt-5-mini", gpt-4.1 is "gpt-4", gpt-4o-mini is "gpt-4o-mini";
 //   - no other id has a family.
 //
-// So on the day claude-opus-5-5 ships, it costs what the dearest known Opus
-// costs (Opus 4.1: 15/75 USD per million tokens) until the catalog or the
-// policy knows its price.
+// So on the day a new model ships, it costs what its family's latest model
+// costs (claude-opus-6 what claude-opus-5-5 costs), not what the dearest
+// model of the family ever cost, until the catalog or the policy knows its
+// price. A new model priced above its predecessor is under-estimated until
+// then; the record says the price was estimated.
 func (c *Catalog) Resolve(provider, model string, unknown UnknownModels) (Price, error) {
 	if p, ok := c.Lookup(provider, model); ok {
 		return p, nil
@@ -358,13 +377,17 @@ func (c *Catalog) With(overrides map[string]Price) *Catalog {
 		p.Model, p.Provider, p.Source, p.Estimated = key, "", "policy", false
 		n.overrides[key] = p
 	}
-	// Families: the catalog's, with the policy's prices added under every
-	// provider that has the family, and under "" for the others.
-	fams := map[string]map[string]Price{}
+	// Families: the catalog's, less the prices the policy overrides, with the
+	// policy's prices added under every provider that has the family, and
+	// under "" for the others.
+	fams := map[string]map[string]member{}
 	for _, p := range c.models {
-		addToFamily(fams, p.Provider, p)
+		if _, ok := n.overrides[modelid.Neutral(p.Model)]; !ok {
+			addToFamily(fams, p.Provider, p)
+		}
 	}
-	for _, p := range n.overrides {
+	for _, k := range slices.Sorted(maps.Keys(n.overrides)) {
+		p := n.overrides[k]
 		addToFamily(fams, "", p)
 		f := modelid.Family(p.Model)
 		for prov, byFam := range fams {
@@ -373,8 +396,7 @@ func (c *Catalog) With(overrides map[string]Price) *Catalog {
 			}
 		}
 	}
-	finishFamilies(fams)
-	n.families = fams
+	n.families = finishFamilies(fams)
 	n.version = c.version + "+policy-" + hashOverrides(n.overrides)
 	return &n
 }
@@ -398,62 +420,83 @@ func hashOverrides(m map[string]Price) string {
 	return hex.EncodeToString(h.Sum(nil)[:6])
 }
 
-// addToFamily adds p to the family of its model under provider prov. The
-// accumulators are kept in a Price whose fields are finished by
-// finishFamilies.
-func addToFamily(fams map[string]map[string]Price, prov string, p Price) {
+// member is the member of a family that its estimate copies, while the
+// family is being collected, and the highest web search price of the family.
+type member struct {
+	p   Price
+	rel modelid.Release
+	web int64
+}
+
+// addToFamily offers p as the member of its model's family under provider
+// prov that the family's estimate copies (see Resolve): the newest release
+// wins, and of the same release the dearest price, then the smallest key, so
+// that the choice does not depend on the order of the calls.
+func addToFamily(fams map[string]map[string]member, prov string, p Price) {
 	f := modelid.Family(modelid.Neutral(p.Model))
 	if f == "" {
 		return
 	}
 	byFam := fams[prov]
 	if byFam == nil {
-		byFam = map[string]Price{}
+		byFam = map[string]member{}
 		fams[prov] = byFam
 	}
-	acc, ok := byFam[f]
-	if !ok {
-		acc = Price{Source: "family:" + f, Estimated: true, LongContext: &Rates{}}
+	rel := modelid.ReleaseOf(p.Model)
+	cur, ok := byFam[f]
+	if !ok || cmp.Or(rel.Compare(cur.rel), compareDearer(p, cur.p), strings.Compare(cur.p.Model, p.Model)) > 0 {
+		cur.p, cur.rel = p, rel
 	}
-	acc.Rates = maxRates(acc.Rates, p.Rates)
-	acc.WebSearchPerRequest = max(acc.WebSearchPerRequest, p.WebSearchPerRequest)
-	if p.LongContext != nil && p.LongContextThreshold > 0 {
-		*acc.LongContext = maxRates(*acc.LongContext, *p.LongContext)
-		if acc.LongContextThreshold == 0 || p.LongContextThreshold < acc.LongContextThreshold {
-			acc.LongContextThreshold = p.LongContextThreshold
-		}
-	}
-	byFam[f] = acc
+	cur.web = max(cur.web, p.WebSearchPerRequest)
+	byFam[f] = cur
 }
 
-// finishFamilies turns the accumulators of addToFamily into prices. Above the
-// lowest long-context threshold of the family, each rate is the highest of
-// the long-context rates and the base rates, since a member without a
-// long-context tier charges its base rates there.
-func finishFamilies(fams map[string]map[string]Price) {
-	for _, byFam := range fams {
-		for f, p := range byFam {
-			if p.LongContextThreshold == 0 {
-				p.LongContext = nil
+// compareDearer orders prices of the same release: +1 when a costs more than
+// b, by output, input, 1-hour and 5-minute cache write, cache read, then the
+// long-context tier.
+func compareDearer(a, b Price) int {
+	return cmp.Or(
+		cmp.Compare(a.Output, b.Output),
+		cmp.Compare(a.Input, b.Input),
+		cmp.Compare(a.CacheWrite1h, b.CacheWrite1h),
+		cmp.Compare(a.CacheWrite5m, b.CacheWrite5m),
+		cmp.Compare(a.CacheRead, b.CacheRead),
+		cmp.Compare(longOutput(a), longOutput(b)),
+	)
+}
+
+func longOutput(p Price) int64 {
+	if p.LongContext == nil {
+		return 0
+	}
+	return p.LongContext.Output
+}
+
+// finishFamilies turns the members chosen by addToFamily into the family
+// estimates: the member's price, flagged Estimated, with Source
+// "family:<family>", EstimatedFrom the member's id, and the highest web
+// search price of the family when the member has none.
+func finishFamilies(fams map[string]map[string]member) map[string]map[string]Price {
+	out := make(map[string]map[string]Price, len(fams))
+	for prov, byFam := range fams {
+		est := make(map[string]Price, len(byFam))
+		for f, m := range byFam {
+			p := m.p
+			p.EstimatedFrom = p.Model
+			from := p.Model
+			if p.Provider != "" {
+				from += " (" + p.Provider + ")"
 			} else {
-				lc := maxRates(*p.LongContext, p.Rates)
-				if lc == p.Rates {
-					p.LongContext, p.LongContextThreshold = nil, 0
-				} else {
-					p.LongContext = &lc
-				}
+				from += " (policy)"
 			}
-			byFam[f] = p
+			p.Note = "estimated from " + from + ", the newest priced " + f + " model"
+			p.Source, p.Estimated = "family:"+f, true
+			if p.WebSearchPerRequest == 0 {
+				p.WebSearchPerRequest = m.web
+			}
+			est[f] = p
 		}
+		out[prov] = est
 	}
-}
-
-func maxRates(a, b Rates) Rates {
-	return Rates{
-		Input:        max(a.Input, b.Input),
-		Output:       max(a.Output, b.Output),
-		CacheRead:    max(a.CacheRead, b.CacheRead),
-		CacheWrite5m: max(a.CacheWrite5m, b.CacheWrite5m),
-		CacheWrite1h: max(a.CacheWrite1h, b.CacheWrite1h),
-	}
+	return out
 }

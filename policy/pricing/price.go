@@ -63,11 +63,20 @@ type Price struct {
 	// Estimated is set when the price is not the model's own: a family rule
 	// priced it, or the source's pricing could only be approximated.
 	Estimated bool
-	// Source says where the price comes from: "litellm", "portkey", "policy",
-	// or "family:<family>" for a family estimate such as "family:claude-opus".
+	// Source says where the price comes from: "litellm", "portkey",
+	// "anthropic" (a model only Anthropic's published prices have; prices of
+	// the tables they replaced keep their source and say so in Note),
+	// "policy", or "family:<family>" for a family estimate such as
+	// "family:claude-opus". A family estimate's Source names no model, so
+	// that it can label metrics; EstimatedFrom does.
 	Source string
+	// EstimatedFrom is, for a family estimate, the catalog key (or policy id)
+	// of the family member whose price was taken, such as "claude-opus-4-8";
+	// it is empty otherwise.
+	EstimatedFrom string
 	// Note says why a rate differs from the source table (a correction, or a
-	// rate derived by Anthropic's published multipliers), if one does.
+	// rate derived by Anthropic's published multipliers), if one does; for a
+	// family estimate, which member it was taken from.
 	Note string
 }
 
@@ -134,8 +143,8 @@ type UnknownModels int
 
 const (
 	// EstimateByFamily prices an unknown model of a known family (such as
-	// claude-opus-*) at the highest rates of that family, flagged Estimated.
-	// It is the default.
+	// claude-opus-*) at the price of the family's newest priced member,
+	// flagged Estimated (see Catalog.Resolve). It is the default.
 	EstimateByFamily UnknownModels = iota
 	// Deny makes every unknown model an error.
 	Deny

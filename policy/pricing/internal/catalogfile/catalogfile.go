@@ -20,6 +20,9 @@ type File struct {
 	Sources string `json:"sources"`
 	// Unit documents the unit of the numbers, for whoever opens the file.
 	Unit string `json:"unit"`
+	// Notes says where rates that are not the source tables' come from, such
+	// as Anthropic's published pricing page and the date it was read.
+	Notes []string `json:"notes,omitempty"`
 	// Models is sorted by provider, then model.
 	Models []Model `json:"models"`
 }
@@ -50,9 +53,10 @@ const Unit = "integer pico-USD (1e-12 USD) per token; web_search in pico-USD per
 func Encode(w io.Writer, f *File) error {
 	var buf bytes.Buffer
 	head, err := json.Marshal(struct {
-		Sources string `json:"sources"`
-		Unit    string `json:"unit"`
-	}{f.Sources, f.Unit})
+		Sources string   `json:"sources"`
+		Unit    string   `json:"unit"`
+		Notes   []string `json:"notes,omitempty"`
+	}{f.Sources, f.Unit, f.Notes})
 	if err != nil {
 		return err
 	}

@@ -178,7 +178,7 @@ var fixturePortkey = map[string]string{
 
 func TestGenerateFixture(t *testing.T) {
 	cfg := fixture(t, fixtureLiteLLM, fixturePortkey)
-	g, err := generate(cfg, corrections[:1])
+	g, err := generate(cfg, corrections[:1], nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -281,12 +281,12 @@ func mapsKeys(m map[string]string) func(func(string) bool) {
 func TestCorrectionsMustMatchTheSource(t *testing.T) {
 	// The source no longer has the value the correction expects.
 	changed := strings.Replace(fixtureLiteLLM, `"cache_creation_input_token_cost_above_1hr": 6e-06`, `"cache_creation_input_token_cost_above_1hr": 1.6e-06`, 1)
-	_, err := generate(fixture(t, changed, fixturePortkey), corrections[:1])
+	_, err := generate(fixture(t, changed, fixturePortkey), corrections[:1], nil)
 	if err == nil || !strings.Contains(err.Error(), "the source now has 1.60, not 6; review corrections.go") {
 		t.Errorf("err = %v", err)
 	}
 	// The corrected entry is gone.
-	_, err = generate(fixture(t, fixtureLiteLLM, fixturePortkey), []correction{{"anthropic", "claude-9", fieldInput, "1", "2", "test"}})
+	_, err = generate(fixture(t, fixtureLiteLLM, fixturePortkey), []correction{{"anthropic", "claude-9", fieldInput, "1", "2", "test"}}, nil)
 	if err == nil || !strings.Contains(err.Error(), "no such LiteLLM entry") {
 		t.Errorf("err = %v", err)
 	}
@@ -323,5 +323,60 @@ func TestFlags(t *testing.T) {
 	}
 	if err := run([]string{"-litellm", "/nonexistent", "-portkey", "/nonexistent", "-litellm-version", "a", "-portkey-version", "b"}, io.Discard); err == nil {
 		t.Error("missing input accepted")
+	}
+}
+
+// TestApplyPublished checks that Anthropic's published prices replace the
+// tables' base rates under provider anthropic, add the models the tables
+// lack, leave long-context tiers alone, and are all listed in the report.
+func TestApplyPublished(t *testing.T) {
+	cfg := fixture(t, fixtureLiteLLM, fixturePortkey)
+	g, err := generate(cfg, corrections[:1], []published{
+		{"claude-3-5-haiku", "0.80/4/0.08/1/1.60", "page-a"},
+		{"claude-sonnet-4-5", "2/10/0.20/2.50/4", "page-b"},
+		{"claude-new-1", "1/2/0.10/1.25/2", "page-c"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]*entry{}
+	for _, e := range g.entries {
+		got[e.provider+" "+e.key] = e
+	}
+	if e := got["anthropic claude-3-5-haiku-20241022"]; fmtRates(e.base) != "0.80/4/0.08/1/1.60" || e.source != sourceLite {
+		t.Errorf("haiku = %s from %s", fmtRates(e.base), e.source)
+	}
+	if e := got["anthropic claude-sonnet-4-5"]; fmtRates(e.base) != "2/10/0.20/2.50/4" || e.lc == nil ||
+		fmtRates(*e.lc) != "6/22.50/0.60/7.50/12" || !strings.Contains(strings.Join(e.notes, ";"), "page-b") {
+		t.Errorf("sonnet = %s, long context %v, notes %q", fmtRates(e.base), e.lc, e.notes)
+	}
+	if e := got["anthropic claude-new-1"]; e == nil || fmtRates(e.base) != "1/2/0.10/1.25/2" || e.source != sourceAnthropic {
+		t.Errorf("added model = %+v", e)
+	}
+	want := []string{
+		"anthropic claude-3-5-haiku-20241022: 0.80/4/0.08/1/1.60 unchanged (page-a)",
+		"anthropic claude-sonnet-4-5: 3/15/0.30/3.75/6 -> 2/10/0.20/2.50/4 (page-b)",
+		"anthropic claude-new-1: added 1/2/0.10/1.25/2 (page-c)",
+	}
+	if diff := cmp.Diff(want, g.published); diff != "" {
+		t.Errorf("report (-want +got):\n%s", diff)
+	}
+	var buf bytes.Buffer
+	if err := g.writeCatalog(&buf); err != nil {
+		t.Fatal(err)
+	}
+	f, _, err := catalogfile.Decode(buf.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Sources != "litellm-v1+portkey-p1+anthropic-"+anthropicReadOn || len(f.Notes) != 1 || !strings.Contains(f.Notes[0], anthropicReadOn) {
+		t.Errorf("sources %q, notes %q", f.Sources, f.Notes)
+	}
+
+	// A repeated id, or one that is not neutral, stops the generator.
+	for _, bad := range []published{{"claude-new-1", "1/2/0.10/1.25/2", "x"}, {"claude-new-2-20260101", "1/2/0.10/1.25/2", "x"}} {
+		if _, err := generate(cfg, nil, []published{{"claude-new-1", "1/2/0.10/1.25/2", "x"}, bad}); err == nil {
+			t.Errorf("%s: no error", bad.id)
+		}
 	}
 }

@@ -34,6 +34,9 @@ const (
 	picoPerMTok = 1_000_000 // pico-USD per token in 1 USD per million tokens
 	sourceLite  = "litellm"
 	sourcePort  = "portkey"
+	// sourceAnthropic marks a model that only Anthropic's published prices
+	// (anthropic.go) have.
+	sourceAnthropic = "anthropic"
 )
 
 // rates is one tier of an entry's rates, with which of them the source gave.
@@ -62,6 +65,8 @@ type entry struct {
 type gen struct {
 	cfg         config
 	corrections []correction
+	published   []string // what anthropic.go applied
+	prices      []published
 	entries     []*entry
 
 	// Statistics and report sections.
@@ -91,9 +96,10 @@ type disagreement struct {
 	note                       string
 }
 
-// generate reads the sources and builds the catalog, applying corrs.
-func generate(cfg config, corrs []correction) (*gen, error) {
-	g := &gen{cfg: cfg, corrections: corrs, liteModes: map[string]int{}}
+// generate reads the sources and builds the catalog, applying corrs, then
+// Anthropic's published prices.
+func generate(cfg config, corrs []correction, prices []published) (*gen, error) {
+	g := &gen{cfg: cfg, corrections: corrs, prices: prices, liteModes: map[string]int{}}
 	if err := g.readLiteLLM(cfg.litellm); err != nil {
 		return nil, err
 	}
@@ -105,6 +111,9 @@ func generate(cfg config, corrs []correction) (*gen, error) {
 		g.derive(e)
 	}
 	if err := g.crossCheck(cfg.portkey); err != nil {
+		return nil, err
+	}
+	if err := g.applyPublished(prices); err != nil {
 		return nil, err
 	}
 	slices.SortFunc(g.entries, func(a, b *entry) int {
@@ -492,6 +501,10 @@ func (g *gen) writeCatalog(w io.Writer) error {
 	f := &catalogfile.File{
 		Sources: "litellm-" + g.cfg.litellmVer + "+portkey-" + g.cfg.portkeyVer,
 		Unit:    catalogfile.Unit,
+		Notes:   catalogNotes(g.prices),
+	}
+	if len(g.prices) > 0 {
+		f.Sources += "+anthropic-" + anthropicReadOn
 	}
 	for _, e := range g.entries {
 		m := catalogfile.Model{

@@ -11,6 +11,9 @@
 // responses or completion, or that has no mode, with these changes:
 //
 //   - the corrections of corrections.go, each with its source;
+//   - Anthropic's published prices (anthropic.go), which replace the tables'
+//     base rates of the Claude models under provider anthropic that they
+//     list, and add the models the tables lack;
 //   - for Claude models of anthropic, bedrock and vertex_ai, cache rates the
 //     table lacks derived from the input rate by Anthropic's published
 //     multipliers (read 0.1×, 5-minute write 1.25×, 1-hour write 2×), also in
@@ -75,7 +78,7 @@ func run(args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	g, err := generate(c, corrections)
+	g, err := generate(c, corrections, anthropicPrices)
 	if err != nil {
 		return err
 	}
