@@ -8,6 +8,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -344,5 +346,34 @@ func TestEmptyMessageBodyIs400(t *testing.T) {
 	}
 	if n := len(s.fake.Requests()); n != 0 {
 		t.Errorf("the provider saw %d requests", n)
+	}
+}
+
+// TestEnvoyTooLargeIsFinal: Envoy's own 413 (a body over the buffer limit)
+// says x-should-retry: false, from envoy.yaml's local_reply_config, since the
+// same body is refused again. envoy.yaml is used with its 32 MiB limits
+// lowered to 64 KiB, so that a small body crosses them.
+func TestEnvoyTooLargeIsFinal(t *testing.T) {
+	src, err := os.ReadFile("../../envoy.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	small := strings.ReplaceAll(string(src), "33554432", "65536")
+	if small == string(src) {
+		t.Fatal("envoy.yaml has no 33554432 buffer limit to lower")
+	}
+	path := filepath.Join(t.TempDir(), "envoy.yaml")
+	if err := os.WriteFile(path, []byte(small), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := newStackWith(t, stackOptions{envoyYAML: path})
+	big := `{"model":"claude-sonnet-4-5","max_tokens":16,"messages":[{"role":"user","content":"` +
+		strings.Repeat("x", 100<<10) + `"}]}`
+	run := followClaudeCode(t, func() *http.Response { return post(t, s, "/v1/messages", big, nil) }, nil)
+	if run.attempts != 1 || run.last.StatusCode != 413 || errorType(t, run.lastBody) != "request_too_large" {
+		t.Errorf("%d attempts, last %d %s", run.attempts, run.last.StatusCode, run.lastBody)
+	}
+	if got := run.last.Header.Get("x-should-retry"); got != "false" {
+		t.Errorf("x-should-retry %q on Envoy's 413; want false", got)
 	}
 }
