@@ -57,7 +57,7 @@ func classify(method, path string) (endpoint, *ClientError) {
 // and forwarded with the provider key, so anything that could name another
 // endpoint at an edge that decodes or normalises paths is refused: "%"
 // (encoded slashes, backslashes and dots), "/" (further or empty segments),
-// "\", and dot-segments (an id starts with a letter or digit).
+// a backslash, and dot-segments (an id starts with a letter or digit).
 func validModelID(id string) bool {
 	if id == "" || len(id) > maxModelLen || !isAlnum(id[0]) {
 		return false
@@ -116,6 +116,25 @@ func invalidKey(h headers, read string) *ClientError {
 		msg += "; also sent, and not read: " + strings.Join(ignored, ", ")
 	}
 	return authenticationError("%s", msg)
+}
+
+// removeClientOnly removes the request headers that are for the gateway, not
+// the provider: the client's credentials (the gateway key in any of its
+// headers, and proxy-authorization, which has carried it), its cookies, every
+// Tollgate and Portkey header (steering, trace and metadata headers, anything
+// posing as an internal one, and Portkey's x-portkey-config, which can hold
+// provider secrets), and accept-encoding (responses must stay readable).
+//
+// It is a deny list, not an allow list: anthropic-* headers and body fields are
+// an open list that must reach Anthropic untouched (CLAUDE-CODE-GATEWAY section
+// 2), as must x-claude-code-* and the headers a user adds through
+// ANTHROPIC_CUSTOM_HEADERS, which are the user's business; an allow list would
+// break each new one the day it ships. Client-sent x-forwarded-* headers pass
+// as Envoy leaves them: they hold what the client chose to say, not a secret.
+func removeClientOnly(m *mutation, h headers) {
+	m.Remove(hdrAuthorization, hdrAPIKey, "proxy-authorization", "cookie", "accept-encoding")
+	m.Remove(h.withPrefix(gatewayPrefix)...)
+	m.Remove(h.withPrefix(portkeyPrefix)...)
 }
 
 // policyProcessor is the downstream role: one per client request. It
@@ -239,13 +258,13 @@ func (p *policyProcessor) requestHeaders(hh *extprocv3.HttpHeaders) *extprocv3.P
 		p.slug = h.get(hdrPortkeyRoute)
 	}
 
-	var m mutation
-	removeClientOnly(&m, h)
-
 	if hh.GetEndOfStream() && (ep == epMessages || ep == epCountTokens) {
 		// Content-Length: 0, or no body at all: nothing to route or price.
 		return p.reject(invalidRequest("request body: empty; %s %s takes a JSON body with a model", p.method, strings.SplitN(p.path, "?", 2)[0]))
 	}
+
+	var m mutation
+	removeClientOnly(&m, h)
 	if !hh.GetEndOfStream() {
 		// The body decides the rest. In BUFFERED mode Envoy holds the headers until
 		// the body reply, so routing set there still reaches the router. The
@@ -264,25 +283,6 @@ func (p *policyProcessor) requestHeaders(hh *extprocv3.HttpHeaders) *extprocv3.P
 	}
 	p.released = p.s.now()
 	return continueRequestHeaders(&extprocv3.CommonResponse{HeaderMutation: m.proto(), ClearRouteCache: true})
-}
-
-// removeClientOnly removes the request headers that are for the gateway, not
-// the provider: the client's credentials (the gateway key in any of its
-// headers, and proxy-authorization, which has carried it), its cookies, every
-// Tollgate and Portkey header (steering, trace and metadata headers, anything
-// posing as an internal one, and Portkey's x-portkey-config, which can hold
-// provider secrets), and accept-encoding (responses must stay readable).
-//
-// It is a deny list, not an allow list: anthropic-* headers and body fields are
-// an open list that must reach Anthropic untouched (CLAUDE-CODE-GATEWAY section
-// 2), as must x-claude-code-* and the headers a user adds through
-// ANTHROPIC_CUSTOM_HEADERS, which are the user's business; an allow list would
-// break each new one the day it ships. Client-sent x-forwarded-* headers pass
-// as Envoy leaves them: they hold what the client chose to say, not a secret.
-func removeClientOnly(m *mutation, h headers) {
-	m.Remove(hdrAuthorization, hdrAPIKey, "proxy-authorization", "cookie", "accept-encoding")
-	m.Remove(h.withPrefix(gatewayPrefix)...)
-	m.Remove(h.withPrefix(portkeyPrefix)...)
 }
 
 func (p *policyProcessor) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
