@@ -36,6 +36,7 @@ func errorf(status int, typ, format string, args ...any) *ClientError {
 	return &ClientError{Status: status, Type: typ, Message: fmt.Sprintf(format, args...)}
 }
 
+// finalf builds a refusal the same request can never pass (Final true).
 func finalf(status int, typ, format string, args ...any) *ClientError {
 	e := errorf(status, typ, format, args...)
 	e.Final = true
