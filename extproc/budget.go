@@ -72,6 +72,7 @@ func (p *policyProcessor) reserve(f reqbody.Fields, bodyLen int) *ClientError {
 		if s := d.RetryAfterSeconds(); s > 0 {
 			e.RetryAfter = strconv.Itoa(s)
 		}
+		e.Final = !retryHelps(d.RetryAfterSeconds())
 		return e
 	}
 	p.reservation, p.remaining = dec.Reservation, dec.Remaining

@@ -20,27 +20,55 @@ type ClientError struct {
 	// RetryAfter is the retry-after header in seconds, for rate and
 	// concurrency limits; empty for everything a retry cannot fix soon.
 	RetryAfter string
+	// Final marks a refusal that the same request cannot pass on retry (a bad
+	// key, a malformed request, a spent budget). immediate sends it as
+	// x-should-retry: false, which Claude Code and the Anthropic SDKs obey at
+	// once; without it they retry a 429 up to ten times with backoff
+	// (CLAUDE-CODE-GATEWAY section 6).
+	Final bool
 }
 
 func (e *ClientError) Error() string { return fmt.Sprintf("%d %s: %s", e.Status, e.Type, e.Message) }
 
+// errorf builds a refusal a retry may pass (Final false): the fail-closed 503
+// of a budget ledger that is down, for instance.
 func errorf(status int, typ, format string, args ...any) *ClientError {
 	return &ClientError{Status: status, Type: typ, Message: fmt.Sprintf(format, args...)}
 }
 
-// Constructors for the Anthropic error types of WIRE-FORMATS section 1.5.
+// finalf builds a refusal the same request can never pass (Final true).
+func finalf(status int, typ, format string, args ...any) *ClientError {
+	e := errorf(status, typ, format, args...)
+	e.Final = true
+	return e
+}
+
+// Constructors for the Anthropic error types of WIRE-FORMATS section 1.5. Each
+// of these refusals depends only on the request and the policy, so they are
+// all final: the same request gets the same answer.
 func invalidRequest(format string, args ...any) *ClientError {
-	return errorf(400, "invalid_request_error", format, args...)
+	return finalf(400, "invalid_request_error", format, args...)
 }
 func authenticationError(format string, args ...any) *ClientError {
-	return errorf(401, "authentication_error", format, args...)
+	return finalf(401, "authentication_error", format, args...)
 }
 func permissionError(format string, args ...any) *ClientError {
-	return errorf(403, "permission_error", format, args...)
+	return finalf(403, "permission_error", format, args...)
 }
 func notFound(format string, args ...any) *ClientError {
-	return errorf(404, "not_found_error", format, args...)
+	return finalf(404, "not_found_error", format, args...)
 }
+
+// maxRetryAfterSeconds is the longest retry-after Claude Code waits for; above
+// it the CLI does not retry (CLAUDE-CODE-GATEWAY section 6), and the Anthropic
+// SDKs ignore the header and retry within seconds, which cannot succeed.
+const maxRetryAfterSeconds = 60
+
+// retryHelps reports whether a limit whose retry-after is seconds (0: none)
+// lets a client's automatic retry through. When no wait helps (a spend or
+// token budget, or a request larger than the limit) or the wait is longer
+// than clients wait, the refusal is final.
+func retryHelps(seconds int) bool { return seconds > 0 && seconds <= maxRetryAfterSeconds }
 
 // anthropicErrorBody is the Anthropic error shape:
 // {"type":"error","error":{"type":...,"message":...},"request_id":...}.
@@ -67,6 +95,9 @@ func immediate(e *ClientError, requestID string) *extprocv3.ProcessingResponse {
 	m.Set("content-length", strconv.Itoa(len(body)))
 	if e.RetryAfter != "" {
 		m.Set("retry-after", e.RetryAfter)
+	}
+	if e.Final {
+		m.Set(hdrShouldRetry, "false")
 	}
 	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ImmediateResponse{
 		ImmediateResponse: &extprocv3.ImmediateResponse{

@@ -13,6 +13,8 @@ import (
 // policy role strips any a client sends, and the adapter removes them all before a
 // request leaves for a provider.
 const (
+	gatewayPrefix    = "x-tollgate-" // every Tollgate header; none reaches a provider
+	portkeyPrefix    = "x-portkey-"  // Portkey's aliases and config; none reaches a provider
 	internalPrefix   = "x-tollgate-internal-"
 	hdrCluster       = internalPrefix + "cluster"
 	hdrDecision      = internalPrefix + "decision"
@@ -26,6 +28,7 @@ const (
 	hdrAttempts      = "x-tollgate-attempts" // on responses: the attempt that served
 	hdrAPIKey        = "x-api-key"
 	hdrAuthorization = "authorization"
+	hdrShouldRetry   = "x-should-retry" // on refusals: "false" when a retry cannot pass
 )
 
 // headers is a read view of an Envoy header map. Envoy sends lowercase keys and

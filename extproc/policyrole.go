@@ -38,7 +38,12 @@ func classify(method, path string) (endpoint, *ClientError) {
 		return epMessages, nil
 	case path == "/v1/messages/count_tokens" && method == "POST":
 		return epCountTokens, nil
-	case (path == "/v1/models" || strings.HasPrefix(path, "/v1/models/")) && method == "GET":
+	case path == "/v1/models" && method == "GET":
+		return epModels, nil
+	case strings.HasPrefix(path, "/v1/models/") && method == "GET":
+		if id := path[len("/v1/models/"):]; !validModelID(id) {
+			return epUnknown, notFound("GET %s: a model id is one path segment of letters, digits, '-', '.', '_' and ':', starting with a letter or digit; percent-escapes, dot-segments and further segments are refused", path)
+		}
 		return epModels, nil
 	case (path == "/" || path == "/api/hello") && method == "HEAD":
 		// Claude Code's credential-less warm-up probe; its answer is ignored.
@@ -47,11 +52,37 @@ func classify(method, path string) (endpoint, *ClientError) {
 	return epUnknown, notFound("%s %s is not an endpoint of this gateway; it serves POST /v1/messages, POST /v1/messages/count_tokens and GET /v1/models", method, path)
 }
 
+// validModelID reports whether id, the rest of a GET /v1/models/{id} path, is
+// one well-formed model id segment. The models endpoint is exempt from budgets
+// and forwarded with the provider key, so anything that could name another
+// endpoint at an edge that decodes or normalises paths is refused: "%"
+// (encoded slashes, backslashes and dots), "/" (further or empty segments),
+// a backslash, and dot-segments (an id starts with a letter or digit).
+func validModelID(id string) bool {
+	if id == "" || len(id) > maxModelLen || !isAlnum(id[0]) {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; !isAlnum(c) && c != '-' && c != '.' && c != '_' && c != ':' {
+			return false
+		}
+	}
+	return true
+}
+
+func isAlnum(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+}
+
 // gatewayKeyHeaders lists where a client may put its gateway key, in the order
-// they are tried. All of them are removed before the request goes upstream.
+// they are tried: the first one present (authorization only with the Bearer
+// scheme) is the key, whatever the others hold. All of them are removed before
+// the request goes upstream.
 var gatewayKeyHeaders = []string{hdrGatewayKey, hdrPortkeyKey, hdrAuthorization, hdrAPIKey}
 
-func gatewayKey(h headers) string {
+// gatewayKey returns the client's gateway key and the header it was read from
+// ("" when none is present).
+func gatewayKey(h headers) (key, header string) {
 	for _, k := range gatewayKeyHeaders {
 		v := strings.TrimSpace(h.get(k))
 		if v == "" {
@@ -64,9 +95,46 @@ func gatewayKey(h headers) string {
 			}
 			v = strings.TrimSpace(token)
 		}
-		return v
+		return v, k
 	}
-	return ""
+	return "", ""
+}
+
+// invalidKey is the 401 for a key the policy does not know. It names the header
+// the key was read from and the other key headers the request carried, so a
+// stale key in a header that comes first is easy to find; never a key.
+func invalidKey(h headers, read string) *ClientError {
+	var ignored []string
+	for _, k := range gatewayKeyHeaders {
+		if k != read && strings.TrimSpace(h.get(k)) != "" {
+			ignored = append(ignored, k)
+		}
+	}
+	msg := "invalid gateway key in " + read + " (the key is read from the first of " +
+		strings.Join(gatewayKeyHeaders, ", ") + " that is present; authorization only as Bearer)"
+	if len(ignored) > 0 {
+		msg += "; also sent, and not read: " + strings.Join(ignored, ", ")
+	}
+	return authenticationError("%s", msg)
+}
+
+// removeClientOnly removes the request headers that are for the gateway, not
+// the provider: the client's credentials (the gateway key in any of its
+// headers, and proxy-authorization, which has carried it), its cookies, every
+// Tollgate and Portkey header (steering, trace and metadata headers, anything
+// posing as an internal one, and Portkey's x-portkey-config, which can hold
+// provider secrets), and accept-encoding (responses must stay readable).
+//
+// It is a deny list, not an allow list: anthropic-* headers and body fields are
+// an open list that must reach Anthropic untouched (CLAUDE-CODE-GATEWAY section
+// 2), as must x-claude-code-* and the headers a user adds through
+// ANTHROPIC_CUSTOM_HEADERS, which are the user's business; an allow list would
+// break each new one the day it ships. Client-sent x-forwarded-* headers pass
+// as Envoy leaves them: they hold what the client chose to say, not a secret.
+func removeClientOnly(m *mutation, h headers) {
+	m.Remove(hdrAuthorization, hdrAPIKey, "proxy-authorization", "cookie", "accept-encoding")
+	m.Remove(h.withPrefix(gatewayPrefix)...)
+	m.Remove(h.withPrefix(portkeyPrefix)...)
 }
 
 // policyProcessor is the downstream role: one per client request. It
@@ -179,13 +247,13 @@ func (p *policyProcessor) requestHeaders(hh *extprocv3.HttpHeaders) *extprocv3.P
 		return p.reject(cerr)
 	}
 
-	key := gatewayKey(h)
+	key, keyHeader := gatewayKey(h)
 	if key == "" {
 		return p.reject(authenticationError("missing gateway key: send it as x-api-key, Authorization: Bearer, or x-tollgate-api-key"))
 	}
 	k, ok := p.pol.Authenticate(key)
 	if !ok {
-		return p.reject(authenticationError("invalid gateway key"))
+		return p.reject(invalidKey(h, keyHeader))
 	}
 	p.key = k
 
@@ -194,13 +262,13 @@ func (p *policyProcessor) requestHeaders(hh *extprocv3.HttpHeaders) *extprocv3.P
 		p.slug = h.get(hdrPortkeyRoute)
 	}
 
-	// Client credentials, our own steering headers, anything posing as an internal
-	// header, and accept-encoding (responses must stay readable) never go upstream.
-	var m mutation
-	m.Remove(hdrGatewayKey, hdrPortkeyKey, hdrAuthorization, hdrAPIKey, hdrProvider, hdrPortkeyRoute,
-		hdrTraceID, hdrPortkeyTraceID, hdrMetadata, hdrPortkeyMeta, "accept-encoding")
-	m.Remove(h.withPrefix(internalPrefix)...)
+	if hh.GetEndOfStream() && (ep == epMessages || ep == epCountTokens) {
+		// Content-Length: 0, or no body at all: nothing to route or price.
+		return p.reject(invalidRequest("request body: empty; %s %s takes a JSON body with a model", p.method, strings.SplitN(p.path, "?", 2)[0]))
+	}
 
+	var m mutation
+	removeClientOnly(&m, h)
 	if !hh.GetEndOfStream() {
 		// The body decides the rest. In BUFFERED mode Envoy holds the headers until
 		// the body reply, so routing set there still reaches the router. The

@@ -104,6 +104,7 @@ type stackOptions struct {
 	ledger     budget.Ledger    // default: none, no budgets enforced
 	keyBudgets string           // YAML flow list for the key's budgets, e.g. [{requests: 2, per: minute}]
 	policyTail string           // top-level YAML appended to the policy
+	envoyYAML  string           // default: ../../envoy.yaml
 }
 
 type fixedPolicy struct{ p *policy.Policy }
@@ -174,8 +175,11 @@ keys:
 	go gs.Serve(lis) //nolint:errcheck // ends with Stop
 	t.Cleanup(gs.Stop)
 
+	if o.envoyYAML == "" {
+		o.envoyYAML = "../../envoy.yaml"
+	}
 	h, err := envoytest.Start(envoytest.Config{
-		EnvoyYAML: "../../envoy.yaml",
+		EnvoyYAML: o.envoyYAML,
 		Clusters: map[string]string{
 			"tollgate":       lis.Addr().String(),
 			"prov_demo":      fake.Addr(),

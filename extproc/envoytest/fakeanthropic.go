@@ -23,9 +23,8 @@ var defaultTestdata embed.FS
 type FakeAnthropicConfig struct {
 	// APIKey is the x-api-key every API request must carry (required).
 	APIKey string
-	// ForbiddenHeaders must never arrive (e.g. "x-tollgate-api-key",
-	// "x-portkey-api-key"). Every x-tollgate-internal-* header and
-	// authorization are always forbidden.
+	// ForbiddenHeaders must never arrive, in addition to those that never
+	// may (see alwaysForbidden).
 	ForbiddenHeaders []string
 	// TestdataDir holds messages.json and messages_stream.sse. Default: the
 	// copies embedded from this package's testdata directory.
@@ -41,8 +40,8 @@ type RecordedRequest struct {
 }
 
 // FakeAnthropic is a fake Anthropic API upstream that asserts what it
-// received: the provider key, anthropic-version, and no gateway credential
-// or internal header. Violations are recorded and answered with a 400
+// received: the provider key, anthropic-version, and no gateway credential,
+// cookie or gateway header. Violations are recorded and answered with a 400
 // Anthropic error naming them.
 //
 // POST /v1/messages answers from messages.json, or with stream:true from
@@ -70,7 +69,7 @@ type FakeAnthropic struct {
 
 // NewFakeAnthropic returns a fake provider; call Start or mount Handler.
 func NewFakeAnthropic(cfg FakeAnthropicConfig) *FakeAnthropic {
-	f := &FakeAnthropic{cfg: cfg, forbidden: map[string]bool{"authorization": true}}
+	f := &FakeAnthropic{cfg: cfg, forbidden: map[string]bool{}}
 	for _, h := range cfg.ForbiddenHeaders {
 		f.forbidden[strings.ToLower(h)] = true
 	}
@@ -204,11 +203,24 @@ func (f *FakeAnthropic) check(r *http.Request) []string {
 	}
 	for k := range r.Header {
 		lk := strings.ToLower(k)
-		if f.forbidden[lk] || strings.HasPrefix(lk, "x-tollgate-internal-") {
+		if f.forbidden[lk] || alwaysForbidden(lk) {
 			v = append(v, fmt.Sprintf("forbidden header %s reached the provider", lk))
 		}
 	}
 	return v
+}
+
+// alwaysForbidden reports whether no request may carry the (lowercase)
+// header name to a provider: the client's gateway credentials (authorization;
+// proxy-authorization, which clients have used for the gateway key), its
+// cookies, and every gateway header, Tollgate's and Portkey's, internal or not
+// (x-portkey-config can hold provider secrets).
+func alwaysForbidden(name string) bool {
+	switch name {
+	case "authorization", "proxy-authorization", "cookie":
+		return true
+	}
+	return strings.HasPrefix(name, "x-tollgate-") || strings.HasPrefix(name, "x-portkey-")
 }
 
 func redact(s string) string {

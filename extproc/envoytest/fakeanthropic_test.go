@@ -75,15 +75,19 @@ func TestFakeAnthropic(t *testing.T) {
 		{"x-api-key", "k", "anthropic-version", "v", "authorization", "Bearer tg"},
 		{"x-api-key", "k", "anthropic-version", "v", "x-tollgate-internal-cluster", "c"},
 		{"x-api-key", "k", "anthropic-version", "v", "x-tollgate-api-key", "tg"},
+		{"x-api-key", "k", "anthropic-version", "v", "x-tollgate-trace-id", "t"},
+		{"x-api-key", "k", "anthropic-version", "v", "x-portkey-config", "{}"},
+		{"x-api-key", "k", "anthropic-version", "v", "proxy-authorization", "Bearer tg"},
+		{"x-api-key", "k", "anthropic-version", "v", "cookie", "session=1"},
 	} {
 		if code, _, body := call("POST", "/v1/messages", `{"model":"m"}`, bad...); code != 400 || !strings.Contains(body, "fake provider:") {
 			t.Errorf("%v: %d %q", bad, code, body)
 		}
 	}
-	if got := len(f.Violations()); got != 5 {
+	if got := len(f.Violations()); got != 9 {
 		t.Errorf("violations %v", f.Violations())
 	}
-	if got := len(f.Requests()); got != 12 {
-		t.Errorf("recorded %d requests, want 12 (healthz is not recorded)", got)
+	if got := len(f.Requests()); got != 16 {
+		t.Errorf("recorded %d requests, want 16 (healthz is not recorded)", got)
 	}
 }
