@@ -38,7 +38,7 @@ func send(t *testing.T, s *stack, path, body string, hdr [][2]string) (int, []by
 	return resp.StatusCode, b
 }
 
-const helloBody = `{"model":"claude-sonnet-4-5","max_tokens":16,"messages":[{"role":"user","content":"hi"}]}`
+const hiBody = `{"model":"claude-sonnet-4-5","max_tokens":16,"messages":[{"role":"user","content":"hi"}]}`
 
 // TestClientRequestIDIsNotTheRecordID is issue 9's first two items, through
 // the real Redis sink and the records API: a request with an empty
@@ -65,11 +65,11 @@ func TestClientRequestIDIsNotTheRecordID(t *testing.T) {
 	auth := [2]string{"x-api-key", gatewayKey}
 	tr := [2]string{"x-tollgate-trace-id", trace}
 	for i, rid := range []string{"", "dup", "dup"} {
-		if status, body := send(t, s, "/v1/messages", helloBody, [][2]string{auth, tr, {"x-request-id", rid}}); status != 200 {
+		if status, body := send(t, s, "/v1/messages", hiBody, [][2]string{auth, tr, {"x-request-id", rid}}); status != 200 {
 			t.Fatalf("request %d (x-request-id %q): %d %s", i, rid, status, body)
 		}
 	}
-	status, body := send(t, s, "/v1/messages", helloBody, [][2]string{{"x-api-key", "tg-wrong"}, tr, {"x-request-id", "dup"}})
+	status, body := send(t, s, "/v1/messages", hiBody, [][2]string{{"x-api-key", "tg-wrong"}, tr, {"x-request-id", "dup"}})
 	var errBody struct {
 		Type      string `json:"type"`
 		RequestID string `json:"request_id"`
@@ -128,23 +128,23 @@ func TestClientHeadersInRecordsAreBounded(t *testing.T) {
 			if h != "x-claude-code-session-id" {
 				hdr = append(hdr, [2]string{"x-claude-code-session-id", "s"})
 			}
-			if status, body := send(t, s, "/v1/messages", helloBody, hdr); status != 400 || !strings.Contains(string(body), h) {
+			if status, body := send(t, s, "/v1/messages", hiBody, hdr); status != 400 || !strings.Contains(string(body), h) {
 				t.Errorf("key %s, %d KB %s: %d %.200s; want a 400 naming it", key, len(huge)>>10, h, status, body)
 			}
 		}
 		// The three at once, with a long x-request-id and a long query.
-		status, _ := send(t, s, "/v1/messages?q="+long[:8<<10], helloBody, [][2]string{{"x-api-key", key},
+		status, _ := send(t, s, "/v1/messages?q="+long[:8<<10], hiBody, [][2]string{{"x-api-key", key},
 			{"x-claude-code-session-id", huge}, {"x-claude-code-agent-id", huge}, {"x-claude-code-parent-agent-id", huge}})
 		if status != 400 {
 			t.Errorf("key %s, all three oversized: %d", key, status)
 		}
-		if status, body := send(t, s, "/v1/messages?q="+long, helloBody, [][2]string{{"x-api-key", key}, {"x-request-id", long}}); key == gatewayKey && status != 200 {
+		if status, body := send(t, s, "/v1/messages?q="+long, hiBody, [][2]string{{"x-api-key", key}, {"x-request-id", long}}); key == gatewayKey && status != 200 {
 			t.Errorf("long x-request-id and query: %d %.200s", status, body)
 		}
 	}
 	// The largest ids that are accepted reach the record whole.
 	id128 := strings.Repeat("c", 128)
-	if status, body := send(t, s, "/v1/messages", helloBody, [][2]string{{"x-api-key", gatewayKey}, {"x-claude-code-session-id", id128},
+	if status, body := send(t, s, "/v1/messages", hiBody, [][2]string{{"x-api-key", gatewayKey}, {"x-claude-code-session-id", id128},
 		{"x-claude-code-agent-id", id128}, {"x-claude-code-parent-agent-id", id128}}); status != 200 {
 		t.Fatalf("128-byte ids: %d %s", status, body)
 	}
