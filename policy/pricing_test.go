@@ -198,8 +198,8 @@ func TestExamplePolicyPricing(t *testing.T) {
 	if p.Pricing.Unknown != pricing.EstimateByFamily {
 		t.Errorf("unknown_models = %v", p.Pricing.Unknown)
 	}
-	price, err := p.Catalog().Resolve("anthropic", "claude-opus-5-5", p.Pricing.Unknown)
-	if err != nil || price.Source != "policy" {
-		t.Errorf("claude-opus-5-5 = %+v, %v", price, err)
+	price, err := p.Catalog().Resolve("anthropic", "claude-opus-6", p.Pricing.Unknown)
+	if err != nil || price.Source != "policy" || price.Rates.Output != 20_000_000 {
+		t.Errorf("claude-opus-6 = %+v, %v", price, err)
 	}
 }
