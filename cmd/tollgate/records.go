@@ -121,10 +121,10 @@ func (rs *recordsSetup) close(log *zap.Logger) {
 // openLedger returns the budget ledger: in Redis, shared by every replica on
 // it, when there is one; in memory otherwise, for a single instance.
 //
-// close ends the Redis ledger's retries of failed settles and cancels (each
+// closeLedger ends the Redis ledger's retries of failed settles and cancels (each
 // is tried once more); call it after the gRPC server stopped and before the
 // Redis client is closed.
-func openLedger(c serveConfig, rdb *redis.Client, log *zap.Logger, reg prometheus.Registerer) (ledger budget.Ledger, kind string, close func(), err error) {
+func openLedger(c serveConfig, rdb *redis.Client, log *zap.Logger, reg prometheus.Registerer) (ledger budget.Ledger, kind string, closeLedger func(), err error) {
 	if rdb == nil {
 		return budget.NewMemoryLedger(0), "memory", func() {}, nil
 	}
@@ -132,7 +132,7 @@ func openLedger(c serveConfig, rdb *redis.Client, log *zap.Logger, reg prometheu
 	if err != nil {
 		return nil, "", nil, err
 	}
-	close = func() {
+	closeLedger = func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if err := l.Close(ctx); err != nil {
@@ -146,5 +146,5 @@ func openLedger(c serveConfig, rdb *redis.Client, log *zap.Logger, reg prometheu
 		// requests get the policy's budget_fail_mode.
 		log.Warn("budget ledger: Redis not reachable at start", zap.Error(err))
 	}
-	return l, "redis", close, nil
+	return l, "redis", closeLedger, nil
 }
