@@ -58,6 +58,11 @@ type RedisOptions struct {
 // settle about 11 µs on a small VM, so one shard serves over 20,000
 // requests a second. Standalone Redis and Sentinel (a
 // redis.NewFailoverClient) need nothing more.
+//
+// A settle or cancel that fails is retried in the background, and a reserve
+// whose outcome is unknown is cancelled by its id (repair.go), so that a
+// Redis that was briefly unreachable or paused leaks no hold; call Close at
+// shutdown to give the pending retries a last chance.
 type RedisLedger struct {
 	c        redis.UniversalClient
 	tag      string // "{prefix}"
