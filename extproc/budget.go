@@ -95,9 +95,10 @@ func (p *policyProcessor) settle(r actualCost) {
 		CostPicoUSD: r.costPicoUSD, Tokens: r.tokens, Provider: r.provider,
 	}, p.s.now())
 	if err != nil {
-		// The lease expires on its own; until then the ledger over-counts.
+		// The ledger retries it in the background until the lease expires;
+		// until then the ledger over-counts.
 		p.s.metrics.ledgerErrors.WithLabelValues("settle", "").Inc()
-		p.s.log.Error("budget settle failed; the reservation is held until its lease expires",
+		p.s.log.Error("budget settle failed; the ledger retries it until its lease expires",
 			zap.String("request_id", p.requestID), zap.Error(err))
 	}
 }

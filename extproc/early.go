@@ -4,6 +4,8 @@ import (
 	"context"
 	"math/bits"
 	"strconv"
+	"sync/atomic"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -30,12 +32,39 @@ import (
 // gone before it) has it cancelled when its stream ends, request counts
 // included, so a guess never costs anyone quota. The ledger sees one extra
 // operation per miss, never a decision that differs from a reserve at the body.
+//
+// The client's content-length is not trusted for the size: a client that
+// announces 32 MB and sends no body would otherwise hold the worst case of a
+// 32 MB request for as long as Envoy waits for the body, and a few such
+// connections would exhaust a team's budget for its other keys (issue 9,
+// item 6). So the size reserved early is bounded by the size class of the
+// guess (a request the key actually sent) and by earlyMaxBodyBytes; a bigger
+// body is reserved for what it is at the body, by a Replace. And an early
+// reservation whose body has not come within the body timeout is cancelled;
+// if the body comes later after all, the request is reserved at the body.
 
 // guess is what a key's last message request needed from the ledger.
 type guess struct {
 	route     string // the route's slug
 	model     string
 	maxTokens int64
+	class     uint8 // the size class of its body
+}
+
+// earlyMaxBodyBytes bounds the body size an early reservation assumes,
+// whatever the content-length: 1 MiB, above most coding agents' requests.
+const earlyMaxBodyBytes = 1 << 20
+
+// DefaultEarlyBodyTimeout is how long an early reservation waits for its
+// request's body before it is given back.
+const DefaultEarlyBodyTimeout = 10 * time.Second
+
+// earlyBodyBytes is the body size an early reservation from g assumes for a
+// request announcing size bytes: size, but no more than the largest body of
+// g's size class, nor earlyMaxBodyBytes.
+func earlyBodyBytes(size int, g guess) int {
+	top := 1<<g.class - 1
+	return min(size, top, earlyMaxBodyBytes)
 }
 
 // guessKey files a guess under its key and the size class of its body (the
@@ -58,6 +87,24 @@ type earlyReserve struct {
 	done chan struct{} // closed when dec and err are set
 	dec  budget.Decision
 	err  error
+
+	// claimed is set by the first of the body (reserveWith), the end of the
+	// stream (cancelEarly) and the body timeout (expireEarly): that one
+	// alone uses or gives back the reservation.
+	claimed atomic.Bool
+	timer   *time.Timer // the body timeout
+}
+
+// claim reports whether the caller is the first to claim e; it stops the
+// body timeout.
+func (e *earlyReserve) claim() bool {
+	if !e.claimed.CompareAndSwap(false, true) {
+		return false
+	}
+	if e.timer != nil {
+		e.timer.Stop()
+	}
+	return true
 }
 
 // Outcomes of early reservations: the outcome label of
@@ -68,6 +115,7 @@ const (
 	earlyRetried   = "retried"   // refused guess, request reserved at the body
 	earlyCancelled = "cancelled" // the request never used it
 	earlyFailed    = "failed"    // the ledger failed; the fail mode applied
+	earlyTimedOut  = "timed_out" // the body did not come in time; given back
 )
 
 // startEarlyReserve reserves the guessed budget of a message request whose
@@ -99,7 +147,7 @@ func (p *policyProcessor) startEarlyReserve(h headers) {
 	}
 	in := policy.BudgetInput{
 		RequestID: p.requestID, Key: p.key, Route: route, Session: p.trace.TraceID,
-		Endpoint: string(p.endpoint), Model: g.model, BodyBytes: size, MaxTokens: g.maxTokens,
+		Endpoint: string(p.endpoint), Model: g.model, BodyBytes: earlyBodyBytes(size, g), MaxTokens: g.maxTokens,
 	}
 	req, err := p.pol.BudgetRequest(in)
 	if err != nil || req.Exempt || len(req.Scopes) == 0 {
@@ -107,11 +155,36 @@ func (p *policyProcessor) startEarlyReserve(h headers) {
 	}
 	e := &earlyReserve{in: in, done: make(chan struct{})}
 	p.early = e
-	ledger, now := p.s.ledger, p.s.now()
+	s, now := p.s, p.s.now()
 	go func() {
 		defer close(e.done)
-		e.dec, e.err = ledger.Reserve(context.Background(), req, now)
+		e.dec, e.err = s.ledger.Reserve(context.Background(), req, now)
 	}()
+	requestID := p.requestID
+	e.timer = time.AfterFunc(s.earlyBodyTimeout, func() { s.expireEarly(e, requestID) })
+}
+
+// expireEarly gives back an early reservation whose body did not come within
+// the body timeout. It runs on the timer's goroutine, so it touches e and s
+// only.
+func (s *Server) expireEarly(e *earlyReserve, requestID string) {
+	if !e.claimed.CompareAndSwap(false, true) {
+		return
+	}
+	<-e.done
+	if e.err != nil || !e.dec.Allowed {
+		return
+	}
+	s.metrics.early[earlyTimedOut].Inc()
+	s.log.Info("request body did not come within the body timeout; early budget reservation given back",
+		zap.String("request_id", requestID), zap.Duration("timeout", s.earlyBodyTimeout))
+	ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
+	defer cancel()
+	if err := s.ledger.Cancel(ctx, e.dec.Reservation, s.now()); err != nil {
+		s.metrics.ledgerErrors.WithLabelValues("cancel", "").Inc()
+		s.log.Error("cancelling an early budget reservation failed; the ledger retries it until its lease expires",
+			zap.String("request_id", requestID), zap.Error(err))
+	}
 }
 
 // remember keeps a message request's needs as its key's next guess.
@@ -119,7 +192,7 @@ func (p *policyProcessor) remember(in policy.BudgetInput) {
 	if p.s.noEarlyReserve || in.Route == nil || p.key == nil {
 		return
 	}
-	g := guess{route: in.Route.Slug, model: in.Model, maxTokens: in.MaxTokens}
+	g := guess{route: in.Route.Slug, model: in.Model, maxTokens: in.MaxTokens, class: sizeClass(in.BodyBytes)}
 	for _, k := range []guessKey{{p.key.ID, sizeClass(in.BodyBytes)}, {p.key.ID, anySize}} {
 		if v, ok := p.s.guesses.Load(k); !ok || v.(guess) != g {
 			p.s.guesses.Store(k, g)
@@ -139,7 +212,8 @@ func sameNeeds(a, b policy.BudgetInput) bool {
 func (p *policyProcessor) reserveWith(in policy.BudgetInput, req budget.Request) (budget.Decision, error) {
 	e := p.early
 	p.early = nil
-	if e == nil {
+	if e == nil || !e.claim() {
+		// No early reservation, or it timed out waiting for this body.
 		return p.s.ledger.Reserve(context.Background(), req, p.s.now())
 	}
 	<-e.done
@@ -167,6 +241,9 @@ func (p *policyProcessor) cancelEarly() {
 		return
 	}
 	p.early = nil
+	if !e.claim() {
+		return // the body timeout gave it back
+	}
 	<-e.done
 	if e.err != nil || !e.dec.Allowed {
 		return
@@ -176,7 +253,7 @@ func (p *policyProcessor) cancelEarly() {
 	defer cancel()
 	if err := p.s.ledger.Cancel(ctx, e.dec.Reservation, p.s.now()); err != nil {
 		p.s.metrics.ledgerErrors.WithLabelValues("cancel", "").Inc()
-		p.s.log.Error("cancelling an early budget reservation failed; it is held until its lease expires",
+		p.s.log.Error("cancelling an early budget reservation failed; the ledger retries it until its lease expires",
 			zap.String("request_id", p.requestID), zap.Error(err))
 	}
 }

@@ -90,7 +90,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"op", "fail_mode"}),
 		earlyVec: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tollgate_budget_early_reservations_total",
-			Help: "Budget reservations made at the request headers from the key's previous request, by outcome: kept (the request was the guess), replaced, retried (the guess was refused), cancelled (unused), failed (ledger error).",
+			Help: "Budget reservations made at the request headers from the key's previous request, by outcome: kept (the request was the guess), replaced, retried (the guess was refused), cancelled (unused), failed (ledger error), timed_out (no body within the body timeout; given back).",
 		}, []string{"outcome"}),
 	}
 	m.phaseByRole = map[string]map[string]prometheus.Observer{}
@@ -101,7 +101,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}
 	}
 	m.early = map[string]prometheus.Counter{}
-	for _, o := range []string{earlyKept, earlyReplaced, earlyRetried, earlyCancelled, earlyFailed} {
+	for _, o := range []string{earlyKept, earlyReplaced, earlyRetried, earlyCancelled, earlyFailed, earlyTimedOut} {
 		m.early[o] = m.earlyVec.WithLabelValues(o)
 	}
 	if reg != nil {

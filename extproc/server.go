@@ -44,6 +44,10 @@ type Options struct {
 	// NoEarlyReserve turns off early reservations (early.go): every budget
 	// check then waits for the body and makes its ledger round trip there.
 	NoEarlyReserve bool
+	// EarlyBodyTimeout is how long an early reservation waits for the
+	// request's body before it is given back; default
+	// DefaultEarlyBodyTimeout.
+	EarlyBodyTimeout time.Duration
 }
 
 // Server implements envoy.service.ext_proc.v3.ExternalProcessor.
@@ -57,8 +61,9 @@ type Server struct {
 	ledger   budget.Ledger
 	now      func() time.Time
 
-	noEarlyReserve bool
-	guesses        sync.Map // guessKey → guess: each key's last message request, by body size class
+	noEarlyReserve   bool
+	earlyBodyTimeout time.Duration
+	guesses          sync.Map // guessKey → guess: each key's last message request, by body size class
 }
 
 // NewServer returns a Server, or an error when a required option is missing.
@@ -67,7 +72,7 @@ func NewServer(o Options) (*Server, error) {
 		return nil, errors.New("extproc: Policies and Signer are required")
 	}
 	s := &Server{policies: o.Policies, signer: o.Signer, log: o.Logger, metrics: o.Metrics, recorder: o.Recorder, ledger: o.Ledger, now: o.Now,
-		noEarlyReserve: o.NoEarlyReserve}
+		noEarlyReserve: o.NoEarlyReserve, earlyBodyTimeout: o.EarlyBodyTimeout}
 	if s.recorder == nil {
 		s.recorder = discardRecorder{}
 	}
@@ -79,6 +84,9 @@ func NewServer(o Options) (*Server, error) {
 	}
 	if s.now == nil {
 		s.now = time.Now
+	}
+	if s.earlyBodyTimeout <= 0 {
+		s.earlyBodyTimeout = DefaultEarlyBodyTimeout
 	}
 	if _, inMemory := o.Ledger.(*budget.MemoryLedger); inMemory {
 		// A reserve in memory takes microseconds: nothing to overlap.

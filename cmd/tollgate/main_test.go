@@ -42,6 +42,12 @@ func TestParseServeFlagsEnvAndFlags(t *testing.T) {
 	if c.GRPCAddr != "unix:/tmp/tg.sock" || c.PolicyPath != "/etc/p.yaml" || c.ShutdownTimeout != 5*time.Second || c.AdminAddr != "127.0.0.1:1" {
 		t.Errorf("config = %+v", c)
 	}
+	if c.BudgetEarlyBodyTimeout != 10*time.Second {
+		t.Errorf("--budget-early-body-timeout defaults to %v, want 10s", c.BudgetEarlyBodyTimeout)
+	}
+	if c, err := parseServeFlags([]string{"--budget-early-body-timeout", "3s"}, lookup, io.Discard); err != nil || c.BudgetEarlyBodyTimeout != 3*time.Second {
+		t.Errorf("--budget-early-body-timeout 3s: %v, %v", c.BudgetEarlyBodyTimeout, err)
+	}
 	c, err = parseServeFlags([]string{"--grpc-addr", ":1"}, lookup, io.Discard)
 	if err != nil || c.GRPCAddr != ":1" {
 		t.Errorf("a flag must override the environment: %+v %v", c, err)

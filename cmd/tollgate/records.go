@@ -120,13 +120,24 @@ func (rs *recordsSetup) close(log *zap.Logger) {
 
 // openLedger returns the budget ledger: in Redis, shared by every replica on
 // it, when there is one; in memory otherwise, for a single instance.
-func openLedger(c serveConfig, rdb *redis.Client, log *zap.Logger) (budget.Ledger, string, error) {
+//
+// closeLedger ends the Redis ledger's retries of failed settles and cancels (each
+// is tried once more); call it after the gRPC server stopped and before the
+// Redis client is closed.
+func openLedger(c serveConfig, rdb *redis.Client, log *zap.Logger, reg prometheus.Registerer) (ledger budget.Ledger, kind string, closeLedger func(), err error) {
 	if rdb == nil {
-		return budget.NewMemoryLedger(0), "memory", nil
+		return budget.NewMemoryLedger(0), "memory", func() {}, nil
 	}
-	l, err := budget.NewRedisLedger(rdb, budget.RedisOptions{Timeout: c.BudgetTimeout})
+	l, err := budget.NewRedisLedger(rdb, budget.RedisOptions{Timeout: c.BudgetTimeout, Logger: log.Named("budget"), Registerer: reg})
 	if err != nil {
-		return nil, "", err
+		return nil, "", nil, err
+	}
+	closeLedger = func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := l.Close(ctx); err != nil {
+			log.Error("budget ledger: retries of failed settles still pending at exit; their reservations are held until their leases expire", zap.Error(err))
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -135,5 +146,5 @@ func openLedger(c serveConfig, rdb *redis.Client, log *zap.Logger) (budget.Ledge
 		// requests get the policy's budget_fail_mode.
 		log.Warn("budget ledger: Redis not reachable at start", zap.Error(err))
 	}
-	return l, "redis", nil
+	return l, "redis", closeLedger, nil
 }

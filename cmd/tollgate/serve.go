@@ -61,6 +61,9 @@ type serveConfig struct {
 	AdminToken          string // only from the environment, never a flag
 	BudgetTimeout       time.Duration
 	BudgetEarlyReserve  bool
+	// BudgetEarlyBodyTimeout is how long an early reservation waits for the
+	// request's body.
+	BudgetEarlyBodyTimeout time.Duration
 }
 
 // parseServeFlags reads flags; each flag's default comes from its TOLLGATE_*
@@ -117,6 +120,7 @@ func parseServeFlags(args []string, lookup func(string) (string, bool), stderr i
 		errs = append(errs, fmt.Errorf("TOLLGATE_BUDGET_EARLY_RESERVE: %w", err))
 	}
 	fs.BoolVar(&c.BudgetEarlyReserve, "budget-early-reserve", early, "start the budget check at the request headers from the key's previous request, so that its Redis round trip overlaps the body's upload; false checks at the body only (TOLLGATE_BUDGET_EARLY_RESERVE)")
+	fs.DurationVar(&c.BudgetEarlyBodyTimeout, "budget-early-body-timeout", dur("TOLLGATE_BUDGET_EARLY_BODY_TIMEOUT", extproc.DefaultEarlyBodyTimeout.String()), "how long a budget reservation made at the request headers waits for the body before it is given back; a body that comes later is checked then (TOLLGATE_BUDGET_EARLY_BODY_TIMEOUT)")
 	c.DecisionSecret = env("TOLLGATE_DECISION_SECRET", "")
 	c.AdminToken = env("TOLLGATE_ADMIN_TOKEN", "")
 	if err := errors.Join(errs...); err != nil {
@@ -242,15 +246,16 @@ func serve(ctx context.Context, c serveConfig, logOut io.Writer) error {
 		return err
 	}
 	defer rec.close(log)
-	ledger, ledgerKind, err := openLedger(c, rdb, log)
+	ledger, ledgerKind, closeLedger, err := openLedger(c, rdb, log, reg)
 	if err != nil {
 		return err
 	}
+	defer closeLedger()
 	budgetAPI := budget.NewAPIHandler(ledger, func() *budget.Config { return watcher.Current().Budgets }, token, log.Named("budget"))
 
 	srv, err := extproc.NewServer(extproc.Options{
 		Policies: watcher, Signer: signer, Logger: log, Metrics: extproc.NewMetrics(reg), Recorder: rec.writer, Ledger: ledger,
-		NoEarlyReserve: !c.BudgetEarlyReserve,
+		NoEarlyReserve: !c.BudgetEarlyReserve, EarlyBodyTimeout: c.BudgetEarlyBodyTimeout,
 	})
 	if err != nil {
 		return err

@@ -173,6 +173,7 @@ func TestLedgerDown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer ledger.Close(context.Background()) //nolint:errcheck // retries end with the test
 	rdb.Stop()
 	for _, mode := range []string{"closed", "open"} {
 		t.Run(mode, func(t *testing.T) {

@@ -65,6 +65,7 @@ type stack struct {
 	client  anthropic.Client
 	records *collector
 	reg     *prometheus.Registry
+	pol     *policy.Policy
 }
 
 // collector is a Recorder that keeps every record for the test to inspect.
@@ -105,6 +106,9 @@ type stackOptions struct {
 	keyBudgets string           // YAML flow list for the key's budgets, e.g. [{requests: 2, per: minute}]
 	policyTail string           // top-level YAML appended to the policy
 	envoyYAML  string           // default: ../../envoy.yaml
+	extraKeys  string           // more entries of the policy's keys list, one "  - {...}" line each
+	// earlyBodyTimeout is extproc.Options.EarlyBodyTimeout.
+	earlyBodyTimeout time.Duration
 }
 
 type fixedPolicy struct{ p *policy.Policy }
@@ -144,7 +148,7 @@ routes:
 default_route: demo
 keys:
   - {id: alice, sha256: ` + policy.HashKey(gatewayKey) + `, user: alice, team: platform` + keyBudgets(o.keyBudgets) + `}
-` + o.policyTail
+` + o.extraKeys + o.policyTail
 	p, err := policy.Parse("e2e.yaml", []byte(src), policy.LoadOptions{
 		RequireSecrets: true,
 		LookupEnv: func(k string) (string, bool) {
@@ -162,7 +166,7 @@ keys:
 		t.Fatal(err)
 	}
 	srv, err := extproc.NewServer(extproc.Options{Policies: fixedPolicy{p}, Signer: signer,
-		Recorder: o.recorder, Metrics: extproc.NewMetrics(s.reg), Ledger: o.ledger})
+		Recorder: o.recorder, Metrics: extproc.NewMetrics(s.reg), Ledger: o.ledger, EarlyBodyTimeout: o.earlyBodyTimeout})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,7 +196,7 @@ keys:
 	}
 	t.Cleanup(func() { h.Close() })
 
-	s.fake, s.harness = fake, h
+	s.fake, s.harness, s.pol = fake, h, p
 	s.client = anthropic.NewClient(option.WithBaseURL(h.URL()), option.WithAPIKey(gatewayKey), option.WithMaxRetries(0))
 	t.Cleanup(func() {
 		if v := fake.Violations(); len(v) > 0 {

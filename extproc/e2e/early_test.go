@@ -64,6 +64,7 @@ func redisLedgerOn(t *testing.T, addr string) *budget.RedisLedger {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { l.Close(context.Background()) }) //nolint:errcheck // retries end with the test
 	return l
 }
 

@@ -552,7 +552,12 @@ type Ledger interface {
 	// Settle replaces a reservation by what the request actually used, in
 	// the windows chosen when it was reserved (even if now is in later
 	// windows), and frees its concurrency leases. Only the first Settle or
-	// Release of a reservation counts; later calls do nothing.
+	// Release of a reservation counts; later calls do nothing. A Settle,
+	// Release or Cancel that fails (ErrUnavailable) is not for the caller to
+	// repeat: the ledger retries it in the background until it succeeds or
+	// the reservation's lease is gone, and a Reserve or Replace that fails
+	// after its call may have reached the store is undone the same way, so
+	// that a store that was briefly unreachable leaks no hold.
 	Settle(ctx context.Context, r *Reservation, actual Actual, now time.Time) error
 	// Release settles a reservation of a request that cost nothing, such as one
 	// that never reached a provider. It is Settle with a zero Actual.

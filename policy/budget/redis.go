@@ -12,7 +12,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
 )
 
 // DefaultRedisPrefix is the default prefix of the Redis ledger's keys.
@@ -34,6 +36,11 @@ type RedisOptions struct {
 	// LeaseTTL is how long reservations live without Renew. Default
 	// DefaultLeaseTTL. Every replica sharing the store must use the same.
 	LeaseTTL time.Duration
+	// Logger receives the retries of failed settles and cancels (nothing
+	// when nil).
+	Logger *zap.Logger
+	// Registerer receives the retry metrics (none when nil).
+	Registerer prometheus.Registerer
 }
 
 // RedisLedger is a Ledger in Redis, shared by every Tollgate replica that
@@ -51,6 +58,11 @@ type RedisOptions struct {
 // settle about 11 µs on a small VM, so one shard serves over 20,000
 // requests a second. Standalone Redis and Sentinel (a
 // redis.NewFailoverClient) need nothing more.
+//
+// A settle or cancel that fails is retried in the background, and a reserve
+// whose outcome is unknown is cancelled by its id (repair.go), so that a
+// Redis that was briefly unreachable or paused leaks no hold; call Close at
+// shutdown to give the pending retries a last chance.
 type RedisLedger struct {
 	c        redis.UniversalClient
 	tag      string // "{prefix}"
@@ -59,6 +71,7 @@ type RedisLedger struct {
 	instance string // random, makes reservation ids unique across processes
 	seq      atomic.Uint64
 	windows  windowCache
+	repairs  *repairs
 
 	reserve, settle, renew, read, reset *redis.Script
 }
@@ -90,8 +103,13 @@ func NewRedisLedger(c redis.UniversalClient, opts RedisOptions) (*RedisLedger, e
 	if _, err := rand.Read(b[:]); err != nil {
 		return nil, fmt.Errorf("budget: %w", err)
 	}
+	rp, err := newRepairs(opts.Logger, opts.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("budget: metrics: %w", err)
+	}
 	return &RedisLedger{
 		c:        c,
+		repairs:  rp,
 		tag:      "{" + opts.Prefix + "}",
 		timeout:  opts.Timeout,
 		leaseTTL: opts.LeaseTTL,
@@ -140,6 +158,7 @@ func unavailable(op string, err error) error {
 
 func (l *RedisLedger) holdsKey() string   { return l.tag + ":holds" }
 func (l *RedisLedger) expiredKey() string { return l.tag + ":expired" }
+func (l *RedisLedger) endedKey() string   { return l.tag + ":ended" }
 
 // keys returns the two keys of an item (the second repeats the first when
 // the kind has one key).
@@ -309,6 +328,7 @@ func (l *RedisLedger) reserveCall(req *Request, now time.Time) *reserveCall {
 			member.WriteString(strconv.FormatInt(it.need, 10))
 		}
 	}
+	c.keys = append(c.keys, l.endedKey())
 	c.member = member.String()
 	c.args[0], c.args[1], c.args[2], c.args[3], c.args[4] = ms(now), c.member, id, ms(c.expires), len(items)
 	return c
@@ -334,6 +354,9 @@ func (l *RedisLedger) Reserve(ctx context.Context, req Request, now time.Time) (
 	defer cancel()
 	reply, err := l.reserve.Run(ctx, l.c, call.keys, call.args...).Int64Slice()
 	if err != nil {
+		// The script may have run, or may still run (a paused Redis keeps it
+		// in its input): undo it by its id, whatever happened to it.
+		l.repairs.undoReserve(ctx, l, call, now, err)
 		return Decision{}, unavailable("reserve", err)
 	}
 	return l.decide(call, reply, &req, now)
@@ -345,6 +368,8 @@ func (l *RedisLedger) decide(call *reserveCall, reply []int64, req *Request, now
 	switch {
 	case len(reply) == 1 && reply[0] == 2:
 		return Decision{Allowed: true, Reservation: call.reservation(l.leaseTTL)}, nil
+	case len(reply) == 1 && reply[0] == 3:
+		return Decision{}, unavailable("reserve", errors.New("the reservation was cancelled before it was made"))
 	case len(reply) == 1+2*len(items) && reply[0] == 1:
 		used := make([]int64, len(items))
 		for i := range items {
@@ -376,25 +401,30 @@ func (l *RedisLedger) Cancel(ctx context.Context, r *Reservation, now time.Time)
 	return l.end(ctx, r, nil, now)
 }
 
-// end settles r with actual, or cancels it when actual is nil.
+// end settles r with actual, or cancels it when actual is nil. A call that
+// fails is retried in the background (repair.go); r counts as settled from
+// the first call on.
 func (l *RedisLedger) end(ctx context.Context, r *Reservation, actual *Actual, now time.Time) error {
 	if r.settled() {
 		return nil
 	}
+	if err := l.runSettle(ctx, r, actual, now); err != nil {
+		op := opSettle
+		if actual == nil {
+			op = opCancel
+		}
+		l.repairs.retry(ctx, l, op, r, actual, now, err)
+		return fmt.Errorf("%w (retried in the background until its lease expires)", unavailable(op, err))
+	}
+	return nil
+}
+
+// runSettle runs the settle script once, within the ledger's timeout.
+func (l *RedisLedger) runSettle(ctx context.Context, r *Reservation, actual *Actual, now time.Time) error {
 	keys, args := l.settleCall(r, actual, now)
 	ctx, cancel := context.WithTimeout(ctx, l.timeout)
 	defer cancel()
-	if err := l.settle.Run(ctx, l.c, keys, args...).Err(); err != nil {
-		// The reservation stays held until its lease expires; a retry is
-		// allowed and counts once.
-		r.done.Store(false)
-		op := "settle"
-		if actual == nil {
-			op = "cancel"
-		}
-		return unavailable(op, err)
-	}
-	return nil
+	return l.settle.Run(ctx, l.c, keys, args...).Err()
 }
 
 // settleCall prepares the settle script's keys and arguments: a settle with
@@ -423,6 +453,11 @@ func (l *RedisLedger) settleCall(r *Reservation, actual *Actual, now time.Time) 
 		}
 		args = append(args, kindArg(it), modeArg(it), it.need, amount, ttl, p)
 	}
+	// A tombstone outlives any lease the reservation could have been given
+	// by a reserve still on its way.
+	keys = append(keys, l.endedKey())
+	forget := later(r.Expires(), now).Add(l.leaseTTL)
+	args = append(args, ms(forget), (2*l.leaseTTL + time.Minute).Milliseconds())
 	return keys, args
 }
 
@@ -459,11 +494,15 @@ func (l *RedisLedger) Replace(ctx context.Context, old *Reservation, req Request
 				continue
 			}
 		}
-		old.done.Store(false)
+		// Either script may have run or may still run: retry the cancel
+		// and undo the reserve, in the background.
+		l.repairs.retry(ctx, l, opCancel, old, nil, now, err)
+		l.repairs.undoReserve(ctx, l, call, now, err)
 		return Decision{}, unavailable("replace", err)
 	}
 	reply, err := res.Int64Slice()
 	if err != nil {
+		l.repairs.undoReserve(ctx, l, call, now, err)
 		return Decision{}, unavailable("replace", err)
 	}
 	return l.decide(call, reply, &req, now)

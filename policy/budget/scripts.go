@@ -2,7 +2,8 @@ package budget
 
 // The Redis ledger's Lua scripts. Every script takes the holds index as
 // KEYS[1] and the tombstones of expired holds as KEYS[2] (where it needs
-// them), then two keys per limit; all keys share one hash tag.
+// them), then two keys per limit; the reserve and settle scripts take the
+// tombstones of ended reservations last; all keys share one hash tag.
 //
 // Storage, per limit:
 //
@@ -19,6 +20,14 @@ package budget
 //     list's newest (a replica whose clock lags stamps the newest), so the
 //     list stays sorted;
 //   - concurrency: a sorted set of reservation ids scored by lease expiry.
+//
+// A settle or cancel that finds no hold of its reservation, live or expired,
+// leaves the reservation's id in the ended set (scored by when it may be
+// forgotten): the reserve it ends may still be on its way, sent on another
+// connection and delayed (a reserve that timed out for its caller but sits
+// in a paused Redis's input), and a reserve that finds its id there commits
+// nothing. A settle that finds its hold leaves no tombstone, so the set
+// stays empty unless Redis was in trouble.
 //
 // The holds index scores each reservation's member by its lease expiry. The
 // member is the reservation id followed by one "\n<counter key>\t<amount>"
@@ -144,11 +153,16 @@ end
 // request counts), max, need, key TTL (ms), and p: the window length (ms) of
 // a rolling window, the new expiry (ms) of a session, else 0.
 //
+// KEYS: the holds index, the expired holds, two keys per limit, and last
+// the ended set.
+//
 // Reply: {1, s, h, ...}: what each limit used before the request (the
 // caller adds its need); {0, i, s, h, t} when limit i denies, where t is,
 // for a rolling window, the instant (ms) the request would fit, for a
 // session its expiry, else -1; {2} when the reservation was already made (a
-// retried call).
+// retried call); {3} when the reservation was settled or cancelled before
+// this call arrived (it timed out for its caller, who cancelled it), so
+// nothing was counted.
 const luaReserve = luaCommon + `
 -- fits returns the instant (ms) at which enough of rolling log k has aged
 -- out for need to fit under max, or -1.
@@ -176,6 +190,9 @@ end
 local now = tonumber(ARGV[1])
 local member, id, leaseExp, n = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
 purge(now)
+-- A reservation ended before it was made: its caller gave up on this call
+-- and cancelled it. Commit nothing.
+if redis.call('ZSCORE', KEYS[#KEYS], id) then return {3} end
 -- The hold goes in first: if it is there already, this is a retry of a call
 -- whose reply was lost. A denial takes it out again.
 if redis.call('ZADD', KEYS[1], 'NX', leaseExp, member) == 0 then return {2} end
@@ -234,17 +251,29 @@ return out
 // with refund set it cancels the reservation instead: holds and leases are
 // freed, the requests it counted are taken back, and nothing is charged.
 //
+// KEYS: the holds index, the expired holds, two keys per limit, and last
+// the ended set.
+//
 // ARGV: hold member, reservation id, now (ms), n, refund (1 or 0); then n
 // times: kind, mode, need (as reserved), actual, key TTL (ms) of a session or
 // the window length (ms) of a rolling window, and p: the stamp (ms) of a
-// rolling entry, the new expiry (ms) of a session, else 0.
+// rolling entry, the new expiry (ms) of a session, else 0; last, until when
+// (ms) a tombstone is kept, and the ended set's TTL (ms).
 //
-// Reply: 1 when settled, 0 when the reservation was settled before (or
-// expired more than a day ago).
+// Reply: 1 when settled, 0 when there was no hold to settle: the
+// reservation was settled before, expired more than a day ago, or was never
+// made (its reserve is late or was lost); a tombstone then keeps a late
+// reserve from committing.
 const luaSettle = luaCommon + `
 local member, id, now, n, refund = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5] == '1'
 local live = redis.call('ZREM', KEYS[1], member) == 1
-if not live and redis.call('ZREM', KEYS[2], member) == 0 then return 0 end
+if not live and redis.call('ZREM', KEYS[2], member) == 0 then
+  local ended = KEYS[#KEYS]
+  redis.call('ZREMRANGEBYSCORE', ended, '-inf', now)
+  redis.call('ZADD', ended, ARGV[6 + 6 * n], id)
+  redis.call('PEXPIRE', ended, ARGV[7 + 6 * n])
+  return 0
+end
 for i = 1, n do
   local a = 5 + (i - 1) * 6
   local kind, mode, need, actual, ttl, p = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6]
