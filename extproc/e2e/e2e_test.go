@@ -73,6 +73,8 @@ type collector struct {
 	recs []records.Record
 }
 
+func (c *collector) Admit(records.Record) {}
+
 func (c *collector) Emit(r records.Record) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
