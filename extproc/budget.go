@@ -76,6 +76,7 @@ func (p *policyProcessor) reserve(f reqbody.Fields, bodyLen int) *ClientError {
 		return e
 	}
 	p.reservation, p.remaining = dec.Reservation, dec.Remaining
+	p.reservedPicoUSD = req.CostPicoUSD
 	p.budgetOutcome = budgetAllowed
 	if req.Exempt {
 		p.budgetOutcome = budgetExempt

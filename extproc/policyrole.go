@@ -172,6 +172,9 @@ type policyProcessor struct {
 	budgetOutcome string
 	renewing      atomic.Bool
 
+	// reservedPicoUSD is the worst-case cost the reservation holds.
+	reservedPicoUSD int64
+
 	// Response side.
 	respHeaders bool
 	status      int
@@ -286,6 +289,7 @@ func (p *policyProcessor) requestHeaders(hh *extprocv3.HttpHeaders) *extprocv3.P
 		return p.reject(e)
 	}
 	p.released = p.s.now()
+	p.admit()
 	return continueRequestHeaders(&extprocv3.CommonResponse{HeaderMutation: m.proto(), ClearRouteCache: true})
 }
 
@@ -338,6 +342,7 @@ func (p *policyProcessor) requestBody(b *extprocv3.HttpBody) *extprocv3.Processi
 		return p.reject(e)
 	}
 	p.released = p.s.now()
+	p.admit()
 	c := &extprocv3.CommonResponse{ClearRouteCache: true}
 	if newBody != nil {
 		// Envoy keeps content-length in BUFFERED mode and rejects a mismatch.

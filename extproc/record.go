@@ -13,14 +13,20 @@ import (
 )
 
 // Recorder receives the cost record of every request. *records.Writer
-// implements it; Emit must not block the request path.
+// implements it; neither method may block the request path.
 type Recorder interface {
+	// Admit receives the record of a request as known when it is admitted
+	// and goes on to the provider, so that a crash before Emit still leaves
+	// a record of it (see records.Writer.Admit).
+	Admit(records.Record)
+	// Emit receives the final record of every request, admitted or not.
 	Emit(records.Record)
 }
 
 type discardRecorder struct{}
 
-func (discardRecorder) Emit(records.Record) {}
+func (discardRecorder) Admit(records.Record) {}
+func (discardRecorder) Emit(records.Record)  {}
 
 // statusClientGone is the status recorded when the client went away before the
 // response began (nginx's convention).
@@ -80,6 +86,9 @@ func (p *policyProcessor) buildRecord(end time.Time) (records.Record, string) {
 	}
 	if p.route != nil {
 		r.Route = p.route.Slug
+	}
+	if p.reservation != nil {
+		r.ReservationID, r.ReservedPicoUSD = p.reservation.ID(), p.reservedPicoUSD
 	}
 
 	switch {
@@ -172,6 +181,15 @@ func mergeMetadata(key, request map[string]string) map[string]string {
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// admit hands the recorder the request's record as known now, when it goes on
+// to the provider, for the admission journal.
+func (p *policyProcessor) admit() {
+	r, _ := p.buildRecord(p.released)
+	r.End, r.LatencyMS, r.Status, r.Outcome = time.Time{}, 0, 0, records.OutcomeIncomplete
+	r.RequestBody = ""
+	p.s.recorder.Admit(r)
+}
 
 // record emits r and updates the request metrics.
 func (s *Server) record(r records.Record, model string) {

@@ -30,7 +30,7 @@ const (
 	OutcomeDenied        Outcome = "denied"         // Tollgate refused it: auth, budget, rate limit
 	OutcomeInvalid       Outcome = "invalid"        // Tollgate refused a malformed request
 	OutcomeCancelled     Outcome = "cancelled"      // the client went away before the response completed
-	OutcomeIncomplete    Outcome = "incomplete"     // the upstream stream was cut before its end
+	OutcomeIncomplete    Outcome = "incomplete"     // the upstream stream was cut before its end, or Tollgate died before it (error type gateway_crashed)
 )
 
 // Record is the cost record of one client request, written once when the request
@@ -88,6 +88,10 @@ type Record struct {
 	// CacheStatus is HIT, MISS, REFRESH or BYPASS once the response cache exists.
 	CacheStatus   string `json:"cache_status,omitempty"`
 	BudgetOutcome string `json:"budget_outcome,omitempty"`
+	// ReservationID is the budget ledger's id of the request's reservation,
+	// and ReservedPicoUSD the worst-case cost it held, when budgets apply.
+	ReservationID   string `json:"reservation_id,omitempty"`
+	ReservedPicoUSD int64  `json:"reserved_pico_usd,omitempty"`
 
 	// Bodies are captured only when the policy opts in, size-capped and redacted.
 	RequestBody  string `json:"request_body,omitempty"`

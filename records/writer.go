@@ -72,7 +72,10 @@ var sinkName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
 // Spools survive the process: a Writer replays what it finds in SpoolDir when it
 // starts. Delivery is at least once per sink, and exactly once for sinks that
 // skip ids they already hold (the Redis sink). Records in the queue when the
-// process dies without Close are lost; Close writes or spools them.
+// process dies without Close are lost; Close writes or spools them. What is
+// not lost is the admission of each request the caller passed to Admit: the
+// next Writer emits an incomplete record for each admission whose record was
+// not yet written or spooled (see journal).
 //
 // A Writer is safe for concurrent use.
 type Writer struct {
@@ -92,6 +95,8 @@ type Writer struct {
 	stopReplays context.CancelFunc
 	runDone     chan struct{}
 	replays     sync.WaitGroup
+
+	journal *journal
 
 	unlock     func() error
 	reg        prometheus.Registerer
@@ -143,6 +148,9 @@ func NewWriter(opts WriterOptions) (*Writer, error) {
 		for _, s := range w.spools {
 			_ = s.close()
 		}
+		if w.journal != nil {
+			_ = w.journal.f.Close()
+		}
 		_ = unlock()
 		return nil, fmt.Errorf("records: writer: %w", err)
 	}
@@ -156,8 +164,12 @@ func NewWriter(opts WriterOptions) (*Writer, error) {
 		w.spools = append(w.spools, s)
 	}
 	w.warnOrphans(opts.SpoolDir, seen)
+	jm := newJournalMetrics()
+	if err := w.recoverJournal(filepath.Join(opts.SpoolDir, JournalFile), jm); err != nil {
+		return fail(err)
+	}
 	if w.reg != nil {
-		for _, c := range m.collectors() {
+		for _, c := range append(m.collectors(), jm.collectors()...) {
 			if err := w.reg.Register(c); err != nil {
 				for _, done := range w.collectors {
 					w.reg.Unregister(done)
@@ -208,7 +220,8 @@ func (w *Writer) warnOrphans(dir string, sinks map[string]bool) {
 // Emit queues r for the sinks. It does not wait for them: when the queue is
 // full, or the Writer is closed, it appends r to every sink's spool instead.
 // The Writer owns r from now on, Metadata map included. After Close, the
-// record is dropped.
+// record is dropped. Once r is written or spooled, the admission of its id
+// (see Admit), if any, is journaled as complete.
 func (w *Writer) Emit(r Record) {
 	w.mu.RLock()
 	if !w.closed {
@@ -224,6 +237,19 @@ func (w *Writer) Emit(r Record) {
 	for _, s := range w.spools {
 		w.spoolLines(s, lines, n, false)
 	}
+	w.journal.complete([]Record{r})
+}
+
+// Admit journals r, the record of a request as known when it is admitted (ids,
+// principal, route, model, start and reservation; bodies are left out), so
+// that if the process dies before Emit gets the request's final record, the
+// next Writer on this spool directory emits r as an incomplete record (error
+// type gateway_crashed). It costs the caller one write(2) to a file in
+// SpoolDir, with no fsync: a killed process loses nothing, a machine crash
+// may lose the last seconds.
+func (w *Writer) Admit(r Record) {
+	r.RequestBody, r.ResponseBody = "", ""
+	w.journal.admit(&r)
 }
 
 // run takes batches off the queue and delivers them until Close closes it.
@@ -245,6 +271,7 @@ func (w *Writer) run() {
 			}
 		}
 		w.deliver(batch)
+		w.journal.complete(batch)
 		clear(batch) // drop references to metadata and bodies
 	}
 }
@@ -373,6 +400,9 @@ func (w *Writer) Close(ctx context.Context) error {
 	w.stopReplays()
 	w.replays.Wait()
 	w.abortWrites()
+	if err := w.journal.close(); err != nil {
+		errs = append(errs, err)
+	}
 	for _, s := range w.spools {
 		if err := s.close(); err != nil {
 			errs = append(errs, err)

@@ -157,6 +157,12 @@ func TestWriterDeliversToEverySink(t *testing.T) {
 // deliveredMetrics are the Writer's series after 50 records reached three
 // healthy sinks.
 const deliveredMetrics = `
+# HELP tollgate_record_journal_errors_total Failed writes to the admission journal; a crash would lose the records of those requests.
+# TYPE tollgate_record_journal_errors_total counter
+tollgate_record_journal_errors_total 0
+# HELP tollgate_record_journal_open Admitted requests whose cost record has not been emitted yet: what a crash now would turn into incomplete records.
+# TYPE tollgate_record_journal_open gauge
+tollgate_record_journal_open 0
 # HELP tollgate_record_queue_depth Cost records waiting in memory for the sinks.
 # TYPE tollgate_record_queue_depth gauge
 tollgate_record_queue_depth 0
@@ -180,6 +186,9 @@ tollgate_records_dead_lettered_total{sink="memory"} 0
 tollgate_records_dropped_total{sink="a"} 0
 tollgate_records_dropped_total{sink="b"} 0
 tollgate_records_dropped_total{sink="memory"} 0
+# HELP tollgate_records_recovered_total Incomplete records (error type gateway_crashed) emitted at start for requests an earlier process admitted and never finished.
+# TYPE tollgate_records_recovered_total counter
+tollgate_records_recovered_total 0
 # HELP tollgate_records_spooled_total Cost records appended to a sink's spool on disk: the sink failed or was recovering, the queue was full, or shutdown ran out of time.
 # TYPE tollgate_records_spooled_total counter
 tollgate_records_spooled_total{sink="a"} 0

@@ -74,6 +74,8 @@ type collector struct {
 	recs []records.Record
 }
 
+func (c *collector) Admit(records.Record) {}
+
 func (c *collector) Emit(r records.Record) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
