@@ -217,6 +217,7 @@ func TestFailClosedLedgerIsRetryable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer ledger.Close(context.Background()) //nolint:errcheck // retries end with the test
 	rdb.Stop()
 	s := newStackWith(t, stackOptions{ledger: ledger, keyBudgets: `[{usd: 5, per: day}]`, policyTail: "budget_fail_mode: closed\n"})
 	resp := post(t, s, "/v1/messages", helloBody, nil)
