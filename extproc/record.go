@@ -64,7 +64,7 @@ func (p *policyProcessor) buildRecord(end time.Time) (records.Record, string) {
 
 	res := p.meter.result(p.status)
 	r.Status, r.ErrorType = p.status, res.errorType
-	r.Usage, r.ResponseModel = res.usage, res.model
+	r.Usage, r.UsageEstimated, r.ResponseModel = res.usage, res.estimated, res.model
 	if !p.meter.firstByte.IsZero() && !p.released.IsZero() {
 		r.TTFTMS = ms(p.meter.firstByte.Sub(p.released))
 	}
@@ -163,6 +163,9 @@ func (s *Server) record(r records.Record, model string) {
 	}
 	if r.CostPicoUSD > 0 {
 		m.cost.WithLabelValues(r.Provider, model, r.Team).Add(float64(r.CostPicoUSD) / 1e12)
+	}
+	if r.UsageEstimated {
+		m.estimated.WithLabelValues(r.Provider, model).Inc()
 	}
 	if r.PriceEstimated {
 		kind := "estimated"
