@@ -30,6 +30,7 @@ const (
 	OutcomeInvalid       Outcome = "invalid"        // Tollgate refused a malformed request
 	OutcomeCancelled     Outcome = "cancelled"      // the client went away before the response completed
 	OutcomeIncomplete    Outcome = "incomplete"     // the upstream stream was cut before its end
+	OutcomeUnavailable   Outcome = "unavailable"    // Tollgate could not check budgets (ledger down, fail_mode closed) and refused
 )
 
 // Record is the cost record of one client request, written once when the request

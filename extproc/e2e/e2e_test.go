@@ -8,6 +8,7 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -104,6 +105,7 @@ type stackOptions struct {
 	ledger     budget.Ledger    // default: none, no budgets enforced
 	keyBudgets string           // YAML flow list for the key's budgets, e.g. [{requests: 2, per: minute}]
 	policyTail string           // top-level YAML appended to the policy
+	envoyYAML  string           // default: ../../envoy.yaml
 }
 
 type fixedPolicy struct{ p *policy.Policy }
@@ -175,7 +177,7 @@ keys:
 	t.Cleanup(gs.Stop)
 
 	h, err := envoytest.Start(envoytest.Config{
-		EnvoyYAML: "../../envoy.yaml",
+		EnvoyYAML: cmp.Or(o.envoyYAML, "../../envoy.yaml"),
 		Clusters: map[string]string{
 			"tollgate":       lis.Addr().String(),
 			"prov_demo":      fake.Addr(),
