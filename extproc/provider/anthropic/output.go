@@ -50,6 +50,7 @@ type deltaCounter struct {
 	inDelta   bool   // the object at depth 2 is the top-level "delta"
 	pending   dcKey  // the key whose value comes next
 	broken    bool   // nested deeper than objects can track: counting stopped
+	fed       bool   // feed has had bytes
 	keyLen    uint8  // bytes of the current key in key; keyNoMatch when none can match
 	key       [len("partial_json")]byte
 }
@@ -90,6 +91,10 @@ func (d *deltaCounter) reset() { *d = deltaCounter{} }
 
 // feed counts the next piece of the event's data.
 func (d *deltaCounter) feed(b []byte) {
+	if !d.fed && len(b) > 0 {
+		d.fed = true
+		b = d.canonical(b)
+	}
 	for len(b) > 0 && !d.broken {
 		switch d.st {
 		case dcOutside:
@@ -104,57 +109,100 @@ func (d *deltaCounter) feed(b []byte) {
 	}
 }
 
-// outside reads structural bytes until a string starts.
+// The start of a content_block_delta as Anthropic writes it, up to the
+// opening quote of the counted string.
+const (
+	canonicalStart = `{"type":"content_block_delta","index":`
+	canonicalDelta = `,"delta":{"type":"`
+)
+
+// canonical skips, at the start of the data, the envelope of a delta in
+// Anthropic's own layout, {"type":"content_block_delta","index":N,
+// "delta":{"type":"T","K":" with K one of the counted keys, and leaves the
+// counter where the general path would be: inside the counted string. Data
+// in any other layout, or split before the string starts, is returned
+// whole for the general path.
+func (d *deltaCounter) canonical(b []byte) []byte {
+	rest, ok := bytes.CutPrefix(b, []byte(canonicalStart))
+	if !ok {
+		return b
+	}
+	i := 0
+	for i < len(rest) && rest[i] >= '0' && rest[i] <= '9' {
+		i++
+	}
+	if rest, ok = bytes.CutPrefix(rest[i:], []byte(canonicalDelta)); !ok || i == 0 {
+		return b
+	}
+	i = 0
+	for i < len(rest) && (rest[i] >= 'a' && rest[i] <= 'z' || rest[i] == '_') {
+		i++
+	}
+	if rest, ok = bytes.CutPrefix(rest[i:], []byte(`","`)); !ok {
+		return b
+	}
+	for _, key := range [...]string{`text":"`, `thinking":"`, `partial_json":"`} {
+		if after, ok := bytes.CutPrefix(rest, []byte(key)); ok {
+			d.st, d.depth, d.objects, d.inDelta, d.pending = dcCountStr, 2, 0b11, true, keyOutput
+			return after
+		}
+	}
+	return b
+}
+
+// outside reads structural bytes until a string starts. The state lives in
+// locals while it runs and is written back once.
 func (d *deltaCounter) outside(b []byte) []byte {
-	for i, c := range b {
-		switch c {
+	depth, objects, expectKey, inDelta, pending := d.depth, d.objects, d.expectKey, d.inDelta, d.pending
+	save := func() {
+		d.depth, d.objects, d.expectKey, d.inDelta, d.pending = depth, objects, expectKey, inDelta, pending
+	}
+	for i := 0; i < len(b); i++ {
+		switch c := b[i]; c {
 		case '"':
 			switch {
-			case d.expectKey:
+			case expectKey:
 				d.st, d.keyLen = dcKeyStr, 0
-			case d.depth == 2 && d.inDelta && d.pending == keyOutput:
+			case depth == 2 && inDelta && pending == keyOutput:
 				d.st = dcCountStr
 			default:
 				d.st = dcSkipStr
 			}
+			save()
 			return b[i+1:]
 		case ':':
-			d.expectKey = false
+			expectKey = false
 		case ',':
-			d.expectKey = d.inObject()
-			d.pending = keyOther
+			expectKey = depth > 0 && objects&(1<<(depth-1)) != 0
+			pending = keyOther
 		case '{', '[':
-			if d.depth == 64 {
+			if depth == 64 {
 				d.broken = true
+				save()
 				return nil
 			}
 			if c == '{' {
-				d.objects |= 1 << d.depth
-				if d.depth == 1 && d.pending == keyDelta {
-					d.inDelta = true
-				}
+				objects |= 1 << depth
+				inDelta = inDelta || depth == 1 && pending == keyDelta
 			} else {
-				d.objects &^= 1 << d.depth
+				objects &^= 1 << depth
 			}
-			d.depth++
-			d.expectKey = c == '{'
-			d.pending = keyOther
+			depth++
+			expectKey = c == '{'
+			pending = keyOther
 		case '}', ']':
-			if d.depth == 2 {
-				d.inDelta = false
+			if depth == 2 {
+				inDelta = false
 			}
-			if d.depth > 0 {
-				d.depth--
+			if depth > 0 {
+				depth--
 			}
-			d.expectKey = false
-			d.pending = keyOther
+			expectKey = false
+			pending = keyOther
 		}
 	}
+	save()
 	return nil
-}
-
-func (d *deltaCounter) inObject() bool {
-	return d.depth > 0 && d.objects&(1<<(d.depth-1)) != 0
 }
 
 // keyString reads an object key and classifies it at its closing quote.

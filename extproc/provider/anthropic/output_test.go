@@ -38,6 +38,8 @@ func TestOutputChars(t *testing.T) {
 		prefix string // raw SSE before the data line, instead of an event line
 	}{
 		{name: "text", event: "content_block_delta", data: `{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hello, world"}}`},
+		{name: "canonical start, then more members", event: "content_block_delta", data: `{"type":"content_block_delta","index":12,"delta":{"type":"text_delta","text":"a\"b","extra":{"text":"no"},"list":[{"text":"no"}],"thinking":"yes"},"text":"no"}`},
+		{name: "canonical but for spaces", event: "content_block_delta", data: `{"type":"content_block_delta","index":0,"delta":{"type":"text_delta", "text":"spaced"}}`},
 		{name: "thinking", event: "content_block_delta", data: `{"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"Let me think."}}`},
 		{name: "tool input", event: "content_block_delta", data: `{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{\"path\": \"/tmp/a b\", \"n\": 3"}}`},
 		{name: "escapes count one each", event: "content_block_delta", data: `{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"a\nb\t\"c\"\\d\/e\u00e9\u4e2d"}}`},
@@ -147,6 +149,29 @@ func TestLeadBytes(t *testing.T) {
 			if got, want := leadBytes(b), int64(utf8.RuneCount(b)); got != want {
 				t.Fatalf("leadBytes(%q) = %d; want %d", b, got, want)
 			}
+		}
+	}
+}
+
+// TestCanonicalStart checks that the shortcut over Anthropic's own envelope
+// leaves the counter exactly where the general path does.
+func TestCanonicalStart(t *testing.T) {
+	for _, prefix := range []string{
+		`{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"`,
+		`{"type":"content_block_delta","index":137,"delta":{"type":"thinking_delta","thinking":"`,
+		`{"type":"content_block_delta","index":2,"delta":{"type":"input_json_delta","partial_json":"`,
+	} {
+		var fast, slow deltaCounter
+		fast.feed([]byte(prefix))
+		if fast.st != dcCountStr {
+			t.Fatalf("%s: the shortcut was not taken", prefix)
+		}
+		for i := range len(prefix) {
+			slow.feed([]byte{prefix[i]})
+		}
+		fast.fed, fast.key, fast.keyLen = slow.fed, slow.key, slow.keyLen
+		if fast != slow {
+			t.Errorf("%s:\nshortcut %+v\ngeneral  %+v", prefix, fast, slow)
 		}
 	}
 }
