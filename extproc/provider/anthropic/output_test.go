@@ -67,7 +67,9 @@ func TestOutputChars(t *testing.T) {
 			default:
 				ev = string(sse(tt.event, tt.data))
 			}
+			// Twice, so that nothing of one event's count leaks into the next.
 			in := append(sse("message_start", testStart), ev...)
+			in = append(in, ev...)
 			in = append(in, sse("ping", `{"type":"ping"}`)...)
 			data := tt.data
 			switch tt.name {
@@ -76,7 +78,7 @@ func TestOutputChars(t *testing.T) {
 			case "event line after the data":
 				data = `{"delta":{"text":"named late"}}`
 			}
-			want := decodedOutputChars(t, data)
+			want := 2 * decodedOutputChars(t, data)
 			if tt.name != "signature is not output" && tt.name != "citations are not output" && want == 0 {
 				t.Fatal("the case counts nothing")
 			}

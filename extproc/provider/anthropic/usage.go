@@ -470,7 +470,9 @@ func (p *StreamParser) appendData(b []byte) {
 			p.sniffDone, p.sniffed = true, k
 			if k == kindContentDelta {
 				p.startCounting()
-				p.delta.feed(b)
+				if p.counting {
+					p.delta.feed(b)
+				}
 				return
 			}
 			if k != kindNone && !k.needsData() {
@@ -566,8 +568,8 @@ func (p *StreamParser) dispatch() {
 	}
 	p.named, p.sniffed = kindNone, kindNone
 	p.sniffDone, p.hasData, p.buffering, p.dropped, p.overflow = false, false, false, false, false
-	if p.counting {
-		p.counting = false
+	p.counting = false
+	if p.delta.fed {
 		p.delta.reset()
 	}
 	if cap(p.buf) > keepEventBytes {
