@@ -9,10 +9,10 @@ import (
 // CharsPerToken is the divisor of the output estimate EstimateOutputTokens
 // makes for a stream that ended without reporting its output tokens.
 //
-// Claude's tokenizer averages about 3.5 characters per token on English
-// prose, fewer on code, and one or more tokens per character on CJK scripts,
-// so four characters per token, counted in Unicode characters rather than
-// UTF-8 bytes, stays below the true count for ordinary output: it is a floor
+// Anthropic gives about 3.5 English characters per token for Claude, and
+// code and non-Latin scripts take more tokens per character, so four
+// characters per token, counted in Unicode characters rather than UTF-8
+// bytes, stays below the true count for ordinary output: it is a floor
 // estimate. It is not a guarantee: a long run of one repeated character can
 // be a single token.
 const CharsPerToken = 4
