@@ -100,6 +100,7 @@ func (m *meter) endsEvent() bool {
 // result is what the response said about usage and errors.
 type meterResult struct {
 	usage     pricing.Usage
+	estimated bool // usage.OutputTokens is the floor estimate of a cut stream
 	model     string
 	errorType string // from an error body or an SSE error event
 	complete  bool   // the response ended normally
@@ -109,7 +110,10 @@ type meterResult struct {
 func (m *meter) result(status int) meterResult {
 	var r meterResult
 	if m.sse {
-		r.usage, r.model = m.parser.Usage(), m.parser.Model()
+		// A stream cut before message_delta (the client left, or the
+		// provider ended it) is billed for the output relayed so far.
+		r.usage, r.estimated = m.parser.BilledUsage()
+		r.model = m.parser.Model()
 		r.metered = m.parser.Started()
 		r.complete = m.bodyDone && m.parser.Done()
 		if typ, _, ok := m.parser.Err(); ok {

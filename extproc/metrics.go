@@ -12,6 +12,7 @@ type Metrics struct {
 	tokens     *prometheus.CounterVec
 	cost       *prometheus.CounterVec
 	unpriced   *prometheus.CounterVec
+	estimated  *prometheus.CounterVec
 	phase      *prometheus.HistogramVec
 	duration   *prometheus.HistogramVec
 	ttft       *prometheus.HistogramVec
@@ -65,6 +66,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "tollgate_price_estimated_total",
 			Help: "Requests priced by a family estimate or not priced at all, by provider, model and kind (estimated, unpriced).",
 		}, []string{"provider", "model", "kind"}),
+		estimated: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tollgate_usage_estimated_total",
+			Help: "Streams that ended before the provider reported their output tokens, billed by Tollgate's floor estimate of the output relayed, by provider and model.",
+		}, []string{"provider", "model"}),
 		phase: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "tollgate_phase_duration_seconds",
 			Help:    "Time Tollgate spends on one ext_proc message, by role and phase.",
@@ -105,7 +110,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.early[o] = m.earlyVec.WithLabelValues(o)
 	}
 	if reg != nil {
-		reg.MustRegister(m.streams, m.requests, m.rejections, m.tokens, m.cost, m.unpriced, m.phase, m.duration, m.ttft,
+		reg.MustRegister(m.streams, m.requests, m.rejections, m.tokens, m.cost, m.unpriced, m.estimated, m.phase, m.duration, m.ttft,
 			m.budgetRejections, m.ledgerErrors, m.earlyVec)
 	}
 	return m

@@ -91,26 +91,39 @@ func (p *policyProcessor) buildRecord(end time.Time) (records.Record, string) {
 		r.ReservationID, r.ReservedPicoUSD = p.reservation.ID(), p.reservedPicoUSD
 	}
 
+	// Nothing is billed for a request that got no usage; the cost is a known
+	// zero (only an unpriced model's cost is unknown, and left empty).
+	r.Cost = pricing.FormatUSD(0)
 	switch {
 	case p.rejected != nil:
 		r.Status, r.ErrorType = p.rejected.Status, p.rejected.Type
-		r.Outcome = records.OutcomeInvalid
-		if s := p.rejected.Status; s == 401 || s == 403 || s == 429 {
-			r.Outcome = records.OutcomeDenied
-		}
-		return r, ""
+		r.Outcome = refusalOutcome(p.rejected.Status)
+		return r, p.modelLabel("")
 	case !p.respHeaders:
 		r.Status, r.Outcome = statusClientGone, records.OutcomeCancelled
-		return r, ""
+		return r, p.modelLabel("")
 	}
 
 	res := p.meter.result(p.status)
 	r.Status, r.ErrorType = p.status, res.errorType
-	r.Usage, r.ResponseModel = res.usage, res.model
-	if !p.meter.firstByte.IsZero() && !p.released.IsZero() {
+	r.Usage, r.UsageEstimated, r.ResponseModel = res.usage, res.estimated, res.model
+	// A response without the adapter's header is a local reply: Envoy's (no
+	// provider could be reached, a body over the buffer limit) or the
+	// adapter's own refusal. It is recorded against the first provider of
+	// the route's chain, the one every request tries first, and has no
+	// time to first token.
+	fromProvider := p.servedBy != ""
+	if !fromProvider && p.route != nil && len(p.route.Chain) > 0 {
+		r.Provider = p.route.Chain[0]
+	}
+	if fromProvider && !p.meter.firstByte.IsZero() && !p.released.IsZero() {
 		r.TTFTMS = ms(p.meter.firstByte.Sub(p.released))
 	}
 	switch {
+	case !fromProvider && p.status >= 400 && p.status < 500:
+		// Refused before any provider answered, as Envoy's 413 for a body over
+		// the buffer limit.
+		r.Outcome = refusalOutcome(p.status)
 	case p.status >= 400 || res.errorType != "":
 		r.Outcome = records.OutcomeProviderError
 	case res.complete, p.endpoint != epMessages:
@@ -122,18 +135,71 @@ func (p *policyProcessor) buildRecord(end time.Time) (records.Record, string) {
 	default:
 		r.Outcome = records.OutcomeCancelled // the stream was reset: usually the client left
 	}
-	label := labelUnpriced
 	if res.metered {
-		label = p.price(&r)
+		return r, p.price(&r)
 	}
-	return r, label
+	return r, p.modelLabel(r.Provider)
+}
+
+// refusalOutcome is the outcome of a request refused with status before any
+// provider answered it.
+func refusalOutcome(status int) records.Outcome {
+	switch status {
+	case 401, 403, 429:
+		return records.OutcomeDenied
+	case 503:
+		// The budget ledger could not be reached and the policy fails closed.
+		return records.OutcomeUnavailable
+	}
+	return records.OutcomeInvalid
 }
 
 // Model labels of metrics. Clients choose model names, so a metric label takes
 // a client's model only when the catalog prices it exactly; otherwise the family
 // rule's name or "unpriced" stands in, and the record keeps the real name. This
 // bounds the number of series a client can create.
-const labelUnpriced = "unpriced"
+const (
+	labelUnpriced = "unpriced"
+	// labelNone labels a request refused before its model was read.
+	labelNone = "none"
+)
+
+// modelLabel is the model label of a request that has no usage to price: the
+// model the route sends to provider (the route's first provider when
+// provider is empty), under the same rule as price's.
+func (p *policyProcessor) modelLabel(provider string) string {
+	if p.model == "" {
+		return labelNone
+	}
+	model := p.model
+	if p.route != nil {
+		if provider == "" && len(p.route.Chain) > 0 {
+			provider = p.route.Chain[0]
+		}
+		model = p.pol.MapModel(p.route, provider, model)
+	}
+	price, err := p.pol.Catalog().Resolve(p.providerType(provider), model, p.pol.Pricing.Unknown)
+	return priceLabel(model, price, err)
+}
+
+// priceLabel is the metric label of model priced at price (err when it has
+// none): the model itself only when the catalog prices it exactly.
+func priceLabel(model string, price pricing.Price, err error) string {
+	switch {
+	case err != nil:
+		return labelUnpriced
+	case price.Estimated:
+		return price.Source
+	}
+	return model
+}
+
+func (p *policyProcessor) providerType(name string) string {
+	if prov, ok := p.pol.Providers[name]; ok {
+		return prov.Type
+	}
+	return ""
+}
 
 // price fills the record's cost from the policy's catalog and returns the model
 // label for metrics. The model the provider reported is priced; failing that,
@@ -143,27 +209,20 @@ func (p *policyProcessor) price(r *records.Record) (modelLabel string) {
 	if model == "" {
 		model = r.Model
 	}
-	providerType := ""
-	if prov, ok := p.pol.Providers[r.Provider]; ok {
-		providerType = prov.Type
-	}
 	cat := p.pol.Catalog()
 	r.PriceCatalog = cat.Version()
-	price, err := cat.Resolve(providerType, model, p.pol.Pricing.Unknown)
+	price, err := cat.Resolve(p.providerType(r.Provider), model, p.pol.Pricing.Unknown)
 	if err != nil {
 		// Unpriced: the record says so and carries no cost. Budgets (issue 4)
 		// refuse such models before they run when the policy says deny.
-		r.PriceEstimated = true
+		r.PriceEstimated, r.Cost = true, ""
 		p.s.log.Warn("unpriced model", zap.String("request_id", r.ID), zap.String("model", model), zap.Error(err))
 		return labelUnpriced
 	}
 	r.PriceEstimated = price.Estimated
 	r.CostPicoUSD = pricing.Cost(r.Usage, price)
 	r.Cost = pricing.FormatUSD(r.CostPicoUSD)
-	if price.Estimated {
-		return price.Source
-	}
-	return model
+	return priceLabel(model, price, nil)
 }
 
 func mergeMetadata(key, request map[string]string) map[string]string {
@@ -214,6 +273,9 @@ func (s *Server) record(r records.Record, model string) {
 	}
 	if r.CostPicoUSD > 0 {
 		m.cost.WithLabelValues(r.Provider, model, r.Team).Add(float64(r.CostPicoUSD) / 1e12)
+	}
+	if r.UsageEstimated {
+		m.estimated.WithLabelValues(r.Provider, model).Inc()
 	}
 	if r.PriceEstimated {
 		kind := "estimated"

@@ -31,6 +31,7 @@ const (
 	OutcomeInvalid       Outcome = "invalid"        // Tollgate refused a malformed request
 	OutcomeCancelled     Outcome = "cancelled"      // the client went away before the response completed
 	OutcomeIncomplete    Outcome = "incomplete"     // the upstream stream was cut before its end, or Tollgate died before it (error type gateway_crashed)
+	OutcomeUnavailable   Outcome = "unavailable"    // Tollgate could not check budgets (ledger down, fail_mode closed) and refused
 )
 
 // Record is the cost record of one client request, written once when the request
@@ -81,7 +82,13 @@ type Record struct {
 	CostPicoUSD    int64         `json:"cost_pico_usd"`
 	Cost           string        `json:"cost_usd"`
 	PriceEstimated bool          `json:"price_estimated,omitempty"`
-	PriceCatalog   string        `json:"price_catalog,omitempty"`
+	// UsageEstimated says that Usage.OutputTokens is Tollgate's floor
+	// estimate, not the provider's count: the stream ended (the client left,
+	// or the provider cut it) before a message_delta reported the output, so
+	// the output relayed so far is billed at one token per four characters
+	// of its text, thinking and tool input, rounded up.
+	UsageEstimated bool   `json:"usage_estimated,omitempty"`
+	PriceCatalog   string `json:"price_catalog,omitempty"`
 
 	LatencyMS float64 `json:"latency_ms"`
 	TTFTMS    float64 `json:"ttft_ms,omitempty"` // time to the first response body byte

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"google.golang.org/grpc"
@@ -155,6 +156,16 @@ func newLogger(c serveConfig, w io.Writer) (*zap.Logger, error) {
 	return zap.New(zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(w)), level)), nil
 }
 
+// redisLogger writes go-redis's log lines as zap warnings. go-redis has no
+// levels of its own for them; what it logs is trouble (dial failures, broken
+// connections, recovered panics).
+type redisLogger struct{ log *zap.Logger }
+
+// Printf implements go-redis's internal.Logging.
+func (l redisLogger) Printf(_ context.Context, format string, v ...any) {
+	l.log.Warn(strings.TrimSpace(strings.TrimPrefix(fmt.Sprintf(format, v...), "redis: ")))
+}
+
 func loadSigner(c serveConfig) (*extproc.Signer, bool, error) {
 	switch {
 	case c.DecisionSecret != "":
@@ -192,6 +203,10 @@ func serve(ctx context.Context, c serveConfig, logOut io.Writer) error {
 		return err
 	}
 	defer log.Sync() //nolint:errcheck // nothing to do about a failed flush at exit
+	// go-redis writes its own lines (a failed dial, a bad connection) through
+	// one package-level logger, plain text on stderr by default. Process-wide
+	// state cannot be avoided there: set it once, here, to this logger.
+	redis.SetLogger(redisLogger{log.Named("redis")})
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	anthropicfmt "github.com/tollgate-dev/tollgate/extproc/provider/anthropic"
+	"github.com/tollgate-dev/tollgate/policy/budget"
 	"github.com/tollgate-dev/tollgate/policy/pricing"
 	"github.com/tollgate-dev/tollgate/records"
 )
@@ -167,6 +168,11 @@ func TestCutStreamEndsWithErrorEvent(t *testing.T) {
 	if r.Outcome != records.OutcomeIncomplete || r.Usage.InputTokens != 12 {
 		t.Errorf("record = %+v", r)
 	}
+	// "Hello" and " from the fake provider." were relayed: 29 characters.
+	if r.Usage.OutputTokens != 8 || !r.UsageEstimated || r.CostPicoUSD != sonnetCost(r.Usage) {
+		t.Errorf("output %d tokens, estimated %v, cost %d; want 8 (29 characters / 4, rounded up), estimated, %d",
+			r.Usage.OutputTokens, r.UsageEstimated, r.CostPicoUSD, sonnetCost(r.Usage))
+	}
 	if !r.PriceEstimated {
 		t.Error("claude-sonnet-4-5-cut is priced by the family rule and must say so")
 	}
@@ -243,4 +249,66 @@ func TestMetricsScrape(t *testing.T) {
 			t.Errorf("metrics lack %s", want)
 		}
 	}
+}
+
+// TestCancelBillsRelayedOutput reads part of a long stream and disconnects
+// before message_delta: the output relayed so far is billed, estimated at a
+// token per four characters, and the budget is charged that cost.
+func TestCancelBillsRelayedOutput(t *testing.T) {
+	ledger := budget.NewMemoryLedger(0)
+	s := newStackWith(t, stackOptions{ledger: ledger, keyBudgets: `[{usd: 10, per: day}, {tokens: 1000000, per: day}]`})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, s.harness.URL()+"/v1/messages",
+		strings.NewReader(`{"model":"claude-sonnet-4-5-slow","max_tokens":1000,"stream":true,"messages":[]}`))
+	req.Header.Set("x-api-key", gatewayKey)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The fake sends "tick " (5 characters) per delta.
+	const read = 12
+	sc := bufio.NewScanner(resp.Body)
+	for deltas := 0; deltas < read && sc.Scan(); {
+		if strings.HasPrefix(sc.Text(), "event: content_block_delta") {
+			deltas++
+		}
+	}
+	cancel()
+	resp.Body.Close()
+
+	r := s.records.wait(t, 1)[0]
+	if r.Outcome != records.OutcomeCancelled || !r.UsageEstimated {
+		t.Errorf("outcome %s, usage_estimated %v; want cancelled and estimated", r.Outcome, r.UsageEstimated)
+	}
+	// Tollgate may have passed on a few more deltas than the client read.
+	out := r.Usage.OutputTokens
+	if n := metricValue(t, s.reg, "tollgate_usage_estimated_total", map[string]string{"provider": "demo"}); n != 1 {
+		t.Errorf("tollgate_usage_estimated_total = %v; want 1", n)
+	}
+	if !estimateOfDeltas(out, read) {
+		t.Errorf("output tokens %d is not ceil(5n/4) for any n >= %d", out, read)
+	}
+	inputOnly := r.Usage
+	inputOnly.OutputTokens = 1 // what message_start said
+	if r.CostPicoUSD != sonnetCost(r.Usage) || r.CostPicoUSD <= sonnetCost(inputOnly) || r.Cost == "" {
+		t.Errorf("cost %d (%q); want %d, above the input-only %d", r.CostPicoUSD, r.Cost, sonnetCost(r.Usage), sonnetCost(inputOnly))
+	}
+	got := used(t, ledger,
+		budget.Limit{Unit: budget.USD, Per: budget.Day, Max: 10 * 1e12},
+		budget.Limit{Unit: budget.Tokens, Per: budget.Day, Max: 1_000_000})
+	if got[0] != r.CostPicoUSD || got[1] != r.Usage.TotalTokens() {
+		t.Errorf("ledger charged %d pico-USD, %d tokens; the record says %d, %d", got[0], got[1], r.CostPicoUSD, r.Usage.TotalTokens())
+	}
+}
+
+// estimateOfDeltas reports whether tokens is ceil(5n/4) for some n >= min:
+// the estimate for n deltas of "tick ".
+func estimateOfDeltas(tokens int64, min int) bool {
+	for n := int64(min); (5*n+3)/4 <= tokens; n++ {
+		if (5*n+3)/4 == tokens {
+			return true
+		}
+	}
+	return false
 }

@@ -90,8 +90,11 @@ func ParseMessage(body []byte) (u pricing.Usage, model string, err error) {
 //   - message_delta: delta.stop_reason (when not null) and usage are read.
 //   - message_stop: Done becomes true. Its data is not read.
 //   - error: Err reports error.type and error.message.
-//   - anything else (ping, content_block_*, unknown types): its data bytes are
-//     skipped without being kept.
+//   - content_block_delta: the characters of its delta's text, thinking or
+//     partial_json are added to OutputChars, counted as the bytes pass
+//     (see deltaCounter); nothing of the event is kept.
+//   - anything else (ping, content_block_start, unknown types): its data bytes
+//     are skipped without being kept.
 //
 // Usage semantics follow the Messages API: every usage object overwrites each
 // count it carries, since message_delta counts are cumulative, and a count it
@@ -132,6 +135,10 @@ type StreamParser struct {
 	errType    string
 	errMessage string
 	malformed  int
+	// outputChars counts the relayed output text; outputReported is set once
+	// a decoded message_delta carried output_tokens.
+	outputChars    int64
+	outputReported bool
 
 	// Position within the current line.
 	lineState  lineState
@@ -152,6 +159,10 @@ type StreamParser struct {
 	dropped   bool // some of the event's data was not kept
 	overflow  bool // the event's data exceeded maxEventBytes
 	buf       []byte
+	// counting is set while the event's data, known to be a
+	// content_block_delta's, flows through delta, which has seen all of it.
+	counting bool
+	delta    deltaCounter
 }
 
 // lineState is where the parser is within an SSE line.
@@ -176,6 +187,7 @@ const (
 	kindMessageDelta
 	kindMessageStop
 	kindError
+	kindContentDelta // content_block_delta
 )
 
 func kindOf(name []byte) eventKind {
@@ -188,6 +200,8 @@ func kindOf(name []byte) eventKind {
 		return kindMessageStop
 	case "error":
 		return kindError
+	case "content_block_delta":
+		return kindContentDelta
 	}
 	return kindOther
 }
@@ -222,6 +236,33 @@ func (p *StreamParser) Err() (typ, message string, ok bool) {
 
 // Malformed returns the number of events skipped as malformed.
 func (p *StreamParser) Malformed() int { return p.malformed }
+
+// OutputChars returns the characters of output seen so far in
+// content_block_delta events: the decoded text of text_delta, thinking of
+// thinking_delta and partial_json of input_json_delta, in Unicode characters
+// (a JSON escape such as "\n" or "\u00e9" counts as one).
+func (p *StreamParser) OutputChars() int64 { return p.outputChars }
+
+// OutputReported reports whether a message_delta event carried output_tokens,
+// the provider's own count of the whole output.
+func (p *StreamParser) OutputReported() bool { return p.outputReported }
+
+// BilledUsage returns Usage, with the output tokens estimated from the output
+// seen when no message_delta has reported them, as when the client or the
+// provider cut the stream before its end: then OutputTokens is the larger of
+// EstimateOutputTokens(OutputChars()) and what message_start said, and
+// estimated is true when the estimate was the larger.
+func (p *StreamParser) BilledUsage() (u pricing.Usage, estimated bool) {
+	u = p.Usage()
+	if p.outputReported {
+		return u, false
+	}
+	if est := EstimateOutputTokens(p.outputChars); est > u.OutputTokens {
+		u.OutputTokens = est
+		return u, true
+	}
+	return u, false
+}
 
 // Write feeds the next chunk of the response body. It never fails: malformed
 // events are counted and skipped. Write does not retain chunk.
@@ -296,6 +337,8 @@ func (p *StreamParser) Write(chunk []byte) {
 			n := lineEnd(chunk)
 			if p.buffering {
 				p.appendData(chunk[:n])
+			} else if p.counting {
+				p.delta.feed(chunk[:n])
 			}
 			chunk = chunk[n:]
 			if len(chunk) > 0 {
@@ -358,16 +401,35 @@ func (p *StreamParser) kind() eventKind {
 	return kindNone
 }
 
-// beginData starts a data line: it decides whether the line's bytes are kept.
+// beginData starts a data line: it decides whether the line's bytes are kept,
+// counted or skipped.
 func (p *StreamParser) beginData() {
 	k := p.kind()
 	p.buffering = k == kindNone || k.needsData()
-	if !p.buffering {
+	switch {
+	case k == kindContentDelta:
+		p.startCounting()
+		if p.hasData && p.counting {
+			p.delta.feed(newline)
+		}
+	case !p.buffering:
 		p.drop()
-	} else if p.hasData {
-		p.appendData([]byte{'\n'})
+	case p.hasData:
+		p.appendData(newline)
 	}
 	p.hasData = true
+}
+
+var newline = []byte{'\n'}
+
+// startCounting makes the rest of the event's data flow through the delta
+// counter, after the data kept so far, if all of it was kept.
+func (p *StreamParser) startCounting() {
+	if !p.counting && !p.dropped && !p.overflow {
+		p.counting = true
+		p.delta.feed(p.buf)
+	}
+	p.drop()
 }
 
 // drop discards the event's data.
@@ -387,7 +449,10 @@ func (p *StreamParser) endEventLine() {
 	default:
 		p.named = kindOf(p.name[:p.nameLen])
 	}
-	if p.named != kindNone && !p.named.needsData() && p.hasData {
+	switch {
+	case p.named == kindContentDelta && p.hasData:
+		p.startCounting()
+	case p.named != kindNone && !p.named.needsData() && p.hasData:
 		p.drop()
 	}
 }
@@ -403,6 +468,13 @@ func (p *StreamParser) appendData(b []byte) {
 		b = b[n:]
 		if k, ok := sniffType(p.buf); ok {
 			p.sniffDone, p.sniffed = true, k
+			if k == kindContentDelta {
+				p.startCounting()
+				if p.counting {
+					p.delta.feed(b)
+				}
+				return
+			}
 			if k != kindNone && !k.needsData() {
 				p.drop()
 				return
@@ -496,6 +568,10 @@ func (p *StreamParser) dispatch() {
 	}
 	p.named, p.sniffed = kindNone, kindNone
 	p.sniffDone, p.hasData, p.buffering, p.dropped, p.overflow = false, false, false, false, false
+	p.counting = false
+	if p.delta.fed {
+		p.delta.reset()
+	}
 	if cap(p.buf) > keepEventBytes {
 		p.buf = nil
 	} else {
@@ -524,6 +600,15 @@ func (p *StreamParser) handleEvent() {
 		}
 	}
 	switch k {
+	case kindContentDelta:
+		if !p.counting {
+			// Identified only now, from its whole data.
+			if incomplete {
+				return
+			}
+			p.delta.feed(p.buf)
+		}
+		p.outputChars += p.delta.chars
 	case kindMessageStop:
 		p.done = true
 	case kindMessageStart:
@@ -544,6 +629,9 @@ func (p *StreamParser) handleEvent() {
 			return
 		}
 		p.usage.apply(&d.usage)
+		if d.usage.set&(1<<fOutput) != 0 {
+			p.outputReported = true
+		}
 		if d.stopReason.set {
 			if d.stopReason.esc {
 				p.stopReason = d.stopReason.String()

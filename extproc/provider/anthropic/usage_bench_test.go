@@ -110,3 +110,19 @@ func BenchmarkParseMessage(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkOutputCount measures the output count of one content_block_delta
+// event's data alone, the work a counted chunk adds to a skipped one.
+func BenchmarkOutputCount(b *testing.B) {
+	data := []byte(`{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"token 17 of the answer, with some words "}}`)
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	var d deltaCounter
+	for b.Loop() {
+		d.reset()
+		d.feed(data)
+	}
+	if d.chars != 40 {
+		b.Fatalf("counted %d", d.chars)
+	}
+}

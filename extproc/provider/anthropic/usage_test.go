@@ -26,6 +26,11 @@ type result struct {
 	Done       bool          `json:"done"`
 	Err        *errResult    `json:"error"`
 	Malformed  int           `json:"malformed"`
+	// OutputChars and OutputReported feed the output estimate of a cut
+	// stream. The fixtures' counts come from a generic decode of each
+	// content_block_delta (Python's json module and len), not from the parser.
+	OutputChars    int64 `json:"output_chars"`
+	OutputReported bool  `json:"output_reported"`
 }
 
 type errResult struct {
@@ -41,6 +46,9 @@ func resultOf(p *StreamParser) result {
 		Started:    p.Started(),
 		Done:       p.Done(),
 		Malformed:  p.Malformed(),
+
+		OutputChars:    p.OutputChars(),
+		OutputReported: p.OutputReported(),
 	}
 	if typ, msg, ok := p.Err(); ok {
 		r.Err = &errResult{Type: typ, Message: msg}
@@ -296,7 +304,7 @@ func TestStreamParserRules(t *testing.T) {
 		name: "delta total without split, mixed split: difference to 5m",
 		in: string(sse("message_start", testStart,
 			"message_delta", `{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"cache_creation_input_tokens":450,"output_tokens":7}}`)),
-		want: result{Usage: usage(10, 0, 250, 200, 7), Model: "claude-sonnet-4-5", StopReason: "end_turn", Started: true},
+		want: result{Usage: usage(10, 0, 250, 200, 7), Model: "claude-sonnet-4-5", StopReason: "end_turn", Started: true, OutputReported: true},
 	}, {
 		name: "delta carrying a new split without total sets the total",
 		in: string(sse("message_start", testStart,
@@ -311,7 +319,7 @@ func TestStreamParserRules(t *testing.T) {
 		name: "stop_reason null keeps the previous one",
 		in: string(sse("message_delta", `{"type":"message_delta","delta":{"stop_reason":"tool_use"}}`,
 			"message_delta", `{"type":"message_delta","delta":{"stop_reason":null},"usage":{"output_tokens":3}}`)),
-		want: result{Usage: usage(0, 0, 0, 0, 3), StopReason: "tool_use"},
+		want: result{Usage: usage(0, 0, 0, 0, 3), StopReason: "tool_use", OutputReported: true},
 	}, {
 		name: "unknown stop reason and escaped model",
 		in: string(sse("message_start", `{"type":"message_start","message":{"model":"claude\u002dopus-5-5"}}`,
@@ -320,16 +328,16 @@ func TestStreamParserRules(t *testing.T) {
 	}, {
 		name: "escaped keys",
 		in:   string(sse("message_delta", `{"type":"message_delta","\u0075sage":{"output_\u0074okens":4}}`)),
-		want: result{Usage: usage(0, 0, 0, 0, 4)},
+		want: result{Usage: usage(0, 0, 0, 0, 4), OutputReported: true},
 	}, {
 		name: "event line wins over the JSON type",
 		in: string(sse("ping", `{"type":"message_delta","usage":{"output_tokens":99}}`,
 			"message_delta", `{"type":"ping","usage":{"output_tokens":5}}`)),
-		want: result{Usage: usage(0, 0, 0, 0, 5)},
+		want: result{Usage: usage(0, 0, 0, 0, 5), OutputReported: true},
 	}, {
 		name: "event line after the data lines",
 		in:   "data: {\"usage\":{\"output_tokens\":8}}\nevent: message_delta\n\n",
-		want: result{Usage: usage(0, 0, 0, 0, 8)},
+		want: result{Usage: usage(0, 0, 0, 0, 8), OutputReported: true},
 	}, {
 		name: "event renamed after its data was skipped is malformed",
 		in:   "event: ping\ndata: {\"usage\":{\"output_tokens\":8}}\nevent: message_delta\n\n",
@@ -357,7 +365,7 @@ func TestStreamParserRules(t *testing.T) {
 	}, {
 		name: "unterminated last event is not dispatched",
 		in:   string(sse("message_delta", `{"usage":{"output_tokens":3}}`)) + "event: message_delta\ndata: {\"usage\":{\"output_tokens\":4}}\n",
-		want: result{Usage: usage(0, 0, 0, 0, 3)},
+		want: result{Usage: usage(0, 0, 0, 0, 3), OutputReported: true},
 	}, {
 		name: "first decodable error wins; a malformed error event still counts",
 		in: string(sse("error", `{"type":"error","error":{"type":"overloaded_error"`,
@@ -380,7 +388,7 @@ func TestStreamParserRules(t *testing.T) {
 			"message_delta", `{"usage":{"output_tokens":1e3}}`,
 			"message_delta", `{"usage":{"output_tokens":012}}`,
 			"message_delta", `{"usage":{"output_tokens":9223372036854775807}}`)),
-		want: result{Usage: usage(5, 0, 0, 0, 9223372036854775807), Malformed: 3},
+		want: result{Usage: usage(5, 0, 0, 0, 9223372036854775807), Malformed: 3, OutputReported: true},
 	}, {
 		name: "trailing garbage after the JSON is malformed",
 		in:   string(sse("message_delta", `{"usage":{"output_tokens":5}} x`)),
@@ -396,12 +404,12 @@ func TestStreamParserRules(t *testing.T) {
 	}, {
 		name: "comments and unknown fields between data lines",
 		in:   "event: message_delta\ndata: {\"usage\":\n: comment\nid: 7\ndata: {\"output_tokens\":2}}\n\n",
-		want: result{Usage: usage(0, 0, 0, 0, 2)},
+		want: result{Usage: usage(0, 0, 0, 0, 2), OutputReported: true},
 	}, {
 		name: "reasoning_tokens alias and server tool counts",
 		in: string(sse("message_delta", `{"usage":{"output_tokens":50,"output_tokens_details":{"reasoning_tokens":20},"server_tool_use":{"web_search_requests":1}}}`,
 			"message_delta", `{"usage":{"server_tool_use":{"web_fetch_requests":2}}}`)),
-		want: result{Usage: pricing.Usage{OutputTokens: 50, ReasoningTokens: 20, WebSearchRequests: 1, WebFetchRequests: 2}},
+		want: result{Usage: pricing.Usage{OutputTokens: 50, ReasoningTokens: 20, WebSearchRequests: 1, WebFetchRequests: 2}, OutputReported: true},
 	}, {
 		name: "a second message_start overwrites what it carries",
 		in: string(sse("message_start", testStart,
