@@ -28,6 +28,18 @@ func sonnetCost(u pricing.Usage) int64 {
 		u.CacheWrite5mTokens*3_750_000 + u.CacheWrite1hTokens*6_000_000
 }
 
+// catalogCost is what the embedded catalog charges for u on model, by the
+// family rule when the catalog does not know the model (the fake provider's
+// "-cut" and "-slow" variants).
+func catalogCost(t *testing.T, model string, u pricing.Usage) int64 {
+	t.Helper()
+	price, err := pricing.Embedded().Resolve("anthropic", model, pricing.EstimateByFamily)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pricing.Cost(u, price)
+}
+
 func TestRecordOfAMessage(t *testing.T) {
 	s := newStack(t)
 	var httpResp *http.Response
@@ -169,9 +181,9 @@ func TestCutStreamEndsWithErrorEvent(t *testing.T) {
 		t.Errorf("record = %+v", r)
 	}
 	// "Hello" and " from the fake provider." were relayed: 29 characters.
-	if r.Usage.OutputTokens != 8 || !r.UsageEstimated || r.CostPicoUSD != sonnetCost(r.Usage) {
+	if want := catalogCost(t, "claude-sonnet-4-5-cut", r.Usage); r.Usage.OutputTokens != 8 || !r.UsageEstimated || r.CostPicoUSD != want {
 		t.Errorf("output %d tokens, estimated %v, cost %d; want 8 (29 characters / 4, rounded up), estimated, %d",
-			r.Usage.OutputTokens, r.UsageEstimated, r.CostPicoUSD, sonnetCost(r.Usage))
+			r.Usage.OutputTokens, r.UsageEstimated, r.CostPicoUSD, want)
 	}
 	if !r.PriceEstimated {
 		t.Error("claude-sonnet-4-5-cut is priced by the family rule and must say so")
@@ -291,8 +303,9 @@ func TestCancelBillsRelayedOutput(t *testing.T) {
 	}
 	inputOnly := r.Usage
 	inputOnly.OutputTokens = 1 // what message_start said
-	if r.CostPicoUSD != sonnetCost(r.Usage) || r.CostPicoUSD <= sonnetCost(inputOnly) || r.Cost == "" {
-		t.Errorf("cost %d (%q); want %d, above the input-only %d", r.CostPicoUSD, r.Cost, sonnetCost(r.Usage), sonnetCost(inputOnly))
+	want, wantInput := catalogCost(t, "claude-sonnet-4-5-slow", r.Usage), catalogCost(t, "claude-sonnet-4-5-slow", inputOnly)
+	if r.CostPicoUSD != want || r.CostPicoUSD <= wantInput || r.Cost == "" {
+		t.Errorf("cost %d (%q); want %d, above the input-only %d", r.CostPicoUSD, r.Cost, want, wantInput)
 	}
 	got := used(t, ledger,
 		budget.Limit{Unit: budget.USD, Per: budget.Day, Max: 10 * 1e12},
