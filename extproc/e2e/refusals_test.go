@@ -117,6 +117,7 @@ func TestLedgerDownIsUnavailable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer ledger.Close(context.Background()) //nolint:errcheck // retries end with the test
 	rdb.Stop()
 	s := newStackWith(t, stackOptions{ledger: ledger, keyBudgets: `[{usd: 5, per: day}]`, policyTail: "budget_fail_mode: closed\n"})
 	if _, err := s.client.Messages.New(context.Background(), hello("claude-sonnet-4-5")); err == nil {
