@@ -36,6 +36,7 @@ type guess struct {
 	route     string // the route's slug
 	model     string
 	maxTokens int64
+	media     budget.Media // what the body held beyond text: conversations keep their images and tools
 }
 
 // guessKey files a guess under its key and the size class of its body (the
@@ -99,7 +100,7 @@ func (p *policyProcessor) startEarlyReserve(h headers) {
 	}
 	in := policy.BudgetInput{
 		RequestID: p.requestID, Key: p.key, Route: route, Session: p.trace.TraceID,
-		Endpoint: string(p.endpoint), Model: g.model, BodyBytes: size, MaxTokens: g.maxTokens,
+		Endpoint: string(p.endpoint), Model: g.model, BodyBytes: size, MaxTokens: g.maxTokens, Media: g.media,
 	}
 	req, err := p.pol.BudgetRequest(in)
 	if err != nil || req.Exempt || len(req.Scopes) == 0 {
@@ -119,7 +120,7 @@ func (p *policyProcessor) remember(in policy.BudgetInput) {
 	if p.s.noEarlyReserve || in.Route == nil || p.key == nil {
 		return
 	}
-	g := guess{route: in.Route.Slug, model: in.Model, maxTokens: in.MaxTokens}
+	g := guess{route: in.Route.Slug, model: in.Model, maxTokens: in.MaxTokens, media: in.Media}
 	for _, k := range []guessKey{{p.key.ID, sizeClass(in.BodyBytes)}, {p.key.ID, anySize}} {
 		if v, ok := p.s.guesses.Load(k); !ok || v.(guess) != g {
 			p.s.guesses.Store(k, g)
@@ -131,7 +132,7 @@ func (p *policyProcessor) remember(in policy.BudgetInput) {
 // for the same thing.
 func sameNeeds(a, b policy.BudgetInput) bool {
 	return a.Route.Slug == b.Route.Slug && a.Model == b.Model && a.MaxTokens == b.MaxTokens &&
-		a.BodyBytes == b.BodyBytes && a.Endpoint == b.Endpoint && a.Session == b.Session
+		a.BodyBytes == b.BodyBytes && a.Media == b.Media && a.Endpoint == b.Endpoint && a.Session == b.Session
 }
 
 // reserveWith returns the ledger's decision on req (from in), using the early

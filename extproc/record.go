@@ -33,11 +33,13 @@ func (p *policyProcessor) buildRecord(end time.Time) (records.Record, string) {
 		AgentID: p.trace.AgentID, ParentAgentID: p.trace.ParentAgentID,
 		Endpoint: string(p.endpoint), Method: p.method, Path: p.path,
 		RequestedModel: p.requestedModel, Model: p.model, Stream: p.stream,
-		Provider:      p.servedBy,
-		LatencyMS:     ms(end.Sub(p.start)),
-		BudgetOutcome: p.budgetOutcome,
-		RequestBody:   p.requestCapture,
-		ResponseBody:  p.meter.capture.String(),
+		Provider:             p.servedBy,
+		LatencyMS:            ms(end.Sub(p.start)),
+		BudgetOutcome:        p.budgetOutcome,
+		MaxTokensFitted:      p.fitted.maxTokens,
+		ThinkingBudgetFitted: p.fitted.thinking,
+		RequestBody:          p.requestCapture,
+		ResponseBody:         p.meter.capture.String(),
 	}
 	if p.key != nil {
 		r.KeyID, r.User, r.Team, r.Project = p.key.ID, p.key.User, p.key.Team, p.key.Project

@@ -77,6 +77,12 @@ type Record struct {
 	// CacheStatus is HIT, MISS, REFRESH or BYPASS once the response cache exists.
 	CacheStatus   string `json:"cache_status,omitempty"`
 	BudgetOutcome string `json:"budget_outcome,omitempty"`
+	// MaxTokensFitted is the max_tokens Tollgate sent instead of the
+	// client's, lowered so that the request's worst case fits a budget
+	// (when_short: fit); ThinkingBudgetFitted the thinking budget_tokens it
+	// lowered with it. Zero when the request went as sent.
+	MaxTokensFitted      int64 `json:"max_tokens_fitted,omitempty"`
+	ThinkingBudgetFitted int64 `json:"thinking_budget_fitted,omitempty"`
 
 	// Bodies are captured only when the policy opts in, size-capped and redacted.
 	RequestBody  string `json:"request_body,omitempty"`
