@@ -36,8 +36,8 @@ const settleTimeout = 5 * time.Second
 // fails closed. When a USD or token limit that says when_short: fit refuses
 // it, reserve lowers max_tokens until the worst case fits (see fit) and
 // returns the body edits that say so.
-func (p *policyProcessor) reserve(f reqbody.Fields, body []byte) ([]reqbody.Edit, *ClientError) {
-	if p.s.ledger == nil || p.pol.Budgets == nil || len(p.pol.Budgets.Limits) == 0 {
+func (p *policyProcessor) reserve(f reqbody.Fields, body []byte, m reqbody.Media) ([]reqbody.Edit, *ClientError) {
+	if !p.budgeted() {
 		return nil, nil
 	}
 	cfg := p.pol.Budgets
@@ -45,11 +45,7 @@ func (p *policyProcessor) reserve(f reqbody.Fields, body []byte) ([]reqbody.Edit
 		RequestID: p.requestID, Key: p.key, Route: p.route, Session: p.trace.TraceID,
 		Endpoint: string(p.endpoint), Model: p.model, BodyBytes: len(body), MaxTokens: f.MaxTokens,
 	}
-	if p.endpoint == epMessages && len(body) > 0 {
-		m, err := reqbody.ScanMedia(body, f)
-		if err != nil {
-			return nil, invalidRequest("request body: %v", err)
-		}
+	if p.endpoint == epMessages {
 		in.Media = budget.Media{Images: m.Images, Documents: m.Documents, Base64Bytes: m.Base64Bytes,
 			Tools: m.Tools, TypedTools: m.TypedTools}
 	}
@@ -103,6 +99,12 @@ func (p *policyProcessor) reserve(f reqbody.Fields, body []byte) ([]reqbody.Edit
 		p.s.metrics.fitted.Inc()
 	}
 	return edits, nil
+}
+
+// budgeted reports whether budgets apply to the request: a ledger and some
+// limit in the policy.
+func (p *policyProcessor) budgeted() bool {
+	return p.s.ledger != nil && p.pol.Budgets != nil && len(p.pol.Budgets.Limits) > 0
 }
 
 // fitted is what fit changed in a request's body.

@@ -211,7 +211,7 @@ func (p *policyProcessor) requestHeaders(hh *extprocv3.HttpHeaders) *extprocv3.P
 	if e := p.resolveRoute(p.slug); e != nil {
 		return p.reject(e)
 	}
-	if _, e := p.reserve(reqbody.Fields{}, nil); e != nil {
+	if _, e := p.reserve(reqbody.Fields{}, nil, reqbody.Media{}); e != nil {
 		return p.reject(e)
 	}
 	if e := p.addDecision(&m); e != nil {
@@ -223,7 +223,15 @@ func (p *policyProcessor) requestHeaders(hh *extprocv3.HttpHeaders) *extprocv3.P
 
 func (p *policyProcessor) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
 	body := b.GetBody()
-	f, err := reqbody.Scan(body)
+	var f reqbody.Fields
+	var media reqbody.Media
+	var err error
+	if p.endpoint == epMessages && p.budgeted() {
+		// The input bound needs the images, documents and tools: one pass.
+		f, media, err = reqbody.ScanWithMedia(body)
+	} else {
+		f, err = reqbody.Scan(body)
+	}
 	if err != nil {
 		return p.reject(invalidRequest("request body: %v", err))
 	}
@@ -258,7 +266,7 @@ func (p *policyProcessor) requestBody(b *extprocv3.HttpBody) *extprocv3.Processi
 	if e := p.checkPriced(); e != nil {
 		return p.reject(e)
 	}
-	fit, e := p.reserve(f, body)
+	fit, e := p.reserve(f, body, media)
 	if e != nil {
 		return p.reject(e)
 	}

@@ -27,83 +27,87 @@ type Media struct {
 // ScanMedia reads the media of body, whose top-level fields f come from
 // Scan(body). It walks only the content blocks of messages (and the content
 // of tool_result blocks) and the top level of tools, skipping everything else
-// at Scan's speed; messages that cannot name an image or a document (neither
-// word appears, and no \u00XX escape could spell one) are not walked at all.
+// at Scan's speed (strings are skipped with bytes.IndexByte). Keys and type
+// values with escapes are decoded, so "\u0069mage" is an image too.
+// ScanWithMedia does the same in Scan's single pass.
 func ScanMedia(body []byte, f Fields) (Media, error) {
 	var m Media
 	if f.Messages.Present() {
-		msgs := body[f.Messages.Start:f.Messages.End]
-		if mayNameMedia(msgs) {
-			err := elements(body, f.Messages, func(msg Span) error {
-				return members(body, msg, func(key []byte, val Span) error {
-					if string(key) == "content" && body[val.Start] == '[' {
-						return m.blocks(body, val, true)
-					}
-					return nil
-				})
-			})
-			if err != nil {
-				return m, err
-			}
+		if _, err := m.messages(body, f.Messages.Start); err != nil {
+			return m, err
 		}
 	}
-	if f.Tools.Present() && body[f.Tools.Start] == '[' {
-		err := elements(body, f.Tools, func(tool Span) error {
-			m.Tools++
-			return members(body, tool, func(key []byte, val Span) error {
-				if string(key) == "type" {
-					if s, ok := stringValue(body, val); !ok || s != "custom" {
-						m.TypedTools++
-					}
-				}
-				return nil
-			})
-		})
-		if err != nil {
+	if f.Tools.Present() {
+		if _, err := m.tools(body, f.Tools.Start); err != nil {
 			return m, err
 		}
 	}
 	return m, nil
 }
 
-// mayNameMedia reports whether b may hold a string that decodes to "image"
-// or "document": it has one of the words, or an escape that could spell a
-// letter of one.
-func mayNameMedia(b []byte) bool {
-	return bytes.Contains(b, []byte("image")) || bytes.Contains(b, []byte("document")) ||
-		bytes.Contains(b, []byte(`\u00`))
+// ScanWithMedia is Scan and ScanMedia in one pass over the body.
+func ScanWithMedia(body []byte) (Fields, Media, error) {
+	var m Media
+	f, err := scan(body, &m)
+	return f, m, err
+}
+
+// messages walks the messages value at b[i] and returns the offset past it.
+func (m *Media) messages(b []byte, i int) (int, error) {
+	if i >= len(b) || b[i] != '[' {
+		return skipValue(b, i)
+	}
+	return elements(b, i, func(key []byte, val Span) error {
+		if string(key) == "content" && b[val.Start] == '[' {
+			_, err := m.blocks(b, val.Start, true)
+			return err
+		}
+		return nil
+	}, nil)
+}
+
+// tools walks the tools value at b[i] and returns the offset past it.
+func (m *Media) tools(b []byte, i int) (int, error) {
+	if i >= len(b) || b[i] != '[' {
+		return skipValue(b, i)
+	}
+	return elements(b, i, func(key []byte, val Span) error {
+		if string(key) == "type" && !stringIs(b, val, "custom") {
+			m.TypedTools++
+		}
+		return nil
+	}, func() error {
+		m.Tools++
+		return nil
+	})
 }
 
 // blocks counts the media among the content blocks of the array s. nested
 // allows one more level: the content of a tool_result block.
-func (m *Media) blocks(body []byte, s Span, nested bool) error {
-	return elements(body, s, func(block Span) error {
-		var typ string
-		var source, content Span
-		err := members(body, block, func(key []byte, val Span) error {
-			switch string(key) {
-			case "type":
-				typ, _ = stringValue(body, val)
-			case "source":
-				source = val
-			case "content":
-				content = val
-			}
-			return nil
-		})
-		if err != nil {
-			return err
+func (m *Media) blocks(body []byte, start int, nested bool) (int, error) {
+	var typ, source, content Span
+	return elements(body, start, func(key []byte, val Span) error {
+		switch string(key) {
+		case "type":
+			typ = val
+		case "source":
+			source = val
+		case "content":
+			content = val
 		}
-		switch typ {
-		case "image":
+		return nil
+	}, func() error {
+		defer func() { typ, source, content = Span{}, Span{}, Span{} }()
+		switch {
+		case !typ.Present():
+		case stringIs(body, typ, "image"):
 			m.Images++
-			if source.Present() && body[source.Start] == '{' {
-				var srcType string
-				var data Span
-				err := members(body, source, func(key []byte, val Span) error {
+			if source.Present() {
+				var srcType, data Span
+				err := objectMembers(body, source, func(key []byte, val Span) error {
 					switch string(key) {
 					case "type":
-						srcType, _ = stringValue(body, val)
+						srcType = val
 					case "data":
 						data = val
 					}
@@ -112,92 +116,132 @@ func (m *Media) blocks(body []byte, s Span, nested bool) error {
 				if err != nil {
 					return err
 				}
-				if srcType == "base64" && data.Present() && body[data.Start] == '"' {
+				if srcType.Present() && stringIs(body, srcType, "base64") && data.Present() && body[data.Start] == '"' {
 					m.Base64Bytes += data.End - data.Start
 				}
 			}
-		case "document":
+		case stringIs(body, typ, "document"):
 			m.Documents++
 		default:
 			if nested && content.Present() && body[content.Start] == '[' {
-				return m.blocks(body, content, false)
+				_, err := m.blocks(body, content.Start, false)
+				return err
 			}
 		}
 		return nil
 	})
 }
 
-// elements calls fn with each element of the array at s. A value that is not
-// an array has no elements.
-func elements(b []byte, s Span, fn func(Span) error) error {
-	if b[s.Start] != '[' {
-		return nil
+// elements walks the array that starts at b[start] == '[' and returns the
+// offset just past it. Each element that is an object is walked once, by
+// members: fn gets its members, then done is called. Other elements are
+// skipped.
+func elements(b []byte, start int, fn func(key []byte, val Span) error, done func() error) (int, error) {
+	i := skipSpace(b, start+1)
+	if i < len(b) && b[i] == ']' {
+		return i + 1, nil
 	}
-	i := skipSpace(b, s.Start+1)
-	if i < s.End && b[i] == ']' {
-		return nil
-	}
-	for i < s.End {
-		end, err := skipValue(b, i)
-		if err != nil {
-			return err
+	for i < len(b) {
+		var end int
+		var err error
+		obj := b[i] == '{'
+		if obj {
+			end, err = members(b, i, fn)
+		} else {
+			end, err = skipValue(b, i)
 		}
-		if err := fn(Span{i, end}); err != nil {
-			return err
+		if err != nil {
+			return 0, err
+		}
+		if obj && done != nil {
+			if err := done(); err != nil {
+				return 0, err
+			}
 		}
 		i = skipSpace(b, end)
-		if i >= s.End || b[i] == ']' {
-			return nil
+		if i >= len(b) {
+			break
 		}
-		i = skipSpace(b, i+1) // the comma; Scan checked the structure
+		switch b[i] {
+		case ']':
+			return i + 1, nil
+		case ',':
+			i = skipSpace(b, i+1)
+		default:
+			return 0, &SyntaxError{Offset: i, Msg: "expected ',' or ']'"}
+		}
 	}
-	return nil
+	return 0, &SyntaxError{Offset: start, Msg: "unterminated array"}
 }
 
-// members calls fn with each key (unescaped) and value of the object at s.
-// A value that is not an object has no members.
-func members(b []byte, s Span, fn func(key []byte, val Span) error) error {
-	if b[s.Start] != '{' {
-		return nil
+// members calls fn with each key (unescaped) and value of the object that
+// starts at b[start] == '{', and returns the offset just past it.
+func members(b []byte, start int, fn func(key []byte, val Span) error) (int, error) {
+	i := skipSpace(b, start+1)
+	if i < len(b) && b[i] == '}' {
+		return i + 1, nil
 	}
-	i := skipSpace(b, s.Start+1)
-	for i < s.End && b[i] == '"' {
+	for i < len(b) && b[i] == '"' {
 		end, escaped, err := skipString(b, i)
 		if err != nil {
-			return err
+			return 0, err
 		}
 		key := b[i+1 : end-1]
 		if escaped {
 			key = unescapeKey(b[i:end])
 		}
 		i = skipSpace(b, end)
-		if i >= s.End || b[i] != ':' {
-			return &SyntaxError{Offset: i, Msg: "expected ':' after key"}
+		if i >= len(b) || b[i] != ':' {
+			return 0, &SyntaxError{Offset: i, Msg: "expected ':' after key"}
 		}
 		i = skipSpace(b, i+1)
 		vend, err := skipValue(b, i)
 		if err != nil {
-			return err
+			return 0, err
 		}
 		if err := fn(key, Span{i, vend}); err != nil {
-			return err
+			return 0, err
 		}
 		i = skipSpace(b, vend)
-		if i >= s.End || b[i] != ',' {
-			return nil
+		if i >= len(b) {
+			break
 		}
-		i = skipSpace(b, i+1)
+		switch b[i] {
+		case '}':
+			return i + 1, nil
+		case ',':
+			i = skipSpace(b, i+1)
+		default:
+			return 0, &SyntaxError{Offset: i, Msg: "expected ',' or '}'"}
+		}
 	}
-	return nil
+	return 0, &SyntaxError{Offset: start, Msg: "unterminated object"}
 }
 
-// stringValue decodes the string at s; ok is false when s is not a string.
-func stringValue(b []byte, s Span) (string, bool) {
-	if b[s.Start] != '"' {
-		return "", false
+// objectMembers is members of the value at s, if it is an object.
+func objectMembers(b []byte, s Span, fn func(key []byte, val Span) error) error {
+	if b[s.Start] != '{' {
+		return nil
 	}
-	v, err := decodeString(b[s.Start:s.End])
-	return v, err == nil
+	_, err := members(b, s.Start, fn)
+	return err
+}
+
+// stringIs reports whether the value at s is the JSON string want, decoding
+// it only when it has escapes.
+func stringIs(b []byte, s Span, want string) bool {
+	v := b[s.Start:s.End]
+	if len(v) < 2 || v[0] != '"' {
+		return false
+	}
+	if string(v[1:len(v)-1]) == want {
+		return true
+	}
+	if len(v) > 2+6*len(want) || bytes.IndexByte(v, '\\') < 0 {
+		return false
+	}
+	d, err := decodeString(v)
+	return err == nil && d == want
 }
 
 // ThinkingBudget returns the budget_tokens of an enabled thinking object
@@ -207,11 +251,11 @@ func ThinkingBudget(body []byte, f Fields) (n int64, at Span, ok bool) {
 	if !f.Thinking.Present() {
 		return 0, Span{}, false
 	}
-	var typ string
-	_ = members(body, f.Thinking, func(key []byte, val Span) error {
+	var typ Span
+	_ = objectMembers(body, f.Thinking, func(key []byte, val Span) error {
 		switch string(key) {
 		case "type":
-			typ, _ = stringValue(body, val)
+			typ = val
 		case "budget_tokens":
 			v, err := strconv.ParseInt(string(body[val.Start:val.End]), 10, 64)
 			if err == nil {
@@ -220,7 +264,7 @@ func ThinkingBudget(body []byte, f Fields) (n int64, at Span, ok bool) {
 		}
 		return nil
 	})
-	if typ != "enabled" || !at.Present() {
+	if !typ.Present() || !stringIs(body, typ, "enabled") || !at.Present() {
 		return 0, Span{}, false
 	}
 	return n, at, true

@@ -69,3 +69,29 @@ func TestSetMaxTokensAndThinking(t *testing.T) {
 		}
 	}
 }
+
+// TestScanWithMedia: one pass gives what Scan and ScanMedia give, and
+// malformed bodies are errors, never panics.
+func TestScanWithMedia(t *testing.T) {
+	body := []byte(`{"model":"m","tools":[{"type":"web_search_20250305","name":"web_search"}],"messages":[{"role":"user","content":[{"type":"image","source":{"type":"url","url":"u"}}]}],"max_tokens":5}`)
+	f, m, err := ScanWithMedia(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f2, _ := Scan(body)
+	m2, _ := ScanMedia(body, f2)
+	if diff := cmp.Diff(f2, f); diff != "" {
+		t.Errorf("fields (-Scan +ScanWithMedia):\n%s", diff)
+	}
+	if m != m2 || m != (Media{Images: 1, Tools: 1, TypedTools: 1}) {
+		t.Errorf("media %+v, ScanMedia %+v", m, m2)
+	}
+	for i := range body {
+		_, _, _ = ScanWithMedia(body[:i]) // must not panic
+	}
+	for _, bad := range []string{`{"messages":[{"content":[}]}`, `{"messages":[1 2]}`, `{"tools":[{"type":}]}`, `{"messages":`} {
+		if _, _, err := ScanWithMedia([]byte(bad)); err == nil {
+			t.Errorf("%s: no error", bad)
+		}
+	}
+}

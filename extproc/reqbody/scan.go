@@ -64,7 +64,10 @@ var ErrNotObject = errors.New("request body must be a JSON object")
 // Scan reads the top-level fields of body. It returns a *SyntaxError for malformed
 // structure, ErrNotObject for a body that is not an object, and a descriptive error
 // when model, stream or max_tokens has the wrong type.
-func Scan(body []byte) (Fields, error) {
+func Scan(body []byte) (Fields, error) { return scan(body, nil) }
+
+// scan is Scan; with m, it also walks messages and tools for ScanMedia.
+func scan(body []byte, m *Media) (Fields, error) {
 	var f Fields
 	i := skipSpace(body, 0)
 	if i >= len(body) {
@@ -96,7 +99,15 @@ func Scan(body []byte) (Fields, error) {
 		}
 		i = skipSpace(body, i+1)
 		valStart := i
-		valEnd, err := skipValue(body, i)
+		var valEnd int
+		switch {
+		case m != nil && string(key) == "messages":
+			valEnd, err = m.messages(body, i)
+		case m != nil && string(key) == "tools":
+			valEnd, err = m.tools(body, i)
+		default:
+			valEnd, err = skipValue(body, i)
+		}
 		if err != nil {
 			return f, err
 		}
