@@ -64,10 +64,11 @@ type Media struct {
 //   - images: MaxImageTokens each, whatever their source (base64, URL or
 //     file id) or size in bytes;
 //   - documents: a PDF is billed per page as text plus an image
-//     (platform.claude.com/docs/en/build-with-claude/pdf-support; up to 100
-//     pages per request, 600 on 1M-token models), and neither its pages nor
-//     its text can be known without reading it; so a request with a document
-//     block is bounded by MaxEstimatedInputTokens alone;
+//     (platform.claude.com/docs/en/build-with-claude/pdf-support: typically
+//     1,500 to 3,000 text tokens a page, up to 100 pages per request), and
+//     neither its pages nor its text can be known without reading it; so a
+//     request with a document block is bounded by MaxEstimatedInputTokens
+//     alone;
 //   - tools: ToolPromptTokens once, and TypedToolTokens for each
 //     Anthropic-defined tool.
 //
