@@ -26,8 +26,9 @@ const (
 	// visual tokens of 28×28 pixels, and larger images are first scaled down
 	// to the model's native resolution: a 1568-pixel long edge and about 1.15
 	// megapixels (about 1,600 tokens) up to Claude Opus 4.6, a 2576-pixel long
-	// edge and about 3.75 megapixels since Opus 4.7, which with the padding to
-	// 28 pixels is at most 3.75e6/784 + 2576*2/28 + 1 < 4,970 visual tokens.
+	// edge and about 3.75 megapixels since Opus 4.7 (as reported at its
+	// launch), which with the padding to 28 pixels is at most
+	// 3.75e6/784 + 2576*2/28 + 1 < 4,970 visual tokens.
 	MaxImageTokens = 5_000
 	// ToolPromptTokens is the system prompt Anthropic adds to a request that
 	// declares tools: at most 530 tokens in Anthropic's published table (tool
