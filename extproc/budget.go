@@ -101,6 +101,13 @@ func (p *policyProcessor) reserve(f reqbody.Fields, body []byte, m reqbody.Media
 	return edits, nil
 }
 
+// fitThinking returns the thinking budget of a request whose max_tokens was
+// lowered from asked to m (m > minThinkingBudget): the share of max_tokens
+// the client gave thinking, at least minThinkingBudget and below m.
+func fitThinking(think, asked, m int64) int64 {
+	return max(minThinkingBudget, min(m*think/max(asked, 1), m-1))
+}
+
 // budgeted reports whether budgets apply to the request: a ledger and some
 // limit in the policy.
 func (p *policyProcessor) budgeted() bool {
@@ -165,7 +172,7 @@ func (p *policyProcessor) fit(in policy.BudgetInput, f reqbody.Fields, body []by
 	edits := []reqbody.Edit{reqbody.IntEdit(reqbody.Span{Start: f.MaxTokensStart, End: f.MaxTokensEnd}, m)}
 	p.fitted = fitted{maxTokens: m}
 	if thinking && think >= m {
-		b := max(minThinkingBudget, min(m*think/max(asked, 1), m-1))
+		b := fitThinking(think, asked, m)
 		edits = append(edits, reqbody.IntEdit(thinkAt, b))
 		p.fitted.thinking = b
 	}
