@@ -26,10 +26,7 @@ func TestEstimateReport(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		m, err := reqbody.ScanMedia(body, f)
-		if err != nil {
-			t.Fatal(err)
-		}
+		m := reqbody.ScanMedia(body, f)
 		bound := budget.InputBound(len(body), budget.Media{Images: m.Images, Documents: m.Documents,
 			Base64Bytes: m.Base64Bytes, Tools: m.Tools, TypedTools: m.TypedTools})
 		old := (int64(len(body)) + 2) / 3

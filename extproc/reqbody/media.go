@@ -28,21 +28,20 @@ type Media struct {
 // Scan(body). It walks only the content blocks of messages (and the content
 // of tool_result blocks) and the top level of tools, skipping everything else
 // at Scan's speed (strings are skipped with bytes.IndexByte). Keys and type
-// values with escapes are decoded, so "\u0069mage" is an image too.
-// ScanWithMedia does the same in Scan's single pass.
-func ScanMedia(body []byte, f Fields) (Media, error) {
+// values with escapes are decoded, so "\u0069mage" is an image too. The walk
+// checks more structure than Scan (colons inside objects); where it finds
+// malformed JSON that Scan let through, it stops counting: the provider
+// refuses such a body unbilled. ScanWithMedia does the same in Scan's single
+// pass.
+func ScanMedia(body []byte, f Fields) Media {
 	var m Media
 	if f.Messages.Present() {
-		if _, err := m.messages(body, f.Messages.Start); err != nil {
-			return m, err
-		}
+		_, _ = m.messages(body, f.Messages.Start)
 	}
 	if f.Tools.Present() {
-		if _, err := m.tools(body, f.Tools.Start); err != nil {
-			return m, err
-		}
+		_, _ = m.tools(body, f.Tools.Start)
 	}
-	return m, nil
+	return m
 }
 
 // ScanWithMedia is Scan and ScanMedia in one pass over the body.

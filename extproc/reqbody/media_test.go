@@ -36,10 +36,7 @@ func TestScanMedia(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, err := ScanMedia(body, f)
-			if err != nil {
-				t.Fatal(err)
-			}
+			got := ScanMedia(body, f)
 			if diff := cmp.Diff(tt.want, got); diff != "" {
 				t.Errorf("media (-want +got):\n%s", diff)
 			}
@@ -79,7 +76,7 @@ func TestScanWithMedia(t *testing.T) {
 		t.Fatal(err)
 	}
 	f2, _ := Scan(body)
-	m2, _ := ScanMedia(body, f2)
+	m2 := ScanMedia(body, f2)
 	if diff := cmp.Diff(f2, f); diff != "" {
 		t.Errorf("fields (-Scan +ScanWithMedia):\n%s", diff)
 	}
@@ -89,7 +86,7 @@ func TestScanWithMedia(t *testing.T) {
 	for i := range body {
 		_, _, _ = ScanWithMedia(body[:i]) // must not panic
 	}
-	for _, bad := range []string{`{"messages":[{"content":[}]}`, `{"messages":[1 2]}`, `{"tools":[{"type":}]}`, `{"messages":`} {
+	for _, bad := range []string{`{"messages":[{"content":[}]}`, `{"messages":[{"content":[{"type":"image"}]}`, `{"tools":[{"type":}`, `{"messages":`} {
 		if _, _, err := ScanWithMedia([]byte(bad)); err == nil {
 			t.Errorf("%s: no error", bad)
 		}

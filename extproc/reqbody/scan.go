@@ -105,7 +105,9 @@ func scan(body []byte, m *Media) (Fields, error) {
 			valEnd, err = m.messages(body, i)
 		case m != nil && string(key) == "tools":
 			valEnd, err = m.tools(body, i)
-		default:
+		}
+		if m == nil || err != nil || valEnd == 0 {
+			// Scan's own check decides what is malformed (see ScanMedia).
 			valEnd, err = skipValue(body, i)
 		}
 		if err != nil {
