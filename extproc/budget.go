@@ -206,6 +206,9 @@ func (p *policyProcessor) settle(r actualCost) {
 // fetch input the body does not carry), so a ceiling may be overshot by the
 // difference.
 func (p *policyProcessor) checkAboveReserved(r actualCost) {
+	if p.endpoint != epMessages || p.budgetOutcome != budgetAllowed {
+		return // exempt and free endpoints reserve no cost
+	}
 	res := p.reserved
 	if r.costPicoUSD > res.costPicoUSD {
 		p.s.metrics.aboveReserved.WithLabelValues("usd").Inc()
