@@ -48,7 +48,8 @@ type guess struct {
 	route     string // the route's slug
 	model     string
 	maxTokens int64
-	class     uint8 // the size class of its body
+	class     uint8        // the size class of its body
+	media     budget.Media // what the body held beyond text: conversations keep their images and tools
 }
 
 // earlyMaxBodyBytes bounds the body size an early reservation assumes,
@@ -147,7 +148,7 @@ func (p *policyProcessor) startEarlyReserve(h headers) {
 	}
 	in := policy.BudgetInput{
 		RequestID: p.requestID, Key: p.key, Route: route, Session: p.trace.TraceID,
-		Endpoint: string(p.endpoint), Model: g.model, BodyBytes: earlyBodyBytes(size, g), MaxTokens: g.maxTokens,
+		Endpoint: string(p.endpoint), Model: g.model, BodyBytes: earlyBodyBytes(size, g), MaxTokens: g.maxTokens, Media: g.media,
 	}
 	req, err := p.pol.BudgetRequest(in)
 	if err != nil || req.Exempt || len(req.Scopes) == 0 {
@@ -192,7 +193,7 @@ func (p *policyProcessor) remember(in policy.BudgetInput) {
 	if p.s.noEarlyReserve || in.Route == nil || p.key == nil {
 		return
 	}
-	g := guess{route: in.Route.Slug, model: in.Model, maxTokens: in.MaxTokens, class: sizeClass(in.BodyBytes)}
+	g := guess{route: in.Route.Slug, model: in.Model, maxTokens: in.MaxTokens, class: sizeClass(in.BodyBytes), media: in.Media}
 	for _, k := range []guessKey{{p.key.ID, sizeClass(in.BodyBytes)}, {p.key.ID, anySize}} {
 		if v, ok := p.s.guesses.Load(k); !ok || v.(guess) != g {
 			p.s.guesses.Store(k, g)
@@ -204,7 +205,7 @@ func (p *policyProcessor) remember(in policy.BudgetInput) {
 // for the same thing.
 func sameNeeds(a, b policy.BudgetInput) bool {
 	return a.Route.Slug == b.Route.Slug && a.Model == b.Model && a.MaxTokens == b.MaxTokens &&
-		a.BodyBytes == b.BodyBytes && a.Endpoint == b.Endpoint && a.Session == b.Session
+		a.BodyBytes == b.BodyBytes && a.Media == b.Media && a.Endpoint == b.Endpoint && a.Session == b.Session
 }
 
 // reserveWith returns the ledger's decision on req (from in), using the early

@@ -22,6 +22,12 @@ type Metrics struct {
 	earlyVec         *prometheus.CounterVec
 	// early holds earlyVec's counters by outcome, resolved once.
 	early map[string]prometheus.Counter
+	// aboveReserved counts requests that settled above their reservation,
+	// by unit (usd, tokens); aboveReservedUSD sums the excess.
+	aboveReserved    *prometheus.CounterVec
+	aboveReservedUSD prometheus.Counter
+	// fitted counts requests whose max_tokens was lowered to fit a budget.
+	fitted prometheus.Counter
 
 	// phaseByRole holds the phase histogram's observers, resolved once so that
 	// no message pays for a label lookup.
@@ -97,6 +103,18 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "tollgate_budget_early_reservations_total",
 			Help: "Budget reservations made at the request headers from the key's previous request, by outcome: kept (the request was the guess), replaced, retried (the guess was refused), cancelled (unused), failed (ledger error), timed_out (no body within the body timeout; given back).",
 		}, []string{"outcome"}),
+		aboveReserved: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tollgate_budget_settled_above_reserved_total",
+			Help: "Requests whose actual cost (unit usd) or billed tokens (unit tokens) exceeded what their budget reservation held, so a ceiling could be overshot by the difference.",
+		}, []string{"unit"}),
+		aboveReservedUSD: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tollgate_budget_settled_above_reserved_usd_total",
+			Help: "Sum of what requests cost above their budget reservation, in USD.",
+		}),
+		fitted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tollgate_budget_fitted_total",
+			Help: "Requests whose max_tokens was lowered so that their worst case fits a budget (when_short: fit).",
+		}),
 	}
 	m.phaseByRole = map[string]map[string]prometheus.Observer{}
 	for _, role := range []string{rolePolicy, roleAdapter} {
@@ -109,9 +127,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, o := range []string{earlyKept, earlyReplaced, earlyRetried, earlyCancelled, earlyFailed, earlyTimedOut} {
 		m.early[o] = m.earlyVec.WithLabelValues(o)
 	}
+	for _, u := range []string{"usd", "tokens"} {
+		m.aboveReserved.WithLabelValues(u) // series exist from the start
+	}
 	if reg != nil {
 		reg.MustRegister(m.streams, m.requests, m.rejections, m.tokens, m.cost, m.unpriced, m.estimated, m.phase, m.duration, m.ttft,
-			m.budgetRejections, m.ledgerErrors, m.earlyVec)
+			m.budgetRejections, m.ledgerErrors, m.earlyVec, m.aboveReserved, m.aboveReservedUSD, m.fitted)
 	}
 	return m
 }

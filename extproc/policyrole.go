@@ -171,9 +171,10 @@ type policyProcessor struct {
 	remaining     *budget.Remaining
 	budgetOutcome string
 	renewing      atomic.Bool
-
-	// reservedPicoUSD is the worst-case cost the reservation holds.
-	reservedPicoUSD int64
+	// reserved is what the reservation holds, for checkAboveReserved.
+	reserved actualCost
+	// fitted is what fit changed to make the request fit a budget.
+	fitted fitted
 
 	// Response side.
 	respHeaders bool
@@ -282,7 +283,7 @@ func (p *policyProcessor) requestHeaders(hh *extprocv3.HttpHeaders) *extprocv3.P
 	if e := p.resolveRoute(p.slug); e != nil {
 		return p.reject(e)
 	}
-	if e := p.reserve(reqbody.Fields{}, 0); e != nil {
+	if _, e := p.reserve(reqbody.Fields{}, nil, reqbody.Media{}); e != nil {
 		return p.reject(e)
 	}
 	if e := p.addDecision(&m); e != nil {
@@ -295,7 +296,15 @@ func (p *policyProcessor) requestHeaders(hh *extprocv3.HttpHeaders) *extprocv3.P
 
 func (p *policyProcessor) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
 	body := b.GetBody()
-	f, err := reqbody.Scan(body)
+	var f reqbody.Fields
+	var media reqbody.Media
+	var err error
+	if p.endpoint == epMessages && p.budgeted() {
+		// The input bound needs the images, documents and tools: one pass.
+		f, media, err = reqbody.ScanWithMedia(body)
+	} else {
+		f, err = reqbody.Scan(body)
+	}
 	if err != nil {
 		return p.reject(invalidRequest("request body: %v", err))
 	}
@@ -310,7 +319,8 @@ func (p *policyProcessor) requestBody(b *extprocv3.HttpBody) *extprocv3.Processi
 	}
 
 	p.requestedModel, p.model, p.stream = f.Model, f.Model, f.Stream
-	slug, newBody := p.slug, []byte(nil)
+	slug := p.slug
+	var edits []reqbody.Edit
 	if strings.HasPrefix(f.Model, "@") {
 		// "@slug/model" names the route in the body; the provider sees the plain id.
 		bodySlug, model, ok := strings.Cut(f.Model[1:], "/")
@@ -321,7 +331,7 @@ func (p *policyProcessor) requestBody(b *extprocv3.HttpBody) *extprocv3.Processi
 			return p.reject(invalidRequest("the %s header names route %q but the model names route %q", hdrProvider, slug, "@"+bodySlug))
 		}
 		slug, p.model = bodySlug, model
-		newBody = reqbody.ReplaceModel(body, f, model)
+		edits = append(edits, reqbody.ModelEdit(f, model))
 	}
 	if e := p.resolveRoute(slug); e != nil {
 		return p.reject(e)
@@ -329,9 +339,11 @@ func (p *policyProcessor) requestBody(b *extprocv3.HttpBody) *extprocv3.Processi
 	if e := p.checkPriced(); e != nil {
 		return p.reject(e)
 	}
-	if e := p.reserve(f, len(body)); e != nil {
+	fit, e := p.reserve(f, body, media)
+	if e != nil {
 		return p.reject(e)
 	}
+	edits = append(edits, fit...)
 	if limit := p.pol.CaptureLimit(p.route, p.key.Team); limit > 0 {
 		p.requestCapture = captureBody(body, len(body), limit)
 		p.meter.capture.limit = limit
@@ -344,7 +356,8 @@ func (p *policyProcessor) requestBody(b *extprocv3.HttpBody) *extprocv3.Processi
 	p.released = p.s.now()
 	p.admit()
 	c := &extprocv3.CommonResponse{ClearRouteCache: true}
-	if newBody != nil {
+	if len(edits) > 0 {
+		newBody := reqbody.Apply(body, edits...)
 		// Envoy keeps content-length in BUFFERED mode and rejects a mismatch.
 		m.Set("content-length", strconv.Itoa(len(newBody)))
 		c.BodyMutation = &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_Body{Body: newBody}}

@@ -72,11 +72,13 @@ func (p *policyProcessor) buildRecord(end time.Time) (records.Record, string) {
 		AgentID: p.trace.AgentID, ParentAgentID: p.trace.ParentAgentID,
 		Endpoint: string(p.endpoint), Method: clip(p.method, maxRecordMethodBytes), Path: clip(p.path, maxRecordPathBytes),
 		RequestedModel: p.requestedModel, Model: p.model, Stream: p.stream,
-		Provider:      p.servedBy,
-		LatencyMS:     ms(end.Sub(p.start)),
-		BudgetOutcome: p.budgetOutcome,
-		RequestBody:   p.requestCapture,
-		ResponseBody:  p.meter.capture.String(),
+		Provider:             p.servedBy,
+		LatencyMS:            ms(end.Sub(p.start)),
+		BudgetOutcome:        p.budgetOutcome,
+		MaxTokensFitted:      p.fitted.maxTokens,
+		ThinkingBudgetFitted: p.fitted.thinking,
+		RequestBody:          p.requestCapture,
+		ResponseBody:         p.meter.capture.String(),
 	}
 	if p.key != nil {
 		r.KeyID, r.User, r.Team, r.Project = p.key.ID, p.key.User, p.key.Team, p.key.Project
@@ -88,7 +90,7 @@ func (p *policyProcessor) buildRecord(end time.Time) (records.Record, string) {
 		r.Route = p.route.Slug
 	}
 	if p.reservation != nil {
-		r.ReservationID, r.ReservedPicoUSD = p.reservation.ID(), p.reservedPicoUSD
+		r.ReservationID, r.ReservedPicoUSD = p.reservation.ID(), p.reserved.costPicoUSD
 	}
 
 	// Nothing is billed for a request that got no usage; the cost is a known

@@ -39,6 +39,9 @@ type BudgetInput struct {
 	Model string
 	// BodyBytes is the size of the request body.
 	BodyBytes int
+	// Media is what the body holds beyond text (images, documents, tools),
+	// for budget.InputBound.
+	Media budget.Media
 	// MaxTokens is the request's max_tokens; 0 when absent.
 	MaxTokens int64
 }
@@ -46,7 +49,7 @@ type BudgetInput struct {
 // BudgetRequest returns the ledger request of a request: every scope that
 // applies (the key, its user, team and project, the providers of the
 // route's chain, the session, global) with its limits, and, for messages,
-// the worst case reserved in them: budget.EstimateInputTokens of the body
+// the worst case reserved in them: budget.InputBound of the body
 // plus max_tokens (budget.UnknownMaxTokens when absent), priced with the
 // policy's catalog for each provider of the chain, the dearest of them. The
 // endpoints of BudgetExempt give an Exempt request, which the ledger admits
@@ -75,7 +78,7 @@ func (p *Policy) BudgetRequest(in BudgetInput) (budget.Request, error) {
 	if maxTokens <= 0 {
 		maxTokens = budget.UnknownMaxTokens
 	}
-	input := budget.EstimateInputTokens(in.BodyBytes)
+	input := budget.InputBound(in.BodyBytes, in.Media)
 	req.Tokens = input + min(maxTokens, budget.MaxEstimatedOutputTokens)
 	if !req.Limited(budget.USD) || in.Route == nil {
 		return req, nil
@@ -93,4 +96,43 @@ func (p *Policy) BudgetRequest(in BudgetInput) (budget.Request, error) {
 		req.CostPicoUSD = max(req.CostPicoUSD, budget.WorstCaseCost(price, input, maxTokens))
 	}
 	return req, nil
+}
+
+// FitMaxTokens returns the largest max_tokens, below in.MaxTokens, whose
+// worst case fits what limit d.Limit has left (d.Limit.Max minus d.Used): for
+// a USD limit, budget.FitOutput at every provider of the route's chain, the
+// smallest of them; for a token limit, what is left minus the input bound. It
+// returns -1 when nothing fits (not even the input) and 0 when d is not a USD
+// or token denial or in has no max_tokens to lower.
+func (p *Policy) FitMaxTokens(in BudgetInput, d *budget.Denial) (int64, error) {
+	if in.MaxTokens <= 0 || d == nil {
+		return 0, nil
+	}
+	room := d.Limit.Max - d.Used
+	input := budget.InputBound(in.BodyBytes, in.Media)
+	want := min(in.MaxTokens-1, budget.MaxEstimatedOutputTokens)
+	switch d.Limit.Unit {
+	case budget.Tokens:
+		return max(min(room-input, want), -1), nil
+	case budget.USD:
+	default:
+		return 0, nil
+	}
+	if in.Route == nil {
+		return 0, nil
+	}
+	cat := p.Catalog()
+	fit := want
+	for _, name := range in.Route.Chain {
+		typ := ""
+		if prov, ok := p.Providers[name]; ok {
+			typ = prov.Type
+		}
+		price, err := cat.Resolve(typ, p.MapModel(in.Route, name, in.Model), p.Pricing.Unknown)
+		if err != nil {
+			return 0, fmt.Errorf("budget: cannot fit the request: %w", err)
+		}
+		fit = min(fit, budget.FitOutput(price, input, want, room))
+	}
+	return fit, nil
 }

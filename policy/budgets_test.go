@@ -187,7 +187,7 @@ func TestBudgetsErrors(t *testing.T) {
 		{
 			"unknown budget field",
 			[]string{"global: {budgets: [{dollars: 5, per: day}]}"},
-			[]string{`p.yaml:11:21: global.budgets[0]: unknown field "dollars"; known fields: usd, tokens, requests, concurrent, per`},
+			[]string{`p.yaml:11:21: global.budgets[0]: unknown field "dollars"; known fields: usd, tokens, requests, concurrent, per, when_short`},
 		},
 		{
 			"timezone, fail mode, exempt, ttl",
@@ -214,6 +214,18 @@ func TestBudgetsErrors(t *testing.T) {
 				"p.yaml:11:44: teams.data.capture_bodies.max_bytes: must not be negative; 0 captures nothing",
 				"p.yaml:11:77: teams.platform.capture_bodies: max_bytes is required: the size cap of each captured body, such as {max_bytes: 65536}",
 				"p.yaml:11:102: teams.x.capture_bodies: expected a mapping with fields max_bytes, got an integer",
+			},
+		},
+		{
+			"when_short",
+			[]string{"budget_when_short: fitt", "budget_fit_floor: 0",
+				"global: {budgets: [{usd: 5, per: day, when_short: shrink}, {requests: 5, per: day, when_short: fit}, {tokens: 5, per: day, when_short: [fit]}]}"},
+			[]string{
+				`p.yaml:11:20: budget_when_short: must be refuse or fit, not "fitt" (did you mean "fit"?)`,
+				"p.yaml:12:19: budget_fit_floor: must be between 1 and 128000 output tokens",
+				`p.yaml:13:51: global.budgets[0].when_short: must be refuse or fit, not "shrink"`,
+				"p.yaml:13:84: global.budgets[1].when_short: when_short applies to usd and tokens budgets, which a lower max_tokens can fit; a requests budget always refuses",
+				"p.yaml:13:136: global.budgets[2].when_short: expected a string, got a sequence",
 			},
 		},
 		{
@@ -253,14 +265,20 @@ func TestBudgetRequest(t *testing.T) {
 		t.Errorf("scopes (-want +got):\n%s", diff)
 	}
 	price, _ := pricing.Embedded().Lookup("anthropic", "claude-sonnet-4-5")
-	if want := budget.WorstCaseCost(price, 10_000, 4_000); req.CostPicoUSD != want || req.Tokens != 14_000 || req.Exempt || req.ID != "req-1" {
-		t.Errorf("request = cost %d tokens %d exempt %v; want cost %d, 14000 tokens", req.CostPicoUSD, req.Tokens, req.Exempt, want)
+	if want := budget.WorstCaseCost(price, 30_000, 4_000); req.CostPicoUSD != want || req.Tokens != 34_000 || req.Exempt || req.ID != "req-1" {
+		t.Errorf("request = cost %d tokens %d exempt %v; want cost %d, 34000 tokens", req.CostPicoUSD, req.Tokens, req.Exempt, want)
+	}
+	// Images and tools count by Anthropic's sizing, not by their bytes.
+	in2 := in
+	in2.Media = budget.Media{Images: 2, Base64Bytes: 20_000, Tools: 3}
+	if req, _ := p.BudgetRequest(in2); req.Tokens != 10_000+2*budget.MaxImageTokens+budget.ToolPromptTokens+4_000 {
+		t.Errorf("media: %d tokens", req.Tokens)
 	}
 
 	// Without max_tokens, the largest output is reserved.
-	in2 := in
+	in2 = in
 	in2.MaxTokens = 0
-	if req, _ := p.BudgetRequest(in2); req.Tokens != 10_000+budget.UnknownMaxTokens {
+	if req, _ := p.BudgetRequest(in2); req.Tokens != 30_000+budget.UnknownMaxTokens {
 		t.Errorf("no max_tokens: %d tokens", req.Tokens)
 	}
 	// Exempt endpoints and free endpoints.
@@ -288,6 +306,72 @@ func TestBudgetRequest(t *testing.T) {
 	in2.Key, in2.Route = j, &Route{Slug: "x", Chain: []string{"a"}}
 	if req, err := p.BudgetRequest(in2); err != nil || req.CostPicoUSD != 0 || req.Limited(budget.USD) {
 		t.Errorf("unpriced model without a USD budget: %+v, %v", req, err)
+	}
+}
+
+// TestWhenShort decodes the global when_short and the per-budget override,
+// and the floor.
+func TestWhenShort(t *testing.T) {
+	p := parseBudgets(t,
+		"budget_when_short: fit",
+		"budget_fit_floor: 2_048",
+		"sessions: {budgets: [{usd: 5, per: session}, {tokens: 100000, per: session, when_short: refuse}, {requests: 10, per: minute}]}",
+		"global: {budgets: [{usd: 100, per: day, when_short: fit}]}",
+	)
+	b := p.Budgets
+	if b.WhenShort != budget.Fit || b.Floor() != 2048 {
+		t.Errorf("when_short %v, floor %d", b.WhenShort, b.Floor())
+	}
+	s := b.Limits[budget.Scope{Kind: budget.ScopeSession}]
+	sess := budget.Scope{Kind: budget.ScopeSession, Name: "abc"}
+	if !b.Fits(sess, s[0]) || b.Fits(sess, s[1]) || b.Fits(sess, s[2]) || !b.Fits(budget.Global, b.Limits[budget.Global][0]) {
+		t.Errorf("fits: session usd %v, session tokens %v, session requests %v, global %v",
+			b.Fits(sess, s[0]), b.Fits(sess, s[1]), b.Fits(sess, s[2]), b.Fits(budget.Global, b.Limits[budget.Global][0]))
+	}
+	// By default nothing is fitted, and the floor is 1,024.
+	p = parseBudgets(t, "global: {budgets: [{usd: 100, per: day}, {tokens: 5, per: day, when_short: fit}]}")
+	b = p.Budgets
+	g := b.Limits[budget.Global]
+	if b.Fits(budget.Global, g[0]) || !b.Fits(budget.Global, g[1]) || b.Floor() != budget.DefaultFitFloor {
+		t.Errorf("defaults: %v %v %d", b.Fits(budget.Global, g[0]), b.Fits(budget.Global, g[1]), b.Floor())
+	}
+}
+
+// TestFitMaxTokens: the largest max_tokens whose worst case fits what a
+// denying limit has left, at the dearest provider of the chain.
+func TestFitMaxTokens(t *testing.T) {
+	p := parseBudgets(t)
+	k, _ := p.Authenticate("k")
+	in := BudgetInput{RequestID: "req-1", Key: k, Route: p.Routes["r"], Endpoint: EndpointMessages,
+		Model: "claude-opus-4-5", BodyBytes: 20_000, MaxTokens: 128_000}
+	price, _ := pricing.Embedded().Lookup("anthropic", "claude-opus-4-5")
+	five := usd("5")
+	d := &budget.Denial{Limit: budget.Limit{Unit: budget.USD, Per: budget.Session, Max: five}, Used: usd("3")}
+	got, err := p.FitMaxTokens(in, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got <= 0 || got >= in.MaxTokens || budget.WorstCaseCost(price, 20_000, got) > usd("2") || budget.WorstCaseCost(price, 20_000, got+1) <= usd("2") {
+		t.Errorf("usd: fitted %d", got)
+	}
+	req, _ := p.BudgetRequest(BudgetInput{Key: k, Route: in.Route, Endpoint: EndpointMessages, Model: in.Model, BodyBytes: in.BodyBytes, MaxTokens: got})
+	if req.CostPicoUSD > usd("2") {
+		t.Errorf("the fitted request reserves %d, above the $2 left", req.CostPicoUSD)
+	}
+	// Tokens: what is left minus the input bound.
+	d = &budget.Denial{Limit: budget.Limit{Unit: budget.Tokens, Per: budget.Day, Max: 50_000}, Used: 10_000}
+	if got, _ := p.FitMaxTokens(in, d); got != 20_000 {
+		t.Errorf("tokens: fitted %d, want 20000", got)
+	}
+	// Nothing left for the input.
+	d.Used = 40_000
+	if got, _ := p.FitMaxTokens(in, d); got != -1 {
+		t.Errorf("no room: fitted %d, want -1", got)
+	}
+	// Requests and concurrency are never fitted.
+	d = &budget.Denial{Limit: budget.Limit{Unit: budget.Concurrent, Max: 1}, Used: 1}
+	if got, _ := p.FitMaxTokens(in, d); got != 0 {
+		t.Errorf("concurrency: fitted %d", got)
 	}
 }
 

@@ -24,7 +24,7 @@ import (
 // The fields each mapping of the policy file accepts, in documentation order.
 var (
 	rootFields = []string{"version", "providers", "routes", "default_route", "keys", "pricing",
-		"budget_timezone", "budget_fail_mode", "budget_exempt", "teams", "users", "projects", "sessions", "global"}
+		"budget_timezone", "budget_fail_mode", "budget_when_short", "budget_fit_floor", "budget_exempt", "teams", "users", "projects", "sessions", "global"}
 	providerFields = []string{"type", "base_url", "api_key", "api_key_file", "models", "budgets"}
 	routeFields    = []string{"chain", "cluster", "models", "capture_bodies"}
 	keyFields      = []string{"id", "sha256", "user", "team", "project", "metadata", "budgets"}
@@ -65,6 +65,8 @@ type decoder struct {
 
 	// budgets collects the limits of every scope as they are decoded.
 	budgets map[budget.Scope][]budget.Limit
+	// whenShort holds the budgets that name their own when_short.
+	whenShort map[budget.LimitRef]budget.WhenShort
 }
 
 // providerDraft is a provider under construction with what validation needs.
@@ -359,7 +361,7 @@ func (d *decoder) providers(n *yaml.Node) ([]*providerDraft, bool) {
 			case "models":
 				pd.p.Models = d.stringMap(fv, path+".models")
 			case "budgets":
-				d.setBudgets(budget.Scope{Kind: budget.ScopeProvider, Name: name}, d.budgetList(fv, path+".budgets", false))
+				d.setBudgets(budget.Scope{Kind: budget.ScopeProvider, Name: name}, fv, path+".budgets", false)
 			}
 		})
 		if !ok {
@@ -506,6 +508,7 @@ func (d *decoder) keys(n *yaml.Node, index map[[sha256.Size]byte]keyEntry) []*Ke
 		var idNode, shaNode *yaml.Node
 		var sum string
 		var limits []budget.Limit
+		var whens []budget.WhenShort
 		ok := d.fields(item, path, keyFields, func(field string, fk, fv *yaml.Node) {
 			switch field {
 			case "id":
@@ -551,7 +554,7 @@ func (d *decoder) keys(n *yaml.Node, index map[[sha256.Size]byte]keyEntry) []*Ke
 			case "metadata":
 				k.Metadata = d.stringMap(fv, path+".metadata")
 			case "budgets":
-				limits = d.budgetList(fv, path+".budgets", false)
+				limits, whens = d.budgetList(fv, path+".budgets", false)
 			}
 		})
 		if !ok {
@@ -566,7 +569,7 @@ func (d *decoder) keys(n *yaml.Node, index map[[sha256.Size]byte]keyEntry) []*Ke
 		if k.ID == "" || sum == "" {
 			continue
 		}
-		d.setBudgets(budget.Scope{Kind: budget.ScopeKey, Name: k.ID}, limits)
+		d.recordBudgets(budget.Scope{Kind: budget.ScopeKey, Name: k.ID}, limits, whens)
 		var digest [sha256.Size]byte
 		_, _ = hex.Decode(digest[:], []byte(sum))
 		index[digest] = keyEntry{digest: digest, key: k}

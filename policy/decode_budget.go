@@ -18,7 +18,8 @@ var (
 	teamFields     = []string{"budgets", "capture_bodies"}
 	scopeFields    = []string{"budgets"}
 	sessionFields  = []string{"budgets", "ttl"}
-	budgetFields   = []string{"usd", "tokens", "requests", "concurrent", "per"}
+	budgetFields   = []string{"usd", "tokens", "requests", "concurrent", "per", "when_short"}
+	whenShorts     = []string{"refuse", "fit"}
 	budgetUnits    = []string{"usd", "tokens", "requests", "concurrent"}
 	captureFields  = []string{"max_bytes"}
 	failModes      = []string{"closed", "open"}
@@ -72,6 +73,10 @@ func (d *decoder) budgetSection(p *Policy, s *budgetSections, name string, key, 
 			}
 			p.Budgets.FailMode = m
 		}
+	case "budget_when_short":
+		p.Budgets.WhenShort = d.whenShortValue(val, name)
+	case "budget_fit_floor":
+		p.Budgets.FitFloor = d.fitFloor(val)
 	case "budget_exempt":
 		s.exempt = true
 		p.BudgetExempt = d.exemptList(val)
@@ -95,14 +100,14 @@ func (d *decoder) budgetSection(p *Policy, s *budgetSections, name string, key, 
 		d.fields(val, name, sessionFields, func(field string, fk, fv *yaml.Node) {
 			switch field {
 			case "budgets":
-				d.setBudgets(budget.Scope{Kind: budget.ScopeSession}, d.budgetList(fv, "sessions.budgets", true))
+				d.setBudgets(budget.Scope{Kind: budget.ScopeSession}, fv, "sessions.budgets", true)
 			case "ttl":
 				p.Budgets.SessionTTL = d.sessionTTL(fv)
 			}
 		})
 	case "global":
 		d.fields(val, name, scopeFields, func(field string, fk, fv *yaml.Node) {
-			d.setBudgets(budget.Global, d.budgetList(fv, "global.budgets", false))
+			d.setBudgets(budget.Global, fv, "global.budgets", false)
 		})
 	default:
 		return false
@@ -129,7 +134,7 @@ func (d *decoder) named(s *budgetSections, section string, n *yaml.Node, known [
 		}
 		d.fields(val, path, known, func(field string, fk, fv *yaml.Node) {
 			if field == "budgets" {
-				d.setBudgets(budget.Scope{Kind: kind, Name: name}, d.budgetList(fv, path+".budgets", false))
+				d.setBudgets(budget.Scope{Kind: kind, Name: name}, fv, path+".budgets", false)
 				return
 			}
 			if fn != nil {
@@ -139,10 +144,24 @@ func (d *decoder) named(s *budgetSections, section string, n *yaml.Node, known [
 	})
 }
 
-// setBudgets records the limits of a scope.
-func (d *decoder) setBudgets(s budget.Scope, limits []budget.Limit) {
+// setBudgets decodes and records the limits of a scope.
+func (d *decoder) setBudgets(s budget.Scope, n *yaml.Node, path string, session bool) {
+	limits, whens := d.budgetList(n, path, session)
+	d.recordBudgets(s, limits, whens)
+}
+
+// recordBudgets records the limits of a scope and their when_short.
+func (d *decoder) recordBudgets(s budget.Scope, limits []budget.Limit, whens []budget.WhenShort) {
 	if len(limits) == 0 {
 		return
+	}
+	for i, w := range whens {
+		if w != budget.Inherit {
+			if d.whenShort == nil {
+				d.whenShort = map[budget.LimitRef]budget.WhenShort{}
+			}
+			d.whenShort[budget.LimitRef{Scope: s, Unit: limits[i].Unit, Per: limits[i].Per}] = w
+		}
 	}
 	if d.budgets == nil {
 		d.budgets = map[budget.Scope][]budget.Limit{}
@@ -154,6 +173,7 @@ func (d *decoder) setBudgets(s budget.Scope, limits []budget.Limit) {
 // is decoded, and warns about teams, users and projects no key names.
 func (d *decoder) finishBudgets(p *Policy, s *budgetSections) {
 	p.Budgets.Limits = d.budgets
+	p.Budgets.LimitWhenShort = d.whenShort
 	if !s.exempt {
 		p.BudgetExempt = slices.Clone(defaultExempts)
 	}
@@ -173,22 +193,24 @@ func (d *decoder) finishBudgets(p *Policy, s *budgetSections) {
 	}
 }
 
-// budgetList decodes a sequence of budgets. session allows per: session.
-func (d *decoder) budgetList(n *yaml.Node, path string, session bool) []budget.Limit {
+// budgetList decodes a sequence of budgets, and each one's when_short.
+// session allows per: session.
+func (d *decoder) budgetList(n *yaml.Node, path string, session bool) ([]budget.Limit, []budget.WhenShort) {
 	n = deref(n)
 	if isNull(n) {
-		return nil
+		return nil, nil
 	}
 	if n.Kind != yaml.SequenceNode {
 		d.errorf(n, path, "expected a sequence of budgets, such as [{usd: 20, per: day}, {concurrent: 8}], got %s", describe(n))
-		return nil
+		return nil, nil
 	}
 	var out []budget.Limit
+	var whens []budget.WhenShort
 	first := map[budget.Limit]*yaml.Node{} // by unit and window, Max zero
 	for i, item := range n.Content {
 		item = deref(item)
 		ipath := fmt.Sprintf("%s[%d]", path, i)
-		l, ok := d.budgetItem(item, ipath, session)
+		l, when, ok := d.budgetItem(item, ipath, session)
 		if !ok {
 			continue
 		}
@@ -203,17 +225,20 @@ func (d *decoder) budgetList(n *yaml.Node, path string, session bool) []budget.L
 		}
 		first[id] = item
 		out = append(out, l)
+		whens = append(whens, when)
 	}
-	return out
+	return out, whens
 }
 
 // budgetItem decodes one budget: one unit with its amount, and per.
-func (d *decoder) budgetItem(n *yaml.Node, path string, session bool) (budget.Limit, bool) {
+func (d *decoder) budgetItem(n *yaml.Node, path string, session bool) (budget.Limit, budget.WhenShort, bool) {
 	var (
 		l                  budget.Limit
+		when               budget.WhenShort
 		unitKeys           []*yaml.Node
 		unitVal, perKey    *yaml.Node
-		perVal             *yaml.Node
+		perVal, whenKey    *yaml.Node
+		whenVal            *yaml.Node
 		errs               = len(d.errs)
 		unitName, perValue string
 	)
@@ -222,23 +247,27 @@ func (d *decoder) budgetItem(n *yaml.Node, path string, session bool) (budget.Li
 			perKey, perVal = fk, deref(fv)
 			return
 		}
+		if field == "when_short" {
+			whenKey, whenVal = fk, fv
+			return
+		}
 		unitKeys = append(unitKeys, fk)
 		if len(unitKeys) == 1 {
 			unitName, unitVal = field, deref(fv)
 		}
 	})
 	if !ok || len(d.errs) > errs {
-		return l, false
+		return l, when, false
 	}
 	switch len(unitKeys) {
 	case 0:
 		d.errorf(n, path, "a budget needs a unit: one of usd, tokens, requests or concurrent, as in {usd: 20, per: day} or {concurrent: 8}")
-		return l, false
+		return l, when, false
 	case 1:
 	default:
 		d.errorf(unitKeys[1], path, "a budget has one unit, but this one has %s and %s; write one budget for each, as in [{%s: ..., per: day}, {%s: ..., per: day}]",
 			unitKeys[0].Value, unitKeys[1].Value, unitKeys[0].Value, unitKeys[1].Value)
-		return l, false
+		return l, when, false
 	}
 	l.Unit, _ = budget.ParseUnit(unitName)
 	upath := path + "." + unitName
@@ -248,7 +277,16 @@ func (d *decoder) budgetItem(n *yaml.Node, path string, session bool) (budget.Li
 		l.Max, ok = d.countAmount(unitVal, upath, l.Unit)
 	}
 	if !ok {
-		return l, false
+		return l, when, false
+	}
+	if whenKey != nil {
+		if l.Unit != budget.USD && l.Unit != budget.Tokens {
+			d.errorf(whenKey, path+".when_short", "when_short applies to usd and tokens budgets, which a lower max_tokens can fit; a %s budget always refuses", l.Unit)
+			return l, when, false
+		}
+		if when = d.whenShortValue(whenVal, path+".when_short"); when == budget.Inherit {
+			return l, when, false
+		}
 	}
 
 	windows := budget.Windows(l.Unit)
@@ -261,34 +299,34 @@ func (d *decoder) budgetItem(n *yaml.Node, path string, session bool) (budget.Li
 	switch {
 	case l.Unit == budget.Concurrent && perKey != nil:
 		d.errorf(perKey, path+".per", "a concurrent budget limits the requests in flight at once and takes no per; remove it")
-		return l, false
+		return l, when, false
 	case l.Unit == budget.Concurrent:
-		return l, true
+		return l, when, true
 	case perKey == nil:
 		d.errorf(n, path, "per is required for a %s budget: one of %s", l.Unit, strings.Join(allowed, ", "))
-		return l, false
+		return l, when, false
 	}
 	perValue, ok = d.nonEmptyStr(perVal, path+".per")
 	if !ok {
-		return l, false
+		return l, when, false
 	}
 	w, err := budget.ParseWindow(perValue)
 	if err != nil {
 		d.errorf(perVal, path+".per", "unknown window %q%s", perValue,
 			didYouMeanOr(perValue, windowNames, "; use one of "+strings.Join(allowed, ", ")))
-		return l, false
+		return l, when, false
 	}
 	l.Per = w
 	switch {
 	case w == budget.Session && !session:
 		d.errorf(perVal, path+".per", "per: session belongs under sessions: (sessions: {budgets: [{usd: 5, per: session}]}); here use one of %s", strings.Join(allowed, ", "))
-		return l, false
+		return l, when, false
 	case !slices.Contains(windows, w):
 		d.errorf(perVal, path+".per", "%s budgets cannot be per %s: rolling minute and hour windows exist for requests and tokens; use one of %s",
 			l.Unit, w, strings.Join(allowed, ", "))
-		return l, false
+		return l, when, false
 	}
-	return l, true
+	return l, when, true
 }
 
 // usdAmount decodes a positive number of USD, exactly.
@@ -413,4 +451,36 @@ func (d *decoder) captureBodies(n *yaml.Node, path string) int {
 		d.errorf(deref(n), path, "max_bytes is required: the size cap of each captured body, such as {max_bytes: 65536}")
 	}
 	return max
+}
+
+// whenShortValue decodes refuse or fit; Inherit after an error.
+func (d *decoder) whenShortValue(n *yaml.Node, path string) budget.WhenShort {
+	v, ok := d.nonEmptyStr(n, path)
+	if !ok {
+		return budget.Inherit
+	}
+	w, err := budget.ParseWhenShort(v)
+	if err != nil {
+		d.errorf(deref(n), path, "must be refuse or fit, not %q%s", v, didYouMean(v, whenShorts))
+		return budget.Inherit
+	}
+	return w
+}
+
+// maxFitFloor bounds budget_fit_floor: the largest output of current models.
+const maxFitFloor = 128_000
+
+// fitFloor decodes budget_fit_floor: a whole number of output tokens.
+func (d *decoder) fitFloor(n *yaml.Node) int64 {
+	n = deref(n)
+	v, err := strconv.ParseInt(strings.ReplaceAll(n.Value, "_", ""), 10, 64)
+	switch {
+	case n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" || err != nil:
+		d.errorf(n, "budget_fit_floor", "expected a whole number of output tokens, such as 1024, got %s", describe(n))
+	case v < 1 || v > maxFitFloor:
+		d.errorf(n, "budget_fit_floor", "must be between 1 and %d output tokens", maxFitFloor)
+	default:
+		return v
+	}
+	return 0
 }

@@ -443,7 +443,7 @@ func TestParseRules(t *testing.T) {
 		{
 			name: "root not a mapping",
 			data: doc("- version: 1"),
-			want: []string{`p.yaml:1:1: expected a mapping with fields version, providers, routes, default_route, keys, pricing, budget_timezone, budget_fail_mode, budget_exempt, teams, users, projects, sessions, global, got a sequence`},
+			want: []string{`p.yaml:1:1: expected a mapping with fields version, providers, routes, default_route, keys, pricing, budget_timezone, budget_fail_mode, budget_when_short, budget_fit_floor, budget_exempt, teams, users, projects, sessions, global, got a sequence`},
 		},
 	}
 	for _, tt := range tests {

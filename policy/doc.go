@@ -43,6 +43,8 @@
 //	               long_context: {threshold: 200000, input: 2, output: 3}}
 //	budget_timezone: Europe/Berlin      # optional; IANA name, default UTC
 //	budget_fail_mode: closed            # or open; default closed
+//	budget_when_short: refuse           # or fit; a budget may say its own
+//	budget_fit_floor: 1024              # the smallest max_tokens fit leaves
 //	budget_exempt: [count_tokens, models]  # the default
 //	teams:                              # optional, by team name
 //	  platform: {budgets: [{usd: 500, per: month}, {requests: 600, per: minute}],
@@ -78,7 +80,10 @@
 // each unit and window. Every scope that applies to a request (its key,
 // user, team, project, the providers of its route, its session, global) is
 // checked and charged, and none overrides another: a team's budgets are a
-// pool shared by its keys, on top of each key's own. [Policy.BudgetRequest]
+// pool shared by its keys, on top of each key's own. when_short, globally
+// (budget_when_short) or on a usd or tokens budget, says whether a request
+// that does not fit is refused or fitted by lowering its max_tokens, down to
+// budget_fit_floor ([Policy.FitMaxTokens]). [Policy.BudgetRequest]
 // turns a request into the ledger request of package budget; Budgets holds
 // the limits by scope.
 //

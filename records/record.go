@@ -99,6 +99,12 @@ type Record struct {
 	// and ReservedPicoUSD the worst-case cost it held, when budgets apply.
 	ReservationID   string `json:"reservation_id,omitempty"`
 	ReservedPicoUSD int64  `json:"reserved_pico_usd,omitempty"`
+	// MaxTokensFitted is the max_tokens Tollgate sent instead of the
+	// client's, lowered so that the request's worst case fits a budget
+	// (when_short: fit); ThinkingBudgetFitted the thinking budget_tokens it
+	// lowered with it. Zero when the request went as sent.
+	MaxTokensFitted      int64 `json:"max_tokens_fitted,omitempty"`
+	ThinkingBudgetFitted int64 `json:"thinking_budget_fitted,omitempty"`
 
 	// Bodies are captured only when the policy opts in, size-capped and redacted.
 	RequestBody  string `json:"request_body,omitempty"`

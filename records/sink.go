@@ -155,6 +155,12 @@ func (s logSink) Write(_ context.Context, recs []Record) error {
 		if r.BudgetOutcome != "" {
 			fields = append(fields, zap.String("budget_outcome", r.BudgetOutcome))
 		}
+		if r.MaxTokensFitted != 0 {
+			fields = append(fields, zap.Int64("max_tokens_fitted", r.MaxTokensFitted))
+		}
+		if r.ThinkingBudgetFitted != 0 {
+			fields = append(fields, zap.Int64("thinking_budget_fitted", r.ThinkingBudgetFitted))
+		}
 		s.log.Info("cost record", fields...)
 	}
 	return nil

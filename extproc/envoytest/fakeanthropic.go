@@ -46,7 +46,9 @@ type RecordedRequest struct {
 //
 // POST /v1/messages answers from messages.json, or with stream:true from
 // messages_stream.sse event by event, with the request's model. Models ending
-// in "-slow" stream a delta every 20 ms for up to 60 s; models ending in "-cut"
+// in "-slow" stream a delta every 20 ms for up to 60 s; models ending in
+// "-dense" answer (without streaming) with a usage of one input token per
+// byte of the request body and all of max_tokens; models ending in "-cut"
 // end the stream cleanly before message_delta; "fake-error-500" and
 // "fake-error-429" answer with that error. POST /v1/messages/count_tokens,
 // GET /v1/models and GET /healthz (no auth) are served too; anything else is
@@ -261,14 +263,31 @@ func (f *FakeAnthropic) testdata(name string) ([]byte, error) {
 
 func (f *FakeAnthropic) messages(w http.ResponseWriter, r *http.Request, body []byte) {
 	var req struct {
-		Model  string `json:"model"`
-		Stream bool   `json:"stream"`
+		Model     string `json:"model"`
+		Stream    bool   `json:"stream"`
+		MaxTokens int64  `json:"max_tokens"`
+		Thinking  *struct {
+			Type         string `json:"type"`
+			BudgetTokens int64  `json:"budget_tokens"`
+		} `json:"thinking"`
 	}
 	if err := json.Unmarshal(body, &req); err != nil {
 		f.mu.Lock()
 		f.violations = append(f.violations, "request body is not valid JSON: "+err.Error())
 		f.mu.Unlock()
 		anthropicError(w, http.StatusBadRequest, "invalid_request_error", "fake provider: body is not valid JSON")
+		return
+	}
+	// Anthropic's rule for extended thinking (without the interleaved
+	// thinking beta): 1024 <= budget_tokens < max_tokens. A gateway that
+	// lowers max_tokens must lower the budget with it.
+	if t := req.Thinking; t != nil && t.Type == "enabled" && !strings.Contains(r.Header.Get("anthropic-beta"), "interleaved-thinking") &&
+		(t.BudgetTokens < 1024 || t.BudgetTokens >= req.MaxTokens) {
+		msg := fmt.Sprintf("thinking.budget_tokens %d must be at least 1024 and less than max_tokens %d", t.BudgetTokens, req.MaxTokens)
+		f.mu.Lock()
+		f.violations = append(f.violations, msg)
+		f.mu.Unlock()
+		anthropicError(w, http.StatusBadRequest, "invalid_request_error", msg)
 		return
 	}
 	switch req.Model {
@@ -278,6 +297,15 @@ func (f *FakeAnthropic) messages(w http.ResponseWriter, r *http.Request, body []
 	case "fake-error-429":
 		w.Header().Set("retry-after", "1")
 		anthropicError(w, http.StatusTooManyRequests, "rate_limit_error", "Rate limited (fake)")
+		return
+	}
+	if !req.Stream && strings.HasSuffix(req.Model, "-dense") {
+		// The densest usage a request can honestly have: one input token
+		// per byte of its body (a token covers at least one byte of UTF-8),
+		// and all of max_tokens.
+		w.Header().Set("content-type", "application/json")
+		fmt.Fprintf(w, `{"id":"msg_dense","type":"message","role":"assistant","model":%q,"content":[{"type":"text","text":"x"}],`+
+			`"stop_reason":"max_tokens","stop_sequence":null,"usage":{"input_tokens":%d,"output_tokens":%d}}`, req.Model, len(body), req.MaxTokens)
 		return
 	}
 	if !req.Stream {

@@ -33,7 +33,20 @@ type Fields struct {
 	// MaxTokens is the value of "max_tokens"; HasMaxTokens reports its presence.
 	MaxTokens    int64
 	HasMaxTokens bool
+	// MaxTokensStart and MaxTokensEnd delimit the max_tokens value, for
+	// SetMaxTokens; both 0 if absent.
+	MaxTokensStart, MaxTokensEnd int
+	// Thinking, Messages and Tools delimit the values of "thinking",
+	// "messages" and "tools" in the body (zero spans when absent), for
+	// SetMaxTokens and ScanMedia.
+	Thinking, Messages, Tools Span
 }
+
+// Span is a value's place in a body: body[Start:End].
+type Span struct{ Start, End int }
+
+// Present reports whether the span holds a value.
+func (s Span) Present() bool { return s.End > s.Start }
 
 // SyntaxError reports malformed JSON at a byte offset.
 type SyntaxError struct {
@@ -51,7 +64,10 @@ var ErrNotObject = errors.New("request body must be a JSON object")
 // Scan reads the top-level fields of body. It returns a *SyntaxError for malformed
 // structure, ErrNotObject for a body that is not an object, and a descriptive error
 // when model, stream or max_tokens has the wrong type.
-func Scan(body []byte) (Fields, error) {
+func Scan(body []byte) (Fields, error) { return scan(body, nil) }
+
+// scan is Scan; with m, it also walks messages and tools for ScanMedia.
+func scan(body []byte, m *Media) (Fields, error) {
 	var f Fields
 	i := skipSpace(body, 0)
 	if i >= len(body) {
@@ -83,7 +99,17 @@ func Scan(body []byte) (Fields, error) {
 		}
 		i = skipSpace(body, i+1)
 		valStart := i
-		valEnd, err := skipValue(body, i)
+		var valEnd int
+		switch {
+		case m != nil && string(key) == "messages":
+			valEnd, err = m.messages(body, i)
+		case m != nil && string(key) == "tools":
+			valEnd, err = m.tools(body, i)
+		}
+		if m == nil || err != nil || valEnd == 0 {
+			// Scan's own check decides what is malformed (see ScanMedia).
+			valEnd, err = skipValue(body, i)
+		}
 		if err != nil {
 			return f, err
 		}
@@ -132,6 +158,13 @@ func (f *Fields) take(key, val []byte, offset int) error {
 			return errors.New("max_tokens: must be an integer")
 		}
 		f.MaxTokens, f.HasMaxTokens = n, true
+		f.MaxTokensStart, f.MaxTokensEnd = offset, offset+len(val)
+	case "thinking":
+		f.Thinking = Span{offset, offset + len(val)}
+	case "messages":
+		f.Messages = Span{offset, offset + len(val)}
+	case "tools":
+		f.Tools = Span{offset, offset + len(val)}
 	}
 	return nil
 }
@@ -139,11 +172,7 @@ func (f *Fields) take(key, val []byte, offset int) error {
 // ReplaceModel returns a copy of body with the model value replaced by model.
 // f must come from Scan(body) with HasModel set.
 func ReplaceModel(body []byte, f Fields, model string) []byte {
-	quoted, _ := json.Marshal(model) // a string always marshals
-	out := make([]byte, 0, len(body)-(f.ModelEnd-f.ModelStart)+len(quoted))
-	out = append(out, body[:f.ModelStart]...)
-	out = append(out, quoted...)
-	return append(out, body[f.ModelEnd:]...)
+	return Apply(body, ModelEdit(f, model))
 }
 
 func checkTrailing(body []byte, i int) error {

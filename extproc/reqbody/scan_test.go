@@ -140,10 +140,23 @@ func FuzzScan(f *testing.F) {
 	f.Add([]byte(`{"model":"m","stream":true,"max_tokens":5}`))
 	f.Add([]byte(`{"a":[{"b":"\\\""}],"model":"x"}`))
 	f.Add(claudeCodeBody(2 << 10))
+	f.Add([]byte(`{"messages":[{"role":"user","content":[{"type":"image","source":{"type":"base64","data":"AAAA"}},{"type":"tool_result","content":[{"type":"document"}]}]}],"tools":[{"type":"bash_20250124"}]}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		fields, err := Scan(body)
+		// The one-pass scan with media agrees with Scan, and so does the
+		// media walk after it.
+		f2, m2, err2 := ScanWithMedia(body)
+		if (err == nil) != (err2 == nil) {
+			t.Fatalf("Scan: %v, ScanWithMedia: %v", err, err2)
+		}
 		if err != nil {
 			return
+		}
+		if f2 != fields {
+			t.Fatalf("fields %+v, ScanWithMedia %+v", fields, f2)
+		}
+		if m := ScanMedia(body, fields); m != m2 {
+			t.Fatalf("ScanMedia %+v; ScanWithMedia %+v", m, m2)
 		}
 		// Whatever Scan accepts with a model must agree with encoding/json when the
 		// body is valid JSON.

@@ -157,11 +157,85 @@ func TestDenialMessage(t *testing.T) {
 	}
 }
 
-func TestEstimateInputTokens(t *testing.T) {
-	for n, want := range map[int]int64{0: 0, -5: 0, 1: 1, 3: 1, 4: 2, 100_000: 33_334, 10 << 20: MaxEstimatedInputTokens} {
-		if got := EstimateInputTokens(n); got != want {
-			t.Errorf("EstimateInputTokens(%d) = %d, want %d", n, got, want)
+func TestInputBound(t *testing.T) {
+	tests := []struct {
+		name  string
+		bytes int
+		m     Media
+		want  int64
+	}{
+		{"empty", 0, Media{}, 0},
+		{"negative", -5, Media{}, 0},
+		{"text: one token per byte", 100_000, Media{}, 100_000},
+		// A blank 1000x1000 PNG is about 1,300 tokens in 5 KB of base64; a
+		// URL image has no bytes at all. Each image counts MaxImageTokens
+		// and its base64 data none.
+		{"base64 image", 10_000, Media{Images: 1, Base64Bytes: 5_000}, 5_000 + MaxImageTokens},
+		{"URL images", 500, Media{Images: 3}, 500 + 3*MaxImageTokens},
+		{"base64 larger than the rest", 100, Media{Images: 1, Base64Bytes: 200}, MaxImageTokens},
+		{"tools", 30_000, Media{Tools: 20}, 30_000 + ToolPromptTokens},
+		{"typed tools", 400, Media{Tools: 2, TypedTools: 2}, 400 + ToolPromptTokens + 2*TypedToolTokens},
+		{"a document reserves the cap", 2_000, Media{Documents: 1}, MaxEstimatedInputTokens},
+		{"capped", 10 << 20, Media{}, MaxEstimatedInputTokens},
+		{"capped with images", 900_000, Media{Images: 100}, MaxEstimatedInputTokens},
+	}
+	for _, tt := range tests {
+		if got := InputBound(tt.bytes, tt.m); got != tt.want {
+			t.Errorf("%s: InputBound(%d, %+v) = %d, want %d", tt.name, tt.bytes, tt.m, got, tt.want)
 		}
+	}
+}
+
+// TestInputBoundOvershoot is issue 9 item 7: a provider reporting more input
+// than body bytes / 3 (the previous estimate) settled above the reservation.
+// Dense text (one token per byte, such as digits or emoji-free punctuation)
+// and images whose tokens exceed their bytes must stay within the bound.
+func TestInputBoundOvershoot(t *testing.T) {
+	const body = 30_000
+	// Densest text: every byte a token.
+	if got := InputBound(body, Media{}); got < body {
+		t.Errorf("dense text: bound %d below the %d tokens it can cost", got, body)
+	}
+	// Ten blank 1092x1092 PNGs by URL: 10 x 1,590 tokens in a 2 KB body.
+	if got, want := InputBound(2_000, Media{Images: 10}), int64(10*1590); got < want {
+		t.Errorf("URL images: bound %d below %d", got, want)
+	}
+	// An Opus 4.7 image at its native 2576-pixel long edge, 3.75 MP, padded to
+	// 28 pixels, is at most 3.75e6/784 + 2*2576/28 + 1 visual tokens.
+	if MaxImageTokens < 3_750_000/784+2*2576/28+1 {
+		t.Errorf("MaxImageTokens %d below the 3.75 MP image", MaxImageTokens)
+	}
+}
+
+func TestFitOutput(t *testing.T) {
+	cat := pricing.Embedded()
+	opus, ok := cat.Lookup("anthropic", "claude-opus-4-5")
+	if !ok {
+		t.Fatal("no opus price")
+	}
+	for _, tt := range []struct {
+		input, want, room int64
+	}{
+		{10_000, 128_000, 5 * pricing.PicoUSDPerUSD},
+		{10_000, 128_000, 1 * pricing.PicoUSDPerUSD},
+		{10_000, 1_000, 5 * pricing.PicoUSDPerUSD}, // fits already
+		{300_000, 128_000, 5 * pricing.PicoUSDPerUSD},
+		{10_000, 128_000, WorstCaseCost(opus, 10_000, 0)}, // room for the input only
+	} {
+		m := FitOutput(opus, tt.input, tt.want, tt.room)
+		if m < 0 || m > tt.want {
+			t.Errorf("FitOutput(%d, %d, %d) = %d", tt.input, tt.want, tt.room, m)
+			continue
+		}
+		if c := WorstCaseCost(opus, tt.input, m); c > tt.room {
+			t.Errorf("FitOutput(%d, %d, %d) = %d costs %d, above the room", tt.input, tt.want, tt.room, m, c)
+		}
+		if m < tt.want && WorstCaseCost(opus, tt.input, m+1) <= tt.room {
+			t.Errorf("FitOutput(%d, %d, %d) = %d, but %d fits too", tt.input, tt.want, tt.room, m, m+1)
+		}
+	}
+	if m := FitOutput(opus, 10_000, 128_000, WorstCaseCost(opus, 10_000, 0)-1); m != -1 {
+		t.Errorf("no room for the input: got %d, want -1", m)
 	}
 }
 

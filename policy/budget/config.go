@@ -1,6 +1,7 @@
 package budget
 
 import (
+	"fmt"
 	"slices"
 	"time"
 )
@@ -16,6 +17,15 @@ type Config struct {
 	// SessionTTL is how long session windows live after their last request;
 	// zero means DefaultSessionTTL.
 	SessionTTL time.Duration
+	// WhenShort is what happens to a request that a USD or token limit
+	// cannot hold, for the limits that do not say: Refuse (the zero value's
+	// meaning) or Fit.
+	WhenShort WhenShort
+	// LimitWhenShort holds the limits that say their own when_short.
+	LimitWhenShort map[LimitRef]WhenShort
+	// FitFloor is the smallest max_tokens that fitting may leave a request;
+	// a request that would need less is refused. Zero means DefaultFitFloor.
+	FitFloor int64
 	// Limits holds the limits of each scope, in policy file order. The limits
 	// under Scope{Kind: ScopeSession} (no name) apply to every session, each
 	// counted on its own; those under Global to all requests together.
@@ -101,4 +111,79 @@ func (c *Config) Query(s Scope) Query {
 		q.Location, q.SessionTTL = c.Location, c.SessionTTL
 	}
 	return q
+}
+
+// WhenShort is what happens to a request whose worst case a limit cannot
+// hold.
+type WhenShort uint8
+
+const (
+	// Inherit follows Config.WhenShort; a limit that names none inherits.
+	Inherit WhenShort = iota
+	// Refuse answers 429 (the default).
+	Refuse
+	// Fit lowers the request's max_tokens (and a thinking budget under it) so
+	// that its worst case fits what is left, down to Config.FitFloor, and
+	// refuses below it. It applies to USD and token limits only: a request
+	// rate or concurrency limit is never fitted.
+	Fit
+)
+
+// DefaultFitFloor is the smallest max_tokens Fit leaves a request when the
+// policy names none: Anthropic's smallest thinking budget, and room for a
+// short answer or a tool call.
+const DefaultFitFloor = 1024
+
+// String returns "refuse", "fit", or "" for Inherit.
+func (w WhenShort) String() string {
+	switch w {
+	case Refuse:
+		return "refuse"
+	case Fit:
+		return "fit"
+	}
+	return ""
+}
+
+// ParseWhenShort parses "refuse" or "fit".
+func ParseWhenShort(s string) (WhenShort, error) {
+	switch s {
+	case "refuse":
+		return Refuse, nil
+	case "fit":
+		return Fit, nil
+	}
+	return Inherit, fmt.Errorf("when_short must be refuse or fit, not %q", s)
+}
+
+// LimitRef names one limit of one scope, as in Config.Limits: the limits of
+// every session are under Scope{Kind: ScopeSession}, without a name.
+type LimitRef struct {
+	Scope Scope
+	Unit  Unit
+	Per   Window
+}
+
+// Fits reports whether a request refused by limit l of scope s is fitted
+// rather than refused: l counts USD or tokens and says fit, or says nothing
+// and the Config says fit.
+func (c *Config) Fits(s Scope, l Limit) bool {
+	if c == nil || l.Unit != USD && l.Unit != Tokens {
+		return false
+	}
+	if s.Kind == ScopeSession {
+		s.Name = ""
+	}
+	if w := c.LimitWhenShort[LimitRef{s, l.Unit, l.Per}]; w != Inherit {
+		return w == Fit
+	}
+	return c.WhenShort == Fit
+}
+
+// Floor returns FitFloor, or DefaultFitFloor when it is zero.
+func (c *Config) Floor() int64 {
+	if c == nil || c.FitFloor <= 0 {
+		return DefaultFitFloor
+	}
+	return c.FitFloor
 }

@@ -192,7 +192,7 @@ func realisticRequests(n int, seed uint64) []realistic {
 			OutputTokens:    rng.Int64N(maxTokens + 1),
 		}
 		out[i] = realistic{
-			reserve: WorstCaseCost(price, EstimateInputTokens(body), maxTokens),
+			reserve: WorstCaseCost(price, InputBound(body, Media{}), maxTokens),
 			actual:  pricing.Cost(u, price),
 		}
 		if out[i].actual > out[i].reserve {

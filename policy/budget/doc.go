@@ -7,7 +7,7 @@
 //
 // Before a request is forwarded, [Ledger.Reserve] checks every limit that
 // applies and, only if all admit it, counts it in all of them at once: its
-// worst-case cost ([WorstCaseCost] of [EstimateInputTokens] plus max_tokens)
+// worst-case cost ([WorstCaseCost] of [InputBound] plus max_tokens)
 // and tokens are held, one request is counted, and a concurrency lease is
 // taken. When the request ends, [Ledger.Settle] replaces what was held by what
 // the request actually cost, in the windows chosen at Reserve, and frees the
