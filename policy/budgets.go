@@ -5,6 +5,7 @@ import (
 	"slices"
 
 	"github.com/tollgate-dev/tollgate/policy/budget"
+	"github.com/tollgate-dev/tollgate/policy/pricing"
 )
 
 // CaptureLimit returns how many bytes of a request's and its response's
@@ -83,6 +84,18 @@ func (p *Policy) BudgetRequest(in BudgetInput) (budget.Request, error) {
 	if !req.Limited(budget.USD) || in.Route == nil {
 		return req, nil
 	}
+	err := p.eachChainPrice(in, func(price pricing.Price) {
+		req.CostPicoUSD = max(req.CostPicoUSD, budget.WorstCaseCost(price, input, maxTokens))
+	})
+	if err != nil {
+		return req, fmt.Errorf("budget: cannot reserve the cost of the request: %w", err)
+	}
+	return req, nil
+}
+
+// eachChainPrice calls f with the price of in.Model at every provider of
+// in.Route's chain, each with its own model mapping.
+func (p *Policy) eachChainPrice(in BudgetInput, f func(pricing.Price)) error {
 	cat := p.Catalog()
 	for _, name := range in.Route.Chain {
 		typ := ""
@@ -91,11 +104,11 @@ func (p *Policy) BudgetRequest(in BudgetInput) (budget.Request, error) {
 		}
 		price, err := cat.Resolve(typ, p.MapModel(in.Route, name, in.Model), p.Pricing.Unknown)
 		if err != nil {
-			return req, fmt.Errorf("budget: cannot reserve the cost of the request: %w", err)
+			return err
 		}
-		req.CostPicoUSD = max(req.CostPicoUSD, budget.WorstCaseCost(price, input, maxTokens))
+		f(price)
 	}
-	return req, nil
+	return nil
 }
 
 // FitMaxTokens returns the largest max_tokens, below in.MaxTokens, whose
@@ -121,18 +134,12 @@ func (p *Policy) FitMaxTokens(in BudgetInput, d *budget.Denial) (int64, error) {
 	if in.Route == nil {
 		return 0, nil
 	}
-	cat := p.Catalog()
 	fit := want
-	for _, name := range in.Route.Chain {
-		typ := ""
-		if prov, ok := p.Providers[name]; ok {
-			typ = prov.Type
-		}
-		price, err := cat.Resolve(typ, p.MapModel(in.Route, name, in.Model), p.Pricing.Unknown)
-		if err != nil {
-			return 0, fmt.Errorf("budget: cannot fit the request: %w", err)
-		}
+	err := p.eachChainPrice(in, func(price pricing.Price) {
 		fit = min(fit, budget.FitOutput(price, input, want, room))
+	})
+	if err != nil {
+		return 0, fmt.Errorf("budget: cannot fit the request: %w", err)
 	}
 	return fit, nil
 }

@@ -161,20 +161,28 @@ func TestCancelledStreamsFreeTheirSlots(t *testing.T) {
 	}
 }
 
-// TestLedgerDown stops Redis under the ledger: with budget_fail_mode closed a
-// request is refused with Anthropic's overloaded error; with open it is served
-// and recorded as unmetered.
-func TestLedgerDown(t *testing.T) {
+// downLedger returns a Redis budget ledger whose Redis has stopped, with
+// short timeouts; it is closed when the test ends, after its stacks.
+func downLedger(t *testing.T) *budget.RedisLedger {
+	t.Helper()
 	rdb := redistest.Start(t)
 	client := redis.NewClient(&redis.Options{Addr: rdb.Addr(), ContextTimeoutEnabled: true, MaxRetries: -1,
 		DialTimeout: 100 * time.Millisecond, ReadTimeout: 100 * time.Millisecond, WriteTimeout: 100 * time.Millisecond})
-	defer client.Close()
+	t.Cleanup(func() { client.Close() })
 	ledger, err := budget.NewRedisLedger(client, budget.RedisOptions{Timeout: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ledger.Close(context.Background()) //nolint:errcheck // retries end with the test
+	t.Cleanup(func() { ledger.Close(context.Background()) }) //nolint:errcheck // retries end with the test
 	rdb.Stop()
+	return ledger
+}
+
+// TestLedgerDown stops Redis under the ledger: with budget_fail_mode closed a
+// request is refused with Anthropic's overloaded error; with open it is served
+// and recorded as unmetered.
+func TestLedgerDown(t *testing.T) {
+	ledger := downLedger(t)
 	for _, mode := range []string{"closed", "open"} {
 		t.Run(mode, func(t *testing.T) {
 			s := newStackWith(t, stackOptions{ledger: ledger, keyBudgets: `[{usd: 5, per: day}]`,

@@ -15,9 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
-	"github.com/tollgate-dev/tollgate/internal/redistest"
 	"github.com/tollgate-dev/tollgate/policy/budget"
 )
 
@@ -209,16 +206,7 @@ func TestConcurrencyLimitIsRetried(t *testing.T) {
 // TestFailClosedLedgerIsRetryable: the 503 of a budget ledger that is down
 // (fail mode closed) is not final: Claude Code retries it.
 func TestFailClosedLedgerIsRetryable(t *testing.T) {
-	rdb := redistest.Start(t)
-	client := redis.NewClient(&redis.Options{Addr: rdb.Addr(), ContextTimeoutEnabled: true, MaxRetries: -1,
-		DialTimeout: 100 * time.Millisecond, ReadTimeout: 100 * time.Millisecond, WriteTimeout: 100 * time.Millisecond})
-	defer client.Close()
-	ledger, err := budget.NewRedisLedger(client, budget.RedisOptions{Timeout: 200 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ledger.Close(context.Background()) //nolint:errcheck // retries end with the test
-	rdb.Stop()
+	ledger := downLedger(t)
 	s := newStackWith(t, stackOptions{ledger: ledger, keyBudgets: `[{usd: 5, per: day}]`, policyTail: "budget_fail_mode: closed\n"})
 	resp := post(t, s, "/v1/messages", helloBody, nil)
 	resp.Body.Close()

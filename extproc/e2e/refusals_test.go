@@ -8,11 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/redis/go-redis/v9"
-
-	"github.com/tollgate-dev/tollgate/internal/redistest"
 	"github.com/tollgate-dev/tollgate/policy/budget"
 	"github.com/tollgate-dev/tollgate/records"
 )
@@ -109,16 +105,7 @@ func postErr(s *stack, body string) (*http.Response, error) {
 // TestLedgerDownIsUnavailable: a request refused because the budget ledger is
 // down (budget_fail_mode closed) is recorded as unavailable, not invalid.
 func TestLedgerDownIsUnavailable(t *testing.T) {
-	rdb := redistest.Start(t)
-	client := redis.NewClient(&redis.Options{Addr: rdb.Addr(), ContextTimeoutEnabled: true, MaxRetries: -1,
-		DialTimeout: 100 * time.Millisecond, ReadTimeout: 100 * time.Millisecond, WriteTimeout: 100 * time.Millisecond})
-	defer client.Close()
-	ledger, err := budget.NewRedisLedger(client, budget.RedisOptions{Timeout: 200 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ledger.Close(context.Background()) //nolint:errcheck // retries end with the test
-	rdb.Stop()
+	ledger := downLedger(t)
 	s := newStackWith(t, stackOptions{ledger: ledger, keyBudgets: `[{usd: 5, per: day}]`, policyTail: "budget_fail_mode: closed\n"})
 	if _, err := s.client.Messages.New(context.Background(), hello("claude-sonnet-4-5")); err == nil {
 		t.Fatal("want a 503")
