@@ -182,6 +182,7 @@ func NewWriter(opts WriterOptions) (*Writer, error) {
 
 	w.writeCtx, w.abortWrites = context.WithCancel(context.Background())
 	w.replayCtx, w.stopReplays = context.WithCancel(w.writeCtx)
+	w.journal.start()
 	go w.run()
 	for _, s := range w.spools {
 		w.replays.Add(1)
@@ -244,9 +245,10 @@ func (w *Writer) Emit(r Record) {
 // principal, route, model, start and reservation; bodies are left out), so
 // that if the process dies before Emit gets the request's final record, the
 // next Writer on this spool directory emits r as an incomplete record (error
-// type gateway_crashed). It costs the caller one write(2) to a file in
-// SpoolDir, with no fsync: a killed process loses nothing, a machine crash
-// may lose the last seconds.
+// type gateway_crashed). It does not wait for the disk: the journal's
+// goroutine encodes it and appends it to a file in SpoolDir with one write(2)
+// and no fsync, so a killed process loses at most the admissions of the last
+// moment before the kill, a machine crash the last seconds.
 func (w *Writer) Admit(r Record) {
 	r.RequestBody, r.ResponseBody = "", ""
 	w.journal.admit(&r)
