@@ -169,16 +169,25 @@ func (p *policyProcessor) startEarlyReserve(h headers) {
 // the body timeout. It runs on the timer's goroutine, so it touches e and s
 // only.
 func (s *Server) expireEarly(e *earlyReserve, requestID string) {
+	// Not claim: e.timer is this timer, and may not even be stored yet.
 	if !e.claimed.CompareAndSwap(false, true) {
 		return
 	}
+	if s.giveBackEarly(e, earlyTimedOut, requestID) {
+		s.log.Info("request body did not come within the body timeout; early budget reservation given back",
+			zap.String("request_id", requestID), zap.Duration("timeout", s.earlyBodyTimeout))
+	}
+}
+
+// giveBackEarly cancels the claimed early reservation e, once the ledger has
+// answered it, when it was admitted; it counts it under outcome and reports
+// whether there was anything to give back.
+func (s *Server) giveBackEarly(e *earlyReserve, outcome, requestID string) bool {
 	<-e.done
 	if e.err != nil || !e.dec.Allowed {
-		return
+		return false
 	}
-	s.metrics.early[earlyTimedOut].Inc()
-	s.log.Info("request body did not come within the body timeout; early budget reservation given back",
-		zap.String("request_id", requestID), zap.Duration("timeout", s.earlyBodyTimeout))
+	s.metrics.early[outcome].Inc()
 	ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
 	defer cancel()
 	if err := s.ledger.Cancel(ctx, e.dec.Reservation, s.now()); err != nil {
@@ -186,6 +195,7 @@ func (s *Server) expireEarly(e *earlyReserve, requestID string) {
 		s.log.Error("cancelling an early budget reservation failed; the ledger retries it until its lease expires",
 			zap.String("request_id", requestID), zap.Error(err))
 	}
+	return true
 }
 
 // remember keeps a message request's needs as its key's next guess.
@@ -245,16 +255,5 @@ func (p *policyProcessor) cancelEarly() {
 	if !e.claim() {
 		return // the body timeout gave it back
 	}
-	<-e.done
-	if e.err != nil || !e.dec.Allowed {
-		return
-	}
-	p.s.metrics.early[earlyCancelled].Inc()
-	ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
-	defer cancel()
-	if err := p.s.ledger.Cancel(ctx, e.dec.Reservation, p.s.now()); err != nil {
-		p.s.metrics.ledgerErrors.WithLabelValues("cancel", "").Inc()
-		p.s.log.Error("cancelling an early budget reservation failed; the ledger retries it until its lease expires",
-			zap.String("request_id", p.requestID), zap.Error(err))
-	}
+	p.s.giveBackEarly(e, earlyCancelled, p.requestID)
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/tollgate-dev/tollgate/policy"
 	"github.com/tollgate-dev/tollgate/policy/budget"
 	"github.com/tollgate-dev/tollgate/policy/pricing"
+	"github.com/tollgate-dev/tollgate/records"
 )
 
 // endpoint is a client-facing API Tollgate serves.
@@ -143,7 +144,7 @@ type policyProcessor struct {
 	s         *Server
 	pol       *policy.Policy
 	start     time.Time
-	requestID string // the record id, Tollgate's own (newRequestID)
+	requestID string // the record id, Tollgate's own (records.NewID), never the client's x-request-id
 	method    string
 	path      string
 	endpoint  endpoint
@@ -235,7 +236,7 @@ func (p *policyProcessor) requestHeaders(hh *extprocv3.HttpHeaders) *extprocv3.P
 	p.pol = p.s.policies.Current()
 	p.start = p.s.now()
 	p.envoyRequestID, p.method, p.path = h.get(hdrRequestID), h.get(":method"), h.get(":path")
-	p.requestID = newRequestID(p.start)
+	p.requestID = records.NewID(p.start)
 
 	ep, cerr := classify(p.method, p.path)
 	p.endpoint = ep
@@ -390,13 +391,7 @@ func (p *policyProcessor) checkPriced() *ClientError {
 	if p.endpoint != epMessages || p.pol.Pricing.Unknown != pricing.Deny || len(p.route.Chain) == 0 {
 		return nil
 	}
-	first := p.route.Chain[0]
-	providerType := ""
-	if prov, ok := p.pol.Providers[first]; ok {
-		providerType = prov.Type
-	}
-	model := p.pol.MapModel(p.route, first, p.model)
-	if _, err := p.pol.Catalog().Resolve(providerType, model, pricing.Deny); err != nil {
+	if model, _, err := p.pol.PriceAt(p.route, p.route.Chain[0], p.model, pricing.Deny); err != nil {
 		return invalidRequest("model %q has no price in the gateway's catalog, and the policy denies unpriced models (pricing.unknown_models: deny)", model)
 	}
 	return nil

@@ -32,11 +32,6 @@ func (discardRecorder) Emit(records.Record)  {}
 // response began (nginx's convention).
 const statusClientGone = 499
 
-// newRequestID is the id of a request that starts at t: its record's id, the
-// request_id of its error bodies and of its log lines. It is never the
-// client's x-request-id, which may be empty, repeated or anything (issue 9).
-func newRequestID(t time.Time) string { return records.NewID(t) }
-
 // Caps on what a client sends that a record keeps verbatim. Every other field
 // of a record is bounded elsewhere: the trace, session and agent ids by
 // readTrace (a longer one is refused with a 400), metadata by parseMetadata,
@@ -65,37 +60,11 @@ func clip(s string, n int) string {
 // buildRecord assembles the cost record of the request from what the stream saw,
 // and the model label its metrics carry (see metricModel).
 func (p *policyProcessor) buildRecord(end time.Time) (records.Record, string) {
-	r := records.Record{
-		ID: p.requestID, ClientRequestID: clip(p.envoyRequestID, maxClientRequestIDBytes),
-		Start: p.start, End: end,
-		TraceID: p.trace.TraceID, SessionID: p.trace.SessionID,
-		AgentID: p.trace.AgentID, ParentAgentID: p.trace.ParentAgentID,
-		Endpoint: string(p.endpoint), Method: clip(p.method, maxRecordMethodBytes), Path: clip(p.path, maxRecordPathBytes),
-		RequestedModel: p.requestedModel, Model: p.model, Stream: p.stream,
-		Provider:             p.servedBy,
-		LatencyMS:            ms(end.Sub(p.start)),
-		BudgetOutcome:        p.budgetOutcome,
-		MaxTokensFitted:      p.fitted.maxTokens,
-		ThinkingBudgetFitted: p.fitted.thinking,
-		RequestBody:          p.requestCapture,
-		ResponseBody:         p.meter.capture.String(),
-	}
-	if p.key != nil {
-		r.KeyID, r.User, r.Team, r.Project = p.key.ID, p.key.User, p.key.Team, p.key.Project
-		r.Metadata = mergeMetadata(p.key.Metadata, p.trace.Metadata)
-	} else {
-		r.Metadata = p.trace.Metadata
-	}
-	if p.route != nil {
-		r.Route = p.route.Slug
-	}
-	if p.reservation != nil {
-		r.ReservationID, r.ReservedPicoUSD = p.reservation.ID(), p.reserved.costPicoUSD
-	}
-
+	r := p.baseRecord(end)
 	// Nothing is billed for a request that got no usage; the cost is a known
 	// zero (only an unpriced model's cost is unknown, and left empty).
 	r.Cost = pricing.FormatUSD(0)
+	r.ResponseBody = p.meter.capture.String()
 	switch {
 	case p.rejected != nil:
 		r.Status, r.ErrorType = p.rejected.Status, p.rejected.Type
@@ -143,6 +112,39 @@ func (p *policyProcessor) buildRecord(end time.Time) (records.Record, string) {
 	return r, p.modelLabel(r.Provider)
 }
 
+// baseRecord is the part of the request's record known before its response:
+// ids, principal, route, model, fitting and reservation. The admission
+// journal gets it as it is (admit); buildRecord completes it.
+func (p *policyProcessor) baseRecord(end time.Time) records.Record {
+	r := records.Record{
+		ID: p.requestID, ClientRequestID: clip(p.envoyRequestID, maxClientRequestIDBytes),
+		Start: p.start, End: end,
+		TraceID: p.trace.TraceID, SessionID: p.trace.SessionID,
+		AgentID: p.trace.AgentID, ParentAgentID: p.trace.ParentAgentID,
+		Endpoint: string(p.endpoint), Method: clip(p.method, maxRecordMethodBytes), Path: clip(p.path, maxRecordPathBytes),
+		RequestedModel: p.requestedModel, Model: p.model, Stream: p.stream,
+		Provider:             p.servedBy,
+		LatencyMS:            ms(end.Sub(p.start)),
+		BudgetOutcome:        p.budgetOutcome,
+		MaxTokensFitted:      p.fitted.maxTokens,
+		ThinkingBudgetFitted: p.fitted.thinking,
+		RequestBody:          p.requestCapture,
+	}
+	if p.key != nil {
+		r.KeyID, r.User, r.Team, r.Project = p.key.ID, p.key.User, p.key.Team, p.key.Project
+		r.Metadata = mergeMetadata(p.key.Metadata, p.trace.Metadata)
+	} else {
+		r.Metadata = p.trace.Metadata
+	}
+	if p.route != nil {
+		r.Route = p.route.Slug
+	}
+	if p.reservation != nil {
+		r.ReservationID, r.ReservedPicoUSD = p.reservation.ID(), p.reserved.costPicoUSD
+	}
+	return r
+}
+
 // refusalOutcome is the outcome of a request refused with status before any
 // provider answered it.
 func refusalOutcome(status int) records.Outcome {
@@ -173,14 +175,10 @@ func (p *policyProcessor) modelLabel(provider string) string {
 	if p.model == "" {
 		return labelNone
 	}
-	model := p.model
-	if p.route != nil {
-		if provider == "" && len(p.route.Chain) > 0 {
-			provider = p.route.Chain[0]
-		}
-		model = p.pol.MapModel(p.route, provider, model)
+	if provider == "" && p.route != nil && len(p.route.Chain) > 0 {
+		provider = p.route.Chain[0]
 	}
-	price, err := p.pol.Catalog().Resolve(p.providerType(provider), model, p.pol.Pricing.Unknown)
+	model, price, err := p.pol.PriceAt(p.route, provider, p.model, p.pol.Pricing.Unknown)
 	return priceLabel(model, price, err)
 }
 
@@ -196,13 +194,6 @@ func priceLabel(model string, price pricing.Price, err error) string {
 	return model
 }
 
-func (p *policyProcessor) providerType(name string) string {
-	if prov, ok := p.pol.Providers[name]; ok {
-		return prov.Type
-	}
-	return ""
-}
-
 // price fills the record's cost from the policy's catalog and returns the model
 // label for metrics. The model the provider reported is priced; failing that,
 // the model sent.
@@ -213,7 +204,7 @@ func (p *policyProcessor) price(r *records.Record) (modelLabel string) {
 	}
 	cat := p.pol.Catalog()
 	r.PriceCatalog = cat.Version()
-	price, err := cat.Resolve(p.providerType(r.Provider), model, p.pol.Pricing.Unknown)
+	price, err := cat.Resolve(p.pol.ProviderType(r.Provider), model, p.pol.Pricing.Unknown)
 	if err != nil {
 		// Unpriced: the record says so and carries no cost. Budgets (issue 4)
 		// refuse such models before they run when the policy says deny.
@@ -246,8 +237,8 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 // admit hands the recorder the request's record as known now, when it goes on
 // to the provider, for the admission journal.
 func (p *policyProcessor) admit() {
-	r, _ := p.buildRecord(p.released)
-	r.End, r.LatencyMS, r.Status, r.Outcome = time.Time{}, 0, 0, records.OutcomeIncomplete
+	r := p.baseRecord(p.released)
+	r.End, r.LatencyMS, r.Outcome = time.Time{}, 0, records.OutcomeIncomplete
 	r.RequestBody = ""
 	p.s.recorder.Admit(r)
 }

@@ -49,17 +49,18 @@ func readTrace(h headers) (traceInfo, *ClientError) {
 		name string
 		dst  *string
 	}{{hdrSessionID, &t.SessionID}, {hdrAgentID, &t.AgentID}, {hdrParentAgentID, &t.ParentAgentID}} {
-		v := h.get(id.name)
-		if len(v) > maxTraceIDBytes || !printable(v) {
-			return traceInfo{}, invalidRequest("%s: at most %d printable characters", id.name, maxTraceIDBytes)
+		v, e := idHeader(h, id.name)
+		if e != nil {
+			return traceInfo{}, e
 		}
 		*id.dst = v
 	}
 	for _, k := range []string{hdrTraceID, hdrPortkeyTraceID, hdrSessionID} {
-		if v := h.get(k); v != "" {
-			if len(v) > maxTraceIDBytes || !printable(v) {
-				return t, invalidRequest("%s: at most %d printable characters", k, maxTraceIDBytes)
-			}
+		v, e := idHeader(h, k)
+		if e != nil {
+			return traceInfo{}, e
+		}
+		if v != "" {
 			t.TraceID = v
 			break
 		}
@@ -79,6 +80,16 @@ func readTrace(h headers) (traceInfo, *ClientError) {
 		t.Metadata = md
 	}
 	return t, nil
+}
+
+// idHeader returns header name, an id that lands in records: at most
+// maxTraceIDBytes printable ASCII bytes, else a 400.
+func idHeader(h headers, name string) (string, *ClientError) {
+	v := h.get(name)
+	if len(v) > maxTraceIDBytes || !printable(v) {
+		return "", invalidRequest("%s: at most %d printable characters", name, maxTraceIDBytes)
+	}
+	return v, nil
 }
 
 func parseMetadata(raw string) (map[string]string, *ClientError) {

@@ -96,13 +96,8 @@ func (p *Policy) BudgetRequest(in BudgetInput) (budget.Request, error) {
 // eachChainPrice calls f with the price of in.Model at every provider of
 // in.Route's chain, each with its own model mapping.
 func (p *Policy) eachChainPrice(in BudgetInput, f func(pricing.Price)) error {
-	cat := p.Catalog()
 	for _, name := range in.Route.Chain {
-		typ := ""
-		if prov, ok := p.Providers[name]; ok {
-			typ = prov.Type
-		}
-		price, err := cat.Resolve(typ, p.MapModel(in.Route, name, in.Model), p.Pricing.Unknown)
+		_, price, err := p.PriceAt(in.Route, name, in.Model, p.Pricing.Unknown)
 		if err != nil {
 			return err
 		}

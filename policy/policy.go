@@ -224,6 +224,24 @@ func (p *Policy) Route(slug string) (*Route, bool) {
 	return r, ok
 }
 
+// ProviderType returns the type of the provider named name ("anthropic",
+// ...), or "" when the policy has no such provider.
+func (p *Policy) ProviderType(name string) string {
+	if prov, ok := p.Providers[name]; ok {
+		return prov.Type
+	}
+	return ""
+}
+
+// PriceAt resolves in the policy's catalog what a client's model costs when
+// route r sends it to provider: the model id after MapModel, and its price,
+// or an error wrapping pricing.ErrUnpriced when unknown refuses it.
+func (p *Policy) PriceAt(r *Route, provider, model string, unknown pricing.UnknownModels) (string, pricing.Price, error) {
+	model = p.MapModel(r, provider, model)
+	price, err := p.Catalog().Resolve(p.ProviderType(provider), model, unknown)
+	return model, price, err
+}
+
 // MapModel returns the model id to send to provider for a client's model on
 // route r: the route's mapping applies first, then the provider's mapping to
 // the result. A model that neither maps is returned unchanged. r may be nil.

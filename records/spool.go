@@ -331,20 +331,12 @@ func (s *spool) replayFile(ctx context.Context, writeCtx func() (context.Context
 				return stored, s.keepFrom(f, offset, err)
 			}
 			wctx, cancel := writeCtx()
-			err := s.sink.Write(wctx, batch)
+			n, err := s.write(wctx, batch)
 			cancel()
-			n := len(batch)
 			if err != nil {
-				var rej *RejectedError
-				if !errors.As(err, &rej) {
-					return stored, s.keepFrom(f, offset, err)
-				}
-				// The sink stored the rest: the refused records must not come
-				// back first on every replay, holding up all that follows.
-				n -= s.deadLetter(batch, rej)
+				return stored, s.keepFrom(f, offset, err)
 			}
 			stored += n
-			s.m.written.Add(float64(n))
 		}
 		offset = read
 	}
@@ -357,6 +349,25 @@ func (s *spool) replayFile(ctx context.Context, writeCtx func() (context.Context
 	s.m.spoolBytes.Set(float64(s.size))
 	s.mu.Unlock()
 	return stored, nil
+}
+
+// write writes batch to the sink and returns how many records it stored,
+// counted as written. The records the sink refuses for good (a
+// [*RejectedError]) go to NAME.dead, so that they never come back first on
+// every replay, holding up all that follows; any other error is returned, and
+// the whole batch is to be written again.
+func (s *spool) write(ctx context.Context, batch []Record) (int, error) {
+	err := s.sink.Write(ctx, batch)
+	var rej *RejectedError
+	if err != nil && !errors.As(err, &rej) {
+		return 0, err
+	}
+	n := len(batch)
+	if rej != nil {
+		n -= s.deadLetter(batch, rej)
+	}
+	s.m.written.Add(float64(n))
+	return n, nil
 }
 
 // deadLetter appends the records of batch that rej names to NAME.dead, with

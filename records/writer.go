@@ -287,15 +287,9 @@ func (w *Writer) deliver(batch []Record) {
 	for _, s := range w.spools {
 		if w.writeCtx.Err() == nil && !s.isFailing() {
 			ctx, cancel := w.newWriteCtx()
-			err := s.sink.Write(ctx, batch)
+			_, err := s.write(ctx, batch)
 			cancel()
-			var rej *RejectedError
-			if err == nil || errors.As(err, &rej) {
-				n := len(batch)
-				if rej != nil {
-					n -= s.deadLetter(batch, rej)
-				}
-				s.m.written.Add(float64(n))
+			if err == nil {
 				continue
 			}
 			if w.writeCtx.Err() == nil {

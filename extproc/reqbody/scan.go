@@ -33,12 +33,12 @@ type Fields struct {
 	// MaxTokens is the value of "max_tokens"; HasMaxTokens reports its presence.
 	MaxTokens    int64
 	HasMaxTokens bool
-	// MaxTokensStart and MaxTokensEnd delimit the max_tokens value, for
-	// SetMaxTokens; both 0 if absent.
+	// MaxTokensStart and MaxTokensEnd delimit the max_tokens value, for an
+	// IntEdit; both 0 if absent.
 	MaxTokensStart, MaxTokensEnd int
 	// Thinking, Messages and Tools delimit the values of "thinking",
 	// "messages" and "tools" in the body (zero spans when absent), for
-	// SetMaxTokens and ScanMedia.
+	// ThinkingBudget and ScanMedia.
 	Thinking, Messages, Tools Span
 }
 

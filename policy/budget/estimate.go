@@ -101,19 +101,21 @@ func FitOutput(p pricing.Price, inputTokens, want, roomPicoUSD int64) int64 {
 		return -1
 	}
 	want = min(max(want, 0), MaxEstimatedOutputTokens)
-	r := p.Rates
-	in := min(max(inputTokens, 0), MaxEstimatedInputTokens)
-	if p.LongContext != nil && p.LongContextThreshold > 0 && in > p.LongContextThreshold {
-		r = *p.LongContext
-	}
+	// The worst case is base plus max_tokens at the output rate.
+	r := worstCaseRates(p, min(max(inputTokens, 0), MaxEstimatedInputTokens))
 	if r.Output <= 0 {
 		return want
 	}
-	m := min((roomPicoUSD-base)/r.Output, want)
-	for m > 0 && WorstCaseCost(p, inputTokens, m) > roomPicoUSD {
-		m-- // never taken while WorstCaseCost is linear; kept as the contract
+	return min((roomPicoUSD-base)/r.Output, want)
+}
+
+// worstCaseRates are the rates of a request with inputTokens of input at
+// price p: the long-context tier's above its threshold.
+func worstCaseRates(p pricing.Price, inputTokens int64) pricing.Rates {
+	if p.LongContext != nil && p.LongContextThreshold > 0 && inputTokens > p.LongContextThreshold {
+		return *p.LongContext
 	}
-	return m
+	return p.Rates
 }
 
 // WorstCaseCost is the most a request with inputTokens of input and up to
@@ -128,10 +130,7 @@ func FitOutput(p pricing.Price, inputTokens, want, roomPicoUSD int64) int64 {
 func WorstCaseCost(p pricing.Price, inputTokens, maxTokens int64) int64 {
 	inputTokens = min(max(inputTokens, 0), MaxEstimatedInputTokens)
 	maxTokens = min(max(maxTokens, 0), MaxEstimatedOutputTokens)
-	r := p.Rates
-	if p.LongContext != nil && p.LongContextThreshold > 0 && inputTokens > p.LongContextThreshold {
-		r = *p.LongContext
-	}
+	r := worstCaseRates(p, inputTokens)
 	u := pricing.Usage{OutputTokens: maxTokens}
 	switch {
 	case r.CacheWrite1h >= r.Input && r.CacheWrite1h >= r.CacheWrite5m:
