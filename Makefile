@@ -7,7 +7,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/tollgate ./cmd/tollgate
-	CGO_ENABLED=0 $(GO) build -trimpath -o bin/envoytest ./extproc/envoytest/cmd/envoytest
+	CGO_ENABLED=0 $(GO) build -trimpath -o bin/envoytest ./internal/envoytest/cmd/envoytest
 
 # Every test, race detector on. Soaks and benchmarks live in `make bench`.
 test: lint

@@ -21,7 +21,7 @@ import (
 	"github.com/compose-spec/compose-go/v2/cli"
 	"github.com/compose-spec/compose-go/v2/types"
 
-	"github.com/tollgate-dev/tollgate/extproc/envoyconfig"
+	"github.com/tollgate-dev/tollgate/internal/envoyconfig"
 )
 
 // Names fixed by the shared contract.
@@ -512,7 +512,7 @@ func TestDockerfile(t *testing.T) {
 			runs.WriteString(in.args + "\n")
 		}
 	}
-	for _, pkg := range []string{"./cmd/tollgate", "./extproc/envoytest/cmd/envoytest"} {
+	for _, pkg := range []string{"./cmd/tollgate", "./internal/envoytest/cmd/envoytest"} {
 		if !buildsStatically(runs.String(), pkg) {
 			t.Errorf("the build stage does not run `CGO_ENABLED=0 go build -trimpath ... %s`", pkg)
 		}

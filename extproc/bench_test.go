@@ -11,7 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/types/known/structpb"
 
-	"github.com/tollgate-dev/tollgate/extproc/bench"
+	"github.com/tollgate-dev/tollgate/internal/bench"
 	"github.com/tollgate-dev/tollgate/policy"
 )
 
@@ -39,7 +39,7 @@ func benchServer(b *testing.B) *Server {
 }
 
 // claudeCodeHeaders are the request headers of a Claude Code request as the
-// policy filter receives them (see extproc/bench for their sources).
+// policy filter receives them (see internal/bench for their sources).
 func claudeCodeHeaders(bodyLen int) *corev3.HeaderMap {
 	return headerMap(
 		":authority", "gateway.example.com:10000", ":path", "/v1/messages?beta=true", ":method", "POST", ":scheme", "http",

@@ -29,8 +29,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
 
-	"github.com/tollgate-dev/tollgate/extproc/bench"
-	"github.com/tollgate-dev/tollgate/extproc/envoyconfig"
+	"github.com/tollgate-dev/tollgate/internal/bench"
+	"github.com/tollgate-dev/tollgate/internal/envoyconfig"
 	"github.com/tollgate-dev/tollgate/internal/redisproc"
 )
 
@@ -85,7 +85,7 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchConfig, error) {
 	fs.StringVar(&c.echoAddr, "echo-addr", "", "gRPC address of a running echo processor; empty starts 'tollgate bench echo' as a child")
 	fs.IntVar(&c.echoPID, "echo-pid", 0, "process id of the echo processor at --echo-addr")
 	fs.StringVar(&c.echoMetricsURL, "echo-metrics-url", "", "/metrics URL of the echo processor at --echo-addr")
-	fs.StringVar(&c.scenarios, "scenarios", "", "directory of scenario files (*.yaml); empty uses the ones built in from extproc/bench/scenarios")
+	fs.StringVar(&c.scenarios, "scenarios", "", "directory of scenario files (*.yaml); empty uses the ones built in from internal/bench/scenarios")
 	fs.StringVar(&c.run, "run", "", "comma-separated scenario names or patterns (path.Match) to run; empty runs all")
 	fs.StringVar(&c.envoyConfig, "envoy-config", "", "envoy.yaml to read the ext_proc filters from; empty uses the built-in copy of this repository's")
 	fs.Float64Var(&c.opts.Rate, "rate", 200, "open-loop requests per second for scenarios that set none")

@@ -22,7 +22,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/tollgate-dev/tollgate/extproc/bench"
+	"github.com/tollgate-dev/tollgate/internal/bench"
 )
 
 // benchChildEnv makes this test binary act as the tollgate binary, so that

@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tollgate-dev/tollgate/extproc/envoytest"
+	"github.com/tollgate-dev/tollgate/internal/envoytest"
 	"github.com/tollgate-dev/tollgate/internal/redistest"
 	"github.com/tollgate-dev/tollgate/policy"
 )

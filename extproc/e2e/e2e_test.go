@@ -1,5 +1,5 @@
 // Package e2e runs Tollgate end to end: the official anthropic-sdk-go client talks
-// to the Envoy harness (extproc/envoytest, driven by the repository's envoy.yaml),
+// to the Envoy harness (internal/envoytest, driven by the repository's envoy.yaml),
 // which consults a real Tollgate ext_proc server over gRPC and forwards to a fake
 // Anthropic upstream that asserts what it received. Everything is on loopback
 // sockets.
@@ -29,7 +29,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/tollgate-dev/tollgate/extproc"
-	"github.com/tollgate-dev/tollgate/extproc/envoytest"
+	"github.com/tollgate-dev/tollgate/internal/envoytest"
 	"github.com/tollgate-dev/tollgate/policy"
 	"github.com/tollgate-dev/tollgate/policy/budget"
 	"github.com/tollgate-dev/tollgate/records"

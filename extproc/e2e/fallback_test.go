@@ -15,7 +15,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/tollgate-dev/tollgate/extproc"
-	"github.com/tollgate-dev/tollgate/extproc/envoytest"
+	"github.com/tollgate-dev/tollgate/internal/envoytest"
 	"github.com/tollgate-dev/tollgate/policy"
 )
 

@@ -49,7 +49,7 @@ func TestRecordOfAMessage(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := s.records.wait(t, 1)[0]
-	// From the fake's messages.json (testdata of extproc/envoytest).
+	// From the fake's messages.json (testdata of internal/envoytest).
 	want := pricing.Usage{InputTokens: 2095, CacheReadTokens: 1024, CacheWrite5mTokens: 2000, CacheWrite1hTokens: 51, OutputTokens: 503}
 	if r.Usage != want {
 		t.Errorf("usage = %+v; want %+v", r.Usage, want)

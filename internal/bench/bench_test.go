@@ -25,9 +25,9 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/tollgate-dev/tollgate/extproc"
-	"github.com/tollgate-dev/tollgate/extproc/envoyconfig"
 	"github.com/tollgate-dev/tollgate/extproc/provider/anthropic"
 	"github.com/tollgate-dev/tollgate/extproc/reqbody"
+	"github.com/tollgate-dev/tollgate/internal/envoyconfig"
 	"github.com/tollgate-dev/tollgate/policy"
 )
 

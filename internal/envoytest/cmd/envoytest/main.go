@@ -25,7 +25,7 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/tollgate-dev/tollgate/extproc/envoytest"
+	"github.com/tollgate-dev/tollgate/internal/envoytest"
 )
 
 const banner = "envoytest: development and test aid standing in for Envoy; not a production proxy"

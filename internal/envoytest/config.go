@@ -33,7 +33,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 
-	"github.com/tollgate-dev/tollgate/extproc/envoyconfig"
+	"github.com/tollgate-dev/tollgate/internal/envoyconfig"
 )
 
 // Well-known names from Envoy.

@@ -17,7 +17,7 @@ import (
 var embedded embed.FS
 
 // DefaultScenarios returns the scenario files kept in the repository
-// (extproc/bench/scenarios), compiled into the binary so that `tollgate bench`
+// (internal/bench/scenarios), compiled into the binary so that `tollgate bench`
 // reproduces the README's numbers on any machine.
 func DefaultScenarios() fs.FS {
 	sub, err := fs.Sub(embedded, "scenarios")
@@ -35,7 +35,7 @@ const (
 
 // Scenario is one kind of request, replayed the way Envoy plays it to both ext_proc
 // filters of envoy.yaml. Scenarios are YAML files, one per file; see
-// extproc/bench/scenarios for the ones the README reports.
+// internal/bench/scenarios for the ones the README reports.
 type Scenario struct {
 	// Name identifies the scenario in tables and on the command line.
 	Name        string `yaml:"name"`

@@ -7,7 +7,7 @@
 //
 // # What it reproduces
 //
-// The bootstrap is parsed with extproc/envoyconfig into go-control-plane
+// The bootstrap is parsed with internal/envoyconfig into go-control-plane
 // types; the listener, HCM, routes, clusters and filters are read from it,
 // with cluster addresses optionally overridden (Config.Clusters).
 // Configuration it cannot honour makes Start fail instead of being ignored.

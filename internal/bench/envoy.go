@@ -11,7 +11,7 @@ import (
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"google.golang.org/protobuf/types/known/structpb"
 
-	"github.com/tollgate-dev/tollgate/extproc/envoyconfig"
+	"github.com/tollgate-dev/tollgate/internal/envoyconfig"
 )
 
 // attributesKey is where Envoy puts request and response attributes in a

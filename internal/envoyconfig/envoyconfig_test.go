@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tollgate-dev/tollgate/extproc/envoyconfig"
+	"github.com/tollgate-dev/tollgate/internal/envoyconfig"
 )
 
 // envoyYAML is the committed configuration every test starts from.
