@@ -8,8 +8,8 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/tollgate-dev/tollgate/clientformat/anthropic/reqbody"
 	"github.com/tollgate-dev/tollgate/extproc/provider/anthropic"
-	"github.com/tollgate-dev/tollgate/extproc/reqbody"
 	"github.com/tollgate-dev/tollgate/policy"
 )
 

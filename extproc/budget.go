@@ -9,7 +9,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/tollgate-dev/tollgate/extproc/reqbody"
+	"github.com/tollgate-dev/tollgate/clientformat/anthropic/reqbody"
 	"github.com/tollgate-dev/tollgate/policy"
 	"github.com/tollgate-dev/tollgate/policy/budget"
 	"github.com/tollgate-dev/tollgate/policy/pricing"

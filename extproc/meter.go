@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tollgate-dev/tollgate/extproc/provider/anthropic"
+	"github.com/tollgate-dev/tollgate/clientformat/anthropic"
 	"github.com/tollgate-dev/tollgate/policy/pricing"
 )
 

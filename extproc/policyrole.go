@@ -11,7 +11,7 @@ import (
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"go.uber.org/zap"
 
-	"github.com/tollgate-dev/tollgate/extproc/reqbody"
+	"github.com/tollgate-dev/tollgate/clientformat/anthropic/reqbody"
 	"github.com/tollgate-dev/tollgate/policy"
 	"github.com/tollgate-dev/tollgate/policy/budget"
 	"github.com/tollgate-dev/tollgate/policy/pricing"

@@ -14,7 +14,7 @@ import (
 	"github.com/anthropics/anthropic-sdk-go/v2/option"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	anthropicfmt "github.com/tollgate-dev/tollgate/extproc/provider/anthropic"
+	anthropicfmt "github.com/tollgate-dev/tollgate/clientformat/anthropic"
 	"github.com/tollgate-dev/tollgate/policy/budget"
 	"github.com/tollgate-dev/tollgate/policy/pricing"
 	"github.com/tollgate-dev/tollgate/records"

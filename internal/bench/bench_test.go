@@ -24,9 +24,9 @@ import (
 	"google.golang.org/protobuf/testing/protocmp"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/tollgate-dev/tollgate/clientformat/anthropic"
+	"github.com/tollgate-dev/tollgate/clientformat/anthropic/reqbody"
 	"github.com/tollgate-dev/tollgate/extproc"
-	"github.com/tollgate-dev/tollgate/extproc/provider/anthropic"
-	"github.com/tollgate-dev/tollgate/extproc/reqbody"
 	"github.com/tollgate-dev/tollgate/internal/envoyconfig"
 	"github.com/tollgate-dev/tollgate/policy"
 )

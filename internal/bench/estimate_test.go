@@ -6,7 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/tollgate-dev/tollgate/extproc/reqbody"
+	"github.com/tollgate-dev/tollgate/clientformat/anthropic/reqbody"
 	"github.com/tollgate-dev/tollgate/policy/budget"
 )
 
