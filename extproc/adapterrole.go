@@ -65,11 +65,13 @@ func (a *adapterProcessor) responseHeaders() *extprocv3.ProcessingResponse {
 }
 
 func (a *adapterProcessor) reject(e *ClientError) *extprocv3.ProcessingResponse {
-	a.s.metrics.rejections.WithLabelValues(roleAdapter, e.Type).Inc()
+	a.s.metrics.rejections.WithLabelValues(roleAdapter, string(e.Code)).Inc()
 	a.s.log.Warn("attempt refused", zap.String("request_id", a.recordID),
 		zap.String("client_request_id", clip(a.requestID, maxClientRequestIDBytes)), zap.Int("attempt", a.attempt),
 		zap.Int("status", e.Status), zap.String("reason", e.Message))
-	return immediate(e, a.recordID)
+	// The default client format renders it: the decision does not name the
+	// request's format.
+	return immediate(a.s.formats.byDefault(), e, a.recordID)
 }
 
 func attribute(attrs map[string]*structpb.Struct, name string) *structpb.Value {

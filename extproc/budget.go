@@ -9,7 +9,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/tollgate-dev/tollgate/clientformat/anthropic/reqbody"
+	"github.com/tollgate-dev/tollgate/clientformat"
 	"github.com/tollgate-dev/tollgate/policy"
 	"github.com/tollgate-dev/tollgate/policy/budget"
 	"github.com/tollgate-dev/tollgate/policy/pricing"
@@ -34,36 +34,39 @@ const settleTimeout = 5 * time.Second
 // ledger round trip, before the request goes on. It returns a client error
 // when a limit refuses the request, or when the ledger is down and the policy
 // fails closed. When a USD or token limit that says when_short: fit refuses
-// it, reserve lowers max_tokens until the worst case fits (see fit) and
-// returns the body edits that say so.
-func (p *policyProcessor) reserve(ctx context.Context, f reqbody.Fields, body []byte, m reqbody.Media) ([]reqbody.Edit, *ClientError) {
+// it, reserve lowers the request's max_tokens until the worst case fits (see
+// fit). r is the request's body as its format read it, bodyBytes long; nil
+// for a request without a body.
+func (p *policyProcessor) reserve(ctx context.Context, r clientformat.Request, bodyBytes int) *ClientError {
 	if !p.budgeted() {
-		return nil, nil
+		return nil
 	}
 	cfg := p.pol.Budgets
 	in := policy.BudgetInput{
 		RequestID: p.requestID, Key: p.key, Route: p.route, Session: p.trace.TraceID,
-		Endpoint: string(p.endpoint), Model: p.model, BodyBytes: len(body), MaxTokens: f.MaxTokens,
+		Endpoint: p.endpoint.Name, Model: p.model, BodyBytes: bodyBytes,
 	}
-	if p.endpoint == epMessages {
-		in.Media = budget.Media{Images: m.Images, Documents: m.Documents, Base64Bytes: m.Base64Bytes,
-			Tools: m.Tools, TypedTools: m.TypedTools}
+	hasMaxTokens := false
+	if r != nil {
+		in.MaxTokens, hasMaxTokens = r.MaxTokens()
+		if p.endpoint.Metered {
+			in.Media = r.Media()
+		}
 	}
 	req, err := p.pol.BudgetRequest(in)
 	if err != nil {
-		return nil, invalidRequest("model %q has no price, so it cannot be held to a USD budget; add its price to the policy (pricing.models)", p.model)
+		return invalidRequest("model %q has no price, so it cannot be held to a USD budget; add its price to the policy (pricing.models)", p.model)
 	}
 	if len(req.Scopes) == 0 {
-		return nil, nil
+		return nil
 	}
-	if p.endpoint == epMessages {
+	if p.endpoint.Metered {
 		p.remember(in)
 	}
 	dec, err := p.reserveWith(ctx, in, req)
-	var edits []reqbody.Edit
 	fitNote := ""
-	if err == nil && !dec.Allowed && f.HasMaxTokens && cfg.Fits(dec.Denial.Scope, dec.Denial.Limit) {
-		dec, req, edits, fitNote, err = p.fit(ctx, in, f, body, dec)
+	if err == nil && !dec.Allowed && hasMaxTokens && cfg.Fits(dec.Denial.Scope, dec.Denial.Limit) {
+		dec, req, fitNote, err = p.fit(ctx, in, r, dec)
 	}
 	switch {
 	case err != nil && errors.Is(err, budget.ErrUnavailable) && cfg.FailMode == budget.FailOpen:
@@ -71,24 +74,24 @@ func (p *policyProcessor) reserve(ctx context.Context, f reqbody.Fields, body []
 		p.s.log.Warn("budget ledger unavailable; serving unmetered (fail_mode open)", zap.String("request_id", p.requestID), zap.Error(err))
 		p.budgetOutcome = budgetUnmetered
 		p.fitted = fitted{}
-		return nil, nil
+		return nil
 	case err != nil:
 		p.s.metrics.ledgerErrors.WithLabelValues("reserve", "closed").Inc()
 		p.s.log.Error("budget ledger unavailable; refusing (fail_mode closed)", zap.String("request_id", p.requestID), zap.Error(err))
 		// envoy.yaml's local_reply_config reshapes only the 503s that carry an
 		// Envoy response flag, so this body reaches the client as it is.
-		return nil, errorf(503, "overloaded_error", "the gateway cannot check budgets right now; retry shortly")
+		return errorf(503, clientformat.CodeOverloaded, "the gateway cannot check budgets right now; retry shortly")
 	case !dec.Allowed:
 		d := dec.Denial
 		p.s.metrics.budgetRejections.WithLabelValues(d.Scope.Kind.String(), d.Limit.Unit.String()).Inc()
 		p.budgetOutcome = budgetDenied + ":" + d.Scope.String()
 		p.fitted = fitted{}
-		e := errorf(429, "rate_limit_error", "%s%s", d.Message(), fitNote)
+		e := errorf(429, clientformat.CodeRateLimit, "%s%s", d.Message(), fitNote)
 		if s := d.RetryAfterSeconds(); s > 0 {
 			e.RetryAfter = strconv.Itoa(s)
 		}
 		e.Final = !retryHelps(d.RetryAfterSeconds())
-		return nil, e
+		return e
 	}
 	p.reservation, p.remaining = dec.Reservation, dec.Remaining
 	p.reserved = actualCost{costPicoUSD: req.CostPicoUSD, tokens: req.Tokens}
@@ -99,14 +102,7 @@ func (p *policyProcessor) reserve(ctx context.Context, f reqbody.Fields, body []
 	if p.fitted.maxTokens > 0 {
 		p.s.metrics.fitted.Inc()
 	}
-	return edits, nil
-}
-
-// fitThinking returns the thinking budget of a request whose max_tokens was
-// lowered from asked to m (m > minThinkingBudget): the share of max_tokens
-// the client gave thinking, at least minThinkingBudget and below m.
-func fitThinking(think, asked, m int64) int64 {
-	return max(minThinkingBudget, min(m*think/max(asked, 1), m-1))
+	return nil
 }
 
 // budgeted reports whether budgets apply to the request: a ledger and some
@@ -126,60 +122,45 @@ type fitted struct {
 // the same one when requests in flight took what was left meanwhile.
 const maxFitRounds = 3
 
-// minThinkingBudget is Anthropic's smallest thinking budget_tokens; it must
-// also be below max_tokens.
-const minThinkingBudget = 1024
-
 // fit reserves the request again with the largest max_tokens whose worst
 // case fits what the denying limit has left, as long as each denial comes
 // from a limit that says fit and the fitted max_tokens stays at or above the
-// floor (budget_fit_floor, and minThinkingBudget+1 when thinking has a
-// budget). A thinking budget that would not stay below the new max_tokens is
-// lowered in the same proportion of max_tokens as the client asked, at least
-// to minThinkingBudget. It returns the last decision, the request reserved,
-// the body edits for an allowed request, and for a refused one a note for
-// the client's message.
-func (p *policyProcessor) fit(ctx context.Context, in policy.BudgetInput, f reqbody.Fields, body []byte, dec budget.Decision) (
-	budget.Decision, budget.Request, []reqbody.Edit, string, error) {
+// floor (budget_fit_floor, and the request's own MinMaxTokens, as an
+// Anthropic request's with a thinking budget). For an allowed request it
+// lowers r's max_tokens (and what its format keeps below it, as the thinking
+// budget). It returns the last decision, the request reserved, and for a
+// refused one a note for the client's message.
+func (p *policyProcessor) fit(ctx context.Context, in policy.BudgetInput, r clientformat.Request, dec budget.Decision) (
+	budget.Decision, budget.Request, string, error) {
 	cfg := p.pol.Budgets
-	floor := cfg.Floor()
-	think, thinkAt, thinking := reqbody.ThinkingBudget(body, f)
-	if thinking {
-		floor = max(floor, minThinkingBudget+1)
-	}
+	floor := max(cfg.Floor(), r.MinMaxTokens())
 	asked := in.MaxTokens
 	var req budget.Request
 	for round := 0; round < maxFitRounds && !dec.Allowed; round++ {
 		d := dec.Denial
 		if !cfg.Fits(d.Scope, d.Limit) {
-			return dec, req, nil, "", nil
+			return dec, req, "", nil
 		}
 		m, err := p.pol.FitMaxTokens(in, d)
 		if err != nil || m >= in.MaxTokens || m < floor {
-			return dec, req, nil, fmt.Sprintf("; lowering max_tokens to fit (when_short: fit) would leave fewer than %d output tokens", floor), nil
+			return dec, req, fmt.Sprintf("; lowering max_tokens to fit (when_short: fit) would leave fewer than %d output tokens", floor), nil
 		}
 		in.MaxTokens = m
 		if req, err = p.pol.BudgetRequest(in); err != nil {
-			return dec, req, nil, "", nil
+			return dec, req, "", nil
 		}
 		if dec, err = p.s.ledger.Reserve(ledgerContext(ctx), req, p.s.now()); err != nil {
-			return dec, req, nil, "", err
+			return dec, req, "", err
 		}
 	}
 	if !dec.Allowed {
-		return dec, req, nil, "", nil
+		return dec, req, "", nil
 	}
 	m := in.MaxTokens
-	edits := []reqbody.Edit{reqbody.IntEdit(reqbody.Span{Start: f.MaxTokensStart, End: f.MaxTokensEnd}, m)}
-	p.fitted = fitted{maxTokens: m}
-	if thinking && think >= m {
-		b := fitThinking(think, asked, m)
-		edits = append(edits, reqbody.IntEdit(thinkAt, b))
-		p.fitted.thinking = b
-	}
+	p.fitted = fitted{maxTokens: m, thinking: r.SetMaxTokens(m)}
 	p.s.log.Info("max_tokens lowered to fit a budget", zap.String("request_id", p.requestID),
 		zap.Int64("max_tokens", asked), zap.Int64("max_tokens_fitted", m), zap.Int64("thinking_budget_fitted", p.fitted.thinking))
-	return dec, req, edits, "", nil
+	return dec, req, "", nil
 }
 
 // settle replaces the reservation by what the request cost. It runs when the
@@ -208,7 +189,7 @@ func (p *policyProcessor) settle(ctx context.Context, r actualCost) {
 // fetch input the body does not carry), so a ceiling may be overshot by the
 // difference.
 func (p *policyProcessor) checkAboveReserved(r actualCost) {
-	if p.endpoint != epMessages || p.budgetOutcome != budgetAllowed {
+	if !p.endpoint.Metered || p.budgetOutcome != budgetAllowed {
 		return // exempt and free endpoints reserve no cost
 	}
 	res := p.reserved

@@ -4,6 +4,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/tollgate-dev/tollgate/clientformat"
+	"github.com/tollgate-dev/tollgate/clientformat/anthropic"
 )
 
 // TestFinalRefusalsSayNoRetry: every refusal the same request cannot pass on
@@ -61,44 +64,30 @@ func TestRetryableRefusals(t *testing.T) {
 			t.Errorf("retry-after %d s: final %v; want %v", tt.seconds, got, tt.final)
 		}
 	}
-	rate := errorf(429, "rate_limit_error", "rate limit")
+	rate := errorf(429, clientformat.CodeRateLimit, "rate limit")
 	rate.RetryAfter = "7"
-	h := sets(t, immediate(rate, "r").GetImmediateResponse().GetHeaders())
+	h := sets(t, immediate(anthropic.Format{}, rate, "r").GetImmediateResponse().GetHeaders())
 	if h["retry-after"] != "7" || h[hdrShouldRetry] != "" {
 		t.Errorf("rate limit headers %v; want retry-after 7 and no x-should-retry", h)
 	}
-	down := errorf(503, "overloaded_error", "the gateway cannot check budgets right now; retry shortly")
-	if h := sets(t, immediate(down, "r").GetImmediateResponse().GetHeaders()); h[hdrShouldRetry] != "" {
+	down := errorf(503, clientformat.CodeOverloaded, "the gateway cannot check budgets right now; retry shortly")
+	if h := sets(t, immediate(anthropic.Format{}, down, "r").GetImmediateResponse().GetHeaders()); h[hdrShouldRetry] != "" {
 		t.Errorf("the fail-closed 503 says x-should-retry %q", h[hdrShouldRetry])
 	}
 }
 
-// TestModelsPathIsOneModelID: GET /v1/models/{id} is budget-exempt and goes out
-// with the provider key, so only a well-formed id segment is a models request
-// (issue 9, item 13); anything an edge could decode or normalise into another
-// endpoint is a 404 here.
+// TestModelsPathIsOneModelID: a GET /v1/models/{id} path whose id the
+// Anthropic format refuses (clientformat/anthropic's TestClassifyModelsPath
+// has the cases) is a final 404 in Anthropic's shape, recorded under the
+// endpoint "unknown" (issue 9, item 13).
 func TestModelsPathIsOneModelID(t *testing.T) {
-	for _, path := range []string{
-		"/v1/models", "/v1/models?limit=1000", "/v1/models/claude-sonnet-4-5-20250929",
-		"/v1/models/claude-3-5-sonnet-latest?beta=true", "/v1/models/anthropic.claude-3-5-sonnet-20240620-v1:0",
-		"/v1/models/claude-opus-4.1",
-	} {
-		if ep, err := classify("GET", path); ep != epModels || err != nil {
-			t.Errorf("%s: %v %v; want a models request", path, ep, err)
-		}
+	s := newTestServer(t)
+	f, ep, err := s.formats.classify("GET", "/v1/models/..%2ffiles")
+	if err == nil || err.Status != 404 || err.Code != clientformat.CodeNotFound || !err.Final || ep.Name != unknownEndpoint || f.Name() != "anthropic" {
+		t.Errorf("got %s %+v %v; want a final 404 of the anthropic format", f.Name(), ep, err)
 	}
-	for _, path := range []string{
-		"/v1/models/%2e%2e/files", "/v1/models/%2E%2E/files", "/v1/models/..", "/v1/models/.",
-		"/v1/models/../files", "/v1/models/./claude", "/v1/models/.%2e", "/v1/models/%2e",
-		"/v1/models/..%2ffiles", "/v1/models/..%2Ffiles", "/v1/models/claude%2f..%2f..%2fv1%2ffiles",
-		"/v1/models/..%5cfiles", "/v1/models/..\\files", "/v1/models/", "/v1/models//claude",
-		"/v1/models/claude/", "/v1/models/claude/files", "/v1/models/-claude", "/v1/models/.hidden",
-		"/v1/models/" + strings.Repeat("m", maxModelLen+1),
-	} {
-		ep, err := classify("GET", path)
-		if ep == epModels || err == nil || err.Status != 404 || !err.Final {
-			t.Errorf("%s: %v %v; want a final 404", path, ep, err)
-		}
+	if _, ep, err := s.formats.classify("GET", "/v1/models/claude-opus-4.1?beta=true"); err != nil || ep.Name != "models" || ep.Metered {
+		t.Errorf("a well-formed id: %+v %v", ep, err)
 	}
 }
 

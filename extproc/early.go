@@ -123,7 +123,7 @@ const (
 // body is still to come. It does nothing without a ledger, budgets, a
 // content-length, or a previous request of the key to guess from.
 func (p *policyProcessor) startEarlyReserve(ctx context.Context, h headers) {
-	if p.s.noEarlyReserve || p.s.ledger == nil || p.endpoint != epMessages || p.key == nil ||
+	if p.s.noEarlyReserve || p.s.ledger == nil || !p.endpoint.Metered || p.key == nil ||
 		p.pol.Budgets == nil || len(p.pol.Budgets.Limits) == 0 {
 		return
 	}
@@ -148,7 +148,7 @@ func (p *policyProcessor) startEarlyReserve(ctx context.Context, h headers) {
 	}
 	in := policy.BudgetInput{
 		RequestID: p.requestID, Key: p.key, Route: route, Session: p.trace.TraceID,
-		Endpoint: string(p.endpoint), Model: g.model, BodyBytes: earlyBodyBytes(size, g), MaxTokens: g.maxTokens, Media: g.media,
+		Endpoint: p.endpoint.Name, Model: g.model, BodyBytes: earlyBodyBytes(size, g), MaxTokens: g.maxTokens, Media: g.media,
 	}
 	req, err := p.pol.BudgetRequest(in)
 	if err != nil || req.Exempt || len(req.Scopes) == 0 {

@@ -1,21 +1,24 @@
 package extproc
 
 import (
-	"encoding/json"
 	"fmt"
 	"strconv"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+
+	"github.com/tollgate-dev/tollgate/clientformat"
 )
 
 // ClientError is a request Tollgate refuses. It carries everything the edge needs:
-// the HTTP status, the Anthropic error type (which doubles as the metric label) and
-// a message for the client. Messages never contain credentials.
+// the HTTP status, the stable code (the metric label and the record's error
+// type, whatever the client format) and a message for the client; the
+// request's client format renders it (immediate). Messages never contain
+// credentials.
 type ClientError struct {
 	Status  int
-	Type    string // Anthropic error.type, e.g. "authentication_error"
+	Code    clientformat.Code // e.g. "authentication_error"
 	Message string
 	// RetryAfter is the retry-after header in seconds, for rate and
 	// concurrency limits; empty for everything a retry cannot fix soon.
@@ -28,35 +31,34 @@ type ClientError struct {
 	Final bool
 }
 
-func (e *ClientError) Error() string { return fmt.Sprintf("%d %s: %s", e.Status, e.Type, e.Message) }
+func (e *ClientError) Error() string { return fmt.Sprintf("%d %s: %s", e.Status, e.Code, e.Message) }
 
 // errorf builds a refusal a retry may pass (Final false): the fail-closed 503
 // of a budget ledger that is down, for instance.
-func errorf(status int, typ, format string, args ...any) *ClientError {
-	return &ClientError{Status: status, Type: typ, Message: fmt.Sprintf(format, args...)}
+func errorf(status int, code clientformat.Code, format string, args ...any) *ClientError {
+	return &ClientError{Status: status, Code: code, Message: fmt.Sprintf(format, args...)}
 }
 
 // finalf builds a refusal the same request can never pass (Final true).
-func finalf(status int, typ, format string, args ...any) *ClientError {
-	e := errorf(status, typ, format, args...)
+func finalf(status int, code clientformat.Code, format string, args ...any) *ClientError {
+	e := errorf(status, code, format, args...)
 	e.Final = true
 	return e
 }
 
-// Constructors for the Anthropic error types of WIRE-FORMATS section 1.5. Each
-// of these refusals depends only on the request and the policy, so they are
-// all final: the same request gets the same answer.
+// Constructors for the refusals that depend only on the request and the
+// policy, so they are all final: the same request gets the same answer.
 func invalidRequest(format string, args ...any) *ClientError {
-	return finalf(400, "invalid_request_error", format, args...)
+	return finalf(400, clientformat.CodeInvalidRequest, format, args...)
 }
 func authenticationError(format string, args ...any) *ClientError {
-	return finalf(401, "authentication_error", format, args...)
+	return finalf(401, clientformat.CodeAuthentication, format, args...)
 }
 func permissionError(format string, args ...any) *ClientError {
-	return finalf(403, "permission_error", format, args...)
+	return finalf(403, clientformat.CodePermission, format, args...)
 }
 func notFound(format string, args ...any) *ClientError {
-	return finalf(404, "not_found_error", format, args...)
+	return finalf(404, clientformat.CodeNotFound, format, args...)
 }
 
 // maxRetryAfterSeconds is the longest retry-after Claude Code waits for; above
@@ -70,29 +72,17 @@ const maxRetryAfterSeconds = 60
 // than clients wait, the refusal is final.
 func retryHelps(seconds int) bool { return seconds > 0 && seconds <= maxRetryAfterSeconds }
 
-// anthropicErrorBody is the Anthropic error shape:
-// {"type":"error","error":{"type":...,"message":...},"request_id":...}.
-func anthropicErrorBody(e *ClientError, requestID string) []byte {
-	body := struct {
-		Type  string `json:"type"`
-		Error struct {
-			Type    string `json:"type"`
-			Message string `json:"message"`
-		} `json:"error"`
-		RequestID string `json:"request_id,omitempty"`
-	}{Type: "error", RequestID: requestID}
-	body.Error.Type, body.Error.Message = e.Type, e.Message
-	b, _ := json.Marshal(body) // plain strings always marshal
-	return b
-}
-
-// immediate builds an ImmediateResponse carrying e as an Anthropic error. The
-// details string (Envoy's %RESPONSE_CODE_DETAILS%) names the error type.
-func immediate(e *ClientError, requestID string) *extprocv3.ProcessingResponse {
-	body := anthropicErrorBody(e, requestID)
+// immediate builds an ImmediateResponse carrying e as format renders it,
+// with content-length, and retry-after and x-should-retry as e says. The
+// details string (Envoy's %RESPONSE_CODE_DETAILS%) names the code.
+func immediate(format ClientFormat, e *ClientError, requestID string) *extprocv3.ProcessingResponse {
+	reply := format.RenderError(clientformat.Error{Status: e.Status, Code: e.Code, Message: e.Message, RequestID: requestID})
 	var m mutation
-	m.Set("content-type", "application/json")
-	m.Set("content-length", strconv.Itoa(len(body)))
+	m.Set("content-type", reply.ContentType)
+	m.Set("content-length", strconv.Itoa(len(reply.Body)))
+	for _, h := range reply.Headers {
+		m.Set(h.Key, h.Value)
+	}
 	if e.RetryAfter != "" {
 		m.Set("retry-after", e.RetryAfter)
 	}
@@ -101,10 +91,10 @@ func immediate(e *ClientError, requestID string) *extprocv3.ProcessingResponse {
 	}
 	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ImmediateResponse{
 		ImmediateResponse: &extprocv3.ImmediateResponse{
-			Status:  &typev3.HttpStatus{Code: typev3.StatusCode(e.Status)},
+			Status:  &typev3.HttpStatus{Code: typev3.StatusCode(reply.Status)},
 			Headers: m.proto(),
-			Body:    body,
-			Details: "tollgate_" + e.Type,
+			Body:    reply.Body,
+			Details: "tollgate_" + string(e.Code),
 		}}}
 }
 

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tollgate-dev/tollgate/clientformat/anthropic"
 )
 
 func TestMeterInjectsAnErrorEventIntoACutStream(t *testing.T) {
@@ -19,7 +21,7 @@ func TestMeterInjectsAnErrorEventIntoACutStream(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			var m meter
-			m.start("text/event-stream; charset=utf-8")
+			m.start(anthropic.Format{}, "text/event-stream; charset=utf-8")
 			if repl := m.chunk([]byte(tt.sent), false, time.Now()); repl != nil {
 				t.Fatal("replaced a chunk before the end")
 			}
@@ -29,7 +31,7 @@ func TestMeterInjectsAnErrorEventIntoACutStream(t *testing.T) {
 				t.Errorf("replacement = %q", repl)
 			}
 			r := m.result(200)
-			if r.complete || !r.metered || r.usage.InputTokens != 7 {
+			if r.Complete || !r.Metered || r.Usage.InputTokens != 7 {
 				t.Errorf("result = %+v", r)
 			}
 		})
@@ -42,7 +44,7 @@ func TestMeterLeavesCompleteAndErroredStreamsAlone(t *testing.T) {
 		"event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n",
 	} {
 		var m meter
-		m.start("text/event-stream")
+		m.start(anthropic.Format{}, "text/event-stream")
 		if repl := m.chunk([]byte(body), true, time.Now()); repl != nil {
 			t.Errorf("replaced %q", body)
 		}
@@ -51,19 +53,19 @@ func TestMeterLeavesCompleteAndErroredStreamsAlone(t *testing.T) {
 
 func TestMeterJSON(t *testing.T) {
 	var m meter
-	m.start("application/json")
+	m.start(anthropic.Format{}, "application/json")
 	body := `{"model":"claude-x","usage":{"input_tokens":10,"output_tokens":5}}`
 	m.chunk([]byte(body[:20]), false, time.Now())
 	m.chunk([]byte(body[20:]), true, time.Now())
 	r := m.result(200)
-	if !r.complete || !r.metered || r.model != "claude-x" || r.usage.InputTokens != 10 || r.usage.OutputTokens != 5 {
+	if !r.Complete || !r.Metered || r.Model != "claude-x" || r.Usage.InputTokens != 10 || r.Usage.OutputTokens != 5 {
 		t.Errorf("result = %+v", r)
 	}
 
 	var e meter
-	e.start("application/json")
+	e.start(anthropic.Format{}, "application/json")
 	e.chunk([]byte(`{"type":"error","error":{"type":"overloaded_error","message":"busy"}}`), true, time.Now())
-	if r := e.result(529); r.errorType != "overloaded_error" || r.metered {
+	if r := e.result(529); r.ErrorType != "overloaded_error" || r.Metered {
 		t.Errorf("error result = %+v", r)
 	}
 }

@@ -12,69 +12,12 @@ import (
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"go.uber.org/zap"
 
-	"github.com/tollgate-dev/tollgate/clientformat/anthropic/reqbody"
+	"github.com/tollgate-dev/tollgate/clientformat"
 	"github.com/tollgate-dev/tollgate/policy"
 	"github.com/tollgate-dev/tollgate/policy/budget"
 	"github.com/tollgate-dev/tollgate/policy/pricing"
 	"github.com/tollgate-dev/tollgate/records"
 )
-
-// endpoint is a client-facing API Tollgate serves.
-type endpoint string
-
-const (
-	epMessages    endpoint = "messages"
-	epCountTokens endpoint = "count_tokens"
-	epModels      endpoint = "models"
-	epProbe       endpoint = "probe"
-	epUnknown     endpoint = "unknown"
-)
-
-// classify maps a method and path (query ignored) to an endpoint.
-func classify(method, path string) (endpoint, *ClientError) {
-	if i := strings.IndexByte(path, '?'); i >= 0 {
-		path = path[:i]
-	}
-	switch {
-	case path == "/v1/messages" && method == "POST":
-		return epMessages, nil
-	case path == "/v1/messages/count_tokens" && method == "POST":
-		return epCountTokens, nil
-	case path == "/v1/models" && method == "GET":
-		return epModels, nil
-	case strings.HasPrefix(path, "/v1/models/") && method == "GET":
-		if id := path[len("/v1/models/"):]; !validModelID(id) {
-			return epUnknown, notFound("GET %s: a model id is one path segment of letters, digits, '-', '.', '_' and ':', starting with a letter or digit; percent-escapes, dot-segments and further segments are refused", path)
-		}
-		return epModels, nil
-	case (path == "/" || path == "/api/hello") && method == "HEAD":
-		// Claude Code's credential-less warm-up probe; its answer is ignored.
-		return epProbe, nil
-	}
-	return epUnknown, notFound("%s %s is not an endpoint of this gateway; it serves POST /v1/messages, POST /v1/messages/count_tokens and GET /v1/models", method, path)
-}
-
-// validModelID reports whether id, the rest of a GET /v1/models/{id} path, is
-// one well-formed model id segment. The models endpoint is exempt from budgets
-// and forwarded with the provider key, so anything that could name another
-// endpoint at an edge that decodes or normalises paths is refused: "%"
-// (encoded slashes, backslashes and dots), "/" (further or empty segments),
-// a backslash, and dot-segments (an id starts with a letter or digit).
-func validModelID(id string) bool {
-	if id == "" || len(id) > maxModelLen || !isAlnum(id[0]) {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		if c := id[i]; !isAlnum(c) && c != '-' && c != '.' && c != '_' && c != ':' {
-			return false
-		}
-	}
-	return true
-}
-
-func isAlnum(c byte) bool {
-	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
-}
 
 // gatewayKeyHeaders lists where a client may put its gateway key, in the order
 // they are tried: the first one present (authorization only with the Bearer
@@ -149,7 +92,8 @@ type policyProcessor struct {
 	requestID string // the record id, Tollgate's own (records.NewID), never the client's x-request-id
 	method    string
 	path      string
-	endpoint  endpoint
+	format    ClientFormat // the request's client format; set at the request headers
+	endpoint  clientformat.Endpoint
 	key       *policy.Key
 	trace     traceInfo
 	// envoyRequestID is the x-request-id header, which Envoy gives both filters
@@ -192,7 +136,7 @@ func newPolicyProcessor(s *Server) *policyProcessor { return &policyProcessor{s:
 // ended: a complete response, an error, a rejection, or a client that went away.
 func (p *policyProcessor) finish(ctx context.Context, _ error) {
 	p.cancelEarly(ctx)
-	if p.endpoint == "" || p.endpoint == epProbe {
+	if p.endpoint.Name == "" || p.endpoint.Probe {
 		return // a warm-up probe or a stream with no request: nothing to record
 	}
 	r, modelLabel := p.buildRecord(p.s.now())
@@ -215,15 +159,15 @@ func (p *policyProcessor) handle(ctx context.Context, req *extprocv3.ProcessingR
 }
 
 func (p *policyProcessor) reject(e *ClientError) *extprocv3.ProcessingResponse {
-	p.s.metrics.rejections.WithLabelValues(rolePolicy, e.Type).Inc()
+	p.s.metrics.rejections.WithLabelValues(rolePolicy, string(e.Code)).Inc()
 	p.rejected = e
 	fields := []zap.Field{zap.String("request_id", p.requestID), zap.Int("status", e.Status),
-		zap.String("error_type", e.Type), zap.String("reason", e.Message), zap.String("path", clip(p.path, maxRecordPathBytes))}
+		zap.String("error_type", string(e.Code)), zap.String("reason", e.Message), zap.String("path", clip(p.path, maxRecordPathBytes))}
 	if p.key != nil {
 		fields = append(fields, zap.String("key_id", p.key.ID))
 	}
 	p.s.log.Info("request rejected", fields...)
-	resp := immediate(e, p.requestID)
+	resp := immediate(p.format, e, p.requestID)
 	if p.trace.TraceID != "" {
 		ir := resp.GetImmediateResponse()
 		var m mutation
@@ -240,12 +184,12 @@ func (p *policyProcessor) requestHeaders(ctx context.Context, hh *extprocv3.Http
 	p.envoyRequestID, p.method, p.path = h.get(hdrRequestID), h.get(":method"), h.get(":path")
 	p.requestID = records.NewID(p.start)
 
-	ep, cerr := classify(p.method, p.path)
-	p.endpoint = ep
+	format, ep, cerr := p.s.formats.classify(p.method, p.path)
+	p.format, p.endpoint = format, ep
 	if cerr != nil {
 		return p.reject(cerr)
 	}
-	if ep == epProbe {
+	if ep.Probe {
 		return emptyImmediate(200, "tollgate_probe")
 	}
 	trace, cerr := readTrace(h)
@@ -269,7 +213,7 @@ func (p *policyProcessor) requestHeaders(ctx context.Context, hh *extprocv3.Http
 		p.slug = h.get(hdrPortkeyRoute)
 	}
 
-	if hh.GetEndOfStream() && (ep == epMessages || ep == epCountTokens) {
+	if hh.GetEndOfStream() && ep.Body {
 		// Content-Length: 0, or no body at all: nothing to route or price.
 		return p.reject(invalidRequest("request body: empty; %s %s takes a JSON body with a model", p.method, strings.SplitN(p.path, "?", 2)[0]))
 	}
@@ -286,7 +230,7 @@ func (p *policyProcessor) requestHeaders(ctx context.Context, hh *extprocv3.Http
 	if e := p.resolveRoute(p.slug); e != nil {
 		return p.reject(e)
 	}
-	if _, e := p.reserve(ctx, reqbody.Fields{}, nil, reqbody.Media{}); e != nil {
+	if e := p.reserve(ctx, nil, 0); e != nil {
 		return p.reject(e)
 	}
 	p.routeTo(&m)
@@ -299,42 +243,36 @@ func (p *policyProcessor) requestHeaders(ctx context.Context, hh *extprocv3.Http
 
 func (p *policyProcessor) requestBody(ctx context.Context, b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
 	body := b.GetBody()
-	var f reqbody.Fields
-	var media reqbody.Media
-	var err error
-	if p.endpoint == epMessages && p.budgeted() {
-		// The input bound needs the images, documents and tools: one pass.
-		f, media, err = reqbody.ScanWithMedia(body)
-	} else {
-		f, err = reqbody.Scan(body)
-	}
+	// The input bound of a metered request needs what its body holds beyond
+	// text (images, documents, tools): read in the same pass.
+	req, err := p.format.ReadRequest(p.endpoint, p.path, body, p.endpoint.Metered && p.budgeted())
 	if err != nil {
 		return p.reject(invalidRequest("request body: %v", err))
 	}
-	if !f.HasModel || f.Model == "" {
+	requested, ok := req.Model()
+	if !ok || requested == "" {
 		return p.reject(invalidRequest("model: field required"))
 	}
-	if len(f.Model) > maxModelLen {
-		return p.reject(invalidRequest("model: %d bytes long; a model id has at most %d", len(f.Model), maxModelLen))
+	if len(requested) > maxModelLen {
+		return p.reject(invalidRequest("model: %d bytes long; a model id has at most %d", len(requested), maxModelLen))
 	}
-	if strings.ContainsFunc(f.Model, unicode.IsControl) {
-		return p.reject(invalidRequest("model: %q contains control characters", f.Model))
+	if strings.ContainsFunc(requested, unicode.IsControl) {
+		return p.reject(invalidRequest("model: %q contains control characters", requested))
 	}
 
-	p.requestedModel, p.model, p.stream = f.Model, f.Model, f.Stream
+	p.requestedModel, p.model, p.stream = requested, requested, req.Stream()
 	slug := p.slug
-	var edits []reqbody.Edit
-	if strings.HasPrefix(f.Model, "@") {
+	if strings.HasPrefix(requested, "@") {
 		// "@slug/model" names the route in the body; the provider sees the plain id.
-		bodySlug, model, ok := strings.Cut(f.Model[1:], "/")
+		bodySlug, model, ok := strings.Cut(requested[1:], "/")
 		if !ok || bodySlug == "" || model == "" {
-			return p.reject(invalidRequest("model %q: the routed form is \"@route/model-id\"", f.Model))
+			return p.reject(invalidRequest("model %q: the routed form is \"@route/model-id\"", requested))
 		}
 		if slug != "" && strings.TrimPrefix(slug, "@") != bodySlug {
 			return p.reject(invalidRequest("the %s header names route %q but the model names route %q", hdrRoute, slug, "@"+bodySlug))
 		}
 		slug, p.model = bodySlug, model
-		edits = append(edits, reqbody.ModelEdit(f, model))
+		req.SetModel(model)
 	}
 	if e := p.resolveRoute(slug); e != nil {
 		return p.reject(e)
@@ -342,11 +280,9 @@ func (p *policyProcessor) requestBody(ctx context.Context, b *extprocv3.HttpBody
 	if e := p.checkPriced(); e != nil {
 		return p.reject(e)
 	}
-	fit, e := p.reserve(ctx, f, body, media)
-	if e != nil {
+	if e := p.reserve(ctx, req, len(body)); e != nil {
 		return p.reject(e)
 	}
-	edits = append(edits, fit...)
 	if limit := p.pol.CaptureLimit(p.route, p.key.Team); limit > 0 {
 		p.requestCapture = captureBody(body, len(body), limit)
 		p.meter.capture.limit = limit
@@ -357,8 +293,7 @@ func (p *policyProcessor) requestBody(ctx context.Context, b *extprocv3.HttpBody
 	p.released = p.s.now()
 	p.admit()
 	c := &extprocv3.CommonResponse{ClearRouteCache: true}
-	if len(edits) > 0 {
-		newBody := reqbody.Apply(body, edits...)
+	if newBody, edited := req.Body(); edited {
 		// Envoy keeps content-length in BUFFERED mode and rejects a mismatch.
 		m.Set("content-length", strconv.Itoa(len(newBody)))
 		c.BodyMutation = &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_Body{Body: newBody}}
@@ -390,7 +325,7 @@ func (p *policyProcessor) resolveRoute(slug string) *ClientError {
 // unpriced models are denied. By default they are priced by a family estimate
 // and flagged in records, so Claude Code keeps working the day a model ships.
 func (p *policyProcessor) checkPriced() *ClientError {
-	if p.endpoint != epMessages || p.pol.Pricing.Unknown != pricing.Deny || len(p.route.Chain) == 0 {
+	if !p.endpoint.Metered || p.pol.Pricing.Unknown != pricing.Deny || len(p.route.Chain) == 0 {
 		return nil
 	}
 	if model, _, err := p.pol.PriceAt(p.route, p.route.Chain[0], p.model, pricing.Deny); err != nil {
@@ -413,7 +348,7 @@ func (p *policyProcessor) responseHeaders(hh *extprocv3.HttpHeaders) *extprocv3.
 	p.respHeaders = true
 	p.status, _ = strconv.Atoi(h.get(":status"))
 	p.servedBy = h.get(hdrServingProvider)
-	p.meter.start(h.get("content-type"))
+	p.meter.start(p.format, h.get("content-type"))
 	if hh.GetEndOfStream() {
 		p.meter.chunk(nil, true, p.s.now())
 	}
@@ -425,8 +360,8 @@ func (p *policyProcessor) responseHeaders(hh *extprocv3.HttpHeaders) *extprocv3.
 		m.Set(hdrBudgetRemaining, p.remaining.Header())
 	}
 	resp := continueResponseHeaders(&extprocv3.CommonResponse{HeaderMutation: m.proto()})
-	if p.endpoint != epMessages {
-		// Only message responses carry usage; spare the other bodies a round trip
+	if !p.endpoint.Metered {
+		// Only metered responses carry usage; spare the other bodies a round trip
 		// per chunk. Body modes in an override always replace both, so echo the
 		// request's (ENVOY-EXTPROC section 2).
 		resp.ModeOverride = &extprocfilterv3.ProcessingMode{

@@ -67,7 +67,7 @@ func (p *policyProcessor) buildRecord(end time.Time) (records.Record, string) {
 	r.ResponseBody = p.meter.capture.String()
 	switch {
 	case p.rejected != nil:
-		r.Status, r.ErrorType = p.rejected.Status, p.rejected.Type
+		r.Status, r.ErrorType = p.rejected.Status, string(p.rejected.Code)
 		r.Outcome = refusalOutcome(p.rejected.Status)
 		return r, p.modelLabel("")
 	case !p.respHeaders:
@@ -76,8 +76,8 @@ func (p *policyProcessor) buildRecord(end time.Time) (records.Record, string) {
 	}
 
 	res := p.meter.result(p.status)
-	r.Status, r.ErrorType = p.status, res.errorType
-	r.Usage, r.UsageEstimated, r.ResponseModel = res.usage, res.estimated, res.model
+	r.Status, r.ErrorType = p.status, res.ErrorType
+	r.Usage, r.UsageEstimated, r.ResponseModel = res.Usage, res.Estimated, res.Model
 	// A response without the adapter's header is a local reply: Envoy's (no
 	// provider could be reached, a body over the buffer limit) or the
 	// adapter's own refusal. It is recorded against the first provider of
@@ -96,9 +96,9 @@ func (p *policyProcessor) buildRecord(end time.Time) (records.Record, string) {
 		// Refused before any provider answered, as Envoy's 413 for a body over
 		// the buffer limit.
 		r.Outcome = refusalOutcome(p.status)
-	case p.status >= 400 || res.errorType != "":
+	case p.status >= 400 || res.ErrorType != "":
 		r.Outcome = records.OutcomeProviderError
-	case res.complete, p.endpoint != epMessages:
+	case res.Complete, !p.endpoint.Metered:
 		// Only message bodies are followed to their end; the other endpoints'
 		// bodies skip the processor (mode_override), so their headers decide.
 		r.Outcome = records.OutcomeOK
@@ -107,7 +107,7 @@ func (p *policyProcessor) buildRecord(end time.Time) (records.Record, string) {
 	default:
 		r.Outcome = records.OutcomeCancelled // the stream was reset: usually the client left
 	}
-	if res.metered {
+	if res.Metered {
 		return r, p.price(&r)
 	}
 	return r, p.modelLabel(r.Provider)
@@ -122,7 +122,7 @@ func (p *policyProcessor) baseRecord(end time.Time) records.Record {
 		Start: p.start, End: end,
 		TraceID: p.trace.TraceID, SessionID: p.trace.SessionID,
 		AgentID: p.trace.AgentID, ParentAgentID: p.trace.ParentAgentID,
-		Endpoint: string(p.endpoint), Method: clip(p.method, maxRecordMethodBytes), Path: clip(p.path, maxRecordPathBytes),
+		Endpoint: p.endpoint.Name, Method: clip(p.method, maxRecordMethodBytes), Path: clip(p.path, maxRecordPathBytes),
 		RequestedModel: p.requestedModel, Model: p.sentModel(p.servedBy), Stream: p.stream,
 		Provider:             p.servedBy,
 		LatencyMS:            ms(end.Sub(p.start)),

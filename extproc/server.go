@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"time"
 
@@ -33,14 +34,19 @@ type Policies interface {
 	Current() *policy.Policy
 }
 
-// Options configure a Server. Policies is required.
+// Options configure a Server. Policies and ClientFormats are required.
 type Options struct {
 	Policies Policies
-	Logger   *zap.Logger      // default: no logging
-	Metrics  *Metrics         // default: metrics not exported
-	Recorder Recorder         // default: records discarded
-	Ledger   budget.Ledger    // default: no budgets are enforced
-	Now      func() time.Time // default: time.Now
+	// ClientFormats are the APIs clients may speak (clientformat/anthropic's
+	// Format, ...). Each request belongs to the first whose Classify owns its
+	// method and path; the first also renders the refusals of requests that
+	// none owns, and the adapter's.
+	ClientFormats []ClientFormat
+	Logger        *zap.Logger      // default: no logging
+	Metrics       *Metrics         // default: metrics not exported
+	Recorder      Recorder         // default: records discarded
+	Ledger        budget.Ledger    // default: no budgets are enforced
+	Now           func() time.Time // default: time.Now
 	// NoEarlyReserve turns off early reservations (early.go): every budget
 	// check then waits for the body and makes its ledger round trip there.
 	NoEarlyReserve bool
@@ -54,6 +60,7 @@ type Options struct {
 type Server struct {
 	extprocv3.UnimplementedExternalProcessorServer
 	policies Policies
+	formats  clientFormats
 	log      *zap.Logger
 	metrics  *Metrics
 	recorder Recorder
@@ -70,7 +77,10 @@ func NewServer(o Options) (*Server, error) {
 	if o.Policies == nil {
 		return nil, errors.New("extproc: Policies is required")
 	}
-	s := &Server{policies: o.Policies, log: o.Logger, metrics: o.Metrics, recorder: o.Recorder, ledger: o.Ledger, now: o.Now,
+	if err := checkFormats(o.ClientFormats); err != nil {
+		return nil, err
+	}
+	s := &Server{policies: o.Policies, formats: clientFormats(slices.Clone(o.ClientFormats)), log: o.Logger, metrics: o.Metrics, recorder: o.Recorder, ledger: o.Ledger, now: o.Now,
 		noEarlyReserve: o.NoEarlyReserve, earlyBodyTimeout: o.EarlyBodyTimeout}
 	if s.recorder == nil {
 		s.recorder = discardRecorder{}

@@ -14,6 +14,7 @@ import (
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"google.golang.org/grpc"
 
+	anthropicfmt "github.com/tollgate-dev/tollgate/clientformat/anthropic"
 	"github.com/tollgate-dev/tollgate/extproc"
 	"github.com/tollgate-dev/tollgate/internal/envoytest"
 	"github.com/tollgate-dev/tollgate/policy"
@@ -62,7 +63,7 @@ keys:
 		t.Fatal(err)
 	}
 	recs := &collector{}
-	srv, err := extproc.NewServer(extproc.Options{Policies: fixedPolicy{p}, Recorder: recs})
+	srv, err := extproc.NewServer(extproc.Options{Policies: fixedPolicy{p}, ClientFormats: []extproc.ClientFormat{anthropicfmt.Format{}}, Recorder: recs})
 	if err != nil {
 		t.Fatal(err)
 	}

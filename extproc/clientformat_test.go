@@ -1,0 +1,106 @@
+package extproc
+
+import (
+	"encoding/json"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/tollgate-dev/tollgate/clientformat"
+	"github.com/tollgate-dev/tollgate/clientformat/anthropic"
+)
+
+// The Anthropic format is an extproc.ClientFormat; its package does not
+// import extproc, so the check is here.
+var _ ClientFormat = anthropic.Format{}
+
+// testFormats is what the tests' servers serve: the Anthropic format, as the
+// gateway registers it.
+func testFormats() []ClientFormat { return []ClientFormat{anthropic.Format{}} }
+
+// chatFormat stands in for a second format (OpenAI Chat's shape): it owns
+// POST /v1/chat/completions and renders errors as {"error":{...}}.
+type chatFormat struct{ anthropic.Format }
+
+func (chatFormat) Name() string { return "chat" }
+
+func (chatFormat) Classify(method, path string) (clientformat.Endpoint, bool, error) {
+	if method == "POST" && stripQuery(path) == "/v1/chat/completions" {
+		return clientformat.Endpoint{Name: "chat_completions", Metered: true, Body: true}, true, nil
+	}
+	return clientformat.Endpoint{}, false, nil
+}
+
+func (chatFormat) Endpoints() []string { return []string{"POST /v1/chat/completions"} }
+
+func (chatFormat) RenderError(e clientformat.Error) clientformat.ErrorReply {
+	b, _ := json.Marshal(map[string]map[string]string{"error": {"message": e.Message, "type": string(e.Code)}})
+	return clientformat.ErrorReply{Status: e.Status, ContentType: "application/json; charset=utf-8", Body: b,
+		Headers: []clientformat.Header{{Key: "x-chat-error", Value: string(e.Code)}}}
+}
+
+// TestNoFormatIsRefused: a server needs a client format to serve.
+func TestNoFormatIsRefused(t *testing.T) {
+	p := staticPolicies{}
+	for _, fs := range [][]ClientFormat{nil, {}, {nil}} {
+		if _, err := NewServer(Options{Policies: p, ClientFormats: fs}); err == nil {
+			t.Errorf("NewServer with formats %v: no error", fs)
+		}
+	}
+}
+
+// TestClassifyAsksEachFormatInTurn: the first format that owns a request's
+// method and path is the request's; a request none owns is a 404 in the
+// first format's shape, naming every format's endpoints.
+func TestClassifyAsksEachFormatInTurn(t *testing.T) {
+	fs := clientFormats{anthropic.Format{}, chatFormat{}}
+	for _, tt := range []struct {
+		method, path, format, endpoint string
+	}{
+		{"POST", "/v1/messages?beta=true", "anthropic", "messages"},
+		{"POST", "/v1/chat/completions", "chat", "chat_completions"},
+		{"HEAD", "/", "anthropic", "probe"},
+	} {
+		f, ep, err := fs.classify(tt.method, tt.path)
+		if err != nil || f.Name() != tt.format || ep.Name != tt.endpoint {
+			t.Errorf("%s %s: %s %+v %v; want %s %s", tt.method, tt.path, f.Name(), ep, err, tt.format, tt.endpoint)
+		}
+	}
+	f, ep, err := fs.classify("POST", "/v1/complete?x=1")
+	want := "POST /v1/complete is not an endpoint of this gateway; it serves POST /v1/messages, POST /v1/messages/count_tokens, GET /v1/models and POST /v1/chat/completions"
+	if err == nil || err.Message != want || err.Code != clientformat.CodeNotFound || f.Name() != "anthropic" || ep.Name != unknownEndpoint {
+		t.Errorf("unknown path: %s %+v %v", f.Name(), ep, err)
+	}
+}
+
+// TestNotFoundMessageUnchanged: with the Anthropic format alone, the 404 of
+// an unknown path says what it said before client formats.
+func TestNotFoundMessageUnchanged(t *testing.T) {
+	s := newTestServer(t)
+	c := stream(t, s, rolePolicy)
+	ir := roundTrip(t, c, reqHeaders(false, ":method", "POST", ":path", "/v1/complete?x=1", "x-api-key", "tg-alice")).GetImmediateResponse()
+	st, typ, msg := anthropicError(t, ir)
+	want := "POST /v1/complete is not an endpoint of this gateway; it serves POST /v1/messages, POST /v1/messages/count_tokens and GET /v1/models"
+	if st != 404 || typ != "not_found_error" || msg != want {
+		t.Errorf("got %d %s %q; want 404 not_found_error %q", st, typ, msg, want)
+	}
+	if ir.GetDetails() != "tollgate_not_found_error" {
+		t.Errorf("details %q", ir.GetDetails())
+	}
+}
+
+// TestImmediateRendersInTheRequestsFormat: a refusal is rendered by the
+// request's format, body, content type and extra headers; extproc adds
+// content-length and x-should-retry, and the code names the details.
+func TestImmediateRendersInTheRequestsFormat(t *testing.T) {
+	ir := immediate(chatFormat{}, invalidRequest("model: field required"), "r1").GetImmediateResponse()
+	h := sets(t, ir.GetHeaders())
+	body := string(ir.GetBody())
+	if ir.GetStatus().GetCode() != 400 || !strings.Contains(body, `"error":{"message":"model: field required","type":"invalid_request_error"}`) {
+		t.Errorf("status %d body %s", ir.GetStatus().GetCode(), body)
+	}
+	if h["content-type"] != "application/json; charset=utf-8" || h["x-chat-error"] != "invalid_request_error" ||
+		h["content-length"] != strconv.Itoa(len(body)) || h[hdrShouldRetry] != "false" || ir.GetDetails() != "tollgate_invalid_request_error" {
+		t.Errorf("headers %v details %q (body %d bytes)", h, ir.GetDetails(), len(body))
+	}
+}
