@@ -349,7 +349,7 @@ func TestRule10_UpstreamFiltersShareDownstreamStreamInfo(t *testing.T) {
 	proc := startProc(t, byFilter(map[string]script{
 		"policy": metaScript(t, func(m *extprocsvc.ProcessingRequest) map[string]any {
 			if m.GetRequestBody() != nil {
-				return map[string]any{"tollgate": map[string]any{"decision": "d1"}}
+				return map[string]any{"tollgate": map[string]any{"decision": "decision-Q"}}
 			}
 			return nil
 		}),
@@ -386,8 +386,8 @@ func TestRule10_UpstreamFiltersShareDownstreamStreamInfo(t *testing.T) {
 		t.Fatalf("%d adapter streams, want 2", len(adapters))
 	}
 	wantAdapter := [][]map[string]any{
-		{tg("decision", "d1"), tg("decision", "d1"), tg("decision", "d1")},
-		{tg("decision", "d1", "attempt_1", "500"), tg("decision", "d1", "attempt_1", "500"), tg("decision", "d1", "attempt_1", "500")},
+		{tg("decision", "decision-Q"), tg("decision", "decision-Q"), tg("decision", "decision-Q")},
+		{tg("decision", "decision-Q", "attempt_1", "500"), tg("decision", "decision-Q", "attempt_1", "500"), tg("decision", "decision-Q", "attempt_1", "500")},
 	}
 	for i, msgs := range adapters {
 		if k := kinds(msgs); len(k) != 3 || k[0] != "request_headers(eos=false)" || k[1] != "request_body(eos=true)" || !strings.HasPrefix(k[2], "response_headers") {
@@ -408,13 +408,13 @@ func TestRule10_UpstreamFiltersShareDownstreamStreamInfo(t *testing.T) {
 	if k := kinds(policy); len(k) != 3 || k[2] != "response_headers(eos=false)" {
 		t.Fatalf("policy messages %v", k)
 	}
-	if diff := cmp.Diff(tg("decision", "d1", "attempt_1", "500", "attempt_2", "200"), forwarded(t, policy[2])); diff != "" {
+	if diff := cmp.Diff(tg("decision", "decision-Q", "attempt_1", "500", "attempt_2", "200"), forwarded(t, policy[2])); diff != "" {
 		t.Errorf("policy response_headers metadata_context (-want +got):\n%s", diff)
 	}
 	for _, rr := range append(up.requests(), up2.requests()...) {
 		for k, vs := range rr.Header {
 			for _, v := range vs {
-				if strings.Contains(v, "d1") {
+				if strings.Contains(v, "decision-Q") {
 					t.Errorf("a provider saw the decision in header %s: %q", k, v)
 				}
 			}
