@@ -22,7 +22,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/testing/protocmp"
-	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/tollgate-dev/tollgate/extproc"
@@ -492,38 +491,5 @@ func TestRoundSummary(t *testing.T) {
 	}
 	if got := rounds([]float64{5}); got != "+5.00" {
 		t.Errorf("one round: %q", got)
-	}
-}
-
-// A request's dynamic metadata follows Envoy's ext_proc (ENVOY-EXTPROC section
-// 13): replies write only receiving namespaces, merged field by field; every
-// message carries the forwarding namespaces, without touching the shared
-// prepared message.
-func TestRequestMetadataFollowsEnvoy(t *testing.T) {
-	mk := func(v map[string]any) *structpb.Struct {
-		s, err := structpb.NewStruct(v)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	}
-	md := requestMetadata{}
-	md.write([]string{"tollgate"}, mk(map[string]any{"tollgate": map[string]any{"a": 1, "n": map[string]any{"x": 1}}, "other": map[string]any{"b": 1}}))
-	md.write([]string{"tollgate"}, mk(map[string]any{"tollgate": map[string]any{"n": map[string]any{"y": 2}}}))
-	shared := bodyRequest(false, []byte("body"), true)
-	if got := md.with(nil, shared); got != shared {
-		t.Error("a filter that forwards nothing must send the message as it is")
-	}
-	got := md.with([]string{"tollgate", "missing"}, shared)
-	if got.GetRequest() != shared.GetRequest() || len(shared.GetMetadataContext().GetFilterMetadata()) != 0 {
-		t.Fatalf("the shared message was changed or its payload not reused")
-	}
-	want := map[string]any{"tollgate": map[string]any{"a": 1.0, "n": map[string]any{"y": 2.0}}}
-	gotMap := map[string]any{}
-	for k, v := range got.GetMetadataContext().GetFilterMetadata() {
-		gotMap[k] = v.AsMap()
-	}
-	if diff := cmp.Diff(want, gotMap); diff != "" {
-		t.Errorf("metadata_context (-want +got):\n%s", diff)
 	}
 }

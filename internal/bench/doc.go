@@ -6,12 +6,9 @@
 // filters (DefaultFilters, or FiltersFromEnvoy): the policy role's request headers,
 // buffered body, response headers and streamed response chunks, and per upstream
 // attempt the adapter role's headers (with the provider and attempt-count
-// attributes and the decision the policy role made for that request), body
+// attributes and the decision the policy role signed for that request), body
 // (unless the headers reply switched it off with a mode_override, as Envoy
-// honours when the filter allows it) and response headers. The request's dynamic
-// metadata is kept as Envoy keeps it (one store per request, shared by every
-// attempt): replies write the namespaces their filter receives, and every
-// message carries those it forwards. Scenarios are YAML files (LoadScenarios; the repository's are
+// honours when the filter allows it) and response headers. Scenarios are YAML files (LoadScenarios; the repository's are
 // compiled in, DefaultScenarios) that generate deterministic Claude Code-shaped
 // bodies (ClaudeCodeBody) and Anthropic responses (AnthropicSSE,
 // AnthropicMessage).

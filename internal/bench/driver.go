@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -19,10 +18,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/structpb"
-
-	"github.com/tollgate-dev/tollgate/internal/envoyconfig"
 )
 
 // Phase is one kind of ext_proc message exchange of a request.
@@ -217,65 +212,16 @@ type procStream struct {
 	cli       extprocv3.ExternalProcessor_ProcessClient
 	cancel    context.CancelFunc
 	sentFirst bool
-	meta      requestMetadata // the request's dynamic metadata, shared with its other streams
 }
 
-func (pl *player) open(ctx context.Context, f Filter, md metadata.MD, meta requestMetadata) (*procStream, error) {
+func (pl *player) open(ctx context.Context, f Filter, md metadata.MD) (*procStream, error) {
 	ctx, cancel := context.WithCancel(metadata.NewOutgoingContext(ctx, md))
 	cli, err := extprocv3.NewExternalProcessorClient(pl.pool.conn()).Process(ctx)
 	if err != nil {
 		cancel()
 		return nil, fmt.Errorf("%s: open stream: %w", f.Name, err)
 	}
-	return &procStream{f: f, cli: cli, cancel: cancel, meta: meta}, nil
-}
-
-// requestMetadata is one request's dynamic metadata, the downstream
-// StreamInfo's, which Envoy's upstream filters share on every attempt
-// (ENVOY-EXTPROC section 13; internal/envoytest implements the same rules as
-// its rule 10). A play is one goroutine, so it needs no lock.
-type requestMetadata map[string]*structpb.Struct
-
-// write applies a reply's dynamic_metadata as ext_proc's
-// Filter::setDynamicMetadata does: only the receiving namespaces, each merged
-// with Struct MergeFrom (top-level fields replace their namesakes).
-func (md requestMetadata) write(receiving []string, dm *structpb.Struct) {
-	for name, v := range dm.GetFields() {
-		if !slices.Contains(receiving, name) {
-			continue
-		}
-		cur, ok := md[name]
-		if !ok {
-			cur = &structpb.Struct{}
-			md[name] = cur
-		}
-		if sv := v.GetStructValue(); sv != nil {
-			proto.Merge(cur, sv)
-		}
-	}
-}
-
-// with returns m carrying the forwarding namespaces in metadata_context, as
-// ext_proc's Filter::addDynamicMetadata builds it for every headers and body
-// message. m itself may be a prepared message shared by concurrent requests,
-// so the result is a new message sharing m's payload.
-func (md requestMetadata) with(forwarding []string, m *extprocv3.ProcessingRequest) *extprocv3.ProcessingRequest {
-	if len(forwarding) == 0 {
-		return m
-	}
-	mc := &corev3.Metadata{}
-	for _, name := range forwarding {
-		if s, ok := md[name]; ok {
-			if mc.FilterMetadata == nil {
-				mc.FilterMetadata = map[string]*structpb.Struct{}
-			}
-			mc.FilterMetadata[name] = s
-		}
-	}
-	return &extprocv3.ProcessingRequest{
-		Request: m.Request, MetadataContext: mc, Attributes: m.Attributes, ObservabilityMode: m.ObservabilityMode,
-		ProtocolConfig: m.ProtocolConfig, FlowControlInit: m.FlowControlInit, ClientWindowUpdate: m.ClientWindowUpdate,
-	}
+	return &procStream{f: f, cli: cli, cancel: cancel}, nil
 }
 
 // first adds what Envoy puts on a stream's first message and on the first
@@ -297,9 +243,7 @@ func (ps *procStream) first(m *extprocv3.ProcessingRequest, attrs []string, h he
 // the time the message was due (for a request's first message, its scheduled
 // start), so a late driver is charged to the measurement, never hidden.
 func (ps *procStream) roundTrip(m *extprocv3.ProcessingRequest, from time.Time) (*extprocv3.ProcessingResponse, time.Duration, time.Time, error) {
-	// grpc-go encodes m before Send returns, so the shared Structs are not
-	// read after this.
-	if err := ps.cli.Send(ps.meta.with(ps.f.ForwardingNamespaces, m)); err != nil {
+	if err := ps.cli.Send(m); err != nil {
 		return nil, 0, time.Time{}, fmt.Errorf("%s: send: %w", ps.f.Name, err)
 	}
 	resp, err := ps.cli.Recv()
@@ -307,7 +251,6 @@ func (ps *procStream) roundTrip(m *extprocv3.ProcessingRequest, from time.Time) 
 	if err != nil {
 		return nil, 0, now, fmt.Errorf("%s: receive: %w", ps.f.Name, err)
 	}
-	ps.meta.write(ps.f.ReceivingNamespaces, resp.GetDynamicMetadata())
 	if err := matches(m, resp); err != nil {
 		return resp, 0, now, fmt.Errorf("%s: %w", ps.f.Name, err)
 	}
@@ -360,8 +303,7 @@ func (pl *player) play(ctx context.Context, start time.Time, hk hooks) ([]sample
 	samples = append(samples, sample{PhaseLateness, time.Since(start)})
 	h := clientHeaders(s, len(p.body), p.requestID(), p.sessionID)
 
-	meta := requestMetadata{}
-	ps, err := pl.open(ctx, pl.policy, pl.policyMD, meta)
+	ps, err := pl.open(ctx, pl.policy, pl.policyMD)
 	if err != nil {
 		return nil, err
 	}
@@ -412,11 +354,8 @@ func (pl *player) play(ctx context.Context, start time.Time, hk hooks) ([]sample
 			bodyMsg = bodyRequest(false, nb, true)
 		}
 		if pl.strict {
-			// The decision travels in a signed header or, once the roles use
-			// it, in dynamic metadata (ENVOY-EXTPROC section 13).
-			_, inHeader := h.get("x-tollgate-internal-decision")
-			if _, inMetadata := meta[envoyconfig.DecisionMetadataNamespace]; !inHeader && !inMetadata {
-				return nil, fmt.Errorf("policy request_body: no decision in the reply (neither a signed header nor dynamic metadata namespace %q)", envoyconfig.DecisionMetadataNamespace)
+			if _, ok := h.get("x-tollgate-internal-decision"); !ok {
+				return nil, errors.New("policy request_body: no signed decision in the reply")
 			}
 		}
 	}
@@ -427,7 +366,7 @@ func (pl *player) play(ctx context.Context, start time.Time, hk hooks) ([]sample
 	var respHeaders headerList
 	for attempt := 1; attempt <= s.Adapter.Attempts; attempt++ {
 		final := attempt == s.Adapter.Attempts
-		as, err := pl.open(ctx, pl.adapter, pl.adapterMD, meta)
+		as, err := pl.open(ctx, pl.adapter, pl.adapterMD)
 		if err != nil {
 			return nil, err
 		}

@@ -27,20 +27,14 @@ type Filter struct {
 	AllowModeOverride  bool
 	RequestAttributes  []string
 	ResponseAttributes []string
-	// ForwardingNamespaces and ReceivingNamespaces are the untyped dynamic
-	// metadata namespaces of metadata_options (ENVOY-EXTPROC section 13).
-	ForwardingNamespaces []string
-	ReceivingNamespaces  []string
 }
 
 // NewFilter reads a Filter from an ext_proc filter config, and fails on the
 // modes the bench cannot replay (trailers, BUFFERED_PARTIAL, FULL_DUPLEX_STREAMED,
 // GRPC).
 func NewFilter(name string, c *extprocfilterv3.ExternalProcessor) (Filter, error) {
-	mo := c.GetMetadataOptions()
 	f := Filter{Name: name, Mode: c.GetProcessingMode(), AllowModeOverride: c.GetAllowModeOverride(),
-		RequestAttributes: c.GetRequestAttributes(), ResponseAttributes: c.GetResponseAttributes(),
-		ForwardingNamespaces: mo.GetForwardingNamespaces().GetUntyped(), ReceivingNamespaces: mo.GetReceivingNamespaces().GetUntyped()}
+		RequestAttributes: c.GetRequestAttributes(), ResponseAttributes: c.GetResponseAttributes()}
 	if f.Mode == nil {
 		f.Mode = &extprocfilterv3.ProcessingMode{}
 	}
@@ -52,9 +46,6 @@ func NewFilter(name string, c *extprocfilterv3.ExternalProcessor) (Filter, error
 		f.Metadata = append(f.Metadata, [2]string{strings.ToLower(hv.GetKey()), v})
 	}
 	var errs []error
-	if len(mo.GetForwardingNamespaces().GetTyped()) > 0 || len(mo.GetReceivingNamespaces().GetTyped()) > 0 || mo.GetClusterMetadataForwardingNamespaces() != nil {
-		errs = append(errs, fmt.Errorf("bench: filter %s: only untyped dynamic metadata namespaces are replayed", name))
-	}
 	for _, m := range []extprocfilterv3.ProcessingMode_BodySendMode{f.Mode.GetRequestBodyMode(), f.Mode.GetResponseBodyMode()} {
 		switch m {
 		case extprocfilterv3.ProcessingMode_NONE, extprocfilterv3.ProcessingMode_BUFFERED, extprocfilterv3.ProcessingMode_STREAMED:
@@ -103,10 +94,7 @@ func sends(m extprocfilterv3.ProcessingMode_HeaderSendMode) bool {
 // body STREAMED and allow_mode_override; tollgate.adapter with request headers
 // SEND, request body BUFFERED, response headers SEND, response body NONE,
 // allow_mode_override and the provider and attempt-count request attributes.
-// Both forward and receive the dynamic metadata namespace that carries the
-// routing decision.
 func DefaultFilters() (policy, adapter Filter) {
-	decision := []string{envoyconfig.DecisionMetadataNamespace}
 	policy = Filter{
 		Name:     "tollgate.policy",
 		Metadata: [][2]string{{envoyconfig.RoleMetadataKey, envoyconfig.RolePolicy}},
@@ -118,9 +106,7 @@ func DefaultFilters() (policy, adapter Filter) {
 			ResponseBodyMode:    extprocfilterv3.ProcessingMode_STREAMED,
 			ResponseTrailerMode: extprocfilterv3.ProcessingMode_SKIP,
 		},
-		AllowModeOverride:    true,
-		ForwardingNamespaces: decision,
-		ReceivingNamespaces:  decision,
+		AllowModeOverride: true,
 	}
 	adapter = Filter{
 		Name:     "tollgate.adapter",
@@ -133,10 +119,8 @@ func DefaultFilters() (policy, adapter Filter) {
 			ResponseBodyMode:    extprocfilterv3.ProcessingMode_NONE,
 			ResponseTrailerMode: extprocfilterv3.ProcessingMode_SKIP,
 		},
-		AllowModeOverride:    true,
-		RequestAttributes:    []string{envoyconfig.ProviderAttribute, "upstream.request_attempt_count"},
-		ForwardingNamespaces: decision,
-		ReceivingNamespaces:  decision,
+		AllowModeOverride: true,
+		RequestAttributes: []string{envoyconfig.ProviderAttribute, "upstream.request_attempt_count"},
 	}
 	return policy, adapter
 }
