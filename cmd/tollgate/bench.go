@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/tollgate-dev/tollgate/gateway"
 	"github.com/tollgate-dev/tollgate/internal/bench/benchcmd"
 )
 
@@ -17,7 +18,7 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		if err != nil {
 			return nil, err
 		}
-		return func(ctx context.Context) error { return serve(ctx, cfg, stderr) }, nil
+		return func(ctx context.Context) error { return gateway.Run(ctx, cfg, stderr) }, nil
 	})
 	if errors.Is(err, benchcmd.ErrUsage) {
 		return errUsage

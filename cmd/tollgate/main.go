@@ -59,11 +59,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	switch cmd, rest := args[0], args[1:]; cmd {
 	case "serve":
-		cfg, err := parseServeFlags(rest, os.LookupEnv, stderr)
-		if err != nil {
-			return err
-		}
-		return serve(ctx, cfg, stderr)
+		return serveCommand(ctx, rest, stderr)
 	case "policy":
 		return policyCommand(rest, stdout, stderr)
 	case "hash-key":
