@@ -8,7 +8,6 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/types/known/structpb"
 
-	"github.com/tollgate-dev/tollgate/extproc/provider/anthropic"
 	"github.com/tollgate-dev/tollgate/extproc/reqbody"
 	"github.com/tollgate-dev/tollgate/policy"
 )
@@ -111,14 +110,23 @@ func (a *adapterProcessor) requestHeaders(hh *extprocv3.HttpHeaders, attrs map[s
 	// Envoy keeps one header map across attempts, so every header is written as
 	// an overwrite and every credential another provider's adapter may have set is
 	// removed (ENVOY-EXTPROC section 12).
+	up, ok := prov.Settings.(Upstream)
+	if !ok {
+		return a.reject(permissionError("provider %q of type %q cannot be sent requests", name, prov.Type))
+	}
 	var m mutation
 	m.Remove(hdrAuthorization)
 	m.Remove(h.withPrefix(internalPrefix)...)
 	m.Remove(hdrCluster, hdrDecision)
-	sentVersion := h.has("anthropic-version")
-	for _, kv := range anthropic.RequestHeaders(anthropic.Target{BaseURL: prov.BaseURL, APIKey: prov.APIKey.Reveal()}, d.Path, sentVersion) {
-		m.Set(kv.Key, kv.Value)
+	for _, other := range route.Chain {
+		if other == name {
+			continue
+		}
+		if o, ok := a.pol.Providers[other].Settings.(Upstream); ok {
+			m.Remove(o.CredentialHeaders()...)
+		}
 	}
+	up.SetRequestHeaders(d.Path, h.has, m.Set)
 	resp := continueRequestHeaders(&extprocv3.CommonResponse{HeaderMutation: m.proto()})
 	if !a.rewritesBody(d.Model) {
 		// Nothing in the body changes for this attempt: ask Envoy not to send
