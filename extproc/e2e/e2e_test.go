@@ -287,7 +287,7 @@ func TestStreamingMessage(t *testing.T) {
 // the file the fake provider serves: the gateway relays, it does not re-encode.
 func TestStreamPassesBytesUnchanged(t *testing.T) {
 	s := newStack(t)
-	want, err := os.ReadFile("../envoytest/testdata/messages_stream.sse")
+	want, err := os.ReadFile("../../internal/envoytest/testdata/messages_stream.sse")
 	if err != nil {
 		t.Fatal(err)
 	}

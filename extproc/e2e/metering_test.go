@@ -80,7 +80,7 @@ func TestRecordOfAStream(t *testing.T) {
 	}
 	r := s.records.wait(t, 1)[0]
 
-	sse, err := os.ReadFile("../envoytest/testdata/messages_stream.sse")
+	sse, err := os.ReadFile("../../internal/envoytest/testdata/messages_stream.sse")
 	if err != nil {
 		t.Fatal(err)
 	}
