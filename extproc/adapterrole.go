@@ -1,6 +1,7 @@
 package extproc
 
 import (
+	"context"
 	"strconv"
 
 	extprocfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
@@ -20,12 +21,13 @@ const (
 	attrAttemptCount = "upstream.request_attempt_count"
 )
 
-// adapterProcessor is the upstream role: one per attempt. It verifies the policy
-// role's decision and adapts the request to the provider Envoy picked.
+// adapterProcessor is the upstream role: one per attempt. It reads the policy
+// role's decision from dynamic metadata and adapts the request to the provider
+// Envoy picked.
 type adapterProcessor struct {
 	s         *Server
 	pol       *policy.Policy
-	requestID string // the x-request-id header; the decision is bound to it
+	requestID string // the x-request-id header, for logs
 	recordID  string // the request's own id, from the decision
 	route     *policy.Route
 	provider  *policy.Provider
@@ -34,12 +36,12 @@ type adapterProcessor struct {
 
 func newAdapterProcessor(s *Server) *adapterProcessor { return &adapterProcessor{s: s} }
 
-func (a *adapterProcessor) finish(error) {}
+func (a *adapterProcessor) finish(context.Context, error) {}
 
-func (a *adapterProcessor) handle(req *extprocv3.ProcessingRequest) (*extprocv3.ProcessingResponse, error) {
+func (a *adapterProcessor) handle(_ context.Context, req *extprocv3.ProcessingRequest) (*extprocv3.ProcessingResponse, error) {
 	switch r := req.Request.(type) {
 	case *extprocv3.ProcessingRequest_RequestHeaders:
-		return a.requestHeaders(r.RequestHeaders, req.GetAttributes()), nil
+		return a.requestHeaders(req, r.RequestHeaders), nil
 	case *extprocv3.ProcessingRequest_RequestBody:
 		return a.requestBody(r.RequestBody), nil
 	case *extprocv3.ProcessingRequest_ResponseHeaders:
@@ -56,7 +58,7 @@ func (a *adapterProcessor) responseHeaders() *extprocv3.ProcessingResponse {
 		return continueResponseHeaders(nil)
 	}
 	var m mutation
-	m.Set(hdrServedBy, a.provider.Name)
+	m.Set(hdrServingProvider, a.provider.Name)
 	m.Set(hdrAttempts, strconv.Itoa(max(a.attempt, 1)))
 	return continueResponseHeaders(&extprocv3.CommonResponse{HeaderMutation: m.proto()})
 }
@@ -73,8 +75,9 @@ func attribute(attrs map[string]*structpb.Struct, name string) *structpb.Value {
 	return attrs[attrNamespace].GetFields()[name]
 }
 
-func (a *adapterProcessor) requestHeaders(hh *extprocv3.HttpHeaders, attrs map[string]*structpb.Struct) *extprocv3.ProcessingResponse {
+func (a *adapterProcessor) requestHeaders(req *extprocv3.ProcessingRequest, hh *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
 	h := readHeaders(hh.GetHeaders())
+	attrs := req.GetAttributes()
 	a.requestID = h.get(hdrRequestID)
 	a.attempt = int(attribute(attrs, attrAttemptCount).GetNumberValue())
 	if a.attempt == 0 {
@@ -83,13 +86,10 @@ func (a *adapterProcessor) requestHeaders(hh *extprocv3.HttpHeaders, attrs map[s
 		}
 	}
 
-	// Fail closed: without a valid decision from the policy role nothing leaves.
-	d, err := a.s.signer.Verify(h.get(hdrDecision), a.s.now())
+	// Fail closed: without the policy role's decision nothing leaves.
+	d, err := decisionFrom(req)
 	if err != nil {
 		return a.reject(permissionError("%v", err))
-	}
-	if a.requestID != "" && d.RequestID != "" && d.RequestID != a.requestID {
-		return a.reject(permissionError("routing decision belongs to another request"))
 	}
 	a.recordID = d.RecordID
 	a.pol = a.s.policies.Current()
@@ -109,7 +109,7 @@ func (a *adapterProcessor) requestHeaders(hh *extprocv3.HttpHeaders, attrs map[s
 
 	// Envoy keeps one header map across attempts, so every header is written as
 	// an overwrite and every credential another provider's adapter may have set is
-	// removed (ENVOY-EXTPROC section 12).
+	// removed (ENVOY-EXTPROC section 12). The routing header has done its work.
 	up, ok := prov.Settings.(Upstream)
 	if !ok {
 		return a.reject(permissionError("provider %q of type %q cannot be sent requests", name, prov.Type))
@@ -117,7 +117,6 @@ func (a *adapterProcessor) requestHeaders(hh *extprocv3.HttpHeaders, attrs map[s
 	var m mutation
 	m.Remove(hdrAuthorization)
 	m.Remove(h.withPrefix(internalPrefix)...)
-	m.Remove(hdrCluster, hdrDecision)
 	for _, other := range route.Chain {
 		if other == name {
 			continue

@@ -1,6 +1,7 @@
 package extproc
 
 import (
+	"context"
 	"fmt"
 	"runtime"
 	"strconv"
@@ -27,11 +28,7 @@ func benchServer(b *testing.B) *Server {
 	if err != nil {
 		b.Fatal(err)
 	}
-	signer, err := NewSigner([]byte("bench-secret-bench-secret-bench-secret"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	s, err := NewServer(Options{Policies: staticPolicies{p}, Signer: signer, Metrics: NewMetrics(prometheus.NewRegistry())})
+	s, err := NewServer(Options{Policies: staticPolicies{p}, Metrics: NewMetrics(prometheus.NewRegistry())})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -83,11 +80,11 @@ func sseChunks(b *testing.B, events int) []*extprocv3.ProcessingRequest {
 func sseResponseHeaders() *extprocv3.ProcessingRequest {
 	return &extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseHeaders{
 		ResponseHeaders: &extprocv3.HttpHeaders{Headers: headerMap(":status", "200", "content-type", "text/event-stream; charset=utf-8",
-			"request-id", "req_011CSHnwNk8sy5m3iLJdEG4v", hdrServedBy, "demo", hdrAttempts, "1")}}}
+			"request-id", "req_011CSHnwNk8sy5m3iLJdEG4v", hdrServingProvider, "demo", hdrAttempts, "1")}}}
 }
 
 func mustHandle(b *testing.B, p processor, req *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
-	resp, err := p.handle(req)
+	resp, err := p.handle(context.Background(), req)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -98,15 +95,14 @@ func mustHandle(b *testing.B, p processor, req *extprocv3.ProcessingRequest) *ex
 }
 
 // BenchmarkMutation builds the policy role's request-headers mutation: eleven
-// removals, two overwrites, rendered as the proto Envoy reads.
+// removals, one overwrite, rendered as the proto Envoy reads.
 func BenchmarkMutation(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		var m mutation
-		m.Remove(hdrGatewayKey, hdrPortkeyKey, hdrAuthorization, hdrAPIKey, hdrProvider, hdrPortkeyRoute,
+		m.Remove(hdrGatewayKey, hdrPortkeyKey, hdrAuthorization, hdrAPIKey, hdrRoute, hdrPortkeyRoute,
 			hdrTraceID, hdrPortkeyTraceID, hdrMetadata, hdrPortkeyMeta, "accept-encoding")
 		m.Set(hdrCluster, "chain_demo")
-		m.Set(hdrDecision, "v1.eyJyaWQiOiI1ZjBjMmEzZSIsInJvdXRlIjoiZGVtbyJ9.c2lnbmF0dXJl")
 		if m.proto() == nil {
 			b.Fatal("empty mutation")
 		}
@@ -128,7 +124,7 @@ func BenchmarkPolicyRequestHeaders(b *testing.B) {
 
 // BenchmarkPolicyRequestBody is the body phase DESIGN.md budgets at 60 µs CPU
 // above echo for 100 KB: scan the Claude Code-shaped body for model, stream and
-// max_tokens, resolve the route, sign the decision.
+// max_tokens, resolve the route, write the decision.
 func BenchmarkPolicyRequestBody(b *testing.B) {
 	for _, size := range []int{2 << 10, 100 << 10, 1 << 20} {
 		b.Run(sizeName(size), func(b *testing.B) {
@@ -158,7 +154,7 @@ func sizeName(n int) string {
 
 // adapterInput returns the adapter's request headers as Envoy sends them after
 // the policy role: the client's, less what the policy removed, plus the
-// cluster and a decision signed by s.
+// cluster, and the policy role's decision in metadata_context.
 func adapterInput(b *testing.B, s *Server, size int) (*extprocv3.ProcessingRequest, *extprocv3.ProcessingRequest) {
 	b.Helper()
 	p := newPolicyProcessor(s)
@@ -180,12 +176,14 @@ func adapterInput(b *testing.B, s *Server, size int) (*extprocv3.ProcessingReque
 		attrProvider:     structpb.NewStringValue("demo"),
 		attrAttemptCount: structpb.NewNumberValue(1),
 	}}}
-	return &extprocv3.ProcessingRequest{Attributes: attrs, Request: &extprocv3.ProcessingRequest_RequestHeaders{
+	md := &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{
+		metadataNamespace: resp.GetDynamicMetadata().GetFields()[metadataNamespace].GetStructValue()}}
+	return &extprocv3.ProcessingRequest{Attributes: attrs, MetadataContext: md, Request: &extprocv3.ProcessingRequest_RequestHeaders{
 		RequestHeaders: &extprocv3.HttpHeaders{Headers: kept}}}, body
 }
 
-// BenchmarkAdapterRequestHeaders verifies the signed decision and writes the
-// provider's host, path and key.
+// BenchmarkAdapterRequestHeaders reads the decision from metadata_context and
+// writes the provider's host, path and key.
 func BenchmarkAdapterRequestHeaders(b *testing.B) {
 	s := benchServer(b)
 	hdrs, _ := adapterInput(b, s, 100<<10)
@@ -269,7 +267,7 @@ func BenchmarkPolicyStream(b *testing.B) {
 		for _, c := range chunks {
 			mustHandle(b, p, c)
 		}
-		p.finish(nil)
+		p.finish(context.Background(), nil)
 	}
 }
 

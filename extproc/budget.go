@@ -36,7 +36,7 @@ const settleTimeout = 5 * time.Second
 // fails closed. When a USD or token limit that says when_short: fit refuses
 // it, reserve lowers max_tokens until the worst case fits (see fit) and
 // returns the body edits that say so.
-func (p *policyProcessor) reserve(f reqbody.Fields, body []byte, m reqbody.Media) ([]reqbody.Edit, *ClientError) {
+func (p *policyProcessor) reserve(ctx context.Context, f reqbody.Fields, body []byte, m reqbody.Media) ([]reqbody.Edit, *ClientError) {
 	if !p.budgeted() {
 		return nil, nil
 	}
@@ -59,11 +59,11 @@ func (p *policyProcessor) reserve(f reqbody.Fields, body []byte, m reqbody.Media
 	if p.endpoint == epMessages {
 		p.remember(in)
 	}
-	dec, err := p.reserveWith(in, req)
+	dec, err := p.reserveWith(ctx, in, req)
 	var edits []reqbody.Edit
 	fitNote := ""
 	if err == nil && !dec.Allowed && f.HasMaxTokens && cfg.Fits(dec.Denial.Scope, dec.Denial.Limit) {
-		dec, req, edits, fitNote, err = p.fit(in, f, body, dec)
+		dec, req, edits, fitNote, err = p.fit(ctx, in, f, body, dec)
 	}
 	switch {
 	case err != nil && errors.Is(err, budget.ErrUnavailable) && cfg.FailMode == budget.FailOpen:
@@ -139,7 +139,7 @@ const minThinkingBudget = 1024
 // to minThinkingBudget. It returns the last decision, the request reserved,
 // the body edits for an allowed request, and for a refused one a note for
 // the client's message.
-func (p *policyProcessor) fit(in policy.BudgetInput, f reqbody.Fields, body []byte, dec budget.Decision) (
+func (p *policyProcessor) fit(ctx context.Context, in policy.BudgetInput, f reqbody.Fields, body []byte, dec budget.Decision) (
 	budget.Decision, budget.Request, []reqbody.Edit, string, error) {
 	cfg := p.pol.Budgets
 	floor := cfg.Floor()
@@ -162,7 +162,7 @@ func (p *policyProcessor) fit(in policy.BudgetInput, f reqbody.Fields, body []by
 		if req, err = p.pol.BudgetRequest(in); err != nil {
 			return dec, req, nil, "", nil
 		}
-		if dec, err = p.s.ledger.Reserve(context.Background(), req, p.s.now()); err != nil {
+		if dec, err = p.s.ledger.Reserve(ledgerContext(ctx), req, p.s.now()); err != nil {
 			return dec, req, nil, "", err
 		}
 	}
@@ -184,12 +184,12 @@ func (p *policyProcessor) fit(in policy.BudgetInput, f reqbody.Fields, body []by
 
 // settle replaces the reservation by what the request cost. It runs when the
 // stream ends, with its own deadline since the stream's context is done.
-func (p *policyProcessor) settle(r actualCost) {
+func (p *policyProcessor) settle(ctx context.Context, r actualCost) {
 	if p.reservation == nil {
 		return
 	}
 	p.checkAboveReserved(r)
-	ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
+	ctx, cancel := context.WithTimeout(ledgerContext(ctx), settleTimeout)
 	defer cancel()
 	err := p.s.ledger.Settle(ctx, p.reservation, budget.Actual{
 		CostPicoUSD: r.costPicoUSD, Tokens: r.tokens, Provider: r.provider,
@@ -231,10 +231,17 @@ type actualCost struct {
 	provider            string
 }
 
+// ledgerContext is the context of a ledger call made for a stream: it keeps
+// the stream's values (spans, later) but never its cancellation. A client that
+// goes away, or the stream's end (settles run after it), must not cut a ledger
+// write in half; the ledger's own timeouts and the deadlines set here bound
+// every call.
+func ledgerContext(ctx context.Context) context.Context { return context.WithoutCancel(ctx) }
+
 // renewIfDue extends the reservation's lease during a long stream, so that a
 // request that outlives the lease TTL keeps its concurrency slot. It runs in
 // the background; chunks are never held for it.
-func (p *policyProcessor) renewIfDue(now time.Time) {
+func (p *policyProcessor) renewIfDue(ctx context.Context, now time.Time) {
 	r := p.reservation
 	if r == nil || p.renewing.Load() {
 		return
@@ -245,7 +252,7 @@ func (p *policyProcessor) renewIfDue(now time.Time) {
 	p.renewing.Store(true)
 	go func() {
 		defer p.renewing.Store(false)
-		ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
+		ctx, cancel := context.WithTimeout(ledgerContext(ctx), settleTimeout)
 		defer cancel()
 		if err := p.s.ledger.Renew(ctx, r, p.s.now()); err != nil {
 			p.s.metrics.ledgerErrors.WithLabelValues("renew", "").Inc()

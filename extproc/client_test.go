@@ -10,7 +10,7 @@ import (
 // retry carries x-should-retry: false, which stops Claude Code at once (issue 9,
 // item 11); without it the CLI retried a 401 for three minutes.
 func TestFinalRefusalsSayNoRetry(t *testing.T) {
-	s, _ := newTestServer(t)
+	s := newTestServer(t)
 	tests := []struct {
 		name    string
 		headers []string
@@ -106,7 +106,7 @@ func TestModelsPathIsOneModelID(t *testing.T) {
 // on POST /v1/messages or count_tokens is refused at once, never forwarded
 // (issue 9, item 14).
 func TestEmptyMessageBodyIs400(t *testing.T) {
-	s, _ := newTestServer(t)
+	s := newTestServer(t)
 	for _, path := range []string{"/v1/messages", "/v1/messages?beta=true", "/v1/messages/count_tokens"} {
 		c := stream(t, s, rolePolicy)
 		resp := roundTrip(t, c, reqHeaders(true, ":method", "POST", ":path", path, "x-api-key", "tg-alice", "content-length", "0"))
@@ -126,7 +126,7 @@ func TestEmptyMessageBodyIs400(t *testing.T) {
 // Bearer; the 401 says which header was read and which were not, and no key
 // (issue 9, item 15).
 func TestInvalidKeyNamesTheHeaderRead(t *testing.T) {
-	s, _ := newTestServer(t)
+	s := newTestServer(t)
 	c := stream(t, s, rolePolicy)
 	resp := roundTrip(t, c, reqHeaders(false, ":method", "POST", ":path", "/v1/messages",
 		"authorization", "Bearer tg-alice", "x-portkey-api-key", "tg-stale"))
@@ -152,7 +152,7 @@ func TestInvalidKeyNamesTheHeaderRead(t *testing.T) {
 // Tollgate or Portkey header are removed from the request; anthropic-*,
 // x-claude-code-* and custom headers pass (issue 9, item 12).
 func TestClientOnlyHeadersAreRemoved(t *testing.T) {
-	s, _ := newTestServer(t)
+	s := newTestServer(t)
 	c := stream(t, s, rolePolicy)
 	resp := roundTrip(t, c, reqHeaders(false, ":method", "POST", ":path", "/v1/messages",
 		"x-api-key", "tg-alice", "proxy-authorization", "Bearer tg-alice", "cookie", "session=1",

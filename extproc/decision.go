@@ -1,172 +1,106 @@
 package extproc
 
 import (
-	"crypto/hmac"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
 	"errors"
-	"fmt"
-	"strconv"
-	"strings"
-	"time"
+
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"google.golang.org/protobuf/types/known/structpb"
 )
 
 // Decision is what the policy role decided for a request, handed to the adapter
-// role in the x-tollgate-internal-decision header. The adapter may run on another
-// replica and on every retry attempt, so the decision carries everything it needs
-// from the policy role, and it is signed so that nothing but a Tollgate holding the
-// shared secret can produce one.
+// role of every attempt. It travels in Envoy's dynamic metadata, namespace
+// "tollgate", key "decision", not in a header:
+//
+//   - The policy filter's reply carries it in dynamic_metadata; Envoy writes it
+//     into the request's StreamInfo for each namespace that the filter's
+//     metadata_options.receiving_namespaces allows (ext_proc
+//     Filter::setDynamicMetadata, source/extensions/filters/http/ext_proc/ext_proc.cc;
+//     StreamInfoImpl::setDynamicMetadata merges it into filter_metadata).
+//   - An upstream filter's StreamInfo is the downstream request's
+//     (Router::UpstreamFilterManager::streamInfo, source/common/router/upstream_request.h),
+//     on every attempt, so the adapter filter, which forwards "tollgate"
+//     (metadata_options.forwarding_namespaces), finds the decision in the
+//     metadata_context of its messages (Filter::addDynamicMetadata) on attempt 1
+//     and on every retry.
+//
+// Clients cannot write dynamic metadata and providers never see it, so the
+// decision needs neither a signature nor removing: the header map that Envoy
+// keeps across attempts (ENVOY-EXTPROC section 12) never holds it.
 type Decision struct {
-	RequestID string
-	Route     string
+	// RecordID is the request's own id (its record's), which the adapter's
+	// logs and error bodies name.
+	RecordID string
+	Route    string
 	// Path is the client's original :path, query included. The adapter derives the
 	// upstream path from it on every attempt, never from the current :path, which an
 	// earlier attempt may have rewritten (ENVOY-EXTPROC section 12).
 	Path  string
 	KeyID string
-	// ExpiresUnix bounds how long the decision is honoured.
-	ExpiresUnix int64
 	// Model is the model id the client asked for, with any "@route/" prefix
 	// removed; empty when the request has no body. It tells the adapter at
 	// request headers whether it will rewrite the body.
 	Model string
-	// RecordID is the request's own id (its record's), which the adapter's
-	// logs and error bodies name. RequestID, by contrast, is the x-request-id
-	// header that Envoy passes to both filters, to which the decision is bound.
-	RecordID string
 }
 
-// The payload is the fields in a fixed order, separated by newlines, which
-// none of them can contain (header values and policy names never do; the policy
-// role refuses a model id with control characters). It is cheaper to write and
-// read than JSON, on every request and every attempt. Fields are only ever added
-// at the end, and a decoder ignores those it does not know, so replicas one
-// version apart accept each other's decisions during a rolling upgrade.
-const decisionMinFields = 5
+// metadataNamespace is the dynamic metadata namespace Tollgate's filters write
+// and read; envoy.yaml lets the policy filter receive it and the adapter filter
+// forward it.
+const metadataNamespace = "tollgate"
 
-func (d Decision) encode() ([]byte, error) {
-	for _, f := range []string{d.RequestID, d.Route, d.Path, d.KeyID, d.Model, d.RecordID} {
-		if strings.ContainsAny(f, "\n\r") {
-			return nil, errors.New("decision field contains a line break")
-		}
-	}
-	b := make([]byte, 0, len(d.RequestID)+len(d.Route)+len(d.Path)+len(d.KeyID)+len(d.Model)+len(d.RecordID)+26)
-	b = append(b, d.RequestID...)
-	b = append(b, '\n')
-	b = append(b, d.Route...)
-	b = append(b, '\n')
-	b = append(b, d.Path...)
-	b = append(b, '\n')
-	b = append(b, d.KeyID...)
-	b = append(b, '\n')
-	b = strconv.AppendInt(b, d.ExpiresUnix, 10)
-	b = append(b, '\n')
-	b = append(b, d.Model...)
-	b = append(b, '\n')
-	return append(b, d.RecordID...), nil
-}
+// metadataDecision is the key of the decision inside the namespace.
+const metadataDecision = "decision"
 
-func decodeDecision(payload []byte) (Decision, bool) {
-	parts := strings.Split(string(payload), "\n")
-	if len(parts) < decisionMinFields {
-		return Decision{}, false
-	}
-	exp, err := strconv.ParseInt(parts[4], 10, 64)
-	if err != nil {
-		return Decision{}, false
-	}
-	d := Decision{RequestID: parts[0], Route: parts[1], Path: parts[2], KeyID: parts[3], ExpiresUnix: exp}
-	if len(parts) > 5 {
-		d.Model = parts[5]
-	}
-	if len(parts) > 6 {
-		d.RecordID = parts[6]
-	}
-	return d, true
-}
-
-// decisionTTL is how long a signed decision stays valid. Attempts start before
-// response headers, so a decision is used within seconds; the margin covers slow
-// uploads of large bodies and clock skew between replicas.
-const decisionTTL = 10 * time.Minute
-
-const decisionVersion = "v1"
-
-// Signer signs and verifies decisions with HMAC-SHA256. It is safe for
-// concurrent use.
-type Signer struct {
-	key []byte
-}
-
-// NewSigner returns a Signer using secret, which must be at least 32 bytes.
-func NewSigner(secret []byte) (*Signer, error) {
-	if len(secret) < 32 {
-		return nil, fmt.Errorf("decision secret is %d bytes; need at least 32", len(secret))
-	}
-	return &Signer{key: append([]byte(nil), secret...)}, nil
-}
-
-// NewRandomSigner returns a Signer with a fresh random secret. Decisions it signs
-// verify only in this process, which suits a single replica.
-func NewRandomSigner() (*Signer, error) {
-	secret := make([]byte, 32)
-	if _, err := rand.Read(secret); err != nil {
-		return nil, err
-	}
-	return NewSigner(secret)
-}
-
-var b64 = base64.RawURLEncoding
-
-// Sign encodes d as "v1.<payload>.<mac>".
-func (s *Signer) Sign(d Decision) (string, error) {
-	payload, err := d.encode()
-	if err != nil {
-		return "", err
-	}
-	signed := decisionVersion + "." + b64.EncodeToString(payload)
-	return signed + "." + b64.EncodeToString(s.mac(signed)), nil
-}
-
-// Errors Verify returns.
-var (
-	errDecisionMissing = errors.New("no routing decision")
-	errDecisionInvalid = errors.New("routing decision is malformed or not signed by this gateway")
-	errDecisionExpired = errors.New("routing decision has expired")
+// The decision's field names in its Struct.
+const (
+	decRecordID = "record_id"
+	decRoute    = "route"
+	decPath     = "path"
+	decKeyID    = "key_id"
+	decModel    = "model"
 )
 
-// Verify checks the signature and expiry of a header value produced by Sign.
-func (s *Signer) Verify(value string, now time.Time) (Decision, error) {
-	var d Decision
-	if value == "" {
-		return d, errDecisionMissing
-	}
-	i := strings.LastIndexByte(value, '.')
-	if i < 0 || !strings.HasPrefix(value, decisionVersion+".") {
-		return d, errDecisionInvalid
-	}
-	signed, macText := value[:i], value[i+1:]
-	mac, err := b64.DecodeString(macText)
-	if err != nil || !hmac.Equal(mac, s.mac(signed)) {
-		return d, errDecisionInvalid
-	}
-	payload, err := b64.DecodeString(signed[len(decisionVersion)+1:])
-	if err != nil {
-		return d, errDecisionInvalid
-	}
-	d, ok := decodeDecision(payload)
-	if !ok {
-		return d, errDecisionInvalid
-	}
-	if now.Unix() > d.ExpiresUnix {
-		return d, errDecisionExpired
-	}
-	return d, nil
+// metadata returns d as the dynamic_metadata of a reply:
+// {"tollgate": {"decision": {...}}}.
+func (d Decision) metadata() *structpb.Struct {
+	str := func(s string) *structpb.Value { return structpb.NewStringValue(s) }
+	dec := &structpb.Struct{Fields: map[string]*structpb.Value{
+		decRecordID: str(d.RecordID),
+		decRoute:    str(d.Route),
+		decPath:     str(d.Path),
+		decKeyID:    str(d.KeyID),
+		decModel:    str(d.Model),
+	}}
+	ns := &structpb.Struct{Fields: map[string]*structpb.Value{metadataDecision: structpb.NewStructValue(dec)}}
+	return &structpb.Struct{Fields: map[string]*structpb.Value{metadataNamespace: structpb.NewStructValue(ns)}}
 }
 
-func (s *Signer) mac(signed string) []byte {
-	h := hmac.New(sha256.New, s.key)
-	h.Write([]byte(signed))
-	return h.Sum(nil)
+// Errors decisionFrom returns.
+var (
+	errDecisionMissing = errors.New("no routing decision in dynamic metadata namespace " + metadataNamespace +
+		"; envoy.yaml must let the policy filter receive it (metadata_options.receiving_namespaces) and the adapter filter forward it (metadata_options.forwarding_namespaces)")
+	errDecisionInvalid = errors.New("the routing decision in dynamic metadata is malformed")
+)
+
+// decisionFrom reads the decision from a message's metadata_context.
+func decisionFrom(req *extprocv3.ProcessingRequest) (Decision, error) {
+	ns := req.GetMetadataContext().GetFilterMetadata()[metadataNamespace]
+	v, ok := ns.GetFields()[metadataDecision]
+	if !ok {
+		return Decision{}, errDecisionMissing
+	}
+	f := v.GetStructValue().GetFields()
+	if f == nil {
+		return Decision{}, errDecisionInvalid
+	}
+	d := Decision{
+		RecordID: f[decRecordID].GetStringValue(),
+		Route:    f[decRoute].GetStringValue(),
+		Path:     f[decPath].GetStringValue(),
+		KeyID:    f[decKeyID].GetStringValue(),
+		Model:    f[decModel].GetStringValue(),
+	}
+	if d.Route == "" || d.Path == "" {
+		return Decision{}, errDecisionInvalid
+	}
+	return d, nil
 }

@@ -122,7 +122,7 @@ const (
 // startEarlyReserve reserves the guessed budget of a message request whose
 // body is still to come. It does nothing without a ledger, budgets, a
 // content-length, or a previous request of the key to guess from.
-func (p *policyProcessor) startEarlyReserve(h headers) {
+func (p *policyProcessor) startEarlyReserve(ctx context.Context, h headers) {
 	if p.s.noEarlyReserve || p.s.ledger == nil || p.endpoint != epMessages || p.key == nil ||
 		p.pol.Budgets == nil || len(p.pol.Budgets.Limits) == 0 {
 		return
@@ -156,24 +156,24 @@ func (p *policyProcessor) startEarlyReserve(h headers) {
 	}
 	e := &earlyReserve{in: in, done: make(chan struct{})}
 	p.early = e
-	s, now := p.s, p.s.now()
+	s, now, lctx := p.s, p.s.now(), ledgerContext(ctx)
 	go func() {
 		defer close(e.done)
-		e.dec, e.err = s.ledger.Reserve(context.Background(), req, now)
+		e.dec, e.err = s.ledger.Reserve(lctx, req, now)
 	}()
 	requestID := p.requestID
-	e.timer = time.AfterFunc(s.earlyBodyTimeout, func() { s.expireEarly(e, requestID) })
+	e.timer = time.AfterFunc(s.earlyBodyTimeout, func() { s.expireEarly(lctx, e, requestID) })
 }
 
 // expireEarly gives back an early reservation whose body did not come within
 // the body timeout. It runs on the timer's goroutine, so it touches e and s
 // only.
-func (s *Server) expireEarly(e *earlyReserve, requestID string) {
+func (s *Server) expireEarly(ctx context.Context, e *earlyReserve, requestID string) {
 	// Not claim: e.timer is this timer, and may not even be stored yet.
 	if !e.claimed.CompareAndSwap(false, true) {
 		return
 	}
-	if s.giveBackEarly(e, earlyTimedOut, requestID) {
+	if s.giveBackEarly(ctx, e, earlyTimedOut, requestID) {
 		s.log.Info("request body did not come within the body timeout; early budget reservation given back",
 			zap.String("request_id", requestID), zap.Duration("timeout", s.earlyBodyTimeout))
 	}
@@ -182,13 +182,13 @@ func (s *Server) expireEarly(e *earlyReserve, requestID string) {
 // giveBackEarly cancels the claimed early reservation e, once the ledger has
 // answered it, when it was admitted; it counts it under outcome and reports
 // whether there was anything to give back.
-func (s *Server) giveBackEarly(e *earlyReserve, outcome, requestID string) bool {
+func (s *Server) giveBackEarly(ctx context.Context, e *earlyReserve, outcome, requestID string) bool {
 	<-e.done
 	if e.err != nil || !e.dec.Allowed {
 		return false
 	}
 	s.metrics.early[outcome].Inc()
-	ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
+	ctx, cancel := context.WithTimeout(ledgerContext(ctx), settleTimeout)
 	defer cancel()
 	if err := s.ledger.Cancel(ctx, e.dec.Reservation, s.now()); err != nil {
 		s.metrics.ledgerErrors.WithLabelValues("cancel", "").Inc()
@@ -220,12 +220,13 @@ func sameNeeds(a, b policy.BudgetInput) bool {
 
 // reserveWith returns the ledger's decision on req (from in), using the early
 // reservation when there is one.
-func (p *policyProcessor) reserveWith(in policy.BudgetInput, req budget.Request) (budget.Decision, error) {
+func (p *policyProcessor) reserveWith(ctx context.Context, in policy.BudgetInput, req budget.Request) (budget.Decision, error) {
+	ctx = ledgerContext(ctx)
 	e := p.early
 	p.early = nil
 	if e == nil || !e.claim() {
 		// No early reservation, or it timed out waiting for this body.
-		return p.s.ledger.Reserve(context.Background(), req, p.s.now())
+		return p.s.ledger.Reserve(ctx, req, p.s.now())
 	}
 	<-e.done
 	switch {
@@ -238,15 +239,15 @@ func (p *policyProcessor) reserveWith(in policy.BudgetInput, req budget.Request)
 		return e.dec, nil
 	case e.dec.Allowed:
 		p.s.metrics.early[earlyReplaced].Inc()
-		return p.s.ledger.Replace(context.Background(), e.dec.Reservation, req, p.s.now())
+		return p.s.ledger.Replace(ctx, e.dec.Reservation, req, p.s.now())
 	}
 	p.s.metrics.early[earlyRetried].Inc()
-	return p.s.ledger.Reserve(context.Background(), req, p.s.now())
+	return p.s.ledger.Reserve(ctx, req, p.s.now())
 }
 
 // cancelEarly gives back an early reservation the request did not use. It
 // runs when the stream ends.
-func (p *policyProcessor) cancelEarly() {
+func (p *policyProcessor) cancelEarly(ctx context.Context) {
 	e := p.early
 	if e == nil {
 		return
@@ -255,5 +256,5 @@ func (p *policyProcessor) cancelEarly() {
 	if !e.claim() {
 		return // the body timeout gave it back
 	}
-	p.s.giveBackEarly(e, earlyCancelled, p.requestID)
+	p.s.giveBackEarly(ctx, e, earlyCancelled, p.requestID)
 }

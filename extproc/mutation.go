@@ -8,27 +8,27 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
-// Header names Tollgate reads or writes. Internal headers carry the policy role's
-// decision to the adapter role; every one of them starts with internalPrefix, the
-// policy role strips any a client sends, and the adapter removes them all before a
-// request leaves for a provider.
+// Header names Tollgate reads or writes. The one internal header routes a
+// request to its chain's cluster (the decision travels in dynamic metadata,
+// decision.go); internal headers start with internalPrefix, the policy role
+// strips any a client sends, and the adapter removes them all before a request
+// leaves for a provider.
 const (
-	gatewayPrefix    = "x-tollgate-" // every Tollgate header; none reaches a provider
-	portkeyPrefix    = "x-portkey-"  // Portkey's aliases and config; none reaches a provider
-	internalPrefix   = "x-tollgate-internal-"
-	hdrCluster       = internalPrefix + "cluster"
-	hdrDecision      = internalPrefix + "decision"
-	hdrRole          = "x-tollgate-role"
-	hdrGatewayKey    = "x-tollgate-api-key"
-	hdrPortkeyKey    = "x-portkey-api-key"
-	hdrProvider      = "x-tollgate-provider"
-	hdrPortkeyRoute  = "x-portkey-provider"
-	hdrRequestID     = "x-request-id"
-	hdrServedBy      = "x-tollgate-provider" // on responses: the provider that served
-	hdrAttempts      = "x-tollgate-attempts" // on responses: the attempt that served
-	hdrAPIKey        = "x-api-key"
-	hdrAuthorization = "authorization"
-	hdrShouldRetry   = "x-should-retry" // on refusals: "false" when a retry cannot pass
+	gatewayPrefix      = "x-tollgate-" // every Tollgate header; none reaches a provider
+	portkeyPrefix      = "x-portkey-"  // Portkey's aliases and config; none reaches a provider
+	internalPrefix     = "x-tollgate-internal-"
+	hdrCluster         = internalPrefix + "cluster"
+	hdrRole            = "x-tollgate-role"
+	hdrGatewayKey      = "x-tollgate-api-key"
+	hdrPortkeyKey      = "x-portkey-api-key"
+	hdrRoute           = "x-tollgate-provider" // on requests: the route ("@slug") the client picks
+	hdrPortkeyRoute    = "x-portkey-provider"  // Portkey's name for hdrRoute
+	hdrRequestID       = "x-request-id"
+	hdrServingProvider = "x-tollgate-provider" // on responses: the provider that served
+	hdrAttempts        = "x-tollgate-attempts" // on responses: the attempt that served
+	hdrAPIKey          = "x-api-key"
+	hdrAuthorization   = "authorization"
+	hdrShouldRetry     = "x-should-retry" // on refusals: "false" when a retry cannot pass
 )
 
 // headers is a read view of an Envoy header map. Envoy sends lowercase keys and

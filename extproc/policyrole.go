@@ -1,6 +1,7 @@
 package extproc
 
 import (
+	"context"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -139,7 +140,8 @@ func removeClientOnly(m *mutation, h headers) {
 }
 
 // policyProcessor is the downstream role: one per client request. It
-// authenticates, picks the route, and signs the decision for the adapter.
+// authenticates, picks the route, and hands the decision to the adapter in
+// dynamic metadata (decision.go).
 type policyProcessor struct {
 	s         *Server
 	pol       *policy.Policy
@@ -151,7 +153,7 @@ type policyProcessor struct {
 	key       *policy.Key
 	trace     traceInfo
 	// envoyRequestID is the x-request-id header, which Envoy gives both filters
-	// of a request alike: the signed decision is bound to it.
+	// of a request alike; the record keeps it as client_request_id.
 	envoyRequestID string
 	// slug is the route named in a header, if any.
 	slug  string
@@ -188,26 +190,26 @@ func newPolicyProcessor(s *Server) *policyProcessor { return &policyProcessor{s:
 
 // finish writes the request's cost record, once, whichever way the stream
 // ended: a complete response, an error, a rejection, or a client that went away.
-func (p *policyProcessor) finish(error) {
-	p.cancelEarly()
+func (p *policyProcessor) finish(ctx context.Context, _ error) {
+	p.cancelEarly(ctx)
 	if p.endpoint == "" || p.endpoint == epProbe {
 		return // a warm-up probe or a stream with no request: nothing to record
 	}
 	r, modelLabel := p.buildRecord(p.s.now())
-	p.settle(actualCost{costPicoUSD: r.CostPicoUSD, tokens: r.Usage.TotalTokens(), provider: r.Provider})
+	p.settle(ctx, actualCost{costPicoUSD: r.CostPicoUSD, tokens: r.Usage.TotalTokens(), provider: r.Provider})
 	p.s.record(r, modelLabel)
 }
 
-func (p *policyProcessor) handle(req *extprocv3.ProcessingRequest) (*extprocv3.ProcessingResponse, error) {
+func (p *policyProcessor) handle(ctx context.Context, req *extprocv3.ProcessingRequest) (*extprocv3.ProcessingResponse, error) {
 	switch r := req.Request.(type) {
 	case *extprocv3.ProcessingRequest_RequestHeaders:
-		return p.requestHeaders(r.RequestHeaders), nil
+		return p.requestHeaders(ctx, r.RequestHeaders), nil
 	case *extprocv3.ProcessingRequest_RequestBody:
-		return p.requestBody(r.RequestBody), nil
+		return p.requestBody(ctx, r.RequestBody), nil
 	case *extprocv3.ProcessingRequest_ResponseHeaders:
 		return p.responseHeaders(r.ResponseHeaders), nil
 	case *extprocv3.ProcessingRequest_ResponseBody:
-		return p.responseBody(r.ResponseBody), nil
+		return p.responseBody(ctx, r.ResponseBody), nil
 	}
 	return passThrough(req)
 }
@@ -231,7 +233,7 @@ func (p *policyProcessor) reject(e *ClientError) *extprocv3.ProcessingResponse {
 	return resp
 }
 
-func (p *policyProcessor) requestHeaders(hh *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
+func (p *policyProcessor) requestHeaders(ctx context.Context, hh *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
 	h := readHeaders(hh.GetHeaders())
 	p.pol = p.s.policies.Current()
 	p.start = p.s.now()
@@ -262,7 +264,7 @@ func (p *policyProcessor) requestHeaders(hh *extprocv3.HttpHeaders) *extprocv3.P
 	}
 	p.key = k
 
-	p.slug = h.get(hdrProvider)
+	p.slug = h.get(hdrRoute)
 	if p.slug == "" {
 		p.slug = h.get(hdrPortkeyRoute)
 	}
@@ -278,24 +280,24 @@ func (p *policyProcessor) requestHeaders(hh *extprocv3.HttpHeaders) *extprocv3.P
 		// The body decides the rest. In BUFFERED mode Envoy holds the headers until
 		// the body reply, so routing set there still reaches the router. The
 		// budget check starts now, while the body is on its way.
-		p.startEarlyReserve(h)
+		p.startEarlyReserve(ctx, h)
 		return continueRequestHeaders(&extprocv3.CommonResponse{HeaderMutation: m.proto()})
 	}
 	if e := p.resolveRoute(p.slug); e != nil {
 		return p.reject(e)
 	}
-	if _, e := p.reserve(reqbody.Fields{}, nil, reqbody.Media{}); e != nil {
+	if _, e := p.reserve(ctx, reqbody.Fields{}, nil, reqbody.Media{}); e != nil {
 		return p.reject(e)
 	}
-	if e := p.addDecision(&m); e != nil {
-		return p.reject(e)
-	}
+	p.routeTo(&m)
 	p.released = p.s.now()
 	p.admit()
-	return continueRequestHeaders(&extprocv3.CommonResponse{HeaderMutation: m.proto(), ClearRouteCache: true})
+	resp := continueRequestHeaders(&extprocv3.CommonResponse{HeaderMutation: m.proto(), ClearRouteCache: true})
+	resp.DynamicMetadata = p.decision().metadata()
+	return resp
 }
 
-func (p *policyProcessor) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
+func (p *policyProcessor) requestBody(ctx context.Context, b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
 	body := b.GetBody()
 	var f reqbody.Fields
 	var media reqbody.Media
@@ -329,7 +331,7 @@ func (p *policyProcessor) requestBody(b *extprocv3.HttpBody) *extprocv3.Processi
 			return p.reject(invalidRequest("model %q: the routed form is \"@route/model-id\"", f.Model))
 		}
 		if slug != "" && strings.TrimPrefix(slug, "@") != bodySlug {
-			return p.reject(invalidRequest("the %s header names route %q but the model names route %q", hdrProvider, slug, "@"+bodySlug))
+			return p.reject(invalidRequest("the %s header names route %q but the model names route %q", hdrRoute, slug, "@"+bodySlug))
 		}
 		slug, p.model = bodySlug, model
 		edits = append(edits, reqbody.ModelEdit(f, model))
@@ -340,7 +342,7 @@ func (p *policyProcessor) requestBody(b *extprocv3.HttpBody) *extprocv3.Processi
 	if e := p.checkPriced(); e != nil {
 		return p.reject(e)
 	}
-	fit, e := p.reserve(f, body, media)
+	fit, e := p.reserve(ctx, f, body, media)
 	if e != nil {
 		return p.reject(e)
 	}
@@ -351,9 +353,7 @@ func (p *policyProcessor) requestBody(b *extprocv3.HttpBody) *extprocv3.Processi
 	}
 
 	var m mutation
-	if e := p.addDecision(&m); e != nil {
-		return p.reject(e)
-	}
+	p.routeTo(&m)
 	p.released = p.s.now()
 	p.admit()
 	c := &extprocv3.CommonResponse{ClearRouteCache: true}
@@ -364,19 +364,21 @@ func (p *policyProcessor) requestBody(b *extprocv3.HttpBody) *extprocv3.Processi
 		c.BodyMutation = &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_Body{Body: newBody}}
 	}
 	c.HeaderMutation = m.proto()
-	return continueRequestBody(c)
+	resp := continueRequestBody(c)
+	resp.DynamicMetadata = p.decision().metadata()
+	return resp
 }
 
 // maxModelLen bounds the model id a request may name. The longest real ids,
 // Bedrock inference-profile ARNs, are about 100 bytes; the id travels in the
-// signed decision header, which must stay small.
+// decision, to every attempt.
 const maxModelLen = 256
 
 func (p *policyProcessor) resolveRoute(slug string) *ClientError {
 	r, ok := p.pol.Route(slug)
 	if !ok {
 		if slug == "" {
-			return invalidRequest("no route given and the policy has no default route; name one with the %s header or a model of the form \"@route/model-id\"", hdrProvider)
+			return invalidRequest("no route given and the policy has no default route; name one with the %s header or a model of the form \"@route/model-id\"", hdrRoute)
 		}
 		return invalidRequest("unknown route %q", slug)
 	}
@@ -397,31 +399,20 @@ func (p *policyProcessor) checkPriced() *ClientError {
 	return nil
 }
 
-// addDecision sets the chain cluster and the signed decision for the adapter.
-func (p *policyProcessor) addDecision(m *mutation) *ClientError {
-	signed, err := p.s.signer.Sign(Decision{
-		RequestID:   p.envoyRequestID,
-		RecordID:    p.requestID,
-		Route:       p.route.Slug,
-		Path:        p.path,
-		KeyID:       p.key.ID,
-		ExpiresUnix: p.s.now().Add(decisionTTL).Unix(),
-		Model:       p.model,
-	})
-	if err != nil {
-		p.s.log.Error("signing decision", zap.Error(err))
-		return permissionError("could not sign the routing decision")
-	}
-	m.Set(hdrCluster, p.route.Cluster)
-	m.Set(hdrDecision, signed)
-	return nil
+// routeTo sets the header that routes the request to its chain's cluster.
+func (p *policyProcessor) routeTo(m *mutation) { m.Set(hdrCluster, p.route.Cluster) }
+
+// decision is what the adapter of every attempt needs from this role; the
+// reply that releases the request carries it in dynamic metadata.
+func (p *policyProcessor) decision() Decision {
+	return Decision{RecordID: p.requestID, Route: p.route.Slug, Path: p.path, KeyID: p.key.ID, Model: p.model}
 }
 
 func (p *policyProcessor) responseHeaders(hh *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
 	h := readHeaders(hh.GetHeaders())
 	p.respHeaders = true
 	p.status, _ = strconv.Atoi(h.get(":status"))
-	p.servedBy = h.get(hdrServedBy)
+	p.servedBy = h.get(hdrServingProvider)
 	p.meter.start(h.get("content-type"))
 	if hh.GetEndOfStream() {
 		p.meter.chunk(nil, true, p.s.now())
@@ -447,8 +438,8 @@ func (p *policyProcessor) responseHeaders(hh *extprocv3.HttpHeaders) *extprocv3.
 }
 
 // responseBody passes each chunk on at once and meters it on the way.
-func (p *policyProcessor) responseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
-	p.renewIfDue(p.s.now())
+func (p *policyProcessor) responseBody(ctx context.Context, b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
+	p.renewIfDue(ctx, p.s.now())
 	if repl := p.meter.chunk(b.GetBody(), b.GetEndOfStream(), p.s.now()); repl != nil {
 		return continueResponseBody(&extprocv3.CommonResponse{
 			BodyMutation: &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_Body{Body: repl}},

@@ -87,6 +87,7 @@ func (p *policyProcessor) buildRecord(end time.Time) (records.Record, string) {
 	if !fromProvider && p.route != nil && len(p.route.Chain) > 0 {
 		r.Provider = p.route.Chain[0]
 	}
+	r.Model = p.sentModel(r.Provider)
 	if fromProvider && !p.meter.firstByte.IsZero() && !p.released.IsZero() {
 		r.TTFTMS = ms(p.meter.firstByte.Sub(p.released))
 	}
@@ -122,7 +123,7 @@ func (p *policyProcessor) baseRecord(end time.Time) records.Record {
 		TraceID: p.trace.TraceID, SessionID: p.trace.SessionID,
 		AgentID: p.trace.AgentID, ParentAgentID: p.trace.ParentAgentID,
 		Endpoint: string(p.endpoint), Method: clip(p.method, maxRecordMethodBytes), Path: clip(p.path, maxRecordPathBytes),
-		RequestedModel: p.requestedModel, Model: p.model, Stream: p.stream,
+		RequestedModel: p.requestedModel, Model: p.sentModel(p.servedBy), Stream: p.stream,
 		Provider:             p.servedBy,
 		LatencyMS:            ms(end.Sub(p.start)),
 		BudgetOutcome:        p.budgetOutcome,
@@ -167,6 +168,20 @@ const (
 	// labelNone labels a request refused before its model was read.
 	labelNone = "none"
 )
+
+// sentModel is the model id the request's route sends to provider (the
+// route's first provider when provider is empty): the client's model without
+// its "@route/" prefix, after the route's and the provider's mappings, as the
+// adapter sends it. It is empty before the body named a model.
+func (p *policyProcessor) sentModel(provider string) string {
+	if p.model == "" || p.route == nil {
+		return p.model
+	}
+	if provider == "" && len(p.route.Chain) > 0 {
+		provider = p.route.Chain[0]
+	}
+	return p.pol.MapModel(p.route, provider, p.model)
+}
 
 // modelLabel is the model label of a request that has no usage to price: the
 // model the route sends to provider (the route's first provider when

@@ -6,10 +6,11 @@
 //
 // Nothing is shared in memory between streams: the two roles of one request may
 // run on different replicas, so the policy role hands its decision to the adapter
-// in a signed request header.
+// in Envoy's dynamic metadata (decision.go).
 package extproc
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -32,10 +33,9 @@ type Policies interface {
 	Current() *policy.Policy
 }
 
-// Options configure a Server. Policies and Signer are required.
+// Options configure a Server. Policies is required.
 type Options struct {
 	Policies Policies
-	Signer   *Signer
 	Logger   *zap.Logger      // default: no logging
 	Metrics  *Metrics         // default: metrics not exported
 	Recorder Recorder         // default: records discarded
@@ -54,7 +54,6 @@ type Options struct {
 type Server struct {
 	extprocv3.UnimplementedExternalProcessorServer
 	policies Policies
-	signer   *Signer
 	log      *zap.Logger
 	metrics  *Metrics
 	recorder Recorder
@@ -68,10 +67,10 @@ type Server struct {
 
 // NewServer returns a Server, or an error when a required option is missing.
 func NewServer(o Options) (*Server, error) {
-	if o.Policies == nil || o.Signer == nil {
-		return nil, errors.New("extproc: Policies and Signer are required")
+	if o.Policies == nil {
+		return nil, errors.New("extproc: Policies is required")
 	}
-	s := &Server{policies: o.Policies, signer: o.Signer, log: o.Logger, metrics: o.Metrics, recorder: o.Recorder, ledger: o.Ledger, now: o.Now,
+	s := &Server{policies: o.Policies, log: o.Logger, metrics: o.Metrics, recorder: o.Recorder, ledger: o.Ledger, now: o.Now,
 		noEarlyReserve: o.NoEarlyReserve, earlyBodyTimeout: o.EarlyBodyTimeout}
 	if s.recorder == nil {
 		s.recorder = discardRecorder{}
@@ -102,11 +101,14 @@ const (
 )
 
 // processor handles the messages of one ext_proc stream. It returns exactly one
-// response per message, of the matching type or an immediate response.
+// response per message, of the matching type or an immediate response. ctx is
+// the stream's context: it ends when Envoy resets the stream.
 type processor interface {
-	handle(req *extprocv3.ProcessingRequest) (*extprocv3.ProcessingResponse, error)
-	// finish is called once when the stream ends, for whatever reason.
-	finish(err error)
+	handle(ctx context.Context, req *extprocv3.ProcessingRequest) (*extprocv3.ProcessingResponse, error)
+	// finish is called once when the stream ends, for whatever reason, with
+	// the stream's context (done by then: work it does must not inherit the
+	// cancellation, see ledgerContext).
+	finish(ctx context.Context, err error)
 }
 
 // Process implements [extprocv3.ExternalProcessorServer.Process].
@@ -123,7 +125,7 @@ func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error
 	}
 	s.metrics.streams.WithLabelValues(role).Inc()
 	err := s.serve(stream, s.metrics.phaseObservers(role), p)
-	p.finish(err)
+	p.finish(stream.Context(), err)
 	return err
 }
 
@@ -139,7 +141,7 @@ func (s *Server) serve(stream extprocv3.ExternalProcessor_ProcessServer, phases 
 			return err
 		}
 		start := time.Now()
-		resp, err := p.handle(req)
+		resp, err := p.handle(stream.Context(), req)
 		if err != nil {
 			return err
 		}

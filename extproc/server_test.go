@@ -45,7 +45,7 @@ func (s staticPolicies) Current() *policy.Policy { return s.p }
 
 var testNow = time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
 
-func newTestServer(t *testing.T) (*Server, *Signer) {
+func newTestServer(t *testing.T) *Server {
 	t.Helper()
 	src := strings.Replace(testPolicy, "%s", policy.HashKey("tg-alice"), 1)
 	p, err := policy.Parse("test.yaml", []byte(src), policy.LoadOptions{
@@ -60,15 +60,34 @@ func newTestServer(t *testing.T) (*Server, *Signer) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	signer, err := NewSigner([]byte(strings.Repeat("s", 32)))
+	s, err := NewServer(Options{Policies: staticPolicies{p}, Now: func() time.Time { return testNow }})
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := NewServer(Options{Policies: staticPolicies{p}, Signer: signer, Now: func() time.Time { return testNow }})
-	if err != nil {
-		t.Fatal(err)
+	return s
+}
+
+// decisionOf reads the decision a policy-role reply hands to the adapter.
+func decisionOf(t *testing.T, resp *extprocv3.ProcessingResponse) Decision {
+	t.Helper()
+	ns := resp.GetDynamicMetadata().GetFields()[metadataNamespace].GetStructValue()
+	if len(resp.GetDynamicMetadata().GetFields()) != 1 {
+		t.Errorf("dynamic metadata writes namespaces other than %q: %v", metadataNamespace, resp.GetDynamicMetadata())
 	}
-	return s, signer
+	d, err := decisionFrom(&extprocv3.ProcessingRequest{MetadataContext: &corev3.Metadata{
+		FilterMetadata: map[string]*structpb.Struct{metadataNamespace: ns}}})
+	if err != nil {
+		t.Fatalf("decision in %v: %v", resp.GetDynamicMetadata(), err)
+	}
+	return d
+}
+
+// withDecision puts d where Envoy gives it to the adapter filter: the
+// forwarded namespace of the message's metadata_context.
+func withDecision(req *extprocv3.ProcessingRequest, d Decision) *extprocv3.ProcessingRequest {
+	req.MetadataContext = &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{
+		metadataNamespace: d.metadata().GetFields()[metadataNamespace].GetStructValue()}}
+	return req
 }
 
 // stream opens a real gRPC stream to s over loopback with the given role.
@@ -156,7 +175,7 @@ func anthropicError(t *testing.T, ir *extprocv3.ImmediateResponse) (status int, 
 }
 
 func TestPolicyRoleRoutesByModelPrefix(t *testing.T) {
-	s, signer := newTestServer(t)
+	s := newTestServer(t)
 	c := stream(t, s, rolePolicy)
 	resp := roundTrip(t, c, reqHeaders(false, ":method", "POST", ":path", "/v1/messages?beta=true",
 		"x-request-id", "rid-1", "authorization", "Bearer tg-alice", "x-api-key", "tg-alice",
@@ -192,16 +211,19 @@ func TestPolicyRoleRoutesByModelPrefix(t *testing.T) {
 	if got[hdrCluster] != "chain_other" {
 		t.Errorf("cluster = %q", got[hdrCluster])
 	}
-	d, err := signer.Verify(got[hdrDecision], testNow)
-	if err != nil {
-		t.Fatalf("decision: %v", err)
-	}
-	if d.Route != "other" || d.Path != "/v1/messages?beta=true" || d.RequestID != "rid-1" || d.KeyID != "alice" {
+	// The decision travels in dynamic metadata, never in a header.
+	d := decisionOf(t, resp)
+	if d.Route != "other" || d.Path != "/v1/messages?beta=true" || d.KeyID != "alice" || d.Model != "claude-opus-4-8" {
 		t.Errorf("decision = %+v", d)
 	}
-	// The decision is bound to Envoy's x-request-id, and names the record.
-	if d.RecordID == "" || d.RecordID == d.RequestID {
+	// The decision names the record, never the client's x-request-id.
+	if d.RecordID == "" || d.RecordID == "rid-1" {
 		t.Errorf("decision names record %q", d.RecordID)
+	}
+	for k := range got {
+		if strings.HasPrefix(k, internalPrefix) && k != hdrCluster {
+			t.Errorf("internal header %s set", k)
+		}
 	}
 
 	// Response headers of a message pass with no override; other endpoints skip bodies.
@@ -213,7 +235,7 @@ func TestPolicyRoleRoutesByModelPrefix(t *testing.T) {
 }
 
 func TestPolicyRoleDefaultRouteAndHeaderRoute(t *testing.T) {
-	s, signer := newTestServer(t)
+	s := newTestServer(t)
 	for _, tt := range []struct {
 		name, header, route string
 	}{
@@ -225,7 +247,7 @@ func TestPolicyRoleDefaultRouteAndHeaderRoute(t *testing.T) {
 			c := stream(t, s, rolePolicy)
 			kv := []string{":method", "GET", ":path", "/v1/models", "x-tollgate-api-key", "tg-alice"}
 			if tt.header != "" {
-				name := hdrProvider
+				name := hdrRoute
 				if tt.name == "portkey alias" {
 					name = hdrPortkeyRoute
 				}
@@ -236,9 +258,8 @@ func TestPolicyRoleDefaultRouteAndHeaderRoute(t *testing.T) {
 			if !hr.GetClearRouteCache() {
 				t.Fatalf("route cache not cleared: %v", resp)
 			}
-			d, err := signer.Verify(sets(t, hr.GetHeaderMutation())[hdrDecision], testNow)
-			if err != nil || d.Route != tt.route {
-				t.Fatalf("decision %+v, %v; want route %s", d, err, tt.route)
+			if d := decisionOf(t, resp); d.Route != tt.route {
+				t.Fatalf("decision %+v; want route %s", d, tt.route)
 			}
 			resp = roundTrip(t, c, &extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseHeaders{
 				ResponseHeaders: &extprocv3.HttpHeaders{Headers: headerMap(":status", "200")}}})
@@ -251,7 +272,7 @@ func TestPolicyRoleDefaultRouteAndHeaderRoute(t *testing.T) {
 }
 
 func TestPolicyRoleRejections(t *testing.T) {
-	s, _ := newTestServer(t)
+	s := newTestServer(t)
 	tests := []struct {
 		name    string
 		headers []string
@@ -300,7 +321,7 @@ func TestPolicyRoleRejections(t *testing.T) {
 }
 
 func TestPolicyRoleWarmUpProbe(t *testing.T) {
-	s, _ := newTestServer(t)
+	s := newTestServer(t)
 	for _, path := range []string{"/", "/api/hello"} {
 		c := stream(t, s, rolePolicy)
 		resp := roundTrip(t, c, reqHeaders(true, ":method", "HEAD", ":path", path))
@@ -319,16 +340,13 @@ func adapterAttrs(provider string, attempt float64) map[string]*structpb.Struct 
 }
 
 func TestAdapterRole(t *testing.T) {
-	s, signer := newTestServer(t)
-	decision, err := signer.Sign(Decision{RequestID: "rid-1", Route: "demo", Path: "/v1/messages?beta=true", KeyID: "alice", ExpiresUnix: testNow.Add(time.Minute).Unix()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := newTestServer(t)
 	c := stream(t, s, roleAdapter)
 	req := reqHeaders(false, ":method", "POST", ":path", "/v1/messages?beta=true", ":authority", "localhost:10000",
-		"x-request-id", "rid-1", hdrDecision, decision, hdrCluster, "chain_demo", "x-tollgate-internal-other", "x",
+		"x-request-id", "rid-1", hdrCluster, "chain_demo", "x-tollgate-internal-other", "x",
 		"anthropic-beta", "context-management-2025-06-27", "content-length", "40")
 	req.Attributes = adapterAttrs("demo", 1)
+	withDecision(req, Decision{Route: "demo", Path: "/v1/messages?beta=true", KeyID: "alice", RecordID: "rec-1"})
 	resp := roundTrip(t, c, req)
 	hm := resp.GetRequestHeaders().GetResponse().GetHeaderMutation()
 	got := sets(t, hm)
@@ -345,7 +363,7 @@ func TestAdapterRole(t *testing.T) {
 		t.Error("anthropic-beta rewritten")
 	}
 	removed := strings.Join(hm.GetRemoveHeaders(), ",")
-	for _, h := range []string{hdrDecision, hdrCluster, "x-tollgate-internal-other", "authorization"} {
+	for _, h := range []string{hdrCluster, "x-tollgate-internal-other", "authorization"} {
 		if !strings.Contains(removed, h) {
 			t.Errorf("%s not removed", h)
 		}
@@ -371,35 +389,42 @@ func TestAdapterRole(t *testing.T) {
 }
 
 func TestAdapterRoleFailsClosed(t *testing.T) {
-	s, signer := newTestServer(t)
-	other, _ := NewSigner([]byte(strings.Repeat("x", 32)))
-	good := Decision{RequestID: "rid-1", Route: "demo", Path: "/v1/messages", ExpiresUnix: testNow.Add(time.Minute).Unix(), RecordID: "rec-1"}
-	sign := func(s *Signer, d Decision) string {
-		v, err := s.Sign(d)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return v
+	s := newTestServer(t)
+	good := Decision{Route: "demo", Path: "/v1/messages", KeyID: "alice", RecordID: "rec-1"}
+	malformed := func(req *extprocv3.ProcessingRequest) {
+		withDecision(req, good)
+		req.MetadataContext.FilterMetadata[metadataNamespace].Fields[metadataDecision] = structpb.NewStringValue("x")
 	}
-	expired := good
-	expired.ExpiresUnix = testNow.Add(-time.Second).Unix()
+	noRoute := good
+	noRoute.Route = ""
 	tests := []struct {
-		name, decision, provider, msg string
+		name     string
+		set      func(*extprocv3.ProcessingRequest)
+		provider string
+		msg      string
 	}{
-		{"missing", "", "demo", "no routing decision"},
-		{"garbage", "v1.abc.def", "demo", "not signed"},
-		{"other secret", sign(other, good), "demo", "not signed"},
-		{"tampered", strings.Replace(sign(signer, good), ".", ".A", 1), "demo", "not signed"},
-		{"expired", sign(signer, expired), "demo", "expired"},
-		{"no provider metadata", sign(signer, good), "", "filter_metadata.tollgate.provider"},
-		{"provider outside the chain", sign(signer, good), "other", "not in the chain"},
-		{"another request", sign(signer, Decision{RequestID: "rid-2", Route: "demo", ExpiresUnix: good.ExpiresUnix}), "demo", "another request"},
+		{"missing", func(*extprocv3.ProcessingRequest) {}, "demo", "no routing decision"},
+		{"another namespace", func(req *extprocv3.ProcessingRequest) {
+			withDecision(req, good)
+			md := req.MetadataContext.FilterMetadata
+			md["envoy.lb"], md[metadataNamespace] = md[metadataNamespace], nil
+		}, "demo", "no routing decision"},
+		{"malformed", malformed, "demo", "malformed"},
+		{"without a route", func(req *extprocv3.ProcessingRequest) { withDecision(req, noRoute) }, "demo", "malformed"},
+		{"no provider metadata", func(req *extprocv3.ProcessingRequest) { withDecision(req, good) }, "", "filter_metadata.tollgate.provider"},
+		{"provider outside the chain", func(req *extprocv3.ProcessingRequest) { withDecision(req, good) }, "other", "not in the chain"},
+		{"route gone", func(req *extprocv3.ProcessingRequest) {
+			d := good
+			d.Route = "gone"
+			withDecision(req, d)
+		}, "demo", "no longer in the policy"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := stream(t, s, roleAdapter)
-			req := reqHeaders(false, ":method", "POST", ":path", "/v1/messages", "x-request-id", "rid-1", hdrDecision, tt.decision)
+			req := reqHeaders(false, ":method", "POST", ":path", "/v1/messages", "x-request-id", "rid-1")
 			req.Attributes = adapterAttrs(tt.provider, 1)
+			tt.set(req)
 			ir := roundTrip(t, c, req).GetImmediateResponse()
 			if ir == nil {
 				t.Fatal("request was let through")
@@ -408,15 +433,15 @@ func TestAdapterRoleFailsClosed(t *testing.T) {
 			if st != 403 || typ != "permission_error" || !strings.Contains(msg, tt.msg) {
 				t.Errorf("got %d %s %q; want 403 containing %q", st, typ, msg, tt.msg)
 			}
-			// The body names the record of a request whose decision verified,
+			// The body names the record of a request whose decision was read,
 			// and never the client's x-request-id.
 			var body struct {
 				RequestID string `json:"request_id"`
 			}
 			json.Unmarshal(ir.GetBody(), &body) //nolint:errcheck // anthropicError checked it
-			want := ""
-			if tt.provider != "demo" {
-				want = "rec-1"
+			want := "rec-1"
+			if tt.provider == "demo" && tt.name != "route gone" {
+				want = ""
 			}
 			if body.RequestID != want {
 				t.Errorf("request_id %q; want %q", body.RequestID, want)
@@ -426,7 +451,7 @@ func TestAdapterRoleFailsClosed(t *testing.T) {
 }
 
 func TestUnknownRoleIsAnError(t *testing.T) {
-	s, _ := newTestServer(t)
+	s := newTestServer(t)
 	c := stream(t, s, "")
 	// The server may end the stream before the message is sent; Send then
 	// reports io.EOF and Recv carries the status.

@@ -70,9 +70,13 @@ type Record struct {
 	Path     string `json:"path"`   // as the client sent it, cut to 512 bytes
 
 	RequestedModel string `json:"requested_model,omitempty"` // as the client sent it
-	Model          string `json:"model,omitempty"`           // as sent to the provider
-	ResponseModel  string `json:"response_model,omitempty"`  // as the provider reported it
-	Stream         bool   `json:"stream"`
+	// Model is the model id sent to the provider that answered, after the
+	// "@route/" prefix was removed and the route's and provider's model
+	// mappings applied; for a request no provider answered, the id its
+	// route's first provider is sent.
+	Model         string `json:"model,omitempty"`
+	ResponseModel string `json:"response_model,omitempty"` // as the provider reported it
+	Stream        bool   `json:"stream"`
 
 	Status    int     `json:"status"`
 	ErrorType string  `json:"error_type,omitempty"`

@@ -102,7 +102,7 @@ func parseServeFlags(args []string, lookup func(string) (string, bool), stderr i
 	fs.StringVar(&c.AdminAddr, "admin-addr", env("TOLLGATE_ADMIN_ADDR", ":9090"), "admin HTTP listen address for /healthz, /readyz, /metrics (TOLLGATE_ADMIN_ADDR)")
 	fs.StringVar(&c.PolicyPath, "policy", env("TOLLGATE_POLICY", ""), "policy file; empty runs the embedded demo policy (TOLLGATE_POLICY)")
 	fs.DurationVar(&c.PolicyPoll, "policy-poll", dur("TOLLGATE_POLICY_POLL", "2s"), "how often the policy file is checked for changes (TOLLGATE_POLICY_POLL)")
-	fs.StringVar(&c.DecisionSecretFile, "decision-secret-file", env("TOLLGATE_DECISION_SECRET_FILE", ""), "file holding the secret (>= 32 bytes) that signs routing decisions; every replica needs the same one (TOLLGATE_DECISION_SECRET_FILE, or the secret itself in TOLLGATE_DECISION_SECRET)")
+	fs.StringVar(&c.DecisionSecretFile, "decision-secret-file", env("TOLLGATE_DECISION_SECRET_FILE", ""), "deprecated and ignored: routing decisions travel in Envoy dynamic metadata, unsigned (TOLLGATE_DECISION_SECRET_FILE; TOLLGATE_DECISION_SECRET is ignored too); removed in the next release")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", dur("TOLLGATE_SHUTDOWN_TIMEOUT", "30s"), "how long in-flight streams may finish after a stop signal (TOLLGATE_SHUTDOWN_TIMEOUT)")
 	fs.DurationVar(&c.DrainDelay, "drain-delay", dur("TOLLGATE_DRAIN_DELAY", "0s"), "after a stop signal, how long to keep serving with /readyz failing so load balancers move new streams away first (TOLLGATE_DRAIN_DELAY; 5s suits Kubernetes)")
 	fs.StringVar(&c.LogLevel, "log-level", env("TOLLGATE_LOG_LEVEL", "info"), "debug, info, warn or error (TOLLGATE_LOG_LEVEL)")
@@ -166,23 +166,6 @@ func (l redisLogger) Printf(_ context.Context, format string, v ...any) {
 	l.log.Warn(strings.TrimSpace(strings.TrimPrefix(fmt.Sprintf(format, v...), "redis: ")))
 }
 
-func loadSigner(c serveConfig) (*extproc.Signer, bool, error) {
-	switch {
-	case c.DecisionSecret != "":
-		s, err := extproc.NewSigner([]byte(c.DecisionSecret))
-		return s, true, err
-	case c.DecisionSecretFile != "":
-		b, err := os.ReadFile(c.DecisionSecretFile)
-		if err != nil {
-			return nil, false, fmt.Errorf("decision secret: %w", err)
-		}
-		s, err := extproc.NewSigner([]byte(strings.TrimRight(string(b), "\r\n")))
-		return s, true, err
-	}
-	s, err := extproc.NewRandomSigner()
-	return s, false, err
-}
-
 func listen(addr string) (net.Listener, error) {
 	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
 		// A stale socket from a crashed run would block the bind.
@@ -237,12 +220,10 @@ func serve(ctx context.Context, c serveConfig, logOut io.Writer) error {
 		log.Warn("no policy file given: running the embedded demo policy (gateway key tg-demo-key, provider demo); set TOLLGATE_POLICY for real use")
 	}
 
-	signer, shared, err := loadSigner(c)
-	if err != nil {
-		return err
-	}
-	if !shared {
-		log.Warn("no decision secret configured: generated one for this process; replicas behind one Envoy need TOLLGATE_DECISION_SECRET or --decision-secret-file")
+	if c.DecisionSecretFile != "" || c.DecisionSecret != "" {
+		// Kept for one release so that existing deployments still start.
+		log.Warn("--decision-secret-file, TOLLGATE_DECISION_SECRET_FILE and TOLLGATE_DECISION_SECRET are deprecated and ignored: " +
+			"the routing decision travels in Envoy dynamic metadata (namespace tollgate), which clients cannot write and providers never see; remove the setting")
 	}
 
 	rdb, err := openRedis(c)
@@ -269,7 +250,7 @@ func serve(ctx context.Context, c serveConfig, logOut io.Writer) error {
 	budgetAPI := budget.NewAPIHandler(ledger, func() *budget.Config { return watcher.Current().Budgets }, token, log.Named("budget"))
 
 	srv, err := extproc.NewServer(extproc.Options{
-		Policies: watcher, Signer: signer, Logger: log, Metrics: extproc.NewMetrics(reg), Recorder: rec.writer, Ledger: ledger,
+		Policies: watcher, Logger: log, Metrics: extproc.NewMetrics(reg), Recorder: rec.writer, Ledger: ledger,
 		NoEarlyReserve: !c.BudgetEarlyReserve, EarlyBodyTimeout: c.BudgetEarlyBodyTimeout,
 	})
 	if err != nil {

@@ -167,11 +167,7 @@ keys:
 	if err != nil {
 		t.Fatal(err)
 	}
-	signer, err := extproc.NewRandomSigner()
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := extproc.NewServer(extproc.Options{Policies: fixedPolicy{p}, Signer: signer,
+	srv, err := extproc.NewServer(extproc.Options{Policies: fixedPolicy{p},
 		Recorder: o.recorder, Metrics: extproc.NewMetrics(s.reg), Ledger: o.ledger, EarlyBodyTimeout: o.earlyBodyTimeout})
 	if err != nil {
 		t.Fatal(err)

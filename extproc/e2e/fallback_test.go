@@ -22,16 +22,10 @@ import (
 // TestSecondAttemptStartsClean runs a two-provider chain whose first provider
 // refuses connections: Envoy retries on the second (previous_priorities over the
 // aggregate cluster), keeping attempt 1's header map (ENVOY-EXTPROC section 12).
-// The adapter must give attempt 2 its own host, path and key, map the model from
-// the original body, and leave nothing of attempt 1 behind.
+// Attempt 2's adapter finds the policy role's decision in the dynamic metadata
+// both attempts share, and must give attempt 2 its own host, path and key, map
+// the model from the original body, and leave nothing of attempt 1 behind.
 func TestSecondAttemptStartsClean(t *testing.T) {
-	// Known gap, found by this test: the adapter removes the decision header from
-	// the one header map Envoy keeps across attempts, so attempt 2 has none and is
-	// refused (403 "no routing decision"). Keeping the header would send it to the
-	// provider. The fallback issue must carry the decision where a retry can see it
-	// but a provider cannot (the router replays the original body to each attempt),
-	// and then drop this skip.
-	t.Skip("fallback across providers: the decision does not survive attempt 1 (see the comment)")
 	second := envoytest.NewFakeAnthropic(envoytest.FakeAnthropicConfig{APIKey: "key-second"})
 	if err := second.Start("127.0.0.1:0"); err != nil {
 		t.Fatal(err)
@@ -67,9 +61,8 @@ keys:
 	if err != nil {
 		t.Fatal(err)
 	}
-	signer, _ := extproc.NewRandomSigner()
 	recs := &collector{}
-	srv, err := extproc.NewServer(extproc.Options{Policies: fixedPolicy{p}, Signer: signer, Recorder: recs})
+	srv, err := extproc.NewServer(extproc.Options{Policies: fixedPolicy{p}, Recorder: recs})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -296,11 +296,7 @@ func servers(t *testing.T) (tollgate, echo *Target) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	signer, err := extproc.NewRandomSigner()
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := extproc.NewServer(extproc.Options{Policies: staticPolicy{pol}, Signer: signer, Metrics: extproc.NewMetrics(reg)})
+	srv, err := extproc.NewServer(extproc.Options{Policies: staticPolicy{pol}, Metrics: extproc.NewMetrics(reg)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,7 +6,8 @@
 // filters (DefaultFilters, or FiltersFromEnvoy): the policy role's request headers,
 // buffered body, response headers and streamed response chunks, and per upstream
 // attempt the adapter role's headers (with the provider and attempt-count
-// attributes and the decision the policy role signed for that request), body
+// attributes, and in metadata_context the decision the policy role wrote into
+// the request's dynamic metadata), body
 // (unless the headers reply switched it off with a mode_override, as Envoy
 // honours when the filter allows it) and response headers. Scenarios are YAML files (LoadScenarios; the repository's are
 // compiled in, DefaultScenarios) that generate deterministic Claude Code-shaped

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -18,6 +19,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/types/known/structpb"
 )
 
 // Phase is one kind of ext_proc message exchange of a request.
@@ -168,8 +170,8 @@ type player struct {
 	policy, adapter Filter
 	policyMD        metadata.MD
 	adapterMD       metadata.MD
-	// strict checks the replies as Tollgate's: the expected denial, a signed
-	// decision, no immediate response elsewhere. Every target is checked for
+	// strict checks the replies as Tollgate's: the expected denial, a
+	// decision in dynamic metadata, no immediate response elsewhere. Every target is checked for
 	// replies of the matching type.
 	strict bool
 }
@@ -335,6 +337,10 @@ func (pl *player) play(ctx context.Context, start time.Time, hk hooks) ([]sample
 		return nil, err
 	}
 	h.apply(resp.GetRequestHeaders().GetResponse().GetHeaderMutation())
+	// The request's dynamic metadata (its StreamInfo's), which the upstream
+	// filters of every attempt share with the downstream ones.
+	var dyn dynamicMetadata
+	dyn.receive(pl.policy, resp)
 
 	// Request body, BUFFERED: the whole body in one message.
 	bodyMsg := p.bodyMsg
@@ -349,14 +355,13 @@ func (pl *player) play(ctx context.Context, start time.Time, hk hooks) ([]sample
 		}
 		c := resp.GetRequestBody().GetResponse()
 		h.apply(c.GetHeaderMutation())
+		dyn.receive(pl.policy, resp)
 		if nb := c.GetBodyMutation().GetBody(); nb != nil {
 			// The router replays the mutated downstream buffer to every attempt.
 			bodyMsg = bodyRequest(false, nb, true)
 		}
-		if pl.strict {
-			if _, ok := h.get("x-tollgate-internal-decision"); !ok {
-				return nil, errors.New("policy request_body: no signed decision in the reply")
-			}
+		if pl.strict && dyn["tollgate"].GetFields()["decision"] == nil {
+			return nil, errors.New("policy request_body: no decision in the reply's dynamic metadata (namespace tollgate)")
 		}
 	}
 
@@ -373,6 +378,7 @@ func (pl *player) play(ctx context.Context, start time.Time, hk hooks) ([]sample
 		// The request has a body, so its headers never end the stream, whatever
 		// the body mode.
 		msg := as.first(headersRequest(false, uh, false), pl.adapter.RequestAttributes, uh, s.Adapter.Provider, attempt)
+		msg.MetadataContext = dyn.forward(pl.adapter)
 		resp, d, at, err = as.roundTrip(msg, at)
 		if err != nil {
 			as.close()
@@ -465,4 +471,44 @@ func (pl *player) play(ctx context.Context, start time.Time, hk hooks) ([]sample
 		}
 	}
 	return samples, nil
+}
+
+// dynamicMetadata is a request's dynamic metadata by namespace, as Envoy keeps
+// it in the request's StreamInfo.
+type dynamicMetadata map[string]*structpb.Struct
+
+// receive merges a reply's dynamic_metadata into d, for the namespaces the
+// filter receives: each namespace's fields replace those of the same name.
+func (d *dynamicMetadata) receive(f Filter, resp *extprocv3.ProcessingResponse) {
+	for ns, v := range resp.GetDynamicMetadata().GetFields() {
+		if !slices.Contains(f.Receive, ns) || v.GetStructValue() == nil {
+			continue
+		}
+		if *d == nil {
+			*d = dynamicMetadata{}
+		}
+		cur := (*d)[ns]
+		if cur == nil {
+			cur = &structpb.Struct{Fields: map[string]*structpb.Value{}}
+			(*d)[ns] = cur
+		}
+		for k, fv := range v.GetStructValue().GetFields() {
+			cur.Fields[k] = fv
+		}
+	}
+}
+
+// forward returns the metadata_context of a message of filter f: the
+// namespaces it forwards.
+func (d dynamicMetadata) forward(f Filter) *corev3.Metadata {
+	md := &corev3.Metadata{}
+	for _, ns := range f.Forward {
+		if v, ok := d[ns]; ok {
+			if md.FilterMetadata == nil {
+				md.FilterMetadata = map[string]*structpb.Struct{}
+			}
+			md.FilterMetadata[ns] = v
+		}
+	}
+	return md
 }

@@ -27,6 +27,10 @@ type Filter struct {
 	AllowModeOverride  bool
 	RequestAttributes  []string
 	ResponseAttributes []string
+	// Receive and Forward are metadata_options' untyped receiving and
+	// forwarding namespaces: which namespaces of a reply's dynamic_metadata
+	// are kept, and which the filter's messages carry in metadata_context.
+	Receive, Forward []string
 }
 
 // NewFilter reads a Filter from an ext_proc filter config, and fails on the
@@ -34,7 +38,9 @@ type Filter struct {
 // GRPC).
 func NewFilter(name string, c *extprocfilterv3.ExternalProcessor) (Filter, error) {
 	f := Filter{Name: name, Mode: c.GetProcessingMode(), AllowModeOverride: c.GetAllowModeOverride(),
-		RequestAttributes: c.GetRequestAttributes(), ResponseAttributes: c.GetResponseAttributes()}
+		RequestAttributes: c.GetRequestAttributes(), ResponseAttributes: c.GetResponseAttributes(),
+		Receive: c.GetMetadataOptions().GetReceivingNamespaces().GetUntyped(),
+		Forward: c.GetMetadataOptions().GetForwardingNamespaces().GetUntyped()}
 	if f.Mode == nil {
 		f.Mode = &extprocfilterv3.ProcessingMode{}
 	}
@@ -93,7 +99,8 @@ func sends(m extprocfilterv3.ProcessingMode_HeaderSendMode) bool {
 // request headers SEND, request body BUFFERED, response headers SEND, response
 // body STREAMED and allow_mode_override; tollgate.adapter with request headers
 // SEND, request body BUFFERED, response headers SEND, response body NONE,
-// allow_mode_override and the provider and attempt-count request attributes.
+// allow_mode_override and the provider and attempt-count request attributes;
+// both receive and forward the dynamic metadata namespace tollgate.
 func DefaultFilters() (policy, adapter Filter) {
 	policy = Filter{
 		Name:     "tollgate.policy",
@@ -107,6 +114,8 @@ func DefaultFilters() (policy, adapter Filter) {
 			ResponseTrailerMode: extprocfilterv3.ProcessingMode_SKIP,
 		},
 		AllowModeOverride: true,
+		Receive:           []string{"tollgate"},
+		Forward:           []string{"tollgate"},
 	}
 	adapter = Filter{
 		Name:     "tollgate.adapter",
@@ -121,6 +130,8 @@ func DefaultFilters() (policy, adapter Filter) {
 		},
 		AllowModeOverride: true,
 		RequestAttributes: []string{envoyconfig.ProviderAttribute, "upstream.request_attempt_count"},
+		Receive:           []string{"tollgate"},
+		Forward:           []string{"tollgate"},
 	}
 	return policy, adapter
 }

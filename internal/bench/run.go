@@ -28,8 +28,8 @@ type Target struct {
 	// MetricsURL is its Prometheus endpoint with the Go collector, for
 	// allocations and the GC; empty measures none.
 	MetricsURL string
-	// Strict checks the replies as Tollgate's (expected denials, a signed
-	// decision, no immediate response elsewhere).
+	// Strict checks the replies as Tollgate's (expected denials, a
+	// decision in dynamic metadata, no immediate response elsewhere).
 	Strict bool
 	// BallastURL, when set (the echo processor's), is posted the live heap of
 	// the first target with metrics before every round, and the server resizes
