@@ -17,3 +17,24 @@ type Upstream interface {
 	// (ENVOY-EXTPROC section 12).
 	CredentialHeaders() []string
 }
+
+// clientFormat names the format clients speak to the policy role: the only one
+// it accepts so far. When there are more, the decision will carry the
+// request's own.
+const clientFormat = "anthropic"
+
+// Translation adapts an attempt's request from the client's format to that of
+// the provider's type. The wiring sets Options.Translation to a lookup of
+// package translate, which holds one Translation per (client format, provider
+// type) pair. Responses pass untranslated so far.
+type Translation interface {
+	// NeedsBody reports whether the attempt's request body must pass through
+	// RequestBody; mapsModel says whether the policy may change the model id
+	// of the attempt. When it is false, the adapter asks Envoy not to send
+	// the body.
+	NeedsBody(mapsModel bool) bool
+	// RequestBody returns the body to send for body, with its model id mapped
+	// by mapModel; changed is false when the body goes as it is. An error
+	// means the body cannot be sent to the provider.
+	RequestBody(body []byte, mapModel func(model string) string) (out []byte, changed bool, err error)
+}

@@ -32,6 +32,7 @@ import (
 	"github.com/tollgate-dev/tollgate/policy"
 	"github.com/tollgate-dev/tollgate/policy/budget"
 	"github.com/tollgate-dev/tollgate/records"
+	"github.com/tollgate-dev/tollgate/translate"
 )
 
 // maxGRPCMessage bounds one ext_proc message. BUFFERED request bodies arrive whole
@@ -250,7 +251,8 @@ func serve(ctx context.Context, c serveConfig, logOut io.Writer) error {
 	budgetAPI := budget.NewAPIHandler(ledger, func() *budget.Config { return watcher.Current().Budgets }, token, log.Named("budget"))
 
 	srv, err := extproc.NewServer(extproc.Options{
-		Policies: watcher, Logger: log, Metrics: extproc.NewMetrics(reg), Recorder: rec.writer, Ledger: ledger,
+		Policies: watcher, Translation: func(c, p string) (extproc.Translation, bool) { return translate.Lookup(c, p) },
+		Logger: log, Metrics: extproc.NewMetrics(reg), Recorder: rec.writer, Ledger: ledger,
 		NoEarlyReserve: !c.BudgetEarlyReserve, EarlyBodyTimeout: c.BudgetEarlyBodyTimeout,
 	})
 	if err != nil {
