@@ -51,8 +51,8 @@ type ProviderSettings interface {
 }
 
 // ProviderTypes returns the registered provider types, in the order messages
-// list them. The caller must not modify the slice.
-func ProviderTypes() []ProviderType { return providerTypes }
+// list them.
+func ProviderTypes() []ProviderType { return slices.Clone(providerTypes) }
 
 // providerType returns the registered type named name.
 func providerType(name string) (ProviderType, bool) {
