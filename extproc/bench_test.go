@@ -28,7 +28,7 @@ func benchServer(b *testing.B) *Server {
 	if err != nil {
 		b.Fatal(err)
 	}
-	s, err := NewServer(Options{Policies: staticPolicies{p}, Metrics: NewMetrics(prometheus.NewRegistry())})
+	s, err := NewServer(Options{Policies: staticPolicies{p}, Translation: translations, Metrics: NewMetrics(prometheus.NewRegistry())})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -30,6 +30,7 @@ import (
 	"github.com/tollgate-dev/tollgate/policy"
 	"github.com/tollgate-dev/tollgate/policy/budget"
 	"github.com/tollgate-dev/tollgate/records"
+	"github.com/tollgate-dev/tollgate/translate"
 )
 
 // Config is everything Run needs. The tollgate command fills it from its
@@ -190,6 +191,7 @@ func Run(ctx context.Context, c Config, logOut io.Writer) error {
 	srv, err := extproc.NewServer(extproc.Options{
 		Policies: watcher, Logger: log, Metrics: extproc.NewMetrics(reg), Recorder: rec.writer, Ledger: ledger,
 		NoEarlyReserve: !c.BudgetEarlyReserve, EarlyBodyTimeout: c.BudgetEarlyBodyTimeout,
+		Translation: func(c, p string) (extproc.Translation, bool) { return translate.Lookup(c, p) },
 	})
 	if err != nil {
 		return err

@@ -33,6 +33,7 @@ import (
 	"github.com/tollgate-dev/tollgate/policy"
 	"github.com/tollgate-dev/tollgate/policy/budget"
 	"github.com/tollgate-dev/tollgate/records"
+	"github.com/tollgate-dev/tollgate/translate"
 )
 
 // TestMain fails the package if any goroutine outlives the tests: a stream the
@@ -167,7 +168,7 @@ keys:
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := extproc.NewServer(extproc.Options{Policies: fixedPolicy{p},
+	srv, err := extproc.NewServer(extproc.Options{Policies: fixedPolicy{p}, Translation: translations,
 		Recorder: o.recorder, Metrics: extproc.NewMetrics(s.reg), Ledger: o.ledger, EarlyBodyTimeout: o.earlyBodyTimeout})
 	if err != nil {
 		t.Fatal(err)
@@ -590,4 +591,9 @@ func providerModel(t *testing.T, body []byte) string {
 		t.Fatalf("provider body: %v", err)
 	}
 	return v.Model
+}
+
+// translations is extproc.Options.Translation as the wiring sets it.
+func translations(clientFormat, providerType string) (extproc.Translation, bool) {
+	return translate.Lookup(clientFormat, providerType)
 }

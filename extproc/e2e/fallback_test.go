@@ -62,7 +62,7 @@ keys:
 		t.Fatal(err)
 	}
 	recs := &collector{}
-	srv, err := extproc.NewServer(extproc.Options{Policies: fixedPolicy{p}, Recorder: recs})
+	srv, err := extproc.NewServer(extproc.Options{Policies: fixedPolicy{p}, Translation: translations, Recorder: recs})
 	if err != nil {
 		t.Fatal(err)
 	}
