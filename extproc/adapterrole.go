@@ -9,8 +9,6 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/types/known/structpb"
 
-	"github.com/tollgate-dev/tollgate/clientformat/anthropic/reqbody"
-	"github.com/tollgate-dev/tollgate/extproc/provider/anthropic"
 	"github.com/tollgate-dev/tollgate/policy"
 )
 
@@ -32,6 +30,7 @@ type adapterProcessor struct {
 	recordID  string // the request's own id, from the decision
 	route     *policy.Route
 	provider  *policy.Provider
+	tr        Translation // from the client's format to the provider's
 	attempt   int
 }
 
@@ -108,7 +107,15 @@ func (a *adapterProcessor) requestHeaders(req *extprocv3.ProcessingRequest, hh *
 	if !ok || !inChain(route, name) {
 		return a.reject(permissionError("provider %q is not in the chain of route %q", name, route.Slug))
 	}
-	a.route, a.provider = route, prov
+	up, ok := prov.Settings.(Upstream)
+	if !ok {
+		return a.reject(permissionError("provider %q of type %q cannot be sent requests", name, prov.Type))
+	}
+	tr, ok := a.s.translation(clientFormat, prov.Type)
+	if !ok {
+		return a.reject(permissionError("provider %q of type %q cannot serve requests in the %s format", name, prov.Type, clientFormat))
+	}
+	a.route, a.provider, a.tr = route, prov, tr
 
 	// Envoy keeps one header map across attempts, so every header is written as
 	// an overwrite and every credential another provider's adapter may have set is
@@ -116,12 +123,17 @@ func (a *adapterProcessor) requestHeaders(req *extprocv3.ProcessingRequest, hh *
 	var m mutation
 	m.Remove(hdrAuthorization)
 	m.Remove(h.withPrefix(internalPrefix)...)
-	sentVersion := h.has("anthropic-version")
-	for _, kv := range anthropic.RequestHeaders(anthropic.Target{BaseURL: prov.BaseURL, APIKey: prov.APIKey.Reveal()}, d.Path, sentVersion) {
-		m.Set(kv.Key, kv.Value)
+	for _, other := range route.Chain {
+		if other == name {
+			continue
+		}
+		if o, ok := a.pol.Providers[other].Settings.(Upstream); ok {
+			m.Remove(o.CredentialHeaders()...)
+		}
 	}
+	up.SetRequestHeaders(d.Path, h.has, m.Set)
 	resp := continueRequestHeaders(&extprocv3.CommonResponse{HeaderMutation: m.proto()})
-	if !a.rewritesBody(d.Model) {
+	if !tr.NeedsBody(a.mayMapModel(d.Model)) {
 		// Nothing in the body changes for this attempt: ask Envoy not to send
 		// it (envoy.yaml allows the override). Body modes in an override replace
 		// both configured ones, so the response body's NONE is echoed
@@ -144,18 +156,24 @@ func skipRequestBody() *extprocfilterv3.ProcessingMode {
 }
 
 // mapsModels reports whether the policy maps model ids for this attempt's
-// route or provider, the one reason the adapter reads the body.
+// route or provider, the one reason the adapter reads an Anthropic body.
 func (a *adapterProcessor) mapsModels() bool {
 	return len(a.route.Models) > 0 || len(a.provider.Models) > 0
 }
 
-// rewritesBody reports whether this attempt will change the body of a request
-// for model (from the decision; empty when the policy role did not name one).
-func (a *adapterProcessor) rewritesBody(model string) bool {
+// mayMapModel reports whether this attempt may change the model id of a
+// request for model (from the decision; empty when the policy role did not
+// name one).
+func (a *adapterProcessor) mayMapModel(model string) bool {
 	if !a.mapsModels() {
 		return false
 	}
-	return model == "" || a.pol.MapModel(a.route, a.provider.Name, model) != model
+	return model == "" || a.mapModel(model) != model
+}
+
+// mapModel returns the model id this attempt sends for a client's model.
+func (a *adapterProcessor) mapModel(model string) string {
+	return a.pol.MapModel(a.route, a.provider.Name, model)
 }
 
 func inChain(r *policy.Route, provider string) bool {
@@ -172,22 +190,18 @@ func (a *adapterProcessor) requestBody(b *extprocv3.HttpBody) *extprocv3.Process
 		// Headers were refused; Envoy sends nothing more, but stay correct anyway.
 		return continueRequestBody(nil)
 	}
-	if !a.mapsModels() {
-		// No mapping can apply (Envoy ignored the override): spare the scan of
+	if !a.tr.NeedsBody(a.mapsModels()) {
+		// Nothing can change (Envoy ignored the override): spare the scan of
 		// a body the policy role read.
 		return continueRequestBody(nil)
 	}
-	body := b.GetBody()
-	f, err := reqbody.Scan(body)
-	if err != nil || !f.HasModel {
-		// The policy role validated this body; the router replays the same bytes.
+	newBody, changed, err := a.tr.RequestBody(b.GetBody(), a.mapModel)
+	if err != nil {
+		return a.reject(invalidRequest("the request cannot be sent to provider %q: %v", a.provider.Name, err))
+	}
+	if !changed {
 		return continueRequestBody(nil)
 	}
-	mapped := a.pol.MapModel(a.route, a.provider.Name, f.Model)
-	if mapped == f.Model {
-		return continueRequestBody(nil)
-	}
-	newBody := reqbody.ReplaceModel(body, f, mapped)
 	var m mutation
 	m.Set("content-length", strconv.Itoa(len(newBody)))
 	return continueRequestBody(&extprocv3.CommonResponse{

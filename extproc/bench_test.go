@@ -28,7 +28,7 @@ func benchServer(b *testing.B) *Server {
 	if err != nil {
 		b.Fatal(err)
 	}
-	s, err := NewServer(Options{Policies: staticPolicies{p}, ClientFormats: testFormats(), Metrics: NewMetrics(prometheus.NewRegistry())})
+	s, err := NewServer(Options{Policies: staticPolicies{p}, ClientFormats: testFormats(), Translation: translations, Metrics: NewMetrics(prometheus.NewRegistry())})
 	if err != nil {
 		b.Fatal(err)
 	}

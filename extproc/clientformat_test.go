@@ -43,7 +43,7 @@ func (chatFormat) RenderError(e clientformat.Error) clientformat.ErrorReply {
 func TestNoFormatIsRefused(t *testing.T) {
 	p := staticPolicies{}
 	for _, fs := range [][]ClientFormat{nil, {}, {nil}} {
-		if _, err := NewServer(Options{Policies: p, ClientFormats: fs}); err == nil {
+		if _, err := NewServer(Options{Policies: p, ClientFormats: fs, Translation: translations}); err == nil {
 			t.Errorf("NewServer with formats %v: no error", fs)
 		}
 	}

@@ -17,7 +17,7 @@ import (
 //     Filter::setDynamicMetadata, source/extensions/filters/http/ext_proc/ext_proc.cc;
 //     StreamInfoImpl::setDynamicMetadata merges it into filter_metadata).
 //   - An upstream filter's StreamInfo is the downstream request's
-//     (Router::UpstreamFilterManager::streamInfo, source/common/router/upstream_request.h),
+//     (Router::UpstreamFilterManager::streamInfo, source/common/router/upstream_request.cc),
 //     on every attempt, so the adapter filter, which forwards "tollgate"
 //     (metadata_options.forwarding_namespaces), finds the decision in the
 //     metadata_context of its messages (Filter::addDynamicMetadata) on attempt 1

@@ -34,7 +34,8 @@ type Policies interface {
 	Current() *policy.Policy
 }
 
-// Options configure a Server. Policies and ClientFormats are required.
+// Options configure a Server. Policies, ClientFormats and Translation are
+// required.
 type Options struct {
 	Policies Policies
 	// ClientFormats are the APIs clients may speak (clientformat/anthropic's
@@ -42,11 +43,16 @@ type Options struct {
 	// method and path; the first also renders the refusals of requests that
 	// none owns, and the adapter's.
 	ClientFormats []ClientFormat
-	Logger        *zap.Logger      // default: no logging
-	Metrics       *Metrics         // default: metrics not exported
-	Recorder      Recorder         // default: records discarded
-	Ledger        budget.Ledger    // default: no budgets are enforced
-	Now           func() time.Time // default: time.Now
+	// Translation returns the translation of requests from a client format
+	// to a provider type, or false when there is none; the adapter refuses
+	// an attempt without one. The wiring sets it to package translate's
+	// Lookup.
+	Translation func(clientFormat, providerType string) (Translation, bool)
+	Logger      *zap.Logger      // default: no logging
+	Metrics     *Metrics         // default: metrics not exported
+	Recorder    Recorder         // default: records discarded
+	Ledger      budget.Ledger    // default: no budgets are enforced
+	Now         func() time.Time // default: time.Now
 	// NoEarlyReserve turns off early reservations (early.go): every budget
 	// check then waits for the body and makes its ledger round trip there.
 	NoEarlyReserve bool
@@ -59,13 +65,14 @@ type Options struct {
 // Server implements envoy.service.ext_proc.v3.ExternalProcessor.
 type Server struct {
 	extprocv3.UnimplementedExternalProcessorServer
-	policies Policies
-	formats  clientFormats
-	log      *zap.Logger
-	metrics  *Metrics
-	recorder Recorder
-	ledger   budget.Ledger
-	now      func() time.Time
+	policies    Policies
+	formats     clientFormats
+	translation func(clientFormat, providerType string) (Translation, bool)
+	log         *zap.Logger
+	metrics     *Metrics
+	recorder    Recorder
+	ledger      budget.Ledger
+	now         func() time.Time
 
 	noEarlyReserve   bool
 	earlyBodyTimeout time.Duration
@@ -74,13 +81,14 @@ type Server struct {
 
 // NewServer returns a Server, or an error when a required option is missing.
 func NewServer(o Options) (*Server, error) {
-	if o.Policies == nil {
-		return nil, errors.New("extproc: Policies is required")
+	if o.Policies == nil || o.Translation == nil {
+		return nil, errors.New("extproc: Policies and Translation are required")
 	}
 	if err := checkFormats(o.ClientFormats); err != nil {
 		return nil, err
 	}
-	s := &Server{policies: o.Policies, formats: clientFormats(slices.Clone(o.ClientFormats)), log: o.Logger, metrics: o.Metrics, recorder: o.Recorder, ledger: o.Ledger, now: o.Now,
+	s := &Server{policies: o.Policies, formats: clientFormats(slices.Clone(o.ClientFormats)), translation: o.Translation,
+		log: o.Logger, metrics: o.Metrics, recorder: o.Recorder, ledger: o.Ledger, now: o.Now,
 		noEarlyReserve: o.NoEarlyReserve, earlyBodyTimeout: o.EarlyBodyTimeout}
 	if s.recorder == nil {
 		s.recorder = discardRecorder{}

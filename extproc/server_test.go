@@ -60,7 +60,7 @@ func newTestServer(t *testing.T) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := NewServer(Options{Policies: staticPolicies{p}, ClientFormats: testFormats(), Now: func() time.Time { return testNow }})
+	s, err := NewServer(Options{Policies: staticPolicies{p}, ClientFormats: testFormats(), Translation: translations, Now: func() time.Time { return testNow }})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"regexp"
 	"slices"
 	"sort"
@@ -25,24 +24,13 @@ import (
 var (
 	rootFields = []string{"version", "providers", "routes", "default_route", "keys", "pricing",
 		"budget_timezone", "budget_fail_mode", "budget_when_short", "budget_fit_floor", "budget_exempt", "teams", "users", "projects", "sessions", "global"}
-	providerFields = []string{"type", "base_url", "api_key", "api_key_file", "models", "budgets"}
-	routeFields    = []string{"chain", "cluster", "models", "capture_bodies"}
-	keyFields      = []string{"id", "sha256", "user", "team", "project", "metadata", "budgets"}
-	pricingFields  = []string{"unknown_models", "models"}
-	priceFields    = []string{"input", "output", "cache_read", "cache_write_5m", "cache_write_1h", "long_context", "web_search_per_1k"}
-	longFields     = []string{"threshold", "input", "output", "cache_read", "cache_write_5m", "cache_write_1h"}
-	unknownModels  = []string{"estimate", "deny"}
-	providerTypes  = []string{TypeAnthropic}
+	routeFields   = []string{"chain", "cluster", "models", "capture_bodies"}
+	keyFields     = []string{"id", "sha256", "user", "team", "project", "metadata", "budgets"}
+	pricingFields = []string{"unknown_models", "models"}
+	priceFields   = []string{"input", "output", "cache_read", "cache_write_5m", "cache_write_1h", "long_context", "web_search_per_1k"}
+	longFields    = []string{"threshold", "input", "output", "cache_read", "cache_write_5m", "cache_write_1h"}
+	unknownModels = []string{"estimate", "deny"}
 )
-
-// defaultBaseURL returns the base URL of a provider type that has one.
-func defaultBaseURL(typ string) (string, bool) {
-	switch typ {
-	case TypeAnthropic:
-		return "https://api.anthropic.com", true
-	}
-	return "", false
-}
 
 // validName matches provider names and route slugs. They end up in Envoy
 // cluster names, header values and "@slug/model" model names, so they are
@@ -71,10 +59,20 @@ type decoder struct {
 
 // providerDraft is a provider under construction with what validation needs.
 type providerDraft struct {
-	name   *yaml.Node
-	typ    *yaml.Node
-	secret *secretRef
-	p      *Provider
+	name     *yaml.Node
+	typ      *yaml.Node
+	fields   map[string]fieldNodes // the type's own fields, by name
+	settings ProviderSettings      // nil when the type is missing or unknown
+	// undecoded is set when a field of the type had a value of the wrong
+	// kind (already reported), so the settings are not resolved.
+	undecoded bool
+	p         *Provider
+}
+
+// fieldNodes locates one field of a mapping and holds its string value.
+type fieldNodes struct {
+	key, val *yaml.Node
+	value    string
 }
 
 // routeDraft is a route under construction with what validation needs.
@@ -272,28 +270,15 @@ func (d *decoder) policy(root *yaml.Node) *Policy {
 		d.errorf(routesKey, "default_route", "required when more than one route is defined")
 	}
 
-	// Secrets and unused providers.
+	// Settings, their secrets, and unused providers.
 	for _, pd := range providers {
 		if !used[pd.p.Name] {
 			d.warnf(pd.name, "providers."+pd.p.Name, "not used by any route")
 		}
-		if pd.secret == nil {
-			continue
+		if pd.settings != nil && !pd.undecoded {
+			d.resolveSettings(pd, used[pd.p.Name])
 		}
-		secret, why := pd.secret.resolve(d.opts)
-		if why == "" {
-			pd.p.APIKey = secret
-			continue
-		}
-		pr := Problem{
-			File: d.file, Line: pd.secret.line, Column: pd.secret.col,
-			Message: fmt.Sprintf("providers.%s.%s: unresolved secret: %s", pd.p.Name, pd.secret.field, why),
-		}
-		if used[pd.p.Name] && d.opts.RequireSecrets {
-			d.errs = append(d.errs, pr)
-		} else {
-			d.warns = append(d.warns, pr)
-		}
+		pd.p.Settings = pd.settings
 	}
 
 	if len(p.Keys) == 0 {
@@ -326,92 +311,81 @@ func (d *decoder) providers(n *yaml.Node) ([]*providerDraft, bool) {
 		if !validName.MatchString(name) {
 			d.errorf(key, path, "invalid provider name; use letters, digits, '.', '_' and '-', starting with a letter or digit")
 		}
-		pd := &providerDraft{name: key, p: &Provider{Name: name}}
-		var apiKey, apiKeyFile *yaml.Node
-		ok := d.fields(val, path, providerFields, func(field string, fk, fv *yaml.Node) {
+		pd := &providerDraft{name: key, p: &Provider{Name: name}, fields: map[string]fieldNodes{}}
+		// The type decides the other fields, wherever it is in the mapping.
+		typ := lookupType(val)
+		if typ != nil {
+			pd.p.Type = typ.Name()
+			pd.settings = d.newSettings(typ, val, path)
+		}
+		ok := d.fields(val, path, providerFields(typ), func(field string, fk, fv *yaml.Node) {
 			switch field {
 			case "type":
 				pd.typ = fk
-				pd.p.Type, _ = d.nonEmptyStr(fv, path+".type")
-				if pd.p.Type != "" && !slices.Contains(providerTypes, pd.p.Type) {
-					d.errorf(fv, path+".type", "unknown provider type %q%s", pd.p.Type,
-						didYouMeanOr(pd.p.Type, providerTypes, "; known types: "+strings.Join(providerTypes, ", ")))
-				}
-			case "base_url":
-				if s, ok := d.str(fv, path+".base_url"); ok {
-					pd.p.BaseURL = d.baseURL(fv, path+".base_url", s)
-				}
-			case "api_key":
-				apiKey = fk
-				s, ok := d.str(fv, path+".api_key")
-				if !ok {
-					return
-				}
-				env, def, hasDef, err := parseEnvRef(s)
-				if err != nil {
-					d.errorf(fv, path+".api_key", "%v", err)
-					return
-				}
-				pd.secret = &secretRef{field: field, line: fk.Line, col: fk.Column, env: env, def: def, hasDefault: hasDef}
-			case "api_key_file":
-				apiKeyFile = fk
-				if s, ok := d.nonEmptyStr(fv, path+".api_key_file"); ok {
-					pd.secret = &secretRef{field: field, line: fk.Line, col: fk.Column, file: secretPath(d.file, s)}
+				name, _ := d.nonEmptyStr(fv, path+".type")
+				if name != "" && typ == nil {
+					names := providerTypeNames()
+					d.errorf(fv, path+".type", "unknown provider type %q%s", name,
+						didYouMeanOr(name, names, "; known types: "+strings.Join(names, ", ")))
 				}
 			case "models":
 				pd.p.Models = d.stringMap(fv, path+".models")
 			case "budgets":
 				d.setBudgets(budget.Scope{Kind: budget.ScopeProvider, Name: name}, fv, path+".budgets", false)
+			default:
+				// A field of the type (or, when the type is missing or
+				// unknown, of some type: nothing more can be checked).
+				s, ok := d.str(fv, path+"."+field)
+				if !ok {
+					// The settings cannot be checked as a whole without it.
+					pd.undecoded = true
+				}
+				if !ok || pd.settings == nil {
+					return
+				}
+				pd.fields[field] = fieldNodes{key: fk, val: deref(fv), value: s}
+				if err := pd.settings.Set(field, s); err != nil {
+					d.errorf(deref(fv), path+"."+field, "%v", err)
+				}
 			}
 		})
-		if !ok {
-			out = append(out, pd)
-			return
-		}
-		if pd.typ == nil {
-			d.errorf(key, path, "type is required (one of: %s)", strings.Join(providerTypes, ", "))
-		}
-		switch {
-		case apiKey != nil && apiKeyFile != nil:
-			second := apiKey
-			if apiKeyFile.Line > apiKey.Line || apiKeyFile.Line == apiKey.Line && apiKeyFile.Column > apiKey.Column {
-				second = apiKeyFile
-			}
-			d.errorf(second, path, "api_key and api_key_file are mutually exclusive; keep one")
-			pd.secret = nil
-		case apiKey == nil && apiKeyFile == nil:
-			d.errorf(key, path, "api_key or api_key_file is required")
-		}
-		if pd.p.BaseURL == nil {
-			if def, ok := defaultBaseURL(pd.p.Type); ok {
-				pd.p.BaseURL, _ = url.Parse(def)
-			}
+		if ok && pd.typ == nil {
+			d.errorf(key, path, "type is required (one of: %s)", strings.Join(providerTypeNames(), ", "))
 		}
 		out = append(out, pd)
 	})
 	return out, ok
 }
 
-// baseURL parses and checks a provider's base_url.
-func (d *decoder) baseURL(n *yaml.Node, path, s string) *url.URL {
-	u, err := url.Parse(s)
-	switch {
-	case err != nil:
-		d.errorf(n, path, "invalid URL: %v", errors.Unwrap(err))
-	case u.Scheme != "http" && u.Scheme != "https":
-		d.errorf(n, path, "must be an absolute http or https URL, such as https://api.anthropic.com")
-	case u.Host == "" || u.Opaque != "":
-		d.errorf(n, path, "must be an absolute http or https URL with a host")
-	case u.User != nil:
-		d.errorf(n, path, "must not contain credentials; use api_key or api_key_file")
-	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "":
-		d.errorf(n, path, "must not have a query or fragment")
-	default:
-		u.Path = strings.TrimSuffix(u.Path, "/")
-		u.RawPath = strings.TrimSuffix(u.RawPath, "/")
-		return u
+// lookupType returns the registered type that the provider mapping n names in
+// its type field, or nil when it names none (d.fields reports why).
+func lookupType(n *yaml.Node) ProviderType {
+	n = deref(n)
+	if n.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := deref(n.Content[i]), deref(n.Content[i+1])
+		if k.Kind == yaml.ScalarNode && k.ShortTag() == "!!str" && k.Value == "type" {
+			if v.Kind != yaml.ScalarNode || v.ShortTag() != "!!str" {
+				return nil
+			}
+			t, _ := providerType(v.Value)
+			return t
+		}
 	}
 	return nil
+}
+
+// newSettings returns fresh settings of type t for the provider at path.
+func (d *decoder) newSettings(t ProviderType, n *yaml.Node, path string) ProviderSettings {
+	v := t.NewSettings()
+	s, ok := v.(ProviderSettings)
+	if !ok {
+		// A registration mistake, which TestProviderTypes catches.
+		d.errorf(n, path, "provider type %q cannot be decoded: its settings %T lack Set or Resolve", t.Name(), v)
+	}
+	return s
 }
 
 // routes walks the routes mapping. It returns false if n is not a mapping.

@@ -91,6 +91,15 @@
 // bodies in cost records, cut at max_bytes; [Policy.CaptureLimit] takes the
 // larger of the two, at most 1 MiB.
 //
+// # Provider types
+//
+// type, models and budgets are fields of every provider; the others belong to
+// its type. Each type is a package under provider/ (provider/anthropic has
+// base_url, api_key and api_key_file) registered once in providertypes.go,
+// the only list of types. The decoder hands a provider's own fields to its
+// type ([ProviderType], [ProviderSettings]), rejects a field the type does not
+// have at its line, and keeps what the type decoded in [Provider.Settings].
+//
 // # Secrets
 //
 // Provider keys never appear in the file. api_key must be exactly ${VAR},

@@ -58,7 +58,7 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 		for name, prov := range p.Providers {
-			if prov.Name != name || prov.BaseURL == nil || !prov.BaseURL.IsAbs() {
+			if prov.Name != name || settings(prov).BaseURL == nil || !settings(prov).BaseURL.IsAbs() {
 				t.Fatalf("provider %q: %+v", name, prov)
 			}
 		}

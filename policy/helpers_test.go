@@ -5,6 +5,8 @@ import (
 	"io/fs"
 	"strings"
 	"testing"
+
+	"github.com/tollgate-dev/tollgate/provider/anthropic"
 )
 
 // doc joins lines into a YAML document, so that a test's line numbers can be
@@ -65,3 +67,15 @@ const (
 	hashK = "8254c329a92850f6d539dd376f4816ee2764517da5e0235514af433164480d7a"
 	hashJ = "189f40034be7a199f1fa9891668ee3ab6049f82d38c68be70f596eab2e1857b7"
 )
+
+// settings returns the settings of an anthropic provider, or an empty value
+// when prov has none (so that a test reports a wrong value, not a panic).
+func settings(prov *Provider) *anthropic.Settings {
+	if s, ok := prov.Settings.(*anthropic.Settings); ok {
+		return s
+	}
+	return &anthropic.Settings{}
+}
+
+// apiKey returns the revealed API key of an anthropic provider.
+func apiKey(prov *Provider) string { return settings(prov).APIKey.Reveal() }

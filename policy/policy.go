@@ -5,16 +5,12 @@ import (
 	"crypto/subtle"
 	_ "embed"
 	"fmt"
-	"net/url"
 	"os"
 	"strings"
 
 	"github.com/tollgate-dev/tollgate/policy/budget"
 	"github.com/tollgate-dev/tollgate/policy/pricing"
 )
-
-// TypeAnthropic is the provider type that speaks the Anthropic Messages API.
-const TypeAnthropic = "anthropic"
 
 // embeddedPrefix starts the Source of a policy that was compiled in.
 const embeddedPrefix = "embedded:"
@@ -90,14 +86,17 @@ type Provider struct {
 	// Name is the provider's name in the policy; Envoy's provider clusters
 	// carry it as endpoint metadata tollgate.provider.
 	Name string
-	// Type is the API the provider speaks; only "anthropic" for now.
+	// Type is the API the provider speaks, the name of a registered
+	// ProviderType: "anthropic".
 	Type string
-	// BaseURL is the provider's absolute http or https URL, without a trailing
-	// slash. It defaults to https://api.anthropic.com for type anthropic.
-	BaseURL *url.URL
-	// APIKey is the resolved credential. It is empty when the secret could not
-	// be resolved, in which case Policy.Warnings says why.
-	APIKey Secret
+	// Settings holds the fields of the provider's type, decoded and with
+	// their secrets resolved: the value the type's NewSettings returned, such
+	// as *anthropic.Settings (package provider/anthropic) for type anthropic,
+	// with the base URL and the API key. A secret that could not be resolved
+	// is empty, in which case Policy.Warnings says why. Settings also carries
+	// what the adapter needs to send an attempt to the provider (see extproc's
+	// Upstream).
+	Settings any
 	// Models maps a requested model id to the id this provider knows it by.
 	Models map[string]string
 }

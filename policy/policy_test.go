@@ -15,6 +15,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/tollgate-dev/tollgate/policy/budget"
+	"github.com/tollgate-dev/tollgate/provider/anthropic"
 )
 
 // valid is a small policy that loads; tests vary it.
@@ -76,14 +77,12 @@ func TestParseValid(t *testing.T) {
 		Providers: map[string]*Provider{
 			"anthropic": {
 				Name: "anthropic", Type: "anthropic",
-				BaseURL: mustURL("https://api.anthropic.com"),
-				APIKey:  "sk-ant-from-env",
-				Models:  map[string]string{"claude-sonnet-4-5": "claude-sonnet-4-5-20250929", "haiku": "claude-haiku-4-5"},
+				Settings: &anthropic.Settings{BaseURL: mustURL("https://api.anthropic.com"), APIKey: "sk-ant-from-env"},
+				Models:   map[string]string{"claude-sonnet-4-5": "claude-sonnet-4-5-20250929", "haiku": "claude-haiku-4-5"},
 			},
 			"backup": {
 				Name: "backup", Type: "anthropic",
-				BaseURL: mustURL("https://anthropic.internal.example:8443/proxy"),
-				APIKey:  "sk-backup-from-file",
+				Settings: &anthropic.Settings{BaseURL: mustURL("https://anthropic.internal.example:8443/proxy"), APIKey: "sk-backup-from-file"},
 			},
 		},
 		Routes: map[string]*Route{
@@ -103,7 +102,7 @@ func TestParseValid(t *testing.T) {
 	}
 	// Secret's Format hides values from cmp's report too; compare them revealed.
 	opts := cmp.Options{
-		cmpopts.IgnoreUnexported(Policy{}),
+		cmpopts.IgnoreUnexported(Policy{}, anthropic.Settings{}),
 		cmp.Comparer(func(a, b Secret) bool { return a.Reveal() == b.Reveal() }),
 		cmp.Comparer(func(a, b *url.URL) bool { return a.String() == b.String() }),
 	}
@@ -142,9 +141,9 @@ func TestDefaultPolicy(t *testing.T) {
 				t.Fatalf("default route = %+v, %v; want demo -> [demo] on chain_demo", r, ok)
 			}
 			prov := p.Providers["demo"]
-			if prov.Type != TypeAnthropic || prov.BaseURL.String() != "http://fake-provider:8080" || prov.APIKey.Reveal() != tt.wantKey {
+			if prov.Type != "anthropic" || settings(prov).BaseURL.String() != "http://fake-provider:8080" || apiKey(prov) != tt.wantKey {
 				t.Errorf("demo provider = %+v with key %q; want anthropic at http://fake-provider:8080 with key %q",
-					prov, prov.APIKey.Reveal(), tt.wantKey)
+					prov, apiKey(prov), tt.wantKey)
 			}
 		})
 	}
@@ -401,10 +400,10 @@ func TestSecrets(t *testing.T) {
 			if diff := cmp.Diff(tt.wantWarnings, strs(p.Warnings)); diff != "" {
 				t.Errorf("warnings (-want +got):\n%s", diff)
 			}
-			if got := p.Providers["a"].APIKey.Reveal(); got != tt.wantA {
+			if got := apiKey(p.Providers["a"]); got != tt.wantA {
 				t.Errorf("a's key = %q, want %q", got, tt.wantA)
 			}
-			if got := p.Providers["b"].APIKey.Reveal(); got != tt.wantB {
+			if got := apiKey(p.Providers["b"]); got != tt.wantB {
 				t.Errorf("b's key = %q, want %q", got, tt.wantB)
 			}
 		})
@@ -429,40 +428,33 @@ func TestWarnings(t *testing.T) {
 	}
 }
 
-// TestSecretNeverPrinted checks that a Secret's value shows through no
-// formatting or encoding path, alone or inside a Provider.
+// TestSecretNeverPrinted checks that a provider's secret shows through no
+// formatting or encoding path of the Provider or of its settings. Package
+// secret checks the Secret type itself.
 func TestSecretNeverPrinted(t *testing.T) {
 	const value = "sk-ant-very-secret"
-	s := Secret(value)
-	prov := &Provider{Name: "a", Type: TypeAnthropic, APIKey: s}
+	set := &anthropic.Settings{BaseURL: mustURL("https://h"), APIKey: Secret(value)}
+	prov := &Provider{Name: "a", Type: "anthropic", Settings: set}
 	var logged strings.Builder
-	slog.New(slog.NewJSONHandler(&logged, nil)).Info("x", "secret", s, "provider", prov)
-	js, _ := json.Marshal(s)
+	slog.New(slog.NewJSONHandler(&logged, nil)).Info("x", "provider", prov, "settings", set)
 	provJS, _ := json.Marshal(prov)
-	text, _ := s.MarshalText()
 	outputs := map[string]string{
-		"%v": fmt.Sprintf("%v", s), "%s": fmt.Sprintf("%s", s), "%+v": fmt.Sprintf("%+v", s),
-		"%#v": fmt.Sprintf("%#v", s), "%q": fmt.Sprintf("%q", s), "%x": fmt.Sprintf("%x", s),
-		"%d": fmt.Sprintf("%d", s), "%10.3s": fmt.Sprintf("%10.3s", s),
-		"Sprint": fmt.Sprint(s), "String": s.String(), "GoString": s.GoString(),
 		"provider %v": fmt.Sprintf("%v", prov), "provider %+v": fmt.Sprintf("%+v", *prov),
 		"provider %#v": fmt.Sprintf("%#v", *prov),
-		"json":         string(js), "provider json": string(provJS), "text": string(text),
-		"slog": logged.String(),
+		"settings %v":  fmt.Sprintf("%v", *set), "settings %+v": fmt.Sprintf("%+v", *set),
+		"settings %#v":  fmt.Sprintf("%#v", *set),
+		"provider json": string(provJS), "slog": logged.String(),
 	}
 	for how, out := range outputs {
 		if strings.Contains(out, value) || strings.Contains(out, fmt.Sprintf("%x", []byte(value))) {
 			t.Errorf("%s prints the secret: %s", how, out)
 		}
-		if !strings.Contains(out, "[redacted]") {
-			t.Errorf("%s = %s, want [redacted] in it", how, out)
+		// A pointer prints as an address; what it points to is redacted.
+		if strings.HasPrefix(how, "settings") || how == "provider json" || how == "slog" {
+			if !strings.Contains(out, "[redacted]") {
+				t.Errorf("%s = %s, want [redacted] in it", how, out)
+			}
 		}
-	}
-	if got := s.Reveal(); got != value {
-		t.Errorf("Reveal() = %q, want %q", got, value)
-	}
-	if string(js) != `"[redacted]"` {
-		t.Errorf("json = %s, want \"[redacted]\"", js)
 	}
 }
 
@@ -503,8 +495,8 @@ func TestLoadFile(t *testing.T) {
 	if err != nil {
 		t.Fatalf("LoadFile: %v", err)
 	}
-	if p.Source != path || p.Providers["backup"].APIKey.Reveal() != "from-disk" {
-		t.Errorf("Source %q, backup key %q; want %q, from-disk", p.Source, p.Providers["backup"].APIKey.Reveal(), path)
+	if p.Source != path || apiKey(p.Providers["backup"]) != "from-disk" {
+		t.Errorf("Source %q, backup key %q; want %q, from-disk", p.Source, apiKey(p.Providers["backup"]), path)
 	}
 	if _, err := LoadFile(dir+"/missing.yaml", LoadOptions{}); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("LoadFile(missing) = %v, want a not-exist error", err)

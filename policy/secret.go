@@ -1,44 +1,21 @@
 package policy
 
 import (
+	"errors"
 	"fmt"
-	"log/slog"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"unicode"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/tollgate-dev/tollgate/secret"
 )
 
-// redacted is what a Secret shows wherever it is printed or encoded.
-const redacted = "[redacted]"
-
-// Secret is a credential such as a provider API key. Every way of printing or
-// encoding it (fmt verbs, JSON, text, slog) yields "[redacted]"; only Reveal
-// returns the value, so a Secret can sit in structs that get logged.
-type Secret string
-
-// Reveal returns the secret value. Call it only where the value is sent on,
-// never to log it.
-func (s Secret) Reveal() string { return string(s) }
-
-// String implements [fmt.Stringer]. It returns "[redacted]".
-func (s Secret) String() string { return redacted }
-
-// GoString implements [fmt.GoStringer]. It returns "[redacted]".
-func (s Secret) GoString() string { return redacted }
-
-// Format implements [fmt.Formatter], so that every verb, including ones that
-// are invalid for strings such as %d, prints "[redacted]".
-func (s Secret) Format(f fmt.State, verb rune) { _, _ = f.Write([]byte(redacted)) }
-
-// MarshalJSON implements [json.Marshaler]. It returns "[redacted]" as a JSON string.
-func (s Secret) MarshalJSON() ([]byte, error) { return []byte(`"` + redacted + `"`), nil }
-
-// MarshalText implements [encoding.TextMarshaler]. It returns "[redacted]".
-func (s Secret) MarshalText() ([]byte, error) { return []byte(redacted), nil }
-
-// LogValue implements [slog.LogValuer]. It returns "[redacted]".
-func (s Secret) LogValue() slog.Value { return slog.StringValue(redacted) }
+// Secret is a credential such as a provider API key; see [secret.Secret].
+type Secret = secret.Secret
 
 // envRef matches a complete ${VAR} or ${VAR:-default} reference.
 var envRef = regexp.MustCompile(`^\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}$`)
@@ -46,20 +23,31 @@ var envRef = regexp.MustCompile(`^\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}$`)
 // bareEnvRef matches $VAR, a common slip for ${VAR}.
 var bareEnvRef = regexp.MustCompile(`^\$([A-Za-z_][A-Za-z0-9_]*)$`)
 
-// secretRef says where a provider's credential comes from: an environment
-// variable (with an optional non-secret default) or a file.
-type secretRef struct {
-	field      string // "api_key" or "api_key_file", for messages
-	line, col  int    // position of the field's key
-	env        string // variable name for api_key
-	def        string // default after ":-"
-	hasDefault bool
-	file       string // path for api_key_file, already joined with the policy's directory
+// badReference is a secret field whose value is not a reference the policy
+// allows. It is always a load error, at the value.
+type badReference struct {
+	field string
+	msg   string
 }
 
-// parseEnvRef parses the value of api_key. It never echoes the value in its
-// error, since a literal in that field is most likely a real key.
-func parseEnvRef(v string) (env, def string, hasDefault bool, err error) {
+func (e *badReference) Error() string { return e.msg }
+
+// unresolvedSecret is a well-formed reference to a secret that cannot be
+// fetched. It is a load error only for a provider in use when
+// LoadOptions.RequireSecrets is set, and a warning otherwise; either way at
+// the field's name.
+type unresolvedSecret struct {
+	field string
+	why   string
+}
+
+func (e *unresolvedSecret) Error() string { return "unresolved secret: " + e.why }
+
+// parseEnvRef parses the value of a field that must hold a ${VAR} reference;
+// alt names a sibling field that takes a file instead ("" for none). It never
+// echoes the value in its error, since a literal in such a field is most
+// likely a real key.
+func parseEnvRef(v, alt string) (env, def string, hasDefault bool, err error) {
 	m := envRef.FindStringSubmatch(v)
 	if m != nil {
 		return m[1], m[3], m[2] != "", nil
@@ -70,37 +58,116 @@ func parseEnvRef(v string) (env, def string, hasDefault bool, err error) {
 	if strings.HasPrefix(v, "${") {
 		return "", "", false, fmt.Errorf("malformed reference; want ${VAR} or ${VAR:-default} where VAR is letters, digits and underscores")
 	}
-	return "", "", false, fmt.Errorf("must be a ${VAR} reference to an environment variable, or use api_key_file; " +
-		"provider keys are never written into the policy (value not shown)")
+	if alt != "" {
+		alt = ", or use " + alt
+	}
+	return "", "", false, fmt.Errorf("must be a ${VAR} reference to an environment variable%s; "+
+		"provider keys are never written into the policy (value not shown)", alt)
 }
 
-// resolve returns the secret, or a reason why it could not be resolved.
-func (r *secretRef) resolve(opts LoadOptions) (Secret, string) {
-	if r.file != "" {
-		data, err := opts.ReadFile(r.file)
+// envSecret returns the secret that the ${VAR} reference in field of the
+// provider pd names, for ProviderSettings.Resolve.
+func (d *decoder) envSecret(pd *providerDraft) func(field string) (Secret, error) {
+	return func(field string) (Secret, error) {
+		f, ok := pd.fields[field]
+		if !ok {
+			return "", fmt.Errorf("%s is not set", field)
+		}
+		alt := ""
+		if t, ok := providerType(pd.p.Type); ok && slices.Contains(t.Fields(), field+"_file") {
+			alt = field + "_file"
+		}
+		name, def, hasDefault, err := parseEnvRef(f.value, alt)
 		if err != nil {
-			return "", fmt.Sprintf("cannot read api_key_file: %v", err)
+			return "", &badReference{field: field, msg: err.Error()}
+		}
+		v, ok := d.opts.LookupEnv(name)
+		switch {
+		case v != "":
+			return Secret(v), nil
+		case hasDefault && def != "":
+			return Secret(def), nil
+		case ok:
+			return "", &unresolvedSecret{field: field, why: fmt.Sprintf("environment variable %s is empty", name)}
+		default:
+			return "", &unresolvedSecret{field: field, why: fmt.Sprintf("environment variable %s is not set", name)}
+		}
+	}
+}
+
+// fileSecret returns the secret held in the file that field of the provider
+// pd names, without trailing white space, for ProviderSettings.Resolve. A
+// relative path is relative to the policy file's directory.
+func (d *decoder) fileSecret(pd *providerDraft) func(field string) (Secret, error) {
+	return func(field string) (Secret, error) {
+		f, ok := pd.fields[field]
+		if !ok {
+			return "", fmt.Errorf("%s is not set", field)
+		}
+		path := secretPath(d.file, f.value)
+		data, err := d.opts.ReadFile(path)
+		if err != nil {
+			return "", &unresolvedSecret{field: field, why: fmt.Sprintf("cannot read %s: %v", field, err)}
 		}
 		v := strings.TrimRightFunc(string(data), unicode.IsSpace)
 		if v == "" {
-			return "", fmt.Sprintf("api_key_file %s is empty", r.file)
+			return "", &unresolvedSecret{field: field, why: fmt.Sprintf("%s %s is empty", field, path)}
 		}
-		return Secret(v), ""
-	}
-	v, ok := opts.LookupEnv(r.env)
-	switch {
-	case v != "":
-		return Secret(v), ""
-	case r.hasDefault && r.def != "":
-		return Secret(r.def), ""
-	case ok:
-		return "", fmt.Sprintf("environment variable %s is empty", r.env)
-	default:
-		return "", fmt.Sprintf("environment variable %s is not set", r.env)
+		return Secret(v), nil
 	}
 }
 
-// secretPath makes a relative api_key_file path relative to the directory of
+// resolveSettings completes the settings of the provider pd, which a route
+// uses if used, and records what goes wrong at the field it concerns.
+func (d *decoder) resolveSettings(pd *providerDraft, used bool) {
+	path := "providers." + pd.p.Name
+	err := pd.settings.Resolve(d.envSecret(pd), d.fileSecret(pd))
+	if err == nil {
+		return
+	}
+	errs := []error{err}
+	if joined, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = joined.Unwrap()
+	}
+	for _, err := range errs {
+		var (
+			unresolved *unresolvedSecret
+			bad        *badReference
+			named      interface{ Field() string }
+		)
+		switch {
+		case errors.As(err, &unresolved):
+			key := d.fieldKey(pd, unresolved.field)
+			pr := d.problem(key, path+"."+unresolved.field, "%v", unresolved)
+			if used && d.opts.RequireSecrets {
+				d.errs = append(d.errs, pr)
+			} else {
+				d.warns = append(d.warns, pr)
+			}
+		case errors.As(err, &bad):
+			val := pd.name
+			if f, ok := pd.fields[bad.field]; ok {
+				val = f.val
+			}
+			d.errorf(val, path+"."+bad.field, "%v", bad)
+		case errors.As(err, &named):
+			d.errorf(d.fieldKey(pd, named.Field()), path, "%v", err)
+		default:
+			d.errorf(pd.name, path, "%v", err)
+		}
+	}
+}
+
+// fieldKey returns the key of field in the provider pd, or the provider's
+// name when it has no such field.
+func (d *decoder) fieldKey(pd *providerDraft, field string) *yaml.Node {
+	if f, ok := pd.fields[field]; ok {
+		return f.key
+	}
+	return pd.name
+}
+
+// secretPath makes a relative secret file path relative to the directory of
 // the policy file named source. Embedded policies have no directory.
 func secretPath(source, path string) string {
 	if filepath.IsAbs(path) || strings.HasPrefix(source, embeddedPrefix) {

@@ -170,7 +170,7 @@ func TestWatcherReload(t *testing.T) {
 		if got := currentID(w); got != s.wantID {
 			t.Errorf("%s: current key id %q, want %q", s.name, got, s.wantID)
 		}
-		if got := w.Current().Providers["a"].APIKey.Reveal(); got != s.wantKey {
+		if got := apiKey(w.Current().Providers["a"]); got != s.wantKey {
 			t.Errorf("%s: current provider key %q, want %q", s.name, got, s.wantKey)
 		}
 		if got := r.get(); strings.Join(got, ",") != strings.Join(s.wantCalls, ",") {
@@ -223,7 +223,7 @@ func TestWatcherSymlinkSwap(t *testing.T) {
 	if err := w.Reload(); err != nil {
 		t.Fatalf("Reload: %v", err)
 	}
-	if got, key := currentID(w), w.Current().Providers["a"].APIKey.Reveal(); got != "v2" || key != "key-v2" {
+	if got, key := currentID(w), apiKey(w.Current().Providers["a"]); got != "v2" || key != "key-v2" {
 		t.Errorf("after the swap: key id %q with provider key %q, want v2 with key-v2", got, key)
 	}
 }

@@ -29,11 +29,9 @@ const maxIDLen = 256
 // api_disabled, 404 not_found, 405 method_not_allowed, 500 store_error.
 func NewAPIHandler(store Store, adminToken string) http.Handler {
 	h := &apiHandler{store: store}
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/records", h.records)
-	mux.HandleFunc("GET /v1/traces/{id}", h.trace)
-	mux.HandleFunc("/", h.fallback)
-	return adminapi.Protect("records", adminToken, mux)
+	return adminapi.NewAPI("records", adminToken,
+		adminapi.Route{Method: http.MethodGet, Path: "/v1/records", Handler: h.records},
+		adminapi.Route{Method: http.MethodGet, Path: "/v1/traces/{id}", Handler: h.trace})
 }
 
 type apiHandler struct {
@@ -43,88 +41,74 @@ type apiHandler struct {
 func (h *apiHandler) records(w http.ResponseWriter, r *http.Request) {
 	q, err := parseQuery(r.URL.Query())
 	if err != nil {
-		writeError(w, http.StatusBadRequest, "invalid_request", err.Error())
+		adminapi.WriteError(w, http.StatusBadRequest, "invalid_request", err.Error())
 		return
 	}
 	recs, err := h.store.Query(r.Context(), q)
 	if err != nil {
-		writeError(w, http.StatusInternalServerError, "store_error", err.Error())
+		adminapi.WriteError(w, http.StatusInternalServerError, "store_error", err.Error())
 		return
 	}
 	if recs == nil {
 		recs = []Record{}
 	}
-	writeJSON(w, http.StatusOK, struct {
+	adminapi.WriteJSON(w, http.StatusOK, struct {
 		Records []Record `json:"records"`
 	}{recs})
 }
 
 func (h *apiHandler) trace(w http.ResponseWriter, r *http.Request) {
 	if len(r.URL.Query()) > 0 {
-		writeError(w, http.StatusBadRequest, "invalid_request", "GET /v1/traces/{id} takes no parameters")
+		adminapi.WriteError(w, http.StatusBadRequest, "invalid_request", "GET /v1/traces/{id} takes no parameters")
 		return
 	}
 	id := r.PathValue("id")
 	if err := checkID("trace id", id); err != nil {
-		writeError(w, http.StatusBadRequest, "invalid_request", err.Error())
+		adminapi.WriteError(w, http.StatusBadRequest, "invalid_request", err.Error())
 		return
 	}
 	t, err := h.store.Trace(r.Context(), id)
 	switch {
 	case errors.Is(err, ErrNotFound):
-		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no records of trace %q", id))
+		adminapi.WriteError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no records of trace %q", id))
 	case err != nil:
-		writeError(w, http.StatusInternalServerError, "store_error", err.Error())
+		adminapi.WriteError(w, http.StatusInternalServerError, "store_error", err.Error())
 	default:
-		writeJSON(w, http.StatusOK, t)
+		adminapi.WriteJSON(w, http.StatusOK, t)
 	}
-}
-
-func (h *apiHandler) fallback(w http.ResponseWriter, r *http.Request) {
-	get := r.Method == http.MethodGet || r.Method == http.MethodHead
-	if !get && (r.URL.Path == "/v1/records" || strings.HasPrefix(r.URL.Path, "/v1/traces/")) {
-		w.Header().Set("Allow", "GET, HEAD")
-		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" is not allowed here; use GET")
-		return
-	}
-	writeError(w, http.StatusNotFound, "not_found", "no such endpoint: the records API serves GET /v1/records and GET /v1/traces/{id}")
 }
 
 // parseQuery reads the parameters of GET /v1/records. Unknown and repeated
 // parameters are errors, so that a typo never widens a query silently.
 func parseQuery(v url.Values) (Query, error) {
+	params, err := adminapi.Params(v, "trace_id", "key", "since", "limit")
+	if err != nil {
+		return Query{}, err
+	}
 	var q Query
-	for name, vals := range v {
-		if len(vals) != 1 {
-			return Query{}, fmt.Errorf("parameter %s is given %d times", name, len(vals))
+	if val, ok := params["trace_id"]; ok {
+		if err := checkID("trace_id", val); err != nil {
+			return Query{}, err
 		}
-		val := vals[0]
-		switch name {
-		case "trace_id":
-			if err := checkID("trace_id", val); err != nil {
-				return Query{}, err
-			}
-			q.TraceID = val
-		case "key":
-			if err := checkID("key", val); err != nil {
-				return Query{}, err
-			}
-			q.KeyID = val
-		case "since":
-			t, err := parseSince(val)
-			if err != nil {
-				return Query{}, err
-			}
-			q.Since = t
-		case "limit":
-			n, err := strconv.Atoi(val)
-			if err != nil || n < 1 || n > MaxQueryLimit {
-				return Query{}, fmt.Errorf("limit %q: want an integer from 1 to %d", val, MaxQueryLimit)
-			}
-			q.Limit = n
-		default:
-			return Query{}, fmt.Errorf("unknown parameter %q: want trace_id, key, since or limit", name)
+		q.TraceID = val
+	}
+	if val, ok := params["key"]; ok {
+		if err := checkID("key", val); err != nil {
+			return Query{}, err
 		}
+		q.KeyID = val
+	}
+	if val, ok := params["since"]; ok {
+		if q.Since, err = parseSince(val); err != nil {
+			return Query{}, err
+		}
+	}
+	if val, ok := params["limit"]; ok {
+		n, err := strconv.Atoi(val)
+		if err != nil || n < 1 || n > MaxQueryLimit {
+			return Query{}, fmt.Errorf("limit %q: want an integer from 1 to %d", val, MaxQueryLimit)
+		}
+		q.Limit = n
 	}
 	return q, nil
 }
@@ -158,8 +142,3 @@ func checkID(what, id string) error {
 	}
 	return nil
 }
-
-var (
-	writeError = adminapi.WriteError
-	writeJSON  = adminapi.WriteJSON
-)

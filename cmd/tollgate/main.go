@@ -3,8 +3,13 @@
 //	tollgate serve                 run the ext_proc gRPC service and the admin HTTP server
 //	tollgate policy check FILE     validate a policy file
 //	tollgate hash-key [--generate] hash a gateway key read from stdin, or make a new one
+//	tollgate pricing show|list     print the price catalog's rates
 //	tollgate healthcheck --url U   probe an HTTP health endpoint (for container healthchecks)
+//	tollgate bench                 measure Tollgate against an echo processor (a tool)
 //	tollgate version               print the version
+//
+// The command only reads flags and the environment: serve hands a
+// gateway.Config to gateway.Run, and bench calls package benchcmd.
 package main
 
 import (
@@ -59,11 +64,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	switch cmd, rest := args[0], args[1:]; cmd {
 	case "serve":
-		cfg, err := parseServeFlags(rest, os.LookupEnv, stderr)
-		if err != nil {
-			return err
-		}
-		return serve(ctx, cfg, stderr)
+		return serveCommand(ctx, rest, stderr)
 	case "policy":
 		return policyCommand(rest, stdout, stderr)
 	case "hash-key":

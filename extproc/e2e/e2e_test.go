@@ -34,6 +34,7 @@ import (
 	"github.com/tollgate-dev/tollgate/policy"
 	"github.com/tollgate-dev/tollgate/policy/budget"
 	"github.com/tollgate-dev/tollgate/records"
+	"github.com/tollgate-dev/tollgate/translate"
 )
 
 // TestMain fails the package if any goroutine outlives the tests: a stream the
@@ -168,7 +169,7 @@ keys:
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := extproc.NewServer(extproc.Options{Policies: fixedPolicy{p}, ClientFormats: []extproc.ClientFormat{anthropicfmt.Format{}},
+	srv, err := extproc.NewServer(extproc.Options{Policies: fixedPolicy{p}, ClientFormats: []extproc.ClientFormat{anthropicfmt.Format{}}, Translation: translations,
 		Recorder: o.recorder, Metrics: extproc.NewMetrics(s.reg), Ledger: o.ledger, EarlyBodyTimeout: o.earlyBodyTimeout})
 	if err != nil {
 		t.Fatal(err)
@@ -591,4 +592,9 @@ func providerModel(t *testing.T, body []byte) string {
 		t.Fatalf("provider body: %v", err)
 	}
 	return v.Model
+}
+
+// translations is extproc.Options.Translation as the wiring sets it.
+func translations(clientFormat, providerType string) (extproc.Translation, bool) {
+	return translate.Lookup(clientFormat, providerType)
 }

@@ -27,7 +27,7 @@ import (
 // both attempts share, and must give attempt 2 its own host, path and key, map
 // the model from the original body, and leave nothing of attempt 1 behind.
 func TestSecondAttemptStartsClean(t *testing.T) {
-	second := envoytest.NewFakeAnthropic(envoytest.FakeAnthropicConfig{APIKey: "key-second"})
+	second := envoytest.NewFakeAnthropic(envoytest.FakeAnthropicConfig{APIKey: "key-second", BasePath: "/second"})
 	if err := second.Start("127.0.0.1:0"); err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +63,7 @@ keys:
 		t.Fatal(err)
 	}
 	recs := &collector{}
-	srv, err := extproc.NewServer(extproc.Options{Policies: fixedPolicy{p}, ClientFormats: []extproc.ClientFormat{anthropicfmt.Format{}}, Recorder: recs})
+	srv, err := extproc.NewServer(extproc.Options{Policies: fixedPolicy{p}, ClientFormats: []extproc.ClientFormat{anthropicfmt.Format{}}, Translation: translations, Recorder: recs})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,6 +29,7 @@ import (
 	"github.com/tollgate-dev/tollgate/extproc"
 	"github.com/tollgate-dev/tollgate/internal/envoyconfig"
 	"github.com/tollgate-dev/tollgate/policy"
+	"github.com/tollgate-dev/tollgate/translate"
 )
 
 func TestClaudeCodeBodyShape(t *testing.T) {
@@ -296,7 +297,8 @@ func servers(t *testing.T) (tollgate, echo *Target) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := extproc.NewServer(extproc.Options{Policies: staticPolicy{pol}, ClientFormats: []extproc.ClientFormat{anthropic.Format{}}, Metrics: extproc.NewMetrics(reg)})
+	srv, err := extproc.NewServer(extproc.Options{Policies: staticPolicy{pol}, ClientFormats: []extproc.ClientFormat{anthropic.Format{}},
+		Translation: func(c, p string) (extproc.Translation, bool) { return translate.Lookup(c, p) }, Metrics: extproc.NewMetrics(reg)})
 	if err != nil {
 		t.Fatal(err)
 	}

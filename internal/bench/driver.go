@@ -214,16 +214,21 @@ type procStream struct {
 	cli       extprocv3.ExternalProcessor_ProcessClient
 	cancel    context.CancelFunc
 	sentFirst bool
+	// dyn is the request's dynamic metadata: every message carries the
+	// namespaces the filter forwards, and every reply writes those it
+	// receives (ENVOY-EXTPROC; ext_proc Filter::addDynamicMetadata and
+	// Filter::setDynamicMetadata).
+	dyn *dynamicMetadata
 }
 
-func (pl *player) open(ctx context.Context, f Filter, md metadata.MD) (*procStream, error) {
+func (pl *player) open(ctx context.Context, f Filter, md metadata.MD, dyn *dynamicMetadata) (*procStream, error) {
 	ctx, cancel := context.WithCancel(metadata.NewOutgoingContext(ctx, md))
 	cli, err := extprocv3.NewExternalProcessorClient(pl.pool.conn()).Process(ctx)
 	if err != nil {
 		cancel()
 		return nil, fmt.Errorf("%s: open stream: %w", f.Name, err)
 	}
-	return &procStream{f: f, cli: cli, cancel: cancel}, nil
+	return &procStream{f: f, cli: cli, cancel: cancel, dyn: dyn}, nil
 }
 
 // first adds what Envoy puts on a stream's first message and on the first
@@ -245,6 +250,12 @@ func (ps *procStream) first(m *extprocv3.ProcessingRequest, attrs []string, h he
 // the time the message was due (for a request's first message, its scheduled
 // start), so a late driver is charged to the measurement, never hidden.
 func (ps *procStream) roundTrip(m *extprocv3.ProcessingRequest, from time.Time) (*extprocv3.ProcessingResponse, time.Duration, time.Time, error) {
+	if len(ps.f.Forward) > 0 {
+		// Prepared messages are shared by concurrent requests: a copy
+		// carries this request's metadata.
+		m = &extprocv3.ProcessingRequest{Request: m.Request, Attributes: m.Attributes,
+			ProtocolConfig: m.ProtocolConfig, MetadataContext: ps.dyn.forward(ps.f)}
+	}
 	if err := ps.cli.Send(m); err != nil {
 		return nil, 0, time.Time{}, fmt.Errorf("%s: send: %w", ps.f.Name, err)
 	}
@@ -256,6 +267,7 @@ func (ps *procStream) roundTrip(m *extprocv3.ProcessingRequest, from time.Time) 
 	if err := matches(m, resp); err != nil {
 		return resp, 0, now, fmt.Errorf("%s: %w", ps.f.Name, err)
 	}
+	ps.dyn.receive(ps.f, resp)
 	return resp, now.Sub(from), now, nil
 }
 
@@ -305,7 +317,10 @@ func (pl *player) play(ctx context.Context, start time.Time, hk hooks) ([]sample
 	samples = append(samples, sample{PhaseLateness, time.Since(start)})
 	h := clientHeaders(s, len(p.body), p.requestID(), p.sessionID)
 
-	ps, err := pl.open(ctx, pl.policy, pl.policyMD)
+	// The request's dynamic metadata (its StreamInfo's), which the upstream
+	// filters of every attempt share with the downstream ones.
+	var dyn dynamicMetadata
+	ps, err := pl.open(ctx, pl.policy, pl.policyMD, &dyn)
 	if err != nil {
 		return nil, err
 	}
@@ -337,10 +352,6 @@ func (pl *player) play(ctx context.Context, start time.Time, hk hooks) ([]sample
 		return nil, err
 	}
 	h.apply(resp.GetRequestHeaders().GetResponse().GetHeaderMutation())
-	// The request's dynamic metadata (its StreamInfo's), which the upstream
-	// filters of every attempt share with the downstream ones.
-	var dyn dynamicMetadata
-	dyn.receive(pl.policy, resp)
 
 	// Request body, BUFFERED: the whole body in one message.
 	bodyMsg := p.bodyMsg
@@ -355,7 +366,6 @@ func (pl *player) play(ctx context.Context, start time.Time, hk hooks) ([]sample
 		}
 		c := resp.GetRequestBody().GetResponse()
 		h.apply(c.GetHeaderMutation())
-		dyn.receive(pl.policy, resp)
 		if nb := c.GetBodyMutation().GetBody(); nb != nil {
 			// The router replays the mutated downstream buffer to every attempt.
 			bodyMsg = bodyRequest(false, nb, true)
@@ -371,14 +381,13 @@ func (pl *player) play(ctx context.Context, start time.Time, hk hooks) ([]sample
 	var respHeaders headerList
 	for attempt := 1; attempt <= s.Adapter.Attempts; attempt++ {
 		final := attempt == s.Adapter.Attempts
-		as, err := pl.open(ctx, pl.adapter, pl.adapterMD)
+		as, err := pl.open(ctx, pl.adapter, pl.adapterMD, &dyn)
 		if err != nil {
 			return nil, err
 		}
 		// The request has a body, so its headers never end the stream, whatever
 		// the body mode.
 		msg := as.first(headersRequest(false, uh, false), pl.adapter.RequestAttributes, uh, s.Adapter.Provider, attempt)
-		msg.MetadataContext = dyn.forward(pl.adapter)
 		resp, d, at, err = as.roundTrip(msg, at)
 		if err != nil {
 			as.close()
@@ -478,10 +487,11 @@ func (pl *player) play(ctx context.Context, start time.Time, hk hooks) ([]sample
 type dynamicMetadata map[string]*structpb.Struct
 
 // receive merges a reply's dynamic_metadata into d, for the namespaces the
-// filter receives: each namespace's fields replace those of the same name.
+// filter receives: each namespace's fields replace those of the same name
+// (StreamInfoImpl::setDynamicMetadata's MergeFrom).
 func (d *dynamicMetadata) receive(f Filter, resp *extprocv3.ProcessingResponse) {
 	for ns, v := range resp.GetDynamicMetadata().GetFields() {
-		if !slices.Contains(f.Receive, ns) || v.GetStructValue() == nil {
+		if !slices.Contains(f.Receive, ns) {
 			continue
 		}
 		if *d == nil {

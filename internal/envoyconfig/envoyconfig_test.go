@@ -79,6 +79,14 @@ const (
 	listenerLimit  = "    per_connection_buffer_limit_bytes: 33554432\n    filter_chains:"
 	routeLimit     = "                request_body_buffer_limit: 33554432\n"
 	demoChildren   = "        clusters: [prov_demo]\n"
+	policyMetadata = `              metadata_options:
+                receiving_namespaces: {untyped: [tollgate]}
+                forwarding_namespaces: {untyped: [tollgate]}
+`
+	adapterMetadata = `            metadata_options:
+              forwarding_namespaces: {untyped: [tollgate]}
+              receiving_namespaces: {untyped: [tollgate]}
+`
 )
 
 // Stages at which a broken variant must first fail.
@@ -127,6 +135,16 @@ func brokenVariants() []variant {
 			name:  "unknown @type",
 			edits: []edit{{"router.v3.Router\n", "router.v3.Routr\n"}},
 			stage: stageParse, want: `unable to resolve "type.googleapis.com/envoy.extensions.filters.http.router.v3.Routr"`,
+		},
+		{
+			name:  "typo'd metadata_options field",
+			edits: []edit{{policyMetadata, strings.Replace(policyMetadata, "receiving_namespaces", "receiving_namespace", 1)}},
+			stage: stageParse, want: `unknown field "receiving_namespace"`,
+		},
+		{
+			name:  "metadata namespaces given as a string, not a list",
+			edits: []edit{{adapterMetadata, strings.Replace(adapterMetadata, "{untyped: [tollgate]}", "{untyped: tollgate}", 1)}},
+			stage: stageParse, want: `unexpected token "tollgate"`,
 		},
 		{
 			name:  "enum typo",
@@ -378,6 +396,35 @@ func brokenVariants() []variant {
 			name:  "adapter filter streaming response bodies",
 			edits: []edit{{"              response_body_mode: NONE\n              response_trailer_mode: SKIP\n            allow_mode_override: true\n", "              response_body_mode: STREAMED\n              response_trailer_mode: SKIP\n            allow_mode_override: true\n"}},
 			stage: stageLint, rules: []string{envoyconfig.RuleRole}, want: "adapter filter's response body mode must be NONE, not STREAMED",
+		},
+		{
+			name:  "adapter forwards a namespace the policy filter does not receive",
+			edits: []edit{{adapterMetadata, strings.Replace(adapterMetadata, "forwarding_namespaces: {untyped: [tollgate]}", "forwarding_namespaces: {untyped: [tollgate, tollgate.extra]}", 1)}},
+			stage: stageLint, rules: []string{envoyconfig.RuleMetadataNamespaces}, want: `forwards dynamic metadata namespace "tollgate.extra", but no downstream policy ext_proc filter receives it`,
+		},
+		{
+			name:  "policy filter that does not receive the decision namespace",
+			edits: []edit{{policyMetadata, strings.Replace(policyMetadata, "receiving_namespaces: {untyped: [tollgate]}", "receiving_namespaces: {untyped: [tollgat]}", 1)}},
+			stage: stageLint, rules: []string{envoyconfig.RuleMetadataNamespaces}, want: `forwards dynamic metadata namespace "tollgate", but no downstream policy ext_proc filter receives it`,
+		},
+		{
+			name:  "policy filter without metadata_options",
+			edits: []edit{{policyMetadata, ""}},
+			stage: stageLint, rules: []string{envoyconfig.RuleMetadataNamespaces}, want: `no downstream policy ext_proc filter receives it`,
+		},
+		{
+			name:  "adapter filter that does not forward the decision namespace",
+			edits: []edit{{adapterMetadata, ""}},
+			stage: stageLint, rules: []string{envoyconfig.RuleMetadataNamespaces}, want: `the adapter filter must forward dynamic metadata namespace "tollgate"`,
+		},
+		{
+			name: "per-route metadata_options for the policy filter",
+			edits: []edit{{routeLimit, routeLimit + `                typed_per_filter_config:
+                  tollgate.policy:
+                    "@type": type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExtProcPerRoute
+                    overrides: {metadata_options: {receiving_namespaces: {untyped: [tollgate]}}}
+`}},
+			stage: stageLint, rules: []string{envoyconfig.RuleMetadataNamespaces}, want: `per-route metadata_options for Tollgate's filter "tollgate.policy"`,
 		},
 		{
 			name:  "adapter filter without the provider attribute",

@@ -52,7 +52,8 @@ const (
 	RulePerFilterConfig    = "per-filter-config"
 	RuleTLS                = "tls"
 	RuleDeprecated         = "deprecated"
-	RuleEdge               = "edge" // client-sent x-envoy-* control headers are trusted
+	RuleEdge               = "edge"                // client-sent x-envoy-* control headers are trusted
+	RuleMetadataNamespaces = "metadata-namespaces" // the decision's dynamic metadata namespace does not line up
 )
 
 // Problem is one semantic violation found by Lint.
@@ -85,7 +86,7 @@ func (ps Problems) Err() error {
 // Lint performs the semantic checks that neither protojson nor protoc-gen-validate
 // can express: the checks Envoy's ext_proc config.cc makes at load time, the
 // structure Envoy requires of filter chains and cluster references, and the
-// properties Tollgate relies on (ENVOY-EXTPROC sections 3, 6, 7, 8 and 11).
+// properties Tollgate relies on (ENVOY-EXTPROC sections 3, 6, 7, 8, 11 and 13).
 //
 // Lint does not repeat Validate's checks; run both (see Check). It only sees
 // static resources: clusters, listeners or routes from xDS cannot be checked.
@@ -109,6 +110,7 @@ func Lint(bs *bootstrapv3.Bootstrap) Problems {
 	l := &linter{m: m}
 	l.clusterNames()
 	l.extProcs()
+	l.metadataNamespaces()
 	for _, ml := range m.Listeners {
 		for _, h := range ml.HCMs {
 			l.downstreamChain(h)
@@ -222,6 +224,46 @@ func (l *linter) extProc(f *ExtProcFilter) {
 	}
 
 	l.role(f, path)
+}
+
+// metadataNamespaces checks that the routing decision can travel in dynamic
+// metadata (ENVOY-EXTPROC section 13): the adapter filter forwards
+// DecisionMetadataNamespace, and every namespace an adapter forwards is one a
+// downstream policy filter receives (when there is one). ext_proc's Filter::setDynamicMetadata
+// writes only the namespaces a filter receives, so the adapter would read
+// nothing the policy filter wrote in any other.
+func (l *linter) metadataNamespaces() {
+	var policies []*ExtProcFilter
+	for _, f := range l.m.ExtProcFilters() {
+		if !f.Upstream && f.Role() == RolePolicy {
+			policies = append(policies, f)
+		}
+	}
+	received := func(ns string) bool {
+		for _, p := range policies {
+			if slices.Contains(p.Config.GetMetadataOptions().GetReceivingNamespaces().GetUntyped(), ns) {
+				return true
+			}
+		}
+		return false
+	}
+	for _, f := range l.m.ExtProcFilters() {
+		if !f.Upstream || f.Role() != RoleAdapter {
+			continue
+		}
+		path := pathString(f.Path, "typed_config", "metadata_options", "forwarding_namespaces", "untyped")
+		fwd := f.Config.GetMetadataOptions().GetForwardingNamespaces().GetUntyped()
+		if !slices.Contains(fwd, DecisionMetadataNamespace) {
+			l.add(path, RuleMetadataNamespaces, "the adapter filter must forward dynamic metadata namespace %q (metadata_options.forwarding_namespaces.untyped): it reads the routing decision there on every attempt", DecisionMetadataNamespace)
+		}
+		for _, ns := range fwd {
+			// Without a policy filter (no role metadata, say) the role rules
+			// report the problem; comparing against nothing would repeat it.
+			if len(policies) > 0 && !received(ns) {
+				l.add(path, RuleMetadataNamespaces, "the adapter filter forwards dynamic metadata namespace %q, but no downstream policy ext_proc filter receives it (metadata_options.receiving_namespaces.untyped), so the policy filter's replies cannot write it and Envoy drops what they carry there", ns)
+			}
+		}
+	}
 }
 
 func fullDuplex(pm *extprocv3.ProcessingMode) bool {
@@ -532,6 +574,13 @@ func (l *linter) perFilterConfigs(cfgs map[string]*anypb.Any, path string, filte
 		}
 		if g := per.GetOverrides().GetGrpcService().GetEnvoyGrpc(); g != nil {
 			l.grpcCluster(pathString(kpath, "overrides", "grpc_service", "envoy_grpc", "cluster_name"), g.GetClusterName())
+		}
+		// A per-route metadata_options replaces the filter's namespace lists
+		// in their entirety (ExtProcOverrides), so the decision would travel
+		// differently on some routes, unchecked by metadataNamespaces.
+		if per.GetOverrides().GetMetadataOptions() != nil && (&ExtProcFilter{HTTPFilter: f, Config: f.ExtProc()}).Role() != "" {
+			l.add(pathString(kpath, "overrides", "metadata_options"), RuleMetadataNamespaces,
+				"per-route metadata_options for Tollgate's filter %q would replace the namespaces that carry the routing decision on this route only; set metadata_options on the filter itself", k)
 		}
 	}
 }

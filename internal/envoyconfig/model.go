@@ -35,6 +35,12 @@ const (
 	// ProviderAttribute is the ext_proc request attribute that carries the
 	// provider of the endpoint chosen for an attempt.
 	ProviderAttribute = "xds.upstream_host_metadata.filter_metadata['tollgate']['provider']"
+	// DecisionMetadataNamespace is the Envoy dynamic metadata namespace that
+	// carries the routing decision: the policy filter's reply writes it (the
+	// filter receives it) and the adapter filter reads it on every attempt (it
+	// forwards it). Upstream filters share the downstream request's StreamInfo,
+	// so both see the same namespace (ENVOY-EXTPROC section 13).
+	DecisionMetadataNamespace = "tollgate"
 	// RoleMetadataKey is the gRPC initial metadata key that tells Tollgate which
 	// role an ext_proc stream plays; its values are RolePolicy and RoleAdapter.
 	RoleMetadataKey = "x-tollgate-role"

@@ -79,6 +79,8 @@ type extProcConfig struct {
 	routeCacheAction         extprocv3.ExternalProcessor_RouteCacheAction
 	disableImmediateResponse bool
 	allowContentLengthHeader bool
+	forwardingNamespaces     []string // metadata_options.forwarding_namespaces.untyped
+	receivingNamespaces      []string // metadata_options.receiving_namespaces.untyped
 }
 
 // grpcTarget is an envoy_grpc service: the cluster, the :authority and the
@@ -281,7 +283,7 @@ func buildExtProc(name string, ep *extprocv3.ExternalProcessor, upstream bool) (
 		"grpc_service", "failure_mode_allow", "processing_mode", "request_attributes", "response_attributes",
 		"message_timeout", "stat_prefix", "mutation_rules", "max_message_timeout", "allow_mode_override",
 		"disable_immediate_response", "disable_clear_route_cache", "route_cache_action", "allowed_override_modes",
-		"status_on_error", "allow_content_length_header", "emit_client_span"); err != nil {
+		"status_on_error", "allow_content_length_header", "emit_client_span", "metadata_options"); err != nil {
 		return nil, err
 	}
 	f := &extProcConfig{
@@ -297,6 +299,10 @@ func buildExtProc(name string, ep *extprocv3.ExternalProcessor, upstream bool) (
 		disableImmediateResponse: ep.GetDisableImmediateResponse(),
 		allowContentLengthHeader: ep.GetAllowContentLengthHeader(),
 		messageTimeout:           defaultMessageTimeout,
+	}
+	var err error
+	if f.forwardingNamespaces, f.receivingNamespaces, err = buildMetadataOptions(what, ep.GetMetadataOptions()); err != nil {
+		return nil, err
 	}
 	gt, err := buildGRPCTarget(what, ep.GetGrpcService())
 	if err != nil {
@@ -334,6 +340,26 @@ func buildExtProc(name string, ep *extprocv3.ExternalProcessor, upstream bool) (
 		}
 	}
 	return f, nil
+}
+
+// buildMetadataOptions reads the untyped forwarding and receiving
+// namespaces. Typed namespaces and cluster metadata forwarding are not
+// implemented: Start fails on them.
+func buildMetadataOptions(what string, mo *extprocv3.MetadataOptions) (forwarding, receiving []string, err error) {
+	if mo == nil {
+		return nil, nil, nil
+	}
+	what += " metadata_options"
+	if err := onlyFields(what, mo, "forwarding_namespaces", "receiving_namespaces"); err != nil {
+		return nil, nil, err
+	}
+	if err := onlyFields(what+" forwarding_namespaces", mo.GetForwardingNamespaces(), "untyped"); err != nil {
+		return nil, nil, err
+	}
+	if err := onlyFields(what+" receiving_namespaces", mo.GetReceivingNamespaces(), "untyped"); err != nil {
+		return nil, nil, err
+	}
+	return mo.GetForwardingNamespaces().GetUntyped(), mo.GetReceivingNamespaces().GetUntyped(), nil
 }
 
 func buildGRPCTarget(what string, gs *corev3.GrpcService) (grpcTarget, error) {

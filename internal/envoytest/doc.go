@@ -18,9 +18,9 @@
 //     name; messages in section 1.1 order; headers lowercase with pseudo-headers
 //     and the value in raw_value only; protocol_config on the stream's first
 //     message; attributes under "envoy.filters.http.ext_proc" on each
-//     direction's first message only; metadata_context always present. Exactly
-//     one reply of the matching type per message: anything else is spurious and
-//     answered with status_on_error. The stream is closed as Envoy does (half
+//     direction's first message only; metadata_context always present (rule
+//     10 says what it holds). Exactly one reply of the matching type per
+//     message: anything else is spurious and answered with status_on_error. The stream is closed as Envoy does (half
 //     close, then reset), and early once no further message can be sent.
 //   - Modes (rule 2): NONE, STREAMED, BUFFERED and BUFFERED_PARTIAL per
 //     direction; header SEND/SKIP; ExtProcPerRoute (disabled, and overrides of
@@ -85,6 +85,26 @@
 //   - Real HTTP (rule 9): HTTP/1.1 and h2c downstream; net/http upstream over
 //     real sockets (TLS with SNI unless the cluster is overridden), the request
 //     body streamed, the response read and passed on one read at a time.
+//   - Dynamic metadata (rule 10, ENVOY-EXTPROC section 13): each request has
+//     one store, the downstream StreamInfo's dynamic metadata, which the
+//     downstream ext_proc filters and the upstream filters of every attempt
+//     share, as Envoy's UpstreamFilterManager::streamInfo() returns the
+//     downstream request's StreamInfo (source/common/router/upstream_request.cc).
+//     A reply's dynamic_metadata is written as Filter::setDynamicMetadata does
+//     (source/extensions/filters/http/ext_proc/ext_proc.cc): each top-level key
+//     is a namespace, kept only if metadata_options.receiving_namespaces.untyped
+//     lists it (none is accepted when the list is empty; dropped ones are
+//     logged and counted), and merged into the namespace with Struct MergeFrom
+//     as StreamInfoImpl::setDynamicMetadata does
+//     (source/common/stream_info/stream_info_impl.h): top-level fields replace
+//     their namesakes, a nested Struct is replaced whole. Headers and body
+//     replies write, a spurious one too (the write precedes the check), and an
+//     immediate_response unless disable_immediate_response; a message carrying
+//     override_message_timeout does not. Every headers and body message carries
+//     metadata_context.filter_metadata with the namespaces of
+//     forwarding_namespaces.untyped that the store holds when it is built
+//     (Filter::addDynamicMetadata, called by buildHeaderRequest and
+//     setupBodyChunk); without forwarding namespaces it is an empty Metadata.
 //   - x-request-id generated when absent, x-forwarded-proto set,
 //     x-envoy-expected-rq-timeout-ms and x-envoy-upstream-service-time added,
 //     server: envoy on responses, hop-by-hop headers dropped.
@@ -94,14 +114,19 @@
 //   - Not supported (Start fails): FULL_DUPLEX_STREAMED and GRPC body modes,
 //     trailer mode SEND (trailers are never forwarded, so no trailers message
 //     is ever sent), observability_mode, send_body_without_waiting_for_header_response,
-//     http_service, forward_rules, metadata_options, processing_request_modifier,
+//     http_service, forward_rules, processing_request_modifier, typed
+//     metadata namespaces (metadata_options forwarding_namespaces.typed and
+//     receiving_namespaces.typed), cluster_metadata_forwarding_namespaces,
+//     metadata_options in ExtProcPerRoute overrides,
 //     CEL attributes other than the listed ones, other HTTP filters, redirects,
 //     direct responses, weighted clusters, path rewrites, RDS/CDS/EDS, more than
 //     one listener or filter chain, and cluster types other than STATIC,
 //     STRICT_DNS, LOGICAL_DNS and aggregate.
-//   - dynamic_metadata and typed_dynamic_metadata in replies are ignored and
-//     metadata_context is always empty; streamed_immediate_response is treated
-//     as spurious; CONTINUE_AND_REPLACE on a body reply acts as CONTINUE.
+//   - typed_dynamic_metadata in replies is ignored (the ext_proc.cc read
+//     writes dynamic_metadata only); no filter writes connection dynamic
+//     metadata, which Envoy consults for a forwarding namespace the request
+//     lacks; streamed_immediate_response is treated as spurious;
+//     CONTINUE_AND_REPLACE on a body reply acts as CONTINUE.
 //   - Chunking follows net/http reads, not Envoy's codec: data that arrives
 //     while a headers reply is pending is sent as one chunk (as Envoy does), but
 //     chunk boundaries otherwise differ. There is no watermark flow control:

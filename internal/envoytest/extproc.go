@@ -362,12 +362,15 @@ func (f *extProcFilter) sendBuffered(st *dirState) {
 
 // send opens the stream if needed and queues m with the first-message
 // extras: protocol_config on the stream's first message, attributes on each
-// direction's first message, and an (empty) metadata_context always.
+// direction's first message, and metadata_context always, holding the
+// forwarding namespaces as the store has them now (every headers and body
+// message, as Envoy's buildHeaderRequest and setupBodyChunk both call
+// addDynamicMetadata).
 func (f *extProcFilter) send(st *dirState, m *extprocsvc.ProcessingRequest) {
 	if !f.ensureStream() {
 		return
 	}
-	m.MetadataContext = &corev3.Metadata{}
+	m.MetadataContext = f.s().meta.forward(f.cfg.forwardingNamespaces)
 	if !f.sentFirst {
 		f.sentFirst = true
 		m.ProtocolConfig = &extprocsvc.ProtocolConfiguration{
@@ -449,6 +452,8 @@ func (f *extProcFilter) onReply(ps *procStream, resp *extprocsvc.ProcessingRespo
 		f.overrideTimeout(resp) // consumed for that purpose alone
 		return
 	}
+	// Written before the reply is checked, as Envoy does.
+	f.receiveMetadata(resp)
 	var st *dirState
 	isHeaders := false
 	switch r := resp.GetResponse().(type) {

@@ -29,6 +29,10 @@ type FakeAnthropicConfig struct {
 	// TestdataDir holds messages.json and messages_stream.sse. Default: the
 	// copies embedded from this package's testdata directory.
 	TestdataDir string
+	// BasePath is the path the API is served under, for a provider whose
+	// base_url has a path ("/second" serves POST /second/v1/messages); the
+	// paths below it are a 404. /healthz stays at the root. Default: "".
+	BasePath string
 }
 
 // RecordedRequest is one request the fake received.
@@ -44,7 +48,7 @@ type RecordedRequest struct {
 // cookie or gateway header. Violations are recorded and answered with a 400
 // Anthropic error naming them.
 //
-// POST /v1/messages answers from messages.json, or with stream:true from
+// POST /v1/messages (under BasePath) answers from messages.json, or with stream:true from
 // messages_stream.sse event by event, with the request's model. Models ending
 // in "-slow" stream a delta every 20 ms for up to 60 s; models ending in
 // "-dense" answer (without streaming) with a usage of one input token per
@@ -169,13 +173,17 @@ func (f *FakeAnthropic) serve(w http.ResponseWriter, r *http.Request) {
 		anthropicError(w, http.StatusBadRequest, "invalid_request_error", "fake provider: "+strings.Join(v, "; "))
 		return
 	}
+	path, underBase := strings.CutPrefix(r.URL.Path, strings.TrimSuffix(f.cfg.BasePath, "/"))
+	if !underBase || !strings.HasPrefix(path, "/") {
+		path = ""
+	}
 	switch {
-	case r.Method == http.MethodPost && r.URL.Path == "/v1/messages":
+	case r.Method == http.MethodPost && path == "/v1/messages":
 		f.messages(w, r, body)
-	case r.Method == http.MethodPost && r.URL.Path == "/v1/messages/count_tokens":
+	case r.Method == http.MethodPost && path == "/v1/messages/count_tokens":
 		w.Header().Set("content-type", "application/json")
 		fmt.Fprintf(w, `{"input_tokens":%d}`, max(1, len(body)/4))
-	case r.Method == http.MethodGet && r.URL.Path == "/v1/models":
+	case r.Method == http.MethodGet && path == "/v1/models":
 		w.Header().Set("content-type", "application/json")
 		_, _ = w.Write([]byte(fakeModels))
 	default:

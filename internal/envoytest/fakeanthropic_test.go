@@ -91,3 +91,29 @@ func TestFakeAnthropic(t *testing.T) {
 		t.Errorf("recorded %d requests, want 16 (healthz is not recorded)", got)
 	}
 }
+
+// A provider whose base_url has a path is served under it, and only there.
+func TestFakeAnthropicBasePath(t *testing.T) {
+	f := NewFakeAnthropic(FakeAnthropicConfig{APIKey: "k", BasePath: "/second"})
+	if err := f.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for path, want := range map[string]int{"/second/v1/messages": 200, "/v1/messages": 404, "/secondv1/messages": 404, "/second/v1/messagesx": 404} {
+		req, _ := http.NewRequest("POST", f.URL()+path, strings.NewReader(`{"model":"m","max_tokens":1}`))
+		req.Header.Set("x-api-key", "k")
+		req.Header.Set("anthropic-version", "2023-06-01")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("POST %s: %d, want %d", path, resp.StatusCode, want)
+		}
+	}
+	if got := f.Requests(); len(got) != 4 {
+		t.Errorf("%d requests recorded", len(got))
+	}
+}

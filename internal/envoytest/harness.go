@@ -54,6 +54,7 @@ type Stats struct {
 	UpstreamRetries                 int64
 	UpstreamConnectFailures         int64
 	DownstreamResets                int64         // downstream streams reset (client gone, or a reply after headers were sent)
+	DynamicMetadataDropped          int64         // namespaces of replies' dynamic_metadata outside receiving_namespaces, dropped
 	LocalReplies                    map[int]int64 // local replies by status code, before local_reply_config
 }
 

@@ -34,6 +34,7 @@ type requestStream struct {
 	bufferLimit uint64
 	chain       *filterChain
 	router      *router
+	meta        dynamicMetadata // the StreamInfo's dynamic metadata, shared with every attempt's upstream filters
 
 	finished      bool // the response is complete, or the stream was reset
 	reset         bool // the downstream stream must be reset (connection closed)

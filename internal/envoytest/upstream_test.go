@@ -245,6 +245,10 @@ func TestStartRejectsUnsupportedConfig(t *testing.T) {
 		{"observability mode", testConfig{filters: []string{extProc("p", `observability_mode: true`)}}, nil, "observability_mode"},
 		{"unknown override", testConfig{}, map[string]string{"nope": "127.0.0.1:1"}, `"nope"`},
 		{"both route cache settings", testConfig{filters: []string{extProc("p", `disable_clear_route_cache: true, route_cache_action: CLEAR`)}}, nil, "mutually exclusive"},
+		{"typed forwarding namespaces", testConfig{filters: []string{extProc("p", `metadata_options: {forwarding_namespaces: {typed: [t]}}`)}}, nil, "forwarding_namespaces: field(s) typed"},
+		{"typed receiving namespaces", testConfig{filters: []string{extProc("p", `metadata_options: {receiving_namespaces: {untyped: [u], typed: [t]}}`)}}, nil, "receiving_namespaces: field(s) typed"},
+		{"cluster metadata forwarding", testConfig{filters: []string{extProc("p", `metadata_options: {cluster_metadata_forwarding_namespaces: {untyped: [c]}}`)}}, nil, "cluster_metadata_forwarding_namespaces"},
+		{"per-route metadata_options", testConfig{filters: []string{extProc("p", "")}, routes: []string{`{match: {prefix: "/"}, route: {cluster: up}, typed_per_filter_config: {p: {"@type": type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExtProcPerRoute, overrides: {metadata_options: {receiving_namespaces: {untyped: [u]}}}}}}`}}, nil, "field(s) metadata_options"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h, err := Start(Config{EnvoyYAML: tc.cfg.write(t), Clusters: tc.over})

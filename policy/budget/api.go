@@ -45,11 +45,9 @@ func newAPIHandler(ledger Ledger, budgets func() *Config, adminToken string, log
 		log = zap.NewNop()
 	}
 	h := &apiHandler{ledger: ledger, budgets: budgets, log: log, now: now}
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/budgets", h.get)
-	mux.HandleFunc("POST /v1/budgets/reset", h.reset)
-	mux.HandleFunc("/", h.fallback)
-	return adminapi.Protect("budgets", adminToken, mux)
+	return adminapi.NewAPI("budgets", adminToken,
+		adminapi.Route{Method: http.MethodGet, Path: "/v1/budgets", Handler: h.get},
+		adminapi.Route{Method: http.MethodPost, Path: "/v1/budgets/reset", Handler: h.reset})
 }
 
 type apiHandler struct {
@@ -94,22 +92,20 @@ type scopeJSON struct {
 }
 
 func (h *apiHandler) get(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	for k, v := range q {
-		if k != "scope" || len(v) != 1 {
-			writeError(w, http.StatusBadRequest, "invalid_request", "GET /v1/budgets takes one parameter, scope (such as key:alice-laptop, team:platform or global)")
-			return
-		}
-	}
-	scope, err := ParseScope(q.Get("scope"))
+	params, err := adminapi.Params(r.URL.Query(), "scope")
 	if err != nil {
-		writeError(w, http.StatusBadRequest, "invalid_request", err.Error())
+		adminapi.WriteError(w, http.StatusBadRequest, "invalid_request", "GET /v1/budgets takes one parameter, scope (such as key:alice-laptop, team:platform or global)")
+		return
+	}
+	scope, err := ParseScope(params["scope"])
+	if err != nil {
+		adminapi.WriteError(w, http.StatusBadRequest, "invalid_request", err.Error())
 		return
 	}
 	cfg := h.budgets()
 	query := cfg.Query(scope)
 	if len(query.Limits) == 0 {
-		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("the policy sets no budget for %s", scope))
+		adminapi.WriteError(w, http.StatusNotFound, "not_found", fmt.Sprintf("the policy sets no budget for %s", scope))
 		return
 	}
 	balances, err := h.ledger.Read(r.Context(), query, h.now())
@@ -117,7 +113,7 @@ func (h *apiHandler) get(w http.ResponseWriter, r *http.Request) {
 		h.ledgerError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, h.scopeJSON(scope, query, balances))
+	adminapi.WriteJSON(w, http.StatusOK, h.scopeJSON(scope, query, balances))
 }
 
 func (h *apiHandler) scopeJSON(s Scope, q Query, bs []Balance) scopeJSON {
@@ -137,30 +133,30 @@ type resetRequest struct {
 func (h *apiHandler) reset(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxResetBody+1))
 	if err != nil || len(body) > maxResetBody {
-		writeError(w, http.StatusBadRequest, "invalid_request", "the body must be a small JSON object")
+		adminapi.WriteError(w, http.StatusBadRequest, "invalid_request", "the body must be a small JSON object")
 		return
 	}
 	var req resetRequest
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil || dec.More() {
-		writeError(w, http.StatusBadRequest, "invalid_request", `the body must be {"scope": "key:ID", "unit": "usd|tokens|requests|concurrent", "per": "minute|hour|day|week|month|session"}`)
+		adminapi.WriteError(w, http.StatusBadRequest, "invalid_request", `the body must be {"scope": "key:ID", "unit": "usd|tokens|requests|concurrent", "per": "minute|hour|day|week|month|session"}`)
 		return
 	}
 	scope, err := ParseScope(req.Scope)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, "invalid_request", err.Error())
+		adminapi.WriteError(w, http.StatusBadRequest, "invalid_request", err.Error())
 		return
 	}
 	unit, err := ParseUnit(req.Unit)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, "invalid_request", err.Error())
+		adminapi.WriteError(w, http.StatusBadRequest, "invalid_request", err.Error())
 		return
 	}
 	per := NoWindow
 	if req.Per != "" {
 		if per, err = ParseWindow(req.Per); err != nil {
-			writeError(w, http.StatusBadRequest, "invalid_request", err.Error())
+			adminapi.WriteError(w, http.StatusBadRequest, "invalid_request", err.Error())
 			return
 		}
 	}
@@ -176,7 +172,7 @@ func (h *apiHandler) reset(w http.ResponseWriter, r *http.Request) {
 		if per != NoWindow {
 			what += " per " + per.String()
 		}
-		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("the policy sets no %s budget for %s", what, scope))
+		adminapi.WriteError(w, http.StatusNotFound, "not_found", fmt.Sprintf("the policy sets no %s budget for %s", what, scope))
 		return
 	}
 	query.Limits = []Limit{*lim}
@@ -199,7 +195,7 @@ func (h *apiHandler) reset(w http.ResponseWriter, r *http.Request) {
 		zap.String("scope", scope.String()), zap.String("limit", lim.String()),
 		zap.String("used_before", unit.Format(before[0].Used)), zap.String("used_after", unit.Format(after[0].Used)),
 		zap.Time("window_start", before[0].Start), zap.String("remote_addr", r.RemoteAddr))
-	writeJSON(w, http.StatusOK, struct {
+	adminapi.WriteJSON(w, http.StatusOK, struct {
 		Scope  string     `json:"scope"`
 		Before windowJSON `json:"before"`
 		After  windowJSON `json:"after"`
@@ -208,26 +204,8 @@ func (h *apiHandler) reset(w http.ResponseWriter, r *http.Request) {
 
 func (h *apiHandler) ledgerError(w http.ResponseWriter, err error) {
 	if errors.Is(err, ErrUnavailable) {
-		writeError(w, http.StatusServiceUnavailable, "ledger_unavailable", err.Error())
+		adminapi.WriteError(w, http.StatusServiceUnavailable, "ledger_unavailable", err.Error())
 		return
 	}
-	writeError(w, http.StatusInternalServerError, "ledger_error", err.Error())
+	adminapi.WriteError(w, http.StatusInternalServerError, "ledger_error", err.Error())
 }
-
-func (h *apiHandler) fallback(w http.ResponseWriter, r *http.Request) {
-	switch r.URL.Path {
-	case "/v1/budgets":
-		w.Header().Set("Allow", "GET, HEAD")
-		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" is not allowed here; use GET")
-	case "/v1/budgets/reset":
-		w.Header().Set("Allow", "POST")
-		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" is not allowed here; use POST")
-	default:
-		writeError(w, http.StatusNotFound, "not_found", "no such endpoint; the budgets API serves GET /v1/budgets and POST /v1/budgets/reset")
-	}
-}
-
-var (
-	writeError = adminapi.WriteError
-	writeJSON  = adminapi.WriteJSON
-)

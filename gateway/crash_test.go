@@ -1,4 +1,4 @@
-package main
+package gateway
 
 import (
 	"bufio"
@@ -21,8 +21,8 @@ import (
 	"github.com/tollgate-dev/tollgate/policy"
 )
 
-// crashChild is a `tollgate serve` process: this test binary re-executed as
-// tollgate (see TestMain).
+// crashChild is a serving process: this test binary re-executed to call Run
+// (see TestMain).
 type crashChild struct {
 	cmd             *exec.Cmd
 	grpc, admin     string
@@ -31,15 +31,19 @@ type crashChild struct {
 	adminTokenValue string
 }
 
-// startCrashChild starts `tollgate serve` on the given policy, Redis and spool
-// directory, and waits until it is ready.
+// startCrashChild starts a serving process on the given policy, Redis and
+// spool directory, and waits until it is ready.
 func startCrashChild(t *testing.T, policyPath, redisURL, spoolDir, tokenFile string) *crashChild {
 	t.Helper()
-	c := &crashChild{grpc: freeAddr(t), admin: freeAddr(t), logs: &syncBuffer{}, exited: make(chan struct{}), adminTokenValue: "admin-secret"}
-	c.cmd = exec.Command(os.Args[0], "serve", "--grpc-addr", c.grpc, "--admin-addr", c.admin,
-		"--policy", policyPath, "--redis-url", redisURL, "--spool-dir", spoolDir,
-		"--admin-token-file", tokenFile, "--records-log=false", "--shutdown-timeout", "5s")
-	c.cmd.Env = append(os.Environ(), benchChildEnv+"=1", "CRASH_PROVIDER_KEY=provider-key")
+	cfg := testConfig(t)
+	cfg.PolicyPath, cfg.RedisURL, cfg.SpoolDir, cfg.AdminTokenFile = policyPath, redisURL, spoolDir, tokenFile
+	c := &crashChild{grpc: cfg.GRPCAddr, admin: cfg.AdminAddr, logs: &syncBuffer{}, exited: make(chan struct{}), adminTokenValue: "admin-secret"}
+	cfgJSON, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.cmd = exec.Command(os.Args[0])
+	c.cmd.Env = append(os.Environ(), childConfigEnv+"="+string(cfgJSON), "CRASH_PROVIDER_KEY=provider-key")
 	c.cmd.Stdout, c.cmd.Stderr = c.logs, c.logs
 	if err := c.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -124,7 +128,7 @@ func (c *crashChild) records(t *testing.T) []crashRecord {
 }
 
 // TestServeKillLeavesIncompleteRecords streams N requests through the Envoy
-// stand-in to a real `tollgate serve` process with a Redis records sink and
+// stand-in to a real serving process with a Redis records sink and
 // Redis budgets, kills the process with SIGKILL while every stream is in
 // flight, and restarts it on the same spool directory: the records API must
 // then hold one incomplete record per stream (error type gateway_crashed,
@@ -158,7 +162,7 @@ keys:
 
 	first := startCrashChild(t, policyPath, rdb.URL(), spoolDir, tokenFile)
 	h, err := envoytest.Start(envoytest.Config{
-		EnvoyYAML: "../../envoy.yaml",
+		EnvoyYAML: "../envoy.yaml",
 		Clusters:  map[string]string{"tollgate": first.grpc, "prov_demo": fake.Addr(), "prov_anthropic": fake.Addr()},
 	})
 	if err != nil {

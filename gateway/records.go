@@ -1,4 +1,4 @@
-package main
+package gateway
 
 import (
 	"context"
@@ -33,7 +33,7 @@ type recordsSetup struct {
 // timeouts are short: record writes are spooled on failure, and budget checks
 // apply the policy's fail mode, so a slow Redis only needs to be noticed fast.
 // Context deadlines bound every call (the budget ledger requires it).
-func openRedis(c serveConfig) (*redis.Client, error) {
+func openRedis(c Config) (*redis.Client, error) {
 	if c.RedisURL == "" {
 		return nil, nil
 	}
@@ -46,7 +46,7 @@ func openRedis(c serveConfig) (*redis.Client, error) {
 	return redis.NewClient(opt), nil
 }
 
-func openRecords(c serveConfig, rdb *redis.Client, token string, log *zap.Logger, reg prometheus.Registerer) (*recordsSetup, error) {
+func openRecords(c Config, rdb *redis.Client, token string, log *zap.Logger, reg prometheus.Registerer) (*recordsSetup, error) {
 	rs := &recordsSetup{}
 	var sinks []records.Sink
 	var store records.Store
@@ -90,7 +90,7 @@ func openRecords(c serveConfig, rdb *redis.Client, token string, log *zap.Logger
 	return rs, nil
 }
 
-func adminToken(c serveConfig) (string, error) {
+func adminToken(c Config) (string, error) {
 	if c.AdminToken != "" {
 		return c.AdminToken, nil
 	}
@@ -124,7 +124,7 @@ func (rs *recordsSetup) close(log *zap.Logger) {
 // closeLedger ends the Redis ledger's retries of failed settles and cancels (each
 // is tried once more); call it after the gRPC server stopped and before the
 // Redis client is closed.
-func openLedger(c serveConfig, rdb *redis.Client, log *zap.Logger, reg prometheus.Registerer) (ledger budget.Ledger, kind string, closeLedger func(), err error) {
+func openLedger(c Config, rdb *redis.Client, log *zap.Logger, reg prometheus.Registerer) (ledger budget.Ledger, kind string, closeLedger func(), err error) {
 	if rdb == nil {
 		return budget.NewMemoryLedger(0), "memory", func() {}, nil
 	}

@@ -1,4 +1,4 @@
-package main
+package gateway
 
 import (
 	"context"
@@ -18,7 +18,7 @@ import (
 // records sink's failed dials make go-redis log, and its lines must arrive in
 // the JSON log as warnings of the "redis" logger, with no plain-text line.
 func TestServeLogsRedisThroughZap(t *testing.T) {
-	grpcAddr, _, cancel, done, logs := startServe(t, "--redis-url", "redis://"+freeAddr(t)+"/0")
+	grpcAddr, _, cancel, done, logs := startServe(t, func(c *Config) { c.RedisURL = "redis://" + freeAddr(t) + "/0" })
 	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)

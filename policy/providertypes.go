@@ -1,0 +1,93 @@
+package policy
+
+import (
+	"slices"
+
+	"github.com/tollgate-dev/tollgate/provider/anthropic"
+	"github.com/tollgate-dev/tollgate/secret"
+)
+
+// providerTypes lists every provider type a policy may name, in the order
+// messages list them. It is the only list of types: adding a provider type is
+// its package under provider/ plus one line here. It is never modified.
+var providerTypes = []ProviderType{
+	anthropic.Type{},
+}
+
+// ProviderType is a kind of upstream provider, named by a provider's type
+// field. Each lives in its own package under provider/ (provider/anthropic for
+// "anthropic"), which imports neither this package nor extproc: its exported
+// type value satisfies this interface structurally.
+type ProviderType interface {
+	// Name returns the value of the type field that selects the type.
+	Name() string
+	// Fields returns the names of the type's own fields, besides type,
+	// models and budgets, which every provider has; in the order messages
+	// list them.
+	Fields() []string
+	// NewSettings returns fresh settings for one provider of the type, a
+	// value implementing ProviderSettings. After decoding they are the
+	// Provider's Settings.
+	NewSettings() any
+}
+
+// ProviderSettings is what the decoder needs of the settings of a provider
+// type (the value its NewSettings returns).
+type ProviderSettings interface {
+	// Set decodes the value of one of the type's fields, as written in the
+	// policy; it is called in document order, and only with fields the type
+	// lists. The value of a secret field is its reference (a ${VAR} or a
+	// path), never the secret. An error is reported at the value.
+	Set(field, value string) error
+	// Resolve completes the settings once every field is set: it checks the
+	// fields against each other and fetches each secret with env (for a
+	// field holding a ${VAR} reference) or file (for a field naming a file).
+	// It should return what env or file return as it is (or wrapped), so
+	// that an unresolvable secret is a warning where policies allow that.
+	// Any other error, or each error joined in it by errors.Join, is
+	// reported at the field its Field() string method names, or else at the
+	// provider's name.
+	Resolve(env, file func(field string) (secret.Secret, error)) error
+}
+
+// ProviderTypes returns the registered provider types, in the order messages
+// list them.
+func ProviderTypes() []ProviderType { return slices.Clone(providerTypes) }
+
+// providerType returns the registered type named name.
+func providerType(name string) (ProviderType, bool) {
+	for _, t := range providerTypes {
+		if t.Name() == name {
+			return t, true
+		}
+	}
+	return nil, false
+}
+
+// providerTypeNames returns the names of the registered types.
+func providerTypeNames() []string {
+	names := make([]string, len(providerTypes))
+	for i, t := range providerTypes {
+		names[i] = t.Name()
+	}
+	return names
+}
+
+// providerFields returns the fields a provider of type t has, in the order
+// messages list them; for a nil t (a type missing or unknown), the fields of
+// every registered type.
+func providerFields(t ProviderType) []string {
+	fields := []string{"type"}
+	types := providerTypes
+	if t != nil {
+		types = []ProviderType{t}
+	}
+	for _, t := range types {
+		for _, f := range t.Fields() {
+			if !slices.Contains(fields, f) {
+				fields = append(fields, f)
+			}
+		}
+	}
+	return append(fields, "models", "budgets")
+}

@@ -1,0 +1,27 @@
+package translate
+
+import "github.com/tollgate-dev/tollgate/clientformat/anthropic/reqbody"
+
+// anthropicToAnthropic sends an Anthropic Messages request to a provider that
+// speaks the same API: the body goes as it is, apart from the model id. Every
+// other byte is kept, so prompt caching sees the client's own bytes.
+type anthropicToAnthropic struct{}
+
+// NeedsBody implements [Translator.NeedsBody]: only a model id that may
+// change needs the body.
+func (anthropicToAnthropic) NeedsBody(mapsModel bool) bool { return mapsModel }
+
+// RequestBody implements [Translator.RequestBody]. A body without a model, or
+// one that does not scan, goes unchanged: the policy role validated it, and
+// the router replays the same bytes to every attempt.
+func (anthropicToAnthropic) RequestBody(body []byte, mapModel func(string) string) ([]byte, bool, error) {
+	f, err := reqbody.Scan(body)
+	if err != nil || !f.HasModel {
+		return body, false, nil
+	}
+	mapped := mapModel(f.Model)
+	if mapped == f.Model {
+		return body, false, nil
+	}
+	return reqbody.ReplaceModel(body, f, mapped), true, nil
+}
