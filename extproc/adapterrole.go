@@ -30,7 +30,8 @@ type adapterProcessor struct {
 	recordID  string // the request's own id, from the decision
 	route     *policy.Route
 	provider  *policy.Provider
-	tr        Translation // from the client's format to the provider's
+	format    ClientFormat // the request's, from the decision; nil before it is read
+	tr        Translation  // from the client's format to the provider's
 	attempt   int
 }
 
@@ -68,9 +69,11 @@ func (a *adapterProcessor) reject(e *ClientError) *extprocv3.ProcessingResponse 
 	a.s.log.Warn("attempt refused", zap.String("request_id", a.recordID),
 		zap.String("client_request_id", clip(a.requestID, maxClientRequestIDBytes)), zap.Int("attempt", a.attempt),
 		zap.Int("status", e.Status), zap.String("reason", e.Message))
-	// The default client format renders it: the decision does not name the
-	// request's format.
-	return immediate(a.s.formats.byDefault(), e, a.recordID)
+	f := a.format
+	if f == nil {
+		f = a.s.formats.byDefault() // no decision, no format: the default's shape
+	}
+	return immediate(f, e, a.recordID)
 }
 
 func attribute(attrs map[string]*structpb.Struct, name string) *structpb.Value {
@@ -93,7 +96,7 @@ func (a *adapterProcessor) requestHeaders(req *extprocv3.ProcessingRequest, hh *
 	if err != nil {
 		return a.reject(permissionError("%v", err))
 	}
-	a.recordID = d.RecordID
+	a.recordID, a.format = d.RecordID, a.s.formats.named(d.ClientFormat)
 	a.pol = a.s.policies.Current()
 	route, ok := a.pol.Route(d.Route)
 	if !ok {
@@ -111,9 +114,9 @@ func (a *adapterProcessor) requestHeaders(req *extprocv3.ProcessingRequest, hh *
 	if !ok {
 		return a.reject(permissionError("provider %q of type %q cannot be sent requests", name, prov.Type))
 	}
-	tr, ok := a.s.translation(clientFormat, prov.Type)
+	tr, ok := a.s.translation(a.format.Name(), prov.Type)
 	if !ok {
-		return a.reject(permissionError("provider %q of type %q cannot serve requests in the %s format", name, prov.Type, clientFormat))
+		return a.reject(permissionError("provider %q of type %q cannot serve requests in the %s format", name, prov.Type, a.format.Name()))
 	}
 	a.route, a.provider, a.tr = route, prov, tr
 

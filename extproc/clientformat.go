@@ -65,8 +65,19 @@ func checkFormats(fs []ClientFormat) error {
 }
 
 // byDefault is the first format: it renders the refusals of requests that no
-// format serves, and the adapter's.
+// format serves, and those of the adapter before it has read the decision.
 func (fs clientFormats) byDefault() ClientFormat { return fs[0] }
+
+// named returns the format called name, or the default format when none is
+// (an empty name, or a format this replica does not serve).
+func (fs clientFormats) named(name string) ClientFormat {
+	for _, f := range fs {
+		if f.Name() == name {
+			return f
+		}
+	}
+	return fs.byDefault()
+}
 
 // classify asks each format in turn for the endpoint of method and path; the
 // first that owns it decides. A request that none owns is a 404 in the

@@ -104,3 +104,38 @@ func TestImmediateRendersInTheRequestsFormat(t *testing.T) {
 		t.Errorf("headers %v details %q (body %d bytes)", h, ir.GetDetails(), len(body))
 	}
 }
+
+// TestAdapterUsesTheDecisionsFormat: the adapter translates from the client
+// format the decision names and renders its refusals in it; a decision that
+// names none (from a replica that did not write it) or one this replica does
+// not serve means the default format.
+func TestAdapterUsesTheDecisionsFormat(t *testing.T) {
+	s := newTestServer(t)
+	s.formats = clientFormats{anthropic.Format{}, chatFormat{}}
+	for _, tt := range []struct {
+		format, wantBody string
+		wantStatus       int
+	}{
+		// No translation from "chat" to an anthropic provider: refused, in chat's shape.
+		{"chat", `{"error":{"message":"provider \"demo\" of type \"anthropic\" cannot serve requests in the chat format","type":"permission_error"}}`, 403},
+		{"", "", 0},
+		{"unknown", "", 0},
+		{"anthropic", "", 0},
+	} {
+		c := stream(t, s, roleAdapter)
+		req := reqHeaders(false, ":method", "POST", ":path", "/v1/messages", "x-request-id", "rid-1")
+		req.Attributes = adapterAttrs("demo", 1)
+		withDecision(req, Decision{Route: "demo", Path: "/v1/messages", KeyID: "alice", RecordID: "rec-1", ClientFormat: tt.format})
+		resp := roundTrip(t, c, req)
+		ir := resp.GetImmediateResponse()
+		if tt.wantStatus == 0 {
+			if ir != nil {
+				t.Errorf("format %q: refused with %s", tt.format, ir.GetBody())
+			}
+			continue
+		}
+		if ir == nil || int(ir.GetStatus().GetCode()) != tt.wantStatus || string(ir.GetBody()) != tt.wantBody {
+			t.Errorf("format %q: got %v; want %d %s", tt.format, resp, tt.wantStatus, tt.wantBody)
+		}
+	}
+}

@@ -40,6 +40,11 @@ type Decision struct {
 	// removed; empty when the request has no body. It tells the adapter at
 	// request headers whether it will rewrite the body.
 	Model string
+	// ClientFormat names the client format the request is written in
+	// (ClientFormat.Name): the adapter translates from it and renders its
+	// refusals in it. Empty (a decision from a replica that did not write
+	// it) means the default format.
+	ClientFormat string
 }
 
 // metadataNamespace is the dynamic metadata namespace Tollgate's filters write
@@ -57,6 +62,7 @@ const (
 	decPath     = "path"
 	decKeyID    = "key_id"
 	decModel    = "model"
+	decFormat   = "client_format"
 )
 
 // metadata returns d as the dynamic_metadata of a reply:
@@ -69,6 +75,7 @@ func (d Decision) metadata() *structpb.Struct {
 		decPath:     str(d.Path),
 		decKeyID:    str(d.KeyID),
 		decModel:    str(d.Model),
+		decFormat:   str(d.ClientFormat),
 	}}
 	ns := &structpb.Struct{Fields: map[string]*structpb.Value{metadataDecision: structpb.NewStructValue(dec)}}
 	return &structpb.Struct{Fields: map[string]*structpb.Value{metadataNamespace: structpb.NewStructValue(ns)}}
@@ -98,6 +105,8 @@ func decisionFrom(req *extprocv3.ProcessingRequest) (Decision, error) {
 		Path:     f[decPath].GetStringValue(),
 		KeyID:    f[decKeyID].GetStringValue(),
 		Model:    f[decModel].GetStringValue(),
+		// Empty from a replica that did not write it: the default format.
+		ClientFormat: f[decFormat].GetStringValue(),
 	}
 	if d.Route == "" || d.Path == "" {
 		return Decision{}, errDecisionInvalid

@@ -340,7 +340,8 @@ func (p *policyProcessor) routeTo(m *mutation) { m.Set(hdrCluster, p.route.Clust
 // decision is what the adapter of every attempt needs from this role; the
 // reply that releases the request carries it in dynamic metadata.
 func (p *policyProcessor) decision() Decision {
-	return Decision{RecordID: p.requestID, Route: p.route.Slug, Path: p.path, KeyID: p.key.ID, Model: p.model}
+	return Decision{RecordID: p.requestID, Route: p.route.Slug, Path: p.path, KeyID: p.key.ID, Model: p.model,
+		ClientFormat: p.format.Name()}
 }
 
 func (p *policyProcessor) responseHeaders(hh *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {

@@ -213,7 +213,7 @@ func TestPolicyRoleRoutesByModelPrefix(t *testing.T) {
 	}
 	// The decision travels in dynamic metadata, never in a header.
 	d := decisionOf(t, resp)
-	if d.Route != "other" || d.Path != "/v1/messages?beta=true" || d.KeyID != "alice" || d.Model != "claude-opus-4-8" {
+	if d.Route != "other" || d.Path != "/v1/messages?beta=true" || d.KeyID != "alice" || d.Model != "claude-opus-4-8" || d.ClientFormat != "anthropic" {
 		t.Errorf("decision = %+v", d)
 	}
 	// The decision names the record, never the client's x-request-id.

@@ -18,11 +18,6 @@ type Upstream interface {
 	CredentialHeaders() []string
 }
 
-// clientFormat names the format clients speak to the policy role: the only one
-// it accepts so far. When there are more, the decision will carry the
-// request's own.
-const clientFormat = "anthropic"
-
 // Translation adapts an attempt's request from the client's format to that of
 // the provider's type. The wiring sets Options.Translation to a lookup of
 // package translate, which holds one Translation per (client format, provider
