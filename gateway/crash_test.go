@@ -37,6 +37,10 @@ func startCrashChild(t *testing.T, policyPath, redisURL, spoolDir, tokenFile str
 	t.Helper()
 	cfg := testConfig(t)
 	cfg.PolicyPath, cfg.RedisURL, cfg.SpoolDir, cfg.AdminTokenFile = policyPath, redisURL, spoolDir, tokenFile
+	// The test is about the crash, not about a slow Redis: 20 reserves at
+	// once under the race detector on a busy machine can take longer than
+	// the default 100 ms and would be refused (fail_mode closed).
+	cfg.BudgetTimeout = 10 * time.Second
 	c := &crashChild{grpc: cfg.GRPCAddr, admin: cfg.AdminAddr, logs: &syncBuffer{}, exited: make(chan struct{}), adminTokenValue: "admin-secret"}
 	cfgJSON, err := json.Marshal(cfg)
 	if err != nil {
