@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/tollgate-dev/tollgate/policy"
+	"github.com/tollgate-dev/tollgate/records"
 )
 
 // Attributes the adapter filter requests in envoy.yaml. Envoy delivers them under
@@ -136,6 +137,12 @@ func (a *adapterProcessor) requestHeaders(req *extprocv3.ProcessingRequest, hh *
 	}
 	up.SetRequestHeaders(d.Path, h.has, m.Set)
 	resp := continueRequestHeaders(&extprocv3.CommonResponse{HeaderMutation: m.proto()})
+	// The attempt joins the request's trail (decision.go), for its record.
+	att := records.Attempt{N: max(a.attempt, 1), Provider: name}
+	if d.Model != "" {
+		att.Model = a.mapModel(d.Model)
+	}
+	resp.DynamicMetadata = attemptMetadata(att)
 	if !tr.NeedsBody(a.mayMapModel(d.Model)) {
 		// Nothing in the body changes for this attempt: ask Envoy not to send
 		// it (envoy.yaml allows the override). Body modes in an override replace

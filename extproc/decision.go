@@ -2,9 +2,14 @@ package extproc
 
 import (
 	"errors"
+	"slices"
+	"strconv"
+	"strings"
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/tollgate-dev/tollgate/records"
 )
 
 // Decision is what the policy role decided for a request, handed to the adapter
@@ -112,4 +117,49 @@ func decisionFrom(req *extprocv3.ProcessingRequest) (Decision, error) {
 		return Decision{}, errDecisionInvalid
 	}
 	return d, nil
+}
+
+// Each attempt's adapter adds the attempt to the request's dynamic metadata,
+// under its own key of the same namespace ("attempt_1", "attempt_2", ...): a
+// reply's namespace is merged field by field (StreamInfoImpl::setDynamicMetadata
+// MergeFrom), so every attempt's entry stays beside the decision. The policy
+// filter forwards the namespace, so the policy role finds the whole trail in
+// the metadata_context of the response headers message.
+const attemptKeyPrefix = "attempt_"
+
+// The fields of an attempt's entry.
+const (
+	attProvider = "provider"
+	attModel    = "model"
+)
+
+// attemptMetadata returns the dynamic_metadata an attempt's reply writes.
+func attemptMetadata(a records.Attempt) *structpb.Struct {
+	entry := &structpb.Struct{Fields: map[string]*structpb.Value{
+		attProvider: structpb.NewStringValue(a.Provider),
+		attModel:    structpb.NewStringValue(a.Model),
+	}}
+	ns := &structpb.Struct{Fields: map[string]*structpb.Value{
+		attemptKeyPrefix + strconv.Itoa(a.N): structpb.NewStructValue(entry)}}
+	return &structpb.Struct{Fields: map[string]*structpb.Value{metadataNamespace: structpb.NewStructValue(ns)}}
+}
+
+// maxAttempts bounds the trail read from metadata: Envoy's retries are few,
+// and the metadata is Tollgate's own, but a record must stay small.
+const maxAttempts = 16
+
+// attemptsFrom reads the attempt trail from a message's metadata_context, in
+// attempt order.
+func attemptsFrom(req *extprocv3.ProcessingRequest) []records.Attempt {
+	var out []records.Attempt
+	for k, v := range req.GetMetadataContext().GetFilterMetadata()[metadataNamespace].GetFields() {
+		n, err := strconv.Atoi(strings.TrimPrefix(k, attemptKeyPrefix))
+		if !strings.HasPrefix(k, attemptKeyPrefix) || err != nil || n < 1 || n > maxAttempts {
+			continue
+		}
+		f := v.GetStructValue().GetFields()
+		out = append(out, records.Attempt{N: n, Provider: f[attProvider].GetStringValue(), Model: f[attModel].GetStringValue()})
+	}
+	slices.SortFunc(out, func(a, b records.Attempt) int { return a.N - b.N })
+	return out
 }

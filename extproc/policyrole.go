@@ -127,6 +127,7 @@ type policyProcessor struct {
 	respHeaders bool
 	status      int
 	servedBy    string
+	attempts    []records.Attempt // the upstream attempts, from dynamic metadata
 	meter       meter
 }
 
@@ -151,7 +152,7 @@ func (p *policyProcessor) handle(ctx context.Context, req *extprocv3.ProcessingR
 	case *extprocv3.ProcessingRequest_RequestBody:
 		return p.requestBody(ctx, r.RequestBody), nil
 	case *extprocv3.ProcessingRequest_ResponseHeaders:
-		return p.responseHeaders(r.ResponseHeaders), nil
+		return p.responseHeaders(req, r.ResponseHeaders), nil
 	case *extprocv3.ProcessingRequest_ResponseBody:
 		return p.responseBody(ctx, r.ResponseBody), nil
 	}
@@ -344,9 +345,10 @@ func (p *policyProcessor) decision() Decision {
 		ClientFormat: p.format.Name()}
 }
 
-func (p *policyProcessor) responseHeaders(hh *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
+func (p *policyProcessor) responseHeaders(req *extprocv3.ProcessingRequest, hh *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
 	h := readHeaders(hh.GetHeaders())
 	p.respHeaders = true
+	p.attempts = attemptsFrom(req)
 	p.status, _ = strconv.Atoi(h.get(":status"))
 	p.servedBy = h.get(hdrServingProvider)
 	p.meter.start(p.format, h.get("content-type"))

@@ -125,6 +125,7 @@ func (p *policyProcessor) baseRecord(end time.Time) records.Record {
 		Endpoint: p.endpoint.Name, Method: clip(p.method, maxRecordMethodBytes), Path: clip(p.path, maxRecordPathBytes),
 		RequestedModel: p.requestedModel, Model: p.sentModel(p.servedBy), Stream: p.stream,
 		Provider:             p.servedBy,
+		Attempts:             p.attempts,
 		LatencyMS:            ms(end.Sub(p.start)),
 		BudgetOutcome:        p.budgetOutcome,
 		MaxTokensFitted:      p.fitted.maxTokens,

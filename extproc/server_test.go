@@ -369,6 +369,13 @@ func TestAdapterRole(t *testing.T) {
 		}
 	}
 
+	// The attempt joins the request's trail in dynamic metadata: the decision
+	// names no model, so none is recorded.
+	att := resp.GetDynamicMetadata().GetFields()[metadataNamespace].GetStructValue().GetFields()["attempt_1"].GetStructValue().GetFields()
+	if att["provider"].GetStringValue() != "demo" || att["model"].GetStringValue() != "" {
+		t.Errorf("attempt metadata = %v", resp.GetDynamicMetadata())
+	}
+
 	// The route maps sonnet -> claude-sonnet-4-5, the provider maps that on.
 	resp = roundTrip(t, c, reqBody(`{"model":"sonnet","max_tokens":1}`))
 	br := resp.GetRequestBody().GetResponse()

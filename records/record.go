@@ -65,6 +65,10 @@ type Record struct {
 
 	Route    string `json:"route,omitempty"`
 	Provider string `json:"provider,omitempty"`
+	// Attempts lists the upstream attempts in order, as each attempt's
+	// adapter wrote it: the provider it went to and the model id it sent.
+	// Empty when no attempt started (a refusal, a client that left first).
+	Attempts []Attempt `json:"attempts,omitempty"`
 	Endpoint string `json:"endpoint"`
 	Method   string `json:"method"` // as the client sent it, cut to 32 bytes
 	Path     string `json:"path"`   // as the client sent it, cut to 512 bytes
@@ -113,4 +117,14 @@ type Record struct {
 	// Bodies are captured only when the policy opts in, size-capped and redacted.
 	RequestBody  string `json:"request_body,omitempty"`
 	ResponseBody string `json:"response_body,omitempty"`
+}
+
+// Attempt is one upstream attempt of a request.
+type Attempt struct {
+	// N is the attempt's number, from 1 (Envoy's upstream.request_attempt_count).
+	N        int    `json:"n"`
+	Provider string `json:"provider"`
+	// Model is the model id the attempt sent; empty for a request without a
+	// body (the models endpoint).
+	Model string `json:"model,omitempty"`
 }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -18,6 +19,7 @@ import (
 	"github.com/tollgate-dev/tollgate/extproc"
 	"github.com/tollgate-dev/tollgate/internal/envoytest"
 	"github.com/tollgate-dev/tollgate/policy"
+	"github.com/tollgate-dev/tollgate/records"
 )
 
 // TestSecondAttemptStartsClean runs a two-provider chain whose first provider
@@ -109,8 +111,18 @@ keys:
 	if v := second.Violations(); len(v) > 0 {
 		t.Errorf("violations: %v", v)
 	}
-	if rec := recs.wait(t, 1)[0]; rec.Provider != "anthropic" || rec.Outcome != "ok" {
+	rec := recs.wait(t, 1)[0]
+	if rec.Provider != "anthropic" || rec.Outcome != "ok" {
 		t.Errorf("record provider %q outcome %q", rec.Provider, rec.Outcome)
+	}
+	// The record names the model the client asked for, the one the serving
+	// provider was sent, and every attempt with the model it sent.
+	if rec.RequestedModel != "claude-sonnet-4-5" || rec.Model != "second-model-id" {
+		t.Errorf("record models: requested %q, sent %q", rec.RequestedModel, rec.Model)
+	}
+	want := []records.Attempt{{N: 1, Provider: "demo", Model: "first-model-id"}, {N: 2, Provider: "anthropic", Model: "second-model-id"}}
+	if !slices.Equal(rec.Attempts, want) {
+		t.Errorf("attempts %+v; want %+v", rec.Attempts, want)
 	}
 }
 
