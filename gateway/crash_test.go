@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/tollgate-dev/tollgate/internal/envoytest"
+	"github.com/tollgate-dev/tollgate/internal/logbuf"
 	"github.com/tollgate-dev/tollgate/internal/redistest"
 	"github.com/tollgate-dev/tollgate/policy"
 )
@@ -26,7 +27,7 @@ import (
 type crashChild struct {
 	cmd             *exec.Cmd
 	grpc, admin     string
-	logs            *syncBuffer
+	logs            *logbuf.Buffer
 	exited          chan struct{}
 	adminTokenValue string
 }
@@ -41,7 +42,7 @@ func startCrashChild(t *testing.T, policyPath, redisURL, spoolDir, tokenFile str
 	// once under the race detector on a busy machine can take longer than
 	// the default 100 ms and would be refused (fail_mode closed).
 	cfg.BudgetTimeout = 10 * time.Second
-	c := &crashChild{grpc: cfg.GRPCAddr, admin: cfg.AdminAddr, logs: &syncBuffer{}, exited: make(chan struct{}), adminTokenValue: "admin-secret"}
+	c := &crashChild{grpc: cfg.GRPCAddr, admin: cfg.AdminAddr, logs: &logbuf.Buffer{}, exited: make(chan struct{}), adminTokenValue: "admin-secret"}
 	cfgJSON, err := json.Marshal(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -4,12 +4,10 @@ import (
 	"bytes"
 	"context"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -21,19 +19,11 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/tollgate-dev/tollgate/internal/logbuf"
+	"github.com/tollgate-dev/tollgate/internal/loopback"
 	"github.com/tollgate-dev/tollgate/internal/redistest"
 	"github.com/tollgate-dev/tollgate/policy"
 )
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
 
 // TestServeStartsOnEmbeddedDefault runs Run with no policy: it must come up
 // on the embedded demo policy, answer health checks on both ports, and drain
@@ -94,7 +84,7 @@ func TestServeStartsOnEmbeddedDefault(t *testing.T) {
 // startServe runs Run on free loopback ports with no policy file, the default
 // settings otherwise, changed by each of with. The returned cancel starts the
 // drain; done yields Run's result.
-func startServe(t *testing.T, with ...func(*Config)) (grpcAddr, adminAddr string, cancel context.CancelFunc, done chan error, logs *syncBuffer) {
+func startServe(t *testing.T, with ...func(*Config)) (grpcAddr, adminAddr string, cancel context.CancelFunc, done chan error, logs *logbuf.Buffer) {
 	t.Helper()
 	c := testConfig(t)
 	for _, f := range with {
@@ -102,7 +92,7 @@ func startServe(t *testing.T, with ...func(*Config)) (grpcAddr, adminAddr string
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	logs = &syncBuffer{}
+	logs = &logbuf.Buffer{}
 	done = make(chan error, 1)
 	go func() { done <- Run(ctx, c, logs) }()
 	return c.GRPCAddr, c.AdminAddr, cancel, done, logs
@@ -113,29 +103,11 @@ func startServe(t *testing.T, with ...func(*Config)) (grpcAddr, adminAddr string
 func testConfig(t *testing.T) Config {
 	t.Helper()
 	c := DefaultConfig()
-	c.GRPCAddr, c.AdminAddr = freeAddr(t), freeAddr(t)
+	c.GRPCAddr, c.AdminAddr = loopback.FreeAddr(t), loopback.FreeAddr(t)
 	c.ShutdownTimeout = 5 * time.Second
 	c.SpoolDir = t.TempDir()
 	c.RecordsLog = "false"
 	return c
-}
-
-// syncBuffer guards a buffer written by a server and read by the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // TestServeDrainsInFlightStreams starts a request, signals shutdown in the middle
@@ -201,6 +173,24 @@ func TestServeDrainsInFlightStreams(t *testing.T) {
 	}
 }
 
+// policyStream opens a Process stream to the server at grpcAddr in the policy
+// role, waiting for the server to come up; the connection closes when the
+// test ends.
+func policyStream(t *testing.T, grpcAddr string) extprocv3.ExternalProcessor_ProcessClient {
+	t.Helper()
+	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	ctx := metadata.AppendToOutgoingContext(context.Background(), "x-tollgate-role", "policy")
+	stream, err := extprocv3.NewExternalProcessorClient(conn).Process(ctx, grpc.WaitForReady(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return stream
+}
+
 func headers(kv ...string) *extprocv3.ProcessingRequest {
 	m := &corev3.HeaderMap{}
 	for i := 0; i < len(kv); i += 2 {
@@ -218,16 +208,7 @@ func TestServeRecordsToRedis(t *testing.T) {
 	os.WriteFile(tokenFile, []byte("admin-secret\n"), 0o600)
 	grpcAddr, adminAddr, cancel, done, logs := startServe(t, func(c *Config) { c.RedisURL, c.AdminTokenFile = rdb.URL(), tokenFile })
 
-	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ctx := metadata.AppendToOutgoingContext(context.Background(), "x-tollgate-role", "policy")
-	stream, err := extprocv3.NewExternalProcessorClient(conn).Process(ctx, grpc.WaitForReady(true))
-	if err != nil {
-		t.Fatal(err)
-	}
+	stream := policyStream(t, grpcAddr)
 	req := headers(":method", "POST", ":path", "/v1/messages", "x-api-key", "wrong", "x-request-id", "rid-redis-1")
 	if err := stream.Send(req); err != nil {
 		t.Fatal(err)

@@ -1,34 +1,20 @@
 package gateway
 
 import (
-	"context"
 	"encoding/json"
 	"strings"
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/metadata"
-
-	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"github.com/tollgate-dev/tollgate/internal/loopback"
 )
 
 // TestServeLogsRedisThroughZap points serve at a Redis that is not there: the
 // records sink's failed dials make go-redis log, and its lines must arrive in
 // the JSON log as warnings of the "redis" logger, with no plain-text line.
 func TestServeLogsRedisThroughZap(t *testing.T) {
-	grpcAddr, _, cancel, done, logs := startServe(t, func(c *Config) { c.RedisURL = "redis://" + freeAddr(t) + "/0" })
-	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ctx := metadata.AppendToOutgoingContext(context.Background(), "x-tollgate-role", "policy")
-	stream, err := extprocv3.NewExternalProcessorClient(conn).Process(ctx, grpc.WaitForReady(true))
-	if err != nil {
-		t.Fatal(err)
-	}
+	grpcAddr, _, cancel, done, logs := startServe(t, func(c *Config) { c.RedisURL = "redis://" + loopback.FreeAddr(t) + "/0" })
+	stream := policyStream(t, grpcAddr)
 	// A refused request still writes a record, which the Redis sink tries to store.
 	if err := stream.Send(headers(":method", "POST", ":path", "/v1/messages", "x-api-key", "wrong", "x-request-id", "rid-redislog")); err != nil {
 		t.Fatal(err)

@@ -8,11 +8,11 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 
 	"github.com/tollgate-dev/tollgate/internal/bench"
+	"github.com/tollgate-dev/tollgate/internal/logbuf"
 )
 
 // benchChildEnv makes this test binary act as the tollgate binary, so that
@@ -35,24 +35,6 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// syncBuffer guards a buffer written by a server and read by the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // The whole command, with its servers as child processes: a short run whose
 // JSON report has the expected structure. Nothing is timed.
 func TestBenchCommandSmoke(t *testing.T) {
@@ -62,7 +44,7 @@ func TestBenchCommandSmoke(t *testing.T) {
 	t.Setenv(benchChildEnv, "1")
 	dir := t.TempDir()
 	var stdout bytes.Buffer
-	var stderr syncBuffer
+	var stderr logbuf.Buffer
 	err := benchCommand(context.Background(), []string{
 		"--run", "2k-sse50,deny-bad-key,budget-memory,cache-hit", "--rate", "20", "--duration", "300ms", "--warmup", "100ms",
 		"--closed", "100ms", "--hold", "0", "--json", "--json-out", filepath.Join(dir, "report.json"), "--profile", dir,

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -16,6 +15,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/tollgate-dev/tollgate/gateway"
+	"github.com/tollgate-dev/tollgate/internal/logbuf"
+	"github.com/tollgate-dev/tollgate/internal/loopback"
 	"github.com/tollgate-dev/tollgate/policy"
 )
 
@@ -170,10 +171,10 @@ func TestParseServeFlagsDeprecatedSecret(t *testing.T) {
 // until its context ends, logs this binary's version and the deprecation
 // warning, and returns nil after the drain.
 func TestServeCommand(t *testing.T) {
-	grpcAddr, adminAddr := freeAddr(t), freeAddr(t)
+	grpcAddr, adminAddr := loopback.FreeAddr(t), loopback.FreeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var logs syncBuffer
+	var logs logbuf.Buffer
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"serve", "--grpc-addr", grpcAddr, "--admin-addr", adminAddr, "--spool-dir", t.TempDir(),
@@ -200,14 +201,4 @@ func TestServeCommand(t *testing.T) {
 			t.Errorf("logs lack %s:\n%s", want, logs.String())
 		}
 	}
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }

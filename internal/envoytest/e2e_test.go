@@ -21,11 +21,7 @@ func tollgateScript(ps *scriptStream) error {
 	if r := ps.md.Get("x-tollgate-role"); len(r) == 1 && r[0] == "adapter" {
 		return adapterScript(ps)
 	}
-	for {
-		m, err := ps.recv()
-		if err != nil {
-			return nil
-		}
+	return ps.answer(func(m *extprocsvc.ProcessingRequest) *extprocsvc.ProcessingResponse {
 		cr := &extprocsvc.CommonResponse{}
 		switch m.GetRequest().(type) {
 		case *extprocsvc.ProcessingRequest_RequestHeaders:
@@ -37,18 +33,12 @@ func tollgateScript(ps *scriptStream) error {
 			}}
 			cr.ClearRouteCache = true
 		}
-		if err := ps.send(reply(m, cr)); err != nil {
-			return nil
-		}
-	}
+		return reply(m, cr)
+	})
 }
 
 func adapterScript(ps *scriptStream) error {
-	for {
-		m, err := ps.recv()
-		if err != nil {
-			return nil
-		}
+	return ps.answer(func(m *extprocsvc.ProcessingRequest) *extprocsvc.ProcessingResponse {
 		cr := &extprocsvc.CommonResponse{}
 		switch r := m.GetRequest().(type) {
 		case *extprocsvc.ProcessingRequest_RequestHeaders:
@@ -61,10 +51,8 @@ func adapterScript(ps *scriptStream) error {
 			cr.BodyMutation = &extprocsvc.BodyMutation{Mutation: &extprocsvc.BodyMutation_Body{Body: body}}
 			cr.HeaderMutation = &extprocsvc.HeaderMutation{SetHeaders: []*corev3.HeaderValueOption{setHeader("content-length", strconv.Itoa(len(body)))}}
 		}
-		if err := ps.send(reply(m, cr)); err != nil {
-			return nil
-		}
-	}
+		return reply(m, cr)
+	})
 }
 
 // TestRule1_MessageOrder runs the committed envoy.yaml end to end (section

@@ -52,13 +52,17 @@ func (s *scriptStream) send(r *extprocsvc.ProcessingResponse) error { return s.s
 
 // echo answers every message with an empty reply of the matching type until
 // the stream ends.
-func (s *scriptStream) echo() error {
+func (s *scriptStream) echo() error { return s.answer(echoReply) }
+
+// answer answers every message with respond(m) until the stream ends or a
+// send fails.
+func (s *scriptStream) answer(respond func(m *extprocsvc.ProcessingRequest) *extprocsvc.ProcessingResponse) error {
 	for {
 		m, err := s.recv()
 		if err != nil {
 			return nil
 		}
-		if err := s.send(echoReply(m)); err != nil {
+		if s.send(respond(m)) != nil {
 			return nil
 		}
 	}

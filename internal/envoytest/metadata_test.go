@@ -89,19 +89,13 @@ func forwarded(t *testing.T, m *extprocsvc.ProcessingRequest) map[string]any {
 // returns a Go value for a message, is put in that reply's dynamic_metadata.
 func metaScript(t *testing.T, write func(m *extprocsvc.ProcessingRequest) map[string]any) script {
 	return func(ps *scriptStream) error {
-		for {
-			m, err := ps.recv()
-			if err != nil {
-				return nil
-			}
+		return ps.answer(func(m *extprocsvc.ProcessingRequest) *extprocsvc.ProcessingResponse {
 			r := echoReply(m)
 			if v := write(m); v != nil {
 				r.DynamicMetadata = dynMeta(t, v)
 			}
-			if ps.send(r) != nil {
-				return nil
-			}
-		}
+			return r
+		})
 	}
 }
 
@@ -318,18 +312,9 @@ func TestRule10_WhichRepliesWrite(t *testing.T) {
 func metaChain(policyFields, adapterFields string) testConfig {
 	adapter := extProcAs("adapter", `request_attributes: [upstream.request_attempt_count], `+
 		`processing_mode: {request_header_mode: SEND, request_body_mode: BUFFERED, response_header_mode: SEND, response_body_mode: NONE}, `+adapterFields)
-	codec := `{name: envoy.filters.http.upstream_codec, typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec}}`
 	cfg := chainConfig("5xx")
 	cfg.filters = []string{extProcAs("policy", `processing_mode: {request_body_mode: BUFFERED, response_header_mode: SEND}, `+policyFields)}
-	cfg.extra = `  - name: chain
-    lb_policy: CLUSTER_PROVIDED
-    cluster_type: {name: envoy.clusters.aggregate, typed_config: {"@type": type.googleapis.com/envoy.extensions.clusters.aggregate.v3.ClusterConfig, clusters: [up, up2]}}
-    typed_extension_protocol_options:
-      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config: {http_protocol_options: {}}
-        http_filters: [` + adapter + `, ` + codec + `]
-`
+	cfg.extra = chainCluster(adapter)
 	return cfg
 }
 

@@ -96,20 +96,14 @@ func TestRule1_ExtraReply500(t *testing.T) {
 // override is ignored.
 func TestRule2_ModeOverrideMerge(t *testing.T) {
 	override := func(ps *scriptStream) error {
-		for {
-			m, err := ps.recv()
-			if err != nil {
-				return nil
-			}
+		return ps.answer(func(m *extprocsvc.ProcessingRequest) *extprocsvc.ProcessingResponse {
 			r := echoReply(m)
 			if m.GetRequestHeaders() != nil {
 				// Only response_trailer_mode is set: both body modes become NONE.
 				r.ModeOverride = &extprocv3.ProcessingMode{ResponseTrailerMode: extprocv3.ProcessingMode_SKIP}
 			}
-			if ps.send(r) != nil {
-				return nil
-			}
-		}
+			return r
+		})
 	}
 	const mode = `processing_mode: {request_header_mode: SEND, response_header_mode: SEND, response_body_mode: STREAMED}`
 	for _, tc := range []struct {
@@ -472,20 +466,14 @@ func TestRule5_ContentLengthMismatch500(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			proc := startProc(t, func(ps *scriptStream) error {
-				for {
-					m, err := ps.recv()
-					if err != nil {
-						return nil
-					}
+				return ps.answer(func(m *extprocsvc.ProcessingRequest) *extprocsvc.ProcessingResponse {
 					cr := &extprocsvc.CommonResponse{}
 					if m.GetRequestBody() != nil {
 						cr.HeaderMutation = tc.hm
 						cr.BodyMutation = &extprocsvc.BodyMutation{Mutation: &extprocsvc.BodyMutation_Body{Body: []byte(newBody)}}
 					}
-					if ps.send(reply(m, cr)) != nil {
-						return nil
-					}
-				}
+					return reply(m, cr)
+				})
 			})
 			up := startUpstream(t, nil)
 			h := startHarness(t, testConfig{filters: []string{extProc("p", `processing_mode: {request_body_mode: BUFFERED, response_header_mode: SKIP}`)}}.write(t),
@@ -511,19 +499,13 @@ func TestRule5_ContentLengthMismatch500(t *testing.T) {
 // still sees it) and ignores a content-length the processor sets.
 func TestRule5_StreamedRemovesContentLength(t *testing.T) {
 	proc := startProc(t, func(ps *scriptStream) error {
-		for {
-			m, err := ps.recv()
-			if err != nil {
-				return nil
-			}
+		return ps.answer(func(m *extprocsvc.ProcessingRequest) *extprocsvc.ProcessingResponse {
 			cr := &extprocsvc.CommonResponse{}
 			if m.GetRequestHeaders() != nil {
 				cr.HeaderMutation = &extprocsvc.HeaderMutation{SetHeaders: []*corev3.HeaderValueOption{setHeader("content-length", "5")}}
 			}
-			if ps.send(reply(m, cr)) != nil {
-				return nil
-			}
-		}
+			return reply(m, cr)
+		})
 	})
 	var gotCL int64
 	up := startUpstream(t, func(w http.ResponseWriter, r *http.Request) { gotCL = r.ContentLength })
@@ -557,19 +539,13 @@ func TestRule6_ClearRouteCache(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			proc := startProc(t, func(ps *scriptStream) error {
-				for {
-					m, err := ps.recv()
-					if err != nil {
-						return nil
-					}
+				return ps.answer(func(m *extprocsvc.ProcessingRequest) *extprocsvc.ProcessingResponse {
 					cr := &extprocsvc.CommonResponse{}
 					if m.GetRequestBody() != nil {
 						cr = tc.cr
 					}
-					if ps.send(reply(m, cr)) != nil {
-						return nil
-					}
-				}
+					return reply(m, cr)
+				})
 			})
 			up := startUpstream(t, func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "up") })
 			up2 := startUpstream(t, func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "up2") })

@@ -24,12 +24,19 @@ func chainConfig(retryOn string) testConfig {
 		`mutation_rules: {allow_all_routing: true}, ` +
 		`request_attributes: ["xds.upstream_host_metadata.filter_metadata['tollgate']['provider']", upstream.request_attempt_count, xds.cluster_name], ` +
 		`processing_mode: {request_header_mode: SEND, request_body_mode: BUFFERED, response_header_mode: SKIP}}}`
-	codec := `{name: envoy.filters.http.upstream_codec, typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec}}`
 	return testConfig{
 		routes: []string{`{match: {prefix: "/"}, route: {cluster: chain, timeout: 0s, retry_policy: {retry_on: "` + retryOn + `", ` +
 			`retriable_status_codes: [429, 403], num_retries: 1, retry_priority: {name: envoy.retry_priorities.previous_priorities, typed_config: ` +
 			`{"@type": type.googleapis.com/envoy.extensions.retry.priority.previous_priorities.v3.PreviousPrioritiesConfig, update_frequency: 1}}}}}`},
-		extra: `  - name: chain
+		extra: chainCluster(adapter),
+	}
+}
+
+// chainCluster is the aggregate cluster "chain" over up and up2 whose
+// upstream HTTP filters are adapter followed by the upstream codec.
+func chainCluster(adapter string) string {
+	codec := `{name: envoy.filters.http.upstream_codec, typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec}}`
+	return `  - name: chain
     lb_policy: CLUSTER_PROVIDED
     cluster_type: {name: envoy.clusters.aggregate, typed_config: {"@type": type.googleapis.com/envoy.extensions.clusters.aggregate.v3.ClusterConfig, clusters: [up, up2]}}
     typed_extension_protocol_options:
@@ -37,8 +44,7 @@ func chainConfig(retryOn string) testConfig {
         "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
         explicit_http_config: {http_protocol_options: {}}
         http_filters: [` + adapter + `, ` + codec + `]
-`,
-	}
+`
 }
 
 // attemptRecord is what the adapter saw on one attempt.
@@ -60,11 +66,7 @@ type adapterRecorder struct {
 
 func (a *adapterRecorder) script(ps *scriptStream) error {
 	var rec attemptRecord
-	for {
-		m, err := ps.recv()
-		if err != nil {
-			return nil
-		}
+	return ps.answer(func(m *extprocsvc.ProcessingRequest) *extprocsvc.ProcessingResponse {
 		cr := &extprocsvc.CommonResponse{}
 		switch r := m.GetRequest().(type) {
 		case *extprocsvc.ProcessingRequest_RequestHeaders:
@@ -85,10 +87,8 @@ func (a *adapterRecorder) script(ps *scriptStream) error {
 			a.attempts = append(a.attempts, rec)
 			a.mu.Unlock()
 		}
-		if ps.send(reply(m, cr)) != nil {
-			return nil
-		}
-	}
+		return reply(m, cr)
+	})
 }
 
 func (a *adapterRecorder) records() []attemptRecord {

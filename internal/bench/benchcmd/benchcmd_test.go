@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +19,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/tollgate-dev/tollgate/internal/bench"
+	"github.com/tollgate-dev/tollgate/internal/logbuf"
 )
 
 func TestParseBenchFlags(t *testing.T) {
@@ -63,27 +63,9 @@ func TestSelectScenarios(t *testing.T) {
 	}
 }
 
-// syncBuffer guards a buffer written by a server and read by the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestBenchEchoServes(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
-	var stderr syncBuffer
+	var stderr logbuf.Buffer
 	done := make(chan error, 1)
 	go func() {
 		done <- Run(ctx, []string{"echo", "--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--ballast-mib", "1"}, io.Discard, &stderr, nil)
