@@ -120,28 +120,27 @@ func decisionFrom(req *extprocv3.ProcessingRequest) (Decision, error) {
 }
 
 // Each attempt's adapter adds the attempt to the request's dynamic metadata,
-// under its own key of the same namespace ("attempt_1", "attempt_2", ...): a
+// in its own namespace, metadataAttempts, under its number ("1", "2", ...): a
 // reply's namespace is merged field by field (StreamInfoImpl::setDynamicMetadata
-// MergeFrom), so every attempt's entry stays beside the decision. The policy
-// filter forwards the namespace, so the policy role finds the whole trail in
+// MergeFrom), so every attempt's entry stays. The policy filter forwards that
+// namespace, not the decision's: Envoy copies a forwarded namespace into every
+// message of the filter, each response body chunk included, so what the
+// policy filter forwards is kept small. The policy role reads the trail from
 // the metadata_context of the response headers message.
-const attemptKeyPrefix = "attempt_"
+const metadataAttempts = "tollgate.attempts"
 
-// The fields of an attempt's entry.
-const (
-	attProvider = "provider"
-	attModel    = "model"
-)
+// An attempt's entry is one string, its fields separated by newlines, which
+// none can hold (provider names never do; the policy role refuses a model id
+// with control characters): fewer allocations than a Struct on every message
+// that carries it. Fields are only ever added at the end, and a reader ignores
+// those it does not know, so replicas one version apart read each other's.
+const attemptFieldSep = "\n"
 
 // attemptMetadata returns the dynamic_metadata an attempt's reply writes.
 func attemptMetadata(a records.Attempt) *structpb.Struct {
-	entry := &structpb.Struct{Fields: map[string]*structpb.Value{
-		attProvider: structpb.NewStringValue(a.Provider),
-		attModel:    structpb.NewStringValue(a.Model),
-	}}
 	ns := &structpb.Struct{Fields: map[string]*structpb.Value{
-		attemptKeyPrefix + strconv.Itoa(a.N): structpb.NewStructValue(entry)}}
-	return &structpb.Struct{Fields: map[string]*structpb.Value{metadataNamespace: structpb.NewStructValue(ns)}}
+		strconv.Itoa(a.N): structpb.NewStringValue(a.Provider + attemptFieldSep + a.Model)}}
+	return &structpb.Struct{Fields: map[string]*structpb.Value{metadataAttempts: structpb.NewStructValue(ns)}}
 }
 
 // maxAttempts bounds the trail read from metadata: Envoy's retries are few,
@@ -151,14 +150,19 @@ const maxAttempts = 16
 // attemptsFrom reads the attempt trail from a message's metadata_context, in
 // attempt order.
 func attemptsFrom(req *extprocv3.ProcessingRequest) []records.Attempt {
-	var out []records.Attempt
-	for k, v := range req.GetMetadataContext().GetFilterMetadata()[metadataNamespace].GetFields() {
-		n, err := strconv.Atoi(strings.TrimPrefix(k, attemptKeyPrefix))
-		if !strings.HasPrefix(k, attemptKeyPrefix) || err != nil || n < 1 || n > maxAttempts {
+	fields := req.GetMetadataContext().GetFilterMetadata()[metadataAttempts].GetFields()
+	if len(fields) == 0 {
+		return nil
+	}
+	out := make([]records.Attempt, 0, len(fields))
+	for k, v := range fields {
+		n, err := strconv.Atoi(k)
+		if err != nil || n < 1 || n > maxAttempts {
 			continue
 		}
-		f := v.GetStructValue().GetFields()
-		out = append(out, records.Attempt{N: n, Provider: f[attProvider].GetStringValue(), Model: f[attModel].GetStringValue()})
+		provider, rest, _ := strings.Cut(v.GetStringValue(), attemptFieldSep)
+		model, _, _ := strings.Cut(rest, attemptFieldSep)
+		out = append(out, records.Attempt{N: n, Provider: provider, Model: model})
 	}
 	slices.SortFunc(out, func(a, b records.Attempt) int { return a.N - b.N })
 	return out

@@ -100,7 +100,8 @@ func sends(m extprocfilterv3.ProcessingMode_HeaderSendMode) bool {
 // body STREAMED and allow_mode_override; tollgate.adapter with request headers
 // SEND, request body BUFFERED, response headers SEND, response body NONE,
 // allow_mode_override and the provider and attempt-count request attributes;
-// both receive and forward the dynamic metadata namespace tollgate.
+// the policy filter receives dynamic metadata namespace tollgate and forwards
+// tollgate.attempts, the adapter the other way round.
 func DefaultFilters() (policy, adapter Filter) {
 	policy = Filter{
 		Name:     "tollgate.policy",
@@ -115,7 +116,7 @@ func DefaultFilters() (policy, adapter Filter) {
 		},
 		AllowModeOverride: true,
 		Receive:           []string{"tollgate"},
-		Forward:           []string{"tollgate"},
+		Forward:           []string{"tollgate.attempts"},
 	}
 	adapter = Filter{
 		Name:     "tollgate.adapter",
@@ -130,7 +131,7 @@ func DefaultFilters() (policy, adapter Filter) {
 		},
 		AllowModeOverride: true,
 		RequestAttributes: []string{envoyconfig.ProviderAttribute, "upstream.request_attempt_count"},
-		Receive:           []string{"tollgate"},
+		Receive:           []string{"tollgate.attempts"},
 		Forward:           []string{"tollgate"},
 	}
 	return policy, adapter

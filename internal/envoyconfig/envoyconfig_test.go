@@ -81,11 +81,11 @@ const (
 	demoChildren   = "        clusters: [prov_demo]\n"
 	policyMetadata = `              metadata_options:
                 receiving_namespaces: {untyped: [tollgate]}
-                forwarding_namespaces: {untyped: [tollgate]}
+                forwarding_namespaces: {untyped: [tollgate.attempts]}
 `
 	adapterMetadata = `            metadata_options:
               forwarding_namespaces: {untyped: [tollgate]}
-              receiving_namespaces: {untyped: [tollgate]}
+              receiving_namespaces: {untyped: [tollgate.attempts]}
 `
 )
 
@@ -411,6 +411,21 @@ func brokenVariants() []variant {
 			name:  "policy filter without metadata_options",
 			edits: []edit{{policyMetadata, ""}},
 			stage: stageLint, rules: []string{envoyconfig.RuleMetadataNamespaces}, want: `no downstream policy ext_proc filter receives it`,
+		},
+		{
+			name:  "policy filter forwarding the decision namespace",
+			edits: []edit{{policyMetadata, strings.Replace(policyMetadata, "[tollgate.attempts]", "[tollgate, tollgate.attempts]", 1)}},
+			stage: stageLint, rules: []string{envoyconfig.RuleMetadataNamespaces}, want: `each response body chunk included`,
+		},
+		{
+			name:  "policy filter not forwarding the attempts namespace",
+			edits: []edit{{policyMetadata, strings.Replace(policyMetadata, "forwarding_namespaces: {untyped: [tollgate.attempts]}", "forwarding_namespaces: {untyped: []}", 1)}},
+			stage: stageLint, rules: []string{envoyconfig.RuleMetadataNamespaces}, want: `the policy filter must forward dynamic metadata namespace "tollgate.attempts"`,
+		},
+		{
+			name:  "adapter filter not receiving the attempts namespace",
+			edits: []edit{{adapterMetadata, strings.Replace(adapterMetadata, "[tollgate.attempts]", "[tollgate.trail]", 1)}},
+			stage: stageLint, rules: []string{envoyconfig.RuleMetadataNamespaces}, want: `the adapter filter must receive dynamic metadata namespace "tollgate.attempts"`,
 		},
 		{
 			name:  "adapter filter that does not forward the decision namespace",

@@ -229,7 +229,10 @@ func (l *linter) extProc(f *ExtProcFilter) {
 // metadataNamespaces checks that the routing decision can travel in dynamic
 // metadata (ENVOY-EXTPROC section 13): the adapter filter forwards
 // DecisionMetadataNamespace, and every namespace an adapter forwards is one a
-// downstream policy filter receives (when there is one). ext_proc's Filter::setDynamicMetadata
+// downstream policy filter receives (when there is one); each attempt records
+// itself in AttemptsMetadataNamespace, which the adapter receives and the
+// policy filter forwards (and the policy filter forwards nothing heavier: a
+// forwarded namespace rides on every message). ext_proc's Filter::setDynamicMetadata
 // writes only the namespaces a filter receives, so the adapter would read
 // nothing the policy filter wrote in any other.
 func (l *linter) metadataNamespaces() {
@@ -247,9 +250,23 @@ func (l *linter) metadataNamespaces() {
 		}
 		return false
 	}
+	for _, p := range policies {
+		path := pathString(p.Path, "typed_config", "metadata_options", "forwarding_namespaces", "untyped")
+		fwd := p.Config.GetMetadataOptions().GetForwardingNamespaces().GetUntyped()
+		if slices.Contains(fwd, DecisionMetadataNamespace) {
+			l.add(path, RuleMetadataNamespaces, "the policy filter forwards dynamic metadata namespace %q: Envoy copies a forwarded namespace into every message of the filter, each response body chunk included, and the policy role never reads the decision back; forward %q only", DecisionMetadataNamespace, AttemptsMetadataNamespace)
+		}
+		if !slices.Contains(fwd, AttemptsMetadataNamespace) {
+			l.add(path, RuleMetadataNamespaces, "the policy filter must forward dynamic metadata namespace %q: the policy role reads the attempt trail of the cost record there", AttemptsMetadataNamespace)
+		}
+	}
 	for _, f := range l.m.ExtProcFilters() {
 		if !f.Upstream || f.Role() != RoleAdapter {
 			continue
+		}
+		if rcv := f.Config.GetMetadataOptions().GetReceivingNamespaces().GetUntyped(); !slices.Contains(rcv, AttemptsMetadataNamespace) {
+			l.add(pathString(f.Path, "typed_config", "metadata_options", "receiving_namespaces", "untyped"), RuleMetadataNamespaces,
+				"the adapter filter must receive dynamic metadata namespace %q: each attempt records itself there for the cost record", AttemptsMetadataNamespace)
 		}
 		path := pathString(f.Path, "typed_config", "metadata_options", "forwarding_namespaces", "untyped")
 		fwd := f.Config.GetMetadataOptions().GetForwardingNamespaces().GetUntyped()
