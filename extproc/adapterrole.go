@@ -142,7 +142,7 @@ func (a *adapterProcessor) requestHeaders(req *extprocv3.ProcessingRequest, hh *
 	if d.Model != "" {
 		att.Model = a.mapModel(d.Model)
 	}
-	resp.DynamicMetadata = attemptMetadata(att)
+	resp.DynamicMetadata = attemptMetadata(trailFrom(req), att)
 	if !tr.NeedsBody(a.mayMapModel(d.Model)) {
 		// Nothing in the body changes for this attempt: ask Envoy not to send
 		// it (envoy.yaml allows the override). Body modes in an override replace

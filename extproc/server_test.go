@@ -371,8 +371,8 @@ func TestAdapterRole(t *testing.T) {
 
 	// The attempt joins the request's trail in dynamic metadata: the decision
 	// names no model, so none is recorded.
-	att := resp.GetDynamicMetadata().GetFields()[metadataAttempts].GetStructValue().GetFields()["1"].GetStringValue()
-	if att != "demo\n" || len(resp.GetDynamicMetadata().GetFields()) != 1 {
+	att := resp.GetDynamicMetadata().GetFields()[metadataNamespace].GetStructValue().GetFields()[metadataAttempts].GetStringValue()
+	if att != "1\tdemo\t" || len(resp.GetDynamicMetadata().GetFields()) != 1 {
 		t.Errorf("attempt metadata = %v", resp.GetDynamicMetadata())
 	}
 

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -243,6 +244,7 @@ func (ps *procStream) first(m *extprocv3.ProcessingRequest, attrs []string, h he
 		}
 	}
 	m.Attributes = attributes(attrs, h, provider, attempt)
+	ps.dyn.attributes(attrs, m.Attributes)
 	return m
 }
 
@@ -504,6 +506,27 @@ func (d *dynamicMetadata) receive(f Filter, resp *extprocv3.ProcessingResponse) 
 		}
 		for k, fv := range v.GetStructValue().GetFields() {
 			cur.Fields[k] = fv
+		}
+	}
+}
+
+// metadataAttr matches the attribute metadata.filter_metadata['ns']['key'].
+var metadataAttr = regexp.MustCompile(`^metadata\.filter_metadata\[['"]([^'"]+)['"]\]\[['"]([^'"]+)['"]\]$`)
+
+// attributes adds to attrs (the ext_proc key's Struct) the dynamic metadata
+// attributes among names that d holds as strings, as Envoy's CEL evaluation
+// sends a string leaf; the harness (internal/envoytest) covers the other
+// kinds.
+func (d dynamicMetadata) attributes(names []string, attrs map[string]*structpb.Struct) {
+	for _, n := range names {
+		m := metadataAttr.FindStringSubmatch(n)
+		if m == nil {
+			continue
+		}
+		if v, ok := d[m[1]].GetFields()[m[2]]; ok && v.GetKind() != nil {
+			if _, isStr := v.GetKind().(*structpb.Value_StringValue); isStr {
+				attrs[attributesKey].Fields[n] = v
+			}
 		}
 	}
 }

@@ -100,8 +100,8 @@ func sends(m extprocfilterv3.ProcessingMode_HeaderSendMode) bool {
 // body STREAMED and allow_mode_override; tollgate.adapter with request headers
 // SEND, request body BUFFERED, response headers SEND, response body NONE,
 // allow_mode_override and the provider and attempt-count request attributes;
-// the policy filter receives dynamic metadata namespace tollgate and forwards
-// tollgate.attempts, the adapter the other way round.
+// the policy filter receives dynamic metadata namespace tollgate and reads the
+// attempt trail as a response attribute; the adapter forwards and receives it.
 func DefaultFilters() (policy, adapter Filter) {
 	policy = Filter{
 		Name:     "tollgate.policy",
@@ -114,9 +114,9 @@ func DefaultFilters() (policy, adapter Filter) {
 			ResponseBodyMode:    extprocfilterv3.ProcessingMode_STREAMED,
 			ResponseTrailerMode: extprocfilterv3.ProcessingMode_SKIP,
 		},
-		AllowModeOverride: true,
-		Receive:           []string{"tollgate"},
-		Forward:           []string{"tollgate.attempts"},
+		AllowModeOverride:  true,
+		Receive:            []string{"tollgate"},
+		ResponseAttributes: []string{envoyconfig.AttemptsAttribute},
 	}
 	adapter = Filter{
 		Name:     "tollgate.adapter",
@@ -131,7 +131,7 @@ func DefaultFilters() (policy, adapter Filter) {
 		},
 		AllowModeOverride: true,
 		RequestAttributes: []string{envoyconfig.ProviderAttribute, "upstream.request_attempt_count"},
-		Receive:           []string{"tollgate.attempts"},
+		Receive:           []string{"tollgate"},
 		Forward:           []string{"tollgate"},
 	}
 	return policy, adapter

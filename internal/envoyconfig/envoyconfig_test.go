@@ -81,11 +81,13 @@ const (
 	demoChildren   = "        clusters: [prov_demo]\n"
 	policyMetadata = `              metadata_options:
                 receiving_namespaces: {untyped: [tollgate]}
-                forwarding_namespaces: {untyped: [tollgate.attempts]}
+`
+	policyAttributes = `              response_attributes:
+              - "metadata.filter_metadata['tollgate']['attempts']"
 `
 	adapterMetadata = `            metadata_options:
               forwarding_namespaces: {untyped: [tollgate]}
-              receiving_namespaces: {untyped: [tollgate.attempts]}
+              receiving_namespaces: {untyped: [tollgate]}
 `
 )
 
@@ -414,18 +416,18 @@ func brokenVariants() []variant {
 		},
 		{
 			name:  "policy filter forwarding the decision namespace",
-			edits: []edit{{policyMetadata, strings.Replace(policyMetadata, "[tollgate.attempts]", "[tollgate, tollgate.attempts]", 1)}},
+			edits: []edit{{policyMetadata, policyMetadata + "                forwarding_namespaces: {untyped: [tollgate]}\n"}},
 			stage: stageLint, rules: []string{envoyconfig.RuleMetadataNamespaces}, want: `each response body chunk included`,
 		},
 		{
-			name:  "policy filter not forwarding the attempts namespace",
-			edits: []edit{{policyMetadata, strings.Replace(policyMetadata, "forwarding_namespaces: {untyped: [tollgate.attempts]}", "forwarding_namespaces: {untyped: []}", 1)}},
-			stage: stageLint, rules: []string{envoyconfig.RuleMetadataNamespaces}, want: `the policy filter must forward dynamic metadata namespace "tollgate.attempts"`,
+			name:  "policy filter without the attempts attribute",
+			edits: []edit{{policyAttributes, ""}},
+			stage: stageLint, rules: []string{envoyconfig.RuleMetadataNamespaces}, want: `the policy filter must request the response attribute`,
 		},
 		{
-			name:  "adapter filter not receiving the attempts namespace",
-			edits: []edit{{adapterMetadata, strings.Replace(adapterMetadata, "[tollgate.attempts]", "[tollgate.trail]", 1)}},
-			stage: stageLint, rules: []string{envoyconfig.RuleMetadataNamespaces}, want: `the adapter filter must receive dynamic metadata namespace "tollgate.attempts"`,
+			name:  "adapter filter not receiving the decision namespace",
+			edits: []edit{{adapterMetadata, strings.Replace(adapterMetadata, "receiving_namespaces: {untyped: [tollgate]}", "receiving_namespaces: {untyped: [tollgate.trail]}", 1)}},
+			stage: stageLint, rules: []string{envoyconfig.RuleMetadataNamespaces}, want: `the adapter filter must receive dynamic metadata namespace "tollgate"`,
 		},
 		{
 			name:  "adapter filter that does not forward the decision namespace",

@@ -229,10 +229,10 @@ func (l *linter) extProc(f *ExtProcFilter) {
 // metadataNamespaces checks that the routing decision can travel in dynamic
 // metadata (ENVOY-EXTPROC section 13): the adapter filter forwards
 // DecisionMetadataNamespace, and every namespace an adapter forwards is one a
-// downstream policy filter receives (when there is one); each attempt records
-// itself in AttemptsMetadataNamespace, which the adapter receives and the
-// policy filter forwards (and the policy filter forwards nothing heavier: a
-// forwarded namespace rides on every message). ext_proc's Filter::setDynamicMetadata
+// downstream policy filter receives (when there is one); each attempt adds
+// itself to the trail in the same namespace, which the adapter therefore also
+// receives, and the policy filter reads the trail as AttemptsAttribute, never
+// by forwarding the namespace (a forwarded namespace rides on every message). ext_proc's Filter::setDynamicMetadata
 // writes only the namespaces a filter receives, so the adapter would read
 // nothing the policy filter wrote in any other.
 func (l *linter) metadataNamespaces() {
@@ -254,19 +254,19 @@ func (l *linter) metadataNamespaces() {
 		path := pathString(p.Path, "typed_config", "metadata_options", "forwarding_namespaces", "untyped")
 		fwd := p.Config.GetMetadataOptions().GetForwardingNamespaces().GetUntyped()
 		if slices.Contains(fwd, DecisionMetadataNamespace) {
-			l.add(path, RuleMetadataNamespaces, "the policy filter forwards dynamic metadata namespace %q: Envoy copies a forwarded namespace into every message of the filter, each response body chunk included, and the policy role never reads the decision back; forward %q only", DecisionMetadataNamespace, AttemptsMetadataNamespace)
+			l.add(path, RuleMetadataNamespaces, "the policy filter forwards dynamic metadata namespace %q: Envoy copies a forwarded namespace into every message of the filter, each response body chunk included, and the policy role never reads the decision back; it reads the attempt trail through the response attribute %q", DecisionMetadataNamespace, AttemptsAttribute)
 		}
-		if !slices.Contains(fwd, AttemptsMetadataNamespace) {
-			l.add(path, RuleMetadataNamespaces, "the policy filter must forward dynamic metadata namespace %q: the policy role reads the attempt trail of the cost record there", AttemptsMetadataNamespace)
+		if !slices.Contains(p.Config.GetResponseAttributes(), AttemptsAttribute) {
+			l.add(pathString(p.Path, "typed_config", "response_attributes"), RuleMetadataNamespaces, "the policy filter must request the response attribute %q: the policy role reads the attempt trail of the cost record there", AttemptsAttribute)
 		}
 	}
 	for _, f := range l.m.ExtProcFilters() {
 		if !f.Upstream || f.Role() != RoleAdapter {
 			continue
 		}
-		if rcv := f.Config.GetMetadataOptions().GetReceivingNamespaces().GetUntyped(); !slices.Contains(rcv, AttemptsMetadataNamespace) {
+		if rcv := f.Config.GetMetadataOptions().GetReceivingNamespaces().GetUntyped(); !slices.Contains(rcv, DecisionMetadataNamespace) {
 			l.add(pathString(f.Path, "typed_config", "metadata_options", "receiving_namespaces", "untyped"), RuleMetadataNamespaces,
-				"the adapter filter must receive dynamic metadata namespace %q: each attempt records itself there for the cost record", AttemptsMetadataNamespace)
+				"the adapter filter must receive dynamic metadata namespace %q: each attempt adds itself to the attempt trail there, for the cost record", DecisionMetadataNamespace)
 		}
 		path := pathString(f.Path, "typed_config", "metadata_options", "forwarding_namespaces", "untyped")
 		fwd := f.Config.GetMetadataOptions().GetForwardingNamespaces().GetUntyped()

@@ -41,11 +41,11 @@ const (
 	// forwards it). Upstream filters share the downstream request's StreamInfo,
 	// so both see the same namespace (ENVOY-EXTPROC section 13).
 	DecisionMetadataNamespace = "tollgate"
-	// AttemptsMetadataNamespace is the dynamic metadata namespace in which
-	// each attempt's adapter records itself (the adapter filter receives it)
-	// and from which the policy role reads the attempt trail (the policy
-	// filter forwards it).
-	AttemptsMetadataNamespace = "tollgate.attempts"
+	// AttemptsAttribute is the response attribute through which the policy
+	// filter reads the attempt trail that each attempt's adapter writes into
+	// DecisionMetadataNamespace (key "attempts"): a CEL expression over the
+	// request's dynamic metadata, evaluated once, for the response headers.
+	AttemptsAttribute = "metadata.filter_metadata['tollgate']['attempts']"
 	// RoleMetadataKey is the gRPC initial metadata key that tells Tollgate which
 	// role an ext_proc stream plays; its values are RolePolicy and RoleAdapter.
 	RoleMetadataKey = "x-tollgate-role"

@@ -23,8 +23,12 @@ var simpleAttributes = map[string]bool{
 	"source.address": true, "destination.address": true,
 }
 
+// dynamicMetadataAttr matches metadata.filter_metadata['ns'] and
+// metadata.filter_metadata['ns']['key']: the request's dynamic metadata.
+var dynamicMetadataAttr = regexp.MustCompile(`^metadata\.filter_metadata\[['"]([^'"]+)['"]\](?:\[['"]([^'"]+)['"]\])?$`)
+
 func knownAttribute(a string) bool {
-	return simpleAttributes[a] || hostMetadataAttr.MatchString(a)
+	return simpleAttributes[a] || hostMetadataAttr.MatchString(a) || dynamicMetadataAttr.MatchString(a)
 }
 
 // attributes evaluates the configured attributes for the first message of a
@@ -121,6 +125,9 @@ func (f *extProcFilter) attribute(name string) (*structpb.Value, bool) {
 		}
 		return nil, false
 	}
+	if m := dynamicMetadataAttr.FindStringSubmatch(name); m != nil {
+		return dynamicMetadataValue(s.meta.ns[m[1]], m[2])
+	}
 	if m := hostMetadataAttr.FindStringSubmatch(name); m != nil {
 		if att == nil {
 			return nil, false
@@ -137,4 +144,43 @@ func (f *extProcFilter) attribute(name string) (*structpb.Value, bool) {
 		return structpb.NewStringValue(string(b)), true
 	}
 	return nil, false
+}
+
+// dynamicMetadataValue is the attribute value of the dynamic metadata
+// namespace ns (key empty) or of its field key, as ext_proc sends it. Envoy
+// evaluates each attribute as a CEL expression against the live StreamInfo
+// (StreamActivation::FindValue in source/extensions/filters/common/expr/evaluator.cc
+// returns dynamicMetadata() for "metadata") when it builds the first message
+// of a direction (Filter::addAttributes, ext_proc.cc), and
+// ExpressionManager::evaluateAttributes (ext_proc/matching_utils.cc) keeps
+// bools and integers, and sends everything else as the string
+// Filters::Common::Expr::print gives: a string as it is, a double in
+// absl::StrCat's shortest form (a Struct's numbers are doubles), null as
+// "NULL", a map (a Struct) as "CelMap value" and a list as "CelList value". A
+// missing namespace or key is an evaluation error, and the attribute is left
+// out.
+func dynamicMetadataValue(ns *structpb.Struct, key string) (*structpb.Value, bool) {
+	if ns == nil {
+		return nil, false
+	}
+	if key == "" {
+		return structpb.NewStringValue("CelMap value"), true
+	}
+	v, ok := ns.GetFields()[key]
+	if !ok {
+		return nil, false
+	}
+	switch k := v.GetKind().(type) {
+	case *structpb.Value_StringValue:
+		return structpb.NewStringValue(k.StringValue), true
+	case *structpb.Value_BoolValue:
+		return structpb.NewBoolValue(k.BoolValue), true
+	case *structpb.Value_NumberValue:
+		return structpb.NewStringValue(strconv.FormatFloat(k.NumberValue, 'g', 6, 64)), true
+	case *structpb.Value_StructValue:
+		return structpb.NewStringValue("CelMap value"), true
+	case *structpb.Value_ListValue:
+		return structpb.NewStringValue("CelList value"), true
+	}
+	return structpb.NewStringValue("NULL"), true
 }

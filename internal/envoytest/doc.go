@@ -105,6 +105,14 @@
 //     forwarding_namespaces.untyped that the store holds when it is built
 //     (Filter::addDynamicMetadata, called by buildHeaderRequest and
 //     setupBodyChunk); without forwarding namespaces it is an empty Metadata.
+//     The attributes metadata.filter_metadata['ns'] and
+//     metadata.filter_metadata['ns']['key'] read the store when the first
+//     message of a direction is built (Filter::addAttributes; "metadata" is the
+//     StreamInfo's dynamicMetadata in StreamActivation::FindValue,
+//     filters/common/expr/evaluator.cc): a string leaf as it is, a number as
+//     its printed double, a Struct as "CelMap value", a list as "CelList
+//     value", null as "NULL" (ExpressionManager::evaluateAttributes,
+//     ext_proc/matching_utils.cc, and Expr::print); a missing one is left out.
 //   - x-request-id generated when absent, x-forwarded-proto set,
 //     x-envoy-expected-rq-timeout-ms and x-envoy-upstream-service-time added,
 //     server: envoy on responses, hop-by-hop headers dropped.

@@ -440,3 +440,51 @@ func TestRule10_ImmediateResponseWrites(t *testing.T) {
 		t.Errorf("policy response_headers metadata_context (-want +got):\n%s", diff)
 	}
 }
+
+// Dynamic metadata read as an attribute: Envoy evaluates each attribute as a
+// CEL expression against the live StreamInfo once per direction, for its first
+// message, and sends a string leaf as a string, a number as its printed
+// double, a Struct as "CelMap value"; a missing key is left out
+// (ExpressionManager::evaluateAttributes, ext_proc/matching_utils.cc).
+func TestRule10_DynamicMetadataAsAttribute(t *testing.T) {
+	proc := startProc(t, metaScript(t, func(m *extprocsvc.ProcessingRequest) map[string]any {
+		if m.GetRequestHeaders() != nil {
+			return map[string]any{"ns": map[string]any{"s": "a\tb\nc", "n": 3, "m": map[string]any{"x": 1}}}
+		}
+		return nil
+	}))
+	up := startUpstream(t, nil)
+	names := []string{"metadata.filter_metadata['ns']['s']", "metadata.filter_metadata['ns']['n']",
+		"metadata.filter_metadata['ns']['m']", "metadata.filter_metadata['ns']", "metadata.filter_metadata['ns']['absent']",
+		"metadata.filter_metadata['none']['s']"}
+	quoted := make([]string, len(names))
+	for i, n := range names {
+		quoted[i] = `"` + n + `"`
+	}
+	cfg := testConfig{filters: []string{extProcAs("p", `metadata_options: {receiving_namespaces: {untyped: [ns]}}, response_attributes: [`+strings.Join(quoted, ", ")+`]`)}}
+	h := startHarness(t, cfg.write(t), map[string]string{"proc": proc.addr, "up": up.addr})
+	if code, _, _ := do(t, h, "POST", "/", "hello"); code != 200 {
+		t.Fatalf("status %d", code)
+	}
+	streams := proc.streamsOf("p")
+	if len(streams) != 1 {
+		t.Fatalf("%d streams", len(streams))
+	}
+	var got map[string]*structpb.Value
+	for _, m := range streams[0] {
+		if m.GetResponseHeaders() != nil {
+			got = m.GetAttributes()["envoy.filters.http.ext_proc"].GetFields()
+		} else if m.GetResponseBody() != nil && len(m.GetAttributes()) > 0 {
+			t.Errorf("response attributes sent again with a body chunk")
+		}
+	}
+	want := map[string]string{names[0]: "a\tb\nc", names[1]: "3", names[2]: "CelMap value", names[3]: "CelMap value"}
+	if len(got) != len(want) {
+		t.Errorf("attributes %v; want the keys of %v", got, want)
+	}
+	for k, v := range want {
+		if got[k].GetStringValue() != v {
+			t.Errorf("%s = %v; want %q", k, got[k], v)
+		}
+	}
+}
