@@ -69,9 +69,9 @@ type Record struct {
 	// adapter wrote it: the provider it went to and the model id it sent.
 	// Empty when no attempt started (a refusal, a client that left first).
 	Attempts []Attempt `json:"attempts,omitempty"`
-	Endpoint string `json:"endpoint"`
-	Method   string `json:"method"` // as the client sent it, cut to 32 bytes
-	Path     string `json:"path"`   // as the client sent it, cut to 512 bytes
+	Endpoint string    `json:"endpoint"`
+	Method   string    `json:"method"` // as the client sent it, cut to 32 bytes
+	Path     string    `json:"path"`   // as the client sent it, cut to 512 bytes
 
 	RequestedModel string `json:"requested_model,omitempty"` // as the client sent it
 	// Model is the model id sent to the provider that answered, after the
