@@ -34,7 +34,11 @@ func chainConfig(retryOn string) testConfig {
 
 // chainCluster is the aggregate cluster "chain" over up and up2 whose
 // upstream HTTP filters are adapter followed by the upstream codec.
-func chainCluster(adapter string) string {
+func chainCluster(adapter string) string { return chainClusterWith(adapter, "") }
+
+// chainClusterWith is chainCluster with extra cluster fields, one per line
+// indented by four spaces.
+func chainClusterWith(adapter, extra string) string {
 	codec := `{name: envoy.filters.http.upstream_codec, typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec}}`
 	return `  - name: chain
     lb_policy: CLUSTER_PROVIDED
@@ -44,7 +48,7 @@ func chainCluster(adapter string) string {
         "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
         explicit_http_config: {http_protocol_options: {}}
         http_filters: [` + adapter + `, ` + codec + `]
-`
+` + extra
 }
 
 // attemptRecord is what the adapter saw on one attempt.
