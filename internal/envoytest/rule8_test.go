@@ -284,6 +284,7 @@ func TestRule8_OutlierDetection(t *testing.T) {
 			t.Errorf("stats %+v", st)
 		}
 		waitFor(t, "up to be unejected", func() bool {
+			time.Sleep(10 * time.Millisecond)
 			do(t, h, "POST", "/", "x")
 			return len(up.requests()) == 3
 		})
@@ -360,5 +361,23 @@ func TestRule8_ResetRetriesConnectFailure(t *testing.T) {
 	code, _, body := do(t, h2, "POST", "/", "x")
 	if code != 503 || !strings.Contains(body, "disconnect/reset before headers. retried and the latest reset reason: connection failure") {
 		t.Fatalf("status %d body %q", code, body)
+	}
+}
+
+// previous_priorities over two children with two retries: the second retry
+// finds every priority excluded and falls back to the original load, which
+// is the first child (PreviousPrioritiesRetryPriority::
+// adjustForAttemptedPriorities).
+func TestRule8_PreviousPrioritiesExhausted(t *testing.T) {
+	cfg := retryChain(`retry_on: "5xx", num_retries: 2, retry_back_off: {base_interval: 0.001s}`, "", "")
+	h, up, up2 := startChain(t, cfg, answerStatus(500), answerStatus(503))
+	if code, _, _ := do(t, h, "POST", "/", "x"); code != 500 {
+		t.Fatalf("status %d, want the last attempt's 500", code)
+	}
+	if len(up.requests()) != 2 || len(up2.requests()) != 1 {
+		t.Errorf("up reached %d times, up2 %d times; want 2 and 1", len(up.requests()), len(up2.requests()))
+	}
+	if st := h.Stats(); st.UpstreamRetries != 2 || st.UpstreamRetryLimitExceeded != 1 {
+		t.Errorf("stats %+v", st)
 	}
 }
