@@ -102,6 +102,8 @@ type cluster struct {
 	metadata        *corev3.Metadata // the endpoint's metadata
 	upstreamFilters []*extProcConfig // ext_proc filters before upstream_codec
 	connectTimeout  time.Duration
+	retryLimit      retryLimit     // circuit_breakers: the retries resource
+	outlier         *outlierConfig // outlier_detection; nil when not configured
 }
 
 // loadConfig reads the bootstrap at path and resolves everything the harness
@@ -457,10 +459,18 @@ func buildCluster(pc *clusterv3.Cluster) (*cluster, error) {
 	if err := onlyFields("cluster", pc,
 		"name", "type", "cluster_type", "connect_timeout", "lb_policy", "load_assignment", "transport_socket",
 		"typed_extension_protocol_options", "per_connection_buffer_limit_bytes", "dns_lookup_family",
-		"dns_refresh_rate", "respect_dns_ttl", "http2_protocol_options", "circuit_breakers", "upstream_connection_options"); err != nil {
+		"dns_refresh_rate", "respect_dns_ttl", "http2_protocol_options", "circuit_breakers", "upstream_connection_options",
+		"outlier_detection"); err != nil {
 		return nil, err
 	}
 	cl := &cluster{name: pc.GetName(), connectTimeout: 5 * time.Second, http2: pc.GetHttp2ProtocolOptions() != nil}
+	var err error
+	if cl.retryLimit, err = buildCircuitBreakers(pc.GetCircuitBreakers()); err != nil {
+		return nil, err
+	}
+	if cl.outlier, err = buildOutlierDetection(pc.GetOutlierDetection()); err != nil {
+		return nil, err
+	}
 	if d := pc.GetConnectTimeout(); d != nil {
 		cl.connectTimeout = d.AsDuration()
 	}
@@ -517,6 +527,9 @@ func buildCluster(pc *clusterv3.Cluster) (*cluster, error) {
 }
 
 func (cl *cluster) readEndpoint(pc *clusterv3.Cluster) error {
+	if err := checkLoadAssignment(pc.GetLoadAssignment()); err != nil {
+		return err
+	}
 	for _, lle := range pc.GetLoadAssignment().GetEndpoints() {
 		for _, lbe := range lle.GetLbEndpoints() {
 			sa := lbe.GetEndpoint().GetAddress().GetSocketAddress()
@@ -662,10 +675,14 @@ type headerMatcher struct {
 
 // retryPolicy is the part of a route retry policy the router implements.
 type retryPolicy struct {
-	retryOn         map[string]bool
-	numRetries      int
-	retriableCodes  []int
-	updateFrequency int // previous_priorities update_frequency; 0 when not configured
+	retryOn           map[string]bool
+	numRetries        int
+	retriableCodes    []int
+	updateFrequency   int           // previous_priorities update_frequency; 0 when not configured
+	perTryTimeout     time.Duration // 0 disables; also 0 when not below the route timeout
+	perTryIdleTimeout time.Duration // 0 disables
+	backOffBase       time.Duration
+	backOffMax        time.Duration
 }
 
 func buildRoutes(rc *routev3.RouteConfiguration) (*routeTable, error) {
@@ -794,6 +811,11 @@ func buildRoute(pr *routev3.Route) (*route, error) {
 	if r.retry, err = buildRetry(ra.GetRetryPolicy()); err != nil {
 		return nil, fmt.Errorf("retry_policy: %w", err)
 	}
+	// A per-try timeout not below the route timeout is ignored
+	// (FilterUtility::finalTimeout, source/common/router/router.cc).
+	if r.retry != nil && r.timeout > 0 && r.retry.perTryTimeout >= r.timeout {
+		r.retry.perTryTimeout = 0
+	}
 	if r.perFilter, err = buildPerFilter(pr.GetTypedPerFilterConfig()); err != nil {
 		return nil, err
 	}
@@ -863,10 +885,16 @@ func buildRetry(rp *routev3.RetryPolicy) (*retryPolicy, error) {
 	if rp == nil {
 		return nil, nil
 	}
-	if err := onlyFields("retry_policy", rp, "retry_on", "num_retries", "retriable_status_codes", "retry_priority", "retry_host_predicate", "host_selection_retry_max_attempts", "retry_back_off"); err != nil {
+	if err := onlyFields("retry_policy", rp, "retry_on", "num_retries", "retriable_status_codes", "retry_priority", "retry_host_predicate", "host_selection_retry_max_attempts", "retry_back_off",
+		"per_try_timeout", "per_try_idle_timeout"); err != nil {
 		return nil, err
 	}
-	p := &retryPolicy{retryOn: map[string]bool{}, numRetries: 1}
+	p := &retryPolicy{retryOn: map[string]bool{}, numRetries: 1,
+		perTryTimeout: durationOr(rp.GetPerTryTimeout(), 0), perTryIdleTimeout: durationOr(rp.GetPerTryIdleTimeout(), 0)}
+	var err error
+	if p.backOffBase, p.backOffMax, err = retryBackOff(rp.GetRetryBackOff()); err != nil {
+		return nil, err
+	}
 	for _, s := range strings.Split(rp.GetRetryOn(), ",") {
 		s = strings.TrimSpace(s)
 		switch s {

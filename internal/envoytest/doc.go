@@ -75,13 +75,79 @@
 //     filters on new streams, with xds.upstream_host_metadata,
 //     upstream.request_attempt_count and xds.cluster_name; the router replays
 //     the original body to a retry while the header map carries the previous
-//     attempt's mutations over; retry_on 5xx, gateway-error, connect-failure,
-//     reset, retriable-status-codes; previous_priorities moves each retry to the
-//     next child; an upstream filter's local reply is final. Upstream connect
-//     failure is a 503 "upstream connect error or disconnect/reset before
-//     headers. reset reason: connection failure"; the route timeout (default
-//     15 s, 0 disables) is a 504; the route idle_timeout or HCM
-//     stream_idle_timeout a 408 or a reset.
+//     attempt's mutations over; an upstream filter's local reply is final.
+//     Upstream connect failure is a 503 "upstream connect error or
+//     disconnect/reset before headers. reset reason: connection failure"
+//     ("retried and the latest reset reason" after a retry,
+//     Router::Filter::onUpstreamReset); the route timeout (default 15 s, 0
+//     disables) is a 504; the route idle_timeout or HCM stream_idle_timeout a
+//     408 or a reset. Sources: source/common/router/router.cc,
+//     upstream_request.cc, retry_state_impl.cc.
+//   - Retry decisions (RetryStateImpl::wouldRetryFromHeaders and
+//     wouldRetryFromReset): 5xx, gateway-error and retriable-status-codes on
+//     response headers; a reset (connect failure included) on reset, 5xx or
+//     gateway-error, a connect failure also on connect-failure.
+//     RetryStateImpl::shouldRetry then checks num_retries (else
+//     UpstreamRetryLimitExceeded) and the routed cluster's retries resource
+//     (else UpstreamRetryOverflow, and the attempt's own response or reset
+//     reaches the client). The resource is circuit_breakers' DEFAULT
+//     threshold: max_retries (default 3) or a retry_budget, max(budget_percent
+//     (default 20) of the cluster's requests in flight,
+//     min_retry_concurrency (default 3)) (ResourceManagerImpl::RetryBudgetImpl,
+//     source/common/upstream/resource_manager_impl.h). A retry holds it from
+//     its scheduling to its own outcome. The resource belongs to the routed
+//     cluster, so for an aggregate route it is the aggregate's; since
+//     requests count on the child clusters, an aggregate's budget allows
+//     exactly min_retry_concurrency (the aggregate cluster architecture doc:
+//     max_retries is the one circuit breaker read at the aggregate level).
+//   - Back-off (RetryStateImpl::enableBackoffTimer,
+//     JitteredExponentialBackOffStrategy::nextBackOffMs in
+//     source/common/common/backoff_strategy.cc): each retry waits a uniform
+//     random time below an interval that starts at base_interval (default
+//     25 ms), doubles while below half of max_interval (default ten times the
+//     base) and then stays at max_interval.
+//   - Per-try timeouts (UpstreamRequest::setupPerTryTimeout,
+//     resetPerTryIdleTimer; Router::Filter::onPerTryTimeoutCommon):
+//     per_try_timeout (ignored when not below the route timeout, and once the
+//     response started downstream) and per_try_idle_timeout (re-armed by
+//     response headers and data after the upstream filters, active after
+//     headers too) reset the attempt, count it as a local-origin timeout,
+//     and retry it as a local reset would be; otherwise the client gets 504
+//     "upstream request timeout" with details upstream_per_try_timeout or
+//     upstream_per_try_idle_timeout (flag UT), or a reset once the response
+//     headers were sent. x-envoy-expected-rq-timeout-ms carries the per-try
+//     timeout when set (FilterUtility::setTimeoutHeaders), updated on retries.
+//   - Priorities over an aggregate cluster (AggregateClusterLoadBalancer::
+//     LoadBalancerImpl::chooseHost in source/extensions/clusters/aggregate/
+//     cluster.cc, LoadBalancerBase::recalculatePerPriorityState and
+//     recalculateLoadInTotalPanic, PreviousPrioritiesRetryPriority::
+//     determinePriorityLoad): with one host per child a child's health is
+//     100 (1.4 × 1/1, capped) or 0 when its host is ejected, so the load goes
+//     to the first child whose host is not ejected; with every host ejected
+//     all priorities are in panic and a child is drawn at random by host
+//     count. previous_priorities (update_frequency N) excludes the
+//     priorities attempted so far every N attempts and sends the retry to the
+//     first healthy priority left; with none left it falls back to the
+//     original load for the rest of the request (its reset loop assigns a
+//     copy, so the exclusions stay). A child whose only host is ejected still
+//     uses it when chosen (panic mode), and a plain routed cluster always does.
+//   - Outlier detection on a non-aggregate cluster (DetectorImpl and
+//     DetectorHostMonitorImpl, source/common/upstream/outlier_detection_impl.cc):
+//     response codes reaching the router count towards consecutive_5xx and
+//     consecutive_gateway_failure (502, 503, 504); resets and connect
+//     failures are local-origin failures and per-try or route timeouts
+//     local-origin timeouts, counted as 503 and 504 unless
+//     split_external_local_origin_errors, in which case they count towards
+//     consecutive_local_origin_failure and every established connection
+//     (onPoolReady) resets that counter. At the threshold the host is ejected
+//     if max_ejection_percent allows it: with one host the ejected share is
+//     100%, so the default 10% never ejects unless always_eject_one_host is
+//     set; then enforcing_consecutive_* (defaults 100, gateway 0) decides. The
+//     ejection lasts base_ejection_time × the ejection backoff (incremented
+//     per ejection, decremented per interval without one), capped by
+//     max_ejection_time, plus max_ejection_time_jitter, and ends on an
+//     interval tick; counters reset on unejection. Stats: OutlierEjections,
+//     OutlierEjectionsOverflow.
 //   - Real HTTP (rule 9): HTTP/1.1 and h2c downstream; net/http upstream over
 //     real sockets (TLS with SNI unless the cluster is overridden), the request
 //     body streamed, the response read and passed on one read at a time.
@@ -139,12 +205,21 @@
 //     while a headers reply is pending is sent as one chunk (as Envoy does), but
 //     chunk boundaries otherwise differ. There is no watermark flow control:
 //     STREAMED queues are unbounded.
-//   - A cluster uses its first endpoint only; no load balancing, health
-//     checks, circuit breakers or outlier detection. Retries have no back-off
-//     and no per-try timeout; hedging and retry host predicates other than
-//     previous_hosts (accepted, a no-op with one endpoint per cluster) are
-//     absent. Upstream filters get no per-route config and use the downstream
-//     buffer limit.
+//   - A cluster uses its first endpoint only; no load balancing or health
+//     checks. Of the circuit breakers only the retries resource is enforced;
+//     max_connections, max_pending_requests and max_requests are accepted and
+//     not enforced, and per_host_thresholds and retry_budget.budget_interval
+//     are refused. Outlier detection is consecutive-error only: success-rate
+//     and failure-percentage settings are accepted only while their minimum
+//     host counts exceed one (so they never fire); extension monitors are
+//     refused; ejections happen at once, where Envoy posts them to the main
+//     thread and the workers see them a moment later. Hedging and retry host
+//     predicates other than previous_hosts (accepted, a no-op with one
+//     endpoint per cluster) are absent. Retries happen only once the
+//     downstream request is complete. Per-try timers start when the attempt
+//     starts (Envoy: when the connection pool is ready), so connect time
+//     counts towards them. Upstream filters get no per-route config and use
+//     the downstream buffer limit.
 //   - Route matching covers prefix, path and safe_regex (Go regexp, not RE2)
 //     with header matchers; virtual hosts match :authority exactly, by
 //     wildcard or "*" (no port stripping).

@@ -51,8 +51,14 @@ type Stats struct {
 	ClearRouteCacheDisabled         int64 // clear_route_cache under RETAIN / disable_clear_route_cache
 	ClearRouteCacheUpstreamIgnored  int64 // clear_route_cache from an upstream filter
 	UpstreamAttempts                int64 // upstream tries, retries included
-	UpstreamRetries                 int64
+	UpstreamRetries                 int64 // retries scheduled (upstream_rq_retry)
+	UpstreamRetryOverflow           int64 // retries refused by the circuit breaker's retries resource (upstream_rq_retry_overflow)
+	UpstreamRetryLimitExceeded      int64 // retries refused because num_retries were used (upstream_rq_retry_limit_exceeded)
+	UpstreamPerTryTimeouts          int64 // upstream_rq_per_try_timeout
+	UpstreamPerTryIdleTimeouts      int64 // upstream_rq_per_try_idle_timeout
 	UpstreamConnectFailures         int64
+	OutlierEjections                int64         // enforced ejections (outlier_detection.ejections_enforced_total)
+	OutlierEjectionsOverflow        int64         // ejections refused by max_ejection_percent (outlier_detection.ejections_overflow)
 	DownstreamResets                int64         // downstream streams reset (client gone, or a reply after headers were sent)
 	DynamicMetadataDropped          int64         // namespaces of replies' dynamic_metadata outside receiving_namespaces, dropped
 	LocalReplies                    map[int]int64 // local replies by status code, before local_reply_config
@@ -72,6 +78,7 @@ type Harness struct {
 	stats      Stats
 	grpcConns  map[string]*grpc.ClientConn
 	transports map[string]*http.Transport
+	upstreams  map[string]*upstreamState // per cluster, built at Start, never changed after
 	closed     bool
 	serveErr   chan error
 }
@@ -96,10 +103,15 @@ func Start(cfg Config) (*Harness, error) {
 	if h.logf == nil {
 		h.logf = func(string, ...any) {}
 	}
+	h.upstreams = map[string]*upstreamState{}
+	for name, cl := range conf.clusters {
+		h.upstreams[name] = newUpstreamState(cl, h.count, h.logf)
+	}
 	h.ctx, h.cancel = context.WithCancel(context.Background())
 	h.ln, err = net.Listen("tcp", listen)
 	if err != nil {
 		h.cancel()
+		h.stopUpstreams()
 		return nil, fmt.Errorf("envoytest: listen %s: %w", listen, err)
 	}
 	var protocols http.Protocols
@@ -128,6 +140,7 @@ func (h *Harness) Close() error {
 	h.closed = true
 	h.mu.Unlock()
 	h.cancel()
+	h.stopUpstreams()
 	err := h.srv.Close()
 	<-h.serveErr
 	h.active.Wait()
@@ -142,6 +155,12 @@ func (h *Harness) Close() error {
 		t.CloseIdleConnections()
 	}
 	return err
+}
+
+func (h *Harness) stopUpstreams() {
+	for _, u := range h.upstreams {
+		u.stop()
+	}
 }
 
 // Stats returns a snapshot of the counters.

@@ -183,6 +183,7 @@ type testConfig struct {
 	bufferLimit int
 	extra       string // extra cluster entries
 	upFilters   string // upstream http_filters YAML (flow) for cluster up
+	upExtra     string // extra fields of cluster up, one per line, indented by four spaces
 }
 
 const extProcType = `"@type": type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor`
@@ -251,6 +252,7 @@ func (c testConfig) write(t *testing.T) string {
     type: STATIC
     load_assignment: {cluster_name: up, endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: 1}}}, metadata: {filter_metadata: {tollgate: {provider: up}}}}]}]}
 `)
+	b.WriteString(c.upExtra)
 	if c.upFilters != "" {
 		fmt.Fprintf(&b, `    typed_extension_protocol_options:
       envoy.extensions.upstreams.http.v3.HttpProtocolOptions:

@@ -148,7 +148,7 @@ func responseFlag(details string) string {
 		return "NR"
 	case details == "cluster_not_found":
 		return "NC"
-	case details == "upstream_response_timeout":
+	case details == "upstream_response_timeout", details == "upstream_per_try_timeout", details == "upstream_per_try_idle_timeout":
 		return "UT"
 	case details == "stream_idle_timeout":
 		return "SI"

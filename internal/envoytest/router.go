@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"slices"
 	"strconv"
@@ -30,12 +31,15 @@ type router struct {
 	rt      *route
 	cluster *cluster // the routed cluster (for an aggregate, the aggregate itself)
 
-	attempts   int
-	priorities []int // the priority each attempt used
-	att        *attempt
-	timeout    *loopTimer
-	forwarded  bool // upstream response headers were passed to the encoder chain
-	aborted    bool
+	attempts  int
+	att       *attempt // nil while a retry waits for its back-off
+	rs        *retryState
+	pp        previousPriorities
+	timeout   *loopTimer
+	backOff   *loopTimer
+	eosAt     time.Time // when the downstream request completed
+	forwarded bool      // upstream response headers were passed to the encoder chain
+	aborted   bool
 }
 
 func (r *router) decodeHeaders(h *headerMap, eos bool) {
@@ -70,13 +74,39 @@ func (r *router) decodeHeaders(h *headerMap, eos bool) {
 			h.add(k, v)
 		}
 	}
-	if rt.timeout > 0 {
-		h.set("x-envoy-expected-rq-timeout-ms", strconv.FormatInt(rt.timeout.Milliseconds(), 10))
-		if eos {
+	if rt.retry != nil {
+		r.rs = newRetryState(rt.retry, s.h.upstreams[cl.name])
+	}
+	if eos {
+		r.eosAt = time.Now()
+		if rt.timeout > 0 {
 			r.startTimeout()
 		}
 	}
+	r.setExpectedTimeout()
 	r.startAttempt()
+}
+
+// setExpectedTimeout is FilterUtility::setTimeoutHeaders: the per-try
+// timeout if set, else the route timeout, capped by what remains of the
+// route timeout since the request completed (1 ms once it is used up).
+func (r *router) setExpectedTimeout() {
+	global := r.rt.timeout
+	expected := global
+	if p := r.rt.retry; p != nil && p.perTryTimeout > 0 {
+		expected = p.perTryTimeout
+	}
+	if expected <= 0 {
+		return
+	}
+	if global > 0 && !r.eosAt.IsZero() {
+		if elapsed := time.Since(r.eosAt); elapsed >= global {
+			expected = time.Millisecond
+		} else {
+			expected = min(expected, global-elapsed)
+		}
+	}
+	r.headers.set("x-envoy-expected-rq-timeout-ms", strconv.FormatInt(expected.Milliseconds(), 10))
 }
 
 func (r *router) decodeData(b []byte, eos bool) {
@@ -88,11 +118,17 @@ func (r *router) decodeData(b []byte, eos bool) {
 		}
 	}
 	r.eos = eos
-	if eos && r.rt.timeout > 0 {
-		r.startTimeout()
+	if eos {
+		r.eosAt = time.Now()
+		if r.rt.timeout > 0 {
+			r.startTimeout()
+		}
 	}
 	if r.att != nil {
 		r.att.chain.decodeDataAt(0, b, eos)
+		if eos {
+			r.att.startPerTryTimers()
+		}
 	}
 }
 
@@ -103,47 +139,42 @@ func (r *router) startTimeout() {
 		if r.forwarded || r.aborted {
 			return
 		}
+		// Router::Filter::onResponseTimeout: an attempt awaiting headers
+		// counts as a local-origin timeout for outlier detection.
+		if r.att != nil {
+			r.att.state.putResult(localOriginTimeout)
+		}
 		r.s.sendLocalReply(len(r.s.chain.filters), true, http.StatusGatewayTimeout, "upstream request timeout", nil, "upstream_response_timeout")
 	})
 }
 
-// pickPriority chooses the aggregate child for the next attempt. Without a
-// retry_priority every attempt goes to priority 0; previous_priorities with
-// update_frequency N excludes the priorities used by attempts so far, updated
-// every N attempts, and starts over once all are excluded.
-func (r *router) pickPriority() int {
-	n := max(len(r.cluster.aggregate), 1)
-	p := r.rt.retry
-	if p == nil || p.updateFrequency <= 0 || len(r.priorities) == 0 {
-		return 0
-	}
-	counted := len(r.priorities) / p.updateFrequency * p.updateFrequency
-	excluded := r.priorities[:counted]
-	for i := 0; i < n; i++ {
-		if !slices.Contains(excluded, i) {
-			return i
-		}
-	}
-	return 0
-}
-
+// startAttempt creates the next upstream request (Router::Filter::doRetry
+// for retries): the aggregate child chosen by pickPriority, a new upstream
+// filter chain, the shared header map and a copy of the original body.
 func (r *router) startAttempt() {
 	s := r.s
 	r.attempts++
-	prio := r.pickPriority()
-	r.priorities = append(r.priorities, prio)
 	host := r.cluster
 	if r.cluster.aggregate != nil {
+		prio := r.pickPriority()
+		r.pp.attempted = append(r.pp.attempted, prio)
 		host = s.h.conf.clusters[r.cluster.aggregate[prio]]
 	}
 	s.h.count(func(st *Stats) { st.UpstreamAttempts++ })
-	a := &attempt{r: r, number: r.attempts, host: host, started: time.Now()}
+	a := &attempt{r: r, number: r.attempts, host: host, state: s.h.upstreams[host.name], started: time.Now()}
+	a.state.addRequests(1)
 	a.codec = &upstreamCodec{a: a}
 	a.chain = &filterChain{s: s, att: a, upstream: true, tail: a.codec, head: a}
 	for i, fc := range r.cluster.upstreamFilters {
 		a.chain.filters = append(a.chain.filters, newExtProcFilter(fc, a.chain, i, nil))
 	}
 	r.att = a
+	if r.attempts > 1 {
+		r.setExpectedTimeout()
+	}
+	if r.eos {
+		a.startPerTryTimers()
+	}
 	if r.attempts == 1 {
 		a.chain.decodeHeadersAt(0, r.headers, r.headersEOS)
 		return
@@ -151,23 +182,44 @@ func (r *router) startAttempt() {
 	// A retry: the same header map (with the previous attempt's mutations)
 	// and the original body.
 	a.chain.decodeHeadersAt(0, r.headers, r.headersEOS)
-	if !r.headersEOS && (len(r.body) > 0 || r.eos) {
+	if !a.done && !r.headersEOS && (len(r.body) > 0 || r.eos) {
 		a.chain.decodeDataAt(0, slices.Clone(r.body), r.eos)
 	}
 }
 
-func (r *router) retryPossible() bool {
+// resetKind is the Http::StreamResetReason class that matters for retries.
+type resetKind int
+
+const (
+	resetConnectFailure resetKind = iota // LocalConnectionFailure, RemoteConnectionFailure, ConnectionTimeout
+	resetRemote                          // RemoteReset, ConnectionTermination
+	resetLocal                           // LocalReset: the router reset the stream after a per-try (idle) timeout
+)
+
+// wouldRetryFromReset is RetryStateImpl::wouldRetryFromReset: a connect
+// failure is retried on connect-failure; any reset (a connect failure too)
+// on reset, 5xx or gateway-error. refused-stream needs an HTTP/2
+// REFUSED_STREAM, which the harness never sees.
+func (r *router) wouldRetryFromReset(k resetKind) bool {
 	p := r.rt.retry
-	return p != nil && r.attempts <= p.numRetries && !r.bodyTooBig && r.eos && !r.aborted
+	if p == nil {
+		return false
+	}
+	if k == resetConnectFailure && p.retryOn["connect-failure"] {
+		return true
+	}
+	return p.retryOn["reset"] || p.retryOn["5xx"] || p.retryOn["gateway-error"]
 }
 
-func (r *router) retriableStatus(code int) bool {
+// wouldRetryFromHeaders is RetryStateImpl::wouldRetryFromHeaders for the
+// retry_on values the harness accepts.
+func (r *router) wouldRetryFromHeaders(code int) bool {
 	p := r.rt.retry
 	if p == nil {
 		return false
 	}
 	switch {
-	case p.retryOn["5xx"] && code >= 500:
+	case p.retryOn["5xx"] && code >= 500 && code < 600:
 		return true
 	case p.retryOn["gateway-error"] && (code == 502 || code == 503 || code == 504):
 		return true
@@ -177,24 +229,39 @@ func (r *router) retriableStatus(code int) bool {
 	return false
 }
 
-func (r *router) retriableFailure(connectFailure bool) bool {
-	p := r.rt.retry
-	if p == nil {
+// shouldRetry runs RetryStateImpl::shouldRetry for an attempt's outcome and
+// reports whether a retry was scheduled. The harness retries only once the
+// downstream request is complete and its body was kept (Envoy drops the
+// retry state when the body exceeds the buffer limit).
+func (r *router) shouldRetry(would bool) bool {
+	rs := r.rs
+	if rs == nil || r.bodyTooBig || r.aborted {
 		return false
 	}
-	if p.retryOn["5xx"] || p.retryOn["gateway-error"] {
+	switch rs.decide(would && r.eos) {
+	case retryYes:
+		r.s.h.count(func(st *Stats) { st.UpstreamRetries++ })
+		r.scheduleRetry()
 		return true
+	case retryOverflow:
+		r.s.h.logf("envoytest: retry refused: the retries circuit breaker of cluster %s is open", r.cluster.name)
+		r.s.h.count(func(st *Stats) { st.UpstreamRetryOverflow++ })
+	case retryLimitExceeded:
+		r.s.h.count(func(st *Stats) { st.UpstreamRetryLimitExceeded++ })
 	}
-	if connectFailure {
-		return p.retryOn["connect-failure"]
-	}
-	return p.retryOn["reset"]
+	return false
 }
 
-func (r *router) retry() {
-	r.s.h.count(func(st *Stats) { st.UpstreamRetries++ })
+// scheduleRetry ends the current attempt and starts the next one after the
+// back-off (RetryStateImpl::enableBackoffTimer).
+func (r *router) scheduleRetry() {
 	r.att.abort()
-	r.startAttempt()
+	r.att = nil
+	r.backOff = r.s.afterFunc(r.rs.backOff.next(), func() {
+		if !r.aborted && !r.forwarded {
+			r.startAttempt()
+		}
+	})
 }
 
 // onResponseHeaders receives an attempt's response after its upstream
@@ -203,12 +270,16 @@ func (r *router) onResponseHeaders(a *attempt, h *headerMap, eos bool) {
 	if a != r.att || r.aborted {
 		return
 	}
+	a.touchIdle()
 	code, _ := strconv.Atoi(firstValue(h, ":status"))
-	if r.retriableStatus(code) && r.retryPossible() {
-		r.retry()
+	a.state.putHTTPCode(code)
+	if r.shouldRetry(r.wouldRetryFromHeaders(code)) {
 		return
 	}
 	r.timeout.stop()
+	a.perTry.stop()
+	r.rs.release()
+	r.rs = nil
 	r.forwarded = true
 	h.set("x-envoy-upstream-service-time", strconv.FormatInt(time.Since(a.started).Milliseconds(), 10))
 	s := r.s
@@ -219,6 +290,10 @@ func (r *router) onResponseHeaders(a *attempt, h *headerMap, eos bool) {
 func (r *router) onResponseData(a *attempt, b []byte, eos bool) {
 	if a != r.att || r.aborted {
 		return
+	}
+	a.touchIdle()
+	if eos {
+		a.perTryIdle.stop()
 	}
 	r.s.chain.encodeDataAt(len(r.s.chain.filters)-1, b, eos)
 }
@@ -233,24 +308,59 @@ func (r *router) onUpstreamFailure(a *attempt, err error, connectFailure bool) {
 	if connectFailure {
 		s.h.count(func(st *Stats) { st.UpstreamConnectFailures++ })
 	}
+	// Router::Filter::onUpstreamReset reports every reset but an overflow
+	// as a local-origin connect failure.
+	a.state.putResult(localOriginConnectFailed)
 	if r.forwarded {
 		// The downstream response has started: reset it.
 		a.abort()
 		s.resetDownstream()
 		return
 	}
-	if r.retriableFailure(connectFailure) && r.retryPossible() {
-		r.retry()
+	kind, reason, detail := resetRemote, "connection termination", "connection_termination"
+	if connectFailure {
+		kind, reason, detail = resetConnectFailure, "connection failure", "connection_failure"
+	}
+	if r.shouldRetry(r.wouldRetryFromReset(kind)) {
 		return
 	}
-	reason, detail := "connection termination", "connection_termination"
-	if connectFailure {
-		reason, detail = "connection failure", "connection_failure"
+	retried := ""
+	if r.attempts > 1 {
+		retried = "retried and the latest "
 	}
 	r.timeout.stop()
 	s.sendLocalReply(len(s.chain.filters), true, http.StatusServiceUnavailable,
-		"upstream connect error or disconnect/reset before headers. reset reason: "+reason, nil,
+		"upstream connect error or disconnect/reset before headers. "+retried+"reset reason: "+reason, nil,
 		"upstream_reset_before_response_started{"+detail+"}")
+}
+
+// onPerTryTimeout is Router::Filter::onPerTryTimeoutCommon. per_try_timeout
+// is ignored once the response started downstream (UpstreamRequest::
+// onPerTryTimeout); per_try_idle_timeout is not. The attempt is reset and
+// counted as a local-origin timeout; before the response started it is
+// retried like a local reset, otherwise (or when no retry is left) the
+// client gets 504 "upstream request timeout", or a reset once the response
+// headers were sent.
+func (r *router) onPerTryTimeout(a *attempt, idle bool) {
+	if a != r.att || r.aborted || (!idle && r.forwarded) {
+		return
+	}
+	s := r.s
+	details := "upstream_per_try_timeout"
+	if idle {
+		details = "upstream_per_try_idle_timeout"
+		s.h.count(func(st *Stats) { st.UpstreamPerTryIdleTimeouts++ })
+	} else {
+		s.h.count(func(st *Stats) { st.UpstreamPerTryTimeouts++ })
+	}
+	s.h.logf("envoytest: upstream %s: %s", a.host.name, details)
+	a.abort()
+	a.state.putResult(localOriginTimeout)
+	if !r.forwarded && r.shouldRetry(r.wouldRetryFromReset(resetLocal)) {
+		return
+	}
+	r.timeout.stop()
+	s.sendLocalReply(len(s.chain.filters), true, http.StatusGatewayTimeout, "upstream request timeout", nil, details)
 }
 
 // abort ends the router's work: the current attempt is cancelled.
@@ -260,6 +370,8 @@ func (r *router) abort() {
 	}
 	r.aborted = true
 	r.timeout.stop()
+	r.backOff.stop()
+	r.rs.release()
 	if r.att != nil {
 		r.att.abort()
 	}
@@ -268,13 +380,46 @@ func (r *router) abort() {
 // attempt is one upstream try: its own upstream filter chain (new ext_proc
 // streams) and its own connection to the chosen host.
 type attempt struct {
-	r       *router
-	number  int
-	host    *cluster
-	chain   *filterChain
-	codec   *upstreamCodec
-	started time.Time
-	done    bool
+	r          *router
+	number     int
+	host       *cluster
+	state      *upstreamState // the host cluster's shared state
+	chain      *filterChain
+	codec      *upstreamCodec
+	started    time.Time
+	done       bool
+	perTry     *loopTimer
+	perTryIdle *loopTimer
+	timersOn   bool
+}
+
+// startPerTryTimers arms per_try_timeout and per_try_idle_timeout
+// (UpstreamRequest::setupPerTryTimeout). Envoy arms them when the
+// connection pool is ready, or when the downstream request completes if
+// that is later; the harness arms them when the attempt starts with the
+// request complete, or when it completes, so connect time counts too.
+func (a *attempt) startPerTryTimers() {
+	p := a.r.rt.retry
+	if a.timersOn || a.done || p == nil {
+		return
+	}
+	a.timersOn = true
+	if p.perTryTimeout > 0 {
+		a.perTry = a.r.s.afterFunc(p.perTryTimeout, func() { a.r.onPerTryTimeout(a, false) })
+	}
+	if p.perTryIdleTimeout > 0 {
+		a.perTryIdle = a.r.s.afterFunc(p.perTryIdleTimeout, func() { a.r.onPerTryTimeout(a, true) })
+	}
+}
+
+// touchIdle re-arms per_try_idle_timeout when response headers or data
+// reach the router (UpstreamRequest::resetPerTryIdleTimer).
+func (a *attempt) touchIdle() {
+	if a.perTryIdle == nil || a.perTryIdle.stopped {
+		return
+	}
+	a.perTryIdle.stop()
+	a.perTryIdle = a.r.s.afterFunc(a.r.rt.retry.perTryIdleTimeout, func() { a.r.onPerTryTimeout(a, true) })
 }
 
 func (a *attempt) encodeHeaders(h *headerMap, eos bool) { a.r.onResponseHeaders(a, h, eos) }
@@ -292,6 +437,9 @@ func (a *attempt) abort() {
 		return
 	}
 	a.done = true
+	a.perTry.stop()
+	a.perTryIdle.stop()
+	a.state.addRequests(-1)
 	a.chain.stop()
 	a.codec.abort()
 }
@@ -335,6 +483,11 @@ func (c *upstreamCodec) decodeHeaders(h *headerMap, eos bool) {
 	}
 	ctx, cancel := context.WithCancel(s.h.ctx)
 	c.cancel = cancel
+	// UpstreamRequest::onPoolReady reports a connect success to the host's
+	// outlier detector.
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotConn: func(httptrace.GotConnInfo) {
+		a.state.putResult(localOriginConnectSuccess)
+	}})
 	var body io.Reader = http.NoBody
 	if !eos {
 		pr, pw := io.Pipe()

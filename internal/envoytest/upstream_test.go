@@ -34,7 +34,11 @@ func chainConfig(retryOn string) testConfig {
 
 // chainCluster is the aggregate cluster "chain" over up and up2 whose
 // upstream HTTP filters are adapter followed by the upstream codec.
-func chainCluster(adapter string) string {
+func chainCluster(adapter string) string { return chainClusterWith(adapter, "") }
+
+// chainClusterWith is chainCluster with extra cluster fields, one per line
+// indented by four spaces.
+func chainClusterWith(adapter, extra string) string {
 	codec := `{name: envoy.filters.http.upstream_codec, typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec}}`
 	return `  - name: chain
     lb_policy: CLUSTER_PROVIDED
@@ -44,7 +48,7 @@ func chainCluster(adapter string) string {
         "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
         explicit_http_config: {http_protocol_options: {}}
         http_filters: [` + adapter + `, ` + codec + `]
-`
+` + extra
 }
 
 // attemptRecord is what the adapter saw on one attempt.
@@ -248,6 +252,13 @@ func TestStartRejectsUnsupportedConfig(t *testing.T) {
 		{"typed forwarding namespaces", testConfig{filters: []string{extProc("p", `metadata_options: {forwarding_namespaces: {typed: [t]}}`)}}, nil, "forwarding_namespaces: field(s) typed"},
 		{"typed receiving namespaces", testConfig{filters: []string{extProc("p", `metadata_options: {receiving_namespaces: {untyped: [u], typed: [t]}}`)}}, nil, "receiving_namespaces: field(s) typed"},
 		{"cluster metadata forwarding", testConfig{filters: []string{extProc("p", `metadata_options: {cluster_metadata_forwarding_namespaces: {untyped: [c]}}`)}}, nil, "cluster_metadata_forwarding_namespaces"},
+		{"back-off max below base", retryChain(`retry_on: "5xx", retry_back_off: {base_interval: 1s, max_interval: 0.5s}`, "", ""), nil, "max_interval"},
+		{"retry budget interval", retryChain(`retry_on: "5xx"`, "    circuit_breakers: {thresholds: [{retry_budget: {budget_interval: 1s}}]}\n", ""), nil, "budget_interval"},
+		{"per-host thresholds", retryChain(`retry_on: "5xx"`, "    circuit_breakers: {per_host_thresholds: [{max_connections: 1}]}\n", ""), nil, "per_host_thresholds"},
+		{"success-rate ejection", retryChain(`retry_on: "5xx"`, "", "    outlier_detection: {success_rate_minimum_hosts: 1}\n"), nil, "success_rate_minimum_hosts"},
+		{"outlier monitors", retryChain(`retry_on: "5xx"`, "", "    outlier_detection: {monitors: [{name: m}]}\n"), nil, "monitors"},
+		{"overprovisioning factor", testConfig{extra: "  - name: op\n    type: STATIC\n    load_assignment: {cluster_name: op, policy: {overprovisioning_factor: 100}, endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: 1}}}}]}]}\n"}, nil, "policy"},
+		{"max_ejection_time below base", retryChain(`retry_on: "5xx"`, "", "    outlier_detection: {base_ejection_time: 10s, max_ejection_time: 1s}\n"), nil, "max_ejection_time"},
 		{"per-route metadata_options", testConfig{filters: []string{extProc("p", "")}, routes: []string{`{match: {prefix: "/"}, route: {cluster: up}, typed_per_filter_config: {p: {"@type": type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExtProcPerRoute, overrides: {metadata_options: {receiving_namespaces: {untyped: [u]}}}}}}`}}, nil, "field(s) metadata_options"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
