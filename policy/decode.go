@@ -24,7 +24,7 @@ import (
 var (
 	rootFields = []string{"version", "providers", "routes", "default_route", "keys", "pricing",
 		"budget_timezone", "budget_fail_mode", "budget_when_short", "budget_fit_floor", "budget_exempt", "teams", "users", "projects", "sessions", "global"}
-	routeFields   = []string{"chain", "cluster", "models", "capture_bodies"}
+	routeFields   = []string{"chain", "cluster", "models", "capture_bodies", "fallback_on", "max_attempts", "per_try_timeout", "per_try_idle_timeout"}
 	keyFields     = []string{"id", "sha256", "user", "team", "project", "metadata", "budgets"}
 	pricingFields = []string{"unknown_models", "models"}
 	priceFields   = []string{"input", "output", "cache_read", "cache_write_5m", "cache_write_1h", "long_context", "web_search_per_1k"}
@@ -405,11 +405,13 @@ func (d *decoder) routes(n *yaml.Node) ([]*routeDraft, bool) {
 		seen[slug] = key
 		rd := &routeDraft{r: &Route{Slug: slug, Cluster: "chain_" + slug}}
 		var chainKey *yaml.Node
+		var fd fallbackDraft
+		chainOK := true
 		ok := d.fields(val, path, routeFields, func(field string, fk, fv *yaml.Node) {
 			switch field {
 			case "chain":
 				chainKey = fk
-				d.chain(fv, path+".chain", rd)
+				chainOK = d.chain(fv, path+".chain", rd)
 				if len(rd.chain) == 0 {
 					d.errorf(fk, path+".chain", "must name at least one provider")
 				}
@@ -425,41 +427,58 @@ func (d *decoder) routes(n *yaml.Node) ([]*routeDraft, bool) {
 				rd.r.Models = d.stringMap(fv, path+".models")
 			case "capture_bodies":
 				rd.r.CaptureBodies = d.captureBodies(fv, path+".capture_bodies")
+			case "fallback_on":
+				d.fallbackOn(fv, path+".fallback_on", &fd)
+			case "max_attempts":
+				d.maxAttempts(fv, path+".max_attempts", &fd)
+			case "per_try_timeout":
+				fd.f.PerTryTimeout, _ = d.tryTimeout(fv, path+".per_try_timeout", false)
+			case "per_try_idle_timeout":
+				fd.idleVal = deref(fv)
+				fd.f.PerTryIdleTimeout, fd.idleOK = d.tryTimeout(fv, path+".per_try_idle_timeout", true)
 			}
 		})
 		if ok && chainKey == nil {
 			d.errorf(key, path, "chain is required: the providers of the route in fallback order")
+		}
+		if ok {
+			d.finishFallback(path, &fd, rd, chainOK && chainKey != nil)
 		}
 		out = append(out, rd)
 	})
 	return out, ok
 }
 
-// chain walks a route's chain sequence.
-func (d *decoder) chain(n *yaml.Node, path string, rd *routeDraft) {
+// chain walks a route's chain sequence. It returns false when it reported a
+// problem, so that the chain's length proves nothing.
+func (d *decoder) chain(n *yaml.Node, path string, rd *routeDraft) bool {
 	n = deref(n)
 	if isNull(n) {
-		return
+		return false
 	}
 	if n.Kind != yaml.SequenceNode {
 		d.errorf(n, path, "expected a sequence of provider names, got %s", describe(n))
-		return
+		return false
 	}
+	ok := true
 	seen := map[string]bool{}
 	for _, item := range n.Content {
 		item = deref(item)
-		name, ok := d.nonEmptyStr(item, path)
-		if !ok {
+		name, good := d.nonEmptyStr(item, path)
+		if !good {
+			ok = false
 			continue
 		}
 		if seen[name] {
 			d.errorf(item, path, "provider %q appears more than once", name)
+			ok = false
 			continue
 		}
 		seen[name] = true
 		rd.chain = append(rd.chain, item)
 		rd.r.Chain = append(rd.r.Chain, name)
 	}
+	return ok
 }
 
 // keys walks the keys sequence and fills index.

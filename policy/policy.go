@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/tollgate-dev/tollgate/policy/budget"
 	"github.com/tollgate-dev/tollgate/policy/pricing"
@@ -118,6 +119,51 @@ type Route struct {
 	// bodies captured in cost records of this route; 0 captures none. See
 	// Policy.CaptureLimit.
 	CaptureBodies int
+	// Fallback says when a request moves on to the next provider of Chain
+	// and how long each attempt may take. Envoy carries it out (the route's
+	// retry policy); it is filled with its defaults when the file says
+	// nothing.
+	Fallback Fallback
+}
+
+// Fallback is the retry policy of a route: the failures of an attempt that
+// send the request on to the next provider of the chain, how many attempts a
+// request may make, and the limits of each. Envoy implements it with a retry
+// policy over the route's aggregate cluster (previous_priorities, so that
+// each retry goes to the next provider), rendered from it by `tollgate envoy
+// render`. A failure after the response headers went to the client is never
+// retried.
+type Fallback struct {
+	// On lists the response status codes that fall back, in ascending order:
+	// 429 and codes from 500 to 599. Default 429, 500, 502, 503, 504, 529.
+	// Envoy's retriable_status_codes.
+	On []int
+	// OnConnectFailure falls back when no connection to the provider could
+	// be made (Envoy's connect-failure). Default true.
+	OnConnectFailure bool
+	// OnReset falls back when the provider's connection or stream was reset
+	// before response headers (Envoy's reset). Default true. It implies
+	// OnConnectFailure, and a per-try timeout or stall is retried with it,
+	// because Envoy retries every reset, its own included.
+	OnReset bool
+	// OnStall falls back when the provider sent nothing for
+	// PerTryIdleTimeout. Default true; it implies OnReset.
+	OnStall bool
+	// MaxAttempts is the number of attempts a request may make, the first
+	// included: Envoy's num_retries is MaxAttempts-1. Default the chain's
+	// length; at most the chain's length, or MaxSameProviderAttempts on a
+	// chain of one provider, where retries go to that provider again.
+	MaxAttempts int
+	// PerTryTimeout bounds the time an attempt may take until its response
+	// starts; 0 (the default) means no bound. Envoy ignores it once the
+	// response has started towards the client.
+	PerTryTimeout time.Duration
+	// PerTryIdleTimeout is how long an attempt may go without a byte from
+	// the provider, headers or body, before Envoy cuts it (a stall); 0 means
+	// never. Default DefaultPerTryIdleTimeout when OnStall, else 0. Before
+	// the response headers went to the client, a stall falls back (OnStall);
+	// after, the client's stream is cut.
+	PerTryIdleTimeout time.Duration
 }
 
 // Team is an entry of the teams section.

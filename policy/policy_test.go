@@ -88,9 +88,10 @@ func TestParseValid(t *testing.T) {
 		Routes: map[string]*Route{
 			"prod": {
 				Slug: "prod", Chain: []string{"anthropic", "backup"}, Cluster: "chain_prod",
-				Models: map[string]string{"sonnet": "claude-sonnet-4-5", "fast": "haiku"},
+				Models:   map[string]string{"sonnet": "claude-sonnet-4-5", "fast": "haiku"},
+				Fallback: defaultFallback(2),
 			},
-			"backup": {Slug: "backup", Chain: []string{"backup"}, Cluster: "custom_cluster"},
+			"backup": {Slug: "backup", Chain: []string{"backup"}, Cluster: "custom_cluster", Fallback: defaultFallback(1)},
 		},
 		DefaultRoute: "prod",
 		Keys: []*Key{
