@@ -180,6 +180,9 @@ func TestExamplePolicy(t *testing.T) {
 					t.Errorf("route %s = %+v, %v; want cluster %s", slug, r, ok, cluster)
 				}
 			}
+			if r := p.Routes["anthropic"]; !cmp.Equal(r.Fallback, defaultFallback(1)) {
+				t.Errorf("route anthropic falls back %+v, want the defaults %+v it spells out", r.Fallback, defaultFallback(1))
+			}
 			if p.DefaultRoute != "anthropic" {
 				t.Errorf("DefaultRoute = %q, want anthropic", p.DefaultRoute)
 			}
