@@ -30,6 +30,10 @@
 //	    cluster: chain_anthropic        # optional; default "chain_" + slug
 //	    models: {sonnet: claude-sonnet-4-5}  # optional
 //	    capture_bodies: {max_bytes: 65536}   # optional: bodies in cost records
+//	    fallback_on: [429, 500, 502, 503, 504, 529, connect-failure, reset, stall]  # the default
+//	    max_attempts: 1                 # optional; default the chain's length
+//	    per_try_timeout: 60s            # optional; default none
+//	    per_try_idle_timeout: 120s      # optional; the default with stall
 //	default_route: anthropic            # optional when there is one route
 //	keys:
 //	  - {id: alice-laptop, sha256: "<64 lowercase hex>", user: alice, team: platform,
@@ -57,6 +61,28 @@
 // Provider names and route slugs are letters, digits, '.', '_' and '-'. A
 // model is mapped first by the route, then by the provider (see
 // [Policy.MapModel]). Keys are stored as the SHA-256 of the key ([HashKey]).
+//
+// # Fallback
+//
+// A route's request goes to the first provider of its chain; fallback_on
+// says which failures of an attempt send it on to the next one, and
+// [Route.Fallback] holds them for the Envoy configuration, whose retry policy
+// carries them out (previous_priorities over the route's aggregate cluster).
+// fallback_on lists status codes, 429 and 500 to 599 (another 4xx is the
+// client's error, which no other provider can fix), and the words
+// connect-failure, reset and stall. Envoy retries every reset of an attempt,
+// a failed connection and its own reset at a timeout included, so reset
+// requires connect-failure, stall requires reset, and per_try_idle_timeout
+// must be 0 when reset is without stall. max_attempts counts the first
+// attempt; it defaults to the chain's length and may not exceed it, since
+// Envoy sends an attempt beyond the chain to its first healthy provider
+// again; on a chain of one provider it may be up to
+// [MaxSameProviderAttempts], each retry going to that provider.
+// per_try_timeout bounds an attempt's wait for response headers;
+// per_try_idle_timeout is the silence that makes a stall (default
+// [DefaultPerTryIdleTimeout] when stall is listed). Both are Go durations of
+// whole milliseconds. A failure after the response started reaching the
+// client is never retried.
 //
 // # Pricing
 //
