@@ -3,6 +3,7 @@ package extproc
 import (
 	"context"
 	"strconv"
+	"time"
 
 	extprocfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
@@ -34,6 +35,10 @@ type adapterProcessor struct {
 	format    ClientFormat // the request's, from the decision; nil before it is read
 	tr        Translation  // from the client's format to the provider's
 	attempt   int
+	// att is this attempt's entry in the trail and started the time of its
+	// request headers (s.now), for the time to response headers.
+	att     records.Attempt
+	started time.Time
 }
 
 func newAdapterProcessor(s *Server) *adapterProcessor { return &adapterProcessor{s: s} }
@@ -47,22 +52,32 @@ func (a *adapterProcessor) handle(_ context.Context, req *extprocv3.ProcessingRe
 	case *extprocv3.ProcessingRequest_RequestBody:
 		return a.requestBody(r.RequestBody), nil
 	case *extprocv3.ProcessingRequest_ResponseHeaders:
-		return a.responseHeaders(), nil
+		return a.responseHeaders(req, r.ResponseHeaders), nil
 	}
 	return passThrough(req)
 }
 
 // responseHeaders names the provider and attempt on the response. Only the final
 // attempt's response reaches the policy role and the client, so these headers
-// say who actually served, whatever fallbacks came before.
-func (a *adapterProcessor) responseHeaders() *extprocv3.ProcessingResponse {
+// say who actually served, whatever fallbacks came before. The attempt's line
+// of the trail gains its status and time to headers; the trail comes from this
+// message's metadata_context (the adapter forwards the namespace), so it holds
+// the earlier attempts' lines and this one's.
+func (a *adapterProcessor) responseHeaders(req *extprocv3.ProcessingRequest, hh *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
 	if a.provider == nil {
 		return continueResponseHeaders(nil)
 	}
 	var m mutation
 	m.Set(hdrServingProvider, a.provider.Name)
 	m.Set(hdrAttempts, strconv.Itoa(max(a.attempt, 1)))
-	return continueResponseHeaders(&extprocv3.CommonResponse{HeaderMutation: m.proto()})
+	resp := continueResponseHeaders(&extprocv3.CommonResponse{HeaderMutation: m.proto()})
+	att := a.att
+	if st, err := strconv.Atoi(readHeaders(hh.GetHeaders()).get(":status")); err == nil && st > 0 {
+		att.Status = st
+		att.TimeToHeadersMS = max(float64(a.s.now().Sub(a.started).Microseconds())/1000, 0)
+		resp.DynamicMetadata = attemptMetadata(trailFrom(req), att)
+	}
+	return resp
 }
 
 func (a *adapterProcessor) reject(e *ClientError) *extprocv3.ProcessingResponse {
@@ -85,6 +100,7 @@ func (a *adapterProcessor) requestHeaders(req *extprocv3.ProcessingRequest, hh *
 	h := readHeaders(hh.GetHeaders())
 	attrs := req.GetAttributes()
 	a.requestID = h.get(hdrRequestID)
+	a.started = a.s.now()
 	a.attempt = int(attribute(attrs, attrAttemptCount).GetNumberValue())
 	if a.attempt == 0 {
 		if n, err := strconv.Atoi(attribute(attrs, attrAttemptCount).GetStringValue()); err == nil {
@@ -142,6 +158,7 @@ func (a *adapterProcessor) requestHeaders(req *extprocv3.ProcessingRequest, hh *
 	if d.Model != "" {
 		att.Model = a.mapModel(d.Model)
 	}
+	a.att = att
 	resp.DynamicMetadata = attemptMetadata(trailFrom(req), att)
 	if !tr.NeedsBody(a.mayMapModel(d.Model)) {
 		// Nothing in the body changes for this attempt: ask Envoy not to send

@@ -120,8 +120,16 @@ keys:
 	if rec.RequestedModel != "claude-sonnet-4-5" || rec.Model != "second-model-id" {
 		t.Errorf("record models: requested %q, sent %q", rec.RequestedModel, rec.Model)
 	}
-	want := []records.Attempt{{N: 1, Provider: "demo", Model: "first-model-id"}, {N: 2, Provider: "anthropic", Model: "second-model-id"}}
-	if !slices.Equal(rec.Attempts, want) {
+	// Attempt 1 never got response headers (status 0, no time to headers).
+	want := []records.Attempt{{N: 1, Provider: "demo", Model: "first-model-id"}, {N: 2, Provider: "anthropic", Model: "second-model-id", Status: 200}}
+	got := slices.Clone(rec.Attempts)
+	if len(got) == 2 {
+		if got[0].TimeToHeadersMS != 0 || got[1].TimeToHeadersMS < 0 {
+			t.Errorf("times to headers %v, %v", got[0].TimeToHeadersMS, got[1].TimeToHeadersMS)
+		}
+		got[1].TimeToHeadersMS = 0
+	}
+	if !slices.Equal(got, want) {
 		t.Errorf("attempts %+v; want %+v", rec.Attempts, want)
 	}
 }
