@@ -160,7 +160,7 @@ func (a *adapterProcessor) requestHeaders(req *extprocv3.ProcessingRequest, hh *
 	}
 	a.att = att
 	resp.DynamicMetadata = attemptMetadata(trailFrom(req), att)
-	if !tr.NeedsBody(a.mayMapModel(d.Model)) {
+	if !a.retry() && !tr.NeedsBody(a.mayMapModel(d.Model)) {
 		// Nothing in the body changes for this attempt: ask Envoy not to send
 		// it (envoy.yaml allows the override). Body modes in an override replace
 		// both configured ones, so the response body's NONE is echoed
@@ -203,6 +203,12 @@ func (a *adapterProcessor) mapModel(model string) string {
 	return a.pol.MapModel(a.route, a.provider.Name, model)
 }
 
+// retry reports whether this attempt follows another: Envoy's header map
+// then holds the content-length an earlier attempt's adapter may have set for
+// its rewritten body, while the router replays the original body, so a retry
+// reads the body and always sets its content-length (ENVOY-EXTPROC section 12).
+func (a *adapterProcessor) retry() bool { return a.attempt > 1 }
+
 func inChain(r *policy.Route, provider string) bool {
 	for _, p := range r.Chain {
 		if p == provider {
@@ -220,14 +226,14 @@ func (a *adapterProcessor) requestBody(b *extprocv3.HttpBody) *extprocv3.Process
 	if !a.tr.NeedsBody(a.mapsModels()) {
 		// Nothing can change (Envoy ignored the override): spare the scan of
 		// a body the policy role read.
-		return continueRequestBody(nil)
+		return a.keepBody(b.GetBody())
 	}
 	newBody, changed, err := a.tr.RequestBody(b.GetBody(), a.mapModel)
 	if err != nil {
 		return a.reject(invalidRequest("the request cannot be sent to provider %q: %v", a.provider.Name, err))
 	}
 	if !changed {
-		return continueRequestBody(nil)
+		return a.keepBody(b.GetBody())
 	}
 	var m mutation
 	m.Set("content-length", strconv.Itoa(len(newBody)))
@@ -235,4 +241,15 @@ func (a *adapterProcessor) requestBody(b *extprocv3.HttpBody) *extprocv3.Process
 		HeaderMutation: m.proto(),
 		BodyMutation:   &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_Body{Body: newBody}},
 	})
+}
+
+// keepBody lets the original body through. On a retry it also restores its
+// content-length, which an earlier attempt's rewrite may have changed.
+func (a *adapterProcessor) keepBody(body []byte) *extprocv3.ProcessingResponse {
+	if !a.retry() {
+		return continueRequestBody(nil)
+	}
+	var m mutation
+	m.Set("content-length", strconv.Itoa(len(body)))
+	return continueRequestBody(&extprocv3.CommonResponse{HeaderMutation: m.proto()})
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -508,5 +509,30 @@ func TestAdapterRecordsStatusAndTimeToHeaders(t *testing.T) {
 	}
 	if got := sets(t, resp.GetResponseHeaders().GetResponse().GetHeaderMutation()); got["x-tollgate-attempts"] != "2" {
 		t.Errorf("served-by headers = %v", got)
+	}
+}
+
+// A retry reads the body even when it leaves it as it is, and sets its
+// content-length: Envoy's header map still holds the one an earlier
+// attempt's rewrite set, while the router replays the original body. Attempt
+// 1 of the same request skips the body.
+func TestAdapterRetryRestoresContentLength(t *testing.T) {
+	s := newTestServer(t)
+	body := `{"model":"claude-sonnet-4-5","max_tokens":1}`
+	for _, attempt := range []float64{1, 2} {
+		c := stream(t, s, roleAdapter)
+		req := reqHeaders(false, ":method", "POST", ":path", "/v1/messages", "x-request-id", "rid-1", "content-length", "99")
+		req.Attributes = adapterAttrs("other", attempt)
+		withDecision(req, Decision{Route: "other", Path: "/v1/messages", KeyID: "alice", RecordID: "rec-1", Model: "claude-sonnet-4-5"})
+		resp := roundTrip(t, c, req)
+		skips := resp.GetModeOverride().GetRequestBodyMode() == extprocfilterv3.ProcessingMode_NONE && resp.GetModeOverride() != nil
+		if skips != (attempt == 1) {
+			t.Errorf("attempt %v: mode override %v", attempt, resp.GetModeOverride())
+		}
+		br := roundTrip(t, c, reqBody(body)).GetRequestBody().GetResponse()
+		cl, set := sets(t, br.GetHeaderMutation())["content-length"]
+		if want := attempt == 2; set != want || (set && cl != strconv.Itoa(len(body))) || br.GetBodyMutation() != nil {
+			t.Errorf("attempt %v: content-length %q (set %v), body mutation %v", attempt, cl, set, br.GetBodyMutation())
+		}
 	}
 }

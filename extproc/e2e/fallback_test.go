@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -138,6 +139,13 @@ keys:
 // prov_demo to prov_anthropic, with the retry policy DESIGN.md describes.
 func withFallback(t *testing.T) string {
 	t.Helper()
+	return withFallbackRetry(t, 2, "")
+}
+
+// withFallbackRetry is withFallback with numRetries retries and extra lines
+// of the route's retry_policy (indented by 20 spaces).
+func withFallbackRetry(t *testing.T, numRetries int, extra string) string {
+	t.Helper()
 	data, err := os.ReadFile("../../envoy.yaml")
 	if err != nil {
 		t.Fatal(err)
@@ -149,7 +157,7 @@ func withFallback(t *testing.T) string {
 			"                  retry_policy:\n" +
 			"                    retry_on: connect-failure,reset,5xx,retriable-status-codes\n" +
 			"                    retriable_status_codes: [429, 529]\n" +
-			"                    num_retries: 2\n" +
+			"                    num_retries: " + strconv.Itoa(numRetries) + "\n" + extra +
 			"                    retry_priority:\n" +
 			"                      name: envoy.retry_priorities.previous_priorities\n" +
 			"                      typed_config:\n" +

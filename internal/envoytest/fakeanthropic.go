@@ -39,6 +39,7 @@ type FakeAnthropicConfig struct {
 type RecordedRequest struct {
 	Method string
 	Path   string // with the query string
+	Host   string // the Host header (HTTP/1.1) or :authority (HTTP/2)
 	Header http.Header
 	Body   []byte
 }
@@ -124,7 +125,7 @@ func (f *FakeAnthropic) Requests() []RecordedRequest {
 	defer f.mu.Unlock()
 	out := make([]RecordedRequest, len(f.requests))
 	for i, r := range f.requests {
-		out[i] = RecordedRequest{Method: r.Method, Path: r.Path, Header: r.Header.Clone(), Body: bytes.Clone(r.Body)}
+		out[i] = RecordedRequest{Method: r.Method, Path: r.Path, Host: r.Host, Header: r.Header.Clone(), Body: bytes.Clone(r.Body)}
 	}
 	return out
 }
@@ -164,7 +165,7 @@ func (f *FakeAnthropic) serve(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	f.seq++
 	reqID := fmt.Sprintf("req_fake_%06d", f.seq)
-	f.requests = append(f.requests, RecordedRequest{Method: r.Method, Path: r.URL.RequestURI(), Header: r.Header.Clone(), Body: body})
+	f.requests = append(f.requests, RecordedRequest{Method: r.Method, Path: r.URL.RequestURI(), Host: r.Host, Header: r.Header.Clone(), Body: body})
 	f.mu.Unlock()
 	w.Header().Set("request-id", reqID)
 	if err != nil {
