@@ -3,6 +3,7 @@ package extproc
 import (
 	"context"
 	"strconv"
+	"time"
 
 	extprocfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
@@ -34,6 +35,10 @@ type adapterProcessor struct {
 	format    ClientFormat // the request's, from the decision; nil before it is read
 	tr        Translation  // from the client's format to the provider's
 	attempt   int
+	// att is this attempt's entry in the trail and started the time of its
+	// request headers (s.now), for the time to response headers.
+	att     records.Attempt
+	started time.Time
 }
 
 func newAdapterProcessor(s *Server) *adapterProcessor { return &adapterProcessor{s: s} }
@@ -47,22 +52,32 @@ func (a *adapterProcessor) handle(_ context.Context, req *extprocv3.ProcessingRe
 	case *extprocv3.ProcessingRequest_RequestBody:
 		return a.requestBody(r.RequestBody), nil
 	case *extprocv3.ProcessingRequest_ResponseHeaders:
-		return a.responseHeaders(), nil
+		return a.responseHeaders(req, r.ResponseHeaders), nil
 	}
 	return passThrough(req)
 }
 
 // responseHeaders names the provider and attempt on the response. Only the final
 // attempt's response reaches the policy role and the client, so these headers
-// say who actually served, whatever fallbacks came before.
-func (a *adapterProcessor) responseHeaders() *extprocv3.ProcessingResponse {
+// say who actually served, whatever fallbacks came before. The attempt's line
+// of the trail gains its status and time to headers; the trail comes from this
+// message's metadata_context (the adapter forwards the namespace), so it holds
+// the earlier attempts' lines and this one's.
+func (a *adapterProcessor) responseHeaders(req *extprocv3.ProcessingRequest, hh *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
 	if a.provider == nil {
 		return continueResponseHeaders(nil)
 	}
 	var m mutation
 	m.Set(hdrServingProvider, a.provider.Name)
 	m.Set(hdrAttempts, strconv.Itoa(max(a.attempt, 1)))
-	return continueResponseHeaders(&extprocv3.CommonResponse{HeaderMutation: m.proto()})
+	resp := continueResponseHeaders(&extprocv3.CommonResponse{HeaderMutation: m.proto()})
+	att := a.att
+	if st, err := strconv.Atoi(readHeaders(hh.GetHeaders()).get(":status")); err == nil && st > 0 {
+		att.Status = st
+		att.TimeToHeadersMS = max(float64(a.s.now().Sub(a.started).Microseconds())/1000, 0)
+		resp.DynamicMetadata = attemptMetadata(trailFrom(req), att)
+	}
+	return resp
 }
 
 func (a *adapterProcessor) reject(e *ClientError) *extprocv3.ProcessingResponse {
@@ -85,6 +100,7 @@ func (a *adapterProcessor) requestHeaders(req *extprocv3.ProcessingRequest, hh *
 	h := readHeaders(hh.GetHeaders())
 	attrs := req.GetAttributes()
 	a.requestID = h.get(hdrRequestID)
+	a.started = a.s.now()
 	a.attempt = int(attribute(attrs, attrAttemptCount).GetNumberValue())
 	if a.attempt == 0 {
 		if n, err := strconv.Atoi(attribute(attrs, attrAttemptCount).GetStringValue()); err == nil {
@@ -142,8 +158,9 @@ func (a *adapterProcessor) requestHeaders(req *extprocv3.ProcessingRequest, hh *
 	if d.Model != "" {
 		att.Model = a.mapModel(d.Model)
 	}
+	a.att = att
 	resp.DynamicMetadata = attemptMetadata(trailFrom(req), att)
-	if !tr.NeedsBody(a.mayMapModel(d.Model)) {
+	if !a.retry() && !tr.NeedsBody(a.mayMapModel(d.Model)) {
 		// Nothing in the body changes for this attempt: ask Envoy not to send
 		// it (envoy.yaml allows the override). Body modes in an override replace
 		// both configured ones, so the response body's NONE is echoed
@@ -186,6 +203,12 @@ func (a *adapterProcessor) mapModel(model string) string {
 	return a.pol.MapModel(a.route, a.provider.Name, model)
 }
 
+// retry reports whether this attempt follows another: Envoy's header map
+// then holds the content-length an earlier attempt's adapter may have set for
+// its rewritten body, while the router replays the original body, so a retry
+// reads the body and always sets its content-length (ENVOY-EXTPROC section 12).
+func (a *adapterProcessor) retry() bool { return a.attempt > 1 }
+
 func inChain(r *policy.Route, provider string) bool {
 	for _, p := range r.Chain {
 		if p == provider {
@@ -203,14 +226,14 @@ func (a *adapterProcessor) requestBody(b *extprocv3.HttpBody) *extprocv3.Process
 	if !a.tr.NeedsBody(a.mapsModels()) {
 		// Nothing can change (Envoy ignored the override): spare the scan of
 		// a body the policy role read.
-		return continueRequestBody(nil)
+		return a.keepBody(b.GetBody())
 	}
 	newBody, changed, err := a.tr.RequestBody(b.GetBody(), a.mapModel)
 	if err != nil {
 		return a.reject(invalidRequest("the request cannot be sent to provider %q: %v", a.provider.Name, err))
 	}
 	if !changed {
-		return continueRequestBody(nil)
+		return a.keepBody(b.GetBody())
 	}
 	var m mutation
 	m.Set("content-length", strconv.Itoa(len(newBody)))
@@ -218,4 +241,15 @@ func (a *adapterProcessor) requestBody(b *extprocv3.HttpBody) *extprocv3.Process
 		HeaderMutation: m.proto(),
 		BodyMutation:   &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_Body{Body: newBody}},
 	})
+}
+
+// keepBody lets the original body through. On a retry it also restores its
+// content-length, which an earlier attempt's rewrite may have changed.
+func (a *adapterProcessor) keepBody(body []byte) *extprocv3.ProcessingResponse {
+	if !a.retry() {
+		return continueRequestBody(nil)
+	}
+	var m mutation
+	m.Set("content-length", strconv.Itoa(len(body)))
+	return continueRequestBody(&extprocv3.CommonResponse{HeaderMutation: m.proto()})
 }

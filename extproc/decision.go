@@ -157,7 +157,10 @@ func trailFrom(req *extprocv3.ProcessingRequest) string {
 }
 
 // attemptMetadata returns the dynamic_metadata of an attempt's reply: the
-// trail with a's entry added, replacing an entry of the same number.
+// trail with a's entry added, replacing an entry of the same number. A line is
+// "N provider model" at the attempt's request headers and gains "status ms"
+// at its response headers (an attempt without response headers keeps three
+// fields).
 func attemptMetadata(trail string, a records.Attempt) *structpb.Struct {
 	var b strings.Builder
 	for line := range strings.SplitSeq(trail, attemptSep) {
@@ -169,6 +172,11 @@ func attemptMetadata(trail string, a records.Attempt) *structpb.Struct {
 		b.WriteString(attemptSep)
 	}
 	b.WriteString(strconv.Itoa(a.N) + attemptFieldSep + a.Provider + attemptFieldSep + a.Model)
+	if a.Status != 0 {
+		// Status and time to headers, once the attempt has response headers.
+		b.WriteString(attemptFieldSep + strconv.Itoa(a.Status) + attemptFieldSep +
+			strconv.FormatFloat(a.TimeToHeadersMS, 'f', 1, 64))
+	}
 	ns := &structpb.Struct{Fields: map[string]*structpb.Value{metadataAttempts: structpb.NewStringValue(b.String())}}
 	return &structpb.Struct{Fields: map[string]*structpb.Value{metadataNamespace: structpb.NewStructValue(ns)}}
 }
@@ -187,7 +195,15 @@ func attemptsFrom(req *extprocv3.ProcessingRequest) []records.Attempt {
 		if len(f) < 3 || err != nil || n < 1 || n > maxAttempts || len(out) == maxAttempts {
 			continue
 		}
-		out = append(out, records.Attempt{N: n, Provider: f[1], Model: f[2]})
+		a := records.Attempt{N: n, Provider: f[1], Model: f[2]}
+		if len(f) >= 5 {
+			// Unparsable values stay zero: a record is written whatever the trail holds.
+			a.Status, _ = strconv.Atoi(f[3])
+			if ms, err := strconv.ParseFloat(f[4], 64); err == nil && ms >= 0 {
+				a.TimeToHeadersMS = ms
+			}
+		}
+		out = append(out, a)
 	}
 	slices.SortFunc(out, func(a, b records.Attempt) int { return a.N - b.N })
 	return out

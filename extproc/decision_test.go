@@ -35,8 +35,18 @@ func TestAttemptTrail(t *testing.T) {
 	if got := attemptsFrom(policyMsg(second)); !slices.Equal(got, want) {
 		t.Errorf("attempts %+v; want %+v", got, want)
 	}
-	// A newer replica's extra fields, a line out of order and junk.
-	if got := attemptsFrom(policyMsg("2\tb\tm-b2\t529\t1200\n1\ta\tm-a\nnot a line\n0\tz\tz")); !slices.Equal(got, want) {
+	// A line out of order and junk.
+	if got := attemptsFrom(policyMsg("2\tb\tm-b2\n1\ta\tm-a\nnot a line\n0\tz\tz")); !slices.Equal(got, want) {
+		t.Errorf("attempts %+v; want %+v", got, want)
+	}
+	// Status and time to headers, from an attempt that got response headers;
+	// an attempt without them has status 0.
+	withStatus := trailOf(attemptMetadata(second, records.Attempt{N: 2, Provider: "b", Model: "m-b2", Status: 200, TimeToHeadersMS: 812.25}))
+	if withStatus != "1\ta\tm-a\n2\tb\tm-b2\t200\t812.2" && withStatus != "1\ta\tm-a\n2\tb\tm-b2\t200\t812.3" {
+		t.Fatalf("trail %q", withStatus)
+	}
+	want = []records.Attempt{{N: 1, Provider: "a", Model: "m-a"}, {N: 2, Provider: "b", Model: "m-b2", Status: 529, TimeToHeadersMS: 1200}}
+	if got := attemptsFrom(policyMsg("1\ta\tm-a\n2\tb\tm-b2\t529\t1200\tfuture")); !slices.Equal(got, want) {
 		t.Errorf("attempts %+v; want %+v", got, want)
 	}
 	if got := attemptsFrom(&extprocv3.ProcessingRequest{}); got != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -47,6 +48,12 @@ var testNow = time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
 
 func newTestServer(t *testing.T) *Server {
 	t.Helper()
+	return newTestServerWithClock(t, func() time.Time { return testNow })
+}
+
+// newTestServerWithClock is newTestServer with the server's clock.
+func newTestServerWithClock(t *testing.T, now func() time.Time) *Server {
+	t.Helper()
 	src := strings.Replace(testPolicy, "%s", policy.HashKey("tg-alice"), 1)
 	p, err := policy.Parse("test.yaml", []byte(src), policy.LoadOptions{
 		RequireSecrets: true,
@@ -60,7 +67,7 @@ func newTestServer(t *testing.T) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := NewServer(Options{Policies: staticPolicies{p}, ClientFormats: testFormats(), Translation: translations, Now: func() time.Time { return testNow }})
+	s, err := NewServer(Options{Policies: staticPolicies{p}, ClientFormats: testFormats(), Translation: translations, Now: now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -465,5 +472,67 @@ func TestUnknownRoleIsAnError(t *testing.T) {
 	c.Send(reqHeaders(true, ":method", "GET", ":path", "/")) //nolint:errcheck
 	if _, err := c.Recv(); status.Code(err) != codes.InvalidArgument {
 		t.Fatalf("got %v; want InvalidArgument", err)
+	}
+}
+
+// At its response headers the adapter rewrites its own line of the trail
+// (read from the message's metadata_context) with the attempt's status and
+// the time since its request headers, on the server's clock; earlier
+// attempts' lines stay as they are.
+func TestAdapterRecordsStatusAndTimeToHeaders(t *testing.T) {
+	clock := testNow
+	s := newTestServerWithClock(t, func() time.Time { return clock })
+	c := stream(t, s, roleAdapter)
+	req := reqHeaders(false, ":method", "POST", ":path", "/v1/messages", "x-request-id", "rid-1")
+	req.Attributes = adapterAttrs("demo", 2)
+	d := Decision{Route: "demo", Path: "/v1/messages", KeyID: "alice", RecordID: "rec-1", Model: "sonnet"}
+	withDecision(req, d)
+	earlier := "1\tdemo\tclaude-sonnet-4-5-20250929\t529\t12.0"
+	req.MetadataContext.FilterMetadata[metadataNamespace].Fields[metadataAttempts] = structpb.NewStringValue(earlier)
+	trailOf := func(resp *extprocv3.ProcessingResponse) string {
+		return resp.GetDynamicMetadata().GetFields()[metadataNamespace].GetStructValue().GetFields()[metadataAttempts].GetStringValue()
+	}
+	own := "2\tdemo\tclaude-sonnet-4-5-20250929"
+	if got := trailOf(roundTrip(t, c, req)); got != earlier+"\n"+own {
+		t.Fatalf("trail at request headers %q", got)
+	}
+	roundTrip(t, c, reqBody(`{"model":"sonnet","max_tokens":1}`))
+
+	clock = clock.Add(1234500 * time.Microsecond)
+	rh := &extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseHeaders{
+		ResponseHeaders: &extprocv3.HttpHeaders{Headers: headerMap(":status", "200")}}}
+	withDecision(rh, d)
+	rh.MetadataContext.FilterMetadata[metadataNamespace].Fields[metadataAttempts] = structpb.NewStringValue(earlier + "\n" + own)
+	resp := roundTrip(t, c, rh)
+	if got, want := trailOf(resp), earlier+"\n"+own+"\t200\t1234.5"; got != want {
+		t.Errorf("trail at response headers %q; want %q", got, want)
+	}
+	if got := sets(t, resp.GetResponseHeaders().GetResponse().GetHeaderMutation()); got["x-tollgate-attempts"] != "2" {
+		t.Errorf("served-by headers = %v", got)
+	}
+}
+
+// A retry reads the body even when it leaves it as it is, and sets its
+// content-length: Envoy's header map still holds the one an earlier
+// attempt's rewrite set, while the router replays the original body. Attempt
+// 1 of the same request skips the body.
+func TestAdapterRetryRestoresContentLength(t *testing.T) {
+	s := newTestServer(t)
+	body := `{"model":"claude-sonnet-4-5","max_tokens":1}`
+	for _, attempt := range []float64{1, 2} {
+		c := stream(t, s, roleAdapter)
+		req := reqHeaders(false, ":method", "POST", ":path", "/v1/messages", "x-request-id", "rid-1", "content-length", "99")
+		req.Attributes = adapterAttrs("other", attempt)
+		withDecision(req, Decision{Route: "other", Path: "/v1/messages", KeyID: "alice", RecordID: "rec-1", Model: "claude-sonnet-4-5"})
+		resp := roundTrip(t, c, req)
+		skips := resp.GetModeOverride().GetRequestBodyMode() == extprocfilterv3.ProcessingMode_NONE && resp.GetModeOverride() != nil
+		if skips != (attempt == 1) {
+			t.Errorf("attempt %v: mode override %v", attempt, resp.GetModeOverride())
+		}
+		br := roundTrip(t, c, reqBody(body)).GetRequestBody().GetResponse()
+		cl, set := sets(t, br.GetHeaderMutation())["content-length"]
+		if want := attempt == 2; set != want || (set && cl != strconv.Itoa(len(body))) || br.GetBodyMutation() != nil {
+			t.Errorf("attempt %v: content-length %q (set %v), body mutation %v", attempt, cl, set, br.GetBodyMutation())
+		}
 	}
 }

@@ -127,4 +127,11 @@ type Attempt struct {
 	// Model is the model id the attempt sent; empty for a request without a
 	// body (the models endpoint).
 	Model string `json:"model,omitempty"`
+	// Status is the HTTP status of the attempt's response headers; 0 when
+	// the attempt got none (connect failure, reset, timeout).
+	Status int `json:"status"`
+	// TimeToHeadersMS is the time from the attempt's request headers to its
+	// response headers, as the adapter saw them; absent without response
+	// headers.
+	TimeToHeadersMS float64 `json:"time_to_headers_ms,omitempty"`
 }

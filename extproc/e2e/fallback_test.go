@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -120,8 +121,16 @@ keys:
 	if rec.RequestedModel != "claude-sonnet-4-5" || rec.Model != "second-model-id" {
 		t.Errorf("record models: requested %q, sent %q", rec.RequestedModel, rec.Model)
 	}
-	want := []records.Attempt{{N: 1, Provider: "demo", Model: "first-model-id"}, {N: 2, Provider: "anthropic", Model: "second-model-id"}}
-	if !slices.Equal(rec.Attempts, want) {
+	// Attempt 1 never got response headers (status 0, no time to headers).
+	want := []records.Attempt{{N: 1, Provider: "demo", Model: "first-model-id"}, {N: 2, Provider: "anthropic", Model: "second-model-id", Status: 200}}
+	got := slices.Clone(rec.Attempts)
+	if len(got) == 2 {
+		if got[0].TimeToHeadersMS != 0 || got[1].TimeToHeadersMS < 0 {
+			t.Errorf("times to headers %v, %v", got[0].TimeToHeadersMS, got[1].TimeToHeadersMS)
+		}
+		got[1].TimeToHeadersMS = 0
+	}
+	if !slices.Equal(got, want) {
 		t.Errorf("attempts %+v; want %+v", rec.Attempts, want)
 	}
 }
@@ -129,6 +138,13 @@ keys:
 // withFallback writes a copy of envoy.yaml whose demo chain falls back from
 // prov_demo to prov_anthropic, with the retry policy DESIGN.md describes.
 func withFallback(t *testing.T) string {
+	t.Helper()
+	return withFallbackRetry(t, 2, "")
+}
+
+// withFallbackRetry is withFallback with numRetries retries and extra lines
+// of the route's retry_policy (indented by 20 spaces).
+func withFallbackRetry(t *testing.T, numRetries int, extra string) string {
 	t.Helper()
 	data, err := os.ReadFile("../../envoy.yaml")
 	if err != nil {
@@ -141,7 +157,7 @@ func withFallback(t *testing.T) string {
 			"                  retry_policy:\n" +
 			"                    retry_on: connect-failure,reset,5xx,retriable-status-codes\n" +
 			"                    retriable_status_codes: [429, 529]\n" +
-			"                    num_retries: 2\n" +
+			"                    num_retries: " + strconv.Itoa(numRetries) + "\n" + extra +
 			"                    retry_priority:\n" +
 			"                      name: envoy.retry_priorities.previous_priorities\n" +
 			"                      typed_config:\n" +

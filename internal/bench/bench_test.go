@@ -151,6 +151,12 @@ func TestScenarioFilesLoad(t *testing.T) {
 		byName["cache-hit"].Ready() || !byName["deny-bad-key"].Deny() {
 		t.Error("statuses or expectations wrong")
 	}
+	// The fallback scenario: attempt 1 to demo fails with 529, attempt 2 to
+	// backup, both in the chain of its policy's route.
+	if fb := byName["fallback"]; !fb.Ready() || fb.Adapter.Attempts != 2 || fb.Adapter.FailStatus != 529 ||
+		fb.Adapter.provider(1) != "demo" || fb.Adapter.provider(2) != "backup" || !strings.Contains(fb.Server.Policy, "chain: [demo, backup]") {
+		t.Error("statuses or expectations wrong")
+	}
 }
 
 func TestParseScenarioRejects(t *testing.T) {

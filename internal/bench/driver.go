@@ -389,7 +389,7 @@ func (pl *player) play(ctx context.Context, start time.Time, hk hooks) ([]sample
 		}
 		// The request has a body, so its headers never end the stream, whatever
 		// the body mode.
-		msg := as.first(headersRequest(false, uh, false), pl.adapter.RequestAttributes, uh, s.Adapter.Provider, attempt)
+		msg := as.first(headersRequest(false, uh, false), pl.adapter.RequestAttributes, uh, s.Adapter.provider(attempt), attempt)
 		resp, d, at, err = as.roundTrip(msg, at)
 		if err != nil {
 			as.close()
@@ -420,7 +420,7 @@ func (pl *player) play(ctx context.Context, start time.Time, hk hooks) ([]sample
 			rh = p.respHeaders.clone()
 		}
 		if sends(mode.GetResponseHeaderMode()) {
-			msg := as.first(headersRequest(true, rh, false), pl.adapter.ResponseAttributes, uh, s.Adapter.Provider, attempt)
+			msg := as.first(headersRequest(true, rh, false), pl.adapter.ResponseAttributes, uh, s.Adapter.provider(attempt), attempt)
 			resp, d, at, err = as.roundTrip(msg, at)
 			if err != nil {
 				as.close()

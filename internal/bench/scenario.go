@@ -100,6 +100,18 @@ type AdapterSpec struct {
 	// response reaches the policy role.
 	Attempts   int `yaml:"attempts"`
 	FailStatus int `yaml:"fail_status"`
+	// Providers, when set, names the provider of each attempt in order (a
+	// fallback chain moves to the next provider on each retry); attempts
+	// beyond the list, and every attempt without one, go to Provider.
+	Providers []string `yaml:"providers"`
+}
+
+// provider returns the provider of attempt n (from 1).
+func (a AdapterSpec) provider(n int) string {
+	if n >= 1 && n <= len(a.Providers) && a.Providers[n-1] != "" {
+		return a.Providers[n-1]
+	}
+	return a.Provider
 }
 
 // ResponseSpec is the provider's response.

@@ -39,6 +39,7 @@ type FakeAnthropicConfig struct {
 type RecordedRequest struct {
 	Method string
 	Path   string // with the query string
+	Host   string // the Host header (HTTP/1.1) or :authority (HTTP/2)
 	Header http.Header
 	Body   []byte
 }
@@ -54,7 +55,12 @@ type RecordedRequest struct {
 // "-dense" answer (without streaming) with a usage of one input token per
 // byte of the request body and all of max_tokens; models ending in "-cut"
 // end the stream cleanly before message_delta; "fake-error-500" and
-// "fake-error-429" answer with that error. POST /v1/messages/count_tokens,
+// "fake-error-429" answer with that error. Failures by suffix, streaming or
+// not: "-overloaded" is a 529 overloaded_error with retry-after: 3 and
+// x-should-retry: true, "-invalid" a 400 invalid_request_error, "-reset"
+// closes the connection before any response header, and "-stall" sends no
+// response header until the client goes away (counted as a cancellation) or
+// 60 s pass. POST /v1/messages/count_tokens,
 // GET /v1/models and GET /healthz (no auth) are served too; anything else is
 // a 404 Anthropic error.
 type FakeAnthropic struct {
@@ -119,7 +125,7 @@ func (f *FakeAnthropic) Requests() []RecordedRequest {
 	defer f.mu.Unlock()
 	out := make([]RecordedRequest, len(f.requests))
 	for i, r := range f.requests {
-		out[i] = RecordedRequest{Method: r.Method, Path: r.Path, Header: r.Header.Clone(), Body: bytes.Clone(r.Body)}
+		out[i] = RecordedRequest{Method: r.Method, Path: r.Path, Host: r.Host, Header: r.Header.Clone(), Body: bytes.Clone(r.Body)}
 	}
 	return out
 }
@@ -159,7 +165,7 @@ func (f *FakeAnthropic) serve(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	f.seq++
 	reqID := fmt.Sprintf("req_fake_%06d", f.seq)
-	f.requests = append(f.requests, RecordedRequest{Method: r.Method, Path: r.URL.RequestURI(), Header: r.Header.Clone(), Body: body})
+	f.requests = append(f.requests, RecordedRequest{Method: r.Method, Path: r.URL.RequestURI(), Host: r.Host, Header: r.Header.Clone(), Body: body})
 	f.mu.Unlock()
 	w.Header().Set("request-id", reqID)
 	if err != nil {
@@ -298,6 +304,9 @@ func (f *FakeAnthropic) messages(w http.ResponseWriter, r *http.Request, body []
 		anthropicError(w, http.StatusBadRequest, "invalid_request_error", msg)
 		return
 	}
+	if f.failure(w, r, req.Model) {
+		return
+	}
 	switch req.Model {
 	case "fake-error-500":
 		anthropicError(w, http.StatusInternalServerError, "api_error", "Internal server error (fake)")
@@ -369,6 +378,44 @@ func (f *FakeAnthropic) messages(w http.ResponseWriter, r *http.Request, body []
 		f.cancellations++
 		f.mu.Unlock()
 	}
+}
+
+// Retry-after the fake's 529 gives, in seconds.
+const fakeOverloadedRetryAfter = "3"
+
+// failure answers the failing behaviours that model's suffix asks for and
+// reports whether it did: "-overloaded" a 529 overloaded_error with
+// retry-after and x-should-retry: true, "-invalid" a 400
+// invalid_request_error, "-reset" a connection reset before any response
+// header, "-stall" no response header until the client goes away (or 60 s).
+func (f *FakeAnthropic) failure(w http.ResponseWriter, r *http.Request, model string) bool {
+	switch {
+	case strings.HasSuffix(model, "-overloaded"):
+		w.Header().Set("retry-after", fakeOverloadedRetryAfter)
+		w.Header().Set("x-should-retry", "true")
+		anthropicError(w, 529, "overloaded_error", "Overloaded (fake)")
+	case strings.HasSuffix(model, "-invalid"):
+		anthropicError(w, http.StatusBadRequest, "invalid_request_error", "Invalid request (fake)")
+	case strings.HasSuffix(model, "-reset"):
+		// net/http closes the connection (HTTP/1.1) or resets the stream
+		// (HTTP/2) of a handler that panics with ErrAbortHandler, without
+		// writing a response or logging.
+		panic(http.ErrAbortHandler)
+	case strings.HasSuffix(model, "-stall"):
+		t := time.NewTimer(60 * time.Second)
+		defer t.Stop()
+		select {
+		case <-r.Context().Done():
+			f.mu.Lock()
+			f.cancellations++
+			f.mu.Unlock()
+		case <-t.C:
+			anthropicError(w, http.StatusGatewayTimeout, "api_error", "Stalled for 60 s (fake)")
+		}
+	default:
+		return false
+	}
+	return true
 }
 
 // slowStream sends message_start and content_block_start, then a delta every

@@ -1,11 +1,13 @@
 package envoytest
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestFakeAnthropic(t *testing.T) {
@@ -115,5 +117,63 @@ func TestFakeAnthropicBasePath(t *testing.T) {
 	}
 	if got := f.Requests(); len(got) != 4 {
 		t.Errorf("%d requests recorded", len(got))
+	}
+}
+
+// The failing behaviours by model suffix: 529 and 400 Anthropic errors, a
+// reset before headers, and a stall that ends when the client goes away.
+func TestFakeAnthropicFailures(t *testing.T) {
+	f := NewFakeAnthropic(FakeAnthropicConfig{APIKey: "k"})
+	if err := f.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	post := func(ctx context.Context, model string) (*http.Response, string, error) {
+		req, _ := http.NewRequestWithContext(ctx, "POST", f.URL()+"/v1/messages", strings.NewReader(`{"model":"`+model+`","max_tokens":1}`))
+		req.Header.Set("x-api-key", "k")
+		req.Header.Set("anthropic-version", "2023-06-01")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return nil, "", err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp, string(b), nil
+	}
+	resp, body, err := post(context.Background(), "m-overloaded")
+	if err != nil || resp.StatusCode != 529 || resp.Header.Get("retry-after") != "3" || resp.Header.Get("x-should-retry") != "true" ||
+		!strings.Contains(body, `"type":"overloaded_error"`) {
+		t.Errorf("overloaded: %v %v %q", resp, err, body)
+	}
+	resp, body, err = post(context.Background(), "m-invalid")
+	if err != nil || resp.StatusCode != 400 || !strings.Contains(body, `"type":"invalid_request_error"`) {
+		t.Errorf("invalid: %v %v %q", resp, err, body)
+	}
+	if resp, _, err := post(context.Background(), "m-reset"); err == nil {
+		t.Errorf("reset: got %d", resp.StatusCode)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { _, _, err := post(ctx, "m-stall"); done <- err }()
+	for deadline := time.Now().Add(10 * time.Second); len(f.Requests()) < 4; {
+		if time.Now().After(deadline) {
+			t.Fatal("the stalled request never arrived")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("stall answered: %v", err)
+	default:
+	}
+	cancel()
+	if err := <-done; err == nil {
+		t.Error("stall: no error after cancel")
+	}
+	for deadline := time.Now().Add(10 * time.Second); f.Cancellations() != 1; {
+		if time.Now().After(deadline) {
+			t.Fatalf("stall cancellations %d", f.Cancellations())
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
