@@ -152,6 +152,12 @@ func (a *adapterProcessor) requestHeaders(req *extprocv3.ProcessingRequest, hh *
 		}
 	}
 	up.SetRequestHeaders(d.Path, h.has, m.Set)
+	if a.retry() && d.BodyBytes > 0 {
+		// The router replays the policy role's body; an earlier attempt's
+		// rewrite left its own length in the shared header map. An attempt
+		// that rewrites the body sets its length again at the body.
+		m.Set("content-length", strconv.Itoa(d.BodyBytes))
+	}
 	resp := continueRequestHeaders(&extprocv3.CommonResponse{HeaderMutation: m.proto()})
 	// The attempt joins the request's trail (decision.go), for its record.
 	att := records.Attempt{N: max(a.attempt, 1), Provider: name}
@@ -160,7 +166,7 @@ func (a *adapterProcessor) requestHeaders(req *extprocv3.ProcessingRequest, hh *
 	}
 	a.att = att
 	resp.DynamicMetadata = attemptMetadata(trailFrom(req), att)
-	if !a.retry() && !tr.NeedsBody(a.mayMapModel(d.Model)) {
+	if (!a.retry() || d.BodyBytes > 0) && !tr.NeedsBody(a.mayMapModel(d.Model)) {
 		// Nothing in the body changes for this attempt: ask Envoy not to send
 		// it (envoy.yaml allows the override). Body modes in an override replace
 		// both configured ones, so the response body's NONE is echoed
@@ -206,7 +212,8 @@ func (a *adapterProcessor) mapModel(model string) string {
 // retry reports whether this attempt follows another: Envoy's header map
 // then holds the content-length an earlier attempt's adapter may have set for
 // its rewritten body, while the router replays the original body, so a retry
-// reads the body and always sets its content-length (ENVOY-EXTPROC section 12).
+// sets the content-length again: from the decision's BodyBytes at its
+// headers, or from the body when it reads it (ENVOY-EXTPROC section 12).
 func (a *adapterProcessor) retry() bool { return a.attempt > 1 }
 
 func inChain(r *policy.Route, provider string) bool {

@@ -50,6 +50,12 @@ type Decision struct {
 	// refusals in it. Empty (a decision from a replica that did not write
 	// it) means the default format.
 	ClientFormat string
+	// BodyBytes is the length of the body the router sends to every attempt
+	// (after the policy role's edits); 0 when the request has none. A retry
+	// that leaves the body as it is restores its content-length from it
+	// without reading the body: an earlier attempt's rewrite left its own
+	// in the header map Envoy keeps across attempts (ENVOY-EXTPROC section 12).
+	BodyBytes int
 }
 
 // metadataNamespace is the dynamic metadata namespace Tollgate's filters write
@@ -68,6 +74,7 @@ const (
 	decKeyID    = "key_id"
 	decModel    = "model"
 	decFormat   = "client_format"
+	decBody     = "body_bytes"
 )
 
 // metadata returns d as the dynamic_metadata of a reply:
@@ -81,6 +88,7 @@ func (d Decision) metadata() *structpb.Struct {
 		decKeyID:    str(d.KeyID),
 		decModel:    str(d.Model),
 		decFormat:   str(d.ClientFormat),
+		decBody:     structpb.NewNumberValue(float64(d.BodyBytes)),
 	}}
 	ns := &structpb.Struct{Fields: map[string]*structpb.Value{metadataDecision: structpb.NewStructValue(dec)}}
 	return &structpb.Struct{Fields: map[string]*structpb.Value{metadataNamespace: structpb.NewStructValue(ns)}}
@@ -112,6 +120,7 @@ func decisionFrom(req *extprocv3.ProcessingRequest) (Decision, error) {
 		Model:    f[decModel].GetStringValue(),
 		// Empty from a replica that did not write it: the default format.
 		ClientFormat: f[decFormat].GetStringValue(),
+		BodyBytes:    int(f[decBody].GetNumberValue()),
 	}
 	if d.Route == "" || d.Path == "" {
 		return Decision{}, errDecisionInvalid

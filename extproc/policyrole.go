@@ -128,6 +128,7 @@ type policyProcessor struct {
 	status      int
 	servedBy    string
 	attempts    []records.Attempt // the upstream attempts, from dynamic metadata
+	bodyBytes   int               // the length of the body released to the router
 	meter       meter
 }
 
@@ -294,7 +295,9 @@ func (p *policyProcessor) requestBody(ctx context.Context, b *extprocv3.HttpBody
 	p.released = p.s.now()
 	p.admit()
 	c := &extprocv3.CommonResponse{ClearRouteCache: true}
+	p.bodyBytes = len(body)
 	if newBody, edited := req.Body(); edited {
+		p.bodyBytes = len(newBody)
 		// Envoy keeps content-length in BUFFERED mode and rejects a mismatch.
 		m.Set("content-length", strconv.Itoa(len(newBody)))
 		c.BodyMutation = &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_Body{Body: newBody}}
@@ -342,7 +345,7 @@ func (p *policyProcessor) routeTo(m *mutation) { m.Set(hdrCluster, p.route.Clust
 // reply that releases the request carries it in dynamic metadata.
 func (p *policyProcessor) decision() Decision {
 	return Decision{RecordID: p.requestID, Route: p.route.Slug, Path: p.path, KeyID: p.key.ID, Model: p.model,
-		ClientFormat: p.format.Name()}
+		ClientFormat: p.format.Name(), BodyBytes: p.bodyBytes}
 }
 
 func (p *policyProcessor) responseHeaders(req *extprocv3.ProcessingRequest, hh *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {

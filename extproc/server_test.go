@@ -536,3 +536,21 @@ func TestAdapterRetryRestoresContentLength(t *testing.T) {
 		}
 	}
 }
+
+// A retry whose decision carries the body's length restores content-length at
+// its request headers and still skips the body it does not rewrite: no copy of
+// the body per retry.
+func TestAdapterRetryRestoresContentLengthFromDecision(t *testing.T) {
+	s := newTestServer(t)
+	c := stream(t, s, roleAdapter)
+	req := reqHeaders(false, ":method", "POST", ":path", "/v1/messages", "x-request-id", "rid-1", "content-length", "99")
+	req.Attributes = adapterAttrs("other", 2)
+	withDecision(req, Decision{Route: "other", Path: "/v1/messages", KeyID: "alice", RecordID: "rec-1", Model: "claude-sonnet-4-5", BodyBytes: 44})
+	resp := roundTrip(t, c, req)
+	if resp.GetModeOverride().GetRequestBodyMode() != extprocfilterv3.ProcessingMode_NONE || resp.GetModeOverride() == nil {
+		t.Errorf("retry reads a body it does not rewrite: mode override %v", resp.GetModeOverride())
+	}
+	if cl := sets(t, resp.GetRequestHeaders().GetResponse().GetHeaderMutation())["content-length"]; cl != "44" {
+		t.Errorf("content-length %q; want the decision's 44", cl)
+	}
+}
