@@ -45,8 +45,8 @@ type Options struct {
 	ClientFormats []ClientFormat
 	// Translation returns the translation of requests from a client format
 	// to a provider type, or false when there is none; the adapter refuses
-	// an attempt without one. The wiring sets it to package translate's
-	// Lookup.
+	// an attempt without one. The wiring sets it to package provider's
+	// Translation.
 	Translation func(clientFormat, providerType string) (Translation, bool)
 	Logger      *zap.Logger      // default: no logging
 	Metrics     *Metrics         // default: metrics not exported

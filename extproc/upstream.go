@@ -19,9 +19,9 @@ type Upstream interface {
 }
 
 // Translation adapts an attempt's request from the client's format to that of
-// the provider's type. The wiring sets Options.Translation to a lookup of
-// package translate, which holds one Translation per (client format, provider
-// type) pair. Responses pass untranslated so far.
+// the provider's type. The wiring sets Options.Translation to package
+// provider's lookup: each provider type translates from the client formats it
+// serves. Responses pass untranslated so far.
 type Translation interface {
 	// NeedsBody reports whether the attempt's request body must pass through
 	// RequestBody; mapsModel says whether the policy may change the model id

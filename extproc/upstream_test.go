@@ -10,12 +10,12 @@ import (
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 
 	"github.com/tollgate-dev/tollgate/policy"
-	"github.com/tollgate-dev/tollgate/translate"
+	"github.com/tollgate-dev/tollgate/provider"
 )
 
 // translations is Options.Translation as the wiring sets it.
 func translations(clientFormat, providerType string) (Translation, bool) {
-	return translate.Lookup(clientFormat, providerType)
+	return provider.Translation(clientFormat, providerType)
 }
 
 // TestProviderTypesAreUpstreams checks that the settings of every registered

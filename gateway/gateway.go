@@ -30,8 +30,8 @@ import (
 	"github.com/tollgate-dev/tollgate/extproc"
 	"github.com/tollgate-dev/tollgate/policy"
 	"github.com/tollgate-dev/tollgate/policy/budget"
+	"github.com/tollgate-dev/tollgate/provider"
 	"github.com/tollgate-dev/tollgate/records"
-	"github.com/tollgate-dev/tollgate/translate"
 )
 
 // Config is everything Run needs. The tollgate command fills it from its
@@ -193,7 +193,7 @@ func Run(ctx context.Context, c Config, logOut io.Writer) error {
 		Policies: watcher, Logger: log, Metrics: extproc.NewMetrics(reg), Recorder: rec.writer, Ledger: ledger,
 		ClientFormats:  []extproc.ClientFormat{anthropic.Format{}},
 		NoEarlyReserve: !c.BudgetEarlyReserve, EarlyBodyTimeout: c.BudgetEarlyBodyTimeout,
-		Translation: func(c, p string) (extproc.Translation, bool) { return translate.Lookup(c, p) },
+		Translation: func(c, p string) (extproc.Translation, bool) { return provider.Translation(c, p) },
 	})
 	if err != nil {
 		return err

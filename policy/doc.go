@@ -121,7 +121,7 @@
 //
 // type, models and budgets are fields of every provider; the others belong to
 // its type. Each type is a package under provider/ (provider/anthropic has
-// base_url, api_key and api_key_file) registered once in providertypes.go,
+// base_url, api_key and api_key_file) registered once in package provider,
 // the only list of types. The decoder hands a provider's own fields to its
 // type ([ProviderType], [ProviderSettings]), rejects a field the type does not
 // have at its line, and keeps what the type decoded in [Provider.Settings].

@@ -3,21 +3,14 @@ package policy
 import (
 	"slices"
 
-	"github.com/tollgate-dev/tollgate/provider/anthropic"
+	"github.com/tollgate-dev/tollgate/provider"
 	"github.com/tollgate-dev/tollgate/secret"
 )
 
-// providerTypes lists every provider type a policy may name, in the order
-// messages list them. It is the only list of types: adding a provider type is
-// its package under provider/ plus one line here. It is never modified.
-var providerTypes = []ProviderType{
-	anthropic.Type{},
-}
-
-// ProviderType is a kind of upstream provider, named by a provider's type
-// field. Each lives in its own package under provider/ (provider/anthropic for
-// "anthropic"), which imports neither this package nor extproc: its exported
-// type value satisfies this interface structurally.
+// ProviderType is what the decoder needs of a provider type, a kind of
+// upstream provider named by a provider's type field. The types are those
+// package provider registers (each [provider.Type] is one), each in its own
+// package under provider/ (provider/anthropic for "anthropic").
 type ProviderType interface {
 	// Name returns the value of the type field that selects the type.
 	Name() string
@@ -50,25 +43,31 @@ type ProviderSettings interface {
 	Resolve(env, file func(field string) (secret.Secret, error)) error
 }
 
-// ProviderTypes returns the registered provider types, in the order messages
-// list them.
-func ProviderTypes() []ProviderType { return slices.Clone(providerTypes) }
+// ProviderTypes returns the provider types package provider registers, in
+// the order messages list them.
+func ProviderTypes() []ProviderType {
+	all := provider.Types()
+	types := make([]ProviderType, len(all))
+	for i, t := range all {
+		types[i] = t
+	}
+	return types
+}
 
 // providerType returns the registered type named name.
 func providerType(name string) (ProviderType, bool) {
-	for _, t := range providerTypes {
-		if t.Name() == name {
-			return t, true
-		}
+	t, ok := provider.Lookup(name)
+	if !ok {
+		return nil, false
 	}
-	return nil, false
+	return t, true
 }
 
 // providerTypeNames returns the names of the registered types.
 func providerTypeNames() []string {
-	names := make([]string, len(providerTypes))
-	for i, t := range providerTypes {
-		names[i] = t.Name()
+	var names []string
+	for _, t := range provider.Types() {
+		names = append(names, t.Name())
 	}
 	return names
 }
@@ -78,7 +77,7 @@ func providerTypeNames() []string {
 // every registered type.
 func providerFields(t ProviderType) []string {
 	fields := []string{"type"}
-	types := providerTypes
+	types := ProviderTypes()
 	if t != nil {
 		types = []ProviderType{t}
 	}

@@ -33,8 +33,8 @@ import (
 	"github.com/tollgate-dev/tollgate/internal/envoytest"
 	"github.com/tollgate-dev/tollgate/policy"
 	"github.com/tollgate-dev/tollgate/policy/budget"
+	"github.com/tollgate-dev/tollgate/provider"
 	"github.com/tollgate-dev/tollgate/records"
-	"github.com/tollgate-dev/tollgate/translate"
 )
 
 // TestMain fails the package if any goroutine outlives the tests: a stream the
@@ -596,5 +596,5 @@ func providerModel(t *testing.T, body []byte) string {
 
 // translations is extproc.Options.Translation as the wiring sets it.
 func translations(clientFormat, providerType string) (extproc.Translation, bool) {
-	return translate.Lookup(clientFormat, providerType)
+	return provider.Translation(clientFormat, providerType)
 }

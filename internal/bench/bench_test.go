@@ -29,7 +29,7 @@ import (
 	"github.com/tollgate-dev/tollgate/extproc"
 	"github.com/tollgate-dev/tollgate/internal/envoyconfig"
 	"github.com/tollgate-dev/tollgate/policy"
-	"github.com/tollgate-dev/tollgate/translate"
+	"github.com/tollgate-dev/tollgate/provider"
 )
 
 func TestClaudeCodeBodyShape(t *testing.T) {
@@ -304,7 +304,7 @@ func servers(t *testing.T) (tollgate, echo *Target) {
 		t.Fatal(err)
 	}
 	srv, err := extproc.NewServer(extproc.Options{Policies: staticPolicy{pol}, ClientFormats: []extproc.ClientFormat{anthropic.Format{}},
-		Translation: func(c, p string) (extproc.Translation, bool) { return translate.Lookup(c, p) }, Metrics: extproc.NewMetrics(reg)})
+		Translation: func(c, p string) (extproc.Translation, bool) { return provider.Translation(c, p) }, Metrics: extproc.NewMetrics(reg)})
 	if err != nil {
 		t.Fatal(err)
 	}

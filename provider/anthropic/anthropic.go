@@ -6,13 +6,13 @@
 // anthropic-version.
 //
 // The package knows nothing of the policy file's syntax or of Envoy. The policy
-// decoder reaches it through [Type] (registered in policy/providertypes.go), and
-// the adapter through the methods of [*Settings]; both declare the interfaces
-// they need, which these types satisfy structurally.
+// decoder reaches it through [Type] (registered in package provider), and the
+// adapter through the methods of [*Settings] and the translation
+// [Type.Translator] returns; both declare the interfaces they need, which
+// these types satisfy structurally.
 //
-// The request body is the business of the translation between the client's
-// format and this one (package translate): for an Anthropic client it passes
-// unchanged apart from the model id.
+// The request body is the business of that translation: for an Anthropic
+// client it passes unchanged apart from the model id.
 package anthropic
 
 import (

@@ -1,27 +1,19 @@
-package translate
+package anthropic
 
 import (
 	"testing"
 
-	"github.com/tollgate-dev/tollgate/policy"
+	"github.com/tollgate-dev/tollgate/translate"
 )
 
-// TestEveryProviderTypeHasAnAnthropicTranslation checks that a client of the
-// Anthropic format can be sent to a provider of every registered type: a
-// policy that loads never names a provider its clients cannot reach.
-func TestEveryProviderTypeHasAnAnthropicTranslation(t *testing.T) {
-	for _, pt := range policy.ProviderTypes() {
-		if _, ok := Lookup(ClientAnthropic, pt.Name()); !ok {
-			t.Errorf("no translation from %s to provider type %s", ClientAnthropic, pt.Name())
-		}
+func TestTranslatorFromAnthropic(t *testing.T) {
+	if _, ok := (Type{}).Translator("openai"); ok {
+		t.Error("a translation from a client format the type does not serve")
 	}
-	if _, ok := Lookup(ClientAnthropic, "nosuch"); ok {
-		t.Error("Lookup found a translation to an unknown provider type")
+	tr, ok := Type{}.Translator(translate.ClientAnthropic)
+	if !ok {
+		t.Fatal("no translation from Anthropic clients")
 	}
-}
-
-func TestAnthropicToAnthropic(t *testing.T) {
-	tr, _ := Lookup(ClientAnthropic, "anthropic")
 	if tr.NeedsBody(false) || !tr.NeedsBody(true) {
 		t.Errorf("NeedsBody(false, true) = %v, %v; want false, true", tr.NeedsBody(false), tr.NeedsBody(true))
 	}
