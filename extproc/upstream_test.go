@@ -132,3 +132,23 @@ func TestNewServerRequiresTranslation(t *testing.T) {
 		t.Error("NewServer without Translation succeeded")
 	}
 }
+
+// TestBedrockImplementsTheExtensions checks that the bedrock type's
+// translation and settings implement what the adapter looks for: the request
+// and response translations, and the headers set at the body.
+func TestBedrockImplementsTheExtensions(t *testing.T) {
+	tr, ok := translations("anthropic", "bedrock")
+	if !ok {
+		t.Fatal("no anthropic -> bedrock translation")
+	}
+	if _, ok := tr.(RequestTranslation); !ok {
+		t.Error("the bedrock translation is no RequestTranslation")
+	}
+	if _, ok := tr.(ResponseTranslation); !ok {
+		t.Error("the bedrock translation is no ResponseTranslation")
+	}
+	pt, _ := provider.Lookup("bedrock")
+	if _, ok := pt.NewSettings().(BodyHeaders); !ok {
+		t.Error("the bedrock settings are no BodyHeaders")
+	}
+}
