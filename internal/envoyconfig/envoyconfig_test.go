@@ -79,8 +79,8 @@ const (
 	listenerLimit  = "    per_connection_buffer_limit_bytes: 33554432\n    filter_chains:"
 	// The catch-all route's buffer limit; the rendered chain routes before
 	// it have their own.
-	routeIdle  = routeTimeout + "                  idle_timeout: 300s\n"
-	routeLimit = routeIdle + "                request_body_buffer_limit: 33554432\n"
+	routeIdle      = routeTimeout + "                  idle_timeout: 300s\n"
+	routeLimit     = routeIdle + "                request_body_buffer_limit: 33554432\n"
 	demoChildren   = "        clusters: [prov_demo]\n"
 	policyMetadata = `              metadata_options:
                 receiving_namespaces: {untyped: [tollgate]}
