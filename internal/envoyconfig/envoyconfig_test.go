@@ -79,9 +79,21 @@ const (
 	listenerLimit  = "    per_connection_buffer_limit_bytes: 33554432\n    filter_chains:"
 	// The catch-all route's buffer limit; the rendered chain routes before
 	// it have their own.
-	routeIdle      = routeTimeout + "                  idle_timeout: 300s\n"
-	routeLimit     = routeIdle + "                request_body_buffer_limit: 33554432\n"
-	demoChildren   = "        clusters: [prov_demo]\n"
+	routeIdle    = routeTimeout + "                  idle_timeout: 300s\n"
+	routeLimit   = routeIdle + "                request_body_buffer_limit: 33554432\n"
+	demoChildren = "        clusters: [prov_demo]\n"
+	// The rendered demo chain route's retry policy, and what turns it into a
+	// two-provider chain that retries.
+	demoRetry = "                  cluster: chain_demo\n                  timeout: 0s\n                  idle_timeout: 300s\n" +
+		"                  retry_policy:\n                    retry_on: connect-failure,reset,retriable-status-codes\n" +
+		"                    retriable_status_codes: [429, 500, 502, 503, 504, 529]\n                    num_retries: 0\n"
+	demoRetrying          = "                    num_retries: 1\n"
+	previousPrioritiesOne = `                    retry_priority:
+                      name: envoy.retry_priorities.previous_priorities
+                      typed_config:
+                        "@type": type.googleapis.com/envoy.extensions.retry.priority.previous_priorities.v3.PreviousPrioritiesConfig
+                        update_frequency: 1
+`
 	policyMetadata = `              metadata_options:
                 receiving_namespaces: {untyped: [tollgate]}
 `
@@ -447,6 +459,38 @@ func brokenVariants() []variant {
 			stage: stageLint, rules: []string{envoyconfig.RuleMetadataNamespaces}, want: `per-route metadata_options for Tollgate's filter "tollgate.policy"`,
 		},
 		{
+			name: "chain of two providers retrying without previous_priorities",
+			edits: []edit{
+				{demoChildren, "        clusters: [prov_demo, prov_anthropic]\n"},
+				{demoRetry, strings.Replace(demoRetry, "                    num_retries: 0\n", demoRetrying, 1)},
+			},
+			stage: stageLint, rules: []string{envoyconfig.RuleRetryPolicy}, want: `retries without previous_priorities with update_frequency: 1`,
+		},
+		{
+			name: "chain of two providers retrying with previous_priorities every 2 attempts",
+			edits: []edit{
+				{demoChildren, "        clusters: [prov_demo, prov_anthropic]\n"},
+				{demoRetry, strings.Replace(demoRetry, "                    num_retries: 0\n", demoRetrying+
+					strings.Replace(previousPrioritiesOne, "update_frequency: 1", "update_frequency: 2", 1), 1)},
+			},
+			stage: stageLint, rules: []string{envoyconfig.RuleRetryPolicy}, want: `retries without previous_priorities with update_frequency: 1`,
+		},
+		{
+			name:  "retrying a client error",
+			edits: []edit{{demoRetry, strings.Replace(demoRetry, "[429, 500, 502, 503, 504, 529]", "[400, 429, 529]", 1)}},
+			stage: stageLint, rules: []string{envoyconfig.RuleRetryPolicy}, want: "status 400 is the client's error",
+		},
+		{
+			name:  "retry_on retriable-4xx",
+			edits: []edit{{demoRetry, strings.Replace(demoRetry, "retry_on: connect-failure,reset,", "retry_on: retriable-4xx,connect-failure,reset,", 1)}},
+			stage: stageLint, rules: []string{envoyconfig.RuleRetryPolicy}, want: "retriable-4xx retries 409",
+		},
+		{
+			name:  "chain route sending its requests to another chain",
+			edits: []edit{{"                  cluster: chain_demo\n", "                  cluster: chain_anthropic\n"}},
+			stage: stageLint, rules: []string{envoyconfig.RuleChainRoute}, want: `matches x-tollgate-internal-cluster "chain_demo" but sends the request to "chain_anthropic"`,
+		},
+		{
 			name:  "adapter filter without the provider attribute",
 			edits: []edit{{"            - \"xds.upstream_host_metadata.filter_metadata['tollgate']['provider']\"\n", ""}},
 			stage: stageLint, rules: []string{envoyconfig.RuleRole}, want: "must request the attribute",
@@ -534,6 +578,13 @@ func TestValidVariantsPass(t *testing.T) {
               type_url: type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
               value: {suppress_envoy_headers: true}
 `}},
+		},
+		{
+			name: "chain of two providers retrying with previous_priorities",
+			edits: []edit{
+				{demoChildren, "        clusters: [prov_demo, prov_anthropic]\n"},
+				{demoRetry, strings.Replace(demoRetry, "                    num_retries: 0\n", demoRetrying+previousPrioritiesOne, 1)},
+			},
 		},
 		{
 			name: "per-route ext_proc override under the filter's name",
