@@ -34,9 +34,16 @@ func envoyCommand(args []string, stdout, stderr io.Writer) error {
 		return errUsage
 	}
 	// Secrets play no part in the Envoy configuration: they are never
-	// resolved, so rendering works without provider keys.
+	// resolved (no variable is looked up, no key file read), so rendering
+	// works without provider keys.
 	noEnv := func(string) (string, bool) { return "", false }
-	p, err := policy.LoadFile(*policyFile, policy.LoadOptions{LookupEnv: noEnv})
+	onlyPolicy := func(name string) ([]byte, error) {
+		if name != *policyFile {
+			return nil, errors.New("not read: rendering needs no secrets")
+		}
+		return os.ReadFile(name)
+	}
+	p, err := policy.LoadFile(*policyFile, policy.LoadOptions{LookupEnv: noEnv, ReadFile: onlyPolicy})
 	if err != nil {
 		var le *policy.LoadError
 		if errors.As(err, &le) {
