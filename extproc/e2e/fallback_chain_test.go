@@ -110,13 +110,12 @@ keys:
 	if o.retryExtra == "" {
 		o.retryExtra = chainRetryExtra
 	}
-	cfg := envoytest.Config{
-		EnvoyYAML: withFallbackRetry(t, o.numRetries, o.retryExtra),
-		Clusters:  map[string]string{"tollgate": lis.Addr().String(), "prov_demo": aAddr, "prov_anthropic": c.b.Addr()},
-		Logf:      t.Logf,
-	}
+	cfg := envoytest.Config{Clusters: map[string]string{"tollgate": lis.Addr().String()}, Logf: t.Logf}
 	if o.rendered {
-		cfg.EnvoyYAML, cfg.Clusters = renderEnvoyFile(t, p), map[string]string{"tollgate": lis.Addr().String()}
+		cfg.EnvoyYAML = renderEnvoyFile(t, p)
+	} else {
+		cfg.EnvoyYAML = withFallbackRetry(t, o.numRetries, o.retryExtra)
+		cfg.Clusters["prov_demo"], cfg.Clusters["prov_anthropic"] = aAddr, c.b.Addr()
 	}
 	h, err := envoytest.Start(cfg)
 	if err != nil {
