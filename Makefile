@@ -3,7 +3,7 @@ GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: build test bench bench-http lint dev clean
+.PHONY: build test bench bench-http lint dev clean envoy.yaml
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/tollgate ./cmd/tollgate
@@ -39,6 +39,12 @@ lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
 	  if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
+
+# envoy.yaml is generated: envoy.base.yaml (the hand-written part) plus what the
+# example policy's routes need. Run after editing either; a test (deploy) fails
+# while envoy.yaml is stale.
+envoy.yaml:
+	$(GO) run ./cmd/tollgate envoy render --policy deploy/policy.example.yaml --base envoy.base.yaml --out envoy.yaml
 
 # A local stack without Docker: tollgate on :50051/:9090, the Envoy test harness on
 # :10000 and the fake provider on :8080. A development and test aid, not a proxy

@@ -2,6 +2,7 @@
 //
 //	tollgate serve                 run the ext_proc gRPC service and the admin HTTP server
 //	tollgate policy check FILE     validate a policy file
+//	tollgate envoy render          write the Envoy configuration for a policy
 //	tollgate hash-key [--generate] hash a gateway key read from stdin, or make a new one
 //	tollgate pricing show|list     print the price catalog's rates
 //	tollgate healthcheck --url U   probe an HTTP health endpoint (for container healthchecks)
@@ -33,6 +34,7 @@ const usage = `usage: tollgate <command> [flags]
 commands:
   serve                    run the ext_proc gRPC service and the admin HTTP server
   policy check FILE        validate a policy file; prints file:line: message for each problem
+  envoy render --policy F  write the Envoy configuration (envoy.yaml) for a policy
   hash-key [--generate]    print the sha256 of a gateway key read from stdin (or of a new key)
   pricing show MODEL|list  print a model's rates in USD per million tokens, or every priced model
   healthcheck --url URL    exit 0 if URL answers 200 (for container healthchecks)
@@ -67,6 +69,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return serveCommand(ctx, rest, stderr)
 	case "policy":
 		return policyCommand(rest, stdout, stderr)
+	case "envoy":
+		return envoyCommand(rest, stdout, stderr)
 	case "hash-key":
 		return hashKey(rest, stdin, stdout, stderr)
 	case "pricing":

@@ -35,6 +35,9 @@ type chainOptions struct {
 	aDead          bool // prov_demo refuses connections
 	numRetries     int  // default 1: each provider once
 	retryExtra     string
+	// rendered runs on the configuration rendered from the chain's policy
+	// alone (renderEnvoy); numRetries, retryExtra and aDead are unused.
+	rendered bool
 }
 
 // The retry policy lines every chain test adds: a short back-off and a
@@ -107,11 +110,14 @@ keys:
 	if o.retryExtra == "" {
 		o.retryExtra = chainRetryExtra
 	}
-	h, err := envoytest.Start(envoytest.Config{
-		EnvoyYAML: withFallbackRetry(t, o.numRetries, o.retryExtra),
-		Clusters:  map[string]string{"tollgate": lis.Addr().String(), "prov_demo": aAddr, "prov_anthropic": c.b.Addr()},
-		Logf:      t.Logf,
-	})
+	cfg := envoytest.Config{Clusters: map[string]string{"tollgate": lis.Addr().String()}, Logf: t.Logf}
+	if o.rendered {
+		cfg.EnvoyYAML = renderEnvoyFile(t, p)
+	} else {
+		cfg.EnvoyYAML = withFallbackRetry(t, o.numRetries, o.retryExtra)
+		cfg.Clusters["prov_demo"], cfg.Clusters["prov_anthropic"] = aAddr, c.b.Addr()
+	}
+	h, err := envoytest.Start(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

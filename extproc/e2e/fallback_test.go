@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -135,40 +134,44 @@ keys:
 	}
 }
 
-// withFallback writes a copy of envoy.yaml whose demo chain falls back from
-// prov_demo to prov_anthropic, with the retry policy DESIGN.md describes.
+// withFallback renders the Envoy configuration (envoy.base.yaml) for a
+// demo chain that falls back from prov_demo to prov_anthropic.
 func withFallback(t *testing.T) string {
 	t.Helper()
 	return withFallbackRetry(t, 2, "")
 }
 
 // withFallbackRetry is withFallback with numRetries retries and extra lines
-// of the route's retry_policy (indented by 20 spaces).
+// of the route's retry_policy (indented by 20 spaces). The providers are
+// envoy.yaml's (fake-provider:8080 and api.anthropic.com), for tests to
+// point elsewhere with Config.Clusters.
 func withFallbackRetry(t *testing.T, numRetries int, extra string) string {
 	t.Helper()
-	data, err := os.ReadFile("../../envoy.yaml")
+	src := `version: 1
+providers:
+  demo: {type: anthropic, base_url: "http://fake-provider:8080", api_key: "${A:-a}"}
+  anthropic: {type: anthropic, base_url: "https://api.anthropic.com", api_key: "${B:-b}"}
+routes:
+  demo:
+    chain: [demo, anthropic]
+    cluster: chain_demo
+    fallback_on: [429, 500, 502, 503, 504, 529, connect-failure, reset]
+keys:
+  - {id: alice, sha256: ` + policy.HashKey(gatewayKey) + `}
+`
+	p, err := policy.Parse("fallback.yaml", []byte(src), policy.LoadOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := string(data)
-	for old, new := range map[string]string{
-		"        clusters: [prov_demo]": "        clusters: [prov_demo, prov_anthropic]",
-		"                  idle_timeout: 300s\n": "                  idle_timeout: 300s\n" +
-			"                  retry_policy:\n" +
-			"                    retry_on: connect-failure,reset,5xx,retriable-status-codes\n" +
-			"                    retriable_status_codes: [429, 529]\n" +
-			"                    num_retries: " + strconv.Itoa(numRetries) + "\n" + extra +
-			"                    retry_priority:\n" +
-			"                      name: envoy.retry_priorities.previous_priorities\n" +
-			"                      typed_config:\n" +
-			"                        \"@type\": type.googleapis.com/envoy.extensions.retry.priority.previous_priorities.v3.PreviousPrioritiesConfig\n" +
-			"                        update_frequency: 1\n",
-	} {
-		if strings.Count(s, old) != 1 {
-			t.Fatalf("envoy.yaml changed: %q not found once", old)
-		}
-		s = strings.Replace(s, old, new, 1)
+	// More retries than providers, beyond what a policy file may say, as
+	// some tests need.
+	p.Routes["demo"].Fallback.MaxAttempts = numRetries + 1
+	s := string(renderEnvoy(t, p))
+	const at = "                  retry_policy:\n"
+	if strings.Count(s, at) != 1 {
+		t.Fatalf("rendered configuration: %q not found once", at)
 	}
+	s = strings.Replace(s, at, at+extra, 1)
 	path := filepath.Join(t.TempDir(), "envoy.yaml")
 	if err := os.WriteFile(path, []byte(s), 0o600); err != nil {
 		t.Fatal(err)

@@ -74,11 +74,26 @@ const (
               message_timeout: 10s
 `
 	policyBodyMode = "                request_body_mode: BUFFERED\n"
-	routeTimeout   = "                  timeout: 0s\n"
 	routeAction    = "                  cluster_header: x-tollgate-internal-cluster\n"
+	routeTimeout   = routeAction + "                  timeout: 0s\n" // the catch-all route's
 	listenerLimit  = "    per_connection_buffer_limit_bytes: 33554432\n    filter_chains:"
-	routeLimit     = "                request_body_buffer_limit: 33554432\n"
-	demoChildren   = "        clusters: [prov_demo]\n"
+	// The catch-all route's buffer limit; the rendered chain routes before
+	// it have their own.
+	routeIdle    = routeTimeout + "                  idle_timeout: 300s\n"
+	routeLimit   = routeIdle + "                request_body_buffer_limit: 33554432\n"
+	demoChildren = "        clusters: [prov_demo]\n"
+	// The rendered demo chain route's retry policy, and what turns it into a
+	// two-provider chain that retries.
+	demoRetry = "                  cluster: chain_demo\n                  timeout: 0s\n                  idle_timeout: 300s\n" +
+		"                  retry_policy:\n                    retry_on: connect-failure,reset,retriable-status-codes\n" +
+		"                    retriable_status_codes: [429, 500, 502, 503, 504, 529]\n                    num_retries: 0\n"
+	demoRetrying          = "                    num_retries: 1\n"
+	previousPrioritiesOne = `                    retry_priority:
+                      name: envoy.retry_priorities.previous_priorities
+                      typed_config:
+                        "@type": type.googleapis.com/envoy.extensions.retry.priority.previous_priorities.v3.PreviousPrioritiesConfig
+                        update_frequency: 1
+`
 	policyMetadata = `              metadata_options:
                 receiving_namespaces: {untyped: [tollgate]}
 `
@@ -235,7 +250,7 @@ func brokenVariants() []variant {
 		},
 		{
 			name:  "aggregate cluster not CLUSTER_PROVIDED",
-			edits: []edit{{"    lb_policy: CLUSTER_PROVIDED\n    per_connection_buffer_limit_bytes: 33554432\n    cluster_type:\n      name: envoy.clusters.aggregate\n      typed_config:\n        \"@type\": type.googleapis.com/envoy.extensions.clusters.aggregate.v3.ClusterConfig\n" + demoChildren, "    lb_policy: ROUND_ROBIN\n    per_connection_buffer_limit_bytes: 33554432\n    cluster_type:\n      name: envoy.clusters.aggregate\n      typed_config:\n        \"@type\": type.googleapis.com/envoy.extensions.clusters.aggregate.v3.ClusterConfig\n" + demoChildren}},
+			edits: []edit{{demoChildren + "    connect_timeout: 5s\n    lb_policy: CLUSTER_PROVIDED\n", demoChildren + "    connect_timeout: 5s\n    lb_policy: ROUND_ROBIN\n"}},
 			stage: stageLint, rules: []string{envoyconfig.RuleAggregate}, want: "CLUSTER_PROVIDED, not ROUND_ROBIN",
 		},
 		{
@@ -260,17 +275,17 @@ func brokenVariants() []variant {
 		// Routes and limits.
 		{
 			name:  "route timeout not 0s",
-			edits: []edit{{routeTimeout, "                  timeout: 60s\n"}},
+			edits: []edit{{routeTimeout, routeAction + "                  timeout: 60s\n"}},
 			stage: stageLint, rules: []string{envoyconfig.RuleRouteTimeout}, want: "has timeout 1m0s",
 		},
 		{
 			name:  "route timeout unset",
-			edits: []edit{{routeTimeout, ""}},
+			edits: []edit{{routeTimeout, routeAction}},
 			stage: stageLint, rules: []string{envoyconfig.RuleRouteTimeout}, want: "15s default",
 		},
 		{
 			name:  "route idle timeout 0s",
-			edits: []edit{{"                  idle_timeout: 300s\n", "                  idle_timeout: 0s\n"}},
+			edits: []edit{{routeIdle, routeTimeout + "                  idle_timeout: 0s\n"}},
 			stage: stageLint, rules: []string{envoyconfig.RuleIdleTimeout}, want: "no idle timeout",
 		},
 		{
@@ -285,12 +300,12 @@ func brokenVariants() []variant {
 		},
 		{
 			name:  "route buffer limit too small",
-			edits: []edit{{routeLimit, "                request_body_buffer_limit: 1048576\n"}},
+			edits: []edit{{routeLimit, routeIdle + "                request_body_buffer_limit: 1048576\n"}},
 			stage: stageLint, rules: []string{envoyconfig.RuleBufferLimit}, want: "request_body_buffer_limit must be at least 33554432 (32 MiB), got 1048576",
 		},
 		{
 			name:  "route buffer limit unset",
-			edits: []edit{{routeLimit, ""}},
+			edits: []edit{{routeLimit, routeIdle}},
 			stage: stageLint, rules: []string{envoyconfig.RuleBufferLimit}, want: "must set request_body_buffer_limit",
 		},
 		{
@@ -444,6 +459,38 @@ func brokenVariants() []variant {
 			stage: stageLint, rules: []string{envoyconfig.RuleMetadataNamespaces}, want: `per-route metadata_options for Tollgate's filter "tollgate.policy"`,
 		},
 		{
+			name: "chain of two providers retrying without previous_priorities",
+			edits: []edit{
+				{demoChildren, "        clusters: [prov_demo, prov_anthropic]\n"},
+				{demoRetry, strings.Replace(demoRetry, "                    num_retries: 0\n", demoRetrying, 1)},
+			},
+			stage: stageLint, rules: []string{envoyconfig.RuleRetryPolicy}, want: `retries without previous_priorities with update_frequency: 1`,
+		},
+		{
+			name: "chain of two providers retrying with previous_priorities every 2 attempts",
+			edits: []edit{
+				{demoChildren, "        clusters: [prov_demo, prov_anthropic]\n"},
+				{demoRetry, strings.Replace(demoRetry, "                    num_retries: 0\n", demoRetrying+
+					strings.Replace(previousPrioritiesOne, "update_frequency: 1", "update_frequency: 2", 1), 1)},
+			},
+			stage: stageLint, rules: []string{envoyconfig.RuleRetryPolicy}, want: `retries without previous_priorities with update_frequency: 1`,
+		},
+		{
+			name:  "retrying a client error",
+			edits: []edit{{demoRetry, strings.Replace(demoRetry, "[429, 500, 502, 503, 504, 529]", "[400, 429, 529]", 1)}},
+			stage: stageLint, rules: []string{envoyconfig.RuleRetryPolicy}, want: "status 400 is the client's error",
+		},
+		{
+			name:  "retry_on retriable-4xx",
+			edits: []edit{{demoRetry, strings.Replace(demoRetry, "retry_on: connect-failure,reset,", "retry_on: retriable-4xx,connect-failure,reset,", 1)}},
+			stage: stageLint, rules: []string{envoyconfig.RuleRetryPolicy}, want: "retriable-4xx retries 409",
+		},
+		{
+			name:  "chain route sending its requests to another chain",
+			edits: []edit{{"                  cluster: chain_demo\n", "                  cluster: chain_anthropic\n"}},
+			stage: stageLint, rules: []string{envoyconfig.RuleChainRoute}, want: `matches x-tollgate-internal-cluster "chain_demo" but sends the request to "chain_anthropic"`,
+		},
+		{
 			name:  "adapter filter without the provider attribute",
 			edits: []edit{{"            - \"xds.upstream_host_metadata.filter_metadata['tollgate']['provider']\"\n", ""}},
 			stage: stageLint, rules: []string{envoyconfig.RuleRole}, want: "must request the attribute",
@@ -533,6 +580,13 @@ func TestValidVariantsPass(t *testing.T) {
 `}},
 		},
 		{
+			name: "chain of two providers retrying with previous_priorities",
+			edits: []edit{
+				{demoChildren, "        clusters: [prov_demo, prov_anthropic]\n"},
+				{demoRetry, strings.Replace(demoRetry, "                    num_retries: 0\n", demoRetrying+previousPrioritiesOne, 1)},
+			},
+		},
+		{
 			name: "per-route ext_proc override under the filter's name",
 			edits: []edit{{routeLimit, routeLimit + `                typed_per_filter_config:
                   tollgate.policy:
@@ -542,7 +596,7 @@ func TestValidVariantsPass(t *testing.T) {
 		},
 		{
 			name:  "buffer limit on the virtual host instead of the route",
-			edits: []edit{{routeLimit, ""}, {`              domains: ["*"]` + "\n", `              domains: ["*"]` + "\n              request_body_buffer_limit: 33554432\n"}},
+			edits: []edit{{routeLimit, routeIdle}, {`              domains: ["*"]` + "\n", `              domains: ["*"]` + "\n              request_body_buffer_limit: 33554432\n"}},
 		},
 	}
 	for _, v := range variants {
@@ -609,7 +663,7 @@ func TestValidateCollectsEveryViolation(t *testing.T) {
 func TestCheckReportsFileAndStage(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "envoy.yaml")
-	text := apply(t, readEnvoyYAML(t), []edit{{routeTimeout, "                  timeout: 60s\n"}})
+	text := apply(t, readEnvoyYAML(t), []edit{{routeTimeout, routeAction + "                  timeout: 60s\n"}})
 	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -647,15 +701,16 @@ func TestModel(t *testing.T) {
 	if f := h.Filter("tollgate.policy"); f == nil || f.ExtProc() == nil {
 		t.Error("HCM has no ext_proc filter tollgate.policy")
 	}
-	if len(h.Routes) != 1 {
-		t.Fatalf("got %d routes, want 1", len(h.Routes))
+	// The rendered chain routes, then the catch-all route.
+	var routes []string
+	for _, r := range h.Routes {
+		routes = append(routes, r.Action().GetCluster()+r.Action().GetClusterHeader())
+		if limit, ok := r.BodyBufferLimit(); !ok || limit != envoyconfig.MinBodyBufferBytes {
+			t.Errorf("BodyBufferLimit = %d, %v", limit, ok)
+		}
 	}
-	r := h.Routes[0]
-	if got := r.Action().GetClusterHeader(); got != "x-tollgate-internal-cluster" {
-		t.Errorf("route cluster_header = %q", got)
-	}
-	if limit, ok := r.BodyBufferLimit(); !ok || limit != envoyconfig.MinBodyBufferBytes {
-		t.Errorf("BodyBufferLimit = %d, %v", limit, ok)
+	if want := []string{"chain_anthropic", "chain_demo", "x-tollgate-internal-cluster"}; !slices.Equal(routes, want) {
+		t.Fatalf("routes to %q, want %q", routes, want)
 	}
 
 	var roles []string

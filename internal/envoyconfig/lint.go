@@ -5,11 +5,14 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
+	previousprioritiesv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/retry/priority/previous_priorities/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -54,6 +57,8 @@ const (
 	RuleDeprecated         = "deprecated"
 	RuleEdge               = "edge"                // client-sent x-envoy-* control headers are trusted
 	RuleMetadataNamespaces = "metadata-namespaces" // the decision's dynamic metadata namespace does not line up
+	RuleRetryPolicy        = "retry-policy"        // a route's retries would repeat a provider of the chain or retry a client error
+	RuleChainRoute         = "chain-route"         // a route selected by the cluster header for one cluster sends the request to another
 )
 
 // Problem is one semantic violation found by Lint.
@@ -521,6 +526,8 @@ func (l *linter) route(h *HCM, r *Route, filterNames map[string]*HTTPFilter) boo
 	if !llm {
 		return false
 	}
+	l.chainRoute(r, apath)
+	l.retryPolicy(a, apath)
 	// Streamed completions run for minutes; the route timeout (default 15s)
 	// covers the whole response, so it must be explicitly 0s, and silence is
 	// bounded by idle timeouts instead (section 7).
@@ -536,6 +543,77 @@ func (l *linter) route(h *HCM, r *Route, filterNames map[string]*HTTPFilter) boo
 		l.add(pathString(apath, "idle_timeout"), RuleIdleTimeout, "route to an LLM cluster has no idle timeout (route idle_timeout or HCM stream_idle_timeout), so a silent upstream holds the stream forever")
 	}
 	return true
+}
+
+// chainRoute checks that a route chosen by ClusterHeader for one cluster (an
+// exact header match, as `tollgate envoy render` writes) sends the request to
+// that cluster: anything else sends one route's requests down another
+// route's chain.
+func (l *linter) chainRoute(r *Route, apath string) {
+	for _, hm := range r.Proto.GetMatch().GetHeaders() {
+		if !strings.EqualFold(hm.GetName(), ClusterHeader) || hm.GetInvertMatch() {
+			continue
+		}
+		want := hm.GetExactMatch()
+		if e := hm.GetStringMatch().GetExact(); e != "" && !hm.GetStringMatch().GetIgnoreCase() {
+			want = e
+		}
+		if want == "" {
+			continue
+		}
+		if got := r.Action().GetCluster(); got != want {
+			l.add(pathString(apath, "cluster"), RuleChainRoute, "the route matches %s %q but sends the request to %q; a chain route must send it to the cluster it matches", ClusterHeader, want, got+r.Action().GetClusterHeader())
+		}
+	}
+}
+
+// retryPolicy checks the retry policy of a route to an LLM cluster (ENVOY-EXTPROC
+// section 12): a 4xx other than 429 is the client's error and never retried,
+// and the retries of a route to a chain of several providers must move from
+// provider to provider. Without previous_priorities (update_frequency 1) the
+// aggregate load balancer sends a retry to the first healthy child again
+// (AggregateClusterLoadBalancer::LoadBalancerImpl::chooseHost); a larger
+// update_frequency keeps the original load for that many attempts
+// (PreviousPrioritiesRetryPriority::determinePriorityLoad,
+// source/extensions/retry/priority/previous_priorities/previous_priorities.cc).
+func (l *linter) retryPolicy(a *routev3.RouteAction, apath string) {
+	rp := a.GetRetryPolicy()
+	if rp == nil {
+		return
+	}
+	rpath := pathString(apath, "retry_policy")
+	for _, code := range rp.GetRetriableStatusCodes() {
+		if code < 500 && code != 429 {
+			l.add(pathString(rpath, "retriable_status_codes"), RuleRetryPolicy, "status %d is the client's error: retrying it on another provider cannot help (only 429 and 5xx may be retried)", code)
+		}
+	}
+	on := strings.Split(rp.GetRetryOn(), ",")
+	for i := range on {
+		on[i] = strings.TrimSpace(on[i])
+	}
+	if slices.Contains(on, "retriable-4xx") {
+		l.add(pathString(rpath, "retry_on"), RuleRetryPolicy, "retriable-4xx retries 409, the client's error")
+	}
+	c := l.m.Cluster(a.GetCluster())
+	retries := uint32(1) // route_components.proto: num_retries defaults to 1
+	if v := rp.GetNumRetries(); v != nil {
+		retries = v.GetValue()
+	}
+	if c == nil || !c.IsAggregate() || len(c.Aggregate.GetClusters()) < 2 || retries == 0 || rp.GetRetryOn() == "" {
+		return
+	}
+	pr := rp.GetRetryPriority()
+	var freq uint32
+	if pr.GetName() == "envoy.retry_priorities.previous_priorities" {
+		if inner, err := UnpackAny(pr.GetTypedConfig()); err == nil {
+			if pp, ok := inner.(*previousprioritiesv3.PreviousPrioritiesConfig); ok {
+				freq = uint32(pp.GetUpdateFrequency())
+			}
+		}
+	}
+	if freq != 1 {
+		l.add(pathString(rpath, "retry_priority"), RuleRetryPolicy, "route to chain %q retries without previous_priorities with update_frequency: 1, so a retry can go to a provider the request already tried instead of the chain's next one", a.GetCluster())
+	}
 }
 
 // isLLMCluster reports whether name is a chain (aggregate) cluster or a provider

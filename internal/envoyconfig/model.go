@@ -51,6 +51,9 @@ const (
 	RoleMetadataKey = "x-tollgate-role"
 	RolePolicy      = "policy"
 	RoleAdapter     = "adapter"
+	// ClusterHeader is the request header the policy filter sets to the chain
+	// cluster of the request's route; routes select their cluster by it.
+	ClusterHeader = "x-tollgate-internal-cluster"
 )
 
 // Model is an indexed, read-only view of a Bootstrap with every typed config that
