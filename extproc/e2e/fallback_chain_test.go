@@ -49,6 +49,8 @@ type chainOptions struct {
 	// ledger and keyBudgets enforce budgets, on both servers when split.
 	ledger     budget.Ledger
 	keyBudgets string
+	// aRelease is the first provider's FakeAnthropicConfig.MidBodyRelease.
+	aRelease <-chan struct{}
 }
 
 // The retry policy lines every chain test adds: a short back-off and a
@@ -58,15 +60,15 @@ const chainRetryExtra = "                    retry_back_off: {base_interval: 0.0
 
 func newChain(t *testing.T, o chainOptions) *chain {
 	t.Helper()
-	start := func(key, base string) *envoytest.FakeAnthropic {
-		f := envoytest.NewFakeAnthropic(envoytest.FakeAnthropicConfig{APIKey: key, BasePath: base})
+	start := func(key, base string, release <-chan struct{}) *envoytest.FakeAnthropic {
+		f := envoytest.NewFakeAnthropic(envoytest.FakeAnthropicConfig{APIKey: key, BasePath: base, MidBodyRelease: release})
 		if err := f.Start("127.0.0.1:0"); err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { f.Close() })
 		return f
 	}
-	c := &chain{a: start("key-a", "/a"), b: start("key-b", "/b"), recs: &collector{}}
+	c := &chain{a: start("key-a", "/a", o.aRelease), b: start("key-b", "/b", nil), recs: &collector{}}
 	aAddr := c.a.Addr()
 	if o.aDead {
 		dead, err := net.Listen("tcp", "127.0.0.1:0")
