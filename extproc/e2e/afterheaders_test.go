@@ -105,6 +105,25 @@ func TestStreamEndedEarlyGetsAnErrorEvent(t *testing.T) {
 	}
 }
 
+// A provider's own error event inside its 200 stream reaches the client as
+// it is, unretried; the record is a provider error of its type.
+func TestStreamErrorEventPassesThrough(t *testing.T) {
+	c := newChain(t, chainOptions{aModel: "claude-sonnet-4-5-midoverloaded"})
+	types, err := afterHeaders(t, c, "claude-sonnet-4-5", true, nil)
+	var apiErr *anthropic.Error
+	if !errors.As(err, &apiErr) || apiErr.Type() != "overloaded_error" {
+		t.Fatalf("SDK error %v; want the provider's overloaded_error event", err)
+	}
+	if len(types) == 0 || types[0] != "message_start" {
+		t.Errorf("events %v", types)
+	}
+	rec := c.recs.wait(t, 1)[0]
+	checkNotRetried(t, c, rec)
+	if rec.Outcome != records.OutcomeProviderError || rec.ErrorType != "overloaded_error" || rec.Usage.InputTokens != 12 {
+		t.Errorf("record outcome %q error type %q usage %+v", rec.Outcome, rec.ErrorType, rec.Usage)
+	}
+}
+
 // A provider whose connection is reset, or that stalls past
 // per_try_idle_timeout, after the headers and part of the stream: Envoy
 // resets the client's stream (see above), never the next provider.

@@ -69,7 +69,8 @@ type RecordedRequest struct {
 // headers and part of the body (streaming: message_start and the text deltas,
 // up to content_block_stop; not: half the JSON, under a content-length for
 // all of it), then resets the connection; "-midstall" sends the same, then
-// nothing more until the client goes away or 60 s pass.
+// nothing more until the client goes away or 60 s pass; "-midoverloaded"
+// (streaming) sends the same start, then an overloaded_error event, and ends.
 // POST /v1/messages/count_tokens,
 // GET /v1/models and GET /healthz (no auth) are served too; anything else is
 // a 404 Anthropic error.
@@ -386,6 +387,20 @@ func (f *FakeAnthropic) messages(w http.ResponseWriter, r *http.Request, body []
 			if ok = write(ev); !ok {
 				break
 			}
+		}
+	case req.Stream && strings.HasSuffix(req.Model, "-midoverloaded"):
+		// Anthropic's mid-stream error: the stream's start, then an
+		// overloaded_error event, and the end of the body.
+		for _, ev := range events {
+			if bytes.Contains(ev, []byte("event: content_block_stop")) {
+				break
+			}
+			if ok = write(ev); !ok {
+				break
+			}
+		}
+		if ok {
+			ok = write([]byte("event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded (fake)\"}}\n\n"))
 		}
 	case failsMidBody(req.Model):
 		// The response has started: message_start and the text deltas, up
