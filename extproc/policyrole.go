@@ -128,8 +128,11 @@ type policyProcessor struct {
 	status      int
 	servedBy    string
 	attempts    []records.Attempt // the upstream attempts, from dynamic metadata
-	bodyBytes   int               // the length of the body released to the router
-	meter       meter
+	// lastResponse is when the response's headers or latest body chunk
+	// arrived, for stalled.
+	lastResponse time.Time
+	bodyBytes    int // the length of the body released to the router
+	meter        meter
 }
 
 func newPolicyProcessor(s *Server) *policyProcessor { return &policyProcessor{s: s} }
@@ -351,6 +354,7 @@ func (p *policyProcessor) decision() Decision {
 func (p *policyProcessor) responseHeaders(req *extprocv3.ProcessingRequest, hh *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
 	h := readHeaders(hh.GetHeaders())
 	p.respHeaders = true
+	p.lastResponse = p.s.now()
 	p.attempts = attemptsFrom(req)
 	p.status, _ = strconv.Atoi(h.get(":status"))
 	p.servedBy = h.get(hdrServingProvider)
@@ -380,8 +384,10 @@ func (p *policyProcessor) responseHeaders(req *extprocv3.ProcessingRequest, hh *
 
 // responseBody passes each chunk on at once and meters it on the way.
 func (p *policyProcessor) responseBody(ctx context.Context, b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
-	p.renewIfDue(ctx, p.s.now())
-	if repl := p.meter.chunk(b.GetBody(), b.GetEndOfStream(), p.s.now()); repl != nil {
+	now := p.s.now()
+	p.lastResponse = now
+	p.renewIfDue(ctx, now)
+	if repl := p.meter.chunk(b.GetBody(), b.GetEndOfStream(), now); repl != nil {
 		return continueResponseBody(&extprocv3.CommonResponse{
 			BodyMutation: &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_Body{Body: repl}},
 		})

@@ -104,13 +104,43 @@ func (p *policyProcessor) buildRecord(end time.Time) (records.Record, string) {
 		r.Outcome = records.OutcomeOK
 	case p.meter.bodyDone:
 		r.Outcome = records.OutcomeIncomplete // the provider's stream ended early
+	case p.stalled(end):
+		r.Outcome, r.ErrorType = records.OutcomeIncomplete, errorTypeStalled
 	default:
-		r.Outcome = records.OutcomeCancelled // the stream was reset: usually the client left
+		// The stream was reset: usually the client left. A provider that
+		// reset its connection after the headers looks the same from here
+		// (Envoy resets the client's stream and, with it, this one).
+		r.Outcome = records.OutcomeCancelled
 	}
 	if res.Metered {
 		return r, p.price(&r)
 	}
 	return r, p.modelLabel(r.Provider)
+}
+
+// errorTypeStalled is the error type of a response that started and then
+// stalled until Envoy's per-try idle timer reset it (stalled).
+const errorTypeStalled = "provider_stalled"
+
+// stalled reports whether a response that started and never ended, whose
+// stream ended at end, was cut by Envoy's per-try idle timer: the provider
+// sent nothing for the route's per_try_idle_timeout. After the response
+// headers went to the client Envoy no longer retries; the timer, re-armed by
+// each chunk (UpstreamRequest::resetPerTryIdleTimer), still fires, and
+// Router::Filter::onPerTryTimeoutCommon ends in a reset of the client's
+// stream and of this one (source/common/router/router.cc,
+// upstream_request.cc). A client that leaves does so before the timer
+// fires, so the silence it leaves is shorter. Tollgate times the silence
+// from when the latest chunk reached it, which may lag Envoy's timer by the
+// time the chunk waited in this filter's queue; a quarter of the timeout is
+// allowed for that. A client that left after three quarters of it in
+// silence is counted as a stall, which the provider's silence then was.
+func (p *policyProcessor) stalled(end time.Time) bool {
+	if p.route == nil || p.lastResponse.IsZero() {
+		return false
+	}
+	idle := p.route.Fallback.PerTryIdleTimeout
+	return idle > 0 && end.Sub(p.lastResponse) >= idle-idle/4
 }
 
 // baseRecord is the part of the request's record known before its response:

@@ -11,12 +11,14 @@ import (
 	"github.com/anthropics/anthropic-sdk-go/v2"
 	"github.com/anthropics/anthropic-sdk-go/v2/option"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 
 	anthropicfmt "github.com/tollgate-dev/tollgate/clientformat/anthropic"
 	"github.com/tollgate-dev/tollgate/extproc"
 	"github.com/tollgate-dev/tollgate/internal/envoytest"
 	"github.com/tollgate-dev/tollgate/policy"
+	"github.com/tollgate-dev/tollgate/policy/budget"
 	"github.com/tollgate-dev/tollgate/records"
 )
 
@@ -28,6 +30,11 @@ type chain struct {
 	a, b   *envoytest.FakeAnthropic
 	recs   *collector
 	client anthropic.Client
+	pol    *policy.Policy
+	// reg is the Tollgate server's metrics; with split, regAdapter and
+	// recsAdapter are the second server's, which serves the adapter.
+	reg, regAdapter *prometheus.Registry
+	recsAdapter     *collector
 }
 
 type chainOptions struct {
@@ -38,6 +45,15 @@ type chainOptions struct {
 	// rendered runs on the configuration rendered from the chain's policy
 	// alone (renderEnvoy); numRetries, retryExtra and aDead are unused.
 	rendered bool
+	// split sends the adapter filter's streams to a second Tollgate server,
+	// with its own memory, metrics and records: Envoy's policy filter talks
+	// to one replica and every attempt's adapter to another.
+	split bool
+	// ledger and keyBudgets enforce budgets, on both servers when split.
+	ledger     budget.Ledger
+	keyBudgets string
+	// aRelease is the first provider's FakeAnthropicConfig.MidBodyRelease.
+	aRelease <-chan struct{}
 }
 
 // The retry policy lines every chain test adds: a short back-off and a
@@ -47,15 +63,15 @@ const chainRetryExtra = "                    retry_back_off: {base_interval: 0.0
 
 func newChain(t *testing.T, o chainOptions) *chain {
 	t.Helper()
-	start := func(key, base string) *envoytest.FakeAnthropic {
-		f := envoytest.NewFakeAnthropic(envoytest.FakeAnthropicConfig{APIKey: key, BasePath: base})
+	start := func(key, base string, release <-chan struct{}) *envoytest.FakeAnthropic {
+		f := envoytest.NewFakeAnthropic(envoytest.FakeAnthropicConfig{APIKey: key, BasePath: base, MidBodyRelease: release})
 		if err := f.Start("127.0.0.1:0"); err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { f.Close() })
 		return f
 	}
-	c := &chain{a: start("key-a", "/a"), b: start("key-b", "/b"), recs: &collector{}}
+	c := &chain{a: start("key-a", "/a", o.aRelease), b: start("key-b", "/b", nil), recs: &collector{}}
 	aAddr := c.a.Addr()
 	if o.aDead {
 		dead, err := net.Listen("tcp", "127.0.0.1:0")
@@ -81,9 +97,9 @@ providers:
     base_url: http://` + c.b.Addr() + `/b
     api_key: ${KEY_B}` + bModels + `
 routes:
-  demo: {chain: [demo, anthropic], cluster: chain_demo}
+  demo: {chain: [demo, anthropic], cluster: chain_demo, per_try_idle_timeout: 1s}
 keys:
-  - {id: alice, sha256: ` + policy.HashKey(gatewayKey) + `, team: platform}
+  - {id: alice, sha256: ` + policy.HashKey(gatewayKey) + `, team: platform` + keyBudgets(o.keyBudgets) + `}
 `
 	env := map[string]string{"KEY_A": "key-a", "KEY_B": "key-b"}
 	p, err := policy.Parse("chain.yaml", []byte(src), policy.LoadOptions{RequireSecrets: true,
@@ -91,8 +107,41 @@ keys:
 	if err != nil {
 		t.Fatal(err)
 	}
+	c.pol, c.reg = p, prometheus.NewRegistry()
+	clusters := map[string]string{"tollgate": serveExtProc(t, p, c.recs, c.reg, o.ledger)}
+	if o.numRetries == 0 {
+		o.numRetries = 1
+	}
+	if o.retryExtra == "" {
+		o.retryExtra = chainRetryExtra
+	}
+	var envoyYAML string
+	if o.rendered {
+		envoyYAML = renderEnvoyFile(t, p)
+	} else {
+		envoyYAML = withFallbackRetry(t, o.numRetries, o.retryExtra)
+		clusters["prov_demo"], clusters["prov_anthropic"] = aAddr, c.b.Addr()
+	}
+	if o.split {
+		c.recsAdapter, c.regAdapter = &collector{}, prometheus.NewRegistry()
+		clusters[adapterCluster] = serveExtProc(t, p, c.recsAdapter, c.regAdapter, o.ledger)
+		envoyYAML = withAdapterCluster(t, envoyYAML)
+	}
+	h, err := envoytest.Start(envoytest.Config{EnvoyYAML: envoyYAML, Clusters: clusters, Logf: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	c.client = anthropic.NewClient(option.WithBaseURL(h.URL()), option.WithAPIKey(gatewayKey), option.WithMaxRetries(0))
+	return c
+}
+
+// serveExtProc starts a Tollgate ext_proc server of its own (its own memory,
+// as another process would have) for policy p, and returns its address.
+func serveExtProc(t *testing.T, p *policy.Policy, recs *collector, reg *prometheus.Registry, ledger budget.Ledger) string {
+	t.Helper()
 	srv, err := extproc.NewServer(extproc.Options{Policies: fixedPolicy{p}, ClientFormats: []extproc.ClientFormat{anthropicfmt.Format{}},
-		Translation: translations, Recorder: c.recs})
+		Translation: translations, Recorder: recs, Metrics: extproc.NewMetrics(reg), Ledger: ledger})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,28 +151,9 @@ keys:
 	}
 	gs := grpc.NewServer()
 	extprocv3.RegisterExternalProcessorServer(gs, srv)
-	go gs.Serve(lis) //nolint:errcheck
+	go gs.Serve(lis) //nolint:errcheck // ends with Stop
 	t.Cleanup(gs.Stop)
-	if o.numRetries == 0 {
-		o.numRetries = 1
-	}
-	if o.retryExtra == "" {
-		o.retryExtra = chainRetryExtra
-	}
-	cfg := envoytest.Config{Clusters: map[string]string{"tollgate": lis.Addr().String()}, Logf: t.Logf}
-	if o.rendered {
-		cfg.EnvoyYAML = renderEnvoyFile(t, p)
-	} else {
-		cfg.EnvoyYAML = withFallbackRetry(t, o.numRetries, o.retryExtra)
-		cfg.Clusters["prov_demo"], cfg.Clusters["prov_anthropic"] = aAddr, c.b.Addr()
-	}
-	h, err := envoytest.Start(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { h.Close() })
-	c.client = anthropic.NewClient(option.WithBaseURL(h.URL()), option.WithAPIKey(gatewayKey), option.WithMaxRetries(0))
-	return c
+	return lis.Addr().String()
 }
 
 // attemptsOf returns a record's attempts as (provider, status) pairs.

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -33,6 +34,10 @@ type FakeAnthropicConfig struct {
 	// base_url has a path ("/second" serves POST /second/v1/messages); the
 	// paths below it are a 404. /healthz stays at the root. Default: "".
 	BasePath string
+	// MidBodyRelease, when set, holds a "-midreset" response after its
+	// partial body until it is closed (or the client goes away), so that a
+	// test can let the reset come once the client has what came before.
+	MidBodyRelease <-chan struct{}
 }
 
 // RecordedRequest is one request the fake received.
@@ -60,7 +65,13 @@ type RecordedRequest struct {
 // x-should-retry: true, "-invalid" a 400 invalid_request_error, "-reset"
 // closes the connection before any response header, and "-stall" sends no
 // response header until the client goes away (counted as a cancellation) or
-// 60 s pass. POST /v1/messages/count_tokens,
+// 60 s pass. Failures after the response started: "-midreset" sends the
+// headers and part of the body (streaming: message_start and the text deltas,
+// up to content_block_stop; not: half the JSON, under a content-length for
+// all of it), then resets the connection; "-midstall" sends the same, then
+// nothing more until the client goes away or 60 s pass; "-midoverloaded"
+// (streaming) sends the same start, then an overloaded_error event, and ends.
+// POST /v1/messages/count_tokens,
 // GET /v1/models and GET /healthz (no auth) are served too; anything else is
 // a 404 Anthropic error.
 type FakeAnthropic struct {
@@ -331,8 +342,19 @@ func (f *FakeAnthropic) messages(w http.ResponseWriter, r *http.Request, body []
 			anthropicError(w, http.StatusInternalServerError, "api_error", err.Error())
 			return
 		}
+		data = withModel(data, req.Model)
 		w.Header().Set("content-type", "application/json")
-		_, _ = w.Write(withModel(data, req.Model))
+		if failsMidBody(req.Model) {
+			// Headers announce the whole body; half of it comes, then the
+			// failure.
+			w.Header().Set("content-length", strconv.Itoa(len(data)))
+			w.WriteHeader(http.StatusOK)
+			_, _ = w.Write(data[:len(data)/2])
+			_ = http.NewResponseController(w).Flush()
+			f.failMidBody(r, req.Model)
+			return
+		}
+		_, _ = w.Write(data)
 		return
 	}
 	data, err := f.testdata("messages_stream.sse")
@@ -365,6 +387,35 @@ func (f *FakeAnthropic) messages(w http.ResponseWriter, r *http.Request, body []
 			if ok = write(ev); !ok {
 				break
 			}
+		}
+	case req.Stream && strings.HasSuffix(req.Model, "-midoverloaded"):
+		// Anthropic's mid-stream error: the stream's start, then an
+		// overloaded_error event, and the end of the body.
+		for _, ev := range events {
+			if bytes.Contains(ev, []byte("event: content_block_stop")) {
+				break
+			}
+			if ok = write(ev); !ok {
+				break
+			}
+		}
+		if ok {
+			ok = write([]byte("event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded (fake)\"}}\n\n"))
+		}
+	case failsMidBody(req.Model):
+		// The response has started: message_start and the text deltas, up
+		// to content_block_stop, then the failure.
+		for _, ev := range events {
+			if bytes.Contains(ev, []byte("event: content_block_stop")) {
+				break
+			}
+			if ok = write(ev); !ok {
+				break
+			}
+		}
+		if ok {
+			f.failMidBody(r, req.Model)
+			return
 		}
 	default:
 		for _, ev := range events {
@@ -416,6 +467,44 @@ func (f *FakeAnthropic) failure(w http.ResponseWriter, r *http.Request, model st
 		return false
 	}
 	return true
+}
+
+// Suffixes of the models whose response fails after its headers.
+const (
+	suffixMidReset = "-midreset"
+	suffixMidStall = "-midstall"
+)
+
+// failsMidBody reports whether model asks for a failure after the response
+// headers and part of the body.
+func failsMidBody(model string) bool {
+	return strings.HasSuffix(model, suffixMidReset) || strings.HasSuffix(model, suffixMidStall)
+}
+
+// failMidBody ends a response that has started: "-midreset" resets the
+// connection (HTTP/1.1: closed before the body's end; HTTP/2: RST_STREAM),
+// once MidBodyRelease (if set) is closed,
+// "-midstall" sends nothing more until the client goes away (counted as a
+// cancellation) or 60 s pass.
+func (f *FakeAnthropic) failMidBody(r *http.Request, model string) {
+	if strings.HasSuffix(model, suffixMidReset) {
+		if f.cfg.MidBodyRelease != nil {
+			select {
+			case <-f.cfg.MidBodyRelease:
+			case <-r.Context().Done():
+			}
+		}
+		panic(http.ErrAbortHandler)
+	}
+	t := time.NewTimer(60 * time.Second)
+	defer t.Stop()
+	select {
+	case <-r.Context().Done():
+		f.mu.Lock()
+		f.cancellations++
+		f.mu.Unlock()
+	case <-t.C:
+	}
 }
 
 // slowStream sends message_start and content_block_start, then a delta every
