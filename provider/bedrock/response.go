@@ -2,8 +2,10 @@ package bedrock
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -152,6 +154,7 @@ type eventStream struct {
 	buf     []byte
 	dec     *eventstream.Decoder
 	payload []byte // reused for each frame's payload
+	event   []byte // reused for each frame's decoded event
 	done    bool   // an error event was emitted
 }
 
@@ -207,26 +210,21 @@ func (s *eventStream) frame(out []byte, msg eventstream.Message) ([]byte, bool) 
 		if headerString(msg.Headers, ":event-type") != "chunk" {
 			return out, true // other events carry no Anthropic event
 		}
-		var p struct {
-			Bytes []byte `json:"bytes"` // base64 in the JSON
-		}
-		if err := json.Unmarshal(msg.Payload, &p); err != nil {
+		data, ok := s.eventJSON(msg.Payload)
+		if !ok {
 			return appendEvent(out, "error", errorJSON("api_error", "Bedrock sent a chunk that is not JSON")), false
 		}
-		var ev struct {
-			Type string `json:"type"`
-		}
-		if err := json.Unmarshal(p.Bytes, &ev); err != nil || ev.Type == "" {
+		typ, ok := eventType(data)
+		if !ok {
 			return appendEvent(out, "error", errorJSON("api_error", "Bedrock sent a chunk that is no Anthropic event")), false
 		}
-		data := p.Bytes
 		if bytes.IndexByte(data, '\n') >= 0 { // one data line per event
 			var c bytes.Buffer
 			if json.Compact(&c, data) == nil {
 				data = c.Bytes()
 			}
 		}
-		return appendEvent(out, ev.Type, data), true
+		return appendEvent(out, typ, data), true
 	case "exception":
 		_, typ := errorFor(headerString(msg.Headers, ":exception-type"), 500)
 		return appendEvent(out, "error", errorJSON(typ, messageOf(msg.Payload))), false
@@ -253,4 +251,46 @@ func headerString(h eventstream.Headers, name string) string {
 		return string(v)
 	}
 	return ""
+}
+
+// eventJSON returns the Anthropic event a chunk payload carries base64 in
+// its bytes field: {"bytes":"<base64>","p":"<padding>"}. The usual shape is
+// read without decoding the JSON, into a buffer reused across frames;
+// anything else goes through encoding/json.
+func (s *eventStream) eventJSON(payload []byte) ([]byte, bool) {
+	const prefix = `{"bytes":"`
+	if rest, ok := bytes.CutPrefix(payload, []byte(prefix)); ok {
+		if end := bytes.IndexByte(rest, '"'); end >= 0 && bytes.IndexByte(rest[:end], '\\') < 0 {
+			enc := rest[:end]
+			s.event = slices.Grow(s.event[:0], base64.StdEncoding.DecodedLen(len(enc)))[:base64.StdEncoding.DecodedLen(len(enc))]
+			if n, err := base64.StdEncoding.Decode(s.event, enc); err == nil {
+				return s.event[:n], true
+			}
+		}
+	}
+	var p struct {
+		Bytes []byte `json:"bytes"` // base64 in the JSON
+	}
+	if err := json.Unmarshal(payload, &p); err != nil || p.Bytes == nil {
+		return nil, false
+	}
+	return p.Bytes, true
+}
+
+// eventType returns the type of an Anthropic event: read off the usual
+// {"type":"..." start, or else decoded.
+func eventType(ev []byte) (string, bool) {
+	const prefix = `{"type":"`
+	if rest, ok := bytes.CutPrefix(ev, []byte(prefix)); ok {
+		if end := bytes.IndexByte(rest, '"'); end > 0 && bytes.IndexByte(rest[:end], '\\') < 0 {
+			return string(rest[:end]), true
+		}
+	}
+	var v struct {
+		Type string `json:"type"`
+	}
+	if err := json.Unmarshal(ev, &v); err != nil || v.Type == "" {
+		return "", false
+	}
+	return v.Type, true
 }
