@@ -50,6 +50,10 @@ type bedrockOptions struct {
 	secret string // what Tollgate signs with; default awsSecret
 	chain  bool
 	aModel string // with chain, what the fake Anthropic is sent
+	// bedrockFirst puts Bedrock first in the chain (provider "demo") and
+	// the fake Anthropic second (provider "anthropic", no mapping).
+	bedrockFirst bool
+	bModel       string // what Bedrock is sent for claude-sonnet-4-5; default bedrockProfile
 }
 
 func newBedrockStack(t *testing.T, o bedrockOptions) *bedrockStack {
@@ -66,6 +70,24 @@ func newBedrockStack(t *testing.T, o bedrockOptions) *bedrockStack {
 	}
 	bedrockName, clusters, envoyYAML := "demo", map[string]string{"prov_demo": s.bedrock.Addr()}, "../../envoy.yaml"
 	providers := ""
+	if o.bModel == "" {
+		o.bModel = bedrockProfile
+	}
+	if o.bedrockFirst {
+		s.anthropic = envoytest.NewFakeAnthropic(envoytest.FakeAnthropicConfig{APIKey: providerKey,
+			ForbiddenHeaders: []string{"x-amz-date", "x-amz-security-token", "x-amz-content-sha256"}})
+		if err := s.anthropic.Start("127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.anthropic.Close() })
+		clusters["prov_anthropic"] = s.anthropic.Addr()
+		envoyYAML = withFallbackRetry(t, 1, chainRetryExtra)
+		providers = `  anthropic:
+    type: anthropic
+    base_url: ` + s.anthropic.URL() + `
+    api_key: ${ANTHROPIC_KEY}
+`
+	}
 	if o.chain {
 		s.anthropic = envoytest.NewFakeAnthropic(envoytest.FakeAnthropicConfig{APIKey: providerKey})
 		if err := s.anthropic.Start("127.0.0.1:0"); err != nil {
@@ -89,10 +111,10 @@ func newBedrockStack(t *testing.T, o bedrockOptions) *bedrockStack {
     access_key_id: ${AWS_ID}
     secret_access_key: ${AWS_SECRET}
     session_token: ${AWS_TOKEN}
-    models: {claude-sonnet-4-5: "` + bedrockProfile + `"}
+    models: {claude-sonnet-4-5: "` + o.bModel + `"}
 `
 	chain := "[demo]"
-	if o.chain {
+	if o.chain || o.bedrockFirst {
 		chain = "[demo, anthropic]"
 	}
 	src := "version: 1\nproviders:\n" + providers + `routes:
@@ -432,5 +454,38 @@ func TestBedrockClaudeCodeBody(t *testing.T) {
 	_, hasStream := in["stream"]
 	if len(sent) != len(in)+1-map[bool]int{true: 1, false: 0}[hasStream] {
 		t.Errorf("%d members sent for %d", len(sent), len(in))
+	}
+}
+
+// A throttled Bedrock falls back to Anthropic: the 429 Bedrock sends is the
+// status the retry policy sees, and attempt 2 carries nothing of Bedrock's
+// signature (the fake Anthropic refuses x-amz-* and authorization).
+func TestFallbackBedrockToAnthropic(t *testing.T) {
+	for _, stream := range []bool{false, true} {
+		t.Run(map[bool]string{false: "message", true: "stream"}[stream], func(t *testing.T) {
+			s := newBedrockStack(t, bedrockOptions{bedrockFirst: true, bModel: "us.anthropic.claude-sonnet-4-5-throttled"})
+			c := &chain{recs: s.recs, client: s.client}
+			model, hdr, err := c.send(t, stream)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if model != "claude-sonnet-4-5" || hdr.Get("x-tollgate-provider") != "anthropic" || hdr.Get("x-tollgate-attempts") != "2" {
+				t.Errorf("model %q served by %q on attempt %q", model, hdr.Get("x-tollgate-provider"), hdr.Get("x-tollgate-attempts"))
+			}
+			rec := s.recs.wait(t, 1)[0]
+			if got := attemptsOf(rec.Attempts); got != "demo:"+http.StatusText(429)+";anthropic:OK;" {
+				t.Errorf("attempts %s", got)
+			}
+			ra := s.anthropic.Requests()
+			if len(ra) != 1 || ra[0].Path != "/v1/messages" || ra[0].Host != s.anthropic.Addr() {
+				t.Fatalf("anthropic requests %+v", ra)
+			}
+			if v := s.anthropic.Violations(); len(v) > 0 {
+				t.Errorf("violations: %v", v)
+			}
+			if bytes.Contains(ra[0].Body, []byte("anthropic_version")) || !bytes.Contains(ra[0].Body, []byte(`"model":"claude-sonnet-4-5"`)) {
+				t.Errorf("attempt 2 body %s", ra[0].Body)
+			}
+		})
 	}
 }
