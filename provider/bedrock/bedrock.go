@@ -51,7 +51,7 @@ func (Type) Name() string { return TypeName }
 
 // Fields returns the fields of a provider of this type besides the ones every
 // provider has, in the order messages list them.
-func (Type) Fields() []string { return append([]string(nil), fields...) }
+func (Type) Fields() []string { return fieldNames() }
 
 // NewSettings returns fresh settings, a *Settings, for the policy decoder to
 // fill in.

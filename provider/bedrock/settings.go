@@ -29,10 +29,12 @@ const (
 	fieldAPIKeyFile          = "api_key_file"
 )
 
-// fields lists the type's fields in the order messages list them.
-var fields = []string{fieldRegion, fieldBaseURL, fieldAccessKeyID, fieldAccessKeyIDFile,
-	fieldSecretAccessKey, fieldSecretAccessKeyFile, fieldSessionToken, fieldSessionTokenFile,
-	fieldAPIKey, fieldAPIKeyFile}
+// fieldNames returns the type's fields in the order messages list them.
+func fieldNames() []string {
+	return []string{fieldRegion, fieldBaseURL, fieldAccessKeyID, fieldAccessKeyIDFile,
+		fieldSecretAccessKey, fieldSecretAccessKeyFile, fieldSessionToken, fieldSessionTokenFile,
+		fieldAPIKey, fieldAPIKeyFile}
+}
 
 // Settings is what a policy says about one provider of type bedrock. A loaded
 // policy's Provider.Settings holds one; it is then immutable and safe for
@@ -81,7 +83,7 @@ var regionPattern = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]+$`)
 // policy; the decoder calls it in document order. For the credential fields
 // the value is a reference (a ${VAR} or a path): Resolve fetches the secret.
 func (s *Settings) Set(field, value string) error {
-	if !slices.Contains(fields, field) {
+	if !slices.Contains(fieldNames(), field) {
 		return fmt.Errorf("type %s has no field %q", TypeName, field)
 	}
 	s.set = append(s.set, field)
