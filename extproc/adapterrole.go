@@ -94,7 +94,7 @@ func (a *adapterProcessor) responseHeaders(req *extprocv3.ProcessingRequest, hh 
 			m.Set(name, value)
 		}
 		remove := func(name string) { m.Remove(name) }
-		if a.respBody = rt.TranslateResponse(a.clientPath, code, h.get, set, remove); a.respBody != nil {
+		if a.respBody = rt.TranslateResponse(a.clientPath, code, h.get, set, remove, a.warn); a.respBody != nil {
 			override = streamResponseBody()
 		}
 	}
@@ -266,6 +266,13 @@ func streamResponseBody() *extprocfilterv3.ProcessingMode {
 		RequestBodyMode:  extprocfilterv3.ProcessingMode_NONE,
 		ResponseBodyMode: extprocfilterv3.ProcessingMode_STREAMED,
 	}
+}
+
+// warn logs and counts what a response translation noticed.
+func (a *adapterProcessor) warn(kind, msg string) {
+	a.s.metrics.translationWarnings.WithLabelValues(a.provider.Name, kind).Inc()
+	a.s.log.Warn("response translation", zap.String("request_id", a.recordID), zap.String("provider", a.provider.Name),
+		zap.Int("attempt", a.attempt), zap.String("kind", kind), zap.String("detail", msg))
 }
 
 // responseBody translates one chunk of the response body, when the

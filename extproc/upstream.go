@@ -57,10 +57,11 @@ type RequestTranslation interface {
 // headers it changes them through set and remove and returns the body's
 // translation, or nil; the adapter then asks Envoy for the body chunk by
 // chunk (mode_override STREAMED) and sends what the function returns for
-// each chunk in its place.
+// each chunk in its place. What the translation reports through warn is
+// logged and counted (tollgate_translation_warnings_total).
 type ResponseTranslation interface {
 	TranslateResponse(clientPath string, status int, header func(name string) string,
-		set func(name, value string), remove func(name string)) (body func(chunk []byte, end bool) []byte)
+		set func(name, value string), remove func(name string), warn func(kind, msg string)) (body func(chunk []byte, end bool) []byte)
 }
 
 // BodyHeaders is implemented by an Upstream whose path and credentials

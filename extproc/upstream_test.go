@@ -10,6 +10,7 @@ import (
 
 	extprocfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/tollgate-dev/tollgate/policy"
 	"github.com/tollgate-dev/tollgate/provider"
@@ -147,10 +148,11 @@ func (stubTranslation) TranslateRequest(clientPath string, header func(string) s
 	return append([]byte("translated:"+mapModel("sonnet")+":"+header("x-request-id")+":"), body...), "/stub" + clientPath, nil
 }
 func (stubTranslation) TranslateResponse(clientPath string, status int, header func(string) string,
-	set func(name, value string), remove func(name string)) func([]byte, bool) []byte {
+	set func(name, value string), remove func(name string), warn func(kind, msg string)) func([]byte, bool) []byte {
 	if status != 503 || clientPath != "/v1/messages" || header("x-kind") != "stub" {
 		return nil
 	}
+	warn("stub_kind", "noticed")
 	set(":status", "529")
 	remove("content-length")
 	return func(chunk []byte, end bool) []byte {
@@ -168,7 +170,8 @@ func (stubTranslation) TranslateResponse(clientPath string, status int, header f
 // trail the new status; each body chunk's reply its translation.
 func TestAdapterTranslatesRequestAndResponse(t *testing.T) {
 	stub := func(string, string) (Translation, bool) { return stubTranslation{}, true }
-	c := stream(t, adapterServer(t, stub), roleAdapter)
+	s := adapterServer(t, stub)
+	c := stream(t, s, roleAdapter)
 	if resp := attemptTo(t, c, "second", 1); resp.GetModeOverride() != nil {
 		t.Fatalf("the body is skipped: %v", resp)
 	}
@@ -188,6 +191,10 @@ func TestAdapterTranslatesRequestAndResponse(t *testing.T) {
 	hm := resp.GetResponseHeaders().GetResponse().GetHeaderMutation()
 	if got := sets(t, hm); got[":status"] != "529" || !slices.Contains(hm.GetRemoveHeaders(), "content-length") {
 		t.Errorf("response headers mutation %v", hm)
+	}
+	var counted dto.Metric
+	if err := s.metrics.translationWarnings.WithLabelValues("second", "stub_kind").Write(&counted); err != nil || counted.GetCounter().GetValue() != 1 {
+		t.Errorf("translation warnings counted: %v (%v)", counted.GetCounter().GetValue(), err)
 	}
 	if mo := resp.GetModeOverride(); mo.GetResponseBodyMode() != extprocfilterv3.ProcessingMode_STREAMED {
 		t.Errorf("mode_override %v", mo)

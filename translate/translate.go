@@ -61,6 +61,9 @@ type ResponseTranslator interface {
 	// it returns the bytes to send in its place, possibly none. It returns
 	// nil when the body passes as it is. The returned function holds the
 	// state of one response and is called from one goroutine at a time.
+	// It reports through warn what the translation noticed but did not act
+	// on (kind is a short label such as "usage_mismatch", msg the details),
+	// which the adapter logs and counts.
 	TranslateResponse(clientPath string, status int, header func(name string) string,
-		set func(name, value string), remove func(name string)) (body func(chunk []byte, end bool) []byte)
+		set func(name, value string), remove func(name string), warn func(kind, msg string)) (body func(chunk []byte, end bool) []byte)
 }

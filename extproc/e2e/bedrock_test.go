@@ -14,6 +14,7 @@ import (
 	"github.com/anthropics/anthropic-sdk-go/v2"
 	"github.com/anthropics/anthropic-sdk-go/v2/option"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 
 	anthropicfmt "github.com/tollgate-dev/tollgate/clientformat/anthropic"
@@ -44,6 +45,7 @@ type bedrockStack struct {
 	harness   *envoytest.Harness
 	client    anthropic.Client
 	recs      *collector
+	reg       *prometheus.Registry
 }
 
 type bedrockOptions struct {
@@ -58,7 +60,7 @@ type bedrockOptions struct {
 
 func newBedrockStack(t *testing.T, o bedrockOptions) *bedrockStack {
 	t.Helper()
-	s := &bedrockStack{recs: &collector{}}
+	s := &bedrockStack{recs: &collector{}, reg: prometheus.NewRegistry()}
 	s.bedrock = envoytest.NewFakeBedrock(envoytest.FakeBedrockConfig{Region: "us-east-1",
 		AccessKeyID: awsKeyID, SecretAccessKey: awsSecret, SessionToken: awsToken})
 	if err := s.bedrock.Start("127.0.0.1:0"); err != nil {
@@ -130,7 +132,7 @@ keys:
 		t.Fatal(err)
 	}
 	srv, err := extproc.NewServer(extproc.Options{Policies: fixedPolicy{p}, ClientFormats: []extproc.ClientFormat{anthropicfmt.Format{}},
-		Translation: translations, Recorder: s.recs})
+		Translation: translations, Recorder: s.recs, Metrics: extproc.NewMetrics(s.reg)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -279,10 +281,16 @@ func TestBedrockStream(t *testing.T) {
 		}
 	}
 	want = bytes.Replace(want, []byte(`"model":"claude-sonnet-4-5"`), []byte(`"model":"`+bedrockProfile+`"`), 1)
+	// Bedrock's message_stop carries its invocation metrics, passed on.
+	want = bytes.Replace(want, []byte(`data: {"type":"message_stop"}`), []byte(`data: {"type":"message_stop","amazon-bedrock-invocationMetrics":`+
+		`{"inputTokenCount":12,"outputTokenCount":15,"invocationLatency":1234,"firstByteLatency":321,"cacheReadInputTokenCount":30500,"cacheWriteInputTokenCount":2048}}`), 1)
 	if !bytes.Equal(got, want) {
 		t.Errorf("stream:\n%s\nwant:\n%s", got, want)
 	}
 	checkSigned(t, s.bedrock.Requests()[0], "invoke-with-response-stream")
+	if n := metricValue(t, s.reg, "tollgate_translation_warnings_total", nil); n != 0 {
+		t.Errorf("%v translation warnings for invocation metrics that agree", n)
+	}
 	rec := s.recs.wait(t, 1)[0]
 	if rec.Outcome != records.OutcomeOK || !rec.Stream || rec.Usage.OutputTokens != 15 || rec.CostPicoUSD <= 0 {
 		t.Errorf("record outcome %q stream %v usage %+v cost %d", rec.Outcome, rec.Stream, rec.Usage, rec.CostPicoUSD)
@@ -487,5 +495,22 @@ func TestFallbackBedrockToAnthropic(t *testing.T) {
 				t.Errorf("attempt 2 body %s", ra[0].Body)
 			}
 		})
+	}
+}
+
+// Invocation metrics that disagree with the events' usage are logged and
+// counted; the record bills the events' usage.
+func TestBedrockInvocationMetricsMismatch(t *testing.T) {
+	s := newBedrockStack(t, bedrockOptions{bModel: "us.anthropic.claude-sonnet-4-5-miscounted"})
+	resp, got := s.post(t, "/v1/messages", `{"model":"claude-sonnet-4-5","max_tokens":10,"stream":true,"messages":[{"role":"user","content":"hi"}]}`)
+	if resp.StatusCode != 200 || !bytes.Contains(got, []byte(`"inputTokenCount":13`)) {
+		t.Fatalf("status %d: %s", resp.StatusCode, got)
+	}
+	rec := s.recs.wait(t, 1)[0]
+	if rec.Usage.InputTokens != 12 || rec.Outcome != records.OutcomeOK {
+		t.Errorf("record usage %+v outcome %q", rec.Usage, rec.Outcome)
+	}
+	if n := metricValue(t, s.reg, "tollgate_translation_warnings_total", map[string]string{"provider": "demo", "kind": "usage_mismatch"}); n != 1 {
+		t.Errorf("usage mismatches counted: %v", n)
 	}
 }

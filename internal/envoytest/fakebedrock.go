@@ -48,7 +48,9 @@ type FakeBedrockConfig struct {
 // /invoke-with-response-stream answers messages_stream.sse as an
 // application/vnd.amazon.eventstream of chunk frames encoded with the SDK
 // ({"bytes":"<base64 event>","p":"..."}, pings left out as Bedrock sends
-// none), each frame written in two halves so that frames split across reads;
+// none), each frame written in two halves so that frames split across reads,
+// message_stop carrying amazon-bedrock-invocationMetrics that agree with the
+// events' usage (one input token more for models ending in "-miscounted");
 // /count-tokens answers {"inputTokens":N}. Model ids ending in "-throttled"
 // get a 429 ThrottlingException, "-unavailable" a 503
 // ServiceUnavailableException, and streams of "-exception" an exception
@@ -307,11 +309,50 @@ func (f *FakeBedrock) stream(w http.ResponseWriter, model string) {
 	}
 	enc := eventstream.NewEncoder()
 	deltas := 0
+	var usage struct{ in, out, cacheRead, cacheWrite int64 }
+	type eventUsage struct {
+		InputTokens              int64 `json:"input_tokens"`
+		OutputTokens             int64 `json:"output_tokens"`
+		CacheReadInputTokens     int64 `json:"cache_read_input_tokens"`
+		CacheCreationInputTokens int64 `json:"cache_creation_input_tokens"`
+	}
+	take := func(u eventUsage) {
+		for _, f := range []struct {
+			dst *int64
+			v   int64
+		}{{&usage.in, u.InputTokens}, {&usage.out, u.OutputTokens},
+			{&usage.cacheRead, u.CacheReadInputTokens}, {&usage.cacheWrite, u.CacheCreationInputTokens}} {
+			if f.v != 0 {
+				*f.dst = f.v
+			}
+		}
+	}
 	for _, ev := range splitEvents(withModel(data, model)) {
 		_, rest, _ := bytes.Cut(ev, []byte("\ndata: "))
 		payload := bytes.TrimSpace(rest)
-		if bytes.HasPrefix(ev, []byte("event: ping")) {
+		var typed struct {
+			Type    string `json:"type"`
+			Message struct {
+				Usage eventUsage `json:"usage"`
+			} `json:"message"`
+			Usage eventUsage `json:"usage"`
+		}
+		_ = json.Unmarshal(payload, &typed)
+		switch typed.Type {
+		case "ping":
 			continue // Bedrock sends no pings
+		case "message_start":
+			take(typed.Message.Usage)
+		case "message_delta":
+			take(typed.Usage)
+		case "message_stop":
+			in := usage.in
+			if strings.HasSuffix(model, "-miscounted") {
+				in++
+			}
+			payload = fmt.Appendf(nil, `{"type":"message_stop","amazon-bedrock-invocationMetrics":{"inputTokenCount":%d,"outputTokenCount":%d,`+
+				`"invocationLatency":1234,"firstByteLatency":321,"cacheReadInputTokenCount":%d,"cacheWriteInputTokenCount":%d}}`,
+				in, usage.out, usage.cacheRead, usage.cacheWrite)
 		}
 		var msg eventstream.Message
 		msg.Headers.Set(":message-type", eventstream.StringValue("event"))

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -21,9 +22,12 @@ const contentTypeEventStream = "application/vnd.amazon.eventstream"
 // Anthropic's error shape. An event stream becomes Anthropic SSE, event by
 // event (eventStream). A count_tokens answer, {"inputTokens":N}, becomes
 // {"input_tokens":N}. Anything else, such as InvokeModel's JSON (already an
-// Anthropic Message), passes as it is.
+// Anthropic Message), passes as it is. A stream whose
+// amazon-bedrock-invocationMetrics disagree with the usage of its events is
+// reported through warn ("usage_mismatch"); the events' usage is what is
+// billed.
 func (fromAnthropic) TranslateResponse(clientPath string, status int, header func(string) string,
-	set func(name, value string), remove func(name string)) func([]byte, bool) []byte {
+	set func(name, value string), remove func(name string), warn func(kind, msg string)) func([]byte, bool) []byte {
 	switch {
 	case status >= 300:
 		st, typ := errorFor(header("x-amzn-errortype"), status)
@@ -35,7 +39,9 @@ func (fromAnthropic) TranslateResponse(clientPath string, status int, header fun
 		set("content-type", "text/event-stream")
 		set("cache-control", "no-cache")
 		remove("content-length")
-		return newEventStream().chunk
+		s := newEventStream()
+		s.warn = warn
+		return s.chunk
 	case strings.HasPrefix(clientPath, pathCountTokens):
 		remove("content-length")
 		return whole(countTokens)
@@ -156,6 +162,88 @@ type eventStream struct {
 	payload []byte // reused for each frame's payload
 	event   []byte // reused for each frame's decoded event
 	done    bool   // an error event was emitted
+	// usage is the latest usage of the events (message_start, then
+	// message_delta), for the cross-check at message_stop; warn reports a
+	// mismatch.
+	usage eventUsage
+	warn  func(kind, msg string)
+}
+
+// eventUsage is the usage an Anthropic stream's events report.
+type eventUsage struct {
+	InputTokens              *int64 `json:"input_tokens"`
+	OutputTokens             *int64 `json:"output_tokens"`
+	CacheCreationInputTokens *int64 `json:"cache_creation_input_tokens"`
+	CacheReadInputTokens     *int64 `json:"cache_read_input_tokens"`
+}
+
+// merge takes the fields u reports over the earlier ones.
+func (e *eventUsage) merge(u eventUsage) {
+	for _, f := range []struct{ dst, src **int64 }{{&e.InputTokens, &u.InputTokens}, {&e.OutputTokens, &u.OutputTokens},
+		{&e.CacheCreationInputTokens, &u.CacheCreationInputTokens}, {&e.CacheReadInputTokens, &u.CacheReadInputTokens}} {
+		if *f.src != nil {
+			*f.dst = *f.src
+		}
+	}
+}
+
+// observe reads the usage of the events that carry it and, at
+// message_stop, compares Bedrock's invocation metrics with it. It decodes
+// only those three events, a few per stream.
+func (s *eventStream) observe(typ string, ev []byte) {
+	switch typ {
+	case "message_start":
+		var v struct {
+			Message struct {
+				Usage eventUsage `json:"usage"`
+			} `json:"message"`
+		}
+		if json.Unmarshal(ev, &v) == nil {
+			s.usage.merge(v.Message.Usage)
+		}
+	case "message_delta":
+		var v struct {
+			Usage eventUsage `json:"usage"`
+		}
+		if json.Unmarshal(ev, &v) == nil {
+			s.usage.merge(v.Usage)
+		}
+	case "message_stop":
+		var v struct {
+			Metrics *struct {
+				InputTokenCount           *int64 `json:"inputTokenCount"`
+				OutputTokenCount          *int64 `json:"outputTokenCount"`
+				CacheReadInputTokenCount  *int64 `json:"cacheReadInputTokenCount"`
+				CacheWriteInputTokenCount *int64 `json:"cacheWriteInputTokenCount"`
+			} `json:"amazon-bedrock-invocationMetrics"`
+		}
+		if json.Unmarshal(ev, &v) != nil || v.Metrics == nil || s.warn == nil {
+			return
+		}
+		m := v.Metrics
+		var diffs []string
+		for _, c := range []struct {
+			name         string
+			bedrock, evs *int64
+		}{{"input", m.InputTokenCount, s.usage.InputTokens}, {"output", m.OutputTokenCount, s.usage.OutputTokens},
+			{"cache read", m.CacheReadInputTokenCount, s.usage.CacheReadInputTokens},
+			{"cache write", m.CacheWriteInputTokenCount, s.usage.CacheCreationInputTokens}} {
+			if c.bedrock == nil || *c.bedrock == value(c.evs) {
+				continue
+			}
+			diffs = append(diffs, fmt.Sprintf("%s %d (events: %d)", c.name, *c.bedrock, value(c.evs)))
+		}
+		if len(diffs) > 0 {
+			s.warn("usage_mismatch", "amazon-bedrock-invocationMetrics disagree with the events' usage, which is billed: "+strings.Join(diffs, ", "))
+		}
+	}
+}
+
+func value(p *int64) int64 {
+	if p == nil {
+		return 0
+	}
+	return *p
 }
 
 func newEventStream() *eventStream { return &eventStream{dec: eventstream.NewDecoder()} }
@@ -223,6 +311,9 @@ func (s *eventStream) frame(out []byte, msg eventstream.Message) ([]byte, bool) 
 			if json.Compact(&c, data) == nil {
 				data = c.Bytes()
 			}
+		}
+		if typ == "message_start" || typ == "message_delta" || typ == "message_stop" {
+			s.observe(typ, data)
 		}
 		return appendEvent(out, typ, data), true
 	case "exception":

@@ -3,6 +3,7 @@ package bedrock
 import (
 	"bytes"
 	"encoding/base64"
+	"fmt"
 	"os"
 	"strconv"
 	"strings"
@@ -41,14 +42,16 @@ func chunkFrame(t testing.TB, event string) []byte {
 }
 
 type recorded struct {
-	set    map[string]string
-	remove []string
+	set      map[string]string
+	remove   []string
+	warnings []string
 }
 
 func translateResponse(path string, status int, kv ...string) (func([]byte, bool) []byte, *recorded) {
 	r := &recorded{set: map[string]string{}}
 	body := fromAnthropic{}.TranslateResponse(path, status, header(kv...),
-		func(n, v string) { r.set[n] = v }, func(n string) { r.remove = append(r.remove, n) })
+		func(n, v string) { r.set[n] = v }, func(n string) { r.remove = append(r.remove, n) },
+		func(kind, msg string) { r.warnings = append(r.warnings, kind+": "+msg) })
 	return body, r
 }
 
@@ -149,5 +152,36 @@ func TestCountTokensAnswer(t *testing.T) {
 func TestMessageAnswerPasses(t *testing.T) {
 	if body, _ := translateResponse("/v1/messages", 200, "content-type", "application/json"); body != nil {
 		t.Error("an InvokeModel answer is translated")
+	}
+}
+
+// TestInvocationMetricsCrossCheck compares Bedrock's invocation metrics
+// with the events' usage: equal, nothing is reported; different, a
+// usage_mismatch naming each difference. The events pass unchanged either way.
+func TestInvocationMetricsCrossCheck(t *testing.T) {
+	start := `{"type":"message_start","message":{"usage":{"input_tokens":12,"cache_creation_input_tokens":2048,"cache_read_input_tokens":30500,"output_tokens":1}}}`
+	delta := `{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":15}}`
+	for _, c := range []struct {
+		metrics string
+		want    []string
+	}{
+		{`{"inputTokenCount":12,"outputTokenCount":15,"cacheReadInputTokenCount":30500,"cacheWriteInputTokenCount":2048,"invocationLatency":9}`, nil},
+		{`{"inputTokenCount":12,"outputTokenCount":15}`, nil},
+		{`{"inputTokenCount":14,"outputTokenCount":15,"cacheWriteInputTokenCount":0}`,
+			[]string{"usage_mismatch: amazon-bedrock-invocationMetrics disagree with the events' usage, which is billed: input 14 (events: 12), cache write 0 (events: 2048)"}},
+	} {
+		stop := `{"type":"message_stop","amazon-bedrock-invocationMetrics":` + c.metrics + `}`
+		body, r := translateResponse("/v1/messages", 200, "content-type", "application/vnd.amazon.eventstream")
+		var stream []byte
+		for _, ev := range []string{start, delta, stop} {
+			stream = append(stream, chunkFrame(t, ev)...)
+		}
+		out := body(stream, true)
+		if !bytes.Contains(out, []byte(stop)) {
+			t.Errorf("message_stop changed: %s", out)
+		}
+		if fmt.Sprint(r.warnings) != fmt.Sprint(c.want) {
+			t.Errorf("%s: warnings %q; want %q", c.metrics, r.warnings, c.want)
+		}
 	}
 }
