@@ -315,7 +315,8 @@ func (s *eventStream) frame(out []byte, msg eventstream.Message) ([]byte, bool) 
 		if typ == "message_start" || typ == "message_delta" || typ == "message_stop" {
 			s.observe(typ, data)
 		}
-		return appendEvent(out, typ, data), true
+		// An Anthropic error event ends the stream as an exception does.
+		return appendEvent(out, typ, data), typ != "error"
 	case "exception":
 		_, typ := errorFor(headerString(msg.Headers, ":exception-type"), 500)
 		return appendEvent(out, "error", errorJSON(typ, messageOf(msg.Payload))), false

@@ -185,3 +185,13 @@ func TestInvocationMetricsCrossCheck(t *testing.T) {
 		}
 	}
 }
+
+// An Anthropic error event inside a chunk ends the stream like an exception.
+func TestEventStreamErrorEventEnds(t *testing.T) {
+	body, _ := translateResponse("/v1/messages", 200, "content-type", "application/vnd.amazon.eventstream")
+	errEv := `{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}`
+	stream := append(chunkFrame(t, errEv), chunkFrame(t, `{"type":"message_stop"}`)...)
+	if got, want := string(body(stream, true)), "event: error\ndata: "+errEv+"\n\n"; got != want {
+		t.Errorf("got %q; want %q", got, want)
+	}
+}
