@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -128,5 +129,39 @@ func TestSetBodyHeadersDefaultChain(t *testing.T) {
 	}
 	if !strings.Contains(set["authorization"], "Credential=ENVKEY/20261204/eu-central-1/bedrock/aws4_request") {
 		t.Errorf("authorization %q", set["authorization"])
+	}
+}
+
+// rotatingProvider hands out new keys on every call, each valid for a
+// minute.
+type rotatingProvider struct{ calls int }
+
+func (p *rotatingProvider) Retrieve(context.Context) (aws.Credentials, error) {
+	p.calls++
+	return aws.Credentials{AccessKeyID: "ROTATED" + strconv.Itoa(p.calls), SecretAccessKey: "S", CanExpire: true,
+		Expires: time.Now().Add(time.Minute)}, nil
+}
+
+// TestSetBodyHeadersRefreshesBeforeExpiry signs through the SDK's
+// credentials cache, as the default chain does: credentials valid for
+// longer than the cache's expiry window are reused, and ones that expire
+// within it are fetched again before signing.
+func TestSetBodyHeadersRefreshesBeforeExpiry(t *testing.T) {
+	keyOf := func(s *Settings) string {
+		set := bodyHeaders(t, s, []byte(`{}`))
+		_, rest, _ := strings.Cut(set["authorization"], "Credential=")
+		id, _, _ := strings.Cut(rest, "/")
+		return id
+	}
+	p := &rotatingProvider{}
+	s := settings(t)
+	s.creds = aws.NewCredentialsCache(p) // default window: reused while valid
+	if a, b := keyOf(s), keyOf(s); a != "ROTATED1" || b != "ROTATED1" || p.calls != 1 {
+		t.Errorf("keys %s, %s after %d fetches; want the cached one", a, b, p.calls)
+	}
+	p = &rotatingProvider{}
+	s.creds = aws.NewCredentialsCache(p, func(o *aws.CredentialsCacheOptions) { o.ExpiryWindow = 5 * time.Minute })
+	if a, b := keyOf(s), keyOf(s); a != "ROTATED1" || b != "ROTATED2" {
+		t.Errorf("keys %s, %s; want a refresh before each signature", a, b)
 	}
 }
