@@ -41,8 +41,8 @@ type FakeBedrockConfig struct {
 // the body's SHA-256), or the Bearer API key; a bad signature is a 403
 // InvalidSignatureException in Bedrock's error shape ({"message"} and
 // x-amzn-errortype). It checks the body Bedrock takes: anthropic_version
-// bedrock-2023-05-31, no model and no stream (a 400 ValidationException
-// otherwise, recorded as a violation).
+// bedrock-2023-05-31, max_tokens, no model and no stream (a 400
+// ValidationException otherwise, recorded as a violation).
 //
 // POST /model/{id}/invoke answers messages.json with the model id;
 // /invoke-with-response-stream answers messages_stream.sse as an
@@ -218,6 +218,9 @@ func checkInvokeBody(body []byte) string {
 		if _, ok := v[k]; ok {
 			return "the body has " + k + ", which Bedrock rejects"
 		}
+	}
+	if _, ok := v["max_tokens"]; !ok {
+		return "the body has no max_tokens, which an Anthropic model requires"
 	}
 	return ""
 }

@@ -65,7 +65,7 @@ func FuzzTranslateBody(f *testing.F) {
 		if json.Unmarshal(in["model"], &model) != nil || model == "" {
 			return
 		}
-		out, _, err := translateBody(body, identity, betas)
+		out, _, err := translateBody(body, identity, betas, false)
 		if err != nil {
 			return // the scanner is stricter about duplicates and literals than encoding/json
 		}

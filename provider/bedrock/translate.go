@@ -43,7 +43,7 @@ func (fromAnthropic) NeedsBody(bool) bool { return true }
 // request without betas. The adapter calls TranslateRequest, which also
 // returns the path; this is for callers of the plain contract.
 func (fromAnthropic) RequestBody(body []byte, mapModel func(string) string) ([]byte, bool, error) {
-	out, _, err := translateBody(body, mapModel, "")
+	out, _, err := translateBody(body, mapModel, "", false)
 	return out, err == nil, err
 }
 
@@ -52,7 +52,9 @@ func (fromAnthropic) RequestBody(body []byte, mapModel func(string) string) ([]b
 // the model URL-encoded into it: /model/{id}/invoke, or
 // /invoke-with-response-stream for stream:true, or /count-tokens for
 // count_tokens, whose body wraps the translated one as
-// {"input":{"invokeModel":{"body":"<base64>"}}}. The anthropic-beta header's
+// {"input":{"invokeModel":{"body":"<base64>"}}}, with "max_tokens":1 added
+// when the client sent none (count_tokens takes none, an InvokeModel body
+// requires it, and the count does not depend on it). The anthropic-beta header's
 // values go to the body's anthropic_beta; the header itself is left for
 // Bedrock to ignore, since a later attempt to Anthropic shares the header
 // map and needs it.
@@ -61,7 +63,7 @@ func (fromAnthropic) TranslateRequest(clientPath string, header func(string) str
 	if p != pathMessages && p != pathCountTokens {
 		return nil, "", errors.New("Bedrock serves only POST /v1/messages and /v1/messages/count_tokens")
 	}
-	out, f, err := translateBody(body, mapModel, header("anthropic-beta"))
+	out, f, err := translateBody(body, mapModel, header("anthropic-beta"), p == pathCountTokens)
 	if err != nil {
 		return nil, "", err
 	}
@@ -81,9 +83,10 @@ func (fromAnthropic) TranslateRequest(clientPath string, header func(string) str
 // model, stream and any anthropic_version removed, and
 // "anthropic_version":"bedrock-2023-05-31" inserted first, followed by
 // "anthropic_beta" with the values of betas (the anthropic-beta header, comma
-// separated) unless the body has its own anthropic_beta. Every other byte is
-// kept as it was. The body must name a model.
-func translateBody(body []byte, mapModel func(string) string, betas string) ([]byte, reqbody.Fields, error) {
+// separated) unless the body has its own anthropic_beta, and with
+// maxTokens "max_tokens":1 when the body has no max_tokens. Every other
+// byte is kept as it was. The body must name a model.
+func translateBody(body []byte, mapModel func(string) string, betas string, maxTokens bool) ([]byte, reqbody.Fields, error) {
 	f, ms, err := reqbody.Members(body)
 	if err != nil {
 		return nil, f, err
@@ -102,6 +105,9 @@ func translateBody(body []byte, mapModel func(string) string, betas string) ([]b
 		b, _ := json.Marshal(list) // strings always marshal
 		ins = append(ins, `,"anthropic_beta":`...)
 		ins = append(ins, b...)
+	}
+	if maxTokens && !f.HasMaxTokens {
+		ins = append(ins, `,"max_tokens":1`...)
 	}
 	kept := len(ms) - removedCount(ms)
 	if kept > 0 {

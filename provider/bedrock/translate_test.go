@@ -70,7 +70,7 @@ func TestTranslateCountTokens(t *testing.T) {
 		t.Fatal(err)
 	}
 	inner, _ := base64.StdEncoding.DecodeString(v.Input.InvokeModel.Body)
-	if path != "/model/m/count-tokens" || string(inner) != `{"anthropic_version":"bedrock-2023-05-31","messages":[]}` {
+	if path != "/model/m/count-tokens" || string(inner) != `{"anthropic_version":"bedrock-2023-05-31","max_tokens":1,"messages":[]}` {
 		t.Errorf("%s at %s (inner %s)", out, path, inner)
 	}
 }
