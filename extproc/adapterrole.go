@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/tollgate-dev/tollgate/clientformat"
 	"github.com/tollgate-dev/tollgate/policy"
 	"github.com/tollgate-dev/tollgate/records"
 )
@@ -34,7 +35,16 @@ type adapterProcessor struct {
 	provider  *policy.Provider
 	format    ClientFormat // the request's, from the decision; nil before it is read
 	tr        Translation  // from the client's format to the provider's
+	up        Upstream     // the provider's settings
 	attempt   int
+	// clientPath, method and reqHeaders are the request's, for a translation
+	// at the body and at the response.
+	clientPath string
+	method     string
+	reqHeaders headers
+	// respBody translates the response body, when the translation asked
+	// for it at the response headers; nil otherwise.
+	respBody func(chunk []byte, end bool) []byte
 	// att is this attempt's entry in the trail and started the time of its
 	// request headers (s.now), for the time to response headers.
 	att     records.Attempt
@@ -45,14 +55,16 @@ func newAdapterProcessor(s *Server) *adapterProcessor { return &adapterProcessor
 
 func (a *adapterProcessor) finish(context.Context, error) {}
 
-func (a *adapterProcessor) handle(_ context.Context, req *extprocv3.ProcessingRequest) (*extprocv3.ProcessingResponse, error) {
+func (a *adapterProcessor) handle(ctx context.Context, req *extprocv3.ProcessingRequest) (*extprocv3.ProcessingResponse, error) {
 	switch r := req.Request.(type) {
 	case *extprocv3.ProcessingRequest_RequestHeaders:
 		return a.requestHeaders(req, r.RequestHeaders), nil
 	case *extprocv3.ProcessingRequest_RequestBody:
-		return a.requestBody(r.RequestBody), nil
+		return a.requestBody(ctx, r.RequestBody), nil
 	case *extprocv3.ProcessingRequest_ResponseHeaders:
 		return a.responseHeaders(req, r.ResponseHeaders), nil
+	case *extprocv3.ProcessingRequest_ResponseBody:
+		return a.responseBody(r.ResponseBody), nil
 	}
 	return passThrough(req)
 }
@@ -70,9 +82,26 @@ func (a *adapterProcessor) responseHeaders(req *extprocv3.ProcessingRequest, hh 
 	var m mutation
 	m.Set(hdrServingProvider, a.provider.Name)
 	m.Set(hdrAttempts, strconv.Itoa(max(a.attempt, 1)))
+	h := readHeaders(hh.GetHeaders())
+	status := h.get(":status")
+	var override *extprocfilterv3.ProcessingMode
+	if rt, ok := a.tr.(ResponseTranslation); ok {
+		code, _ := strconv.Atoi(status)
+		set := func(name, value string) {
+			if name == ":status" {
+				status = value // the router, the trail and the client see it
+			}
+			m.Set(name, value)
+		}
+		remove := func(name string) { m.Remove(name) }
+		if a.respBody = rt.TranslateResponse(a.clientPath, code, h.get, set, remove, a.warn); a.respBody != nil {
+			override = streamResponseBody()
+		}
+	}
 	resp := continueResponseHeaders(&extprocv3.CommonResponse{HeaderMutation: m.proto()})
+	resp.ModeOverride = override
 	att := a.att
-	if st, err := strconv.Atoi(readHeaders(hh.GetHeaders()).get(":status")); err == nil && st > 0 {
+	if st, err := strconv.Atoi(status); err == nil && st > 0 {
 		att.Status = st
 		att.TimeToHeadersMS = max(float64(a.s.now().Sub(a.started).Microseconds())/1000, 0)
 		resp.DynamicMetadata = attemptMetadata(trailFrom(req), att)
@@ -135,7 +164,8 @@ func (a *adapterProcessor) requestHeaders(req *extprocv3.ProcessingRequest, hh *
 	if !ok {
 		return a.reject(permissionError("provider %q of type %q cannot serve requests in the %s format", name, prov.Type, a.format.Name()))
 	}
-	a.route, a.provider, a.tr = route, prov, tr
+	a.route, a.provider, a.tr, a.up = route, prov, tr, up
+	a.clientPath, a.method, a.reqHeaders = d.Path, h.get(":method"), h
 
 	// Envoy keeps one header map across attempts, so every header is written as
 	// an overwrite and every credential another provider's adapter may have set is
@@ -225,7 +255,39 @@ func inChain(r *policy.Route, provider string) bool {
 	return false
 }
 
-func (a *adapterProcessor) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
+// streamResponseBody is the adapter's mode_override for an attempt whose
+// response body it translates: the body comes chunk by chunk (STREAMED), so
+// a translated stream reaches the client event by event. Envoy honours an
+// override in the response headers reply for the response body
+// (ext_proc.cc Filter::onReceiveMessage sets both directions' modes while a
+// headers reply is awaited); the request body's mode no longer matters.
+func streamResponseBody() *extprocfilterv3.ProcessingMode {
+	return &extprocfilterv3.ProcessingMode{
+		RequestBodyMode:  extprocfilterv3.ProcessingMode_NONE,
+		ResponseBodyMode: extprocfilterv3.ProcessingMode_STREAMED,
+	}
+}
+
+// warn logs and counts what a response translation noticed.
+func (a *adapterProcessor) warn(kind, msg string) {
+	a.s.metrics.translationWarnings.WithLabelValues(a.provider.Name, kind).Inc()
+	a.s.log.Warn("response translation", zap.String("request_id", a.recordID), zap.String("provider", a.provider.Name),
+		zap.Int("attempt", a.attempt), zap.String("kind", kind), zap.String("detail", msg))
+}
+
+// responseBody translates one chunk of the response body, when the
+// translation asked for it at the response headers.
+func (a *adapterProcessor) responseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
+	if a.respBody == nil {
+		return continueResponseBody(nil)
+	}
+	out := a.respBody(b.GetBody(), b.GetEndOfStream())
+	return continueResponseBody(&extprocv3.CommonResponse{
+		BodyMutation: &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_Body{Body: out}},
+	})
+}
+
+func (a *adapterProcessor) requestBody(ctx context.Context, b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
 	if a.provider == nil {
 		// Headers were refused; Envoy sends nothing more, but stay correct anyway.
 		return continueRequestBody(nil)
@@ -234,6 +296,9 @@ func (a *adapterProcessor) requestBody(b *extprocv3.HttpBody) *extprocv3.Process
 		// Nothing can change (Envoy ignored the override): spare the scan of
 		// a body the policy role read.
 		return a.keepBody(b.GetBody())
+	}
+	if rt, ok := a.tr.(RequestTranslation); ok {
+		return a.translateRequest(ctx, rt, b.GetBody())
 	}
 	newBody, changed, err := a.tr.RequestBody(b.GetBody(), a.mapModel)
 	if err != nil {
@@ -259,4 +324,30 @@ func (a *adapterProcessor) keepBody(body []byte) *extprocv3.ProcessingResponse {
 	var m mutation
 	m.Set("content-length", strconv.Itoa(len(body)))
 	return continueRequestBody(&extprocv3.CommonResponse{HeaderMutation: m.proto()})
+}
+
+// translateRequest sends the body of a translation that also chooses the
+// path: the body, its length, and then the path and credentials the
+// provider's settings derive from them (BodyHeaders), all in the body reply.
+// Envoy applies a header mutation in the reply to a BUFFERED body before the
+// request goes upstream (processor_state.cc ProcessorState::handleBodyResponse,
+// "Applying header mutations to buffered body message").
+func (a *adapterProcessor) translateRequest(ctx context.Context, rt RequestTranslation, body []byte) *extprocv3.ProcessingResponse {
+	out, path, err := rt.TranslateRequest(a.clientPath, a.reqHeaders.get, body, a.mapModel)
+	if err != nil {
+		return a.reject(invalidRequest("the request cannot be sent to provider %q: %v", a.provider.Name, err))
+	}
+	var m mutation
+	m.Set("content-length", strconv.Itoa(len(out)))
+	if bh, ok := a.up.(BodyHeaders); ok {
+		if err := bh.SetBodyHeaders(ctx, a.s.now(), a.method, path, out, m.Set); err != nil {
+			return a.reject(errorf(503, clientformat.CodeOverloaded, "provider %q cannot be sent the request: %v", a.provider.Name, err))
+		}
+	} else if path != "" {
+		m.Set(":path", path)
+	}
+	return continueRequestBody(&extprocv3.CommonResponse{
+		HeaderMutation: m.proto(),
+		BodyMutation:   &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_Body{Body: out}},
+	})
 }

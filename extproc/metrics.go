@@ -28,6 +28,9 @@ type Metrics struct {
 	aboveReservedUSD prometheus.Counter
 	// fitted counts requests whose max_tokens was lowered to fit a budget.
 	fitted prometheus.Counter
+	// translationWarnings counts what response translations noticed, by
+	// provider and kind.
+	translationWarnings *prometheus.CounterVec
 
 	// phaseByRole holds the phase histogram's observers, resolved once so that
 	// no message pays for a label lookup.
@@ -115,6 +118,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "tollgate_budget_fitted_total",
 			Help: "Requests whose max_tokens was lowered so that their worst case fits a budget (when_short: fit).",
 		}),
+		translationWarnings: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tollgate_translation_warnings_total",
+			Help: "What a response translation noticed and did not act on, by provider and kind (usage_mismatch: Bedrock's invocation metrics disagree with the usage of the Anthropic events, which is what is billed).",
+		}, []string{"provider", "kind"}),
 	}
 	m.phaseByRole = map[string]map[string]prometheus.Observer{}
 	for _, role := range []string{rolePolicy, roleAdapter} {
@@ -132,7 +139,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.streams, m.requests, m.rejections, m.tokens, m.cost, m.unpriced, m.estimated, m.phase, m.duration, m.ttft,
-			m.budgetRejections, m.ledgerErrors, m.earlyVec, m.aboveReserved, m.aboveReservedUSD, m.fitted)
+			m.budgetRejections, m.ledgerErrors, m.earlyVec, m.aboveReserved, m.aboveReservedUSD, m.fitted, m.translationWarnings)
 	}
 	return m
 }

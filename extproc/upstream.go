@@ -1,5 +1,10 @@
 package extproc
 
+import (
+	"context"
+	"time"
+)
+
 // Upstream is what the adapter needs of the provider an attempt goes to. A
 // loaded policy's Provider.Settings implements it for every registered
 // provider type: *anthropic.Settings (package provider/anthropic) for type
@@ -21,7 +26,9 @@ type Upstream interface {
 // Translation adapts an attempt's request from the client's format to that of
 // the provider's type. The wiring sets Options.Translation to package
 // provider's lookup: each provider type translates from the client formats it
-// serves. Responses pass untranslated so far.
+// serves. A translation may also implement RequestTranslation (a path chosen
+// from the body) and ResponseTranslation (a provider answering in another
+// format).
 type Translation interface {
 	// NeedsBody reports whether the attempt's request body must pass through
 	// RequestBody; mapsModel says whether the policy may change the model id
@@ -32,4 +39,38 @@ type Translation interface {
 	// by mapModel; changed is false when the body goes as it is. An error
 	// means the body cannot be sent to the provider.
 	RequestBody(body []byte, mapModel func(model string) string) (out []byte, changed bool, err error)
+}
+
+// RequestTranslation is implemented by a Translation whose provider takes
+// the request at a path chosen from the body (translate.RequestTranslator).
+// The adapter calls it at the body instead of RequestBody, sends its body,
+// and has the Upstream set the path (BodyHeaders) or sets it itself.
+type RequestTranslation interface {
+	// TranslateRequest returns the body to send and the path under the
+	// provider's base, for a request to clientPath with the headers header
+	// reads and body, its model mapped by mapModel.
+	TranslateRequest(clientPath string, header func(name string) string, body []byte, mapModel func(model string) string) (out []byte, path string, err error)
+}
+
+// ResponseTranslation is implemented by a Translation whose provider answers
+// in another format (translate.ResponseTranslator). At the attempt's response
+// headers it changes them through set and remove and returns the body's
+// translation, or nil; the adapter then asks Envoy for the body chunk by
+// chunk (mode_override STREAMED) and sends what the function returns for
+// each chunk in its place. What the translation reports through warn is
+// logged and counted (tollgate_translation_warnings_total).
+type ResponseTranslation interface {
+	TranslateResponse(clientPath string, status int, header func(name string) string,
+		set func(name, value string), remove func(name string), warn func(kind, msg string)) (body func(chunk []byte, end bool) []byte)
+}
+
+// BodyHeaders is implemented by an Upstream whose path and credentials
+// depend on the translated request (a signature over the body: SigV4 for
+// Bedrock). The adapter calls it at the body, after a RequestTranslation,
+// with the request's method, the translation's path and the final body; now
+// is the signing time. It sets :path (under the provider's base) and the
+// credentials through set. An error (credentials that cannot be had) refuses
+// the attempt.
+type BodyHeaders interface {
+	SetBodyHeaders(ctx context.Context, now time.Time, method, path string, body []byte, set func(name, value string)) error
 }

@@ -3,11 +3,14 @@ package extproc
 import (
 	"errors"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	extprocfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/tollgate-dev/tollgate/policy"
 	"github.com/tollgate-dev/tollgate/provider"
@@ -133,22 +136,82 @@ func TestNewServerRequiresTranslation(t *testing.T) {
 	}
 }
 
-// TestBedrockImplementsTheExtensions checks that the bedrock type's
-// translation and settings implement what the adapter looks for: the request
-// and response translations, and the headers set at the body.
-func TestBedrockImplementsTheExtensions(t *testing.T) {
-	tr, ok := translations("anthropic", "bedrock")
-	if !ok {
-		t.Fatal("no anthropic -> bedrock translation")
+// stubTranslation translates requests to a path of its own and answers
+// with a status and body of its own, like a provider of another format.
+type stubTranslation struct{}
+
+func (stubTranslation) NeedsBody(bool) bool { return true }
+func (stubTranslation) RequestBody(body []byte, _ func(string) string) ([]byte, bool, error) {
+	return body, false, nil
+}
+func (stubTranslation) TranslateRequest(clientPath string, header func(string) string, body []byte, mapModel func(string) string) ([]byte, string, error) {
+	return append([]byte("translated:"+mapModel("sonnet")+":"+header("x-request-id")+":"), body...), "/stub" + clientPath, nil
+}
+func (stubTranslation) TranslateResponse(clientPath string, status int, header func(string) string,
+	set func(name, value string), remove func(name string), warn func(kind, msg string)) func([]byte, bool) []byte {
+	if status != 503 || clientPath != "/v1/messages" || header("x-kind") != "stub" {
+		return nil
 	}
-	if _, ok := tr.(RequestTranslation); !ok {
-		t.Error("the bedrock translation is no RequestTranslation")
+	warn("stub_kind", "noticed")
+	set(":status", "529")
+	remove("content-length")
+	return func(chunk []byte, end bool) []byte {
+		if end {
+			return append([]byte("last:"), chunk...)
+		}
+		return nil
 	}
-	if _, ok := tr.(ResponseTranslation); !ok {
-		t.Error("the bedrock translation is no ResponseTranslation")
+}
+
+// TestAdapterTranslatesRequestAndResponse drives an attempt whose
+// translation chooses the path at the body and translates the response: the
+// body reply carries the path and content-length beside the new body; the
+// response headers reply the new status and the STREAMED override, and the
+// trail the new status; each body chunk's reply its translation.
+func TestAdapterTranslatesRequestAndResponse(t *testing.T) {
+	stub := func(string, string) (Translation, bool) { return stubTranslation{}, true }
+	s := adapterServer(t, stub)
+	c := stream(t, s, roleAdapter)
+	if resp := attemptTo(t, c, "second", 1); resp.GetModeOverride() != nil {
+		t.Fatalf("the body is skipped: %v", resp)
 	}
-	pt, _ := provider.Lookup("bedrock")
-	if _, ok := pt.NewSettings().(BodyHeaders); !ok {
-		t.Error("the bedrock settings are no BodyHeaders")
+	br := roundTrip(t, c, reqBody(`{"model":"sonnet"}`)).GetRequestBody().GetResponse()
+	want := `translated:second-sonnet:rid-1:{"model":"sonnet"}`
+	if got := string(br.GetBodyMutation().GetBody()); got != want {
+		t.Errorf("body %q; want %q", got, want)
+	}
+	if got := sets(t, br.GetHeaderMutation()); got[":path"] != "/stub/v1/messages" || got["content-length"] != strconv.Itoa(len(want)) {
+		t.Errorf("body reply headers %v", got)
+	}
+
+	rh := &extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseHeaders{
+		ResponseHeaders: &extprocv3.HttpHeaders{Headers: headerMap(":status", "503", "x-kind", "stub", "content-length", "9")}}}
+	withDecision(rh, Decision{Route: "chain", Path: "/v1/messages", KeyID: "alice", RecordID: "rec-1"})
+	resp := roundTrip(t, c, rh)
+	hm := resp.GetResponseHeaders().GetResponse().GetHeaderMutation()
+	if got := sets(t, hm); got[":status"] != "529" || !slices.Contains(hm.GetRemoveHeaders(), "content-length") {
+		t.Errorf("response headers mutation %v", hm)
+	}
+	var counted dto.Metric
+	if err := s.metrics.translationWarnings.WithLabelValues("second", "stub_kind").Write(&counted); err != nil || counted.GetCounter().GetValue() != 1 {
+		t.Errorf("translation warnings counted: %v (%v)", counted.GetCounter().GetValue(), err)
+	}
+	if mo := resp.GetModeOverride(); mo.GetResponseBodyMode() != extprocfilterv3.ProcessingMode_STREAMED {
+		t.Errorf("mode_override %v", mo)
+	}
+	if trail := resp.GetDynamicMetadata().GetFields()[metadataNamespace].GetStructValue().GetFields()[metadataAttempts].GetStringValue(); !strings.Contains(trail, "\t529\t") {
+		t.Errorf("trail %q", trail)
+	}
+	for _, c2 := range []struct {
+		in   string
+		end  bool
+		want string
+	}{{"part", false, ""}, {"end", true, "last:end"}} {
+		body := &extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseBody{
+			ResponseBody: &extprocv3.HttpBody{Body: []byte(c2.in), EndOfStream: c2.end}}}
+		m := roundTrip(t, c, body).GetResponseBody().GetResponse().GetBodyMutation()
+		if _, ok := m.GetMutation().(*extprocv3.BodyMutation_Body); !ok || string(m.GetBody()) != c2.want {
+			t.Errorf("chunk %q: mutation %v", c2.in, m)
+		}
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"slices"
 
 	"github.com/tollgate-dev/tollgate/provider/anthropic"
+	"github.com/tollgate-dev/tollgate/provider/bedrock"
 	"github.com/tollgate-dev/tollgate/translate"
 )
 
@@ -24,6 +25,7 @@ import (
 // per type. It is never modified.
 var types = []Type{
 	anthropic.Type{},
+	bedrock.Type{},
 }
 
 // Type is a kind of upstream provider, named by a provider's type field.

@@ -8,10 +8,11 @@
 // format and the type of the provider Envoy picked, so a fallback to a
 // provider of another type translates the same client request differently.
 //
-// Responses are not translated yet: every pair so far answers in the client's
-// format. A pair whose provider answers in another format (Bedrock's event
-// stream, OpenAI's chat chunks) will add response methods to [Translator],
-// which the adapter calls on the attempt's response headers and body.
+// A translation whose provider needs more than a new body (a path that holds
+// the model, as Bedrock's does) also implements [RequestTranslator]; one
+// whose provider answers in another format (Bedrock's event stream) also
+// implements [ResponseTranslator], which the adapter calls on the attempt's
+// response headers and body.
 package translate
 
 // ClientAnthropic names the Anthropic Messages client format.
@@ -30,4 +31,39 @@ type Translator interface {
 	// changed is false when the body goes as it is. An error means the body
 	// cannot be sent to the provider; the client gets it as a refusal.
 	RequestBody(body []byte, mapModel func(model string) string) (out []byte, changed bool, err error)
+}
+
+// RequestTranslator is implemented by a Translator whose provider takes the
+// request at another path, chosen from the body. The adapter then calls
+// TranslateRequest instead of RequestBody, at the attempt's request body,
+// where it can still change the request headers (Envoy buffers the body and
+// has sent nothing upstream yet).
+type RequestTranslator interface {
+	// TranslateRequest returns the body to send for body, a request in the
+	// client format sent to clientPath (the client-facing path, query
+	// included) with the request headers header reads, its model id mapped
+	// by mapModel; and the path to send it to under the provider's base
+	// (escaped, with its query if any). The provider's settings then set
+	// the path and the credentials, which may sign the body. An error means
+	// the request cannot be sent to the provider; the client gets it as a
+	// refusal.
+	TranslateRequest(clientPath string, header func(name string) string, body []byte, mapModel func(model string) string) (out []byte, path string, err error)
+}
+
+// ResponseTranslator is implemented by a Translator whose provider answers in
+// another format than the client's, or with other error statuses.
+type ResponseTranslator interface {
+	// TranslateResponse is called at an attempt's response headers, with
+	// the client-facing path of its request, the response status and a
+	// reader of the response headers. It changes headers through set
+	// (":status" included) and remove, and returns the translation of the
+	// body: called with each chunk as it arrives (end is true on the last),
+	// it returns the bytes to send in its place, possibly none. It returns
+	// nil when the body passes as it is. The returned function holds the
+	// state of one response and is called from one goroutine at a time.
+	// It reports through warn what the translation noticed but did not act
+	// on (kind is a short label such as "usage_mismatch", msg the details),
+	// which the adapter logs and counts.
+	TranslateResponse(clientPath string, status int, header func(name string) string,
+		set func(name, value string), remove func(name string), warn func(kind, msg string)) (body func(chunk []byte, end bool) []byte)
 }

@@ -1,7 +1,9 @@
 // Package envoytest is an Envoy stand-in for Tollgate's tests: a real HTTP
 // server that reproduces, from envoy.yaml itself, what Envoy's ext_proc filter,
-// router and upstream filters do with a request, and a fake Anthropic
-// provider (FakeAnthropic) that asserts what reaches it. No Envoy binary runs
+// router and upstream filters do with a request, a fake Anthropic provider
+// (FakeAnthropic) that asserts what reaches it, and a fake AWS Bedrock
+// (FakeBedrock) that verifies SigV4 signatures and answers event streams
+// from the same fixtures. No Envoy binary runs
 // on the development machines, so every end-to-end test goes through it. It
 // is a development and test aid, not a production proxy.
 //

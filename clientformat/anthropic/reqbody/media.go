@@ -47,7 +47,7 @@ func ScanMedia(body []byte, f Fields) Media {
 // ScanWithMedia is Scan and ScanMedia in one pass over the body.
 func ScanWithMedia(body []byte) (Fields, Media, error) {
 	var m Media
-	f, err := scan(body, &m)
+	f, err := scan(body, &m, nil)
 	return f, m, err
 }
 
@@ -307,3 +307,35 @@ func Apply(body []byte, edits ...Edit) []byte {
 	}
 	return append(out, body[at:]...)
 }
+
+// RemoveMembers returns the edits that remove the members of ms (from
+// Members) that remove reports true for, each with the comma that joined it
+// to its neighbours, so that the object stays valid JSON. Runs of adjacent
+// removed members become one edit, so the edits never overlap each other;
+// an insertion at the key of the first member (InsertAt) may be added to them
+// when it comes first in Apply's list.
+func RemoveMembers(ms []Member, remove func(m Member) bool) []Edit {
+	var edits []Edit
+	for a := 0; a < len(ms); a++ {
+		if !remove(ms[a]) {
+			continue
+		}
+		b := a
+		for b+1 < len(ms) && remove(ms[b+1]) {
+			b++
+		}
+		switch {
+		case b+1 < len(ms): // up to the next kept member's key
+			edits = append(edits, Edit{Span: Span{ms[a].KeySpan.Start, ms[b+1].KeySpan.Start}})
+		case a > 0: // a run at the end: from the end of the last kept value
+			edits = append(edits, Edit{Span: Span{ms[a-1].Value.End, ms[b].Value.End}})
+		default: // every member
+			edits = append(edits, Edit{Span: Span{ms[a].KeySpan.Start, ms[b].Value.End}})
+		}
+		a = b
+	}
+	return edits
+}
+
+// InsertAt returns the edit that inserts value at offset i.
+func InsertAt(i int, value []byte) Edit { return Edit{Span{i, i}, value} }

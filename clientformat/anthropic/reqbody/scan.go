@@ -64,10 +64,30 @@ var ErrNotObject = errors.New("request body must be a JSON object")
 // Scan reads the top-level fields of body. It returns a *SyntaxError for malformed
 // structure, ErrNotObject for a body that is not an object, and a descriptive error
 // when model, stream or max_tokens has the wrong type.
-func Scan(body []byte) (Fields, error) { return scan(body, nil) }
+func Scan(body []byte) (Fields, error) { return scan(body, nil, nil) }
 
-// scan is Scan; with m, it also walks messages and tools for ScanMedia.
-func scan(body []byte, m *Media) (Fields, error) {
+// Member is one member of a body's top-level object.
+type Member struct {
+	// Key is the decoded key.
+	Key string
+	// KeySpan delimits the key, quotes included, and Value the value.
+	KeySpan, Value Span
+}
+
+// Members returns the members of body's top-level object in document order,
+// with the fields Scan reads, for a translation that removes or adds
+// top-level members (MemberRemoval, Insert). Errors are Scan's.
+func Members(body []byte) (Fields, []Member, error) {
+	var ms []Member
+	f, err := scan(body, nil, func(key []byte, k, v Span) {
+		ms = append(ms, Member{Key: string(key), KeySpan: k, Value: v})
+	})
+	return f, ms, err
+}
+
+// scan is Scan; with m, it also walks messages and tools for ScanMedia; with
+// member, it reports each top-level member.
+func scan(body []byte, m *Media, member func(key []byte, k, v Span)) (Fields, error) {
 	var f Fields
 	i := skipSpace(body, 0)
 	if i >= len(body) {
@@ -115,6 +135,9 @@ func scan(body []byte, m *Media) (Fields, error) {
 		}
 		if err := f.take(key, body[valStart:valEnd], valStart); err != nil {
 			return f, err
+		}
+		if member != nil {
+			member(key, Span{keyStart, end}, Span{valStart, valEnd})
 		}
 		i = skipSpace(body, valEnd)
 		if i >= len(body) {
