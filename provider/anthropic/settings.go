@@ -3,8 +3,8 @@ package anthropic
 import (
 	"errors"
 	"fmt"
+	"github.com/tollgate-dev/tollgate/provider/internal/baseurl"
 	"net/url"
-	"strings"
 
 	"github.com/tollgate-dev/tollgate/secret"
 )
@@ -101,20 +101,5 @@ func (s *Settings) Resolve(env, file func(field string) (secret.Secret, error)) 
 
 // parseBaseURL parses and checks a base_url.
 func parseBaseURL(s string) (*url.URL, error) {
-	u, err := url.Parse(s)
-	switch {
-	case err != nil:
-		return nil, fmt.Errorf("invalid URL: %w", errors.Unwrap(err))
-	case u.Scheme != "http" && u.Scheme != "https":
-		return nil, errors.New("must be an absolute http or https URL, such as " + DefaultBaseURL)
-	case u.Host == "" || u.Opaque != "":
-		return nil, errors.New("must be an absolute http or https URL with a host")
-	case u.User != nil:
-		return nil, errors.New("must not contain credentials; use api_key or api_key_file")
-	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "":
-		return nil, errors.New("must not have a query or fragment")
-	}
-	u.Path = strings.TrimSuffix(u.Path, "/")
-	u.RawPath = strings.TrimSuffix(u.RawPath, "/")
-	return u, nil
+	return baseurl.Parse(s, DefaultBaseURL, "; use api_key or api_key_file")
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/tollgate-dev/tollgate/provider/internal/baseurl"
 	"net/url"
 	"regexp"
 	"slices"
@@ -198,20 +199,5 @@ func countField(set []string, field string) int {
 
 // parseBaseURL parses and checks a base_url.
 func parseBaseURL(s string) (*url.URL, error) {
-	u, err := url.Parse(s)
-	switch {
-	case err != nil:
-		return nil, fmt.Errorf("invalid URL: %w", errors.Unwrap(err))
-	case u.Scheme != "http" && u.Scheme != "https":
-		return nil, errors.New("must be an absolute http or https URL, such as https://bedrock-runtime.us-east-1.amazonaws.com")
-	case u.Host == "" || u.Opaque != "":
-		return nil, errors.New("must be an absolute http or https URL with a host")
-	case u.User != nil:
-		return nil, errors.New("must not contain credentials")
-	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "":
-		return nil, errors.New("must not have a query or fragment")
-	}
-	u.Path = strings.TrimSuffix(u.Path, "/")
-	u.RawPath = strings.TrimSuffix(u.RawPath, "/")
-	return u, nil
+	return baseurl.Parse(s, "https://bedrock-runtime.us-east-1.amazonaws.com", "")
 }
