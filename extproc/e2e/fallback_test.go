@@ -12,11 +12,8 @@ import (
 
 	"github.com/anthropics/anthropic-sdk-go/v2"
 	"github.com/anthropics/anthropic-sdk-go/v2/option"
-	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
-	"google.golang.org/grpc"
+	"github.com/prometheus/client_golang/prometheus"
 
-	anthropicfmt "github.com/tollgate-dev/tollgate/clientformat/anthropic"
-	"github.com/tollgate-dev/tollgate/extproc"
 	"github.com/tollgate-dev/tollgate/internal/envoytest"
 	"github.com/tollgate-dev/tollgate/policy"
 	"github.com/tollgate-dev/tollgate/records"
@@ -65,22 +62,11 @@ keys:
 		t.Fatal(err)
 	}
 	recs := &collector{}
-	srv, err := extproc.NewServer(extproc.Options{Policies: fixedPolicy{p}, ClientFormats: []extproc.ClientFormat{anthropicfmt.Format{}}, Translation: translations, Recorder: recs})
-	if err != nil {
-		t.Fatal(err)
-	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gs := grpc.NewServer()
-	extprocv3.RegisterExternalProcessorServer(gs, srv)
-	go gs.Serve(lis) //nolint:errcheck
-	t.Cleanup(gs.Stop)
+	tollgate := serveExtProc(t, p, recs, prometheus.NewRegistry(), nil)
 
 	h, err := envoytest.Start(envoytest.Config{
 		EnvoyYAML: withFallback(t),
-		Clusters:  map[string]string{"tollgate": lis.Addr().String(), "prov_demo": deadAddr, "prov_anthropic": second.Addr()},
+		Clusters:  map[string]string{"tollgate": tollgate, "prov_demo": deadAddr, "prov_anthropic": second.Addr()},
 		Logf:      t.Logf,
 	})
 	if err != nil {

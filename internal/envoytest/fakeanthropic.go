@@ -391,28 +391,14 @@ func (f *FakeAnthropic) messages(w http.ResponseWriter, r *http.Request, body []
 	case req.Stream && strings.HasSuffix(req.Model, "-midoverloaded"):
 		// Anthropic's mid-stream error: the stream's start, then an
 		// overloaded_error event, and the end of the body.
-		for _, ev := range events {
-			if bytes.Contains(ev, []byte("event: content_block_stop")) {
-				break
-			}
-			if ok = write(ev); !ok {
-				break
-			}
-		}
+		ok = writeUntilBlockStop(events, write)
 		if ok {
 			ok = write([]byte("event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded (fake)\"}}\n\n"))
 		}
 	case failsMidBody(req.Model):
 		// The response has started: message_start and the text deltas, up
 		// to content_block_stop, then the failure.
-		for _, ev := range events {
-			if bytes.Contains(ev, []byte("event: content_block_stop")) {
-				break
-			}
-			if ok = write(ev); !ok {
-				break
-			}
-		}
+		ok = writeUntilBlockStop(events, write)
 		if ok {
 			f.failMidBody(r, req.Model)
 			return
@@ -562,4 +548,19 @@ func splitEvents(data []byte) [][]byte {
 		out = append(out, append(append([]byte(nil), part...), '\n', '\n'))
 	}
 	return out
+}
+
+// writeUntilBlockStop writes events up to the first content_block_stop (the
+// stream's start and its text deltas) and reports whether every write went
+// through.
+func writeUntilBlockStop(events [][]byte, write func([]byte) bool) bool {
+	for _, ev := range events {
+		if bytes.Contains(ev, []byte("event: content_block_stop")) {
+			return true
+		}
+		if !write(ev) {
+			return false
+		}
+	}
+	return true
 }
