@@ -31,6 +31,11 @@ type Metrics struct {
 	// translationWarnings counts what response translations noticed, by
 	// provider and kind.
 	translationWarnings *prometheus.CounterVec
+	// accessLogEntries counts Envoy's access-log entries by what the
+	// receiver did with them; endingWaits counts the ambiguous endings the
+	// policy role waited for, by result (endings.go).
+	accessLogEntries *prometheus.CounterVec
+	endingWaits      *prometheus.CounterVec
 
 	// phaseByRole holds the phase histogram's observers, resolved once so that
 	// no message pays for a label lookup.
@@ -122,6 +127,20 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "tollgate_translation_warnings_total",
 			Help: "What a response translation noticed and did not act on, by provider and kind (usage_mismatch: Bedrock's invocation metrics disagree with the usage of the Anthropic events, which is what is billed).",
 		}, []string{"provider", "kind"}),
+		accessLogEntries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tollgate_access_log_entries_total",
+			Help: "Envoy access-log entries received, by result: stored (an ending kept for the policy role), no_record (no Tollgate record id in its dynamic metadata), no_flags (no response flag worth keeping), error (the endings store failed).",
+		}, []string{"result"}),
+		endingWaits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tollgate_ending_waits_total",
+			Help: "Response streams reset after their headers, whose ending the policy role waited for in Envoy's access log, by result: found, missed (no entry within --ending-wait: the timing heuristic decided), error (the endings store failed: likewise).",
+		}, []string{"result"}),
+	}
+	for _, r := range []string{alStored, alNoRecord, alNoFlags, alError} {
+		m.accessLogEntries.WithLabelValues(r)
+	}
+	for _, r := range []string{waitFound, waitMissed, waitError} {
+		m.endingWaits.WithLabelValues(r)
 	}
 	m.phaseByRole = map[string]map[string]prometheus.Observer{}
 	for _, role := range []string{rolePolicy, roleAdapter} {
@@ -139,7 +158,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.streams, m.requests, m.rejections, m.tokens, m.cost, m.unpriced, m.estimated, m.phase, m.duration, m.ttft,
-			m.budgetRejections, m.ledgerErrors, m.earlyVec, m.aboveReserved, m.aboveReservedUSD, m.fitted, m.translationWarnings)
+			m.budgetRejections, m.ledgerErrors, m.earlyVec, m.aboveReserved, m.aboveReservedUSD, m.fitted, m.translationWarnings,
+			m.accessLogEntries, m.endingWaits)
 	}
 	return m
 }

@@ -133,6 +133,9 @@ type policyProcessor struct {
 	lastResponse time.Time
 	bodyBytes    int // the length of the body released to the router
 	meter        meter
+	// cut is set by buildRecord for a response stream reset after its
+	// headers, whose outcome Envoy's access log tells (endings.go).
+	cut bool
 }
 
 func newPolicyProcessor(s *Server) *policyProcessor { return &policyProcessor{s: s} }
@@ -146,6 +149,15 @@ func (p *policyProcessor) finish(ctx context.Context, _ error) {
 	}
 	r, modelLabel := p.buildRecord(p.s.now())
 	p.settle(ctx, actualCost{costPicoUSD: r.CostPicoUSD, tokens: r.Usage.TotalTokens(), provider: r.Provider})
+	if p.cut && p.s.endings != nil {
+		// Who cut the stream changes the outcome, never the cost: the
+		// reservation is settled first, and the record waits.
+		if e, ok := p.s.waitEnding(ctx, p.requestID); ok {
+			if o, errorType, ok := e.outcome(); ok {
+				r.Outcome, r.ErrorType = o, errorType
+			}
+		}
+	}
 	p.s.record(r, modelLabel)
 }
 

@@ -104,13 +104,17 @@ func (p *policyProcessor) buildRecord(end time.Time) (records.Record, string) {
 		r.Outcome = records.OutcomeOK
 	case p.meter.bodyDone:
 		r.Outcome = records.OutcomeIncomplete // the provider's stream ended early
-	case p.stalled(end):
-		r.Outcome, r.ErrorType = records.OutcomeIncomplete, errorTypeStalled
 	default:
-		// The stream was reset: usually the client left. A provider that
-		// reset its connection after the headers looks the same from here
-		// (Envoy resets the client's stream and, with it, this one).
+		// The stream was reset after its headers: by the client, or by Envoy
+		// for a provider that reset its connection or stalled, which looks
+		// the same from here (Envoy resets the client's stream and, with it,
+		// this one). finish asks Envoy's access log which (endings.go);
+		// until it answers, timing decides.
+		p.cut = true
 		r.Outcome = records.OutcomeCancelled
+		if p.stalled(end) {
+			r.Outcome, r.ErrorType = records.OutcomeIncomplete, errorTypeStalled
+		}
 	}
 	if res.Metered {
 		return r, p.price(&r)
@@ -123,7 +127,9 @@ func (p *policyProcessor) buildRecord(end time.Time) (records.Record, string) {
 const errorTypeStalled = "provider_stalled"
 
 // stalled reports whether a response that started and never ended, whose
-// stream ended at end, was cut by Envoy's per-try idle timer: the provider
+// stream ended at end, was cut by Envoy's per-try idle timer, judged by
+// timing alone: the fallback when Envoy's access log did not say in time
+// (waitEnding). That is, whether it was cut by Envoy's per-try idle timer: the provider
 // sent nothing for the route's per_try_idle_timeout. After the response
 // headers went to the client Envoy no longer retries; the timer, re-armed by
 // each chunk (UpstreamRequest::resetPerTryIdleTimer), still fires, and

@@ -60,6 +60,15 @@ type Options struct {
 	// request's body before it is given back; default
 	// DefaultEarlyBodyTimeout.
 	EarlyBodyTimeout time.Duration
+	// Endings carries how Envoy ended each request from the access-log
+	// receiver (AccessLogServer) to the policy role, across replicas when
+	// it is shared (endings.go). Nil: no access log is read, and a stream
+	// reset after its response headers is told apart by timing alone.
+	Endings Endings
+	// EndingWait bounds how long the policy role waits for the ending of
+	// a stream reset after its response headers; default
+	// DefaultEndingWait.
+	EndingWait time.Duration
 }
 
 // Server implements envoy.service.ext_proc.v3.ExternalProcessor.
@@ -76,6 +85,8 @@ type Server struct {
 
 	noEarlyReserve   bool
 	earlyBodyTimeout time.Duration
+	endings          Endings
+	endingWait       time.Duration
 	guesses          sync.Map // guessKey → guess: each key's last message request, by body size class
 }
 
@@ -89,7 +100,8 @@ func NewServer(o Options) (*Server, error) {
 	}
 	s := &Server{policies: o.Policies, formats: clientFormats(slices.Clone(o.ClientFormats)), translation: o.Translation,
 		log: o.Logger, metrics: o.Metrics, recorder: o.Recorder, ledger: o.Ledger, now: o.Now,
-		noEarlyReserve: o.NoEarlyReserve, earlyBodyTimeout: o.EarlyBodyTimeout}
+		noEarlyReserve: o.NoEarlyReserve, earlyBodyTimeout: o.EarlyBodyTimeout,
+		endings: o.Endings, endingWait: o.EndingWait}
 	if s.recorder == nil {
 		s.recorder = discardRecorder{}
 	}
@@ -104,6 +116,9 @@ func NewServer(o Options) (*Server, error) {
 	}
 	if s.earlyBodyTimeout <= 0 {
 		s.earlyBodyTimeout = DefaultEarlyBodyTimeout
+	}
+	if s.endingWait <= 0 {
+		s.endingWait = DefaultEndingWait
 	}
 	if _, inMemory := o.Ledger.(*budget.MemoryLedger); inMemory {
 		// A reserve in memory takes microseconds: nothing to overlap.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/anthropics/anthropic-sdk-go/v2"
 	"github.com/anthropics/anthropic-sdk-go/v2/option"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tollgate-dev/tollgate/records"
 )
@@ -132,12 +133,12 @@ func TestFailureAfterHeaders(t *testing.T) {
 		name    string
 		model   string
 		stream  bool
-		outcome records.Outcome
+		errType string
 	}{
-		{"stream reset", "claude-sonnet-4-5-midreset", true, records.OutcomeCancelled},
-		{"stream stall", "claude-sonnet-4-5-midstall", true, records.OutcomeIncomplete},
-		{"message reset", "claude-sonnet-4-5-midreset", false, records.OutcomeCancelled},
-		{"message stall", "claude-sonnet-4-5-midstall", false, records.OutcomeIncomplete},
+		{"stream reset", "claude-sonnet-4-5-midreset", true, "provider_reset"},
+		{"stream stall", "claude-sonnet-4-5-midstall", true, "provider_stalled"},
+		{"message reset", "claude-sonnet-4-5-midreset", false, "provider_reset"},
+		{"message stall", "claude-sonnet-4-5-midstall", false, "provider_stalled"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			gate := make(chan struct{})
@@ -152,8 +153,12 @@ func TestFailureAfterHeaders(t *testing.T) {
 			}
 			rec := c.recs.wait(t, 1)[0]
 			checkNotRetried(t, c, rec)
-			if wantType := map[records.Outcome]string{records.OutcomeIncomplete: "provider_stalled"}[tt.outcome]; rec.Outcome != tt.outcome || rec.ErrorType != wantType {
-				t.Errorf("outcome %q error type %q, want %q %q", rec.Outcome, rec.ErrorType, tt.outcome, wantType)
+			if rec.Outcome != records.OutcomeIncomplete || rec.ErrorType != tt.errType {
+				t.Errorf("outcome %q error type %q, want incomplete %q", rec.Outcome, rec.ErrorType, tt.errType)
+			}
+			// Told by Envoy's access log, not by timing.
+			if n := endingWaits(t, c.reg, "found"); n != 1 {
+				t.Errorf("endings found in the access log: %v, want 1", n)
 			}
 			if tt.stream && (rec.Usage.InputTokens != 12 || rec.Usage.CacheReadTokens != 30500 || rec.CostPicoUSD <= 0) {
 				t.Errorf("usage %+v cost %d; want message_start's input metered", rec.Usage, rec.CostPicoUSD)
@@ -185,4 +190,15 @@ func TestClientLeavingIsNotAStall(t *testing.T) {
 	if rec.Outcome != records.OutcomeCancelled || rec.ErrorType != "" {
 		t.Errorf("outcome %q error type %q; want cancelled", rec.Outcome, rec.ErrorType)
 	}
+	// Envoy's access log said DC (the SDK speaks HTTP/1.1 and closed its
+	// connection).
+	if n := endingWaits(t, c.reg, "found"); n != 1 {
+		t.Errorf("endings found in the access log: %v, want 1", n)
+	}
+}
+
+// endingWaits is tollgate_ending_waits_total{result} of a server.
+func endingWaits(t *testing.T, reg *prometheus.Registry, result string) float64 {
+	t.Helper()
+	return metricValue(t, reg, "tollgate_ending_waits_total", map[string]string{"result": result})
 }

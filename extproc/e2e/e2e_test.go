@@ -23,12 +23,14 @@ import (
 
 	"github.com/anthropics/anthropic-sdk-go/v2"
 	"github.com/anthropics/anthropic-sdk-go/v2/option"
+	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/service/accesslog/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 
 	anthropicfmt "github.com/tollgate-dev/tollgate/clientformat/anthropic"
+	"github.com/tollgate-dev/tollgate/endings"
 	"github.com/tollgate-dev/tollgate/extproc"
 	"github.com/tollgate-dev/tollgate/internal/envoytest"
 	"github.com/tollgate-dev/tollgate/policy"
@@ -170,7 +172,8 @@ keys:
 		t.Fatal(err)
 	}
 	srv, err := extproc.NewServer(extproc.Options{Policies: fixedPolicy{p}, ClientFormats: []extproc.ClientFormat{anthropicfmt.Format{}}, Translation: translations,
-		Recorder: o.recorder, Metrics: extproc.NewMetrics(s.reg), Ledger: o.ledger, EarlyBodyTimeout: o.earlyBodyTimeout})
+		Recorder: o.recorder, Metrics: extproc.NewMetrics(s.reg), Ledger: o.ledger, EarlyBodyTimeout: o.earlyBodyTimeout,
+		Endings: endings.NewMemory(0, nil)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,6 +183,7 @@ keys:
 	}
 	gs := grpc.NewServer(grpc.MaxRecvMsgSize(64<<20), grpc.MaxSendMsgSize(64<<20))
 	extprocv3.RegisterExternalProcessorServer(gs, srv)
+	accesslogv3.RegisterAccessLogServiceServer(gs, srv.AccessLogServer())
 	go gs.Serve(lis) //nolint:errcheck // ends with Stop
 	t.Cleanup(gs.Stop)
 

@@ -7,14 +7,17 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/anthropics/anthropic-sdk-go/v2"
 	"github.com/anthropics/anthropic-sdk-go/v2/option"
+	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/service/accesslog/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 
 	anthropicfmt "github.com/tollgate-dev/tollgate/clientformat/anthropic"
+	"github.com/tollgate-dev/tollgate/endings"
 	"github.com/tollgate-dev/tollgate/extproc"
 	"github.com/tollgate-dev/tollgate/internal/envoytest"
 	"github.com/tollgate-dev/tollgate/policy"
@@ -54,6 +57,15 @@ type chainOptions struct {
 	keyBudgets string
 	// aRelease is the first provider's FakeAnthropicConfig.MidBodyRelease.
 	aRelease <-chan struct{}
+	// endings, when set, is the endings store of both servers (Redis,
+	// shared); otherwise each server keeps its own in memory.
+	endings extproc.Endings
+	// endingWait is the servers' EndingWait (default: extproc's).
+	endingWait time.Duration
+	// accessLogOnAdapter sends Envoy's access log to the second server
+	// (split only): the entry of a request reaches another replica than
+	// its policy stream.
+	accessLogOnAdapter bool
 }
 
 // The retry policy lines every chain test adds: a short back-off and a
@@ -108,7 +120,13 @@ keys:
 		t.Fatal(err)
 	}
 	c.pol, c.reg = p, prometheus.NewRegistry()
-	clusters := map[string]string{"tollgate": serveExtProc(t, p, c.recs, c.reg, o.ledger)}
+	ends := func() extproc.Endings {
+		if o.endings != nil {
+			return o.endings
+		}
+		return endings.NewMemory(0, nil)
+	}
+	clusters := map[string]string{"tollgate": serveExtProcWith(t, p, c.recs, c.reg, o.ledger, ends(), o.endingWait)}
 	if o.numRetries == 0 {
 		o.numRetries = 1
 	}
@@ -124,8 +142,11 @@ keys:
 	}
 	if o.split {
 		c.recsAdapter, c.regAdapter = &collector{}, prometheus.NewRegistry()
-		clusters[adapterCluster] = serveExtProc(t, p, c.recsAdapter, c.regAdapter, o.ledger)
+		clusters[adapterCluster] = serveExtProcWith(t, p, c.recsAdapter, c.regAdapter, o.ledger, ends(), o.endingWait)
 		envoyYAML = withAdapterCluster(t, envoyYAML)
+		if o.accessLogOnAdapter {
+			envoyYAML = withAccessLogCluster(t, envoyYAML, adapterCluster)
+		}
 	}
 	h, err := envoytest.Start(envoytest.Config{EnvoyYAML: envoyYAML, Clusters: clusters, Logf: t.Logf})
 	if err != nil {
@@ -140,8 +161,18 @@ keys:
 // as another process would have) for policy p, and returns its address.
 func serveExtProc(t *testing.T, p *policy.Policy, recs *collector, reg *prometheus.Registry, ledger budget.Ledger) string {
 	t.Helper()
+	return serveExtProcWith(t, p, recs, reg, ledger, endings.NewMemory(0, nil), 0)
+}
+
+// serveExtProcWith is serveExtProc with the server's endings store and
+// ending wait (0: the default); the server also receives Envoy's access log,
+// as gateway.Run's does.
+func serveExtProcWith(t *testing.T, p *policy.Policy, recs *collector, reg *prometheus.Registry, ledger budget.Ledger,
+	ends extproc.Endings, endingWait time.Duration) string {
+	t.Helper()
 	srv, err := extproc.NewServer(extproc.Options{Policies: fixedPolicy{p}, ClientFormats: []extproc.ClientFormat{anthropicfmt.Format{}},
-		Translation: translations, Recorder: recs, Metrics: extproc.NewMetrics(reg), Ledger: ledger})
+		Translation: translations, Recorder: recs, Metrics: extproc.NewMetrics(reg), Ledger: ledger,
+		Endings: ends, EndingWait: endingWait})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,6 +182,7 @@ func serveExtProc(t *testing.T, p *policy.Policy, recs *collector, reg *promethe
 	}
 	gs := grpc.NewServer()
 	extprocv3.RegisterExternalProcessorServer(gs, srv)
+	accesslogv3.RegisterAccessLogServiceServer(gs, srv.AccessLogServer())
 	go gs.Serve(lis) //nolint:errcheck // ends with Stop
 	t.Cleanup(gs.Stop)
 	return lis.Addr().String()

@@ -130,3 +130,28 @@ func streamsOf(t *testing.T, reg *prometheus.Registry, role string) float64 {
 	t.Helper()
 	return metricValue(t, reg, "tollgate_extproc_streams_total", map[string]string{"role": role})
 }
+
+// withAccessLogCluster rewrites the envoy.yaml at path so that the access
+// log (tollgate.endings) goes to cluster instead of tollgate, and returns
+// the new file's path.
+func withAccessLogCluster(t *testing.T, path, cluster string) string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(data)
+	const logName = "log_name: tollgate.endings\n"
+	i := strings.Index(s, logName)
+	const target = "envoy_grpc: {cluster_name: tollgate}"
+	j := strings.Index(s[max(i, 0):], target)
+	if i < 0 || j < 0 {
+		t.Fatal("envoy.yaml changed: no access log tollgate.endings to cluster tollgate")
+	}
+	s = s[:i+j] + "envoy_grpc: {cluster_name: " + cluster + "}" + s[i+j+len(target):]
+	out := filepath.Join(t.TempDir(), "envoy.yaml")
+	if err := os.WriteFile(out, []byte(s), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}

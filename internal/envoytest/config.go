@@ -57,7 +57,8 @@ type config struct {
 	maxHeadersBytes   int
 	routes            *routeTable
 	localReply        *localReplyConfig
-	filters           []*extProcConfig // downstream ext_proc filters, in order; the router follows
+	filters           []*extProcConfig   // downstream ext_proc filters, in order; the router follows
+	accessLogs        []*accessLogConfig // the HTTP connection manager's access_log
 	clusters          map[string]*cluster
 }
 
@@ -238,6 +239,16 @@ func (c *config) buildHCM(hcm *hcmv3.HttpConnectionManager) error {
 	c.routes = rt
 	if c.localReply, err = buildLocalReply(hcm.GetLocalReplyConfig()); err != nil {
 		return fmt.Errorf("local_reply_config: %w", err)
+	}
+	for _, al := range hcm.GetAccessLog() {
+		a, err := buildAccessLog(al)
+		if err != nil {
+			return err
+		}
+		if cl, ok := c.clusters[a.grpc.cluster]; !ok || cl.aggregate != nil {
+			return fmt.Errorf("access_log %q: grpc_service names unknown or aggregate cluster %q", a.name, a.grpc.cluster)
+		}
+		c.accessLogs = append(c.accessLogs, a)
 	}
 	filters := hcm.GetHttpFilters()
 	if len(filters) == 0 || filters[len(filters)-1].GetName() != "envoy.filters.http.router" {

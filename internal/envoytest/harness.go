@@ -61,6 +61,9 @@ type Stats struct {
 	OutlierEjectionsOverflow        int64         // ejections refused by max_ejection_percent (outlier_detection.ejections_overflow)
 	DownstreamResets                int64         // downstream streams reset (client gone, or a reply after headers were sent)
 	DynamicMetadataDropped          int64         // namespaces of replies' dynamic_metadata outside receiving_namespaces, dropped
+	AccessLogEntries                int64         // access-log entries written (passed their filter)
+	AccessLogMessages               int64         // StreamAccessLogsMessages sent
+	AccessLogEntriesDropped         int64         // entries lost to a failed stream (logs_dropped)
 	LocalReplies                    map[int]int64 // local replies by status code, before local_reply_config
 }
 
@@ -79,6 +82,7 @@ type Harness struct {
 	grpcConns  map[string]*grpc.ClientConn
 	transports map[string]*http.Transport
 	upstreams  map[string]*upstreamState // per cluster, built at Start, never changed after
+	accessLogs []*accessLogger           // the HTTP connection manager's access logs
 	closed     bool
 	serveErr   chan error
 }
@@ -107,11 +111,15 @@ func Start(cfg Config) (*Harness, error) {
 	for name, cl := range conf.clusters {
 		h.upstreams[name] = newUpstreamState(cl, h.count, h.logf)
 	}
+	for _, c := range conf.accessLogs {
+		h.accessLogs = append(h.accessLogs, newAccessLogger(h, c))
+	}
 	h.ctx, h.cancel = context.WithCancel(context.Background())
 	h.ln, err = net.Listen("tcp", listen)
 	if err != nil {
 		h.cancel()
 		h.stopUpstreams()
+		h.closeAccessLogs()
 		return nil, fmt.Errorf("envoytest: listen %s: %w", listen, err)
 	}
 	var protocols http.Protocols
@@ -144,6 +152,7 @@ func (h *Harness) Close() error {
 	err := h.srv.Close()
 	<-h.serveErr
 	h.active.Wait()
+	h.closeAccessLogs()
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for _, c := range h.grpcConns {
@@ -155,6 +164,12 @@ func (h *Harness) Close() error {
 		t.CloseIdleConnections()
 	}
 	return err
+}
+
+func (h *Harness) closeAccessLogs() {
+	for _, l := range h.accessLogs {
+		l.close()
+	}
 }
 
 func (h *Harness) stopUpstreams() {

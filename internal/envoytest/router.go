@@ -246,8 +246,12 @@ func (r *router) shouldRetry(would bool) bool {
 	case retryOverflow:
 		r.s.h.logf("envoytest: retry refused: the retries circuit breaker of cluster %s is open", r.cluster.name)
 		r.s.h.count(func(st *Stats) { st.UpstreamRetryOverflow++ })
+		// Router::Filter::maybeRetryReset and onUpstreamHeaders on NoOverflow.
+		r.s.setFlag(flagUpstreamOverflow)
 	case retryLimitExceeded:
 		r.s.h.count(func(st *Stats) { st.UpstreamRetryLimitExceeded++ })
+		// Likewise on NoRetryLimitExceeded.
+		r.s.setFlag(flagUpstreamRetryLimitExceeded)
 	}
 	return false
 }
@@ -311,9 +315,26 @@ func (r *router) onUpstreamFailure(a *attempt, err error, connectFailure bool) {
 	// Router::Filter::onUpstreamReset reports every reset but an overflow
 	// as a local-origin connect failure.
 	a.state.putResult(localOriginConnectFailed)
+	// The flag Router::Filter::onUpstreamReset passes to onUpstreamAbort
+	// (streamResetReasonToResponseFlag, source/common/router/router.cc),
+	// which sets it whether it then sends a local reply or, the response
+	// having started, resets the downstream stream: a connect failure is
+	// UF; a reset after connecting is ConnectionTermination (UC) over
+	// HTTP/1, where the provider closed its connection, and RemoteReset (UR)
+	// over HTTP/2, an RST_STREAM.
+	flag, lateReason := flagUpstreamConnectionTermination, "connection_termination"
+	switch {
+	case connectFailure:
+		flag = flagUpstreamConnectionFailure
+	case a.host.http2:
+		flag, lateReason = flagUpstreamRemoteReset, "remote_reset"
+	}
 	if r.forwarded {
-		// The downstream response has started: reset it.
+		// The downstream response has started: reset it, with the details
+		// onUpstreamReset gives (LateUpstreamReset).
 		a.abort()
+		s.setFlag(flag)
+		s.details = "upstream_reset_after_response_started{" + lateReason + "}"
 		s.resetDownstream()
 		return
 	}
@@ -324,6 +345,7 @@ func (r *router) onUpstreamFailure(a *attempt, err error, connectFailure bool) {
 	if r.shouldRetry(r.wouldRetryFromReset(kind)) {
 		return
 	}
+	s.setFlag(flag)
 	retried := ""
 	if r.attempts > 1 {
 		retried = "retried and the latest "
@@ -360,6 +382,9 @@ func (r *router) onPerTryTimeout(a *attempt, idle bool) {
 		return
 	}
 	r.timeout.stop()
+	// onPerTryTimeoutCommon -> onUpstreamTimeoutAbort(UpstreamRequestTimeout),
+	// whose onUpstreamAbort sets UT before the reply or the reset.
+	s.setFlag(flagUpstreamRequestTimeout)
 	s.sendLocalReply(len(s.chain.filters), true, http.StatusGatewayTimeout, "upstream request timeout", nil, details)
 }
 

@@ -42,6 +42,8 @@ type requestStream struct {
 	headersSent   bool // response headers were written downstream
 	responseCode  int
 	details       string
+	flags         []string  // the StreamInfo's response flags, short names (setFlag)
+	started       time.Time // the StreamInfo's start time
 
 	bodyReading  bool
 	idleTimer    *loopTimer
@@ -114,6 +116,7 @@ func (s *requestStream) serve() {
 	defer func() {
 		close(s.done)
 		s.cleanup()
+		s.writeAccessLogs()
 		if s.reset {
 			// Resetting the stream: net/http closes an HTTP/1.1 connection
 			// mid-body and sends RST_STREAM on HTTP/2.
@@ -166,11 +169,13 @@ func (s *requestStream) onDownstreamReset() {
 	}
 	s.h.logf("envoytest: downstream went away: %v", s.r.Context().Err())
 	s.h.count(func(st *Stats) { st.DownstreamResets++ })
+	s.setFlag(downstreamResetFlag(s.r))
 	s.finished = true
 }
 
 func (s *requestStream) start() {
 	r := s.r
+	s.started = time.Now()
 	h := fromHTTP(r.Header)
 	h.add(":method", r.Method)
 	h.add(":scheme", "http")
@@ -266,6 +271,8 @@ func (s *requestStream) onIdleTimeout() {
 		s.idleTimer = s.afterFunc(rest, s.onIdleTimeout)
 		return
 	}
+	// ConnectionManagerImpl::ActiveStream::onIdleTimeout sets StreamIdleTimeout.
+	s.setFlag(flagStreamIdleTimeout)
 	s.sendLocalReply(len(s.chain.filters), true, http.StatusRequestTimeout, "stream timeout", nil, "stream_idle_timeout")
 }
 
