@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/service/accesslog/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -86,6 +87,9 @@ type Config struct {
 	// BudgetEarlyBodyTimeout is how long an early reservation waits for the
 	// request's body.
 	BudgetEarlyBodyTimeout time.Duration
+	// EndingWait is how long the record of a response cut after its
+	// headers waits for Envoy's access log to say who cut it (--ending-wait).
+	EndingWait time.Duration
 
 	// Version is logged in the "tollgate serving" line.
 	Version string
@@ -112,6 +116,7 @@ func DefaultConfig() Config {
 		BudgetTimeout:          budget.DefaultRedisTimeout,
 		BudgetEarlyReserve:     true,
 		BudgetEarlyBodyTimeout: extproc.DefaultEarlyBodyTimeout,
+		EndingWait:             extproc.DefaultEndingWait,
 		Version:                "dev",
 	}
 }
@@ -193,6 +198,7 @@ func Run(ctx context.Context, c Config, logOut io.Writer) error {
 		Policies: watcher, Logger: log, Metrics: extproc.NewMetrics(reg), Recorder: rec.writer, Ledger: ledger,
 		ClientFormats:  []extproc.ClientFormat{anthropic.Format{}},
 		NoEarlyReserve: !c.BudgetEarlyReserve, EarlyBodyTimeout: c.BudgetEarlyBodyTimeout,
+		Endings: openEndings(rdb), EndingWait: c.EndingWait,
 		Translation: func(c, p string) (extproc.Translation, bool) { return provider.Translation(c, p) },
 	})
 	if err != nil {
@@ -211,10 +217,14 @@ func Run(ctx context.Context, c Config, logOut io.Writer) error {
 
 	gs := grpc.NewServer(grpc.MaxRecvMsgSize(MaxGRPCMessage), grpc.MaxSendMsgSize(MaxGRPCMessage))
 	extprocv3.RegisterExternalProcessorServer(gs, srv)
+	// Envoy's access log (envoy.yaml: access_log tollgate.endings) reaches the
+	// same port as ext_proc, over the same cluster.
+	accesslogv3.RegisterAccessLogServiceServer(gs, srv.AccessLogServer())
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(gs, hs)
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	hs.SetServingStatus(extprocv3.ExternalProcessor_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	hs.SetServingStatus(accesslogv3.AccessLogService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 
 	var draining atomic.Bool
 	admin := &http.Server{Handler: adminHandler(reg, &draining, rec.api, budgetAPI), ReadHeaderTimeout: 5 * time.Second}

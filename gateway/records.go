@@ -13,6 +13,8 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
+	"github.com/tollgate-dev/tollgate/endings"
+	"github.com/tollgate-dev/tollgate/extproc"
 	"github.com/tollgate-dev/tollgate/policy/budget"
 	"github.com/tollgate-dev/tollgate/records"
 )
@@ -147,4 +149,15 @@ func openLedger(c Config, rdb *redis.Client, log *zap.Logger, reg prometheus.Reg
 		log.Warn("budget ledger: Redis not reachable at start", zap.Error(err))
 	}
 	return l, "redis", closeLedger, nil
+}
+
+// openEndings returns the store of request endings (extproc.Endings): in
+// Redis, where every replica reads what the one that received Envoy's
+// access-log entry wrote, when there is one; in memory otherwise, for a
+// single instance.
+func openEndings(rdb *redis.Client) extproc.Endings {
+	if rdb == nil {
+		return endings.NewMemory(0, nil)
+	}
+	return endings.NewRedis(rdb, 0)
 }

@@ -43,6 +43,12 @@ func TestParseServeFlagsEnvAndFlags(t *testing.T) {
 	if c, err := parseServeFlags([]string{"--budget-early-body-timeout", "3s"}, lookup, io.Discard); err != nil || c.BudgetEarlyBodyTimeout != 3*time.Second {
 		t.Errorf("--budget-early-body-timeout 3s: %v, %v", c.BudgetEarlyBodyTimeout, err)
 	}
+	if c.EndingWait != 2*time.Second {
+		t.Errorf("--ending-wait defaults to %v, want 2s", c.EndingWait)
+	}
+	if c, err := parseServeFlags([]string{"--ending-wait", "500ms"}, lookup, io.Discard); err != nil || c.EndingWait != 500*time.Millisecond {
+		t.Errorf("--ending-wait 500ms: %v, %v", c.EndingWait, err)
+	}
 	c, err = parseServeFlags([]string{"--grpc-addr", ":1"}, lookup, io.Discard)
 	if err != nil || c.GRPCAddr != ":1" {
 		t.Errorf("a flag must override the environment: %+v %v", c, err)
