@@ -8,11 +8,15 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/anthropics/anthropic-sdk-go/v2"
 	"github.com/anthropics/anthropic-sdk-go/v2/option"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 
+	"github.com/tollgate-dev/tollgate/endings"
+	"github.com/tollgate-dev/tollgate/internal/redistest"
 	"github.com/tollgate-dev/tollgate/records"
 )
 
@@ -201,4 +205,68 @@ func TestClientLeavingIsNotAStall(t *testing.T) {
 func endingWaits(t *testing.T, reg *prometheus.Registry, result string) float64 {
 	t.Helper()
 	return metricValue(t, reg, "tollgate_ending_waits_total", map[string]string{"result": result})
+}
+
+// cutStream streams one request through a chain built from o whose first
+// provider, sent model, fails after the stream's start, and returns the
+// chain and the record.
+func cutStream(t *testing.T, o chainOptions, model string) (*chain, records.Record) {
+	t.Helper()
+	gate := make(chan struct{})
+	o.aModel, o.aRelease = model, gate
+	c := newChain(t, o)
+	var once sync.Once
+	if _, err := afterHeaders(t, c, "claude-sonnet-4-5", true, func() { once.Do(func() { close(gate) }) }); !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Errorf("SDK error %v; want the cut body's unexpected EOF", err)
+	}
+	return c, c.recs.wait(t, 1)[0]
+}
+
+// The access-log stream of a request may reach another replica than its
+// policy stream: that replica stores the ending in Redis, where the policy
+// role's replica reads it.
+func TestEndingFromAnotherReplica(t *testing.T) {
+	rdb := redistest.Start(t)
+	rc := redis.NewClient(&redis.Options{Addr: rdb.Addr()})
+	t.Cleanup(func() { rc.Close() })
+	c, rec := cutStream(t, chainOptions{split: true, accessLogOnAdapter: true, endings: endings.NewRedis(rc, 0)},
+		"claude-sonnet-4-5-midreset")
+	checkNotRetried(t, c, rec)
+	if rec.Outcome != records.OutcomeIncomplete || rec.ErrorType != "provider_reset" {
+		t.Errorf("outcome %q error type %q; want incomplete provider_reset", rec.Outcome, rec.ErrorType)
+	}
+	stored := func(reg *prometheus.Registry) float64 {
+		return metricValue(t, reg, "tollgate_access_log_entries_total", map[string]string{"result": "stored"})
+	}
+	if p, a := stored(c.reg), stored(c.regAdapter); p != 0 || a != 1 {
+		t.Errorf("endings stored by the policy replica %v, by the other %v; want 0 and 1", p, a)
+	}
+	if n := endingWaits(t, c.reg, "found"); n != 1 {
+		t.Errorf("endings found: %v, want 1", n)
+	}
+}
+
+// When the ending does not come within the wait (here: it went to a replica
+// that keeps it in its own memory), the record is written by timing, as
+// before the access log: a reset looks like a client that left, a long
+// silence like a stall; the miss is counted.
+func TestEndingNotInTime(t *testing.T) {
+	for _, tt := range []struct {
+		model     string
+		outcome   records.Outcome
+		errorType string
+	}{
+		{"claude-sonnet-4-5-midreset", records.OutcomeCancelled, ""},
+		{"claude-sonnet-4-5-midstall", records.OutcomeIncomplete, "provider_stalled"},
+	} {
+		t.Run(tt.model, func(t *testing.T) {
+			c, rec := cutStream(t, chainOptions{split: true, accessLogOnAdapter: true, endingWait: 300 * time.Millisecond}, tt.model)
+			if rec.Outcome != tt.outcome || rec.ErrorType != tt.errorType {
+				t.Errorf("outcome %q error type %q; want %q %q", rec.Outcome, rec.ErrorType, tt.outcome, tt.errorType)
+			}
+			if found, missed := endingWaits(t, c.reg, "found"), endingWaits(t, c.reg, "missed"); found != 0 || missed != 1 {
+				t.Errorf("endings found %v, missed %v; want 0 and 1", found, missed)
+			}
+		})
+	}
 }
