@@ -122,11 +122,12 @@ type accessLogger struct {
 	stop chan struct{}
 	done chan struct{}
 
-	mu      sync.Mutex
-	pending []*accesslogdatav3.HTTPAccessLogEntry
-	size    int
-	stream  accesslogv3.AccessLogService_StreamAccessLogsClient
-	cancel  context.CancelFunc
+	mu       sync.Mutex
+	pending  []*accesslogdatav3.HTTPAccessLogEntry
+	size     int
+	stream   accesslogv3.AccessLogService_StreamAccessLogsClient
+	cancel   context.CancelFunc
+	watchers sync.WaitGroup // one per stream opened (watch)
 }
 
 func newAccessLogger(h *Harness, c *accessLogConfig) *accessLogger {
@@ -154,16 +155,25 @@ func (l *accessLogger) flushLoop() {
 }
 
 // close stops the timer and ends the stream; what is buffered is dropped.
+// The server is given a moment to end the stream after the half close.
 func (l *accessLogger) close() {
 	close(l.stop)
 	<-l.done
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.stream != nil {
-		_, _ = l.stream.CloseAndRecv()
-		l.cancel()
-		l.stream = nil
+	st, cancel := l.stream, l.cancel
+	l.stream = nil
+	l.mu.Unlock()
+	if st != nil {
+		_ = st.CloseSend()
+		ended := make(chan struct{})
+		go func() { l.watchers.Wait(); close(ended) }()
+		select {
+		case <-ended:
+		case <-time.After(time.Second):
+		}
+		cancel()
 	}
+	l.watchers.Wait()
 }
 
 // log buffers e and flushes once the buffer is full.
@@ -202,6 +212,8 @@ func (l *accessLogger) flush() {
 			return
 		}
 		l.stream, l.cancel = st, cancel
+		l.watchers.Add(1)
+		go l.watch(st)
 		msg.Identifier = &accesslogv3.StreamAccessLogsMessage_Identifier{
 			Node: &corev3.Node{Id: "envoytest", Cluster: "envoytest"}, LogName: l.conf.logName}
 	}
@@ -213,6 +225,23 @@ func (l *accessLogger) flush() {
 		return
 	}
 	l.h.count(func(s *Stats) { s.AccessLogMessages++ })
+}
+
+// watch waits for the end of stream st, which the server decides (Envoy
+// expects no message before it), and forgets the stream then, so that the
+// next flush opens a new one (the stream's onRemoteClose in
+// grpc_access_logger.h).
+func (l *accessLogger) watch(st accesslogv3.AccessLogService_StreamAccessLogsClient) {
+	defer l.watchers.Done()
+	err := st.RecvMsg(&accesslogv3.StreamAccessLogsResponse{})
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.stream == st {
+		l.h.logf("envoytest: access log %s: stream ended: %v", l.conf.name, err)
+		l.cancel()
+		l.stream = nil
+	}
+	l.h.count(func(s *Stats) { s.AccessLogStreamsClosed++ })
 }
 
 func (l *accessLogger) dropped(n int, err error) {

@@ -64,6 +64,7 @@ type Stats struct {
 	AccessLogEntries                int64         // access-log entries written (passed their filter)
 	AccessLogMessages               int64         // StreamAccessLogsMessages sent
 	AccessLogEntriesDropped         int64         // entries lost to a failed stream (logs_dropped)
+	AccessLogStreamsClosed          int64         // access-log streams that ended
 	LocalReplies                    map[int]int64 // local replies by status code, before local_reply_config
 }
 

@@ -184,6 +184,7 @@ type testConfig struct {
 	extra       string // extra cluster entries
 	upFilters   string // upstream http_filters YAML (flow) for cluster up
 	upExtra     string // extra fields of cluster up, one per line, indented by four spaces
+	accessLog   string // the HTTP connection manager's access_log list (flow style)
 }
 
 const extProcType = `"@type": type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor`
@@ -216,13 +217,13 @@ func (c testConfig) write(t *testing.T) string {
       - name: envoy.filters.network.http_connection_manager
         typed_config:
           "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: t
+          stat_prefix: t%s
           route_config:
             virtual_hosts:
             - name: vh
               domains: ["*"]
               routes:
-`, limit)
+`, limit, accessLog(c.accessLog))
 	for _, r := range routes {
 		fmt.Fprintf(&b, "              - %s\n", r)
 	}
@@ -271,6 +272,13 @@ func (c testConfig) write(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return path
+}
+
+func accessLog(list string) string {
+	if list == "" {
+		return ""
+	}
+	return "\n          access_log: " + list
 }
 
 // startHarness starts a harness on yamlPath with the clusters overridden and
