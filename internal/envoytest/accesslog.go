@@ -356,6 +356,17 @@ func responseFlagsProto(flags []string) *accesslogdatav3.ResponseFlags {
 	return rf
 }
 
+// downstreamResetDetails is the response code details of a client that went
+// away: DownstreamRemoteDisconnect, which completeRequest sets with DC, or
+// the HTTP/2 codec's details of a received RST_STREAM, which onResetStream
+// propagates.
+func downstreamResetDetails(r *http.Request) string {
+	if r.ProtoMajor == 2 {
+		return "http2.remote_reset"
+	}
+	return "downstream_remote_disconnect"
+}
+
 // downstreamResetFlag is the flag of a client that went away: DC when it
 // closed its HTTP/1 connection (ConnectionManagerImpl::ActiveStream::
 // completeRequest, on remote_close_), DR when it reset its HTTP/2 stream

@@ -152,7 +152,7 @@ func TestAccessLogFlags(t *testing.T) {
 		{"provider reset", partThen(func(http.ResponseWriter, *http.Request) { panic(http.ErrAbortHandler) }), false,
 			"UC", 200, "upstream_reset_after_response_started{connection_termination}"},
 		{"provider stall", partThen(stall), false, "UT", 200, "upstream_per_try_idle_timeout"},
-		{"client leaves", partThen(stall), true, "DC", 200, ""},
+		{"client leaves", partThen(stall), true, "DC", 200, "downstream_remote_disconnect"},
 		{"connect failure", nil, false, "UF", 503, "upstream_reset_before_response_started{connection_failure}"},
 		{"complete", served("up"), false, "", 200, ""},
 	} {

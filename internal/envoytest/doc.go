@@ -181,6 +181,22 @@
 //     its printed double, a Struct as "CelMap value", a list as "CelList
 //     value", null as "NULL" (ExpressionManager::evaluateAttributes,
 //     ext_proc/matching_utils.cc, and Expr::print); a missing one is left out.
+//   - Access log (how requests end; accesslog.go cites the Envoy functions):
+//     the HTTP connection manager's access_log of type
+//     envoy.access_loggers.http_grpc, behind an optional response_flag_filter.
+//     One entry per request when its stream ends, after the ext_proc streams
+//     were closed, with the StreamInfo's dynamic metadata and the response
+//     flags set where Envoy sets them: UF, UC (HTTP/1 provider) or UR (HTTP/2
+//     provider) for a connect failure or reset that is not retried, before or
+//     after the response headers; UT for a per-try (idle) timeout that is not
+//     retried; UO and URX for a retry refused by the circuit breaker or the
+//     retry limit; SI for the stream idle timeout; DC (HTTP/1) or DR (HTTP/2)
+//     for a client that went away, and DC for a stream that ended with no
+//     flag and no response code. Entries are buffered and sent on one gRPC
+//     stream (identifier on its first message), flushed at buffer_size_bytes
+//     and every buffer_flush_interval; once the server ends a stream the next
+//     flush opens another. Stats: AccessLogEntries, AccessLogMessages,
+//     AccessLogEntriesDropped, AccessLogStreamsClosed.
 //   - x-request-id generated when absent, x-forwarded-proto set,
 //     x-envoy-expected-rq-timeout-ms and x-envoy-upstream-service-time added,
 //     server: envoy on responses, hop-by-hop headers dropped.
@@ -234,4 +250,10 @@
 //   - Messages are sent through a per-stream queue: message_timeout starts
 //     when a message is queued, and for pipelined chunks restarts on each
 //     reply.
+//   - Access log (accesslog.go): only envoy.access_loggers.http_grpc, only
+//     a response_flag_filter; the flags set are UF, UC, UR, UT, UO, URX, SI,
+//     DC and DR (not NR, NC, LR, UPE, DPE and the rest); one logger and
+//     stream for all requests, where Envoy has one per worker; an entry holds
+//     the flags, the dynamic metadata, the request's identity, status and
+//     details, not every timing and byte count.
 package envoytest

@@ -170,6 +170,7 @@ func (s *requestStream) onDownstreamReset() {
 	s.h.logf("envoytest: downstream went away: %v", s.r.Context().Err())
 	s.h.count(func(st *Stats) { st.DownstreamResets++ })
 	s.setFlag(downstreamResetFlag(s.r))
+	s.details = downstreamResetDetails(s.r)
 	s.finished = true
 }
 
