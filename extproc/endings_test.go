@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	accesslogdatav3 "github.com/envoyproxy/go-control-plane/envoy/data/accesslog/v3"
@@ -193,4 +194,62 @@ func counterValue(c prometheus.Counter) float64 {
 		panic(err)
 	}
 	return m.GetCounter().GetValue()
+}
+
+// lateEndings answers Get with nothing until its n-th call.
+type lateEndings struct {
+	mapEndings
+	mu    sync.Mutex
+	calls int
+	n     int
+}
+
+func (e *lateEndings) Get(ctx context.Context, id string) (string, bool, error) {
+	e.mu.Lock()
+	e.calls++
+	early := e.calls < e.n
+	e.mu.Unlock()
+	if early {
+		return "", false, nil
+	}
+	return e.mapEndings.Get(ctx, id)
+}
+
+// waitEnding polls until the ending is there, gives up at the wait's end,
+// and returns at once when the store fails; each result is counted.
+func TestWaitEnding(t *testing.T) {
+	id := records.NewID(testNow)
+	t.Run("found after a few polls", func(t *testing.T) {
+		s := newTestServer(t)
+		ends := &lateEndings{n: 3}
+		ends.m = map[string]string{id: "UR\t"}
+		s.endings, s.endingWait = ends, time.Minute
+		e, ok := s.waitEnding(context.Background(), id)
+		if o, et, _ := e.outcome(); !ok || o != records.OutcomeIncomplete || et != errorTypeReset || ends.calls != 3 {
+			t.Errorf("ending %+v %v after %d polls", e, ok, ends.calls)
+		}
+		if n := counterValue(s.metrics.endingWaits.WithLabelValues(waitFound)); n != 1 {
+			t.Errorf("found %v", n)
+		}
+	})
+	t.Run("missed", func(t *testing.T) {
+		s := newTestServer(t)
+		s.endings, s.endingWait = &mapEndings{}, 50*time.Millisecond
+		if _, ok := s.waitEnding(context.Background(), id); ok {
+			t.Error("found an ending never stored")
+		}
+		if n := counterValue(s.metrics.endingWaits.WithLabelValues(waitMissed)); n != 1 {
+			t.Errorf("missed %v", n)
+		}
+	})
+	t.Run("store error", func(t *testing.T) {
+		s := newTestServer(t)
+		s.endings, s.endingWait = &mapEndings{fail: true}, time.Minute
+		if _, ok := s.waitEnding(context.Background(), id); ok {
+			t.Error("found an ending in a failing store")
+		}
+		if n := counterValue(s.metrics.endingWaits.WithLabelValues(waitError)); n != 1 {
+			t.Errorf("errors %v", n)
+		}
+	})
 }
