@@ -33,7 +33,9 @@ import (
 // keeps across attempts (ENVOY-EXTPROC section 12) never holds it.
 type Decision struct {
 	// RecordID is the request's own id (its record's), which the adapter's
-	// logs and error bodies name.
+	// logs and error bodies name. Envoy's access log carries it back with
+	// the request's dynamic metadata: it keys the request's ending
+	// (endings.go), where a client's x-request-id could be forged.
 	RecordID string
 	Route    string
 	// Path is the client's original :path, query included. The adapter derives the

@@ -234,6 +234,12 @@ func brokenVariants() []variant {
 			stage: stageLint, rules: []string{envoyconfig.RuleClusterExists}, want: `gRPC cluster "tollgat" is not a defined cluster`,
 		},
 		{
+			name: "access log to a missing cluster",
+			edits: []edit{{"                  envoy_grpc: {cluster_name: tollgate}\n                buffer_flush_interval: 0.2s\n",
+				"                  envoy_grpc: {cluster_name: tollgat}\n                buffer_flush_interval: 0.2s\n"}},
+			stage: stageLint, rules: []string{envoyconfig.RuleClusterExists}, want: `gRPC cluster "tollgat" is not a defined cluster`,
+		},
+		{
 			name:  "tollgate cluster without HTTP/2",
 			edits: []edit{{"          http2_protocol_options: {}\n", "          http_protocol_options: {}\n"}},
 			stage: stageLint, rules: []string{envoyconfig.RuleGRPCCluster}, want: `gRPC cluster "tollgate" does not speak HTTP/2`,

@@ -11,6 +11,7 @@ import (
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	grpcalsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/grpc/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	previousprioritiesv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/retry/priority/previous_priorities/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
@@ -124,6 +125,7 @@ func Lint(bs *bootstrapv3.Bootstrap) Problems {
 			}
 			l.routes(h)
 			l.bufferLimits(h)
+			l.accessLogs(h)
 		}
 	}
 	for _, c := range m.Clusters {
@@ -825,6 +827,21 @@ func (l *linter) tls(c *Cluster) {
 		}
 		if t, ok := inner.(*tlsv3.UpstreamTlsContext); ok {
 			check(path, t)
+		}
+	}
+}
+
+// accessLogs checks the HCM's gRPC access logs (envoy.access_loggers.http_grpc,
+// which carries the request endings to Tollgate): each one's envoy_grpc
+// cluster is defined and speaks HTTP/2, as an ext_proc filter's must.
+func (l *linter) accessLogs(h *HCM) {
+	for i, al := range h.Proto.GetAccessLog() {
+		cfg := &grpcalsv3.HttpGrpcAccessLogConfig{}
+		if !al.GetTypedConfig().MessageIs(cfg) || al.GetTypedConfig().UnmarshalTo(cfg) != nil {
+			continue
+		}
+		if eg := cfg.GetCommonConfig().GetGrpcService().GetEnvoyGrpc(); eg != nil {
+			l.grpcCluster(fmt.Sprintf("%s.access_log[%d].typed_config.common_config.grpc_service.envoy_grpc", h.Path, i), eg.GetClusterName())
 		}
 	}
 }
