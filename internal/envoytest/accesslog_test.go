@@ -130,7 +130,8 @@ func writesDecision(t *testing.T) script {
 //     (onPerTryTimeoutCommon -> onUpstreamTimeoutAbort), details
 //     upstream_per_try_idle_timeout.
 //   - A client that closes its HTTP/1 connection: DC
-//     (ConnectionManagerImpl::ActiveStream::completeRequest on remote_close_).
+//     (ConnectionManagerImpl::ActiveStream::completeRequest on remote_close_);
+//     one that resets its HTTP/2 stream: DR (ActiveStream::onResetStream).
 //   - A connect failure: UF, with the 503.
 //   - A complete response sets no flag; the response_flag_filter drops it.
 func TestAccessLogFlags(t *testing.T) {
@@ -145,16 +146,18 @@ func TestAccessLogFlags(t *testing.T) {
 		name     string
 		upstream http.HandlerFunc // nil: connect failure
 		leave    bool             // the client goes away after "part"
+		h2c      bool             // the client speaks HTTP/2 (h2c)
 		flag     string           // "" : no entry
 		code     uint32
 		details  string
 	}{
 		{"provider reset", partThen(func(http.ResponseWriter, *http.Request) { panic(http.ErrAbortHandler) }), false,
-			"UC", 200, "upstream_reset_after_response_started{connection_termination}"},
-		{"provider stall", partThen(stall), false, "UT", 200, "upstream_per_try_idle_timeout"},
-		{"client leaves", partThen(stall), true, "DC", 200, "downstream_remote_disconnect"},
-		{"connect failure", nil, false, "UF", 503, "upstream_reset_before_response_started{connection_failure}"},
-		{"complete", served("up"), false, "", 200, ""},
+			false, "UC", 200, "upstream_reset_after_response_started{connection_termination}"},
+		{"provider stall", partThen(stall), false, false, "UT", 200, "upstream_per_try_idle_timeout"},
+		{"client leaves", partThen(stall), true, false, "DC", 200, "downstream_remote_disconnect"},
+		{"HTTP/2 client resets its stream", partThen(stall), true, true, "DR", 200, "http2.remote_reset"},
+		{"connect failure", nil, false, false, "UF", 503, "upstream_reset_before_response_started{connection_failure}"},
+		{"complete", served("up"), false, false, "", 200, ""},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			als := startALS(t, false)
@@ -163,12 +166,17 @@ func TestAccessLogFlags(t *testing.T) {
 			if tt.upstream != nil {
 				clusters["up"] = startUpstream(t, tt.upstream).addr
 			}
-			h := startHarness(t, alConfig(`{response_flag_filter: {flags: [UC, UT, UF, DC]}}`, `, buffer_flush_interval: 0.05s`).write(t), clusters)
+			h := startHarness(t, alConfig(`{response_flag_filter: {flags: [UC, UT, UF, DC, DR]}}`, `, buffer_flush_interval: 0.05s`).write(t), clusters)
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			req, _ := http.NewRequestWithContext(ctx, "POST", h.URL()+"/x", strings.NewReader("body"))
 			req.Header.Set("x-request-id", "rid-1")
-			resp, err := http.DefaultClient.Do(req)
+			var p http.Protocols
+			p.SetHTTP1(!tt.h2c)
+			p.SetUnencryptedHTTP2(tt.h2c)
+			client := &http.Client{Transport: &http.Transport{Protocols: &p}}
+			defer client.CloseIdleConnections()
+			resp, err := client.Do(req)
 			if err != nil {
 				t.Fatal(err)
 			}
