@@ -252,7 +252,9 @@
 //     reply.
 //   - Access log (accesslog.go): only envoy.access_loggers.http_grpc, only
 //     a response_flag_filter; the flags set are UF, UC, UR, UT, UO, URX, SI,
-//     DC and DR (not NR, NC, LR, UPE, DPE and the rest); one logger and
+//     DC and DR (not NR, NC, LR, UPE, DPE and the rest), and every reset of
+//     an HTTP/2 attempt is UR, where Envoy says UC for a connection that
+//     dropped rather than a stream reset (RST_STREAM); one logger and
 //     stream for all requests, where Envoy has one per worker; an entry holds
 //     the flags, the dynamic metadata, the request's identity, status and
 //     details, not every timing and byte count.
