@@ -128,11 +128,10 @@ const errorTypeStalled = "provider_stalled"
 
 // stalled reports whether a response that started and never ended, whose
 // stream ended at end, was cut by Envoy's per-try idle timer, judged by
-// timing alone: the fallback when Envoy's access log did not say in time
-// (waitEnding). That is, whether it was cut by Envoy's per-try idle timer: the provider
-// sent nothing for the route's per_try_idle_timeout. After the response
-// headers went to the client Envoy no longer retries; the timer, re-armed by
-// each chunk (UpstreamRequest::resetPerTryIdleTimer), still fires, and
+// timing alone: the fallback when Envoy's access log does not say in time
+// (waitEnding). The timer fires when the provider sent nothing for the
+// route's per_try_idle_timeout. After the response headers went to the
+// client Envoy no longer retries; the timer, re-armed by each chunk (UpstreamRequest::resetPerTryIdleTimer), still fires, and
 // Router::Filter::onPerTryTimeoutCommon ends in a reset of the client's
 // stream and of this one (source/common/router/router.cc,
 // upstream_request.cc). A client that leaves does so before the timer
