@@ -215,6 +215,9 @@ func (a accessLogServer) StreamAccessLogs(stream accesslogv3.AccessLogService_St
 
 // storeEnding keeps the ending of one access-log entry, if it has one.
 func (s *Server) storeEnding(ctx context.Context, e *accesslogdatav3.HTTPAccessLogEntry) {
+	if s.endings == nil {
+		return
+	}
 	cp := e.GetCommonProperties()
 	dec := cp.GetMetadata().GetFilterMetadata()[metadataNamespace].GetFields()[metadataDecision].GetStructValue()
 	id := dec.GetFields()[decRecordID].GetStringValue()
@@ -223,7 +226,7 @@ func (s *Server) storeEnding(ctx context.Context, e *accesslogdatav3.HTTPAccessL
 		return
 	}
 	end := ending{flags: flagsOf(cp.GetResponseFlags()), details: e.GetResponse().GetResponseCodeDetails()}
-	if len(end.flags) == 0 || s.endings == nil {
+	if len(end.flags) == 0 {
 		s.metrics.accessLogEntries.WithLabelValues(alNoFlags).Inc()
 		return
 	}

@@ -153,8 +153,10 @@ func TestAccessLogReceiver(t *testing.T) {
 func TestAccessLogReceiverWithoutStore(t *testing.T) {
 	s := newTestServer(t)
 	sendAccessLog(t, s, httpLogs(logEntry(decisionNS(records.NewID(testNow)), &accesslogdatav3.ResponseFlags{DownstreamConnectionTermination: true}, "")))
-	if got := counterValue(s.metrics.accessLogEntries.WithLabelValues(alStored)); got != 0 {
-		t.Errorf("stored %v without a store", got)
+	for _, r := range []string{alStored, alNoRecord, alNoFlags, alError} {
+		if got := counterValue(s.metrics.accessLogEntries.WithLabelValues(r)); got != 0 {
+			t.Errorf("%s %v without a store", r, got)
+		}
 	}
 }
 
