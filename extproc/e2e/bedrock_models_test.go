@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/tollgate-dev/tollgate/records"
 )
@@ -58,7 +59,12 @@ func TestBedrockUnpricedModel(t *testing.T) {
 	if rec.Cost != "" || !rec.PriceEstimated || rec.Usage.OutputTokens == 0 {
 		t.Errorf("record cost %q estimated %v usage %+v", rec.Cost, rec.PriceEstimated, rec.Usage)
 	}
-	if n := metricValue(t, s.reg, "tollgate_price_estimated_total", map[string]string{"provider": "demo", "kind": "unpriced"}); n != 1 {
-		t.Errorf("unpriced requests counted: %v", n)
+	// The metrics follow the record; poll for them.
+	labels := map[string]string{"provider": "demo", "kind": "unpriced"}
+	for deadline := time.Now().Add(10 * time.Second); metricValue(t, s.reg, "tollgate_price_estimated_total", labels) != 1; {
+		if time.Now().After(deadline) {
+			t.Fatalf("unpriced requests counted: %v", metricValue(t, s.reg, "tollgate_price_estimated_total", labels))
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -8,6 +8,19 @@
 // Everything here is a pure function of its arguments; the values it builds
 // are immutable and safe for concurrent use. Provider types call it when a
 // policy loads (to build the mapping) and on each attempt (to map a model).
+//
+// A provider type offers the mapping to the policy as the DefaultModel
+// method of its settings (policy.ModelMapper), built once in Resolve. Bedrock
+// does (provider/bedrock/models.go); a Vertex AI type does the same with
+// [NewVertex]:
+//
+//	// in Settings: models *claudeids.Vertex
+//	// in Resolve:  s.models = claudeids.NewVertex(claudeids.Catalog("vertex_ai"))
+//	func (s *Settings) DefaultModel(model string) (string, bool) { return s.models.Map(model) }
+//
+// The policy then sends the mapped id (unless the provider's models field
+// names the client's id) and prices a request the provider served by the id
+// sent, at the catalog's price under the provider's type.
 package claudeids
 
 import (
@@ -253,7 +266,7 @@ func (b *Bedrock) Map(model string) (string, bool) {
 }
 
 // rank is the place of prefix in the order of preference; a prefix of
-// another geography ranks after all of them.
+// another geography ranks after all of them and is never used.
 func (b *Bedrock) rank(prefix string) int {
 	if i := slices.Index(b.prefixes, prefix); i >= 0 {
 		return i
