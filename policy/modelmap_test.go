@@ -110,6 +110,21 @@ func TestPriceServedBedrock(t *testing.T) {
 	}
 }
 
+// Above 200,000 input tokens the Bedrock profile's long-context tier
+// applies: $6.60/$24.75 per MTok for us.…sonnet-4-5.
+func TestPriceServedBedrockLongContext(t *testing.T) {
+	p := modelMapPolicy(t, "estimate")
+	r, _ := p.Route("r")
+	_, price, err := p.PriceServed("us", p.MapModel(r, "us", "sonnet"), "claude-sonnet-4-5-20250929")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := pricing.Usage{InputTokens: 250_000, OutputTokens: 1000}
+	if got, want := pricing.Cost(u, price), int64(250_000*6_600_000+1000*24_750_000); got != want {
+		t.Errorf("cost %d pico-USD, want %d", got, want)
+	}
+}
+
 // A model the catalog has no Bedrock price for is sent as it is; it is
 // priced by its family's estimate, or, when the policy denies unknown
 // models, not at all (an error wrapping ErrUnpriced, which the extproc
