@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/anthropics/anthropic-sdk-go/v2"
+
 	"github.com/tollgate-dev/tollgate/records"
 )
 
@@ -66,5 +68,21 @@ func TestBedrockUnpricedModel(t *testing.T) {
 			t.Fatalf("unpriced requests counted: %v", metricValue(t, s.reg, "tollgate_price_estimated_total", labels))
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// count_tokens with the default ids goes to the foundation model of the
+// region's profile: Bedrock's CountTokens refuses profile ids.
+func TestBedrockCountTokensDefaultModelID(t *testing.T) {
+	s := newBedrockStack(t, bedrockOptions{defaultIDs: true})
+	res, err := s.client.Messages.CountTokens(context.Background(), anthropic.MessageCountTokensParams{
+		Model:    "claude-sonnet-4-5",
+		Messages: []anthropic.MessageParam{anthropic.NewUserMessage(anthropic.NewTextBlock("count me"))},
+	})
+	if err != nil || res.InputTokens <= 0 {
+		t.Fatalf("count_tokens: %+v, %v", res, err)
+	}
+	if got := s.bedrock.Requests()[0].Path; got != "/model/anthropic.claude-sonnet-4-5-20250929-v1%3A0/count-tokens" {
+		t.Errorf("path %s", got)
 	}
 }

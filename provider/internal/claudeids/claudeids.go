@@ -200,6 +200,19 @@ func parseBedrock(id string) (name string, s snapshot, ok bool) {
 	return rest, s, true
 }
 
+// FoundationModel returns the foundation model id of a Bedrock cross-region
+// inference profile id: "us.anthropic.claude-sonnet-4-5-20250929-v1:0" is
+// "anthropic.claude-sonnet-4-5-20250929-v1:0". Other ids, ARNs included, are
+// returned as they are. Bedrock's CountTokens takes the foundation model
+// ("The unique identifier or ARN of the foundation model", CountTokens in the
+// Bedrock API reference) and refuses a profile id.
+func FoundationModel(id string) string {
+	if p, rest, ok := strings.Cut(id, "."); ok && p != "" && !strings.ContainsAny(p, ":/") && strings.HasPrefix(lower(rest), "anthropic.") {
+		return rest
+	}
+	return id
+}
+
 // ProfilePrefixes returns the prefixes of the geographic cross-region
 // inference profiles a Bedrock client in region calls, in order of
 // preference: "us." in us-*, "us-gov." in us-gov-*, "eu." in eu-*, "jp." then

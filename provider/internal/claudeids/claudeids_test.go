@@ -185,3 +185,19 @@ func BenchmarkBedrockMap(b *testing.B) {
 		}
 	}
 }
+
+func TestFoundationModel(t *testing.T) {
+	for id, want := range map[string]string{
+		"us.anthropic.claude-sonnet-4-5-20250929-v1:0":                                               "anthropic.claude-sonnet-4-5-20250929-v1:0",
+		"global.anthropic.claude-opus-4-8-v1":                                                        "anthropic.claude-opus-4-8-v1",
+		"us-gov.anthropic.claude-sonnet-4-5-20250929-v1:0":                                           "anthropic.claude-sonnet-4-5-20250929-v1:0",
+		"anthropic.claude-sonnet-4-5-20250929-v1:0":                                                  "anthropic.claude-sonnet-4-5-20250929-v1:0",
+		"arn:aws:bedrock:us-east-1:1:inference-profile/us.anthropic.claude-sonnet-4-5-20250929-v1:0": "arn:aws:bedrock:us-east-1:1:inference-profile/us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+		"claude-sonnet-4-5":       "claude-sonnet-4-5",
+		"us.amazon.nova-pro-v1:0": "us.amazon.nova-pro-v1:0",
+	} {
+		if got := FoundationModel(id); got != want {
+			t.Errorf("FoundationModel(%q) = %q, want %q", id, got, want)
+		}
+	}
+}
