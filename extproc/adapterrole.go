@@ -221,7 +221,7 @@ func skipRequestBody() *extprocfilterv3.ProcessingMode {
 // mapsModels reports whether the policy maps model ids for this attempt's
 // route or provider, the one reason the adapter reads an Anthropic body.
 func (a *adapterProcessor) mapsModels() bool {
-	return len(a.route.Models) > 0 || len(a.provider.Models) > 0
+	return a.pol.MapsModels(a.route, a.provider.Name)
 }
 
 // mayMapModel reports whether this attempt may change the model id of a

@@ -247,15 +247,11 @@ func priceLabel(model string, price pricing.Price, err error) string {
 
 // price fills the record's cost from the policy's catalog and returns the model
 // label for metrics. The model the provider reported is priced; failing that,
-// the model sent.
+// the model sent; a provider with ids of its own (Bedrock) is priced by the
+// id sent (policy.PriceServed).
 func (p *policyProcessor) price(r *records.Record) (modelLabel string) {
-	model := r.ResponseModel
-	if model == "" {
-		model = r.Model
-	}
-	cat := p.pol.Catalog()
-	r.PriceCatalog = cat.Version()
-	price, err := cat.Resolve(p.pol.ProviderType(r.Provider), model, p.pol.Pricing.Unknown)
+	r.PriceCatalog = p.pol.Catalog().Version()
+	model, price, err := p.pol.PriceServed(r.Provider, r.Model, r.ResponseModel)
 	if err != nil {
 		// Unpriced: the record says so and carries no cost. Budgets (issue 4)
 		// refuse such models before they run when the policy says deny.

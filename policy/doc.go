@@ -59,8 +59,10 @@
 //	global: {budgets: [{requests: 10000, per: minute}]}
 //
 // Provider names and route slugs are letters, digits, '.', '_' and '-'. A
-// model is mapped first by the route, then by the provider (see
-// [Policy.MapModel]). Keys are stored as the SHA-256 of the key ([HashKey]).
+// model is mapped first by the route, then by the provider; an id the
+// provider's models do not name gets the default mapping of the provider's
+// type, if it has one ([ModelMapper]: Bedrock's inference profile ids from
+// the price catalog; see [Policy.MapModel]). Keys are stored as the SHA-256 of the key ([HashKey]).
 //
 // # Fallback
 //

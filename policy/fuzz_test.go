@@ -58,8 +58,13 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 		for name, prov := range p.Providers {
-			if prov.Name != name || settings(prov).BaseURL == nil || !settings(prov).BaseURL.IsAbs() {
+			// Every type's settings say where the provider is.
+			ep, ok := prov.Settings.(interface{ Endpoint() (string, int, bool) })
+			if prov.Name != name || !ok {
 				t.Fatalf("provider %q: %+v", name, prov)
+			}
+			if host, port, _ := ep.Endpoint(); host == "" || port <= 0 || port > 65535 {
+				t.Fatalf("provider %q: endpoint %q port %d", name, host, port)
 			}
 		}
 		for _, k := range p.Keys {

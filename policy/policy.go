@@ -289,7 +289,10 @@ func (p *Policy) PriceAt(r *Route, provider, model string, unknown pricing.Unkno
 
 // MapModel returns the model id to send to provider for a client's model on
 // route r: the route's mapping applies first, then the provider's mapping to
-// the result. A model that neither maps is returned unchanged. r may be nil.
+// the result; when the provider's models field does not name that id, the
+// provider type's default mapping (ModelMapper, as Bedrock's from Anthropic
+// ids to inference profile ids) applies instead. A model that none maps is
+// returned unchanged. r may be nil.
 func (p *Policy) MapModel(r *Route, provider, model string) string {
 	if r != nil {
 		if m, ok := r.Models[model]; ok {
@@ -298,8 +301,60 @@ func (p *Policy) MapModel(r *Route, provider, model string) string {
 	}
 	if prov, ok := p.Providers[provider]; ok {
 		if m, ok := prov.Models[model]; ok {
-			model = m
+			return m
+		}
+		if mm, ok := prov.Settings.(ModelMapper); ok {
+			if m, ok := mm.DefaultModel(model); ok {
+				return m
+			}
 		}
 	}
 	return model
+}
+
+// MapsModels reports whether MapModel may change a model id sent to provider
+// on route r: the route or the provider has a models field, or the
+// provider's type maps ids by default (ModelMapper).
+func (p *Policy) MapsModels(r *Route, provider string) bool {
+	if r != nil && len(r.Models) > 0 {
+		return true
+	}
+	prov, ok := p.Providers[provider]
+	if !ok {
+		return false
+	}
+	_, mapper := prov.Settings.(ModelMapper)
+	return len(prov.Models) > 0 || mapper
+}
+
+// PriceServed resolves in the policy's catalog what a request served by
+// provider costs, and returns the model id it priced. sent is the id the
+// request was sent with (MapModel's), reported the id the response named
+// ("" when it named none).
+//
+// A provider whose type maps models to ids of its own (ModelMapper: Bedrock,
+// Vertex) is priced by the id sent when the catalog prices it under the
+// provider's type: that id names the inference profile or region the
+// provider bills, while its responses name the Anthropic model
+// ("claude-sonnet-4-5-20250929" for a request sent to
+// "us.anthropic.claude-sonnet-4-5-20250929-v1:0", which costs 10% more than
+// the global profile). Otherwise, and for other providers, the id reported
+// is priced (it names the snapshot that served), or the id sent when the
+// response named none, by Catalog().Resolve under the policy's
+// unknown_models. The error wraps pricing.ErrUnpriced.
+func (p *Policy) PriceServed(provider, sent, reported string) (string, pricing.Price, error) {
+	typ := p.ProviderType(provider)
+	if prov, ok := p.Providers[provider]; ok && sent != "" {
+		if _, mapper := prov.Settings.(ModelMapper); mapper {
+			if price, ok := p.Catalog().Lookup(typ, sent); ok {
+				return sent, price, nil
+			}
+		}
+	}
+	model := reported
+	if model == "" {
+		model = sent
+	}
+	price, err := p.Catalog().Resolve(typ, model, p.Pricing.Unknown)
+	return model, price, err
 }

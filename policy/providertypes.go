@@ -43,6 +43,19 @@ type ProviderSettings interface {
 	Resolve(env, file func(field string) (secret.Secret, error)) error
 }
 
+// ModelMapper is implemented by the settings of a provider type whose
+// providers know models by ids of their own, such as Bedrock's inference
+// profile ids: it maps a client's Anthropic model id to the provider's by
+// default. A provider's models field overrides it, id by id (see
+// Policy.MapModel), and a request such a provider served is priced by the id
+// sent (see Policy.PriceServed).
+type ModelMapper interface {
+	// DefaultModel returns the id to send to the provider for model (after
+	// the route's mapping), or false to send model as it is. It is called
+	// on every request and must be cheap and safe for concurrent use.
+	DefaultModel(model string) (string, bool)
+}
+
 // ProviderTypes returns the provider types package provider registers, in
 // the order messages list them.
 func ProviderTypes() []ProviderType {

@@ -56,6 +56,9 @@ type bedrockOptions struct {
 	// the fake Anthropic second (provider "anthropic", no mapping).
 	bedrockFirst bool
 	bModel       string // what Bedrock is sent for claude-sonnet-4-5; default bedrockProfile
+	// defaultIDs gives the Bedrock provider no models field: it is sent the
+	// catalog's ids for its region (us-east-1).
+	defaultIDs bool
 }
 
 func newBedrockStack(t *testing.T, o bedrockOptions) *bedrockStack {
@@ -113,8 +116,11 @@ func newBedrockStack(t *testing.T, o bedrockOptions) *bedrockStack {
     access_key_id: ${AWS_ID}
     secret_access_key: ${AWS_SECRET}
     session_token: ${AWS_TOKEN}
-    models: {claude-sonnet-4-5: "` + o.bModel + `"}
 `
+	if !o.defaultIDs {
+		providers += `    models: {claude-sonnet-4-5: "` + o.bModel + `"}
+`
+	}
 	chain := "[demo]"
 	if o.chain || o.bedrockFirst {
 		chain = "[demo, anthropic]"

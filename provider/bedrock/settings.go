@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 
+	"github.com/tollgate-dev/tollgate/provider/internal/claudeids"
 	"github.com/tollgate-dev/tollgate/secret"
 )
 
@@ -59,6 +60,9 @@ type Settings struct {
 	// container and instance roles), cached and refreshed before expiry by
 	// aws.CredentialsCache.
 	creds aws.CredentialsProvider
+	// models maps Anthropic model ids to the Bedrock ids of the region
+	// (DefaultModel); nil until Resolve.
+	models *claudeids.Bedrock
 
 	set        []string // the fields given, in document order
 	refInvalid bool     // a *_file field was empty (Set reported it)
@@ -130,8 +134,9 @@ func (s *Settings) Resolve(env, file func(field string) (secret.Secret, error)) 
 		return errors.New("region is required")
 	}
 	if s.BaseURL == nil {
-		s.BaseURL = &url.URL{Scheme: "https", Host: "bedrock-runtime." + s.Region + ".amazonaws.com"}
+		s.BaseURL = defaultBaseURL(s.Region)
 	}
+	s.models = defaultModels(s.Region)
 	for _, f := range []string{fieldAPIKey, fieldAccessKeyID, fieldSecretAccessKey, fieldSessionToken} {
 		if n := countField(s.set, f); n > 1 {
 			return &fieldError{field: f + "_file", msg: f + " and " + f + "_file are mutually exclusive; keep one"}
@@ -195,6 +200,11 @@ func countField(set []string, field string) int {
 		}
 	}
 	return n
+}
+
+// defaultBaseURL is Bedrock's runtime endpoint in region.
+func defaultBaseURL(region string) *url.URL {
+	return &url.URL{Scheme: "https", Host: "bedrock-runtime." + region + ".amazonaws.com"}
 }
 
 // parseBaseURL parses and checks a base_url.

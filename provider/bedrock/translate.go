@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/tollgate-dev/tollgate/clientformat/anthropic/reqbody"
+	"github.com/tollgate-dev/tollgate/provider/internal/claudeids"
 	"github.com/tollgate-dev/tollgate/translate"
 )
 
@@ -69,6 +70,8 @@ func (fromAnthropic) TranslateRequest(clientPath string, header func(string) str
 	}
 	model := escapeModel(mapModel(f.Model))
 	if p == pathCountTokens {
+		// CountTokens takes a foundation model, not an inference profile.
+		model = escapeModel(claudeids.FoundationModel(mapModel(f.Model)))
 		wrapped, _ := json.Marshal(map[string]any{"input": map[string]any{"invokeModel": map[string]string{
 			"body": base64.StdEncoding.EncodeToString(out)}}}) // a map of strings always marshals
 		return wrapped, "/model/" + model + "/count-tokens", nil

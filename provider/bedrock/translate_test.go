@@ -140,3 +140,18 @@ func TestEscapeModel(t *testing.T) {
 		t.Errorf("%s", got)
 	}
 }
+
+// CountTokens is sent the foundation model of an inference profile id, which
+// it requires; messages keep the profile.
+func TestTranslateCountTokensFoundationModel(t *testing.T) {
+	toProfile := func(string) string { return "us.anthropic.claude-sonnet-4-5-20250929-v1:0" }
+	body := []byte(`{"model":"claude-sonnet-4-5","max_tokens":1,"messages":[]}`)
+	_, path, err := fromAnthropic{}.TranslateRequest("/v1/messages/count_tokens", header(), body, toProfile)
+	if err != nil || path != "/model/anthropic.claude-sonnet-4-5-20250929-v1%3A0/count-tokens" {
+		t.Errorf("count_tokens at %s, %v", path, err)
+	}
+	_, path, err = fromAnthropic{}.TranslateRequest("/v1/messages", header(), body, toProfile)
+	if err != nil || path != "/model/us.anthropic.claude-sonnet-4-5-20250929-v1%3A0/invoke" {
+		t.Errorf("messages at %s, %v", path, err)
+	}
+}
