@@ -31,6 +31,10 @@ type Metrics struct {
 	// translationWarnings counts what response translations noticed, by
 	// provider and kind.
 	translationWarnings *prometheus.CounterVec
+	// compatActions counts the betas and body fields a provider's
+	// compatibility table adapted or dropped, by provider type, key and
+	// action.
+	compatActions *prometheus.CounterVec
 
 	// phaseByRole holds the phase histogram's observers, resolved once so that
 	// no message pays for a label lookup.
@@ -122,6 +126,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "tollgate_translation_warnings_total",
 			Help: "What a response translation noticed and did not act on, by provider and kind (usage_mismatch: Bedrock's invocation metrics disagree with the usage of the Anthropic events, which is what is billed).",
 		}, []string{"provider", "kind"}),
+		compatActions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tollgate_compat_actions_total",
+			Help: "Betas and body fields a cloud provider's compatibility table adapted or dropped in requests sent to it, by provider type, key (a beta, a body field such as context_management, or unlisted_betas) and action (adapt, drop).",
+		}, []string{"provider_type", "key", "action"}),
 	}
 	m.phaseByRole = map[string]map[string]prometheus.Observer{}
 	for _, role := range []string{rolePolicy, roleAdapter} {
@@ -140,6 +148,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	if reg != nil {
 		reg.MustRegister(m.streams, m.requests, m.rejections, m.tokens, m.cost, m.unpriced, m.estimated, m.phase, m.duration, m.ttft,
 			m.budgetRejections, m.ledgerErrors, m.earlyVec, m.aboveReserved, m.aboveReservedUSD, m.fitted, m.translationWarnings)
+		reg.MustRegister(m.compatActions)
 	}
 	return m
 }
