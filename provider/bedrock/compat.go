@@ -1,10 +1,6 @@
 package bedrock
 
-import (
-	"strings"
-
-	"github.com/tollgate-dev/tollgate/provider/internal/cloudcompat"
-)
+import "github.com/tollgate-dev/tollgate/provider/internal/cloudcompat"
 
 // AdaptRequest applies Bedrock's compatibility table (package cloudcompat,
 // with the policy's compat overrides) to an Anthropic Messages request:
@@ -20,6 +16,5 @@ func (s *Settings) AdaptRequest(body []byte, betas string, note func(key, action
 	if c == nil { // settings not made by NewSettings: the table as it is
 		c = cloudcompat.New(cloudcompat.Bedrock())
 	}
-	out, list, err := c.Apply(body, betas, func(k string, a cloudcompat.Action, d string) { note(k, string(a), d) })
-	return out, strings.Join(list, ","), err
+	return c.AdaptRequest(body, betas, note)
 }

@@ -354,3 +354,12 @@ func appendNew(list []string, v string) []string {
 	}
 	return append(list, v)
 }
+
+// AdaptRequest is Apply in the form a provider's settings offer the adapter
+// (extproc.RequestAdapter): the betas in and out as an anthropic-beta
+// header's value, the action as a string. A provider type's settings hold a
+// *Config and delegate to it in one line.
+func (c *Config) AdaptRequest(body []byte, betas string, note func(key, action, detail string)) ([]byte, string, error) {
+	out, list, err := c.Apply(body, betas, func(k string, a Action, d string) { note(k, string(a), d) })
+	return out, strings.Join(list, ","), err
+}
