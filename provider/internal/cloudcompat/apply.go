@@ -162,6 +162,12 @@ type message struct {
 	members []reqbody.Member
 }
 
+// foldable reports whether m is a user message whose content (a string or
+// an array) can take folded blocks.
+func (m message) foldable(body []byte) bool {
+	return m.role == "user" && m.content.Present() && (body[m.content.Start] == '"' || body[m.content.Start] == '[')
+}
+
 // systemMessages returns the edits that remove every role "system" entry of
 // the messages array at s and, with fold, carry its text into the adjacent
 // user turn: appended to the user message before it, or else put first in
@@ -206,10 +212,10 @@ func systemMessages(body []byte, s reqbody.Span, fold bool) (edits []reqbody.Edi
 		}
 		blocks := foldedBlocks(body, m)
 		switch {
-		case i > 0 && msgs[i-1].role == "user" && msgs[i-1].content.Present():
+		case i > 0 && msgs[i-1].foldable(body):
 			after[i-1] = append(after[i-1], blocks...)
 			removed = append(removed, i)
-		case i+1 < len(msgs) && msgs[i+1].role == "user" && msgs[i+1].content.Present():
+		case i+1 < len(msgs) && msgs[i+1].foldable(body):
 			before[i+1] = append(before[i+1], blocks...)
 			removed = append(removed, i)
 		default:
@@ -267,7 +273,11 @@ func foldedBlocks(body []byte, m message) [][]byte {
 	if msgCache != nil && len(blocks) > 0 && !hasCache {
 		last := blocks[len(blocks)-1]
 		if end := bytes.LastIndexByte(last, '}'); end > 0 {
-			blocks[len(blocks)-1] = slices.Concat(last[:end], []byte(`,"cache_control":`), msgCache, last[end:])
+			sep := []byte(`,"cache_control":`)
+			if t := bytes.TrimRight(last[:end], " \t\r\n"); len(t) > 0 && t[len(t)-1] == '{' {
+				sep = sep[1:] // an empty block
+			}
+			blocks[len(blocks)-1] = slices.Concat(last[:end], sep, msgCache, last[end:])
 		}
 	}
 	return blocks
