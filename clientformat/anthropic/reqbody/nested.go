@@ -113,3 +113,15 @@ func String(body []byte, s Span) (v string, ok bool) {
 	v, err := decodeString(body[s.Start:s.End])
 	return v, err == nil
 }
+
+// EachMember calls fn with each key (unescaped) and value span of the object
+// whose value is at s in body, in document order, without allocating for
+// keys that have no escapes; an error from fn stops the walk and is
+// returned. It returns a *SyntaxError when the value at s is not an object.
+func EachMember(body []byte, s Span, fn func(key []byte, val Span) error) error {
+	if !s.Present() || s.End > len(body) || body[s.Start] != '{' {
+		return &SyntaxError{Offset: s.Start, Msg: "expected an object"}
+	}
+	_, err := members(body, s.Start, fn)
+	return err
+}

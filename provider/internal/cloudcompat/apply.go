@@ -92,11 +92,14 @@ func (c *Config) editBody(body []byte, fields map[string]Action, note func(strin
 				edits = append(edits, e...)
 			}
 		case "tools":
+			names := map[string]string{"defer_loading": FieldDeferLoading, "strict": FieldStrict, "eager_input_streaming": FieldEagerInputStreaming}
+			if !mentions(body[m.Value.Start:m.Value.End], names, drop) {
+				continue // spare walking every tool
+			}
 			elems, err := reqbody.Elements(body, m.Value)
 			if err != nil {
 				continue // not an array: the provider says what is wrong
 			}
-			names := map[string]string{"defer_loading": FieldDeferLoading, "strict": FieldStrict, "eager_input_streaming": FieldEagerInputStreaming}
 			counts := map[string]int{}
 			for _, el := range elems {
 				e, all := c.memberEdits(body, el, names, drop, func(f string, _ Action, _ string) { counts[f]++ })
@@ -112,6 +115,9 @@ func (c *Config) editBody(body []byte, fields map[string]Action, note func(strin
 		case "messages":
 			switch fields[FieldSystemMessages] {
 			case Drop, Adapt:
+				if !bytes.Contains(body[m.Value.Start:m.Value.End], []byte(`"system"`)) {
+					break // no role "system": spare walking every message
+				}
 				e, n := systemMessages(body, m.Value, fields[FieldSystemMessages] == Adapt)
 				if n > 0 {
 					edits = append(edits, e...)
@@ -127,6 +133,17 @@ func (c *Config) editBody(body []byte, fields map[string]Action, note func(strin
 		return body, nil
 	}
 	return reqbody.Apply(body, edits...), nil
+}
+
+// mentions reports whether v holds, as a quoted string, a key of names
+// whose field is dropped: a cheap test before a walk.
+func mentions(v []byte, names map[string]string, drop func(string) bool) bool {
+	for k, f := range names {
+		if drop(f) && bytes.Contains(v, []byte(`"`+k+`"`)) {
+			return true
+		}
+	}
+	return false
 }
 
 // memberEdits returns the edits that remove the members of the object at s
@@ -184,18 +201,17 @@ func systemMessages(body []byte, s reqbody.Span, fold bool) (edits []reqbody.Edi
 	msgs := make([]message, len(elems))
 	for i, el := range elems {
 		msgs[i].span = el
-		ms, err := reqbody.ObjectMembers(body, el)
-		if err != nil {
-			continue
-		}
-		msgs[i].members = ms
-		for _, m := range ms {
-			switch m.Key {
+		_ = reqbody.EachMember(body, el, func(key []byte, v reqbody.Span) error {
+			switch string(key) {
 			case "role":
-				msgs[i].role, _ = reqbody.String(body, m.Value)
+				msgs[i].role = roleOf(body, v)
 			case "content":
-				msgs[i].content = m.Value
+				msgs[i].content = v
 			}
+			return nil
+		})
+		if msgs[i].role == "system" {
+			msgs[i].members, _ = reqbody.ObjectMembers(body, el)
 		}
 	}
 	before := map[int][][]byte{} // user message index → blocks to put first
@@ -229,6 +245,20 @@ func systemMessages(body []byte, s reqbody.Span, fold bool) (edits []reqbody.Edi
 		}
 	}
 	return edits, n
+}
+
+// roleOf returns the role at v, without allocating for the usual ones.
+func roleOf(body []byte, v reqbody.Span) string {
+	switch string(body[v.Start:v.End]) {
+	case `"user"`:
+		return "user"
+	case `"assistant"`:
+		return "assistant"
+	case `"system"`:
+		return "system"
+	}
+	r, _ := reqbody.String(body, v)
+	return r
 }
 
 // foldedBlocks returns the text blocks a system message becomes.
