@@ -196,7 +196,7 @@ func (a *adapterProcessor) requestHeaders(req *extprocv3.ProcessingRequest, hh *
 	}
 	a.att = att
 	resp.DynamicMetadata = attemptMetadata(trailFrom(req), att)
-	if (!a.retry() || d.BodyBytes > 0) && !tr.NeedsBody(a.mayMapModel(d.Model)) {
+	if _, adapts := up.(RequestAdapter); (!a.retry() || d.BodyBytes > 0) && !adapts && !tr.NeedsBody(a.mayMapModel(d.Model)) {
 		// Nothing in the body changes for this attempt: ask Envoy not to send
 		// it (envoy.yaml allows the override). Body modes in an override replace
 		// both configured ones, so the response body's NONE is echoed
@@ -275,6 +275,29 @@ func (a *adapterProcessor) warn(kind, msg string) {
 		zap.Int("attempt", a.attempt), zap.String("kind", kind), zap.String("detail", msg))
 }
 
+// compatNote returns the function that counts what the provider's
+// compatibility table adapted or dropped in this attempt's request
+// (RequestAdapter), and the one that then logs it all in one line, with no
+// body content.
+func (a *adapterProcessor) compatNote() (note func(key, action, detail string), flush func()) {
+	var seen []string
+	note = func(key, action, detail string) {
+		a.s.metrics.compatActions.WithLabelValues(a.provider.Type, key, action).Inc()
+		e := key + ":" + action
+		if detail != "" {
+			e += " (" + detail + ")"
+		}
+		seen = append(seen, e)
+	}
+	flush = func() {
+		if len(seen) > 0 {
+			a.s.log.Info("compatibility table applied", zap.String("request_id", a.recordID), zap.String("provider", a.provider.Name),
+				zap.String("provider_type", a.provider.Type), zap.Int("attempt", a.attempt), zap.Strings("changes", seen))
+		}
+	}
+	return note, flush
+}
+
 // responseBody translates one chunk of the response body, when the
 // translation asked for it at the response headers.
 func (a *adapterProcessor) responseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
@@ -292,19 +315,37 @@ func (a *adapterProcessor) requestBody(ctx context.Context, b *extprocv3.HttpBod
 		// Headers were refused; Envoy sends nothing more, but stay correct anyway.
 		return continueRequestBody(nil)
 	}
-	if !a.tr.NeedsBody(a.mapsModels()) {
+	ra, adapts := a.up.(RequestAdapter)
+	if !adapts && !a.tr.NeedsBody(a.mapsModels()) {
 		// Nothing can change (Envoy ignored the override): spare the scan of
 		// a body the policy role read.
 		return a.keepBody(b.GetBody())
 	}
-	if rt, ok := a.tr.(RequestTranslation); ok {
-		return a.translateRequest(ctx, rt, b.GetBody())
+	body, header, adapted := b.GetBody(), a.reqHeaders.get, false
+	if adapts {
+		note, flush := a.compatNote()
+		out, betas, err := ra.AdaptRequest(body, header("anthropic-beta"), note)
+		flush()
+		if err != nil {
+			return a.reject(invalidRequest("the request cannot be sent to provider %q: %v", a.provider.Name, err))
+		}
+		adapted = len(out) != len(body) || (len(out) > 0 && &out[0] != &body[0])
+		body = out
+		header = func(name string) string {
+			if name == "anthropic-beta" {
+				return betas
+			}
+			return a.reqHeaders.get(name)
+		}
 	}
-	newBody, changed, err := a.tr.RequestBody(b.GetBody(), a.mapModel)
+	if rt, ok := a.tr.(RequestTranslation); ok {
+		return a.translateRequest(ctx, rt, body, header)
+	}
+	newBody, changed, err := a.tr.RequestBody(body, a.mapModel)
 	if err != nil {
 		return a.reject(invalidRequest("the request cannot be sent to provider %q: %v", a.provider.Name, err))
 	}
-	if !changed {
+	if !changed && !adapted {
 		return a.keepBody(b.GetBody())
 	}
 	var m mutation
@@ -332,8 +373,8 @@ func (a *adapterProcessor) keepBody(body []byte) *extprocv3.ProcessingResponse {
 // Envoy applies a header mutation in the reply to a BUFFERED body before the
 // request goes upstream (processor_state.cc ProcessorState::handleBodyResponse,
 // "Applying header mutations to buffered body message").
-func (a *adapterProcessor) translateRequest(ctx context.Context, rt RequestTranslation, body []byte) *extprocv3.ProcessingResponse {
-	out, path, err := rt.TranslateRequest(a.clientPath, a.reqHeaders.get, body, a.mapModel)
+func (a *adapterProcessor) translateRequest(ctx context.Context, rt RequestTranslation, body []byte, header func(string) string) *extprocv3.ProcessingResponse {
+	out, path, err := rt.TranslateRequest(a.clientPath, header, body, a.mapModel)
 	if err != nil {
 		return a.reject(invalidRequest("the request cannot be sent to provider %q: %v", a.provider.Name, err))
 	}

@@ -36,6 +36,10 @@ type Metrics struct {
 	// policy role waited for, by result (endings.go).
 	accessLogEntries *prometheus.CounterVec
 	endingWaits      *prometheus.CounterVec
+	// compatActions counts the betas and body fields a provider's
+	// compatibility table adapted or dropped, by provider type, key and
+	// action.
+	compatActions *prometheus.CounterVec
 
 	// phaseByRole holds the phase histogram's observers, resolved once so that
 	// no message pays for a label lookup.
@@ -135,6 +139,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "tollgate_ending_waits_total",
 			Help: "Response streams reset after their headers, whose ending the policy role waited for in Envoy's access log, by result: found, missed (no entry within --ending-wait: the timing heuristic decided), error (the endings store failed: likewise).",
 		}, []string{"result"}),
+		compatActions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tollgate_compat_actions_total",
+			Help: "Betas and body fields a cloud provider's compatibility table adapted or dropped in requests sent to it, by provider type, key (a beta, a body field such as context_management, or unlisted_betas) and action (adapt, drop).",
+		}, []string{"provider_type", "key", "action"}),
 	}
 	for _, r := range []string{alStored, alNoRecord, alNoFlags, alError} {
 		m.accessLogEntries.WithLabelValues(r)
@@ -160,6 +168,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		reg.MustRegister(m.streams, m.requests, m.rejections, m.tokens, m.cost, m.unpriced, m.estimated, m.phase, m.duration, m.ttft,
 			m.budgetRejections, m.ledgerErrors, m.earlyVec, m.aboveReserved, m.aboveReservedUSD, m.fitted, m.translationWarnings,
 			m.accessLogEntries, m.endingWaits)
+		reg.MustRegister(m.compatActions)
 	}
 	return m
 }

@@ -74,3 +74,17 @@ type ResponseTranslation interface {
 type BodyHeaders interface {
 	SetBodyHeaders(ctx context.Context, now time.Time, method, path string, body []byte, set func(name, value string)) error
 }
+
+// RequestAdapter is implemented by an Upstream whose provider accepts only
+// part of what clients send: some anthropic-beta values and the body fields
+// they gate (a cloud's compatibility table, provider/internal/cloudcompat).
+// The adapter calls it at the request body of every attempt to such a
+// provider, before the translation, with the anthropic-beta header's value;
+// the translation then gets the returned body, and the returned betas as
+// that header's value (the header map itself is left as it is, since later
+// attempts share it). note is called for each beta or field not passed as
+// it was; the adapter logs it and counts it (tollgate_compat_actions_total).
+// An error means the body is not a JSON object.
+type RequestAdapter interface {
+	AdaptRequest(body []byte, betas string, note func(key, action, detail string)) (out []byte, outBetas string, err error)
+}

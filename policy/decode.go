@@ -333,6 +333,11 @@ func (d *decoder) providers(n *yaml.Node) ([]*providerDraft, bool) {
 			case "budgets":
 				d.setBudgets(budget.Scope{Kind: budget.ScopeProvider, Name: name}, fv, path+".budgets", false)
 			default:
+				if es, ok := pd.settings.(ProviderEntrySettings); ok && deref(fv).Kind == yaml.MappingNode {
+					// A field whose value is a mapping (bedrock's compat).
+					d.settingEntries(es, fv, path+"."+field, field)
+					return
+				}
 				// A field of the type (or, when the type is missing or
 				// unknown, of some type: nothing more can be checked).
 				s, ok := d.str(fv, path+"."+field)
@@ -355,6 +360,21 @@ func (d *decoder) providers(n *yaml.Node) ([]*providerDraft, bool) {
 		out = append(out, pd)
 	})
 	return out, ok
+}
+
+// settingEntries passes each entry of the mapping n, the value of field, to
+// es in document order; an entry's error is reported at its value, under
+// path and its key.
+func (d *decoder) settingEntries(es ProviderEntrySettings, n *yaml.Node, path, field string) {
+	d.entries(n, path, func(key string, _, val *yaml.Node) {
+		v, ok := d.str(val, path+"."+key)
+		if !ok {
+			return
+		}
+		if err := es.SetEntry(field, key, v); err != nil {
+			d.errorf(deref(val), path+"."+key, "%v", err)
+		}
+	})
 }
 
 // lookupType returns the registered type that the provider mapping n names in

@@ -56,6 +56,15 @@ type ModelMapper interface {
 	DefaultModel(model string) (string, bool)
 }
 
+// ProviderEntrySettings is implemented by the settings of a provider type
+// with a field whose value is a mapping of strings (bedrock's compat): the
+// decoder calls SetEntry with each of its keys and values, in document
+// order, instead of Set. An error is reported at the entry's value, under
+// the path providers.NAME.FIELD.KEY.
+type ProviderEntrySettings interface {
+	SetEntry(field, key, value string) error
+}
+
 // ProviderTypes returns the provider types package provider registers, in
 // the order messages list them.
 func ProviderTypes() []ProviderType {

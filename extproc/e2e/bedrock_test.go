@@ -59,6 +59,10 @@ type bedrockOptions struct {
 	// defaultIDs gives the Bedrock provider no models field: it is sent the
 	// catalog's ids for its region (us-east-1).
 	defaultIDs bool
+	// compat is the Bedrock provider's compat mapping (YAML flow style),
+	// if any; violations says the fake Bedrock is meant to refuse requests.
+	compat     string
+	violations bool
 }
 
 func newBedrockStack(t *testing.T, o bedrockOptions) *bedrockStack {
@@ -121,6 +125,9 @@ func newBedrockStack(t *testing.T, o bedrockOptions) *bedrockStack {
 		providers += `    models: {claude-sonnet-4-5: "` + o.bModel + `"}
 `
 	}
+	if o.compat != "" {
+		providers += "    compat: " + o.compat + "\n"
+	}
 	chain := "[demo]"
 	if o.chain || o.bedrockFirst {
 		chain = "[demo, anthropic]"
@@ -159,7 +166,7 @@ keys:
 	s.harness = h
 	s.client = anthropic.NewClient(option.WithBaseURL(h.URL()), option.WithAPIKey(gatewayKey), option.WithMaxRetries(0))
 	t.Cleanup(func() {
-		if v := s.bedrock.Violations(); len(v) > 0 {
+		if v := s.bedrock.Violations(); len(v) > 0 && !o.violations {
 			t.Errorf("the fake Bedrock received what it must not: %v", v)
 		}
 	})
@@ -432,8 +439,11 @@ func TestFallbackAnthropicToBedrock(t *testing.T) {
 }
 
 // A Claude Code-shaped body reaches Bedrock with only the documented edits:
-// model and stream out, anthropic_version and the header's betas in, every
-// other member's bytes as they were.
+// model and stream out, anthropic_version and the header's betas Bedrock
+// accepts in (claude-code-20250219 dropped, advanced-tool-use renamed), the
+// mid-conversation system message folded into the user turn before it
+// (compatibility table), every other member's bytes as they were. TestBedrockClaudeCodeSDK compares the
+// whole body.
 func TestBedrockClaudeCodeBody(t *testing.T) {
 	s := newBedrockStack(t, bedrockOptions{})
 	body, err := os.ReadFile("testdata/claude-code-request.json")
@@ -441,7 +451,7 @@ func TestBedrockClaudeCodeBody(t *testing.T) {
 		t.Fatal(err)
 	}
 	body = bytes.Replace(body, []byte(`"model":"@demo/claude-opus-4-8"`), []byte(`"model":"claude-sonnet-4-5"`), 1)
-	resp, out := s.post(t, "/v1/messages?beta=true", string(body), "anthropic-beta", "claude-code-20250219,context-management-2025-06-27")
+	resp, out := s.post(t, "/v1/messages?beta=true", string(body), "anthropic-beta", claudeCodeBetas)
 	if resp.StatusCode != 200 {
 		t.Fatalf("status %d: %s", resp.StatusCode, out)
 	}
@@ -454,15 +464,20 @@ func TestBedrockClaudeCodeBody(t *testing.T) {
 		t.Fatal(err)
 	}
 	for k, v := range in {
-		if k == "model" || k == "stream" {
+		switch {
+		case k == "model" || k == "stream":
 			if _, ok := sent[k]; ok {
 				t.Errorf("%s reached Bedrock", k)
 			}
-		} else if !bytes.Equal(sent[k], v) {
+		case k == "messages":
+			if !bytes.Equal(sent[k], bytes.Replace(v, []byte(fixtureSystemMessage), []byte(fixtureFoldedMessage), 1)) {
+				t.Errorf("messages: %s", sent[k])
+			}
+		case !bytes.Equal(sent[k], v):
 			t.Errorf("%s changed", k)
 		}
 	}
-	if !bytes.HasPrefix(got, []byte(`{"anthropic_version":"bedrock-2023-05-31","anthropic_beta":["claude-code-20250219","context-management-2025-06-27"],`)) {
+	if !bytes.HasPrefix(got, []byte(`{"anthropic_version":"bedrock-2023-05-31","anthropic_beta":["context-1m-2025-08-07","interleaved-thinking-2025-05-14","context-management-2025-06-27","effort-2025-11-24","tool-search-tool-2025-10-19"],`)) {
 		t.Errorf("body starts %.200s", got)
 	}
 	_, hasStream := in["stream"]

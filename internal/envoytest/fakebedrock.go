@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -41,8 +42,10 @@ type FakeBedrockConfig struct {
 // the body's SHA-256), or the Bearer API key; a bad signature is a 403
 // InvalidSignatureException in Bedrock's error shape ({"message"} and
 // x-amzn-errortype). It checks the body Bedrock takes: anthropic_version
-// bedrock-2023-05-31, max_tokens, no model and no stream (a 400
-// ValidationException otherwise, recorded as a violation).
+// bedrock-2023-05-31, max_tokens, no model and no stream, and none of what
+// Bedrock rejects of what Anthropic clients send (checkBedrockFeatures: an
+// unknown beta, a role "system" message, a beta body field without its
+// beta); a 400 ValidationException otherwise, recorded as a violation.
 //
 // POST /model/{id}/invoke answers messages.json with the model id;
 // /invoke-with-response-stream answers messages_stream.sse as an
@@ -221,6 +224,71 @@ func checkInvokeBody(body []byte) string {
 	}
 	if _, ok := v["max_tokens"]; !ok {
 		return "the body has no max_tokens, which an Anthropic model requires"
+	}
+	return checkBedrockFeatures(v)
+}
+
+// bedrockBetas are the anthropic_beta values the fake accepts: the ones
+// Bedrock's InvokeModel takes per the sources of package cloudcompat
+// (provider/internal/cloudcompat), written out here on their own so that a
+// table that forgot one fails the tests. Any other value is rejected, as
+// Bedrock rejects the whole request on a beta it does not know.
+var bedrockBetas = []string{
+	"context-1m-2025-08-07", "interleaved-thinking-2025-05-14", "context-management-2025-06-27", "compact-2026-01-12",
+	"effort-2025-11-24", "tool-search-tool-2025-10-19", "fine-grained-tool-streaming-2025-05-14",
+	"computer-use-2025-01-24", "computer-use-2025-11-24",
+}
+
+// checkBedrockFeatures returns what Bedrock rejects in an InvokeModel body
+// (decoded into v) for the models the fake serves, or "": an unknown beta;
+// a role other than user and assistant (mid-conversation system messages
+// are for Claude Opus 4.8 only); context_management, output_config.effort or
+// a tool's defer_loading without its beta; a tool's eager_input_streaming.
+func checkBedrockFeatures(v map[string]json.RawMessage) string {
+	var betas []string
+	if raw, ok := v["anthropic_beta"]; ok {
+		if err := json.Unmarshal(raw, &betas); err != nil {
+			return "anthropic_beta is not a list of strings"
+		}
+	}
+	for _, b := range betas {
+		if !slices.Contains(bedrockBetas, b) {
+			return "invalid beta flag " + b
+		}
+	}
+	var msgs []struct {
+		Role string `json:"role"`
+	}
+	if err := json.Unmarshal(v["messages"], &msgs); err != nil {
+		return "messages is not a list of messages"
+	}
+	for i, m := range msgs {
+		if m.Role != "user" && m.Role != "assistant" {
+			return fmt.Sprintf("messages.%d.role: Input should be 'user' or 'assistant'", i)
+		}
+	}
+	if _, ok := v["context_management"]; ok && !slices.Contains(betas, "context-management-2025-06-27") && !slices.Contains(betas, "compact-2026-01-12") {
+		return "context_management: Extra inputs are not permitted"
+	}
+	var oc struct {
+		Effort json.RawMessage `json:"effort"`
+	}
+	if raw, ok := v["output_config"]; ok && json.Unmarshal(raw, &oc) == nil && oc.Effort != nil && !slices.Contains(betas, "effort-2025-11-24") {
+		return "output_config.effort: Extra inputs are not permitted"
+	}
+	var tools []map[string]json.RawMessage
+	if raw, ok := v["tools"]; ok {
+		if err := json.Unmarshal(raw, &tools); err != nil {
+			return "tools is not a list of objects"
+		}
+	}
+	for i, tool := range tools {
+		if _, ok := tool["eager_input_streaming"]; ok {
+			return fmt.Sprintf("tools.%d.custom.eager_input_streaming: Extra inputs are not permitted", i)
+		}
+		if _, ok := tool["defer_loading"]; ok && !slices.Contains(betas, "tool-search-tool-2025-10-19") {
+			return fmt.Sprintf("tools.%d.custom.defer_loading: Extra inputs are not permitted", i)
+		}
 	}
 	return ""
 }

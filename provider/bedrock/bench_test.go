@@ -34,6 +34,27 @@ func BenchmarkRequestBody100KB(b *testing.B) {
 	}
 }
 
+// BenchmarkAdaptedRequestBody100KB is the whole rewrite the adapter makes
+// of the same body for Bedrock: the compatibility table (with Claude Code's
+// betas) and then the translation.
+func BenchmarkAdaptedRequestBody100KB(b *testing.B) {
+	body := claudeCodeBody(b)
+	s := newSettings()
+	profile := func(string) string { return "us.anthropic.claude-opus-4-8-v1:0" }
+	note := func(string, string, string) {}
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		adapted, betas, err := s.AdaptRequest(body, claudeCodeBetas, note)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, _, err := (fromAnthropic{}).TranslateRequest("/v1/messages?beta=true", header("anthropic-beta", betas), adapted, profile); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 // BenchmarkAnthropicRequestBody100KB is the same body to an Anthropic
 // provider with a model mapping (the passthrough's one edit), for comparison.
 func BenchmarkAnthropicRequestBody100KB(b *testing.B) {

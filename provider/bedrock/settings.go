@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/tollgate-dev/tollgate/provider/internal/baseurl"
 	"net/url"
 	"regexp"
 	"slices"
@@ -14,6 +13,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 
 	"github.com/tollgate-dev/tollgate/provider/internal/claudeids"
+	"github.com/tollgate-dev/tollgate/provider/internal/baseurl"
+	"github.com/tollgate-dev/tollgate/provider/internal/cloudcompat"
 	"github.com/tollgate-dev/tollgate/secret"
 )
 
@@ -29,13 +30,14 @@ const (
 	fieldSessionTokenFile    = "session_token_file"
 	fieldAPIKey              = "api_key"
 	fieldAPIKeyFile          = "api_key_file"
+	fieldCompat              = "compat"
 )
 
 // fieldNames returns the type's fields in the order messages list them.
 func fieldNames() []string {
 	return []string{fieldRegion, fieldBaseURL, fieldAccessKeyID, fieldAccessKeyIDFile,
 		fieldSecretAccessKey, fieldSecretAccessKeyFile, fieldSessionToken, fieldSessionTokenFile,
-		fieldAPIKey, fieldAPIKeyFile}
+		fieldAPIKey, fieldAPIKeyFile, fieldCompat}
 }
 
 // Settings is what a policy says about one provider of type bedrock. A loaded
@@ -64,11 +66,15 @@ type Settings struct {
 	// (DefaultModel); nil until Resolve.
 	models *claudeids.Bedrock
 
+	// compat is the table of the betas and body fields Bedrock accepts
+	// (package cloudcompat), with the policy's compat overrides.
+	compat *cloudcompat.Config
+
 	set        []string // the fields given, in document order
 	refInvalid bool     // a *_file field was empty (Set reported it)
 }
 
-func newSettings() *Settings { return &Settings{} }
+func newSettings() *Settings { return &Settings{compat: cloudcompat.New(cloudcompat.Bedrock())} }
 
 // fieldError is a problem with one field as a whole; the policy decoder
 // reports it at that field.
@@ -104,6 +110,8 @@ func (s *Settings) Set(field, value string) error {
 			return err
 		}
 		s.BaseURL = u
+	case fieldCompat:
+		return errors.New("must be a mapping of betas and body fields to pass, drop or adapt")
 	default:
 		if strings.HasSuffix(field, "_file") && value == "" {
 			s.refInvalid = true
@@ -111,6 +119,18 @@ func (s *Settings) Set(field, value string) error {
 		}
 	}
 	return nil
+}
+
+// SetEntry decodes one entry of a field whose value is a mapping, as
+// written in the policy: for compat, key is a beta or a body field of
+// Bedrock's compatibility table and value its action (pass, drop, adapt),
+// which overrides the table's; a beta and the field it gates travel
+// together, so conflicting actions for the two are an error.
+func (s *Settings) SetEntry(field, key, value string) error {
+	if field != fieldCompat {
+		return fmt.Errorf("%s is not a mapping", field)
+	}
+	return s.compat.Set(key, value)
 }
 
 // has reports whether the policy gave field or its _file form, and which.

@@ -1,0 +1,20 @@
+package bedrock
+
+import "github.com/tollgate-dev/tollgate/provider/internal/cloudcompat"
+
+// AdaptRequest applies Bedrock's compatibility table (package cloudcompat,
+// with the policy's compat overrides) to an Anthropic Messages request:
+// body and betas, the anthropic-beta header's value, come back as Bedrock
+// accepts them, the betas comma separated for the translation to put in the
+// body's anthropic_beta. Every byte of body the table does not adapt is
+// kept. note is called for each beta or field not passed as it was: key is
+// the table's key, action "adapt" or "drop", detail a short description
+// with no body content. The adapter calls it before the translation, at the
+// request body of every attempt to a provider of this type.
+func (s *Settings) AdaptRequest(body []byte, betas string, note func(key, action, detail string)) ([]byte, string, error) {
+	c := s.compat
+	if c == nil { // settings not made by NewSettings: the table as it is
+		c = cloudcompat.New(cloudcompat.Bedrock())
+	}
+	return c.AdaptRequest(body, betas, note)
+}
