@@ -12,8 +12,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 
-	"github.com/tollgate-dev/tollgate/provider/internal/claudeids"
 	"github.com/tollgate-dev/tollgate/provider/internal/baseurl"
+	"github.com/tollgate-dev/tollgate/provider/internal/claudeids"
 	"github.com/tollgate-dev/tollgate/provider/internal/cloudcompat"
 	"github.com/tollgate-dev/tollgate/secret"
 )
