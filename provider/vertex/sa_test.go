@@ -1,0 +1,74 @@
+package vertex_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tollgate-dev/tollgate/internal/envoytest"
+	"github.com/tollgate-dev/tollgate/provider/vertex"
+	"github.com/tollgate-dev/tollgate/secret"
+)
+
+// TestServiceAccountFlow runs golang.org/x/oauth2/google's service-account
+// flow against the fake Vertex AI's token endpoint, from credentials_file
+// and from Application Default Credentials (GOOGLE_APPLICATION_CREDENTIALS):
+// the JWT the library signs is verified there, and the token it issues is
+// the bearer SetBodyHeaders sets.
+func TestServiceAccountFlow(t *testing.T) {
+	fake, err := envoytest.NewFakeVertex(envoytest.FakeVertexConfig{Project: "p", Region: "global"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fake.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { fake.Close() })
+	keyFile := filepath.Join(t.TempDir(), "sa.json")
+	if err := os.WriteFile(keyFile, fake.ServiceAccountJSON(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	readFile := func(string) (secret.Secret, error) {
+		b, err := os.ReadFile(keyFile)
+		return secret.Secret(b), err
+	}
+	for _, c := range []struct {
+		name string
+		kv   []string
+	}{
+		{"credentials_file", []string{"credentials_file", keyFile}},
+		{"application default credentials", nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Setenv("GOOGLE_APPLICATION_CREDENTIALS", keyFile)
+			before := fake.TokensIssued()
+			s := vertex.Type{}.NewSettings().(*vertex.Settings)
+			for i, kv := 0, append([]string{"project", "p", "region", "global", "base_url", fake.URL()}, c.kv...); i+1 < len(kv); i += 2 {
+				if err := s.Set(kv[i], kv[i+1]); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := s.Resolve(nil, readFile); err != nil {
+				t.Fatal(err)
+			}
+			for i := 0; i < 3; i++ {
+				hdr := map[string]string{}
+				if err := s.SetBodyHeaders(context.Background(), time.Now(), "POST", "/p", nil, func(k, v string) { hdr[k] = v }); err != nil {
+					t.Fatal(err)
+				}
+				if !strings.HasPrefix(hdr["authorization"], "Bearer ya29.fake-") {
+					t.Errorf("authorization %q", hdr["authorization"])
+				}
+			}
+			if n := fake.TokensIssued() - before; n != 1 {
+				t.Errorf("%d tokens issued for three requests", n)
+			}
+			if v := fake.Violations(); len(v) > 0 {
+				t.Errorf("violations: %v", v)
+			}
+		})
+	}
+}
