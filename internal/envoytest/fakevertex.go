@@ -47,7 +47,12 @@ type FakeVertexConfig struct {
 // ServiceAccountJSON returns: it verifies the RS256 JWT assertion with the
 // key's public half (issuer, audience, scope, expiry) and issues an opaque
 // access token valid for TokenLifetime, so golang.org/x/oauth2/google's own
-// service-account flow runs against it.
+// service-account flow runs against it. POST /sts exchanges
+// FakeSubjectToken for an access token (workload identity federation, the
+// configuration WorkloadIdentityJSON returns), and GET
+// /computeMetadata/v1/instance/service-accounts/default/token issues one as
+// the metadata server of GCE and GKE does (with GCE_METADATA_HOST set to
+// Addr).
 //
 // POST /v1/projects/{Project}/locations/{Region}/publishers/anthropic/models/{model}:rawPredict
 // (or :streamRawPredict) must carry authorization: Bearer with a token the
@@ -197,8 +202,15 @@ func (v *FakeVertex) front(next http.Handler) http.Handler {
 			return
 		}
 		body, err := readAll(r)
-		if r.URL.Path == "/token" {
+		switch {
+		case r.URL.Path == "/token":
 			v.token(w, r, body)
+			return
+		case r.URL.Path == "/sts":
+			v.exchange(w, r, body)
+			return
+		case strings.HasPrefix(r.URL.Path, "/computeMetadata/"):
+			v.metadata(w, r)
 			return
 		}
 		v.mu.Lock()
@@ -331,6 +343,12 @@ func (v *FakeVertex) token(w http.ResponseWriter, r *http.Request, body []byte) 
 		refuse(msg)
 		return
 	}
+	v.issue(w, now, nil)
+}
+
+// issue answers a new access token valid for TokenLifetime from now, with
+// the extra members of the answer.
+func (v *FakeVertex) issue(w http.ResponseWriter, now time.Time, extra map[string]any) {
 	life := max(v.cfg.TokenLifetime, time.Second).Round(time.Second)
 	if v.cfg.TokenLifetime == 0 {
 		life = time.Hour
@@ -342,9 +360,87 @@ func (v *FakeVertex) token(w http.ResponseWriter, r *http.Request, body []byte) 
 	tok := fmt.Sprintf("ya29.fake-%d-%s", v.issued, hex.EncodeToString(raw))
 	v.tokens[tok] = now.Add(life)
 	v.mu.Unlock()
+	answer := map[string]any{"access_token": tok, "expires_in": int(life / time.Second), "token_type": "Bearer"}
+	for k, x := range extra {
+		answer[k] = x
+	}
 	w.Header().Set("content-type", "application/json")
-	b, _ := json.Marshal(map[string]any{"access_token": tok, "expires_in": int(life / time.Second), "token_type": "Bearer"})
+	b, _ := json.Marshal(answer)
 	_, _ = w.Write(b)
+}
+
+// FakeSubjectToken is the workload's own token (an OIDC token of another
+// identity provider, in life) that WorkloadIdentityJSON's credential source
+// file must hold: the fake STS exchanges it, and nothing else.
+const FakeSubjectToken = "fake-oidc-subject-token"
+
+// fakeAudience is the workload identity provider of WorkloadIdentityJSON.
+const fakeAudience = "//iam.googleapis.com/projects/123/locations/global/workloadIdentityPools/pool/providers/fake"
+
+// WorkloadIdentityJSON returns the credential configuration of workload
+// identity federation (type external_account, as gcloud iam
+// workload-identity-pools create-cred-config writes it) whose subject token
+// is read from subjectTokenFile and exchanged at the fake's STS endpoint
+// (after Start).
+func (v *FakeVertex) WorkloadIdentityJSON(subjectTokenFile string) []byte {
+	b, _ := json.MarshalIndent(map[string]any{
+		"type":               "external_account",
+		"audience":           fakeAudience,
+		"subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+		"token_url":          v.URL() + "/sts",
+		"credential_source":  map[string]string{"file": subjectTokenFile},
+	}, "", "  ")
+	return b
+}
+
+// exchange serves the STS endpoint: the token exchange of workload
+// identity federation.
+func (v *FakeVertex) exchange(w http.ResponseWriter, r *http.Request, body []byte) {
+	form, err := url.ParseQuery(string(body))
+	switch {
+	case err != nil || r.Method != http.MethodPost:
+		err = fmt.Errorf("not a form POST")
+	case form.Get("grant_type") != "urn:ietf:params:oauth:grant-type:token-exchange":
+		err = fmt.Errorf("grant_type %s", form.Get("grant_type"))
+	case form.Get("audience") != fakeAudience || form.Get("subject_token") != FakeSubjectToken:
+		err = fmt.Errorf("audience %s, subject token %s", form.Get("audience"), redact(form.Get("subject_token")))
+	case !strings.Contains(" "+form.Get("scope")+" ", " https://www.googleapis.com/auth/cloud-platform "):
+		err = fmt.Errorf("scope %s", form.Get("scope"))
+	}
+	if err != nil {
+		v.mu.Lock()
+		v.violations = append(v.violations, "sts: "+err.Error())
+		v.mu.Unlock()
+		w.Header().Set("content-type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		b, _ := json.Marshal(map[string]string{"error": "invalid_request", "error_description": err.Error()})
+		_, _ = w.Write(b)
+		return
+	}
+	v.issue(w, time.Now(), map[string]any{"issued_token_type": "urn:ietf:params:oauth:token-type:access_token"})
+}
+
+// metadata serves what Google's libraries ask the metadata server of GCE
+// (and of GKE workload identity) for, with GCE_METADATA_HOST set to the
+// fake's address: the default service account's token and the project id.
+func (v *FakeVertex) metadata(w http.ResponseWriter, r *http.Request) {
+	if r.Header.Get("Metadata-Flavor") != "Google" {
+		http.Error(w, "Missing Metadata-Flavor: Google", http.StatusForbidden)
+		return
+	}
+	switch r.URL.Path {
+	case "/computeMetadata/v1/instance/service-accounts/default/token":
+		if !strings.Contains(","+r.URL.Query().Get("scopes")+",", ",https://www.googleapis.com/auth/cloud-platform,") {
+			v.mu.Lock()
+			v.violations = append(v.violations, "metadata: token scopes "+r.URL.Query().Get("scopes"))
+			v.mu.Unlock()
+		}
+		v.issue(w, time.Now(), nil)
+	case "/computeMetadata/v1/project/project-id":
+		_, _ = io.WriteString(w, v.cfg.Project)
+	default:
+		http.NotFound(w, r)
+	}
 }
 
 // checkAssertion returns what is wrong with a service account's JWT
