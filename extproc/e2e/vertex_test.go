@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -53,11 +54,13 @@ type vertexOptions struct {
 	tokenLifetime time.Duration
 	// foreignKey has Tollgate take its tokens from another fake's token
 	// endpoint: tokens this fake never issued.
-	foreignKey     bool
-	anthropicFirst bool
-	aModel         string // with anthropicFirst, what the fake Anthropic is sent
-	vertexFirst    bool
-	vModel         string // what Vertex AI is sent for claude-sonnet-4-5; default vertexModel
+	foreignKey bool
+	// deadTokenEndpoint points the key's token_uri at a closed port.
+	deadTokenEndpoint bool
+	anthropicFirst    bool
+	aModel            string // with anthropicFirst, what the fake Anthropic is sent
+	vertexFirst       bool
+	vModel            string // what Vertex AI is sent for claude-sonnet-4-5; default vertexModel
 }
 
 func newFakeVertex(t *testing.T, lifetime time.Duration) *envoytest.FakeVertex {
@@ -81,6 +84,14 @@ func newVertexStack(t *testing.T, o vertexOptions) *vertexStack {
 	key := s.vertex.ServiceAccountJSON()
 	if o.foreignKey {
 		key = newFakeVertex(t, 0).ServiceAccountJSON()
+	}
+	if o.deadTokenEndpoint {
+		dead, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		dead.Close() // connections to it are refused
+		key = bytes.Replace(key, []byte(s.vertex.TokenURL()), []byte("http://"+dead.Addr().String()+"/token"), 1)
 	}
 	keyFile := filepath.Join(t.TempDir(), "sa.json")
 	if err := os.WriteFile(keyFile, key, 0o600); err != nil {
@@ -465,5 +476,19 @@ func TestVertexClaudeCodeBody(t *testing.T) {
 	want := append([]byte(`{"anthropic_version":"vertex-2023-10-16",`), bytes.Replace(body[1:], []byte(`"model":"claude-sonnet-4-5",`), nil, 1)...)
 	if !bytes.Equal(r.Body, want) {
 		t.Errorf("body:\n%.400s\nwant:\n%.400s", r.Body, want)
+	}
+}
+
+// A token endpoint that cannot be reached refuses the attempt with a 503 in
+// Anthropic's shape; Vertex AI is not sent the request.
+func TestVertexTokenEndpointDown(t *testing.T) {
+	s := newVertexStack(t, vertexOptions{deadTokenEndpoint: true})
+	_, err := s.client.Messages.New(context.Background(), hello("claude-sonnet-4-5"))
+	e := apiError(t, err)
+	if e.StatusCode != 503 || !strings.Contains(e.RawJSON(), `"type":"overloaded_error"`) || !strings.Contains(e.RawJSON(), "Google access token") {
+		t.Errorf("status %d body %s", e.StatusCode, e.RawJSON())
+	}
+	if n := len(s.vertex.Requests()); n != 0 {
+		t.Errorf("Vertex AI got %d requests", n)
 	}
 }
