@@ -3,7 +3,9 @@
 // router and upstream filters do with a request, a fake Anthropic provider
 // (FakeAnthropic) that asserts what reaches it, and a fake AWS Bedrock
 // (FakeBedrock) that verifies SigV4 signatures and answers event streams
-// from the same fixtures. No Envoy binary runs
+// from the same fixtures, and a fake Google Vertex AI (FakeVertex, a front on
+// a FakeAnthropic) with its own token endpoints, that verifies bearer tokens.
+// No Envoy binary runs
 // on the development machines, so every end-to-end test goes through it. It
 // is a development and test aid, not a production proxy.
 //

@@ -38,6 +38,10 @@ type FakeAnthropicConfig struct {
 	// partial body until it is closed (or the client goes away), so that a
 	// test can let the reset come once the client has what came before.
 	MidBodyRelease <-chan struct{}
+	// Front, when set, wraps the fake's handler in Start: another
+	// provider's fake (FakeVertex) sees each request first and hands the
+	// ones it has checked and rewritten to the Anthropic fake behind it.
+	Front func(http.Handler) http.Handler
 }
 
 // RecordedRequest is one request the fake received.
@@ -106,7 +110,11 @@ func (f *FakeAnthropic) Start(addr string) error {
 		return fmt.Errorf("fake anthropic: listen %s: %w", addr, err)
 	}
 	f.ln = ln
-	f.srv = &http.Server{Handler: f.Handler(), ReadHeaderTimeout: time.Minute}
+	h := f.Handler()
+	if f.cfg.Front != nil {
+		h = f.cfg.Front(h)
+	}
+	f.srv = &http.Server{Handler: h, ReadHeaderTimeout: time.Minute}
 	f.serveErr = make(chan error, 1)
 	go func() { f.serveErr <- f.srv.Serve(ln) }()
 	return nil
