@@ -18,6 +18,7 @@ import (
 
 	"github.com/tollgate-dev/tollgate/provider/anthropic"
 	"github.com/tollgate-dev/tollgate/provider/bedrock"
+	"github.com/tollgate-dev/tollgate/provider/openai"
 	"github.com/tollgate-dev/tollgate/translate"
 )
 
@@ -26,6 +27,7 @@ import (
 var types = []Type{
 	anthropic.Type{},
 	bedrock.Type{},
+	openai.Type{},
 }
 
 // Type is a kind of upstream provider, named by a provider's type field.
