@@ -154,14 +154,14 @@ type quirks struct {
 
 // translateRequest returns the Chat Completions body for an Anthropic
 // Messages body, its model mapped by mapModel and its tool names shortened
-// by names; and whether it streams.
-func translateRequest(body []byte, mapModel func(string) string, q quirks, names *toolNames) ([]byte, bool, error) {
+// by names; and the model it names.
+func translateRequest(body []byte, mapModel func(string) string, q quirks, names *toolNames) ([]byte, string, error) {
 	var in anthRequest
 	if err := json.Unmarshal(body, &in); err != nil {
-		return nil, false, fmt.Errorf("the body is not a Messages request: %w", err)
+		return nil, "", fmt.Errorf("the body is not a Messages request: %w", err)
 	}
 	if in.Model == nil || mapModel(*in.Model) == "" {
-		return nil, false, errors.New("the request names no model")
+		return nil, "", errors.New("the request names no model")
 	}
 	out := chatRequest{Model: mapModel(*in.Model), Stream: in.Stream, Stop: in.StopSequences,
 		Temperature: nonNull(in.Temperature), TopP: nonNull(in.TopP)}
@@ -181,13 +181,13 @@ func translateRequest(body []byte, mapModel func(string) string, q quirks, names
 	if sys := nonNull(in.System); sys != nil {
 		text, err := systemText(sys)
 		if err != nil {
-			return nil, false, fmt.Errorf("system: %w", err)
+			return nil, "", fmt.Errorf("system: %w", err)
 		}
 		out.Messages = append(out.Messages, chatMessage{Role: "system", Content: text})
 	}
 	msgs, err := translateMessages(in.Messages, names)
 	if err != nil {
-		return nil, false, err
+		return nil, "", err
 	}
 	out.Messages = append(out.Messages, msgs...)
 	for _, t := range in.Tools {
@@ -210,7 +210,7 @@ func translateRequest(body []byte, mapModel func(string) string, q quirks, names
 			c.Type, c.Function.Name = "function", names.shorten(tc.Name)
 			out.ToolChoice = c
 		default:
-			return nil, false, fmt.Errorf("tool_choice type %q has no Chat Completions equivalent", tc.Type)
+			return nil, "", fmt.Errorf("tool_choice type %q has no Chat Completions equivalent", tc.Type)
 		}
 		if tc.DisableParallelToolUse && len(out.Tools) > 0 {
 			f := false
@@ -222,9 +222,9 @@ func translateRequest(body []byte, mapModel func(string) string, q quirks, names
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false) // prompts are full of < and >; \u003c is six bytes
 	if err := enc.Encode(out); err != nil {
-		return nil, false, fmt.Errorf("encoding the Chat Completions request: %w", err)
+		return nil, "", fmt.Errorf("encoding the Chat Completions request: %w", err)
 	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), in.Stream, nil
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), out.Model, nil
 }
 
 // nonNull returns raw, or nil when it is absent or JSON null.

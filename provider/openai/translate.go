@@ -30,6 +30,9 @@ func (Type) Translator(clientFormat string) (translate.Translator, bool) {
 type fromAnthropic struct {
 	q     quirks
 	names toolNames
+	// model is the model id the request named, for an answer that names
+	// none.
+	model string
 }
 
 func quirksOf(s *Settings) quirks {
@@ -53,7 +56,8 @@ func (*fromAnthropic) NeedsBody(bool) bool { return true }
 // RequestBody implements [translate.Translator.RequestBody]: the Chat
 // Completions request for an Anthropic Messages request.
 func (t *fromAnthropic) RequestBody(body []byte, mapModel func(string) string) ([]byte, bool, error) {
-	out, _, err := translateRequest(body, mapModel, t.q, &t.names)
+	out, model, err := translateRequest(body, mapModel, t.q, &t.names)
+	t.model = model
 	return out, err == nil, err
 }
 
@@ -66,6 +70,7 @@ func (t *fromAnthropic) TranslateRequest(clientPath string, _ func(string) strin
 	if p, _, _ := strings.Cut(clientPath, "?"); p != pathMessages {
 		return nil, "", errors.New("an OpenAI-compatible provider serves only POST /v1/messages")
 	}
-	out, _, err := translateRequest(body, mapModel, t.q, &t.names)
+	out, model, err := translateRequest(body, mapModel, t.q, &t.names)
+	t.model = model
 	return out, "", err
 }
