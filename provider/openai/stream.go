@@ -6,23 +6,6 @@ import (
 	"strconv"
 )
 
-// chatChunk is one chat.completion.chunk, or an error a stream carries.
-type chatChunk struct {
-	ID      string `json:"id"`
-	Model   string `json:"model"`
-	Choices []struct {
-		Index int `json:"index"`
-		Delta struct {
-			Content   *string           `json:"content"`
-			Refusal   *string           `json:"refusal"`
-			ToolCalls []chatToolCallOut `json:"tool_calls"`
-		} `json:"delta"`
-		FinishReason *string `json:"finish_reason"`
-	} `json:"choices"`
-	Usage *chatUsage   `json:"usage"`
-	Error *openAIError `json:"error"`
-}
-
 // Block kinds of the open content block.
 const (
 	blockNone = iota
@@ -53,7 +36,7 @@ type stream struct {
 
 	line []byte // the current line, when it spans body chunks
 	out  []byte // the current body chunk's output
-	ck   chatChunk
+	ck   chunkDoc
 
 	started  bool
 	done     bool
@@ -132,41 +115,45 @@ func (s *stream) handleLine(line []byte) {
 		s.stop()
 		return
 	}
-	s.ck = chatChunk{}
-	if err := json.Unmarshal(data, &s.ck); err != nil {
-		s.fail("api_error", "the provider sent a stream chunk that is not JSON: "+err.Error())
+	if err := parseChunk(data, &s.ck); err != nil {
+		s.fail("api_error", "the provider sent a stream chunk that is not JSON")
 		return
 	}
-	if e := s.ck.Error; e != nil {
-		msg := e.Message
+	if e := s.ck.err; e != nil {
+		typ, msg := "api_error", ""
+		var oe openAIError
+		if e[0] == '"' {
+			msg = unescape(e[1 : len(e)-1])
+		} else if json.Unmarshal(e, &oe) == nil {
+			typ, msg = streamErrorType(oe), oe.Message
+		}
 		if msg == "" {
 			msg = "the provider's stream failed"
 		}
-		s.fail(streamErrorType(*e), msg)
+		s.fail(typ, msg)
 		return
 	}
 	s.start()
-	for i := range s.ck.Choices {
-		c := &s.ck.Choices[i]
-		if c.Index != 0 {
-			continue // only one choice is asked for
+	if c := &s.ck; c.choice {
+		if len(c.content) > 0 {
+			s.text(c.content)
 		}
-		if t := c.Delta.Content; t != nil && *t != "" {
-			s.text(*t)
+		if len(c.refusal) > 0 {
+			s.text(c.refusal)
 		}
-		if t := c.Delta.Refusal; t != nil && *t != "" {
-			s.text(*t)
+		for j := range c.tools {
+			s.toolCall(&c.tools[j])
 		}
-		for j := range c.Delta.ToolCalls {
-			s.toolCall(&c.Delta.ToolCalls[j])
-		}
-		if f := c.FinishReason; f != nil && *f != "" {
-			s.finish, s.finished = *f, true
+		if len(c.finish) > 0 {
+			s.finish, s.finished = unescape(c.finish), true
 			s.closeBlock()
 		}
 	}
-	if u := s.ck.Usage; u != nil {
-		s.usage, s.haveUsage = *u, true
+	if u := s.ck.usage; u != nil {
+		var cu chatUsage
+		if json.Unmarshal(u, &cu) == nil {
+			s.usage, s.haveUsage = cu, true
+		}
 	}
 }
 
@@ -177,15 +164,24 @@ func (s *stream) start() {
 	}
 	s.started = true
 	b := append(s.out, "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":"...)
-	b = appendString(b, idOr(s.ck.ID))
+	if len(s.ck.id) > 0 {
+		b = appendRaw(b, s.ck.id)
+	} else {
+		b = appendString(b, idOr(""))
+	}
 	b = append(b, `,"type":"message","role":"assistant","model":`...)
-	b = appendString(b, modelOr(s.ck.Model, s.model))
+	if len(s.ck.model) > 0 {
+		b = appendRaw(b, s.ck.model)
+	} else {
+		b = appendString(b, s.model)
+	}
 	b = append(b, `,"content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":0,"cache_creation_input_tokens":0,"cache_read_input_tokens":0,"output_tokens":0}}}`+"\n\n"...)
 	s.out = b
 }
 
-// text emits a text delta, opening a text block if none is open.
-func (s *stream) text(t string) {
+// text emits a text delta (t is a JSON string's escaped content), opening
+// a text block if none is open.
+func (s *stream) text(t []byte) {
 	if s.openKind != blockText {
 		s.closeBlock()
 		s.openBlock(blockText)
@@ -193,17 +189,17 @@ func (s *stream) text(t string) {
 	}
 	b := s.delta(s.open)
 	b = append(b, `"text_delta","text":`...)
-	b = appendString(b, t)
+	b = appendRaw(b, t)
 	s.out = append(b, "}}\n\n"...)
 }
 
 // toolCall handles one tool_calls fragment: the first of a call (by index)
 // opens its tool_use block; its arguments become input_json_delta.
-func (s *stream) toolCall(tc *chatToolCallOut) {
+func (s *stream) toolCall(tc *toolFrag) {
 	call := len(s.tools) // a fragment without an index starts a call if it has an id
-	if tc.Index != nil {
-		call = *tc.Index
-	} else if tc.ID == "" && len(s.tools) > 0 {
+	if tc.hasIndex {
+		call = tc.index
+	} else if len(tc.id) == 0 && len(s.tools) > 0 {
 		call = s.tools[len(s.tools)-1].call
 	}
 	block := -1
@@ -217,21 +213,32 @@ func (s *stream) toolCall(tc *chatToolCallOut) {
 		block = s.openBlock(blockTool)
 		s.tools = append(s.tools, toolBlock{call: call, block: block})
 		b := append(s.out, `{"type":"tool_use","id":`...)
-		b = appendString(b, toolID(tc.ID, s.ck.ID, call))
+		if len(tc.id) > 0 {
+			b = appendRaw(b, tc.id)
+		} else {
+			b = appendString(b, toolID("", unescape(s.ck.id), call))
+		}
 		b = append(b, `,"name":`...)
-		b = appendString(b, s.names.restore(tc.Function.Name))
+		b = appendString(b, s.names.restore(unescape(tc.name)))
 		s.out = append(b, `,"input":{}}}`+"\n\n"...)
 	} else if block != s.open && !s.interleave {
 		s.interleave = true
 		s.warn("tool_calls_interleaved", "the provider streamed fragments of a tool call after another one started; they keep their block index")
 	}
-	if tc.Function.Arguments == "" {
+	if len(tc.args) == 0 {
 		return
 	}
 	b := s.delta(block)
 	b = append(b, `"input_json_delta","partial_json":`...)
-	b = appendString(b, tc.Function.Arguments)
+	b = appendRaw(b, tc.args)
 	s.out = append(b, "}}\n\n"...)
+}
+
+// appendRaw appends a JSON string whose escaped content is raw.
+func appendRaw(b, raw []byte) []byte {
+	b = append(b, '"')
+	b = append(b, raw...)
+	return append(b, '"')
 }
 
 // openBlock emits the start of a content_block_start event for a new block
