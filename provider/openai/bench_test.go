@@ -47,7 +47,7 @@ func streamChunks(n int) [][]byte {
 		}
 	}
 	add(`{"index":0,"delta":{},"logprobs":null,"finish_reason":"tool_calls"}`, "null")
-	out = append(out, []byte(head[:strings.Index(head, `"choices":[`)] + `"choices":[],"usage":{"prompt_tokens":1200,"completion_tokens":25,"total_tokens":1225,"prompt_tokens_details":{"cached_tokens":1024},"completion_tokens_details":{"reasoning_tokens":0}}}` + "\n\n"))
+	out = append(out, []byte(head[:strings.Index(head, `"choices":[`)]+`"choices":[],"usage":{"prompt_tokens":1200,"completion_tokens":25,"total_tokens":1225,"prompt_tokens_details":{"cached_tokens":1024},"completion_tokens_details":{"reasoning_tokens":0}}}`+"\n\n"))
 	out = append(out, []byte("data: [DONE]\n\n"))
 	return out
 }
