@@ -32,7 +32,8 @@ const openAIKey = "sk-fake-openai"
 // (text), claude-tools and claude-opus-4-8 to gpt-4o-tools (tool calls),
 // and claude-x-SUFFIX to gpt-4o-SUFFIX (the fake's failures).
 type openAIStack struct {
-	openai  *envoytest.FakeOpenAI
+	openai    *envoytest.FakeOpenAI
+	anthropic *envoytest.FakeAnthropic // with a chain
 	harness *envoytest.Harness
 	client  anthropic.Client
 	recs    *collector
@@ -41,6 +42,15 @@ type openAIStack struct {
 
 func newOpenAIStack(t *testing.T, cfg envoytest.FakeOpenAIConfig) *openAIStack {
 	t.Helper()
+	return newOpenAIChain(t, cfg, "")
+}
+
+// newOpenAIChain is newOpenAIStack, or with aModel a chain: a fake
+// Anthropic first (provider "demo", sent aModel for claude-sonnet-4-5),
+// falling back to the fake OpenAI (provider "anthropic", of type openai,
+// on the harness' second cluster).
+func newOpenAIChain(t *testing.T, cfg envoytest.FakeOpenAIConfig, aModel string) *openAIStack {
+	t.Helper()
 	s := &openAIStack{recs: &collector{}, reg: prometheus.NewRegistry()}
 	cfg.APIKey = openAIKey
 	s.openai = envoytest.NewFakeOpenAI(cfg)
@@ -48,9 +58,27 @@ func newOpenAIStack(t *testing.T, cfg envoytest.FakeOpenAIConfig) *openAIStack {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.openai.Close() })
+	openaiName, chain, envoyYAML := "demo", "[demo]", "../../envoy.yaml"
+	clusters := map[string]string{"prov_demo": s.openai.Addr()}
+	anthropicProvider := ""
+	if aModel != "" {
+		s.anthropic = envoytest.NewFakeAnthropic(envoytest.FakeAnthropicConfig{APIKey: providerKey})
+		if err := s.anthropic.Start("127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.anthropic.Close() })
+		openaiName, chain, envoyYAML = "anthropic", "[demo, anthropic]", withFallbackRetry(t, 1, chainRetryExtra)
+		clusters = map[string]string{"prov_demo": s.anthropic.Addr(), "prov_anthropic": s.openai.Addr()}
+		anthropicProvider = `  demo:
+    type: anthropic
+    base_url: ` + s.anthropic.URL() + `
+    api_key: ${ANTHROPIC_KEY}
+    models: {claude-sonnet-4-5: ` + aModel + `}
+`
+	}
 	src := `version: 1
 providers:
-  demo:
+` + anthropicProvider + `  ` + openaiName + `:
     type: openai
     base_url: ` + s.openai.URL() + `/v1
     api_key: ${OPENAI_KEY}
@@ -58,12 +86,12 @@ providers:
     models: {claude-sonnet-4-5: gpt-4o, claude-tools: gpt-4o-tools, claude-opus-4-8: gpt-4o-tools,
       claude-x-ratelimited: gpt-4o-ratelimited, claude-x-unavailable: gpt-4o-unavailable, claude-x-miderror: gpt-4o-miderror}
 routes:
-  demo: {chain: [demo], cluster: chain_demo}
+  demo: {chain: ` + chain + `, cluster: chain_demo}
 default_route: demo
 keys:
   - {id: alice, sha256: ` + policy.HashKey(gatewayKey) + `, team: platform}
 `
-	env := map[string]string{"OPENAI_KEY": openAIKey}
+	env := map[string]string{"OPENAI_KEY": openAIKey, "ANTHROPIC_KEY": providerKey}
 	p, err := policy.Parse("openai.yaml", []byte(src), policy.LoadOptions{RequireSecrets: true,
 		LookupEnv: func(k string) (string, bool) { v, ok := env[k]; return v, ok }})
 	if err != nil {
@@ -82,8 +110,8 @@ keys:
 	extprocv3.RegisterExternalProcessorServer(gs, srv)
 	go gs.Serve(lis) //nolint:errcheck // ends with Stop
 	t.Cleanup(gs.Stop)
-	h, err := envoytest.Start(envoytest.Config{EnvoyYAML: "../../envoy.yaml", Logf: t.Logf,
-		Clusters: map[string]string{"prov_demo": s.openai.Addr(), "tollgate": lis.Addr().String()}})
+	clusters["tollgate"] = lis.Addr().String()
+	h, err := envoytest.Start(envoytest.Config{EnvoyYAML: envoyYAML, Logf: t.Logf, Clusters: clusters})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,6 +121,11 @@ keys:
 	t.Cleanup(func() {
 		if v := s.openai.Violations(); len(v) > 0 {
 			t.Errorf("the fake OpenAI received what it must not: %v", v)
+		}
+		if s.anthropic != nil {
+			if v := s.anthropic.Violations(); len(v) > 0 {
+				t.Errorf("the fake Anthropic received what it must not: %v", v)
+			}
 		}
 	})
 	return s
@@ -381,5 +414,29 @@ func TestOpenAIErrors(t *testing.T) {
 	}
 	if err := st.Err(); err == nil || !strings.Contains(err.Error(), "The server had an error") {
 		t.Errorf("SDK error %v", err)
+	}
+}
+
+// A 529 from Anthropic falls back to the OpenAI-compatible provider,
+// streaming and not: the second attempt carries the bearer key and the
+// translated body (and no x-api-key), the client gets the translated
+// answer, and the record prices it under openai.
+func TestFallbackAnthropicToOpenAI(t *testing.T) {
+	for _, stream := range []bool{false, true} {
+		s := newOpenAIChain(t, envoytest.FakeOpenAIConfig{}, "claude-sonnet-4-5-overloaded")
+		msg, hdr := s.send(t, hello("claude-sonnet-4-5"), stream)
+		if len(msg.Content) != 1 || msg.Content[0].Text != "Hello from the fake OpenAI." || hdr.Get("x-tollgate-provider") != "anthropic" ||
+			hdr.Get("x-tollgate-attempts") != "2" {
+			t.Errorf("stream %v: served by %q on attempt %q: %s", stream, hdr.Get("x-tollgate-provider"), hdr.Get("x-tollgate-attempts"), msg.RawJSON())
+		}
+		rec := s.recs.wait(t, 1)[0]
+		if got := attemptsOf(rec.Attempts); got != "demo:"+http.StatusText(529)+";anthropic:OK;" {
+			t.Errorf("attempts %s", got)
+		}
+		checkUsage(t, msg, rec)
+		reqs := s.openai.Requests()
+		if len(reqs) != 1 || reqs[0].Header.Get("x-api-key") != "" || !bytes.HasPrefix(reqs[0].Body, []byte(`{"model":"gpt-4o","messages":[`)) {
+			t.Errorf("stream %v: the fake OpenAI got %d requests: %+v", stream, len(reqs), reqs)
+		}
 	}
 }
