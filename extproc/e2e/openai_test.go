@@ -34,10 +34,10 @@ const openAIKey = "sk-fake-openai"
 type openAIStack struct {
 	openai    *envoytest.FakeOpenAI
 	anthropic *envoytest.FakeAnthropic // with a chain
-	harness *envoytest.Harness
-	client  anthropic.Client
-	recs    *collector
-	reg     *prometheus.Registry
+	harness   *envoytest.Harness
+	client    anthropic.Client
+	recs      *collector
+	reg       *prometheus.Registry
 }
 
 func newOpenAIStack(t *testing.T, cfg envoytest.FakeOpenAIConfig) *openAIStack {
