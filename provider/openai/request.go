@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 )
 
@@ -148,8 +149,9 @@ type namedChoice struct {
 
 // quirks are the settings the request's translation follows.
 type quirks struct {
-	maxTokensField string
-	streamOptions  bool
+	maxTokensField  string
+	streamOptions   bool
+	maxOutputTokens int64
 }
 
 // translateRequest returns the Chat Completions body for an Anthropic
@@ -166,6 +168,9 @@ func translateRequest(body []byte, mapModel func(string) string, q quirks, names
 	out := chatRequest{Model: mapModel(*in.Model), Stream: in.Stream, Stop: in.StopSequences,
 		Temperature: nonNull(in.Temperature), TopP: nonNull(in.TopP)}
 	if mt := nonNull(in.MaxTokens); mt != nil {
+		if n, err := strconv.ParseInt(string(mt), 10, 64); err == nil && q.maxOutputTokens > 0 && n > q.maxOutputTokens {
+			mt = strconv.AppendInt(nil, q.maxOutputTokens, 10)
+		}
 		if q.maxTokensField == MaxTokens {
 			out.MaxTokens = mt
 		} else {

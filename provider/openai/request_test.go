@@ -50,6 +50,9 @@ func settingsFor(name string) *Settings {
 	if strings.Contains(name, "no_options") {
 		s.StreamOptions = false
 	}
+	if strings.Contains(name, "capped") {
+		s.MaxOutputTokens = 16384
+	}
 	return s
 }
 

@@ -31,12 +31,13 @@ const (
 	fieldMaxTokensField  = "max_tokens_field"
 	fieldStreamOptions   = "stream_options"
 	fieldToolNameLimit   = "tool_name_limit"
+	fieldMaxOutputTokens = "max_output_tokens"
 )
 
 // fieldNames returns the type's fields in the order messages list them.
 func fieldNames() []string {
 	return []string{fieldBaseURL, fieldAPIKey, fieldAPIKeyFile, fieldAuth, fieldAzureDeployment, fieldAPIVersion,
-		fieldHeaders, fieldMaxTokensField, fieldStreamOptions, fieldToolNameLimit}
+		fieldHeaders, fieldMaxTokensField, fieldStreamOptions, fieldToolNameLimit, fieldMaxOutputTokens}
 }
 
 // Auth is how the provider's key is sent.
@@ -93,6 +94,10 @@ type Settings struct {
 	// are shortened reversibly. 0 means no limit. Default
 	// DefaultToolNameLimit.
 	ToolNameLimit int
+	// MaxOutputTokens caps the client's max_tokens: a larger one is sent as
+	// this (Claude Code asks for 32,000 to 128,000; gpt-4o, for one, takes
+	// at most 16,384 and refuses more). 0, the default, sends it as it is.
+	MaxOutputTokens int64
 
 	keyFields  []string
 	keyInvalid bool
@@ -171,6 +176,12 @@ func (s *Settings) Set(field, value string) error {
 			return fmt.Errorf("must be true or false, not %q", value)
 		}
 		s.StreamOptions = b
+	case fieldMaxOutputTokens:
+		n, err := strconv.ParseInt(value, 10, 64)
+		if err != nil || n < 0 {
+			return fmt.Errorf("must be 0 (no cap) or a number of tokens, not %q", value)
+		}
+		s.MaxOutputTokens = n
 	case fieldToolNameLimit:
 		n, err := strconv.Atoi(value)
 		if err != nil || n < 0 || n > 0 && n < minToolNameLimit {

@@ -48,7 +48,7 @@ func TestSettingsAzure(t *testing.T) {
 	s, err := decode(t, [2]string{"base_url", "https://res.openai.azure.com"}, [2]string{"api_key", "${K}"},
 		[2]string{"azure_deployment", "gpt-4o-prod"}, [2]string{"api_version", "2024-10-21"},
 		[2]string{"headers", "X-Title: Tollgate\nHTTP-Referer: https://example.com"}, [2]string{"max_tokens_field", "max_tokens"},
-		[2]string{"stream_options", "false"}, [2]string{"tool_name_limit", "40"})
+		[2]string{"stream_options", "false"}, [2]string{"tool_name_limit", "40"}, [2]string{"max_output_tokens", "16384"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +60,7 @@ func TestSettingsAzure(t *testing.T) {
 	if got := s.CredentialHeaders(); !reflect.DeepEqual(got, []string{"authorization", "api-key", "x-title", "http-referer"}) {
 		t.Errorf("CredentialHeaders() = %v", got)
 	}
-	if s.MaxTokensField != MaxTokens || s.StreamOptions || s.ToolNameLimit != 40 {
+	if s.MaxTokensField != MaxTokens || s.StreamOptions || s.ToolNameLimit != 40 || s.MaxOutputTokens != 16384 {
 		t.Errorf("quirks: %+v", s)
 	}
 }
@@ -93,6 +93,7 @@ func TestSettingsRefusals(t *testing.T) {
 		{[][2]string{{"max_tokens_field", "max_output_tokens"}}, `must be max_completion_tokens or max_tokens, not "max_output_tokens"`},
 		{[][2]string{{"tool_name_limit", "5"}}, `must be 0 (no limit) or a length of at least 11, not "5"`},
 		{[][2]string{{"stream_options", "maybe"}}, `must be true or false, not "maybe"`},
+		{[][2]string{{"max_output_tokens", "-1"}}, `must be 0 (no cap) or a number of tokens, not "-1"`},
 		{[][2]string{{"azure_deployment", "a/b"}}, "must be an Azure deployment name, without /, ?, # or %"},
 		{[][2]string{{"region", "us-east-1"}}, `type openai has no field "region"`},
 		{[][2]string{{"api_key_file", "/k"}}, "no file"},

@@ -36,7 +36,7 @@ type fromAnthropic struct {
 }
 
 func quirksOf(s *Settings) quirks {
-	return quirks{maxTokensField: s.MaxTokensField, streamOptions: s.StreamOptions}
+	return quirks{maxTokensField: s.MaxTokensField, streamOptions: s.StreamOptions, maxOutputTokens: s.MaxOutputTokens}
 }
 
 // ForAttempt implements [translate.AttemptTranslator]: a translation for one
