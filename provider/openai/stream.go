@@ -6,6 +6,9 @@ import (
 	"strconv"
 )
 
+// maxLine bounds one line of a stream; a chunk is a few hundred bytes.
+const maxLine = 16 << 20
+
 // Block kinds of the open content block.
 const (
 	blockNone = iota
@@ -70,6 +73,9 @@ func (s *stream) chunk(chunk []byte, end bool) []byte {
 		i := bytes.IndexByte(chunk, '\n')
 		if i < 0 {
 			s.line = append(s.line, chunk...)
+			if len(s.line) > maxLine {
+				s.fail("api_error", "the provider's stream has a line longer than 16 MiB")
+			}
 			break
 		}
 		line := chunk[:i]
