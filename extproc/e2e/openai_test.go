@@ -193,8 +193,9 @@ func TestOpenAIText(t *testing.T) {
 		if len(msg.Content) != 1 || msg.Content[0].Text != "Hello from the fake OpenAI." || msg.StopReason != "end_turn" || msg.Model != "gpt-4o" {
 			t.Errorf("stream %v: message %s", stream, msg.RawJSON())
 		}
-		if hdr.Get("x-tollgate-provider") != "demo" {
-			t.Errorf("served by %q", hdr.Get("x-tollgate-provider"))
+		if hdr.Get("x-tollgate-provider") != "demo" || hdr.Get("openai-organization") != "" ||
+			stream && hdr.Get("content-type") != "text/event-stream" || !stream && hdr.Get("content-type") != "application/json" {
+			t.Errorf("served by %q; openai-organization %q, content-type %q", hdr.Get("x-tollgate-provider"), hdr.Get("openai-organization"), hdr.Get("content-type"))
 		}
 		checkUsage(t, msg, s.recs.wait(t, i+1)[i])
 		r := s.openai.Requests()[i]

@@ -54,7 +54,8 @@ type FakeOpenAIConfig struct {
 //   - models ending in "-ratelimited": a 429 with retry-after: 2,
 //     "-unavailable": a 503, both in OpenAI's error shape.
 //
-// The usage is always prompt_tokens 1200 of which cached_tokens 1024,
+// Every answer names the account (openai-organization: fake-org), as
+// OpenAI's do. The usage is always prompt_tokens 1200 of which cached_tokens 1024,
 // completion_tokens 25 of which reasoning_tokens 10.
 type FakeOpenAI struct {
 	fakeServer
@@ -102,6 +103,7 @@ func (f *FakeOpenAI) handle(w http.ResponseWriter, r *http.Request) {
 	defer f.active.exit()
 	body, err := readAll(r)
 	f.record(r, body)
+	w.Header().Set("openai-organization", "fake-org")
 	if err != nil {
 		openAIErrorBody(w, http.StatusBadRequest, "invalid_request_error", "", "reading body: "+err.Error())
 		return

@@ -25,10 +25,15 @@ import (
 // (status 300 and up) gets the Anthropic status and error type its status
 // and body map to (errorFor) in Anthropic's shape; an event stream becomes
 // Anthropic SSE chunk by chunk; a JSON chat.completion becomes a Message.
-// Anything else passes as it is.
+// Anything else passes as it is. The openai-organization and
+// openai-project headers are removed.
 func (t *fromAnthropic) TranslateResponse(_ string, status int, header func(string) string,
 	set func(name, value string), remove func(name string), warn func(kind, msg string)) func([]byte, bool) []byte {
 	ct := header("content-type")
+	// They name the gateway's OpenAI account, which is none of the client's
+	// business.
+	remove("openai-organization")
+	remove("openai-project")
 	switch {
 	case status >= 300:
 		st, _ := statusFor(status)
@@ -38,6 +43,7 @@ func (t *fromAnthropic) TranslateResponse(_ string, status int, header func(stri
 		return whole(func(body []byte) []byte { return errorJSON(errorOf(body, status)) })
 	case strings.HasPrefix(ct, "text/event-stream"):
 		remove("content-length")
+		set("content-type", "text/event-stream")
 		set("cache-control", "no-cache")
 		s := newStream(&t.names, t.model, warn)
 		return s.chunk

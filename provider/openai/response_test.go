@@ -131,7 +131,7 @@ func TestResponseSSEGolden(t *testing.T) {
 				t.Fatal(err)
 			}
 			hdr, want, _ := respond(t, attempt(t), 200, "text/event-stream; charset=utf-8", [][]byte{body})
-			if hdr["content-length"] != "<removed>" {
+			if hdr["content-length"] != "<removed>" || hdr["content-type"] != "text/event-stream" || hdr["openai-organization"] != "<removed>" {
 				t.Errorf("headers %v", hdr)
 			}
 			golden(t, "response/"+name+".anthropic.sse", want)
