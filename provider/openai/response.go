@@ -24,7 +24,8 @@ import (
 // TranslateResponse implements [translate.ResponseTranslator]. An error
 // (status 300 and up) gets the Anthropic status and error type its status
 // and body map to (errorFor) in Anthropic's shape; an event stream becomes
-// Anthropic SSE chunk by chunk; a JSON chat.completion becomes a Message.
+// Anthropic SSE chunk by chunk; a JSON chat.completion (or an answer without
+// a content type) becomes a Message.
 // Anything else passes as it is. The openai-organization and
 // openai-project headers are removed.
 func (t *fromAnthropic) TranslateResponse(_ string, status int, header func(string) string,
@@ -47,7 +48,7 @@ func (t *fromAnthropic) TranslateResponse(_ string, status int, header func(stri
 		set("cache-control", "no-cache")
 		s := newStream(&t.names, t.model, warn)
 		return s.chunk
-	case strings.HasPrefix(ct, "application/json"):
+	case strings.HasPrefix(ct, "application/json"), ct == "":
 		remove("content-length")
 		return whole(func(body []byte) []byte { return t.message(body, warn) })
 	}

@@ -203,3 +203,20 @@ func TestStreamIsIncremental(t *testing.T) {
 		t.Errorf("at the end: %s", out)
 	}
 }
+
+// An answer without a content type is read as JSON; one of another type
+// passes as it is.
+func TestResponseContentTypes(t *testing.T) {
+	body, err := os.ReadFile("testdata/response/text.openai.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, out, _ := respond(t, attempt(t), 200, "", [][]byte{body})
+	if !bytes.HasPrefix(out, []byte(`{"id":"chatcmpl-1","type":"message"`)) {
+		t.Errorf("no content type: %s", out)
+	}
+	if fn := attempt(t).TranslateResponse("/v1/messages", 200, func(string) string { return "text/plain" },
+		func(string, string) {}, func(string) {}, nil); fn != nil {
+		t.Error("text/plain is translated")
+	}
+}
