@@ -187,9 +187,24 @@ func skipSpace(b []byte, i int) int {
 	return i
 }
 
+// scanner reads JSON. The zero value checks everything it skips; a fast
+// one only finds where values end, for values a checking scanner has
+// already been over.
+type scanner struct{ fast bool }
+
+// members calls fn with each member of the object at b[i], checking it.
+func members(b []byte, i int, fn func(key []byte, v span) error) (int, error) {
+	return scanner{}.members(b, i, fn)
+}
+
+// elements calls fn with each element of the array at b[i], checking it.
+func elements(b []byte, i int, fn func(v span) error) (int, error) {
+	return scanner{}.elements(b, i, fn)
+}
+
 // members calls fn with each member of the object at b[i] (its key's
 // escaped content and its value) and returns the index after the object.
-func members(b []byte, i int, fn func(key []byte, v span) error) (int, error) {
+func (sc scanner) members(b []byte, i int, fn func(key []byte, v span) error) (int, error) {
 	if i >= len(b) || b[i] != '{' {
 		return 0, errSyntax
 	}
@@ -201,7 +216,7 @@ func members(b []byte, i int, fn func(key []byte, v span) error) (int, error) {
 		if i >= len(b) || b[i] != '"' {
 			return 0, errSyntax
 		}
-		end, err := skipString(b, i)
+		end, err := sc.skipString(b, i)
 		if err != nil {
 			return 0, err
 		}
@@ -211,7 +226,7 @@ func members(b []byte, i int, fn func(key []byte, v span) error) (int, error) {
 			return 0, errSyntax
 		}
 		i = skipSpace(b, i+1)
-		vend, err := skipValue(b, i)
+		vend, err := sc.skipValue(b, i)
 		if err != nil {
 			return 0, err
 		}
@@ -235,7 +250,7 @@ func members(b []byte, i int, fn func(key []byte, v span) error) (int, error) {
 
 // elements calls fn with each element of the array at b[i] and returns the
 // index after the array.
-func elements(b []byte, i int, fn func(v span) error) (int, error) {
+func (sc scanner) elements(b []byte, i int, fn func(v span) error) (int, error) {
 	if i >= len(b) || b[i] != '[' {
 		return 0, errSyntax
 	}
@@ -244,7 +259,7 @@ func elements(b []byte, i int, fn func(v span) error) (int, error) {
 		return i + 1, nil
 	}
 	for {
-		end, err := skipValue(b, i)
+		end, err := sc.skipValue(b, i)
 		if err != nil {
 			return 0, err
 		}
@@ -266,18 +281,21 @@ func elements(b []byte, i int, fn func(v span) error) (int, error) {
 	}
 }
 
-// skipValue returns the index after the value at b[i], checking it.
-func skipValue(b []byte, i int) (int, error) {
+// skipValue returns the index after the value at b[i], checking it unless
+// the scanner is fast.
+func (sc scanner) skipValue(b []byte, i int) (int, error) {
 	if i >= len(b) {
 		return 0, errSyntax
 	}
 	switch c := b[i]; {
 	case c == '"':
-		return skipString(b, i)
+		return sc.skipString(b, i)
+	case (c == '{' || c == '[') && sc.fast:
+		return skipContainer(b, i)
 	case c == '{':
-		return members(b, i, func([]byte, span) error { return nil })
+		return sc.members(b, i, func([]byte, span) error { return nil })
 	case c == '[':
-		return elements(b, i, func(span) error { return nil })
+		return sc.elements(b, i, func(span) error { return nil })
 	case c == 't':
 		return literal(b, i, "true")
 	case c == 'f':
@@ -301,11 +319,21 @@ func literal(b []byte, i int, lit string) (int, error) {
 	return i + len(lit), nil
 }
 
-// skipString returns the index after the string at b[i], checking that its
-// content may be copied into another JSON string: no raw control
-// characters, and only JSON's escapes.
-func skipString(b []byte, i int) (int, error) {
+// skipString returns the index after the string at b[i], checking unless
+// the scanner is fast that its content may be copied into another JSON
+// string: no raw control characters, and only JSON's escapes.
+func (sc scanner) skipString(b []byte, i int) (int, error) {
+	if sc.fast {
+		return fastString(b, i)
+	}
 	for j := i + 1; j < len(b); j++ {
+		// The plain bytes first, in a tight loop.
+		for j < len(b) && b[j] >= 0x20 && b[j] != '"' && b[j] != '\\' {
+			j++
+		}
+		if j == len(b) {
+			break
+		}
 		switch c := b[j]; {
 		case c == '"':
 			return j + 1, nil
@@ -332,3 +360,48 @@ func skipString(b []byte, i int) (int, error) {
 }
 
 func isHex(c byte) bool { return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F' }
+
+// fastString returns the index after the string at b[i], which a checking
+// scanner has been over: its closing quote is the first one not escaped.
+func fastString(b []byte, i int) (int, error) {
+	j := i + 1
+	for {
+		k := bytes.IndexByte(b[j:], '"')
+		if k < 0 {
+			return 0, errSyntax
+		}
+		j += k
+		n := 0 // backslashes before the quote
+		for n < j-i-1 && b[j-1-n] == '\\' {
+			n++
+		}
+		if n%2 == 0 {
+			return j + 1, nil
+		}
+		j++
+	}
+}
+
+// skipContainer returns the index after the object or array at b[i],
+// which a checking scanner has been over.
+func skipContainer(b []byte, i int) (int, error) {
+	depth := 0
+	for j := i; j < len(b); j++ {
+		switch b[j] {
+		case '"':
+			end, err := fastString(b, j)
+			if err != nil {
+				return 0, err
+			}
+			j = end - 1
+		case '{', '[':
+			depth++
+		case '}', ']':
+			depth--
+			if depth == 0 {
+				return j + 1, nil
+			}
+		}
+	}
+	return 0, errSyntax
+}

@@ -90,7 +90,7 @@ func TestRequestRefusals(t *testing.T) {
 	for _, tt := range []struct{ path, body, want string }{
 		{"/v1/messages/count_tokens", `{"model":"m","messages":[]}`, "an OpenAI-compatible provider serves only POST /v1/messages"},
 		{"/v1/messages", `{"max_tokens":1,"messages":[]}`, "the request names no model"},
-		{"/v1/messages", `[1]`, "the body is not a Messages request: json: cannot unmarshal array into Go value of type openai.anthRequest"},
+		{"/v1/messages", `[1]`, "the body is not a Messages request: invalid JSON"},
 		{"/v1/messages", `{"model":"m","messages":[{"role":"user","content":[{"type":"container_upload","file_id":"f"}]}]}`,
 			`messages[0]: a user "container_upload" block has no Chat Completions equivalent`},
 		{"/v1/messages", `{"model":"m","messages":[{"role":"assistant","content":[{"type":"server_tool_use","id":"s","name":"web_search","input":{}}]}]}`,
