@@ -12,7 +12,11 @@
 // the model, as Bedrock's does) also implements [RequestTranslator]; one
 // whose provider answers in another format (Bedrock's event stream) also
 // implements [ResponseTranslator], which the adapter calls on the attempt's
-// response headers and body.
+// response headers and body. One that depends on the provider's settings, or
+// keeps state from an attempt's request to its response (OpenAI-compatible
+// providers: their quirks, and the tool names they shortened), also
+// implements [AttemptTranslator], and the adapter uses a fresh one per
+// attempt.
 package translate
 
 // ClientAnthropic names the Anthropic Messages client format.
