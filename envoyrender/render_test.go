@@ -333,3 +333,22 @@ func TestBaseProblems(t *testing.T) {
 		}
 	}
 }
+
+// An OpenAI-compatible provider (type openai) gets a cluster from its
+// base_url like any other: TLS with SNI for https, the port of the URL.
+func TestOpenAIProviderCluster(t *testing.T) {
+	p := load(t, `providers:
+  oai: {type: openai, api_key: "${K}"}
+  local: {type: openai, base_url: "http://ollama.internal:11434/v1", auth: none}
+routes:
+  r: {chain: [oai, local]}
+`)
+	m := check(t, render(t, p))
+	oai, local := m.Cluster("prov_oai"), m.Cluster("prov_local")
+	if oai == nil || len(oai.Endpoints) != 1 || oai.Endpoints[0].Address != "api.openai.com" || oai.Endpoints[0].Port != 443 || oai.TLS.GetSni() != "api.openai.com" {
+		t.Errorf("prov_oai %v", oai)
+	}
+	if local == nil || len(local.Endpoints) != 1 || local.Endpoints[0].Address != "ollama.internal" || local.Endpoints[0].Port != 11434 || local.TLS != nil {
+		t.Errorf("prov_local %v", local)
+	}
+}

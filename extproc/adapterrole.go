@@ -164,6 +164,9 @@ func (a *adapterProcessor) requestHeaders(req *extprocv3.ProcessingRequest, hh *
 	if !ok {
 		return a.reject(permissionError("provider %q of type %q cannot serve requests in the %s format", name, prov.Type, a.format.Name()))
 	}
+	if at, ok := tr.(AttemptTranslation); ok {
+		tr = at.ForAttempt(prov.Settings) // this attempt's own
+	}
 	a.route, a.provider, a.tr, a.up = route, prov, tr, up
 	a.clientPath, a.method, a.reqHeaders = d.Path, h.get(":method"), h
 

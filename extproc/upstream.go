@@ -3,6 +3,8 @@ package extproc
 import (
 	"context"
 	"time"
+
+	"github.com/tollgate-dev/tollgate/translate"
 )
 
 // Upstream is what the adapter needs of the provider an attempt goes to. A
@@ -39,6 +41,15 @@ type Translation interface {
 	// by mapModel; changed is false when the body goes as it is. An error
 	// means the body cannot be sent to the provider.
 	RequestBody(body []byte, mapModel func(model string) string) (out []byte, changed bool, err error)
+}
+
+// AttemptTranslation is implemented by a Translation that depends on the
+// provider's settings or keeps state from an attempt's request to its
+// response (translate.AttemptTranslator). The adapter calls ForAttempt once
+// per attempt with the provider's Settings and uses what it returns for that
+// attempt only.
+type AttemptTranslation interface {
+	ForAttempt(settings any) translate.Translator
 }
 
 // RequestTranslation is implemented by a Translation whose provider takes

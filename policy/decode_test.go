@@ -258,7 +258,7 @@ func TestParseRules(t *testing.T) {
 				"version: 1",
 				"providers:",
 				"  a: {type: anthropik, api_key: '${K}'}",
-				"  b: {type: openai, api_key: '${K}'}",
+				"  b: {type: cohere, api_key: '${K}'}",
 				"  c: {api_key: '${K}'}",
 				"  d: {type: '', api_key: '${K}'}",
 				"routes: {r: {chain: [a, b, c, d]}}",
@@ -266,8 +266,8 @@ func TestParseRules(t *testing.T) {
 			),
 			want: []string{
 				`p.yaml:3:13: providers.a.type: unknown provider type "anthropik" (did you mean "anthropic"?)`,
-				`p.yaml:4:13: providers.b.type: unknown provider type "openai"; known types: anthropic, bedrock, vertex`,
-				`p.yaml:5:3: providers.c: type is required (one of: anthropic, bedrock, vertex)`,
+				`p.yaml:4:13: providers.b.type: unknown provider type "cohere"; known types: anthropic, bedrock, openai, vertex`,
+				`p.yaml:5:3: providers.c: type is required (one of: anthropic, bedrock, openai, vertex)`,
 				`p.yaml:6:13: providers.d.type: must not be empty`,
 			},
 		},
@@ -390,7 +390,7 @@ func TestParseRules(t *testing.T) {
 			),
 			want: []string{
 				// Which other fields are required depends on the type.
-				`p.yaml:4:3: providers.b: type is required (one of: anthropic, bedrock, vertex)`,
+				`p.yaml:4:3: providers.b: type is required (one of: anthropic, bedrock, openai, vertex)`,
 				`p.yaml:4:7: providers.b: merge keys (<<) are not supported; write the fields out`,
 			},
 		},

@@ -18,6 +18,7 @@ import (
 
 	"github.com/tollgate-dev/tollgate/provider/anthropic"
 	"github.com/tollgate-dev/tollgate/provider/bedrock"
+	"github.com/tollgate-dev/tollgate/provider/openai"
 	"github.com/tollgate-dev/tollgate/provider/vertex"
 	"github.com/tollgate-dev/tollgate/translate"
 )
@@ -27,6 +28,7 @@ import (
 var types = []Type{
 	anthropic.Type{},
 	bedrock.Type{},
+	openai.Type{},
 	vertex.Type{},
 }
 

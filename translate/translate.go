@@ -12,7 +12,11 @@
 // the model, as Bedrock's does) also implements [RequestTranslator]; one
 // whose provider answers in another format (Bedrock's event stream) also
 // implements [ResponseTranslator], which the adapter calls on the attempt's
-// response headers and body.
+// response headers and body. One that depends on the provider's settings, or
+// keeps state from an attempt's request to its response (OpenAI-compatible
+// providers: their quirks, and the tool names they shortened), also
+// implements [AttemptTranslator], and the adapter uses a fresh one per
+// attempt.
 package translate
 
 // ClientAnthropic names the Anthropic Messages client format.
@@ -66,4 +70,17 @@ type ResponseTranslator interface {
 	// which the adapter logs and counts.
 	TranslateResponse(clientPath string, status int, header func(name string) string,
 		set func(name, value string), remove func(name string), warn func(kind, msg string)) (body func(chunk []byte, end bool) []byte)
+}
+
+// AttemptTranslator is implemented by a Translator that depends on the
+// settings of the provider an attempt goes to (an OpenAI-compatible
+// provider's quirks), or that keeps state from an attempt's request to its
+// response (tool names it shortened, restored in the answer). The adapter
+// calls ForAttempt once per attempt, with the provider's settings (the value
+// its type's NewSettings returned, as the policy decoded it), and uses the
+// returned Translator, which may then hold that one attempt's state, for
+// that attempt only: its request and its response, from one goroutine at a
+// time.
+type AttemptTranslator interface {
+	ForAttempt(settings any) Translator
 }

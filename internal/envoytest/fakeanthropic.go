@@ -6,14 +6,12 @@ import (
 	"embed"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -79,19 +77,13 @@ type RecordedRequest struct {
 // GET /v1/models and GET /healthz (no auth) are served too; anything else is
 // a 404 Anthropic error.
 type FakeAnthropic struct {
+	fakeServer
 	cfg       FakeAnthropicConfig
 	forbidden map[string]bool
 
-	mu            sync.Mutex
-	requests      []RecordedRequest
-	violations    []string
+	// cancellations and seq are guarded by fakeServer's mu.
 	cancellations int
 	seq           int
-
-	ln       net.Listener
-	srv      *http.Server
-	active   handlerGroup
-	serveErr chan error
 }
 
 // NewFakeAnthropic returns a fake provider; call Start or mount Handler.
@@ -105,55 +97,11 @@ func NewFakeAnthropic(cfg FakeAnthropicConfig) *FakeAnthropic {
 
 // Start serves on addr ("127.0.0.1:0" typically) until Close.
 func (f *FakeAnthropic) Start(addr string) error {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("fake anthropic: listen %s: %w", addr, err)
-	}
-	f.ln = ln
 	h := f.Handler()
 	if f.cfg.Front != nil {
 		h = f.cfg.Front(h)
 	}
-	f.srv = &http.Server{Handler: h, ReadHeaderTimeout: time.Minute}
-	f.serveErr = make(chan error, 1)
-	go func() { f.serveErr <- f.srv.Serve(ln) }()
-	return nil
-}
-
-// Addr is the listener address (after Start).
-func (f *FakeAnthropic) Addr() string { return f.ln.Addr().String() }
-
-// URL is "http://" plus Addr.
-func (f *FakeAnthropic) URL() string { return "http://" + f.Addr() }
-
-// Close stops the server and waits for in-flight handlers.
-func (f *FakeAnthropic) Close() error {
-	if f.srv == nil {
-		return nil
-	}
-	err := f.srv.Close()
-	<-f.serveErr
-	f.active.wait()
-	f.srv = nil
-	return err
-}
-
-// Requests returns a copy of every request received so far.
-func (f *FakeAnthropic) Requests() []RecordedRequest {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	out := make([]RecordedRequest, len(f.requests))
-	for i, r := range f.requests {
-		out[i] = RecordedRequest{Method: r.Method, Path: r.Path, Host: r.Host, Header: r.Header.Clone(), Body: bytes.Clone(r.Body)}
-	}
-	return out
-}
-
-// Violations returns the assertion failures seen so far.
-func (f *FakeAnthropic) Violations() []string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]string(nil), f.violations...)
+	return f.listen("fake anthropic", addr, h)
 }
 
 // Cancellations counts streams whose client went away before the end.

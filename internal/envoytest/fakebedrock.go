@@ -8,12 +8,10 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -59,17 +57,9 @@ type FakeBedrockConfig struct {
 // ServiceUnavailableException, and streams of "-exception" an exception
 // frame (modelStreamErrorException) after the first content delta.
 type FakeBedrock struct {
+	fakeServer
 	cfg  FakeBedrockConfig
 	data *FakeAnthropic // for its fixtures
-
-	mu         sync.Mutex
-	requests   []RecordedRequest
-	violations []string
-
-	ln       net.Listener
-	srv      *http.Server
-	active   handlerGroup
-	serveErr chan error
 }
 
 // NewFakeBedrock returns a fake Bedrock; call Start.
@@ -79,58 +69,13 @@ func NewFakeBedrock(cfg FakeBedrockConfig) *FakeBedrock {
 
 // Start serves on addr ("127.0.0.1:0" typically) until Close.
 func (f *FakeBedrock) Start(addr string) error {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("fake bedrock: listen %s: %w", addr, err)
-	}
-	f.ln = ln
-	f.srv = &http.Server{Handler: http.HandlerFunc(f.handle), ReadHeaderTimeout: time.Minute}
-	f.serveErr = make(chan error, 1)
-	go func() { f.serveErr <- f.srv.Serve(ln) }()
-	return nil
+	return f.listen("fake bedrock", addr, http.HandlerFunc(f.handle))
 }
 
-// Addr is the listener address (after Start).
-func (f *FakeBedrock) Addr() string { return f.ln.Addr().String() }
-
-// URL is "http://" plus Addr.
-func (f *FakeBedrock) URL() string { return "http://" + f.Addr() }
-
-// Close stops the server and waits for in-flight handlers.
-func (f *FakeBedrock) Close() error {
-	if f.srv == nil {
-		return nil
-	}
-	err := f.srv.Close()
-	<-f.serveErr
-	f.active.wait()
-	f.srv = nil
-	return err
-}
-
-// Requests returns a copy of every request received so far.
-func (f *FakeBedrock) Requests() []RecordedRequest {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	out := make([]RecordedRequest, len(f.requests))
-	for i, r := range f.requests {
-		out[i] = RecordedRequest{Method: r.Method, Path: r.Path, Host: r.Host, Header: r.Header.Clone(), Body: bytes.Clone(r.Body)}
-	}
-	return out
-}
-
-// Violations returns the assertion failures seen so far. A bad signature is
-// not one: tests provoke it on purpose.
-func (f *FakeBedrock) Violations() []string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]string(nil), f.violations...)
-}
-
+// violation records msg as a violation (a bad signature is not one: tests
+// provoke it on purpose) and answers it.
 func (f *FakeBedrock) violation(w http.ResponseWriter, msg string) {
-	f.mu.Lock()
-	f.violations = append(f.violations, msg)
-	f.mu.Unlock()
+	f.violate(msg)
 	bedrockError(w, http.StatusBadRequest, "ValidationException", "fake bedrock: "+msg)
 }
 
@@ -150,9 +95,7 @@ func (f *FakeBedrock) handle(w http.ResponseWriter, r *http.Request) {
 	}
 	defer f.active.exit()
 	body, err := readAll(r)
-	f.mu.Lock()
-	f.requests = append(f.requests, RecordedRequest{Method: r.Method, Path: r.URL.RequestURI(), Host: r.Host, Header: r.Header.Clone(), Body: body})
-	f.mu.Unlock()
+	f.record(r, body)
 	w.Header().Set("x-amzn-requestid", "fake-bedrock-request")
 	if err != nil {
 		bedrockError(w, http.StatusBadRequest, "ValidationException", "reading body: "+err.Error())
