@@ -133,6 +133,7 @@ type policyProcessor struct {
 	lastResponse time.Time
 	bodyBytes    int // the length of the body released to the router
 	meter        meter
+	cache        cacheState // the response cache (cache.go)
 }
 
 func newPolicyProcessor(s *Server) *policyProcessor { return &policyProcessor{s: s} }
@@ -144,7 +145,14 @@ func (p *policyProcessor) finish(ctx context.Context, _ error) {
 	if p.endpoint.Name == "" || p.endpoint.Probe {
 		return // a warm-up probe or a stream with no request: nothing to record
 	}
-	r, modelLabel := p.buildRecord(p.s.now())
+	var r records.Record
+	var modelLabel string
+	if p.cache.hit != nil {
+		r, modelLabel = p.hitRecord(p.s.now())
+	} else {
+		r, modelLabel = p.buildRecord(p.s.now())
+		r.CacheStatus = p.cache.status
+	}
 	p.settle(ctx, actualCost{costPicoUSD: r.CostPicoUSD, tokens: r.Usage.TotalTokens(), provider: r.Provider})
 	p.s.record(r, modelLabel)
 }
@@ -225,6 +233,9 @@ func (p *policyProcessor) requestHeaders(ctx context.Context, hh *extprocv3.Http
 
 	var m mutation
 	removeClientOnly(&m, h)
+	if e := p.readCacheHeaders(&m, h); e != nil {
+		return p.reject(e)
+	}
 	if !hh.GetEndOfStream() {
 		// The body decides the rest. In BUFFERED mode Envoy holds the headers until
 		// the body reply, so routing set there still reaches the router. The
@@ -284,6 +295,9 @@ func (p *policyProcessor) requestBody(ctx context.Context, b *extprocv3.HttpBody
 	}
 	if e := p.checkPriced(); e != nil {
 		return p.reject(e)
+	}
+	if resp := p.cacheLookup(ctx, req, body); resp != nil {
+		return resp
 	}
 	if e := p.reserve(ctx, req, len(body)); e != nil {
 		return p.reject(e)
@@ -369,6 +383,7 @@ func (p *policyProcessor) responseHeaders(req *extprocv3.ProcessingRequest, hh *
 	if p.remaining != nil {
 		m.Set(hdrBudgetRemaining, p.remaining.Header())
 	}
+	p.cacheResponseHeaders(&m, h)
 	resp := continueResponseHeaders(&extprocv3.CommonResponse{HeaderMutation: m.proto()})
 	if !p.endpoint.Metered {
 		// Only metered responses carry usage; spare the other bodies a round trip
@@ -387,7 +402,9 @@ func (p *policyProcessor) responseBody(ctx context.Context, b *extprocv3.HttpBod
 	now := p.s.now()
 	p.lastResponse = now
 	p.renewIfDue(ctx, now)
-	if repl := p.meter.chunk(b.GetBody(), b.GetEndOfStream(), now); repl != nil {
+	repl := p.meter.chunk(b.GetBody(), b.GetEndOfStream(), now)
+	p.cacheChunk(ctx, b.GetBody(), b.GetEndOfStream(), repl != nil)
+	if repl != nil {
 		return continueResponseBody(&extprocv3.CommonResponse{
 			BodyMutation: &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_Body{Body: repl}},
 		})
