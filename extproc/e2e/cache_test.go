@@ -294,24 +294,42 @@ func TestCacheRedisOutage(t *testing.T) {
 	}
 }
 
-// TestCacheHitBudgets: a HIT costs $0 and leaves USD and token budgets
-// untouched, but counts against the request rate; its record says HIT and
-// what it saved, the MISS's cost at today's prices.
+// TestCacheHitBudgets: a HIT costs $0 and is not held to USD or token
+// budgets, even spent ones, but counts against the request rate; its
+// record says HIT and what it saved, the MISS's cost at today's prices.
+// The USD budget here admits the MISS (its worst case fits) and is spent by
+// it (the fake's usage costs $0.0219432), so that any other request is
+// refused. With the Redis ledger, requests reserve early, at their headers,
+// from the key's previous request: a HIT gives back such a guess (or
+// replaces it) and reserves request rates only.
 func TestCacheHitBudgets(t *testing.T) {
-	ledger := budget.NewMemoryLedger(0)
+	t.Run("memory ledger", func(t *testing.T) { testCacheHitBudgets(t, budget.NewMemoryLedger(0)) })
+	t.Run("redis ledger", func(t *testing.T) {
+		srv := redistest.Start(t)
+		rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), ContextTimeoutEnabled: true})
+		t.Cleanup(func() { rdb.Close() })
+		l, err := budget.NewRedisLedger(rdb, budget.RedisOptions{Timeout: 10 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		testCacheHitBudgets(t, l)
+	})
+}
+
+func testCacheHitBudgets(t *testing.T, ledger budget.Ledger) {
 	s := newCacheStack(t, stackOptions{ledger: ledger,
-		keyBudgets: `[{usd: 5, per: day}, {tokens: 1000000, per: day}, {requests: 3, per: minute}]`}, "")
+		keyBudgets: `[{usd: 0.022, per: day}, {tokens: 1000000, per: day}, {requests: 4, per: minute}]`}, "")
 	limits := []budget.Limit{
-		{Unit: budget.USD, Per: budget.Day, Max: 5_000_000_000_000},
+		{Unit: budget.USD, Per: budget.Day, Max: 22_000_000_000},
 		{Unit: budget.Tokens, Per: budget.Day, Max: 1_000_000},
-		{Unit: budget.Requests, Per: budget.Minute, Max: 3},
+		{Unit: budget.Requests, Per: budget.Minute, Max: 4},
 	}
 	body := cacheBody("claude-sonnet-4-5", false)
 	miss := cacheSend(t, s, gatewayKey, body, nil)
 	recs := s.records.wait(t, 1)
 	afterMiss := used(t, ledger, limits...)
-	if afterMiss[0] == 0 || afterMiss[1] == 0 || afterMiss[2] != 1 {
-		t.Fatalf("after the MISS: used %v; want a cost, tokens and 1 request", afterMiss)
+	if afterMiss[0] != recs[0].CostPicoUSD || afterMiss[0] < 21_000_000_000 || afterMiss[1] == 0 || afterMiss[2] != 1 {
+		t.Fatalf("after the MISS: used %v; want its cost %d, tokens and 1 request", afterMiss, recs[0].CostPicoUSD)
 	}
 	hits := []reply{cacheSend(t, s, gatewayKey, body, nil), cacheSend(t, s, gatewayKey, body, nil)}
 	wantStatuses(t, append([]reply{miss}, hits...), "MISS", "HIT", "HIT")
@@ -322,16 +340,23 @@ func TestCacheHitBudgets(t *testing.T) {
 	}
 	for _, r := range recs[1:] {
 		if r.CacheStatus != "HIT" || r.CostPicoUSD != 0 || r.Cost != pricing.FormatUSD(0) || r.CostSavedPicoUSD != recs[0].CostPicoUSD ||
-			r.Outcome != records.OutcomeOK || r.Status != 200 || r.BudgetOutcome != "allowed" || r.Usage.TotalTokens() != 0 {
-			t.Errorf("HIT record: status %d outcome %s cache %s cost %d %q saved %d (MISS cost %d) budget %s usage %+v",
-				r.Status, r.Outcome, r.CacheStatus, r.CostPicoUSD, r.Cost, r.CostSavedPicoUSD, recs[0].CostPicoUSD, r.BudgetOutcome, r.Usage)
+			r.Outcome != records.OutcomeOK || r.Status != 200 || r.BudgetOutcome != "allowed" || r.Usage.TotalTokens() != 0 || r.ReservedPicoUSD != 0 {
+			t.Errorf("HIT record: status %d outcome %s cache %s cost %d %q saved %d (MISS cost %d) budget %s reserved %d usage %+v",
+				r.Status, r.Outcome, r.CacheStatus, r.CostPicoUSD, r.Cost, r.CostSavedPicoUSD, recs[0].CostPicoUSD, r.BudgetOutcome, r.ReservedPicoUSD, r.Usage)
 		}
 	}
 	if recs[0].CacheStatus != "MISS" || recs[0].CostSavedPicoUSD != 0 {
 		t.Errorf("MISS record: cache %s saved %d", recs[0].CacheStatus, recs[0].CostSavedPicoUSD)
 	}
-	// The request rate is spent: a fourth request, a HIT or not, is refused.
-	if r := cacheSend(t, s, gatewayKey, body, nil); r.status != 429 {
-		t.Errorf("fourth request: status %d; want 429 (requests: 3 per minute)", r.status)
+	// Another request is held to the spent USD budget (a refusal counts no
+	// request); the cached one is not, until the request rate is spent.
+	if r := cacheSend(t, s, gatewayKey, cacheBody("claude-sonnet-4-5", true), nil); r.status != 429 || !strings.Contains(string(r.body), "budget") {
+		t.Errorf("a request not cached: status %d %s; want 429 for the spent USD budget", r.status, r.body)
+	}
+	if r := cacheSend(t, s, gatewayKey, body, nil); r.status != 200 || r.cacheStatus != "HIT" {
+		t.Errorf("fourth request: status %d %s; want a HIT", r.status, r.cacheStatus)
+	}
+	if r := cacheSend(t, s, gatewayKey, body, nil); r.status != 429 || !strings.Contains(string(r.body), "rate limit") {
+		t.Errorf("fifth request: status %d %s; want 429 (requests: 4 per minute)", r.status, r.body)
 	}
 }
