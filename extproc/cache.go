@@ -241,7 +241,12 @@ func rateOnly(req budget.Request) budget.Request {
 
 // hitReply is the immediate response that replays a cached entry: its body
 // byte for byte under its content-type (text/event-stream for a stream,
-// which the client reads as the events the provider sent).
+// which the client reads as the events the provider sent). Envoy keeps a
+// content-type that the reply's header mutation sets: in
+// Utility::prepareLocalReply (source/common/http/utility.cc) the mutation
+// (modify_headers) runs first, and text/plain is set only when no
+// content-type is there or local_reply_config rewrote the body, which none
+// of envoy.yaml's mappers does for a 200.
 func (p *policyProcessor) hitReply(e cache.Entry) *extprocv3.ProcessingResponse {
 	var m mutation
 	m.Set("content-type", e.ContentType)
