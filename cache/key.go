@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
-	"sort"
 	"strings"
 )
 
@@ -131,10 +130,12 @@ func canonicalize(body []byte, exclude []string) (*canonicalizer, error) {
 // the body (strings, numbers, literals) and punctuation, never copies, so
 // that sorting an object moves small values without pointers, not bytes.
 type canonicalizer struct {
-	in    []byte
-	pos   int
-	out   []piece
-	punct [len(punct)]byte
+	in      []byte
+	pos     int
+	out     []piece
+	punct   [len(punct)]byte
+	members []member // the members of the objects being read, innermost last
+	scratch []piece  // the copy an object's members are reordered from
 }
 
 // piece is in[off:off+n] or, when off is negative, the punctuation
@@ -295,7 +296,7 @@ func (c *canonicalizer) object(exclude [][]string, depth int) error {
 	c.pos++
 	c.out = append(c.out, openObj)
 	open := len(c.out)
-	var members []member
+	base := len(c.members) // c.members is a stack: nested objects use it above base
 	c.skipSpace()
 	if c.pos < len(c.in) && c.in[c.pos] == '}' {
 		c.pos++
@@ -320,7 +321,7 @@ func (c *canonicalizer) object(exclude [][]string, depth int) error {
 		c.skipSpace()
 		drop, below := matchExclude(exclude, name)
 		before := len(c.out)
-		if len(members) > 0 {
+		if len(c.members) > base {
 			c.out = append(c.out, comma)
 		}
 		start := len(c.out)
@@ -331,7 +332,7 @@ func (c *canonicalizer) object(exclude [][]string, depth int) error {
 		if drop {
 			c.out = c.out[:before]
 		} else {
-			members = append(members, member{name: name, start: start, end: len(c.out)})
+			c.members = append(c.members, member{name: name, start: start, end: len(c.out)})
 		}
 		c.skipSpace()
 		if c.pos >= len(c.in) {
@@ -347,13 +348,17 @@ func (c *canonicalizer) object(exclude [][]string, depth int) error {
 		c.pos++
 		break
 	}
-	less := func(i, j int) bool { return bytes.Compare(members[i].name, members[j].name) < 0 }
-	if sort.SliceIsSorted(members, less) {
+	members := c.members[base:]
+	defer func() { c.members = c.members[:base] }()
+	byName := func(a, b member) int { return bytes.Compare(a.name, b.name) }
+	if slices.IsSortedFunc(members, byName) {
 		c.out = append(c.out, closeObj)
 		return nil
 	}
-	sort.SliceStable(members, less)
-	body := slices.Clone(c.out[open:])
+	slices.SortStableFunc(members, byName)
+	// Nested objects are done by now, so the scratch copy is free to reuse.
+	body := append(c.scratch[:0], c.out[open:]...)
+	c.scratch = body
 	c.out = c.out[:open]
 	for i, m := range members {
 		if i > 0 {

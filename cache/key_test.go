@@ -12,6 +12,8 @@ func TestCanonical(t *testing.T) {
 		want     string
 	}{
 		{"sorted and compact", "{ \"b\" : 1 ,\n\t\"a\" : [ 2 , {\"z\":null,\"y\":true} ] }", nil, `{"a":[2,{"y":true,"z":null}],"b":1}`},
+		{"nested unsorted", `{"b":{"d":{"f":1,"e":2},"c":3},"a":[{"y":1,"x":{"q":1,"p":2}},{"k":{}}]}`, nil, `{"a":[{"x":{"p":2,"q":1},"y":1},{"k":{}}],"b":{"c":3,"d":{"e":2,"f":1}}}`},
+		{"exclude in an unsorted nest", `{"z":1,"metadata":{"user_id":"x","b":{"d":1,"c":2},"a":0}}`, []string{"metadata.user_id", "metadata.b.d"}, `{"metadata":{"a":0,"b":{"c":2}},"z":1}`},
 		{"numbers as written", `{"x":1.0,"y":1e3,"z":-0}`, nil, `{"x":1.0,"y":1e3,"z":-0}`},
 		{"strings as written", `{"s":"a\u0041\"b"}`, nil, `{"s":"a\u0041\"b"}`},
 		{"empty containers", `{"a":{},"b":[]}`, nil, `{"a":{},"b":[]}`},
