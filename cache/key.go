@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -84,14 +85,22 @@ func NewKey(in KeyInput) (Key, error) {
 	return k, nil
 }
 
+// ErrAmbiguousNames is returned for a body with an object whose member
+// names repeat, or are spelled with escapes: JSON parsers disagree on what
+// a repeated name means (the first or the last value), so no key could be
+// sure to stand for one request. Such a body is not cached.
+var ErrAmbiguousNames = errors.New("cache: canonical JSON: ambiguous member names")
+
 // maxDepth bounds the nesting of a body Canonical reads.
 const maxDepth = 512
 
 // Canonical returns body as canonical JSON: no insignificant whitespace, the
-// members of every object sorted by their names (bytewise, as written,
-// duplicates kept in their order), numbers and strings exactly as written,
+// members of every object sorted by their names (bytewise), numbers and
+// strings exactly as written,
 // and the members named by exclude (dotted paths from the root) left out.
-// Two bodies that differ only in member order or whitespace have the same
+// A body whose member names repeat or hold escapes is refused
+// (ErrAmbiguousNames). Two bodies that differ only in member order or
+// whitespace have the same
 // canonical form; two that spell a string or number differently ("\u0041"
 // and "A", 1.0 and 1) do not, which errs on the side of a miss. The body is
 // read once, without decoding it into Go values.
@@ -313,6 +322,9 @@ func (c *canonicalizer) object(exclude [][]string, depth int) error {
 		if err != nil {
 			return err
 		}
+		if bytes.IndexByte(name, '\\') >= 0 {
+			return fmt.Errorf("%w: member name %s has an escape", ErrAmbiguousNames, name)
+		}
 		c.skipSpace()
 		if c.pos >= len(c.in) || c.in[c.pos] != ':' {
 			return c.errorf("expected : after a member name")
@@ -351,11 +363,19 @@ func (c *canonicalizer) object(exclude [][]string, depth int) error {
 	members := c.members[base:]
 	defer func() { c.members = c.members[:base] }()
 	byName := func(a, b member) int { return bytes.Compare(a.name, b.name) }
-	if slices.IsSortedFunc(members, byName) {
+	sorted := slices.IsSortedFunc(members, byName)
+	if !sorted {
+		slices.SortStableFunc(members, byName)
+	}
+	for i := 1; i < len(members); i++ {
+		if bytes.Equal(members[i-1].name, members[i].name) {
+			return fmt.Errorf("%w: member %s appears twice", ErrAmbiguousNames, members[i].name)
+		}
+	}
+	if sorted {
 		c.out = append(c.out, closeObj)
 		return nil
 	}
-	slices.SortStableFunc(members, byName)
 	// Nested objects are done by now, so the scratch copy is free to reuse.
 	body := append(c.scratch[:0], c.out[open:]...)
 	c.scratch = body
@@ -376,10 +396,7 @@ func matchExclude(exclude [][]string, name []byte) (drop bool, below [][]string)
 	if len(exclude) == 0 {
 		return false, nil
 	}
-	var n string
-	if err := json.Unmarshal(name, &n); err != nil {
-		return false, nil
-	}
+	n := string(name[1 : len(name)-1]) // quoted, without escapes (object checks)
 	for _, p := range exclude {
 		if p[0] != n {
 			continue
