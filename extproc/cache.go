@@ -321,6 +321,14 @@ func (p *policyProcessor) cacheChunk(ctx context.Context, b []byte, end, cut boo
 	}
 }
 
+// finishHit settles and records a request answered from the cache: no
+// cost, no tokens.
+func (p *policyProcessor) finishHit(ctx context.Context) {
+	r, modelLabel := p.hitRecord(p.s.now())
+	p.settle(ctx, actualCost{})
+	p.s.record(r, modelLabel)
+}
+
 // hitRecord is the record of a request answered from the cache: status
 // 200, no cost, and the cost saved, the cached usage priced at today's
 // prices. It returns the record and its model label.

@@ -111,6 +111,8 @@ type policyProcessor struct {
 	released time.Time    // when the request went on to the provider
 	// requestCapture is the captured request body, when the policy opts in.
 	requestCapture string
+	// cache is the response cache's part (cache.go).
+	cache cacheState
 
 	// Budgets.
 	reservation   *budget.Reservation
@@ -133,7 +135,6 @@ type policyProcessor struct {
 	lastResponse time.Time
 	bodyBytes    int // the length of the body released to the router
 	meter        meter
-	cache        cacheState // the response cache (cache.go)
 }
 
 func newPolicyProcessor(s *Server) *policyProcessor { return &policyProcessor{s: s} }
@@ -145,14 +146,12 @@ func (p *policyProcessor) finish(ctx context.Context, _ error) {
 	if p.endpoint.Name == "" || p.endpoint.Probe {
 		return // a warm-up probe or a stream with no request: nothing to record
 	}
-	var r records.Record
-	var modelLabel string
 	if p.cache.hit != nil {
-		r, modelLabel = p.hitRecord(p.s.now())
-	} else {
-		r, modelLabel = p.buildRecord(p.s.now())
-		r.CacheStatus = p.cache.status
+		p.finishHit(ctx)
+		return
 	}
+
+	r, modelLabel := p.buildRecord(p.s.now())
 	p.settle(ctx, actualCost{costPicoUSD: r.CostPicoUSD, tokens: r.Usage.TotalTokens(), provider: r.Provider})
 	p.s.record(r, modelLabel)
 }

@@ -92,11 +92,12 @@ func NewServer(o Options) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{policies: o.Policies, formats: clientFormats(slices.Clone(o.ClientFormats)), translation: o.Translation,
-		log: o.Logger, metrics: o.Metrics, recorder: o.Recorder, ledger: o.Ledger, cache: o.Cache, now: o.Now,
+		log: o.Logger, metrics: o.Metrics, recorder: o.Recorder, ledger: o.Ledger, now: o.Now,
 		noEarlyReserve: o.NoEarlyReserve, earlyBodyTimeout: o.EarlyBodyTimeout}
 	if s.recorder == nil {
 		s.recorder = discardRecorder{}
 	}
+	s.cache = o.Cache
 	if s.log == nil {
 		s.log = zap.NewNop()
 	}
