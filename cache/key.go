@@ -23,8 +23,10 @@ type KeyInput struct {
 	// ("POST /v1/messages?beta=true"), ClientFormat the API the client
 	// speaks ("anthropic").
 	Endpoint, ClientFormat string
-	// Route is the resolved route's slug, Model the model the client asked
-	// for without a "@route/" prefix.
+	// Route is the resolved route's slug, Model the resolved model: the id
+	// the route sends its first provider, after the policy's mappings (the
+	// client's own model is in the body), so that a changed mapping is a
+	// miss.
 	Route, Model string
 	// Scope is the tenant: "team:<name>", "key:<id>" or "global".
 	Scope string

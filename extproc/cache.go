@@ -186,7 +186,7 @@ func (p *policyProcessor) cacheLookup(ctx context.Context, req clientformat.Requ
 	k, err := cache.NewKey(cache.KeyInput{
 		Body: body, Exclude: c.cfg.ExcludeFields,
 		Endpoint: p.method + " " + p.path, ClientFormat: p.format.Name(),
-		Route: p.route.Slug, Model: p.model, Scope: p.cacheScope(c.cfg.Scope), Headers: c.headers,
+		Route: p.route.Slug, Model: p.sentModel(""), Scope: p.cacheScope(c.cfg.Scope), Headers: c.headers,
 	})
 	if err != nil {
 		c.status = cacheBypass
