@@ -54,6 +54,9 @@ func (p *policyProcessor) reserve(ctx context.Context, r clientformat.Request, b
 		}
 	}
 	req, err := p.pol.BudgetRequest(in)
+	if p.cache.hit != nil {
+		req, err = rateOnly(req), nil // a cache hit: request rates only (cache.go)
+	}
 	if err != nil {
 		return invalidRequest("model %q has no price, so it cannot be held to a USD budget; add its price to the policy (pricing.models)", p.model)
 	}

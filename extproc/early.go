@@ -234,7 +234,7 @@ func (p *policyProcessor) reserveWith(ctx context.Context, in policy.BudgetInput
 		// The ledger is down or too slow: so it would be for the request.
 		p.s.metrics.early[earlyFailed].Inc()
 		return e.dec, e.err
-	case sameNeeds(e.in, in):
+	case sameNeeds(e.in, in) && p.cache.hit == nil: // a hit reserves request rates only
 		p.s.metrics.early[earlyKept].Inc()
 		return e.dec, nil
 	case e.dec.Allowed:

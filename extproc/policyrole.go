@@ -111,6 +111,8 @@ type policyProcessor struct {
 	released time.Time    // when the request went on to the provider
 	// requestCapture is the captured request body, when the policy opts in.
 	requestCapture string
+	// cache is the response cache's part (cache.go).
+	cache cacheState
 
 	// Budgets.
 	reservation   *budget.Reservation
@@ -147,6 +149,11 @@ func (p *policyProcessor) finish(ctx context.Context, _ error) {
 	if p.endpoint.Name == "" || p.endpoint.Probe {
 		return // a warm-up probe or a stream with no request: nothing to record
 	}
+	if p.cache.hit != nil {
+		p.finishHit(ctx)
+		return
+	}
+
 	r, modelLabel := p.buildRecord(p.s.now())
 	p.settle(ctx, actualCost{costPicoUSD: r.CostPicoUSD, tokens: r.Usage.TotalTokens(), provider: r.Provider})
 	if p.cut && p.s.endings != nil {
@@ -237,6 +244,9 @@ func (p *policyProcessor) requestHeaders(ctx context.Context, hh *extprocv3.Http
 
 	var m mutation
 	removeClientOnly(&m, h)
+	if e := p.readCacheHeaders(&m, h); e != nil {
+		return p.reject(e)
+	}
 	if !hh.GetEndOfStream() {
 		// The body decides the rest. In BUFFERED mode Envoy holds the headers until
 		// the body reply, so routing set there still reaches the router. The
@@ -296,6 +306,9 @@ func (p *policyProcessor) requestBody(ctx context.Context, b *extprocv3.HttpBody
 	}
 	if e := p.checkPriced(); e != nil {
 		return p.reject(e)
+	}
+	if resp := p.cacheLookup(ctx, req, body); resp != nil {
+		return resp
 	}
 	if e := p.reserve(ctx, req, len(body)); e != nil {
 		return p.reject(e)
@@ -381,6 +394,7 @@ func (p *policyProcessor) responseHeaders(req *extprocv3.ProcessingRequest, hh *
 	if p.remaining != nil {
 		m.Set(hdrBudgetRemaining, p.remaining.Header())
 	}
+	p.cacheResponseHeaders(&m, h)
 	resp := continueResponseHeaders(&extprocv3.CommonResponse{HeaderMutation: m.proto()})
 	if !p.endpoint.Metered {
 		// Only metered responses carry usage; spare the other bodies a round trip
@@ -399,7 +413,9 @@ func (p *policyProcessor) responseBody(ctx context.Context, b *extprocv3.HttpBod
 	now := p.s.now()
 	p.lastResponse = now
 	p.renewIfDue(ctx, now)
-	if repl := p.meter.chunk(b.GetBody(), b.GetEndOfStream(), now); repl != nil {
+	repl := p.meter.chunk(b.GetBody(), b.GetEndOfStream(), now)
+	p.cacheChunk(ctx, b.GetBody(), b.GetEndOfStream(), repl != nil)
+	if repl != nil {
 		return continueResponseBody(&extprocv3.CommonResponse{
 			BodyMutation: &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_Body{Body: repl}},
 		})

@@ -163,6 +163,7 @@ func (p *policyProcessor) baseRecord(end time.Time) records.Record {
 		Attempts:             p.attempts,
 		LatencyMS:            ms(end.Sub(p.start)),
 		BudgetOutcome:        p.budgetOutcome,
+		CacheStatus:          p.cache.status,
 		MaxTokensFitted:      p.fitted.maxTokens,
 		ThinkingBudgetFitted: p.fitted.thinking,
 		RequestBody:          p.requestCapture,

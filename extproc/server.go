@@ -48,11 +48,14 @@ type Options struct {
 	// an attempt without one. The wiring sets it to package provider's
 	// Translation.
 	Translation func(clientFormat, providerType string) (Translation, bool)
-	Logger      *zap.Logger      // default: no logging
-	Metrics     *Metrics         // default: metrics not exported
-	Recorder    Recorder         // default: records discarded
-	Ledger      budget.Ledger    // default: no budgets are enforced
-	Now         func() time.Time // default: time.Now
+	Logger      *zap.Logger   // default: no logging
+	Metrics     *Metrics      // default: metrics not exported
+	Recorder    Recorder      // default: records discarded
+	Ledger      budget.Ledger // default: no budgets are enforced
+	// Cache stores responses for the routes whose policy caches them
+	// (default: nothing is cached).
+	Cache ResponseCache
+	Now   func() time.Time // default: time.Now
 	// NoEarlyReserve turns off early reservations (early.go): every budget
 	// check then waits for the body and makes its ledger round trip there.
 	NoEarlyReserve bool
@@ -81,6 +84,7 @@ type Server struct {
 	metrics     *Metrics
 	recorder    Recorder
 	ledger      budget.Ledger
+	cache       ResponseCache
 	now         func() time.Time
 
 	noEarlyReserve   bool
@@ -105,6 +109,7 @@ func NewServer(o Options) (*Server, error) {
 	if s.recorder == nil {
 		s.recorder = discardRecorder{}
 	}
+	s.cache = o.Cache
 	if s.log == nil {
 		s.log = zap.NewNop()
 	}

@@ -27,6 +27,7 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/tollgate-dev/tollgate/cache"
 	"github.com/tollgate-dev/tollgate/clientformat/anthropic"
 	"github.com/tollgate-dev/tollgate/extproc"
 	"github.com/tollgate-dev/tollgate/policy"
@@ -192,10 +193,14 @@ func Run(ctx context.Context, c Config, logOut io.Writer) error {
 		return err
 	}
 	defer closeLedger()
+	store, storeKind, err := openCache(rdb, reg)
+	if err != nil {
+		return err
+	}
 	budgetAPI := budget.NewAPIHandler(ledger, func() *budget.Config { return watcher.Current().Budgets }, token, log.Named("budget"))
 
 	srv, err := extproc.NewServer(extproc.Options{
-		Policies: watcher, Logger: log, Metrics: extproc.NewMetrics(reg), Recorder: rec.writer, Ledger: ledger,
+		Policies: watcher, Logger: log, Metrics: extproc.NewMetrics(reg), Recorder: rec.writer, Ledger: ledger, Cache: store,
 		ClientFormats:  []extproc.ClientFormat{anthropic.Format{}},
 		NoEarlyReserve: !c.BudgetEarlyReserve, EarlyBodyTimeout: c.BudgetEarlyBodyTimeout,
 		Endings: openEndings(rdb), EndingWait: c.EndingWait,
@@ -247,7 +252,7 @@ func Run(ctx context.Context, c Config, logOut io.Writer) error {
 		}
 	}()
 	log.Info("tollgate serving", zap.String("version", c.Version), zap.String("grpc", grpcLis.Addr().String()),
-		zap.String("admin", adminLis.Addr().String()), zap.String("policy", pol.Source), zap.String("records", rec.describe), zap.String("budgets", ledgerKind))
+		zap.String("admin", adminLis.Addr().String()), zap.String("policy", pol.Source), zap.String("records", rec.describe), zap.String("budgets", ledgerKind), zap.String("cache", storeKind))
 
 	var runErr error
 	select {
@@ -333,4 +338,20 @@ type redisLogger struct{ log *zap.Logger }
 // Printf implements go-redis's internal.Logging.
 func (l redisLogger) Printf(_ context.Context, format string, v ...any) {
 	l.log.Warn(strings.TrimSpace(strings.TrimPrefix(fmt.Sprintf(format, v...), "redis: ")))
+}
+
+// openCache returns the response cache store: in Redis when there is one
+// (shared by every replica), else in memory (an LRU of
+// cache.DefaultMemoryBytes). It caches only for the routes and teams whose
+// policy says so.
+func openCache(rdb *redis.Client, reg prometheus.Registerer) (extproc.ResponseCache, string, error) {
+	m := cache.NewMetrics(reg)
+	if rdb == nil {
+		return cache.NewMemory(cache.MemoryOptions{Metrics: m}), "memory", nil
+	}
+	r, err := cache.NewRedis(rdb, cache.RedisOptions{Metrics: m})
+	if err != nil {
+		return nil, "", err
+	}
+	return r, "redis", nil
 }

@@ -24,7 +24,7 @@ import (
 var (
 	rootFields = []string{"version", "providers", "routes", "default_route", "keys", "pricing",
 		"budget_timezone", "budget_fail_mode", "budget_when_short", "budget_fit_floor", "budget_exempt", "teams", "users", "projects", "sessions", "global"}
-	routeFields   = []string{"chain", "cluster", "models", "capture_bodies", "fallback_on", "max_attempts", "per_try_timeout", "per_try_idle_timeout"}
+	routeFields   = []string{"chain", "cluster", "models", "capture_bodies", "cache", "fallback_on", "max_attempts", "per_try_timeout", "per_try_idle_timeout"}
 	keyFields     = []string{"id", "sha256", "user", "team", "project", "metadata", "budgets"}
 	pricingFields = []string{"unknown_models", "models"}
 	priceFields   = []string{"input", "output", "cache_read", "cache_write_5m", "cache_write_1h", "long_context", "web_search_per_1k"}
@@ -447,6 +447,8 @@ func (d *decoder) routes(n *yaml.Node) ([]*routeDraft, bool) {
 				rd.r.Models = d.stringMap(fv, path+".models")
 			case "capture_bodies":
 				rd.r.CaptureBodies = d.captureBodies(fv, path+".capture_bodies")
+			case "cache":
+				rd.r.Cache = d.cache(fv, path+".cache")
 			case "fallback_on":
 				d.fallbackOn(fv, path+".fallback_on", &fd)
 			case "max_attempts":

@@ -15,7 +15,7 @@ import (
 
 // The fields of the budget sections.
 var (
-	teamFields     = []string{"budgets", "capture_bodies"}
+	teamFields     = []string{"budgets", "capture_bodies", "cache"}
 	scopeFields    = []string{"budgets"}
 	sessionFields  = []string{"budgets", "ttl"}
 	budgetFields   = []string{"usd", "tokens", "requests", "concurrent", "per", "when_short"}
@@ -88,8 +88,11 @@ func (d *decoder) budgetSection(p *Policy, s *budgetSections, name string, key, 
 				t = &Team{Name: entry}
 				p.Teams[entry] = t
 			}
-			if field == "capture_bodies" {
+			switch field {
+			case "capture_bodies":
 				t.CaptureBodies = d.captureBodies(fv, path)
+			case "cache":
+				t.Cache, t.CacheSet = d.cache(fv, path), true
 			}
 		})
 	case "users":

@@ -36,7 +36,7 @@ func TestParseRules(t *testing.T) {
 				"    retries: 3",
 				"keys: [{id: k, sha256: "+hashK+"}]",
 			),
-			want: []string{`p.yaml:6:5: routes.r: unknown field "retries"; known fields: chain, cluster, models, capture_bodies, fallback_on, max_attempts, per_try_timeout, per_try_idle_timeout`},
+			want: []string{`p.yaml:6:5: routes.r: unknown field "retries"; known fields: chain, cluster, models, capture_bodies, cache, fallback_on, max_attempts, per_try_timeout, per_try_idle_timeout`},
 		},
 		{
 			name: "unknown provider field",
@@ -86,7 +86,7 @@ func TestParseRules(t *testing.T) {
 				`p.yaml:8:7: routes.r.chain: must name at least one provider`,
 				`p.yaml:8:14: routes.r.chain: expected a sequence of provider names, got a string`,
 				`p.yaml:8:26: routes.r.cluster: expected a string, got an integer; quote it if it is meant as text`,
-				`p.yaml:9:6: routes.s: expected a mapping with fields chain, cluster, models, capture_bodies, fallback_on, max_attempts, per_try_timeout, per_try_idle_timeout, got a sequence`,
+				`p.yaml:9:6: routes.s: expected a mapping with fields chain, cluster, models, capture_bodies, cache, fallback_on, max_attempts, per_try_timeout, per_try_idle_timeout, got a sequence`,
 				`p.yaml:12:93: keys[0].user: expected a string, got a boolean; quote it if it is meant as text`,
 				`p.yaml:12:109: keys[0].metadata: expected a mapping, got a sequence`,
 			},

@@ -119,6 +119,9 @@ type Route struct {
 	// bodies captured in cost records of this route; 0 captures none. See
 	// Policy.CaptureLimit.
 	CaptureBodies int
+	// Cache is the route's response cache; nil caches nothing. See
+	// Policy.CacheFor.
+	Cache *Cache
 	// Fallback says when a request moves on to the next provider of Chain
 	// and how long each attempt may take. Envoy carries it out (the route's
 	// retry policy); it is filled with its defaults when the file says
@@ -172,6 +175,10 @@ type Team struct {
 	// CaptureBodies is the body capture cap of the team's requests, in bytes;
 	// 0 captures none. See Policy.CaptureLimit.
 	CaptureBodies int
+	// Cache is the team's response cache setting, which replaces the
+	// route's when CacheSet (a nil Cache then caches nothing for the team).
+	Cache    *Cache
+	CacheSet bool
 }
 
 // LoadOptions carries what loading a policy needs from the outside world.

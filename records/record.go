@@ -100,9 +100,15 @@ type Record struct {
 
 	LatencyMS float64 `json:"latency_ms"`
 	TTFTMS    float64 `json:"ttft_ms,omitempty"` // time to the first response body byte
-	// CacheStatus is HIT, MISS, REFRESH or BYPASS once the response cache exists.
-	CacheStatus   string `json:"cache_status,omitempty"`
-	BudgetOutcome string `json:"budget_outcome,omitempty"`
+	// CacheStatus is what the response cache did: HIT, MISS, REFRESH or
+	// BYPASS; empty when the request's route and team do not cache.
+	CacheStatus string `json:"cache_status,omitempty"`
+	// CostSavedPicoUSD is, for a cache hit, what the cached response would
+	// cost now: its usage priced at today's prices (CostSaved as decimal
+	// USD). A hit itself costs nothing.
+	CostSavedPicoUSD int64  `json:"cost_saved_pico_usd,omitempty"`
+	CostSaved        string `json:"cost_saved_usd,omitempty"`
+	BudgetOutcome    string `json:"budget_outcome,omitempty"`
 	// ReservationID is the budget ledger's id of the request's reservation,
 	// and ReservedPicoUSD the worst-case cost it held, when budgets apply.
 	ReservationID   string `json:"reservation_id,omitempty"`

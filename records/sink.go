@@ -152,6 +152,9 @@ func (s logSink) Write(_ context.Context, recs []Record) error {
 		if r.CacheStatus != "" {
 			fields = append(fields, zap.String("cache_status", r.CacheStatus))
 		}
+		if r.CostSaved != "" {
+			fields = append(fields, zap.String("cost_saved_usd", r.CostSaved))
+		}
 		if r.BudgetOutcome != "" {
 			fields = append(fields, zap.String("budget_outcome", r.BudgetOutcome))
 		}

@@ -59,7 +59,7 @@ func TestBenchCommandSmoke(t *testing.T) {
 	if len(rep.Scenarios) != 4 {
 		t.Fatalf("%d scenarios", len(rep.Scenarios))
 	}
-	for _, sc := range rep.Scenarios[:3] {
+	for _, sc := range rep.Scenarios {
 		for _, target := range []string{"tollgate", "echo"} {
 			r := sc.Run(target, bench.LoopOpen)
 			if r == nil || r.Requests == 0 || r.Errors != 0 || r.CPU == nil || r.Allocs == nil {
@@ -70,8 +70,13 @@ func TestBenchCommandSmoke(t *testing.T) {
 			t.Errorf("%s: no Tollgate handler times", sc.Name)
 		}
 	}
-	if s := rep.Scenarios[3]; s.Status != bench.StatusNotYet || len(s.Runs) != 0 {
+	// The cache-hit scenario's requests after the first misses end at their
+	// body (Tollgate's HIT): no upstream attempt, no response chunk.
+	if s := rep.Scenarios[3]; s.Name != "cache-hit" || s.Run("tollgate", bench.LoopOpen).Phase(bench.PhasePolicyRequestBody) == nil ||
+		s.Run("echo", bench.LoopOpen).Phase(bench.PhaseResponseChunk) != nil {
 		t.Errorf("cache-hit: %+v", s)
+	} else if r := s.Run("tollgate", bench.LoopOpen); r.Phase(bench.PhaseAdapterRequestHeaders) != nil && r.Phase(bench.PhaseAdapterRequestHeaders).Count >= uint64(r.Requests) {
+		t.Errorf("cache-hit: every one of %d requests went upstream: no HIT", r.Requests)
 	}
 	if !strings.Contains(rep.Settings.Servers, "ballast") || rep.Machine.Cores == 0 {
 		t.Errorf("settings %+v machine %+v", rep.Settings, rep.Machine)

@@ -119,6 +119,8 @@ type stackOptions struct {
 	extraKeys  string           // more entries of the policy's keys list, one "  - {...}" line each
 	// earlyBodyTimeout is extproc.Options.EarlyBodyTimeout.
 	earlyBodyTimeout time.Duration
+	cache            extproc.ResponseCache // default: none, nothing cached
+	now              func() time.Time      // default: time.Now
 }
 
 type fixedPolicy struct{ p *policy.Policy }
@@ -173,7 +175,7 @@ keys:
 	}
 	srv, err := extproc.NewServer(extproc.Options{Policies: fixedPolicy{p}, ClientFormats: []extproc.ClientFormat{anthropicfmt.Format{}}, Translation: translations,
 		Recorder: o.recorder, Metrics: extproc.NewMetrics(s.reg), Ledger: o.ledger, EarlyBodyTimeout: o.earlyBodyTimeout,
-		Endings: endings.NewMemory(0, nil)})
+		Endings: endings.NewMemory(0, nil), Cache: o.cache, Now: o.now})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -148,7 +148,8 @@ func TestScenarioFilesLoad(t *testing.T) {
 		}
 	}
 	if !byName["budget-redis"].Ready() || byName["budget-redis"].Server.Policy == "" || byName["budget-redis"].Server.Default() ||
-		byName["cache-hit"].Ready() || !byName["deny-bad-key"].Deny() {
+		!byName["cache-hit"].Ready() || !byName["cache-hit"].CacheHit() || !strings.Contains(byName["cache-hit"].Server.Policy, "cache: {ttl: 1h}") ||
+		!byName["deny-bad-key"].Deny() {
 		t.Error("statuses or expectations wrong")
 	}
 	// The fallback scenario: attempt 1 to demo fails with 529, attempt 2 to

@@ -363,6 +363,15 @@ func (pl *player) play(ctx context.Context, start time.Time, hk hooks) ([]sample
 			return nil, err
 		}
 		samples = append(samples, sample{PhasePolicyRequestBody, d})
+		if s.CacheHit() {
+			done, err := pl.cacheHit(resp)
+			if err != nil {
+				return nil, err
+			}
+			if done {
+				return samples, nil
+			}
+		}
 		if err := immediateError(resp, "policy request_body"); err != nil {
 			return nil, err
 		}
@@ -544,4 +553,31 @@ func (d dynamicMetadata) forward(f Filter) *corev3.Metadata {
 		}
 	}
 	return md
+}
+
+// cacheHit checks the policy role's reply to the request body of a
+// cache_hit scenario and reports whether the request ends there, as Envoy
+// ends it after an immediate response (a local reply; the stream closes).
+// Tollgate's reply must be a 200 with x-tollgate-cache-status: HIT, except
+// for a reply that continues: one of the first requests, a miss, which is
+// played through and fills the cache. A target that continues and is not
+// checked (the echo) ends there too, so that both play the same messages.
+func (pl *player) cacheHit(resp *extprocv3.ProcessingResponse) (done bool, err error) {
+	ir := resp.GetImmediateResponse()
+	if ir == nil {
+		return !pl.strict, nil
+	}
+	if !pl.strict {
+		return true, nil
+	}
+	hit := false
+	for _, h := range ir.GetHeaders().GetSetHeaders() {
+		if h.GetHeader().GetKey() == "x-tollgate-cache-status" && string(h.GetHeader().GetRawValue()) == "HIT" {
+			hit = true
+		}
+	}
+	if ir.GetStatus().GetCode() != 200 || !hit {
+		return true, fmt.Errorf("policy request_body: immediate response %d without x-tollgate-cache-status: HIT: %.200s", ir.GetStatus().GetCode(), ir.GetBody())
+	}
+	return true, nil
 }

@@ -153,7 +153,7 @@ func RunScenario(ctx context.Context, s *Scenario, targets []*Target, o Options)
 	if err != nil {
 		return nil, err
 	}
-	if !s.Deny() {
+	if !s.Deny() && !s.CacheHit() {
 		sr.Chunks = p.responseMessages()
 	}
 	players := make([]*player, len(targets))

@@ -53,8 +53,11 @@ type Scenario struct {
 	Adapter  AdapterSpec  `yaml:"adapter"`
 	Response ResponseSpec `yaml:"response"`
 	// Expect is what Tollgate must answer: "continue" (the request goes to the
-	// provider; the default) or "deny" (an immediate response to the request
-	// headers, e.g. a bad key). Replies are checked for Tollgate only.
+	// provider; the default), "deny" (an immediate response to the request
+	// headers, e.g. a bad key) or "cache_hit" (an immediate 200 to the
+	// request body with x-tollgate-cache-status: HIT, once the first
+	// requests, played through as misses, have filled the cache). Replies
+	// are checked for Tollgate only.
 	Expect string `yaml:"expect"`
 	// DenyStatus is the HTTP status an expected denial carries (default 401).
 	DenyStatus int `yaml:"deny_status"`
@@ -182,6 +185,13 @@ func (s *Scenario) Streaming() bool { return s.Response.Kind == "sse" }
 
 // Deny reports whether Tollgate is expected to refuse the request at its headers.
 func (s *Scenario) Deny() bool { return s.Expect == "deny" }
+
+// expectCacheHit is the Expect of a scenario answered from the response cache.
+const expectCacheHit = "cache_hit"
+
+// CacheHit reports whether Tollgate is expected to answer the request's body
+// from its response cache.
+func (s *Scenario) CacheHit() bool { return s.Expect == expectCacheHit }
 
 // LoadScenarios reads every *.yaml file of fsys, in file name order. Unknown
 // fields are errors.
@@ -326,9 +336,9 @@ func (s *Scenario) defaults() error {
 	switch s.Expect {
 	case "":
 		s.Expect = "continue"
-	case "continue", "deny":
+	case "continue", "deny", expectCacheHit:
 	default:
-		bad("expect %q: want continue or deny", s.Expect)
+		bad("expect %q: want continue, deny or %s", s.Expect, expectCacheHit)
 	}
 	if s.DenyStatus == 0 {
 		s.DenyStatus = 401
@@ -340,7 +350,7 @@ func (s *Scenario) defaults() error {
 		if !slices.IsSorted(h.At) || h.At[0] < 1 {
 			bad("hold.at %v: increasing chunk counts, from 1", h.At)
 		}
-		if s.Deny() || !s.Streaming() {
+		if s.Deny() || s.CacheHit() || !s.Streaming() {
 			bad("hold needs an SSE response that Tollgate lets through")
 		} else if last := h.At[len(h.At)-1]; last >= s.Response.Events {
 			bad("hold.at %d: the response has only %d events", last, s.Response.Events)

@@ -1,0 +1,412 @@
+package cache
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// KeyInput is everything that decides a cached answer.
+type KeyInput struct {
+	// Body is the request body, JSON. It enters the key in canonical form
+	// (see Canonical), without the Exclude fields.
+	Body []byte
+	// Exclude lists fields of the body left out of the key, as dotted paths
+	// of object members from the root ("metadata.user_id").
+	Exclude []string
+	// Endpoint is the request's method and path with its query
+	// ("POST /v1/messages?beta=true"), ClientFormat the API the client
+	// speaks ("anthropic").
+	Endpoint, ClientFormat string
+	// Route is the resolved route's slug, Model the resolved model: the id
+	// the route sends its first provider, after the policy's mappings (the
+	// client's own model is in the body), so that a changed mapping is a
+	// miss.
+	Route, Model string
+	// Scope is the tenant: "team:<name>", "key:<id>" or "global".
+	Scope string
+	// Headers are the request headers that change the answer, name and
+	// value; an absent header is absent here too. The order does not matter.
+	Headers []Header
+}
+
+// Header is a request header that enters a key.
+type Header struct{ Name, Value string }
+
+// NewKey returns the SHA-256 of in: every field but Body and Exclude, each
+// length-prefixed so that no two inputs run together, the headers sorted by
+// name, and then the canonical body. An error means the body is not JSON.
+func NewKey(in KeyInput) (Key, error) {
+	c, err := canonicalize(in.Body, in.Exclude)
+	if err != nil {
+		return Key{}, err
+	}
+	h := sha256.New()
+	var lenBuf [binary.MaxVarintLen64]byte
+	field := func(s string) {
+		h.Write(binary.AppendUvarint(lenBuf[:0], uint64(len(s))))
+		h.Write([]byte(s))
+	}
+	field("tollgate-cache-v1")
+	field(in.Endpoint)
+	field(in.ClientFormat)
+	field(in.Route)
+	field(in.Model)
+	field(in.Scope)
+	hs := slices.Clone(in.Headers)
+	slices.SortFunc(hs, func(a, b Header) int { return strings.Compare(a.Name, b.Name) })
+	h.Write(binary.AppendUvarint(lenBuf[:0], uint64(len(hs))))
+	for _, x := range hs {
+		field(strings.ToLower(x.Name))
+		field(x.Value)
+	}
+	// Small pieces are gathered into buf: one Write per piece would cost
+	// more than the hashing itself.
+	var buf [4096]byte
+	n := 0
+	for _, p := range c.out {
+		b := c.bytes(p)
+		if n+len(b) > len(buf) {
+			h.Write(buf[:n])
+			n = 0
+		}
+		if len(b) > len(buf)/2 {
+			h.Write(b)
+			continue
+		}
+		n += copy(buf[n:], b)
+	}
+	h.Write(buf[:n])
+	var k Key
+	h.Sum(k[:0])
+	return k, nil
+}
+
+// ErrAmbiguousNames is returned for a body with an object whose member
+// names repeat, or are spelled with escapes: JSON parsers disagree on what
+// a repeated name means (the first or the last value), so no key could be
+// sure to stand for one request. Such a body is not cached.
+var ErrAmbiguousNames = errors.New("cache: canonical JSON: ambiguous member names")
+
+// maxDepth bounds the nesting of a body Canonical reads.
+const maxDepth = 512
+
+// Canonical returns body as canonical JSON: no insignificant whitespace, the
+// members of every object sorted by their names (bytewise), numbers and
+// strings exactly as written,
+// and the members named by exclude (dotted paths from the root) left out.
+// A body whose member names repeat or hold escapes is refused
+// (ErrAmbiguousNames). Two bodies that differ only in member order or
+// whitespace have the same
+// canonical form; two that spell a string or number differently ("\u0041"
+// and "A", 1.0 and 1) do not, which errs on the side of a miss. The body is
+// read once, without decoding it into Go values.
+func Canonical(body []byte, exclude []string) ([]byte, error) {
+	c, err := canonicalize(body, exclude)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, 0, len(body))
+	for _, p := range c.out {
+		out = append(out, c.bytes(p)...)
+	}
+	return out, nil
+}
+
+// canonicalize reads body into c.out, the pieces of its canonical form.
+func canonicalize(body []byte, exclude []string) (*canonicalizer, error) {
+	c := &canonicalizer{in: body, out: make([]piece, 0, 16+len(body)/32)}
+	copy(c.punct[:], punct)
+	var paths [][]string
+	for _, p := range exclude {
+		paths = append(paths, strings.Split(p, "."))
+	}
+	c.skipSpace()
+	if err := c.value(paths, 0); err != nil {
+		return nil, err
+	}
+	c.skipSpace()
+	if c.pos != len(c.in) {
+		return nil, c.errorf("data after the top-level value")
+	}
+	return c, nil
+}
+
+// canonicalizer holds the canonical form of a body as pieces: ranges of
+// the body (strings, numbers, literals) and punctuation, never copies, so
+// that sorting an object moves small values without pointers, not bytes.
+type canonicalizer struct {
+	in      []byte
+	pos     int
+	out     []piece
+	punct   [len(punct)]byte
+	members []member // the members of the objects being read, innermost last
+	scratch []piece  // the copy an object's members are reordered from
+}
+
+// piece is in[off:off+n] or, when off is negative, the punctuation
+// character at -off-1 of punct.
+type piece struct{ off, n int32 }
+
+const punct = "{}[],:"
+
+var (
+	openObj, closeObj = piece{-1, 1}, piece{-2, 1}
+	openArr, closeArr = piece{-3, 1}, piece{-4, 1}
+	comma, colon      = piece{-5, 1}, piece{-6, 1}
+)
+
+// span is the piece of in[start:end].
+func span(start, end int) piece { return piece{int32(start), int32(end - start)} }
+
+// bytes returns the bytes of p.
+func (c *canonicalizer) bytes(p piece) []byte {
+	if p.off < 0 {
+		i := -p.off - 1
+		return c.punct[i : i+1]
+	}
+	return c.in[p.off : p.off+p.n]
+}
+
+func (c *canonicalizer) errorf(format string, args ...any) error {
+	return fmt.Errorf("cache: canonical JSON: offset %d: %s", c.pos, fmt.Sprintf(format, args...))
+}
+
+func (c *canonicalizer) skipSpace() {
+	for c.pos < len(c.in) {
+		switch c.in[c.pos] {
+		case ' ', '\t', '\n', '\r':
+			c.pos++
+		default:
+			return
+		}
+	}
+}
+
+// value copies the value at c.pos to c.out; exclude holds the paths still
+// to match below it.
+func (c *canonicalizer) value(exclude [][]string, depth int) error {
+	if depth > maxDepth {
+		return c.errorf("nested deeper than %d", maxDepth)
+	}
+	if c.pos >= len(c.in) {
+		return c.errorf("unexpected end")
+	}
+	switch b := c.in[c.pos]; {
+	case b == '{':
+		return c.object(exclude, depth)
+	case b == '[':
+		return c.array(depth)
+	case b == '"':
+		start := c.pos
+		if _, err := c.str(); err != nil {
+			return err
+		}
+		c.out = append(c.out, span(start, c.pos))
+		return nil
+	case b == '-' || (b >= '0' && b <= '9'):
+		return c.number()
+	}
+	for _, lit := range []string{"true", "false", "null"} {
+		if bytes.HasPrefix(c.in[c.pos:], []byte(lit)) {
+			c.out = append(c.out, span(c.pos, c.pos+len(lit)))
+			c.pos += len(lit)
+			return nil
+		}
+	}
+	return c.errorf("unexpected %q", c.in[c.pos])
+}
+
+// str returns the string at c.pos, quotes included, as written. It finds
+// the closing quote with bytes.IndexByte (a quote after an odd number of
+// backslashes is escaped) and checks nothing else inside: the client
+// format has read the body as JSON already.
+func (c *canonicalizer) str() ([]byte, error) {
+	start := c.pos
+	c.pos++
+	for {
+		i := bytes.IndexByte(c.in[c.pos:], '"')
+		if i < 0 {
+			c.pos = len(c.in)
+			return nil, c.errorf("unterminated string")
+		}
+		q := c.pos + i
+		c.pos = q + 1
+		n := 0
+		for j := q - 1; j > start && c.in[j] == '\\'; j-- {
+			n++
+		}
+		if n%2 == 0 {
+			return c.in[start:c.pos], nil
+		}
+	}
+}
+
+func (c *canonicalizer) number() error {
+	start := c.pos
+	for c.pos < len(c.in) {
+		switch b := c.in[c.pos]; {
+		case b >= '0' && b <= '9', b == '-', b == '+', b == '.', b == 'e', b == 'E':
+			c.pos++
+			continue
+		}
+		break
+	}
+	if !json.Valid(c.in[start:c.pos]) {
+		return c.errorf("invalid number %q", c.in[start:c.pos])
+	}
+	c.out = append(c.out, span(start, c.pos))
+	return nil
+}
+
+func (c *canonicalizer) array(depth int) error {
+	c.pos++
+	c.out = append(c.out, openArr)
+	c.skipSpace()
+	if c.pos < len(c.in) && c.in[c.pos] == ']' {
+		c.pos++
+		c.out = append(c.out, closeArr)
+		return nil
+	}
+	for {
+		c.skipSpace()
+		if err := c.value(nil, depth+1); err != nil {
+			return err
+		}
+		c.skipSpace()
+		if c.pos >= len(c.in) {
+			return c.errorf("unterminated array")
+		}
+		switch c.in[c.pos] {
+		case ',':
+			c.pos++
+			c.out = append(c.out, comma)
+		case ']':
+			c.pos++
+			c.out = append(c.out, closeArr)
+			return nil
+		default:
+			return c.errorf("expected , or ] in an array")
+		}
+	}
+}
+
+// member is one object member in c.out: name is its name as written, and
+// out[start:end] is "name":value.
+type member struct {
+	name       []byte
+	start, end int
+}
+
+func (c *canonicalizer) object(exclude [][]string, depth int) error {
+	c.pos++
+	c.out = append(c.out, openObj)
+	open := len(c.out)
+	base := len(c.members) // c.members is a stack: nested objects use it above base
+	c.skipSpace()
+	if c.pos < len(c.in) && c.in[c.pos] == '}' {
+		c.pos++
+		c.out = append(c.out, closeObj)
+		return nil
+	}
+	for {
+		c.skipSpace()
+		if c.pos >= len(c.in) || c.in[c.pos] != '"' {
+			return c.errorf("expected a member name")
+		}
+		nameStart := c.pos
+		name, err := c.str()
+		if err != nil {
+			return err
+		}
+		if bytes.IndexByte(name, '\\') >= 0 {
+			return fmt.Errorf("%w: member name %s has an escape", ErrAmbiguousNames, name)
+		}
+		c.skipSpace()
+		if c.pos >= len(c.in) || c.in[c.pos] != ':' {
+			return c.errorf("expected : after a member name")
+		}
+		c.pos++
+		c.skipSpace()
+		drop, below := matchExclude(exclude, name)
+		before := len(c.out)
+		if len(c.members) > base {
+			c.out = append(c.out, comma)
+		}
+		start := len(c.out)
+		c.out = append(c.out, span(nameStart, nameStart+len(name)), colon)
+		if err := c.value(below, depth+1); err != nil {
+			return err
+		}
+		if drop {
+			c.out = c.out[:before]
+		} else {
+			c.members = append(c.members, member{name: name, start: start, end: len(c.out)})
+		}
+		c.skipSpace()
+		if c.pos >= len(c.in) {
+			return c.errorf("unterminated object")
+		}
+		if c.in[c.pos] == ',' {
+			c.pos++
+			continue
+		}
+		if c.in[c.pos] != '}' {
+			return c.errorf("expected , or } in an object")
+		}
+		c.pos++
+		break
+	}
+	members := c.members[base:]
+	defer func() { c.members = c.members[:base] }()
+	byName := func(a, b member) int { return bytes.Compare(a.name, b.name) }
+	sorted := slices.IsSortedFunc(members, byName)
+	if !sorted {
+		slices.SortStableFunc(members, byName)
+	}
+	for i := 1; i < len(members); i++ {
+		if bytes.Equal(members[i-1].name, members[i].name) {
+			return fmt.Errorf("%w: member %s appears twice", ErrAmbiguousNames, members[i].name)
+		}
+	}
+	if sorted {
+		c.out = append(c.out, closeObj)
+		return nil
+	}
+	// Nested objects are done by now, so the scratch copy is free to reuse.
+	body := append(c.scratch[:0], c.out[open:]...)
+	c.scratch = body
+	c.out = c.out[:open]
+	for i, m := range members {
+		if i > 0 {
+			c.out = append(c.out, comma)
+		}
+		c.out = append(c.out, body[m.start-open:m.end-open]...)
+	}
+	c.out = append(c.out, closeObj)
+	return nil
+}
+
+// matchExclude reports whether the member named name (quoted, as written)
+// is excluded, and the paths that continue below it.
+func matchExclude(exclude [][]string, name []byte) (drop bool, below [][]string) {
+	if len(exclude) == 0 {
+		return false, nil
+	}
+	n := string(name[1 : len(name)-1]) // quoted, without escapes (object checks)
+	for _, p := range exclude {
+		if p[0] != n {
+			continue
+		}
+		if len(p) == 1 {
+			return true, nil
+		}
+		below = append(below, p[1:])
+	}
+	return false, below
+}

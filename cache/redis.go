@@ -1,0 +1,221 @@
+package cache
+
+import (
+	"bytes"
+	"compress/flate"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// DefaultRedisPrefix is the default prefix of the Redis store's keys.
+const DefaultRedisPrefix = "tollgate:cache"
+
+// DefaultRedisTimeout bounds each call of the Redis store by default. A
+// lookup waits for it on the request path, so it is short: a Redis that has
+// not answered by then is a miss.
+const DefaultRedisTimeout = 50 * time.Millisecond
+
+// RedisOptions configure a Redis store. The zero value is the default.
+type RedisOptions struct {
+	// Prefix starts every key: "Prefix:<hex of the Key>". Default
+	// DefaultRedisPrefix.
+	Prefix string
+	// Timeout bounds each call. Default DefaultRedisTimeout.
+	Timeout time.Duration
+	// MaxEntryBytes caps one entry before compression. Default
+	// DefaultMaxEntryBytes.
+	MaxEntryBytes int
+	// Metrics receives the counts (none when nil).
+	Metrics *Metrics
+}
+
+// redisClient is the part of go-redis the store uses.
+type redisClient interface {
+	Get(ctx context.Context, key string) *redis.StringCmd
+	Set(ctx context.Context, key string, value any, expiration time.Duration) *redis.StatusCmd
+}
+
+// Redis is a Store in Redis, shared by every replica that uses the same
+// Redis and prefix. Each entry is one string key, written with SET PX (so
+// Redis drops it when its TTL ends, and its maxmemory policy may evict it
+// earlier) and read with GET: one round trip each. The body is stored
+// compressed with DEFLATE (compress/flate at its fastest level); the
+// expiry is also stored in the entry and checked against the caller's
+// clock, so that tests and replicas with a skewed clock agree on it.
+//
+// Every failure to reach Redis, and an entry that does not decode, is
+// returned as an error and counted (tollgate_cache_errors_total).
+type Redis struct {
+	c        redisClient
+	prefix   string
+	timeout  time.Duration
+	maxEntry int
+	metrics  *Metrics
+	writers  sync.Pool // of *flate.Writer
+}
+
+// NewRedis returns a store on the Redis client c, which the caller keeps and
+// closes. c must be created with ContextTimeoutEnabled, so that Timeout
+// bounds every call.
+func NewRedis(c redis.UniversalClient, opts RedisOptions) (*Redis, error) {
+	if opts.Prefix == "" {
+		opts.Prefix = DefaultRedisPrefix
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = DefaultRedisTimeout
+	}
+	if opts.MaxEntryBytes <= 0 {
+		opts.MaxEntryBytes = DefaultMaxEntryBytes
+	}
+	if !contextTimeouts(c) {
+		return nil, errors.New("cache: the Redis client must set ContextTimeoutEnabled, so that the cache's timeout bounds each call")
+	}
+	return &Redis{c: c, prefix: opts.Prefix, timeout: opts.Timeout, maxEntry: opts.MaxEntryBytes, metrics: opts.Metrics}, nil
+}
+
+// contextTimeouts reports whether c honours context deadlines on its
+// sockets. Implementations it does not know are trusted.
+func contextTimeouts(c redis.UniversalClient) bool {
+	switch c := c.(type) {
+	case *redis.Client:
+		return c.Options().ContextTimeoutEnabled
+	case *redis.ClusterClient:
+		return c.Options().ContextTimeoutEnabled
+	case *redis.Ring:
+		return c.Options().ContextTimeoutEnabled
+	}
+	return true
+}
+
+func (r *Redis) key(k Key) string { return r.prefix + ":" + k.String() }
+
+// Get implements [Store.Get].
+func (r *Redis) Get(ctx context.Context, k Key, now time.Time) (Entry, bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, r.timeout)
+	defer cancel()
+	b, err := r.c.Get(ctx, r.key(k)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		r.metrics.lookup(false)
+		return Entry{}, false, nil
+	}
+	if err != nil {
+		r.metrics.lookup(false)
+		r.metrics.failed("get")
+		return Entry{}, false, fmt.Errorf("cache: redis get: %w", err)
+	}
+	e, err := decodeEntry(b, r.maxEntry)
+	if err != nil {
+		r.metrics.lookup(false)
+		r.metrics.failed("get")
+		return Entry{}, false, fmt.Errorf("cache: redis entry %s: %w", k, err)
+	}
+	found := now.Before(e.Expires)
+	r.metrics.lookup(found)
+	if !found {
+		return Entry{}, false, nil
+	}
+	return e, true, nil
+}
+
+// Put implements [Store.Put].
+func (r *Redis) Put(ctx context.Context, k Key, e Entry, ttl time.Duration, now time.Time) error {
+	if e.size() > r.maxEntry {
+		return ErrTooLarge
+	}
+	e.Stored, e.Expires = now, now.Add(ttl)
+	b, err := r.encodeEntry(&e)
+	if err != nil {
+		r.metrics.failed("put")
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, r.timeout)
+	defer cancel()
+	if err := r.c.Set(ctx, r.key(k), b, max(ttl, time.Millisecond)).Err(); err != nil {
+		r.metrics.failed("put")
+		return fmt.Errorf("cache: redis set: %w", err)
+	}
+	r.metrics.stored(len(b))
+	return nil
+}
+
+// entryVersion starts every encoded entry; an entry of another version
+// reads as an error, which is a miss.
+const entryVersion = 1
+
+// encodeEntry encodes e as: the version byte, Stored and Expires in Unix
+// nanoseconds (8 bytes each, big endian), the lengths of ContentType, Info
+// and Body as uvarints, ContentType, Info, and Body compressed with DEFLATE.
+func (r *Redis) encodeEntry(e *Entry) ([]byte, error) {
+	var buf bytes.Buffer
+	buf.Grow(64 + len(e.ContentType) + len(e.Info) + len(e.Body)/3)
+	buf.WriteByte(entryVersion)
+	buf.Write(binary.BigEndian.AppendUint64(nil, uint64(e.Stored.UnixNano())))
+	buf.Write(binary.BigEndian.AppendUint64(nil, uint64(e.Expires.UnixNano())))
+	for _, n := range []int{len(e.ContentType), len(e.Info), len(e.Body)} {
+		buf.Write(binary.AppendUvarint(nil, uint64(n)))
+	}
+	buf.WriteString(e.ContentType)
+	buf.Write(e.Info)
+	w, _ := r.writers.Get().(*flate.Writer)
+	if w == nil {
+		var err error
+		if w, err = flate.NewWriter(&buf, flate.BestSpeed); err != nil {
+			return nil, fmt.Errorf("cache: %w", err)
+		}
+	} else {
+		w.Reset(&buf)
+	}
+	defer r.writers.Put(w)
+	if _, err := w.Write(e.Body); err != nil {
+		return nil, fmt.Errorf("cache: compress: %w", err)
+	}
+	if err := w.Close(); err != nil {
+		return nil, fmt.Errorf("cache: compress: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// decodeEntry reverses encodeEntry; an entry above maxEntry bytes is an
+// error.
+func decodeEntry(b []byte, maxEntry int) (Entry, error) {
+	if len(b) < 17 || b[0] != entryVersion {
+		return Entry{}, errors.New("unknown encoding")
+	}
+	e := Entry{
+		Stored:  time.Unix(0, int64(binary.BigEndian.Uint64(b[1:9]))),
+		Expires: time.Unix(0, int64(binary.BigEndian.Uint64(b[9:17]))),
+	}
+	rest := b[17:]
+	var n [3]int
+	for i := range n {
+		v, w := binary.Uvarint(rest)
+		if w <= 0 || v > uint64(maxEntry) {
+			return Entry{}, errors.New("bad length")
+		}
+		n[i], rest = int(v), rest[w:]
+	}
+	if n[0]+n[1] > len(rest) || n[0]+n[1]+n[2] > maxEntry {
+		return Entry{}, errors.New("bad length")
+	}
+	e.ContentType = string(rest[:n[0]])
+	if n[1] > 0 {
+		e.Info = bytes.Clone(rest[n[0] : n[0]+n[1]])
+	}
+	fr := flate.NewReader(bytes.NewReader(rest[n[0]+n[1]:]))
+	defer fr.Close()
+	e.Body = make([]byte, n[2])
+	if _, err := io.ReadFull(fr, e.Body); err != nil {
+		return Entry{}, fmt.Errorf("decompress: %w", err)
+	}
+	if _, err := fr.Read(make([]byte, 1)); err != io.EOF {
+		return Entry{}, errors.New("body longer than recorded")
+	}
+	return e, nil
+}
