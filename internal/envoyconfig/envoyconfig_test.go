@@ -217,7 +217,7 @@ func brokenVariants() []variant {
 			name: "upstream_codec not last",
 			edits: []edit{
 				{"        http_filters: &adapter_filters\n", "        http_filters: &adapter_filters\n" + codecFilter},
-				{codecFilter + "\n  - name: chain_demo", "\n  - name: chain_demo"},
+				{codecFilter + "\n  - name: chain_claude", "\n  - name: chain_claude"},
 			},
 			stage: stageLint, rules: []string{envoyconfig.RuleUpstreamCodecLast}, want: "must be the last upstream HTTP filter",
 		},
@@ -715,7 +715,7 @@ func TestModel(t *testing.T) {
 			t.Errorf("BodyBufferLimit = %d, %v", limit, ok)
 		}
 	}
-	if want := []string{"chain_anthropic", "chain_demo", "x-tollgate-internal-cluster"}; !slices.Equal(routes, want) {
+	if want := []string{"chain_anthropic", "chain_claude", "chain_demo", "x-tollgate-internal-cluster"}; !slices.Equal(routes, want) {
 		t.Fatalf("routes to %q, want %q", routes, want)
 	}
 
@@ -730,6 +730,7 @@ func TestModel(t *testing.T) {
 	wantRoles := []string{
 		"tollgate.policy/policy/downstream/tollgate",
 		"tollgate.adapter/adapter/upstream:chain_anthropic/tollgate",
+		"tollgate.adapter/adapter/upstream:chain_claude/tollgate",
 		"tollgate.adapter/adapter/upstream:chain_demo/tollgate",
 	}
 	if !slices.Equal(roles, wantRoles) {
