@@ -42,6 +42,14 @@ type adapterProcessor struct {
 	clientPath string
 	method     string
 	reqHeaders headers
+	// betas and hasBetas are the client's anthropic-beta header, from the
+	// decision: the header map may hold an earlier attempt's value.
+	betas    string
+	hasBetas bool
+	// setBetas, when not nil, is the anthropic-beta value this attempt's body
+	// reply sends ("" removes the header): a provider that reads betas in
+	// the header (HeaderBetas) gets its compatibility table's.
+	setBetas *string
 	// respBody translates the response body, when the translation asked
 	// for it at the response headers; nil otherwise.
 	respBody func(chunk []byte, end bool) []byte
@@ -169,6 +177,10 @@ func (a *adapterProcessor) requestHeaders(req *extprocv3.ProcessingRequest, hh *
 	}
 	a.route, a.provider, a.tr, a.up = route, prov, tr, up
 	a.clientPath, a.method, a.reqHeaders = d.Path, h.get(":method"), h
+	a.betas, a.hasBetas = h.get(hdrBeta), h.has(hdrBeta)
+	if d.betasKnown {
+		a.betas, a.hasBetas = d.Betas, d.HasBetas
+	}
 
 	// Envoy keeps one header map across attempts, so every header is written as
 	// an overwrite and every credential another provider's adapter may have set is
@@ -182,6 +194,15 @@ func (a *adapterProcessor) requestHeaders(req *extprocv3.ProcessingRequest, hh *
 		}
 		if o, ok := a.pol.Providers[other].Settings.(Upstream); ok {
 			m.Remove(o.CredentialHeaders()...)
+		}
+	}
+	// The client's anthropic-beta, in case an earlier attempt sent another
+	// (HeaderBetas); this attempt's provider may change it at the body.
+	if a.betas != h.get(hdrBeta) || a.hasBetas != h.has(hdrBeta) {
+		if a.hasBetas {
+			m.Set(hdrBeta, a.betas)
+		} else {
+			m.Remove(hdrBeta)
 		}
 	}
 	up.SetRequestHeaders(d.Path, h.has, m.Set)
@@ -324,22 +345,27 @@ func (a *adapterProcessor) requestBody(ctx context.Context, b *extprocv3.HttpBod
 		// a body the policy role read.
 		return a.keepBody(b.GetBody())
 	}
-	body, header, adapted := b.GetBody(), a.reqHeaders.get, false
+	body, betas, adapted := b.GetBody(), a.betas, false
 	if adapts {
 		note, flush := a.compatNote()
-		out, betas, err := ra.AdaptRequest(body, header("anthropic-beta"), note)
+		out, outBetas, err := ra.AdaptRequest(body, a.betas, note)
 		flush()
 		if err != nil {
 			return a.reject(invalidRequest("the request cannot be sent to provider %q: %v", a.provider.Name, err))
 		}
 		adapted = len(out) != len(body) || (len(out) > 0 && &out[0] != &body[0])
-		body = out
-		header = func(name string) string {
-			if name == "anthropic-beta" {
-				return betas
-			}
-			return a.reqHeaders.get(name)
+		body, betas = out, outBetas
+		if hb, ok := a.up.(HeaderBetas); ok && hb.BetasInHeader() && betas != a.betas {
+			a.setBetas = &betas
 		}
+	}
+	// The translation reads the betas this attempt sends, never an earlier
+	// attempt's value the shared header map may hold.
+	header := func(name string) string {
+		if name == hdrBeta {
+			return betas
+		}
+		return a.reqHeaders.get(name)
 	}
 	if rt, ok := a.tr.(RequestTranslation); ok {
 		return a.translateRequest(ctx, rt, body, header)
@@ -348,15 +374,30 @@ func (a *adapterProcessor) requestBody(ctx context.Context, b *extprocv3.HttpBod
 	if err != nil {
 		return a.reject(invalidRequest("the request cannot be sent to provider %q: %v", a.provider.Name, err))
 	}
-	if !changed && !adapted {
+	if !changed && !adapted && a.setBetas == nil {
 		return a.keepBody(b.GetBody())
 	}
 	var m mutation
 	m.Set("content-length", strconv.Itoa(len(newBody)))
+	a.betasHeader(&m)
 	return continueRequestBody(&extprocv3.CommonResponse{
 		HeaderMutation: m.proto(),
 		BodyMutation:   &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_Body{Body: newBody}},
 	})
+}
+
+// betasHeader adds to m the anthropic-beta value this attempt sends, when
+// its provider reads betas in the header and its compatibility table changed
+// them: the body reply's header mutation reaches the request before it goes
+// upstream (see translateRequest). An empty value removes the header.
+func (a *adapterProcessor) betasHeader(m *mutation) {
+	switch {
+	case a.setBetas == nil:
+	case *a.setBetas == "":
+		m.Remove(hdrBeta)
+	default:
+		m.Set(hdrBeta, *a.setBetas)
+	}
 }
 
 // keepBody lets the original body through. On a retry it also restores its
@@ -383,6 +424,7 @@ func (a *adapterProcessor) translateRequest(ctx context.Context, rt RequestTrans
 	}
 	var m mutation
 	m.Set("content-length", strconv.Itoa(len(out)))
+	a.betasHeader(&m)
 	if bh, ok := a.up.(BodyHeaders); ok {
 		if err := bh.SetBodyHeaders(ctx, a.s.now(), a.method, path, out, m.Set); err != nil {
 			return a.reject(errorf(503, clientformat.CodeOverloaded, "provider %q cannot be sent the request: %v", a.provider.Name, err))

@@ -58,7 +58,26 @@ type Decision struct {
 	// without reading the body: an earlier attempt's rewrite left its own
 	// in the header map Envoy keeps across attempts (ENVOY-EXTPROC section 12).
 	BodyBytes int
+	// Betas is the client's anthropic-beta header (its values joined by
+	// commas), and HasBetas whether the client sent one. Every attempt's
+	// adapter sets the header from them, or removes it, before its
+	// provider's edits: an attempt to a cloud that takes betas in the header
+	// (Vertex AI) sends its compatibility table's filtered value there, and
+	// Envoy keeps one header map across attempts (ENVOY-EXTPROC section 12),
+	// so without this a later attempt to Anthropic, which must get the
+	// client's betas verbatim, would get the filtered ones. The value is a
+	// request header's, so Envoy's max_request_headers_kb bounds it, as it
+	// bounds Path; dynamic metadata has no limit of its own.
+	Betas    string
+	HasBetas bool
+	// betasKnown is false for a decision from a replica that did not write
+	// Betas (or one made without the policy role, in tests, with HasBetas
+	// false): the adapter then takes the header map's value.
+	betasKnown bool
 }
+
+// hdrBeta is the header Anthropic clients send betas in.
+const hdrBeta = "anthropic-beta"
 
 // metadataNamespace is the dynamic metadata namespace Tollgate's filters write
 // and read; envoy.yaml lets the policy filter receive it and the adapter filter
@@ -77,6 +96,9 @@ const (
 	decModel    = "model"
 	decFormat   = "client_format"
 	decBody     = "body_bytes"
+	// decBetas is the client's anthropic-beta: a string, or null when the
+	// client sent none.
+	decBetas = "anthropic_beta"
 )
 
 // metadata returns d as the dynamic_metadata of a reply:
@@ -92,6 +114,12 @@ func (d Decision) metadata() *structpb.Struct {
 		decFormat:   str(d.ClientFormat),
 		decBody:     structpb.NewNumberValue(float64(d.BodyBytes)),
 	}}
+	switch {
+	case d.HasBetas:
+		dec.Fields[decBetas] = str(d.Betas)
+	case d.betasKnown:
+		dec.Fields[decBetas] = structpb.NewNullValue()
+	}
 	ns := &structpb.Struct{Fields: map[string]*structpb.Value{metadataDecision: structpb.NewStructValue(dec)}}
 	return &structpb.Struct{Fields: map[string]*structpb.Value{metadataNamespace: structpb.NewStructValue(ns)}}
 }
@@ -123,6 +151,13 @@ func decisionFrom(req *extprocv3.ProcessingRequest) (Decision, error) {
 		// Empty from a replica that did not write it: the default format.
 		ClientFormat: f[decFormat].GetStringValue(),
 		BodyBytes:    int(f[decBody].GetNumberValue()),
+	}
+	if b, ok := f[decBetas]; ok {
+		// Absent from a replica that did not write it: the header stays.
+		d.betasKnown = true
+		if sv, isString := b.GetKind().(*structpb.Value_StringValue); isString {
+			d.Betas, d.HasBetas = sv.StringValue, true
+		}
 	}
 	if d.Route == "" || d.Path == "" {
 		return Decision{}, errDecisionInvalid

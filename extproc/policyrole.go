@@ -92,6 +92,8 @@ type policyProcessor struct {
 	requestID string // the record id, Tollgate's own (records.NewID), never the client's x-request-id
 	method    string
 	path      string
+	betas     string       // the client's anthropic-beta, for every attempt
+	hasBetas  bool         // whether the client sent one
 	format    ClientFormat // the request's client format; set at the request headers
 	endpoint  clientformat.Endpoint
 	key       *policy.Key
@@ -206,6 +208,7 @@ func (p *policyProcessor) requestHeaders(ctx context.Context, hh *extprocv3.Http
 	p.pol = p.s.policies.Current()
 	p.start = p.s.now()
 	p.envoyRequestID, p.method, p.path = h.get(hdrRequestID), h.get(":method"), h.get(":path")
+	p.betas, p.hasBetas = h.get(hdrBeta), h.has(hdrBeta)
 	p.requestID = records.NewID(p.start)
 
 	format, ep, cerr := p.s.formats.classify(p.method, p.path)
@@ -373,7 +376,7 @@ func (p *policyProcessor) routeTo(m *mutation) { m.Set(hdrCluster, p.route.Clust
 // reply that releases the request carries it in dynamic metadata.
 func (p *policyProcessor) decision() Decision {
 	return Decision{RecordID: p.requestID, Route: p.route.Slug, Path: p.path, KeyID: p.key.ID, Model: p.model,
-		ClientFormat: p.format.Name(), BodyBytes: p.bodyBytes}
+		ClientFormat: p.format.Name(), BodyBytes: p.bodyBytes, Betas: p.betas, HasBetas: p.hasBetas, betasKnown: true}
 }
 
 func (p *policyProcessor) responseHeaders(req *extprocv3.ProcessingRequest, hh *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {

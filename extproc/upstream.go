@@ -92,10 +92,22 @@ type BodyHeaders interface {
 // The adapter calls it at the request body of every attempt to such a
 // provider, before the translation, with the anthropic-beta header's value;
 // the translation then gets the returned body, and the returned betas as
-// that header's value (the header map itself is left as it is, since later
-// attempts share it). note is called for each beta or field not passed as
+// that header's value (the header map itself changes only for a
+// HeaderBetas provider, and each attempt first restores the client's value,
+// since attempts share it). note is called for each beta or field not passed as
 // it was; the adapter logs it and counts it (tollgate_compat_actions_total).
 // An error means the body is not a JSON object.
 type RequestAdapter interface {
 	AdaptRequest(body []byte, betas string, note func(key, action, detail string)) (out []byte, outBetas string, err error)
+}
+
+// HeaderBetas is implemented by a RequestAdapter whose provider reads betas
+// in the anthropic-beta header (Vertex AI), not in the body (Bedrock). When
+// BetasInHeader is true, the adapter sends AdaptRequest's betas in that
+// header, in this attempt's body reply (removing it when none remain). Every
+// attempt's adapter first sets the header back to the client's value (from
+// the decision, which carries it), so a later attempt to Anthropic gets the
+// client's betas verbatim.
+type HeaderBetas interface {
+	BetasInHeader() bool
 }

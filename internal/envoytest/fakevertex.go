@@ -15,6 +15,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -59,7 +60,10 @@ type FakeVertexConfig struct {
 // endpoint issued and that has not expired (else a 401 UNAUTHENTICATED, in
 // Google's error shape), and the body Vertex AI takes:
 // anthropic_version vertex-2023-10-16, no model, stream true exactly for
-// :streamRawPredict (else a 400, recorded as a violation). It answers as
+// :streamRawPredict, and none of what Vertex AI rejects of what Anthropic
+// clients send (checkVertexFeatures: an unknown beta in the anthropic-beta
+// header, a role "system" message, a beta body field without its beta, the
+// fields Vertex AI does not take); else a 400, recorded as a violation. It answers as
 // FakeAnthropic does for the model of the path: messages.json, or
 // messages_stream.sse event by event, and Anthropic-shaped errors for its
 // failing suffixes ("-overloaded" a 529, as Vertex AI passes the model's
@@ -255,6 +259,10 @@ func (v *FakeVertex) predict(w http.ResponseWriter, r *http.Request, body []byte
 		return
 	}
 	delete(fields, "anthropic_version")
+	if msg := checkVertexFeatures(r.Header.Values("anthropic-beta"), fields); msg != "" {
+		v.violation(w, msg)
+		return
+	}
 	path := "/v1/messages"
 	switch {
 	case model == "count-tokens" && method == "rawPredict":
@@ -302,6 +310,80 @@ func (v *FakeVertex) predict(w http.ResponseWriter, r *http.Request, body []byte
 		r2.Header.Set("anthropic-version", "2023-06-01")
 	}
 	next.ServeHTTP(w, r2)
+}
+
+// vertexBetas are the anthropic-beta values the fake accepts: the ones
+// Vertex AI takes per the sources of package cloudcompat
+// (provider/internal/cloudcompat), written out here on their own so that a
+// table that forgot one fails the tests. Any other value is rejected, as
+// Vertex AI rejects the whole request on a beta it does not take.
+var vertexBetas = []string{
+	"context-1m-2025-08-07", "interleaved-thinking-2025-05-14", "context-management-2025-06-27", "compact-2026-01-12",
+	"per-turn-control-2026-07-01", "tool-search-tool-2025-10-19", "web-search-2025-03-05",
+	"computer-use-2025-01-24", "computer-use-2025-11-24", "thinking-display-updates-2026-08-18", "thinking-binding-controls-2026-08-01",
+}
+
+// checkVertexFeatures returns what Vertex AI rejects in a rawPredict request
+// (its anthropic-beta header values, its body decoded into v) for the
+// models the fake serves, or "": an unknown beta; a role other than user
+// and assistant; context_management or a tool's defer_loading without its
+// beta; output_config's effort or format, a tool's strict or
+// eager_input_streaming, which Vertex AI does not take.
+func checkVertexFeatures(header []string, v map[string]json.RawMessage) string {
+	var betas []string
+	for _, h := range header {
+		for b := range strings.SplitSeq(h, ",") {
+			if b = strings.TrimSpace(b); b != "" {
+				betas = append(betas, b)
+			}
+		}
+	}
+	for _, b := range betas {
+		if !slices.Contains(vertexBetas, b) {
+			return "Unexpected value(s) `" + b + "` for the `anthropic-beta` header"
+		}
+	}
+	var msgs []struct {
+		Role string `json:"role"`
+	}
+	if raw, ok := v["messages"]; ok {
+		if err := json.Unmarshal(raw, &msgs); err != nil {
+			return "messages is not a list of messages"
+		}
+	}
+	for i, m := range msgs {
+		if m.Role != "user" && m.Role != "assistant" {
+			return fmt.Sprintf("messages.%d.role: Input should be 'user' or 'assistant'", i)
+		}
+	}
+	if _, ok := v["context_management"]; ok && !slices.Contains(betas, "context-management-2025-06-27") && !slices.Contains(betas, "compact-2026-01-12") {
+		return "context_management: Extra inputs are not permitted"
+	}
+	var oc map[string]json.RawMessage
+	if raw, ok := v["output_config"]; ok && json.Unmarshal(raw, &oc) == nil {
+		for _, k := range []string{"effort", "format"} {
+			if _, ok := oc[k]; ok {
+				return "output_config." + k + ": Extra inputs are not permitted"
+			}
+		}
+	}
+	var tools []map[string]json.RawMessage
+	if raw, ok := v["tools"]; ok {
+		if err := json.Unmarshal(raw, &tools); err != nil {
+			return "tools is not a list of objects"
+		}
+	}
+	for i, tool := range tools {
+		for _, k := range []string{"strict", "eager_input_streaming"} {
+			if _, ok := tool[k]; ok {
+				return fmt.Sprintf("tools.%d.custom.%s: Extra inputs are not permitted", i, k)
+			}
+		}
+		if _, ok := tool["defer_loading"]; ok && !slices.Contains(betas, "tool-search-tool-2025-10-19") {
+			return fmt.Sprintf("tools.%d.custom.defer_loading: Extra inputs are not permitted", i)
+		}
+	}
+	return ""
 }
 
 // authenticated reports whether auth is Bearer with a token the endpoint

@@ -15,6 +15,8 @@ import (
 	"golang.org/x/oauth2/google"
 
 	"github.com/tollgate-dev/tollgate/provider/internal/baseurl"
+	"github.com/tollgate-dev/tollgate/provider/internal/claudeids"
+	"github.com/tollgate-dev/tollgate/provider/internal/cloudcompat"
 	"github.com/tollgate-dev/tollgate/secret"
 )
 
@@ -25,11 +27,12 @@ const (
 	fieldBaseURL         = "base_url"
 	fieldCredentials     = "credentials"
 	fieldCredentialsFile = "credentials_file"
+	fieldCompat          = "compat"
 )
 
 // fieldNames returns the type's fields in the order messages list them.
 func fieldNames() []string {
-	return []string{fieldProject, fieldRegion, fieldBaseURL, fieldCredentials, fieldCredentialsFile}
+	return []string{fieldProject, fieldRegion, fieldBaseURL, fieldCredentials, fieldCredentialsFile, fieldCompat}
 }
 
 // Scope is the OAuth2 scope access tokens are asked for.
@@ -59,11 +62,19 @@ type Settings struct {
 	// credentials did not resolve.
 	tokens *tokenCache
 
+	// models maps Anthropic model ids to Vertex AI's (DefaultModel).
+	models *claudeids.Vertex
+	// compat is the table of the betas and body fields Vertex AI accepts
+	// (package cloudcompat), with the policy's compat overrides.
+	compat *cloudcompat.Config
+
 	set        []string // the fields given, in document order
 	refInvalid bool     // a *_file field was empty (Set reported it)
 }
 
-func newSettings() *Settings { return &Settings{} }
+func newSettings() *Settings {
+	return &Settings{compat: cloudcompat.New(cloudcompat.Vertex()), models: defaultModels()}
+}
 
 // fieldError is a problem with one field as a whole; the policy decoder
 // reports it at that field.
@@ -116,8 +127,22 @@ func (s *Settings) Set(field, value string) error {
 			s.refInvalid = true
 			return errors.New("must not be empty")
 		}
+	case fieldCompat:
+		return errors.New("must be a mapping of betas and body fields to pass, drop or adapt")
 	}
 	return nil
+}
+
+// SetEntry decodes one entry of a field whose value is a mapping, as
+// written in the policy: for compat, key is a beta or a body field of
+// Vertex AI's compatibility table and value its action (pass, drop, adapt),
+// which overrides the table's; a beta and the field it gates travel
+// together, so conflicting actions for the two are an error.
+func (s *Settings) SetEntry(field, key, value string) error {
+	if field != fieldCompat {
+		return fmt.Errorf("%s is not a mapping", field)
+	}
+	return s.compat.Set(key, value)
 }
 
 // Host returns the Vertex AI host of region: aiplatform.googleapis.com for

@@ -66,13 +66,15 @@ func (fromAnthropic) RequestBody(body []byte, mapModel func(string) string) ([]b
 // it was.
 //
 // Betas stay in the anthropic-beta header, which Vertex AI reads as
-// Anthropic does: the header map passes as it is. Which betas and body
-// fields Vertex AI accepts is for adapt (compat.go) to decide.
-func (fromAnthropic) TranslateRequest(clientPath string, header func(string) string, body []byte, mapModel func(string) string) ([]byte, string, error) {
+// Anthropic does. Which betas and body fields Vertex AI accepts is decided
+// before, by the compatibility table (Settings.AdaptRequest, compat.go): the
+// adapter hands this the adapted body and sends the adapted betas in the
+// header.
+func (fromAnthropic) TranslateRequest(clientPath string, _ func(string) string, body []byte, mapModel func(string) string) ([]byte, string, error) {
 	p, _, _ := strings.Cut(clientPath, "?")
 	switch p {
 	case pathMessages:
-		out, f, err := messagesBody(adapt(body, header), mapModel)
+		out, f, err := messagesBody(body, mapModel)
 		if err != nil {
 			return nil, "", err
 		}
@@ -82,7 +84,7 @@ func (fromAnthropic) TranslateRequest(clientPath string, header func(string) str
 		}
 		return out, modelsPath + escapeSegment(mapModel(f.Model)) + method, nil
 	case pathCountTokens:
-		out, err := countTokensBody(adapt(body, header), mapModel)
+		out, err := countTokensBody(body, mapModel)
 		if err != nil {
 			return nil, "", err
 		}
