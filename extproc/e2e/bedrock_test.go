@@ -535,3 +535,26 @@ func TestBedrockInvocationMetricsMismatch(t *testing.T) {
 		t.Errorf("usage mismatches counted: %v", n)
 	}
 }
+
+// TestBedrockExceptionFirstFrameDoesNotFallBack pins what a Bedrock stream
+// whose first frame is an exception (throttlingException right after the
+// 200) does today: the client gets the 200 and one Anthropic error event,
+// and the chain does not fall back to Anthropic. In Envoy the adapter cannot
+// turn that frame into an HTTP status the router retries: ext_proc lets
+// STREAMED response headers go at the headers reply, and an upstream
+// filter's local reply goes downstream and is never retried (README, AWS
+// Bedrock providers, "Not yet").
+func TestBedrockExceptionFirstFrameDoesNotFallBack(t *testing.T) {
+	s := newBedrockStack(t, bedrockOptions{bedrockFirst: true, bModel: "us.anthropic.claude-sonnet-4-5-exception-first"})
+	resp, got := s.post(t, "/v1/messages", `{"model":"claude-sonnet-4-5","max_tokens":10,"stream":true,"messages":[{"role":"user","content":"hi"}]}`)
+	if resp.StatusCode != 200 || resp.Header.Get("x-tollgate-provider") != "demo" || resp.Header.Get("x-tollgate-attempts") != "1" {
+		t.Errorf("status %d served by %q on attempt %q", resp.StatusCode, resp.Header.Get("x-tollgate-provider"), resp.Header.Get("x-tollgate-attempts"))
+	}
+	want := "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"rate_limit_error\",\"message\":\"Too many requests, please wait before trying again (fake).\"}}\n\n"
+	if string(got) != want {
+		t.Errorf("stream:\n%s\nwant:\n%s", got, want)
+	}
+	if n := len(s.anthropic.Requests()); n != 0 {
+		t.Errorf("the chain fell back: anthropic got %d requests", n)
+	}
+}

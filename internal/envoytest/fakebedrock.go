@@ -54,7 +54,9 @@ type FakeBedrockConfig struct {
 // events' usage (one input token more for models ending in "-miscounted");
 // /count-tokens answers {"inputTokens":N}. Model ids ending in "-throttled"
 // get a 429 ThrottlingException, "-unavailable" a 503
-// ServiceUnavailableException, and streams of "-exception" an exception
+// ServiceUnavailableException, streams of "-exception-first" a
+// throttlingException frame as their first frame after the 200, and streams
+// of "-exception" an exception
 // frame (modelStreamErrorException) after the first content delta.
 type FakeBedrock struct {
 	fakeServer
@@ -377,6 +379,12 @@ func (f *FakeBedrock) stream(w http.ResponseWriter, model string) {
 			msg = eventstream.Message{Payload: []byte(`{"message":"The model stream failed (fake)."}`)}
 			msg.Headers.Set(":message-type", eventstream.StringValue("exception"))
 			msg.Headers.Set(":exception-type", eventstream.StringValue("modelStreamErrorException"))
+			msg.Headers.Set(":content-type", eventstream.StringValue("application/json"))
+		}
+		if strings.HasSuffix(model, "-exception-first") {
+			msg = eventstream.Message{Payload: []byte(`{"message":"Too many requests, please wait before trying again (fake)."}`)}
+			msg.Headers.Set(":message-type", eventstream.StringValue("exception"))
+			msg.Headers.Set(":exception-type", eventstream.StringValue("throttlingException"))
 			msg.Headers.Set(":content-type", eventstream.StringValue("application/json"))
 		}
 		var b bytes.Buffer
