@@ -59,6 +59,14 @@ type Redis struct {
 	maxEntry int
 	metrics  *Metrics
 	writers  sync.Pool // of *flate.Writer
+	readers  sync.Pool // of *entryReader
+}
+
+// entryReader decompresses entry bodies. Pooled, it spares each hit the
+// allocation of a decompressor and its 32 KB window.
+type entryReader struct {
+	src bytes.Reader
+	fr  io.ReadCloser // a flate reader on src
 }
 
 // NewRedis returns a store on the Redis client c, which the caller keeps and
@@ -110,7 +118,7 @@ func (r *Redis) Get(ctx context.Context, k Key, now time.Time) (Entry, bool, err
 		r.metrics.failed("get")
 		return Entry{}, false, fmt.Errorf("cache: redis get: %w", err)
 	}
-	e, err := decodeEntry(b, r.maxEntry)
+	e, err := r.decodeEntry(b)
 	if err != nil {
 		r.metrics.lookup(false)
 		r.metrics.failed("get")
@@ -182,9 +190,11 @@ func (r *Redis) encodeEntry(e *Entry) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// decodeEntry reverses encodeEntry; an entry above maxEntry bytes is an
-// error.
-func decodeEntry(b []byte, maxEntry int) (Entry, error) {
+// decodeEntry reverses encodeEntry; an entry above r.maxEntry bytes is an
+// error. The body is decompressed straight into its own slice, the one the
+// caller replays.
+func (r *Redis) decodeEntry(b []byte) (Entry, error) {
+	maxEntry := r.maxEntry
 	if len(b) < 17 || b[0] != entryVersion {
 		return Entry{}, errors.New("unknown encoding")
 	}
@@ -208,13 +218,27 @@ func decodeEntry(b []byte, maxEntry int) (Entry, error) {
 	if n[1] > 0 {
 		e.Info = bytes.Clone(rest[n[0] : n[0]+n[1]])
 	}
-	fr := flate.NewReader(bytes.NewReader(rest[n[0]+n[1]:]))
-	defer fr.Close()
+	er, _ := r.readers.Get().(*entryReader)
+	if er == nil {
+		er = &entryReader{}
+		er.src.Reset(rest[n[0]+n[1]:])
+		er.fr = flate.NewReader(&er.src)
+	} else {
+		er.src.Reset(rest[n[0]+n[1]:])
+		if err := er.fr.(flate.Resetter).Reset(&er.src, nil); err != nil {
+			return Entry{}, fmt.Errorf("decompress: %w", err)
+		}
+	}
+	defer func() {
+		er.src.Reset(nil) // the pool keeps no entry alive
+		r.readers.Put(er)
+	}()
 	e.Body = make([]byte, n[2])
-	if _, err := io.ReadFull(fr, e.Body); err != nil {
+	if _, err := io.ReadFull(er.fr, e.Body); err != nil {
 		return Entry{}, fmt.Errorf("decompress: %w", err)
 	}
-	if _, err := fr.Read(make([]byte, 1)); err != io.EOF {
+	var one [1]byte
+	if _, err := er.fr.Read(one[:]); err != io.EOF {
 		return Entry{}, errors.New("body longer than recorded")
 	}
 	return e, nil

@@ -126,6 +126,20 @@ func TestRedisBadEntry(t *testing.T) {
 	if g := testutil.ToFloat64(m.errors.WithLabelValues("get")); g != 3 {
 		t.Errorf("get errors %v, want 3", g)
 	}
+	// The decompressors that read the bad entries are reused: good
+	// entries still read whole, each its own body.
+	for i := range 4 {
+		k, body := key(fmt.Sprint("good", i)), bytes.Repeat([]byte(fmt.Sprint(i)), 1000*(i+1))
+		if err := s.Put(bg, k, Entry{ContentType: "application/json", Body: body}, time.Hour, t0); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok, err := s.Get(bg, key(fmt.Sprint("bad", i%3)), t0); ok || err == nil {
+			t.Errorf("bad entry %d again: found %v err %v", i%3, ok, err)
+		}
+		if got, ok := mustGet(t, s, k, t0); !ok || !bytes.Equal(got.Body, body) {
+			t.Errorf("good entry %d after bad ones: found %v, %d bytes", i, ok, len(got.Body))
+		}
+	}
 }
 
 func TestNewRedisNeedsContextTimeouts(t *testing.T) {
