@@ -2,15 +2,13 @@ package cache
 
 import (
 	"bytes"
-	"compress/flate"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
-	"sync"
 	"time"
 
+	"github.com/klauspost/compress/s2"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -58,15 +56,6 @@ type Redis struct {
 	timeout  time.Duration
 	maxEntry int
 	metrics  *Metrics
-	writers  sync.Pool // of *flate.Writer
-	readers  sync.Pool // of *entryReader
-}
-
-// entryReader decompresses entry bodies. Pooled, it spares each hit the
-// allocation of a decompressor and its 32 KB window.
-type entryReader struct {
-	src bytes.Reader
-	fr  io.ReadCloser // a flate reader on src
 }
 
 // NewRedis returns a store on the Redis client c, which the caller keeps and
@@ -154,40 +143,36 @@ func (r *Redis) Put(ctx context.Context, k Key, e Entry, ttl time.Duration, now 
 }
 
 // entryVersion starts every encoded entry; an entry of another version
-// reads as an error, which is a miss.
-const entryVersion = 1
+// reads as an error, which is a miss. Version 1 held the body compressed
+// with DEFLATE; its entries are under keys of the first key version, which
+// no lookup makes any more.
+const entryVersion = 2
+
+// entryHeader is the length of an entry's fixed part: the version and the
+// two times.
+const entryHeader = 17
 
 // encodeEntry encodes e as: the version byte, Stored and Expires in Unix
 // nanoseconds (8 bytes each, big endian), the lengths of ContentType, Info
-// and Body as uvarints, ContentType, Info, and Body compressed with DEFLATE.
+// and Body as uvarints, ContentType, Info, and Body compressed as one S2
+// block. The block is written in place, in the one allocation.
 func (r *Redis) encodeEntry(e *Entry) ([]byte, error) {
-	var buf bytes.Buffer
-	buf.Grow(64 + len(e.ContentType) + len(e.Info) + len(e.Body)/3)
-	buf.WriteByte(entryVersion)
-	buf.Write(binary.BigEndian.AppendUint64(nil, uint64(e.Stored.UnixNano())))
-	buf.Write(binary.BigEndian.AppendUint64(nil, uint64(e.Expires.UnixNano())))
+	head := entryHeader + 3*binary.MaxVarintLen64 + len(e.ContentType) + len(e.Info)
+	maxBody := s2.MaxEncodedLen(len(e.Body))
+	if maxBody < 0 {
+		return nil, ErrTooLarge
+	}
+	b := make([]byte, 0, head+maxBody)
+	b = append(b, entryVersion)
+	b = binary.BigEndian.AppendUint64(b, uint64(e.Stored.UnixNano()))
+	b = binary.BigEndian.AppendUint64(b, uint64(e.Expires.UnixNano()))
 	for _, n := range []int{len(e.ContentType), len(e.Info), len(e.Body)} {
-		buf.Write(binary.AppendUvarint(nil, uint64(n)))
+		b = binary.AppendUvarint(b, uint64(n))
 	}
-	buf.WriteString(e.ContentType)
-	buf.Write(e.Info)
-	w, _ := r.writers.Get().(*flate.Writer)
-	if w == nil {
-		var err error
-		if w, err = flate.NewWriter(&buf, flate.BestSpeed); err != nil {
-			return nil, fmt.Errorf("cache: %w", err)
-		}
-	} else {
-		w.Reset(&buf)
-	}
-	defer r.writers.Put(w)
-	if _, err := w.Write(e.Body); err != nil {
-		return nil, fmt.Errorf("cache: compress: %w", err)
-	}
-	if err := w.Close(); err != nil {
-		return nil, fmt.Errorf("cache: compress: %w", err)
-	}
-	return buf.Bytes(), nil
+	b = append(b, e.ContentType...)
+	b = append(b, e.Info...)
+	enc := s2.EncodeBetter(b[len(b):cap(b)], e.Body)
+	return b[:len(b)+len(enc)], nil
 }
 
 // decodeEntry reverses encodeEntry; an entry above r.maxEntry bytes is an
@@ -195,14 +180,14 @@ func (r *Redis) encodeEntry(e *Entry) ([]byte, error) {
 // caller replays.
 func (r *Redis) decodeEntry(b []byte) (Entry, error) {
 	maxEntry := r.maxEntry
-	if len(b) < 17 || b[0] != entryVersion {
+	if len(b) < entryHeader || b[0] != entryVersion {
 		return Entry{}, errors.New("unknown encoding")
 	}
 	e := Entry{
 		Stored:  time.Unix(0, int64(binary.BigEndian.Uint64(b[1:9]))),
 		Expires: time.Unix(0, int64(binary.BigEndian.Uint64(b[9:17]))),
 	}
-	rest := b[17:]
+	rest := b[entryHeader:]
 	var n [3]int
 	for i := range n {
 		v, w := binary.Uvarint(rest)
@@ -218,28 +203,14 @@ func (r *Redis) decodeEntry(b []byte) (Entry, error) {
 	if n[1] > 0 {
 		e.Info = bytes.Clone(rest[n[0] : n[0]+n[1]])
 	}
-	er, _ := r.readers.Get().(*entryReader)
-	if er == nil {
-		er = &entryReader{}
-		er.src.Reset(rest[n[0]+n[1]:])
-		er.fr = flate.NewReader(&er.src)
-	} else {
-		er.src.Reset(rest[n[0]+n[1]:])
-		if err := er.fr.(flate.Resetter).Reset(&er.src, nil); err != nil {
-			return Entry{}, fmt.Errorf("decompress: %w", err)
-		}
+	block := rest[n[0]+n[1]:]
+	if l, err := s2.DecodedLen(block); err != nil || l != n[2] {
+		return Entry{}, fmt.Errorf("decompress: body of %d bytes recorded, block holds %d (%v)", n[2], l, err)
 	}
-	defer func() {
-		er.src.Reset(nil) // the pool keeps no entry alive
-		r.readers.Put(er)
-	}()
-	e.Body = make([]byte, n[2])
-	if _, err := io.ReadFull(er.fr, e.Body); err != nil {
+	body, err := s2.Decode(make([]byte, n[2]), block)
+	if err != nil {
 		return Entry{}, fmt.Errorf("decompress: %w", err)
 	}
-	var one [1]byte
-	if _, err := er.fr.Read(one[:]); err != io.EOF {
-		return Entry{}, errors.New("body longer than recorded")
-	}
+	e.Body = body
 	return e, nil
 }

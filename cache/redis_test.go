@@ -114,7 +114,7 @@ func TestRedisBadEntry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i, bad := range [][]byte{[]byte("junk"), good[:len(good)-2], append([]byte{2}, good[1:]...)} {
+	for i, bad := range [][]byte{[]byte("junk"), good[:len(good)-2], append([]byte{entryVersion + 1}, good[1:]...), append([]byte{1}, good[1:]...)} {
 		k := key(fmt.Sprint("bad", i))
 		if err := c.Set(bg, DefaultRedisPrefix+":"+k.String(), bad, time.Hour).Err(); err != nil {
 			t.Fatal(err)
@@ -123,11 +123,10 @@ func TestRedisBadEntry(t *testing.T) {
 			t.Errorf("entry %d: found %v err %v; want a miss with an error", i, ok, err)
 		}
 	}
-	if g := testutil.ToFloat64(m.errors.WithLabelValues("get")); g != 3 {
-		t.Errorf("get errors %v, want 3", g)
+	if g := testutil.ToFloat64(m.errors.WithLabelValues("get")); g != 4 {
+		t.Errorf("get errors %v, want 4", g)
 	}
-	// The decompressors that read the bad entries are reused: good
-	// entries still read whole, each its own body.
+	// Good entries read whole, each its own body, between bad ones.
 	for i := range 4 {
 		k, body := key(fmt.Sprint("good", i)), bytes.Repeat([]byte(fmt.Sprint(i)), 1000*(i+1))
 		if err := s.Put(bg, k, Entry{ContentType: "application/json", Body: body}, time.Hour, t0); err != nil {
