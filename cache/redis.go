@@ -44,9 +44,11 @@ type redisClient interface {
 // Redis and prefix. Each entry is one string key, written with SET PX (so
 // Redis drops it when its TTL ends, and its maxmemory policy may evict it
 // earlier) and read with GET: one round trip each. The body is stored
-// compressed with DEFLATE (compress/flate at its fastest level); the
-// expiry is also stored in the entry and checked against the caller's
-// clock, so that tests and replicas with a skewed clock agree on it.
+// compressed as one S2 block (github.com/klauspost/compress/s2, an
+// extension of Snappy), which a hit decompresses at GB/s where DEFLATE
+// took 5 to 10 ms a MB, for entries 10 to 25% larger. The expiry is also
+// stored in the entry and checked against the caller's clock, so that
+// tests and replicas with a skewed clock agree on it.
 //
 // Every failure to reach Redis, and an entry that does not decode, is
 // returned as an error and counted (tollgate_cache_errors_total).
