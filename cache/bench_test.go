@@ -34,6 +34,23 @@ func BenchmarkKeyClaudeCode100KB(b *testing.B) {
 	}
 }
 
+// BenchmarkKeyerClaudeCode100KB is BenchmarkKeyClaudeCode100KB with the
+// working memory reused, as the policy role makes its keys.
+func BenchmarkKeyerClaudeCode100KB(b *testing.B) {
+	body := benchBody(b)
+	in := KeyInput{Body: body, Exclude: []string{"metadata.user_id"}, Endpoint: "POST /v1/messages?beta=true",
+		ClientFormat: "anthropic", Route: "demo", Model: "claude-opus-4-8", Scope: "team:demo",
+		Headers: []Header{{"anthropic-version", "2023-06-01"}, {"anthropic-beta", "a,b,c"}}}
+	var k Keyer
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := k.NewKey(in); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 // BenchmarkSHA256100KB is the floor of a key: SHA-256 of the body as sent.
 func BenchmarkSHA256100KB(b *testing.B) {
 	body := benchBody(b)

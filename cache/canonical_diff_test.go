@@ -131,3 +131,34 @@ func TestKeyHashesCanonicalBytes(t *testing.T) {
 		}
 	}
 }
+
+// TestKeyerSameAsNewKey: a Keyer, its memory reused from key to key (and
+// after bodies it refused), gives NewKey's keys, also concurrently.
+func TestKeyerSameAsNewKey(t *testing.T) {
+	corpus := differentialCorpus(t)
+	var k Keyer
+	check := func(t *testing.T) {
+		for round := range 2 {
+			for i, body := range corpus {
+				for _, ex := range differentialExcludes {
+					in := baseKey()
+					in.Body, in.Exclude = body, ex
+					want, wantErr := NewKey(in)
+					got, err := k.NewKey(in)
+					if got != want || (err != nil) != (wantErr != nil) {
+						t.Fatalf("round %d body %d %v: Keyer %s %v; NewKey %s %v", round, i, ex, got, err, want, wantErr)
+					}
+				}
+			}
+		}
+	}
+	check(t)
+	t.Run("concurrent", func(t *testing.T) {
+		for i := range 4 {
+			t.Run(fmt.Sprint(i), func(t *testing.T) {
+				t.Parallel()
+				check(t)
+			})
+		}
+	})
+}
