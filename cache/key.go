@@ -4,11 +4,12 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"slices"
 	"strings"
+	"sync"
 )
 
 // KeyInput is everything that decides a cached answer.
@@ -41,18 +42,53 @@ type Header struct{ Name, Value string }
 // NewKey returns the SHA-256 of in: every field but Body and Exclude, each
 // length-prefixed so that no two inputs run together, the headers sorted by
 // name, and then the canonical body. An error means the body is not JSON.
-func NewKey(in KeyInput) (Key, error) {
-	c, err := canonicalize(in.Body, in.Exclude)
-	if err != nil {
+func NewKey(in KeyInput) (Key, error) { return new(canonicalizer).key(in) }
+
+// Keyer makes keys as NewKey does, reusing its working memory (the pieces
+// of a body's canonical form, a few KB for 100 KB) from one key to the
+// next: a hit then allocates next to nothing for its key. The zero value
+// is ready; it is safe for concurrent use, and must not be copied after
+// its first use.
+type Keyer struct {
+	pool sync.Pool // of *canonicalizer
+}
+
+// maxPooledPieces bounds the pieces a pooled canonicalizer keeps room for:
+// a huge body's working memory is left to the garbage collector.
+const maxPooledPieces = 1 << 16
+
+// NewKey implements NewKey with reused memory.
+func (k *Keyer) NewKey(in KeyInput) (Key, error) {
+	c, _ := k.pool.Get().(*canonicalizer)
+	if c == nil {
+		c = new(canonicalizer)
+	}
+	key, err := c.key(in)
+	c.in = nil // the pool keeps no body alive
+	if cap(c.out) <= maxPooledPieces && cap(c.scratch) <= maxPooledPieces {
+		k.pool.Put(c)
+	}
+	return key, err
+}
+
+// key is NewKey on c's memory.
+func (c *canonicalizer) key(in KeyInput) (Key, error) {
+	if err := c.run(in.Body, in.Exclude); err != nil {
 		return Key{}, err
 	}
-	h := sha256.New()
+	if c.h == nil {
+		c.h = sha256.New()
+	}
+	h := c.h
+	h.Reset()
 	var lenBuf [binary.MaxVarintLen64]byte
 	field := func(s string) {
 		h.Write(binary.AppendUvarint(lenBuf[:0], uint64(len(s))))
 		h.Write([]byte(s))
 	}
-	field("tollgate-cache-v1")
+	// v2: the hash reads the canonical bytes strictly in order (v1 could
+	// hash a long string before the small pieces ahead of it).
+	field("tollgate-cache-v2")
 	field(in.Endpoint)
 	field(in.ClientFormat)
 	field(in.Route)
@@ -66,12 +102,14 @@ func NewKey(in KeyInput) (Key, error) {
 		field(x.Value)
 	}
 	// Small pieces are gathered into buf: one Write per piece would cost
-	// more than the hashing itself.
-	var buf [4096]byte
+	// more than the hashing itself. Long ones are hashed in place, after
+	// what buf holds: the hash reads the canonical bytes in their order,
+	// however they are cut into pieces.
+	var buf [1024]byte
 	n := 0
 	for _, p := range c.out {
 		b := c.bytes(p)
-		if n+len(b) > len(buf) {
+		if n+len(b) > len(buf) || len(b) > len(buf)/2 {
 			h.Write(buf[:n])
 			n = 0
 		}
@@ -118,9 +156,20 @@ func Canonical(body []byte, exclude []string) ([]byte, error) {
 	return out, nil
 }
 
-// canonicalize reads body into c.out, the pieces of its canonical form.
+// canonicalize reads body into the pieces of its canonical form.
 func canonicalize(body []byte, exclude []string) (*canonicalizer, error) {
-	c := &canonicalizer{in: body, out: make([]piece, 0, 16+len(body)/32)}
+	c := new(canonicalizer)
+	return c, c.run(body, exclude)
+}
+
+// run reads body into c.out, the pieces of its canonical form, reusing
+// the memory c holds.
+func (c *canonicalizer) run(body []byte, exclude []string) error {
+	c.in, c.pos, c.barrier = body, 0, 0
+	if c.out == nil {
+		c.out = make([]piece, 0, 16+len(body)/128)
+	}
+	c.out, c.members, c.scratch = c.out[:0], c.members[:0], c.scratch[:0]
 	copy(c.punct[:], punct)
 	var paths [][]string
 	for _, p := range exclude {
@@ -128,25 +177,32 @@ func canonicalize(body []byte, exclude []string) (*canonicalizer, error) {
 	}
 	c.skipSpace()
 	if err := c.value(paths, 0); err != nil {
-		return nil, err
+		return err
 	}
 	c.skipSpace()
 	if c.pos != len(c.in) {
-		return nil, c.errorf("data after the top-level value")
+		return c.errorf("data after the top-level value")
 	}
-	return c, nil
+	return nil
 }
 
 // canonicalizer holds the canonical form of a body as pieces: ranges of
-// the body (strings, numbers, literals) and punctuation, never copies, so
-// that sorting an object moves small values without pointers, not bytes.
+// the body and punctuation, never copies, so that sorting an object moves
+// small values without pointers, not bytes. A piece that continues the
+// range of the one before it is merged into it (add): a compact body
+// (what every SDK sends) becomes a few long ranges per object member,
+// which the hash reads in place.
 type canonicalizer struct {
-	in      []byte
-	pos     int
-	out     []piece
-	punct   [len(punct)]byte
-	members []member // the members of the objects being read, innermost last
-	scratch []piece  // the copy an object's members are reordered from
+	in    []byte
+	pos   int
+	out   []piece
+	punct [len(punct)]byte
+	// barrier is the first index of out whose piece add may extend: the
+	// pieces below it end an object member, or one starts at it.
+	barrier int
+	members []member  // the members of the objects being read, innermost last
+	scratch []piece   // the copy an object's members are reordered from
+	h       hash.Hash // the SHA-256 of key, kept for the next key
 }
 
 // piece is in[off:off+n] or, when off is negative, the punctuation
@@ -155,14 +211,25 @@ type piece struct{ off, n int32 }
 
 const punct = "{}[],:"
 
-var (
-	openObj, closeObj = piece{-1, 1}, piece{-2, 1}
-	openArr, closeArr = piece{-3, 1}, piece{-4, 1}
-	comma, colon      = piece{-5, 1}, piece{-6, 1}
-)
+var comma = piece{-5, 1}
 
 // span is the piece of in[start:end].
 func span(start, end int) piece { return piece{int32(start), int32(end - start)} }
+
+// add appends p to c.out, or extends the last piece when p continues it in
+// the body.
+func (c *canonicalizer) add(p piece) {
+	if n := len(c.out); n > c.barrier {
+		if last := &c.out[n-1]; last.off >= 0 && last.off+last.n == p.off {
+			last.n += p.n
+			return
+		}
+	}
+	c.out = append(c.out, p)
+}
+
+// fence stops add from extending the pieces before it.
+func (c *canonicalizer) fence() { c.barrier = len(c.out) }
 
 // bytes returns the bytes of p.
 func (c *canonicalizer) bytes(p piece) []byte {
@@ -188,6 +255,12 @@ func (c *canonicalizer) skipSpace() {
 	}
 }
 
+// char adds the punctuation character at c.pos and moves past it.
+func (c *canonicalizer) char() {
+	c.add(span(c.pos, c.pos+1))
+	c.pos++
+}
+
 // value copies the value at c.pos to c.out; exclude holds the paths still
 // to match below it.
 func (c *canonicalizer) value(exclude [][]string, depth int) error {
@@ -204,17 +277,17 @@ func (c *canonicalizer) value(exclude [][]string, depth int) error {
 		return c.array(depth)
 	case b == '"':
 		start := c.pos
-		if _, err := c.str(); err != nil {
+		if err := c.str(); err != nil {
 			return err
 		}
-		c.out = append(c.out, span(start, c.pos))
+		c.add(span(start, c.pos))
 		return nil
 	case b == '-' || (b >= '0' && b <= '9'):
 		return c.number()
 	}
 	for _, lit := range []string{"true", "false", "null"} {
 		if bytes.HasPrefix(c.in[c.pos:], []byte(lit)) {
-			c.out = append(c.out, span(c.pos, c.pos+len(lit)))
+			c.add(span(c.pos, c.pos+len(lit)))
 			c.pos += len(lit)
 			return nil
 		}
@@ -222,18 +295,18 @@ func (c *canonicalizer) value(exclude [][]string, depth int) error {
 	return c.errorf("unexpected %q", c.in[c.pos])
 }
 
-// str returns the string at c.pos, quotes included, as written. It finds
-// the closing quote with bytes.IndexByte (a quote after an odd number of
-// backslashes is escaped) and checks nothing else inside: the client
-// format has read the body as JSON already.
-func (c *canonicalizer) str() ([]byte, error) {
+// str moves past the string at c.pos, as written. It finds the closing
+// quote with bytes.IndexByte (a quote after an odd number of backslashes
+// is escaped) and checks nothing else inside: the client format has read
+// the body as JSON already.
+func (c *canonicalizer) str() error {
 	start := c.pos
 	c.pos++
 	for {
 		i := bytes.IndexByte(c.in[c.pos:], '"')
 		if i < 0 {
 			c.pos = len(c.in)
-			return nil, c.errorf("unterminated string")
+			return c.errorf("unterminated string")
 		}
 		q := c.pos + i
 		c.pos = q + 1
@@ -242,7 +315,7 @@ func (c *canonicalizer) str() ([]byte, error) {
 			n++
 		}
 		if n%2 == 0 {
-			return c.in[start:c.pos], nil
+			return nil
 		}
 	}
 }
@@ -257,20 +330,56 @@ func (c *canonicalizer) number() error {
 		}
 		break
 	}
-	if !json.Valid(c.in[start:c.pos]) {
+	if !validNumber(c.in[start:c.pos]) {
 		return c.errorf("invalid number %q", c.in[start:c.pos])
 	}
-	c.out = append(c.out, span(start, c.pos))
+	c.add(span(start, c.pos))
 	return nil
 }
 
+// validNumber reports whether b is a JSON number:
+// -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
+func validNumber(b []byte) bool {
+	i := 0
+	if i < len(b) && b[i] == '-' {
+		i++
+	}
+	digits := func() int {
+		n := 0
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i, n = i+1, n+1
+		}
+		return n
+	}
+	switch {
+	case i < len(b) && b[i] == '0':
+		i++
+	case digits() == 0:
+		return false
+	}
+	if i < len(b) && b[i] == '.' {
+		i++
+		if digits() == 0 {
+			return false
+		}
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		if digits() == 0 {
+			return false
+		}
+	}
+	return i == len(b)
+}
+
 func (c *canonicalizer) array(depth int) error {
-	c.pos++
-	c.out = append(c.out, openArr)
+	c.char()
 	c.skipSpace()
 	if c.pos < len(c.in) && c.in[c.pos] == ']' {
-		c.pos++
-		c.out = append(c.out, closeArr)
+		c.char()
 		return nil
 	}
 	for {
@@ -284,11 +393,9 @@ func (c *canonicalizer) array(depth int) error {
 		}
 		switch c.in[c.pos] {
 		case ',':
-			c.pos++
-			c.out = append(c.out, comma)
+			c.char()
 		case ']':
-			c.pos++
-			c.out = append(c.out, closeArr)
+			c.char()
 			return nil
 		default:
 			return c.errorf("expected , or ] in an array")
@@ -296,22 +403,17 @@ func (c *canonicalizer) array(depth int) error {
 	}
 }
 
-// member is one object member in c.out: name is its name as written, and
-// out[start:end] is "name":value.
-type member struct {
-	name       []byte
-	start, end int
-}
+// member is one object member in c.out: in[name:name+nameLen] is its name
+// as written, quotes included, and out[start:end] is "name":value.
+type member struct{ name, nameLen, start, end int32 }
 
 func (c *canonicalizer) object(exclude [][]string, depth int) error {
-	c.pos++
-	c.out = append(c.out, openObj)
+	c.char()
 	open := len(c.out)
 	base := len(c.members) // c.members is a stack: nested objects use it above base
 	c.skipSpace()
 	if c.pos < len(c.in) && c.in[c.pos] == '}' {
-		c.pos++
-		c.out = append(c.out, closeObj)
+		c.char()
 		return nil
 	}
 	for {
@@ -320,10 +422,10 @@ func (c *canonicalizer) object(exclude [][]string, depth int) error {
 			return c.errorf("expected a member name")
 		}
 		nameStart := c.pos
-		name, err := c.str()
-		if err != nil {
+		if err := c.str(); err != nil {
 			return err
 		}
+		name := c.in[nameStart:c.pos]
 		if bytes.IndexByte(name, '\\') >= 0 {
 			return fmt.Errorf("%w: member name %s has an escape", ErrAmbiguousNames, name)
 		}
@@ -331,23 +433,26 @@ func (c *canonicalizer) object(exclude [][]string, depth int) error {
 		if c.pos >= len(c.in) || c.in[c.pos] != ':' {
 			return c.errorf("expected : after a member name")
 		}
-		c.pos++
-		c.skipSpace()
 		drop, below := matchExclude(exclude, name)
+		c.fence()
 		before := len(c.out)
 		if len(c.members) > base {
 			c.out = append(c.out, comma)
 		}
+		c.fence()
 		start := len(c.out)
-		c.out = append(c.out, span(nameStart, nameStart+len(name)), colon)
+		c.add(span(nameStart, nameStart+len(name)))
+		c.char()
+		c.skipSpace()
 		if err := c.value(below, depth+1); err != nil {
 			return err
 		}
 		if drop {
 			c.out = c.out[:before]
 		} else {
-			c.members = append(c.members, member{name: name, start: start, end: len(c.out)})
+			c.members = append(c.members, member{name: int32(nameStart), nameLen: int32(len(name)), start: int32(start), end: int32(len(c.out))})
 		}
+		c.fence()
 		c.skipSpace()
 		if c.pos >= len(c.in) {
 			return c.errorf("unterminated object")
@@ -359,37 +464,64 @@ func (c *canonicalizer) object(exclude [][]string, depth int) error {
 		if c.in[c.pos] != '}' {
 			return c.errorf("expected , or } in an object")
 		}
-		c.pos++
 		break
 	}
 	members := c.members[base:]
 	defer func() { c.members = c.members[:base] }()
-	byName := func(a, b member) int { return bytes.Compare(a.name, b.name) }
+	byName := func(a, b member) int {
+		return bytes.Compare(c.in[a.name:a.name+a.nameLen], c.in[b.name:b.name+b.nameLen])
+	}
 	sorted := slices.IsSortedFunc(members, byName)
 	if !sorted {
-		slices.SortStableFunc(members, byName)
+		// The names differ, or the object is refused below: a stable
+		// sort is not needed.
+		slices.SortFunc(members, byName)
 	}
 	for i := 1; i < len(members); i++ {
-		if bytes.Equal(members[i-1].name, members[i].name) {
-			return fmt.Errorf("%w: member %s appears twice", ErrAmbiguousNames, members[i].name)
+		if byName(members[i-1], members[i]) == 0 {
+			return fmt.Errorf("%w: member %s appears twice", ErrAmbiguousNames, c.in[members[i].name:members[i].name+members[i].nameLen])
 		}
 	}
-	if sorted {
-		c.out = append(c.out, closeObj)
-		return nil
-	}
-	// Nested objects are done by now, so the scratch copy is free to reuse.
-	body := append(c.scratch[:0], c.out[open:]...)
-	c.scratch = body
-	c.out = c.out[:open]
-	for i, m := range members {
-		if i > 0 {
-			c.out = append(c.out, comma)
+	if !sorted {
+		// Nested objects are done by now, so the scratch copy is free to
+		// reuse. A comma of the body is used where one follows the member
+		// before, so that the pieces around it may be merged.
+		body := append(c.scratch[:0], c.out[open:]...)
+		c.scratch = body
+		c.out = c.out[:open]
+		for i, m := range members {
+			if i > 0 {
+				sep := comma
+				if last := c.out[len(c.out)-1]; last.off >= 0 && int(last.off+last.n) < len(c.in) && c.in[last.off+last.n] == ',' {
+					sep = piece{last.off + last.n, 1}
+				}
+				c.out = append(c.out, sep)
+			}
+			c.out = append(c.out, body[m.start-int32(open):m.end-int32(open)]...)
 		}
-		c.out = append(c.out, body[m.start-open:m.end-open]...)
 	}
-	c.out = append(c.out, closeObj)
+	c.fence()
+	c.char()
+	c.merge(open - 1)
 	return nil
+}
+
+// merge joins the pieces of c.out from i on that continue each other in
+// the body, once the object whose opening brace is in c.out[i] is done:
+// its members are in their order, and nothing outside it keeps an index
+// above i.
+func (c *canonicalizer) merge(i int) {
+	w := i
+	for _, p := range c.out[i+1:] {
+		if last := &c.out[w]; last.off >= 0 && last.off+last.n == p.off {
+			last.n += p.n
+			continue
+		}
+		w++
+		c.out[w] = p
+	}
+	c.out = c.out[:w+1]
+	c.barrier = i
 }
 
 // matchExclude reports whether the member named name (quoted, as written)

@@ -2,15 +2,13 @@ package cache
 
 import (
 	"bytes"
-	"compress/flate"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
-	"sync"
 	"time"
 
+	"github.com/klauspost/compress/s2"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -46,9 +44,11 @@ type redisClient interface {
 // Redis and prefix. Each entry is one string key, written with SET PX (so
 // Redis drops it when its TTL ends, and its maxmemory policy may evict it
 // earlier) and read with GET: one round trip each. The body is stored
-// compressed with DEFLATE (compress/flate at its fastest level); the
-// expiry is also stored in the entry and checked against the caller's
-// clock, so that tests and replicas with a skewed clock agree on it.
+// compressed as one S2 block (github.com/klauspost/compress/s2, an
+// extension of Snappy), which a hit decompresses at GB/s where DEFLATE
+// took 5 to 10 ms a MB, for entries 10 to 25% larger. The expiry is also
+// stored in the entry and checked against the caller's clock, so that
+// tests and replicas with a skewed clock agree on it.
 //
 // Every failure to reach Redis, and an entry that does not decode, is
 // returned as an error and counted (tollgate_cache_errors_total).
@@ -58,7 +58,6 @@ type Redis struct {
 	timeout  time.Duration
 	maxEntry int
 	metrics  *Metrics
-	writers  sync.Pool // of *flate.Writer
 }
 
 // NewRedis returns a store on the Redis client c, which the caller keeps and
@@ -110,7 +109,7 @@ func (r *Redis) Get(ctx context.Context, k Key, now time.Time) (Entry, bool, err
 		r.metrics.failed("get")
 		return Entry{}, false, fmt.Errorf("cache: redis get: %w", err)
 	}
-	e, err := decodeEntry(b, r.maxEntry)
+	e, err := r.decodeEntry(b)
 	if err != nil {
 		r.metrics.lookup(false)
 		r.metrics.failed("get")
@@ -146,53 +145,51 @@ func (r *Redis) Put(ctx context.Context, k Key, e Entry, ttl time.Duration, now 
 }
 
 // entryVersion starts every encoded entry; an entry of another version
-// reads as an error, which is a miss.
-const entryVersion = 1
+// reads as an error, which is a miss. Version 1 held the body compressed
+// with DEFLATE; its entries are under keys of the first key version, which
+// no lookup makes any more.
+const entryVersion = 2
+
+// entryHeader is the length of an entry's fixed part: the version and the
+// two times.
+const entryHeader = 17
 
 // encodeEntry encodes e as: the version byte, Stored and Expires in Unix
 // nanoseconds (8 bytes each, big endian), the lengths of ContentType, Info
-// and Body as uvarints, ContentType, Info, and Body compressed with DEFLATE.
+// and Body as uvarints, ContentType, Info, and Body compressed as one S2
+// block. The block is written in place, in the one allocation.
 func (r *Redis) encodeEntry(e *Entry) ([]byte, error) {
-	var buf bytes.Buffer
-	buf.Grow(64 + len(e.ContentType) + len(e.Info) + len(e.Body)/3)
-	buf.WriteByte(entryVersion)
-	buf.Write(binary.BigEndian.AppendUint64(nil, uint64(e.Stored.UnixNano())))
-	buf.Write(binary.BigEndian.AppendUint64(nil, uint64(e.Expires.UnixNano())))
+	head := entryHeader + 3*binary.MaxVarintLen64 + len(e.ContentType) + len(e.Info)
+	maxBody := s2.MaxEncodedLen(len(e.Body))
+	if maxBody < 0 {
+		return nil, ErrTooLarge
+	}
+	b := make([]byte, 0, head+maxBody)
+	b = append(b, entryVersion)
+	b = binary.BigEndian.AppendUint64(b, uint64(e.Stored.UnixNano()))
+	b = binary.BigEndian.AppendUint64(b, uint64(e.Expires.UnixNano()))
 	for _, n := range []int{len(e.ContentType), len(e.Info), len(e.Body)} {
-		buf.Write(binary.AppendUvarint(nil, uint64(n)))
+		b = binary.AppendUvarint(b, uint64(n))
 	}
-	buf.WriteString(e.ContentType)
-	buf.Write(e.Info)
-	w, _ := r.writers.Get().(*flate.Writer)
-	if w == nil {
-		var err error
-		if w, err = flate.NewWriter(&buf, flate.BestSpeed); err != nil {
-			return nil, fmt.Errorf("cache: %w", err)
-		}
-	} else {
-		w.Reset(&buf)
-	}
-	defer r.writers.Put(w)
-	if _, err := w.Write(e.Body); err != nil {
-		return nil, fmt.Errorf("cache: compress: %w", err)
-	}
-	if err := w.Close(); err != nil {
-		return nil, fmt.Errorf("cache: compress: %w", err)
-	}
-	return buf.Bytes(), nil
+	b = append(b, e.ContentType...)
+	b = append(b, e.Info...)
+	enc := s2.EncodeBetter(b[len(b):cap(b)], e.Body)
+	return b[:len(b)+len(enc)], nil
 }
 
-// decodeEntry reverses encodeEntry; an entry above maxEntry bytes is an
-// error.
-func decodeEntry(b []byte, maxEntry int) (Entry, error) {
-	if len(b) < 17 || b[0] != entryVersion {
+// decodeEntry reverses encodeEntry; an entry above r.maxEntry bytes is an
+// error. The body is decompressed straight into its own slice, the one the
+// caller replays.
+func (r *Redis) decodeEntry(b []byte) (Entry, error) {
+	maxEntry := r.maxEntry
+	if len(b) < entryHeader || b[0] != entryVersion {
 		return Entry{}, errors.New("unknown encoding")
 	}
 	e := Entry{
 		Stored:  time.Unix(0, int64(binary.BigEndian.Uint64(b[1:9]))),
 		Expires: time.Unix(0, int64(binary.BigEndian.Uint64(b[9:17]))),
 	}
-	rest := b[17:]
+	rest := b[entryHeader:]
 	var n [3]int
 	for i := range n {
 		v, w := binary.Uvarint(rest)
@@ -208,14 +205,14 @@ func decodeEntry(b []byte, maxEntry int) (Entry, error) {
 	if n[1] > 0 {
 		e.Info = bytes.Clone(rest[n[0] : n[0]+n[1]])
 	}
-	fr := flate.NewReader(bytes.NewReader(rest[n[0]+n[1]:]))
-	defer fr.Close()
-	e.Body = make([]byte, n[2])
-	if _, err := io.ReadFull(fr, e.Body); err != nil {
+	block := rest[n[0]+n[1]:]
+	if l, err := s2.DecodedLen(block); err != nil || l != n[2] {
+		return Entry{}, fmt.Errorf("decompress: body of %d bytes recorded, block holds %d (%v)", n[2], l, err)
+	}
+	body, err := s2.Decode(make([]byte, n[2]), block)
+	if err != nil {
 		return Entry{}, fmt.Errorf("decompress: %w", err)
 	}
-	if _, err := fr.Read(make([]byte, 1)); err != io.EOF {
-		return Entry{}, errors.New("body longer than recorded")
-	}
+	e.Body = body
 	return e, nil
 }

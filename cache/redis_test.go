@@ -114,7 +114,7 @@ func TestRedisBadEntry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i, bad := range [][]byte{[]byte("junk"), good[:len(good)-2], append([]byte{2}, good[1:]...)} {
+	for i, bad := range [][]byte{[]byte("junk"), good[:len(good)-2], append([]byte{entryVersion + 1}, good[1:]...), append([]byte{1}, good[1:]...)} {
 		k := key(fmt.Sprint("bad", i))
 		if err := c.Set(bg, DefaultRedisPrefix+":"+k.String(), bad, time.Hour).Err(); err != nil {
 			t.Fatal(err)
@@ -123,8 +123,21 @@ func TestRedisBadEntry(t *testing.T) {
 			t.Errorf("entry %d: found %v err %v; want a miss with an error", i, ok, err)
 		}
 	}
-	if g := testutil.ToFloat64(m.errors.WithLabelValues("get")); g != 3 {
-		t.Errorf("get errors %v, want 3", g)
+	if g := testutil.ToFloat64(m.errors.WithLabelValues("get")); g != 4 {
+		t.Errorf("get errors %v, want 4", g)
+	}
+	// Good entries read whole, each its own body, between bad ones.
+	for i := range 4 {
+		k, body := key(fmt.Sprint("good", i)), bytes.Repeat([]byte(fmt.Sprint(i)), 1000*(i+1))
+		if err := s.Put(bg, k, Entry{ContentType: "application/json", Body: body}, time.Hour, t0); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok, err := s.Get(bg, key(fmt.Sprint("bad", i%3)), t0); ok || err == nil {
+			t.Errorf("bad entry %d again: found %v err %v", i%3, ok, err)
+		}
+		if got, ok := mustGet(t, s, k, t0); !ok || !bytes.Equal(got.Body, body) {
+			t.Errorf("good entry %d after bad ones: found %v, %d bytes", i, ok, len(got.Body))
+		}
 	}
 }
 

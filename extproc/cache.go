@@ -183,7 +183,7 @@ func (p *policyProcessor) cacheLookup(ctx context.Context, req clientformat.Requ
 		c.status = cacheBypass
 		return nil
 	}
-	k, err := cache.NewKey(cache.KeyInput{
+	k, err := p.s.cacheKeys.NewKey(cache.KeyInput{
 		Body: body, Exclude: c.cfg.ExcludeFields,
 		Endpoint: p.method + " " + p.path, ClientFormat: p.format.Name(),
 		Route: p.route.Slug, Model: p.sentModel(""), Scope: p.cacheScope(c.cfg.Scope), Headers: c.headers,

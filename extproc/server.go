@@ -25,6 +25,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/tollgate-dev/tollgate/cache"
 	"github.com/tollgate-dev/tollgate/policy"
 	"github.com/tollgate-dev/tollgate/policy/budget"
 )
@@ -85,6 +86,7 @@ type Server struct {
 	recorder    Recorder
 	ledger      budget.Ledger
 	cache       ResponseCache
+	cacheKeys   cache.Keyer // makes the cache keys, its memory reused
 	now         func() time.Time
 
 	noEarlyReserve   bool
