@@ -78,6 +78,14 @@ func TestBenchCommandSmoke(t *testing.T) {
 	} else if r := s.Run("tollgate", bench.LoopOpen); r.Phase(bench.PhaseAdapterRequestHeaders) != nil && r.Phase(bench.PhaseAdapterRequestHeaders).Count >= uint64(r.Requests) {
 		t.Errorf("cache-hit: every one of %d requests went upstream: no HIT", r.Requests)
 	}
+	// cache-hit uses the Redis the bench started: its CPU and commands are
+	// reported beside Tollgate's; scenarios without Redis have none.
+	if r := rep.Scenarios[3].Run("tollgate", bench.LoopOpen); r.Redis == nil || r.Redis.CPUPerRequestUS == nil || r.Redis.CommandsPerRequest <= 0 {
+		t.Errorf("cache-hit: no Redis figures: %+v", r.Redis)
+	}
+	if r := rep.Scenarios[0].Run("tollgate", bench.LoopOpen); r.Redis != nil {
+		t.Errorf("%s: Redis figures %+v", rep.Scenarios[0].Name, r.Redis)
+	}
 	if !strings.Contains(rep.Settings.Servers, "ballast") || rep.Machine.Cores == 0 {
 		t.Errorf("settings %+v machine %+v", rep.Settings, rep.Machine)
 	}

@@ -258,6 +258,14 @@ func runBench(ctx context.Context, c benchConfig, stdout, stderr io.Writer) (err
 		}
 	}()
 	var servers []string
+	// Probes of the Redis servers the scenarios use, by URL.
+	probes := map[string]*bench.RedisProbe{}
+	defer func() {
+		for _, p := range probes {
+			p.Close()
+		}
+	}()
+	redisPID := 0
 
 	// Tollgate servers, one per distinct server section; the default one is
 	// shared by every scenario without a section.
@@ -281,6 +289,7 @@ func runBench(ctx context.Context, c benchConfig, stdout, stderr io.Writer) (err
 						return nil, "needs Redis: pass --redis-url (" + err.Error() + ")", nil
 					}
 					redisProcs = append(redisProcs, r)
+					redisPID = r.PID()
 					c.redisURL = "redis://" + r.Addr() + "/0"
 					fmt.Fprintf(stderr, "bench: started redis-server (pid %d) on %s\n", r.PID(), r.Addr())
 					servers = append(servers, "redis: child process 'redis-server' on "+r.Addr()+" (no persistence)")
@@ -316,6 +325,16 @@ func runBench(ctx context.Context, c benchConfig, stdout, stderr io.Writer) (err
 			return nil, "", err
 		}
 		t := ch.target("tollgate", true)
+		if u := env["TOLLGATE_REDIS_URL"]; u != "" {
+			if probes[u] == nil {
+				p, err := bench.NewRedisProbe(u, redisPID)
+				if err != nil {
+					return nil, "", err
+				}
+				probes[u] = p
+			}
+			t.Redis = probes[u]
+		}
 		tollgates[key] = t
 		return t, "", nil
 	}
@@ -382,7 +401,8 @@ func runBench(ctx context.Context, c benchConfig, stdout, stderr io.Writer) (err
 
 	rep := &bench.Report{Machine: bench.ThisMachine(time.Now()), Settings: c.opts.Settings(strings.Join(servers, "; "))}
 	rep.Settings.Notes = "CPU per request: server process utime+stime (/proc/<pid>/stat) over the measured window / requests; " +
-		"allocations: go_memstats_mallocs_total from the server's /metrics, less the scrapes; latency: sum of a request's ext_proc round trips from its scheduled start"
+		"allocations: go_memstats_mallocs_total from the server's /metrics, less the scrapes; " +
+		"Redis (scenarios with needs: [redis]): redis-server's utime+stime over Tollgate's windows / requests (when the bench started it), and INFO commandstats deltas; latency: sum of a request's ext_proc round trips from its scheduled start"
 	for _, s := range scenarios {
 		if !s.Ready() {
 			sr, err := bench.RunScenario(ctx, s, nil, c.opts)
