@@ -125,6 +125,15 @@ func probeCommand(name string) bool {
 	return false
 }
 
+// scriptCommand reports whether a command runs a script.
+func scriptCommand(name string) bool {
+	switch name {
+	case "eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "fcall_ro":
+		return true
+	}
+	return false
+}
+
 // redisTally adds up a RedisProbe's readings over the measured windows.
 type redisTally struct {
 	ticks    uint64
@@ -174,6 +183,10 @@ func (rt *redisTally) report(n float64) *RedisStats {
 	for name, c := range rt.commands {
 		r.CommandsPerRequest += c.Calls / n
 		r.USecPerRequest += c.USec / n
+		if scriptCommand(name) {
+			r.ScriptsPerRequest += c.Calls / n
+			r.ScriptUSecPerRequest += c.USec / n
+		}
 		r.Commands = append(r.Commands, RedisCommand{Name: name, PerRequest: c.Calls / n, USecPerCall: c.USec / c.Calls})
 	}
 	slices.SortFunc(r.Commands, func(a, b RedisCommand) int {
@@ -196,14 +209,22 @@ type RedisStats struct {
 	// per request; absent for an external Redis.
 	CPUPerRequestUS *float64 `json:"cpu_per_request_us,omitempty"`
 	CPUResolutionUS float64  `json:"cpu_resolution_us,omitempty"`
-	// CommandsPerRequest counts every command executed (a script is one
-	// EVALSHA; the commands it runs inside are not counted).
+	// CommandsPerRequest counts every command executed: a script's EVALSHA
+	// and, again, each command the script runs (commandstats counts both).
 	CommandsPerRequest float64 `json:"commands_per_request"`
-	// USecPerRequest is the time Redis spent executing them (commandstats
-	// usec: command execution only, without reading and parsing requests or
-	// writing replies, which the process CPU includes).
-	USecPerRequest float64        `json:"usec_per_request"`
-	Commands       []RedisCommand `json:"commands"`
+	// ScriptsPerRequest counts the scripts (EVAL, EVALSHA, FCALL and their
+	// read-only forms): each is one round trip.
+	ScriptsPerRequest float64 `json:"scripts_per_request"`
+	// USecPerRequest is the time Redis spent executing commands (commandstats
+	// usec: execution only, without reading and parsing requests or writing
+	// replies, which the process CPU includes). It is an upper bound: a
+	// command run inside a script counts in the script's time and again in
+	// its own.
+	USecPerRequest float64 `json:"usec_per_request"`
+	// ScriptUSecPerRequest is the scripts' share, the commands they ran
+	// included.
+	ScriptUSecPerRequest float64        `json:"script_usec_per_request"`
+	Commands             []RedisCommand `json:"commands"`
 }
 
 // RedisCommand is one command's share of RedisStats.

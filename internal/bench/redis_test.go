@@ -56,8 +56,8 @@ func TestRedisTallyPerRequest(t *testing.T) {
 	if math.Abs(*r.CPUPerRequestUS-3000) > 1e-9 || r.CPUResolutionUS != 50 {
 		t.Errorf("CPU %v µs (±%v)", *r.CPUPerRequestUS, r.CPUResolutionUS)
 	}
-	if r.CommandsPerRequest != 4 || r.USecPerRequest != 310 {
-		t.Errorf("commands %v, usec %v", r.CommandsPerRequest, r.USecPerRequest)
+	if r.CommandsPerRequest != 4 || r.USecPerRequest != 310 || r.ScriptsPerRequest != 3 || r.ScriptUSecPerRequest != 300 {
+		t.Errorf("commands %v, usec %v, scripts %v, script usec %v", r.CommandsPerRequest, r.USecPerRequest, r.ScriptsPerRequest, r.ScriptUSecPerRequest)
 	}
 	if len(r.Commands) != 2 || r.Commands[0] != (RedisCommand{"evalsha", 3, 100}) || r.Commands[1] != (RedisCommand{"xadd", 1, 10}) {
 		t.Errorf("commands %+v", r.Commands)
@@ -107,7 +107,7 @@ func TestRedisProbe(t *testing.T) {
 	}
 	var b strings.Builder
 	writeRedis(&b, &RunReport{Redis: r})
-	if !strings.Contains(b.String(), "2.00 commands") || !strings.Contains(b.String(), "get 1.00 ×") {
+	if !strings.Contains(b.String(), "2.00 commands in all") || !strings.Contains(b.String(), "get 1.00 ×") {
 		t.Errorf("text %q", b.String())
 	}
 }

@@ -311,7 +311,8 @@ func writeRedis(b *strings.Builder, t *RunReport) {
 		}
 		b.WriteByte(';')
 	}
-	fmt.Fprintf(b, " %s commands, %s µs executing them (commandstats)\n", num(rs.CommandsPerRequest), num(rs.USecPerRequest))
+	fmt.Fprintf(b, " %s scripts (%s µs executing them), %s commands in all, scripts' included (commandstats)\n",
+		num(rs.ScriptsPerRequest), num(rs.ScriptUSecPerRequest), num(rs.CommandsPerRequest))
 	if len(rs.Commands) > 0 {
 		parts := make([]string, len(rs.Commands))
 		for i, c := range rs.Commands {
