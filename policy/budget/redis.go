@@ -437,8 +437,15 @@ func (l *RedisLedger) settleCall(r *Reservation, actual *Actual, now time.Time) 
 	if actual == nil {
 		args[4] = 1
 	}
+	n := 0
 	for i := range r.items {
 		it := &r.items[i]
+		if it.commit && actual != nil {
+			// A request count is final at reserve: only a cancel takes it
+			// back, so a settle leaves its keys out of the call.
+			continue
+		}
+		n++
 		k1, k2 := l.keys(it)
 		keys = append(keys, k1, k2)
 		var ttl, p, amount int64
@@ -453,6 +460,7 @@ func (l *RedisLedger) settleCall(r *Reservation, actual *Actual, now time.Time) 
 		}
 		args = append(args, kindArg(it), modeArg(it), it.need, amount, ttl, p)
 	}
+	args[3] = n
 	// A tombstone outlives any lease the reservation could have been given
 	// by a reserve still on its way.
 	keys = append(keys, l.endedKey())

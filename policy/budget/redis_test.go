@@ -233,3 +233,33 @@ func TestNewRedisLedgerChecksTheClient(t *testing.T) {
 		t.Error("a prefix with braces was accepted")
 	}
 }
+
+// TestRedisSettleLeavesRequestCountsOut: a request count is final at reserve,
+// so a settle's script call carries only the limits it changes (a spend
+// counter and a lease here), while a cancel, which takes the counts back,
+// carries them all.
+func TestRedisSettleLeavesRequestCountsOut(t *testing.T) {
+	srv := redistest.Start(t)
+	l := newRedisLedger(t, newRedisClient(t, srv.Addr()), RedisOptions{Timeout: 10 * time.Second})
+	req := Request{Scopes: one(keyA, Limit{USD, Day, usd("10")}, Limit{Requests, Minute, 100}, Limit{Requests, Day, 100},
+		Limit{Concurrent, NoWindow, 5}), CostPicoUSD: usd("1")}
+	r := mustAllow(t, l, req, t0)
+	keys, args := l.settleCall(r, &Actual{CostPicoUSD: usd("0.5")}, t0)
+	if len(keys) != 2+2*2+1 || args[3] != 2 || len(args) != 5+6*2+2 {
+		t.Errorf("settle: %d keys %q, n %v, %d args", len(keys), keys, args[3], len(args))
+	}
+	keys, args = l.settleCall(r, nil, t0)
+	if len(keys) != 2+2*4+1 || args[3] != 4 || len(args) != 5+6*4+2 {
+		t.Errorf("cancel: %d keys %q, n %v, %d args", len(keys), keys, args[3], len(args))
+	}
+	if err := l.Settle(bg, r, Actual{CostPicoUSD: usd("0.5")}, t0); err != nil {
+		t.Fatal(err)
+	}
+	bal, err := l.Read(bg, Query{Scope: keyA, Limits: req.Scopes[0].Limits}, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(bal) != 4 || bal[0].Used != usd("0.5") || bal[1].Used != 1 || bal[2].Used != 1 || bal[3].Used != 0 {
+		t.Errorf("balances after the settle: %+v", bal)
+	}
+}
