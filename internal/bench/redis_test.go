@@ -111,3 +111,21 @@ func TestRedisProbe(t *testing.T) {
 		t.Errorf("text %q", b.String())
 	}
 }
+
+// TestSoakProcs: a soak watches each process once, and knows how many of its
+// scenarios each serves (the Redis shared by two here).
+func TestSoakProcs(t *testing.T) {
+	redisProbe := &RedisProbe{PID: 9}
+	a, b := &Target{Name: "tollgate", PID: 1, Redis: redisProbe}, &Target{Name: "tollgate-1", PID: 2, Redis: redisProbe}
+	parts := []SoakPart{{&Scenario{Name: "x"}, a}, {&Scenario{Name: "y"}, a}, {&Scenario{Name: "z"}, b}, {&Scenario{Name: "e"}, &Target{Name: "ext"}}}
+	got := soakProcs(parts)
+	want := []soakProc{{"tollgate (x)", 1, 2}, {"redis-server", 9, 3}, {"tollgate-1 (z)", 2, 1}}
+	if len(got) != len(want) {
+		t.Fatalf("got %+v", got)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("%d: got %+v, want %+v", i, got[i], want[i])
+		}
+	}
+}

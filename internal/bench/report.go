@@ -17,6 +17,8 @@ type Report struct {
 	Scenarios []*ScenarioReport `json:"scenarios"`
 	Memory    []*MemoryReport   `json:"memory,omitempty"`
 	Targets   []TargetCheck     `json:"targets,omitempty"`
+	// Soak is the long mixed run of `tollgate bench --soak`, when asked.
+	Soak *SoakReport `json:"soak,omitempty"`
 }
 
 // Machine describes where the bench ran.

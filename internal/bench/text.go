@@ -24,7 +24,9 @@ func (r *Report) WriteText(w io.Writer) error {
 	}
 	b.WriteString("latencies in µs, from the scheduled start; T = tollgate, E = echo, Δ = T - E\n\n")
 
-	r.writeSummary(&b)
+	if len(r.Scenarios) > 0 {
+		r.writeSummary(&b)
+	}
 	for _, sc := range r.Scenarios {
 		if len(sc.Runs) > 0 {
 			b.WriteByte('\n')
@@ -38,6 +40,10 @@ func (r *Report) WriteText(w io.Writer) error {
 	if len(r.Targets) > 0 {
 		b.WriteByte('\n')
 		r.writeTargets(&b)
+	}
+	if r.Soak != nil {
+		b.WriteByte('\n')
+		r.Soak.WriteText(&b)
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
