@@ -28,6 +28,7 @@ type settleJob struct {
 // settleBatch is the settles that go to Redis in one pipeline.
 type settleBatch struct {
 	jobs []*settleJob
+	full chan struct{} // closed when the batch is sent before its delay is out
 }
 
 // settleBatcher gathers settles and cancels that arrive within a short delay
@@ -52,7 +53,7 @@ func (l *RedisLedger) runBatched(ctx context.Context, keys []string, args []any)
 	batch := b.open
 	first := batch == nil
 	if first {
-		batch = &settleBatch{}
+		batch = &settleBatch{full: make(chan struct{})}
 		b.open = batch
 	}
 	batch.jobs = append(batch.jobs, job)
@@ -64,12 +65,17 @@ func (l *RedisLedger) runBatched(ctx context.Context, keys []string, args []any)
 
 	switch {
 	case full:
+		close(batch.full)
 		go l.sendBatch(ctx, batch)
 	case first:
 		go func() {
 			t := time.NewTimer(b.delay)
 			defer t.Stop()
-			<-t.C
+			select {
+			case <-t.C:
+			case <-batch.full:
+				return
+			}
 			b.mu.Lock()
 			mine := b.open == batch
 			if mine {
