@@ -92,6 +92,21 @@ type redisSnapshot struct {
 	proc     ProcStat
 	hasProc  bool
 	commands map[string]CommandStat
+	reads    float64 // INFO stats total_reads_processed: read events, about one per round trip
+	hasReads bool
+}
+
+// ParseReadsProcessed reads total_reads_processed from the reply to INFO
+// stats (Redis 6 and later): how many times Redis read from a client, about
+// once per round trip, whatever a pipeline or script carries.
+func ParseReadsProcessed(info string) (float64, bool) {
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "total_reads_processed:"); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			return f, err == nil
+		}
+	}
+	return 0, false
 }
 
 func (p *RedisProbe) snapshot(ctx context.Context) (*redisSnapshot, error) {
@@ -112,6 +127,11 @@ func (p *RedisProbe) snapshot(ctx context.Context) (*redisSnapshot, error) {
 	if s.commands, err = ParseCommandStats(info); err != nil {
 		return nil, err
 	}
+	stats, err := p.client.Info(ctx, "stats").Result()
+	if err != nil {
+		return nil, fmt.Errorf("bench: redis INFO stats: %w", err)
+	}
+	s.reads, s.hasReads = ParseReadsProcessed(stats)
 	return s, nil
 }
 
@@ -139,6 +159,8 @@ type redisTally struct {
 	ticks    uint64
 	hasProc  bool
 	commands map[string]CommandStat
+	reads    float64
+	hasReads bool
 }
 
 // add counts the Redis work between two snapshots.
@@ -149,6 +171,11 @@ func (rt *redisTally) add(before, after *redisSnapshot) {
 	if before.hasProc && after.hasProc {
 		rt.hasProc = true
 		rt.ticks += (after.proc.UserTicks + after.proc.SysTicks) - (before.proc.UserTicks + before.proc.SysTicks)
+	}
+	if before.hasReads && after.hasReads {
+		rt.hasReads = true
+		// The probe's own two INFO calls of the later snapshot are reads too.
+		rt.reads += after.reads - before.reads - 2
 	}
 	if rt.commands == nil {
 		rt.commands = map[string]CommandStat{}
@@ -175,6 +202,9 @@ func (rt *redisTally) report(n float64) *RedisStats {
 		return nil
 	}
 	r := &RedisStats{}
+	if rt.hasReads {
+		r.ReadsPerRequest = max(rt.reads, 0) / n
+	}
 	if rt.hasProc {
 		cpu := float64(rt.ticks) * 1e6 / clockTicksPerSecond / n
 		r.CPUPerRequestUS = &cpu
@@ -212,6 +242,10 @@ type RedisStats struct {
 	// CommandsPerRequest counts every command executed: a script's EVALSHA
 	// and, again, each command the script runs (commandstats counts both).
 	CommandsPerRequest float64 `json:"commands_per_request"`
+	// ReadsPerRequest is Redis's reads from its clients (INFO stats
+	// total_reads_processed), about one per round trip: a pipeline of
+	// several scripts is one.
+	ReadsPerRequest float64 `json:"reads_per_request"`
 	// ScriptsPerRequest counts the scripts (EVAL, EVALSHA, FCALL and their
 	// read-only forms): each is one round trip.
 	ScriptsPerRequest float64 `json:"scripts_per_request"`

@@ -46,8 +46,10 @@ func TestRedisTallyPerRequest(t *testing.T) {
 	// the probe's INFO and a command that did not run are left out.
 	rt.add(snap(10, map[string]CommandStat{"evalsha": {100, 10000}, "xadd": {0, 0}, "info": {5, 50}, "get": {7, 7}}),
 		snap(30, map[string]CommandStat{"evalsha": {400, 40000}, "xadd": {100, 1000}, "info": {6, 60}, "get": {7, 7}}))
-	rt.add(snap(30, map[string]CommandStat{"evalsha": {400, 40000}, "xadd": {100, 1000}}),
-		snap(50, map[string]CommandStat{"evalsha": {700, 70000}, "xadd": {200, 2000}}))
+	b2, a2 := snap(30, map[string]CommandStat{"evalsha": {400, 40000}, "xadd": {100, 1000}}),
+		snap(50, map[string]CommandStat{"evalsha": {700, 70000}, "xadd": {200, 2000}})
+	b2.reads, a2.reads, b2.hasReads, a2.hasReads = 1000, 1202, true, true // 200 reads, and the probe's 2
+	rt.add(b2, a2)
 	r := rt.report(200)
 	if r == nil || r.CPUPerRequestUS == nil {
 		t.Fatalf("report %+v", r)
@@ -61,6 +63,12 @@ func TestRedisTallyPerRequest(t *testing.T) {
 	}
 	if len(r.Commands) != 2 || r.Commands[0] != (RedisCommand{"evalsha", 3, 100}) || r.Commands[1] != (RedisCommand{"xadd", 1, 10}) {
 		t.Errorf("commands %+v", r.Commands)
+	}
+	if r.ReadsPerRequest != 1 {
+		t.Errorf("reads %v", r.ReadsPerRequest)
+	}
+	if v, ok := ParseReadsProcessed("# Stats\r\ntotal_commands_processed:9\r\ntotal_reads_processed:42\r\n"); !ok || v != 42 {
+		t.Errorf("total_reads_processed %v %v", v, ok)
 	}
 	var none redisTally
 	if none.report(100) != nil {
@@ -102,7 +110,7 @@ func TestRedisProbe(t *testing.T) {
 	var rt redisTally
 	rt.add(before, after)
 	r := rt.report(10)
-	if r == nil || r.CPUPerRequestUS != nil || r.CommandsPerRequest != 2 || len(r.Commands) != 2 {
+	if r == nil || r.CPUPerRequestUS != nil || r.CommandsPerRequest != 2 || len(r.Commands) != 2 || r.ReadsPerRequest != 2 {
 		t.Fatalf("report %+v", r)
 	}
 	var b strings.Builder

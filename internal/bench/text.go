@@ -317,8 +317,8 @@ func writeRedis(b *strings.Builder, t *RunReport) {
 		}
 		b.WriteByte(';')
 	}
-	fmt.Fprintf(b, " %s scripts (%s µs executing them), %s commands in all, scripts' included (commandstats)\n",
-		num(rs.ScriptsPerRequest), num(rs.ScriptUSecPerRequest), num(rs.CommandsPerRequest))
+	fmt.Fprintf(b, " %s reads (round trips), %s scripts (%s µs executing them), %s commands in all, scripts' included (commandstats)\n",
+		num(rs.ReadsPerRequest), num(rs.ScriptsPerRequest), num(rs.ScriptUSecPerRequest), num(rs.CommandsPerRequest))
 	if len(rs.Commands) > 0 {
 		parts := make([]string, len(rs.Commands))
 		for i, c := range rs.Commands {
