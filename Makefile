@@ -23,10 +23,15 @@ test: lint
 BENCH_COUNT ?= 6
 BENCH_TIME  ?= 200ms
 BENCH_FLAGS ?= --duration 4s --warmup 1s --closed 1s --hold 500
+# Then a soak: 100k requests of mixed scenarios, open loop at 200 req/s (about 8.5
+# minutes), Tollgate's and Redis's RSS and CPU per request at its start and end.
+SOAK_REQUESTS ?= 100000
+SOAK_FLAGS    ?= --soak $(SOAK_REQUESTS) --rate 200 --run '100k-sse50,budget-redis,cache-hit,fallback,deny-bad-key'
 bench: build
 	deploy/need.sh redis-server
 	$(GO) test -run '^$$' -bench . -benchmem -count=$(BENCH_COUNT) -benchtime=$(BENCH_TIME) ./...
 	bin/tollgate bench $(BENCH_FLAGS)
+	bin/tollgate bench $(SOAK_FLAGS)
 
 # HTTP-level load with wrk through the Go Envoy stand-in (bin/envoytest dev) and
 # Tollgate, then straight at the fake provider: an end-to-end view, not Envoy's

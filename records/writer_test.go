@@ -541,3 +541,40 @@ func TestWriterCloseCutsAReplayShort(t *testing.T) {
 		t.Errorf("spool after Close (-want +got):\n%s", diff)
 	}
 }
+
+// TestWriterFlushDelayBatches: records emitted one after another wait for
+// each other, up to BatchSize, and go to the sink in one Write; Close does not
+// wait out the delay.
+func TestWriterFlushDelayBatches(t *testing.T) {
+	s := newFakeSink("s")
+	w, _ := newTestWriter(t, WriterOptions{Sinks: []Sink{s}, BatchSize: 5, FlushDelay: time.Hour})
+	want := testRecords(7, "t", "k")
+	for _, r := range want[:5] {
+		w.Emit(r)
+	}
+	eventually(t, "the first batch written", func() bool { return s.count() == 5 })
+	for _, r := range want[5:] {
+		w.Emit(r)
+	}
+	closeWriter(t, w)
+	if diff := cmp.Diff(ids(want), s.storedIDs()); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.writes != 2 {
+		t.Errorf("%d writes for two batches", s.writes)
+	}
+}
+
+// TestWriterNoFlushDelay: a negative FlushDelay writes what is queued at once.
+func TestWriterNoFlushDelay(t *testing.T) {
+	s := newFakeSink("s")
+	w, _ := newTestWriter(t, WriterOptions{Sinks: []Sink{s}, FlushDelay: -1})
+	defer closeWriter(t, w)
+	w.Emit(testRecord(1, "t", "k"))
+	eventually(t, "the record written without waiting for more", func() bool { return s.count() == 1 })
+	if w.flushDelay != 0 {
+		t.Errorf("flush delay %v", w.flushDelay)
+	}
+}

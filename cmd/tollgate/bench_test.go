@@ -78,6 +78,14 @@ func TestBenchCommandSmoke(t *testing.T) {
 	} else if r := s.Run("tollgate", bench.LoopOpen); r.Phase(bench.PhaseAdapterRequestHeaders) != nil && r.Phase(bench.PhaseAdapterRequestHeaders).Count >= uint64(r.Requests) {
 		t.Errorf("cache-hit: every one of %d requests went upstream: no HIT", r.Requests)
 	}
+	// cache-hit uses the Redis the bench started: its CPU and commands are
+	// reported beside Tollgate's; scenarios without Redis have none.
+	if r := rep.Scenarios[3].Run("tollgate", bench.LoopOpen); r.Redis == nil || r.Redis.CPUPerRequestUS == nil || r.Redis.CommandsPerRequest <= 0 {
+		t.Errorf("cache-hit: no Redis figures: %+v", r.Redis)
+	}
+	if r := rep.Scenarios[0].Run("tollgate", bench.LoopOpen); r.Redis != nil {
+		t.Errorf("%s: Redis figures %+v", rep.Scenarios[0].Name, r.Redis)
+	}
 	if !strings.Contains(rep.Settings.Servers, "ballast") || rep.Machine.Cores == 0 {
 		t.Errorf("settings %+v machine %+v", rep.Settings, rep.Machine)
 	}
@@ -85,6 +93,39 @@ func TestBenchCommandSmoke(t *testing.T) {
 		if fi, err := os.Stat(filepath.Join(dir, f)); err != nil || fi.Size() == 0 {
 			t.Errorf("%s: %v", f, err)
 		}
+	}
+}
+
+// TestBenchSoakSmoke: --soak plays the selected scenarios mixed and reports
+// every Tollgate's and the Redis's RSS and CPU at the start and the end.
+func TestBenchSoakSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts child processes and runs load for a few seconds")
+	}
+	t.Setenv(benchChildEnv, "1")
+	var stdout bytes.Buffer
+	var stderr logbuf.Buffer
+	err := benchCommand(context.Background(), []string{"--run", "2k-json,cache-hit", "--soak", "40", "--rate", "40", "--json"}, &stdout, &stderr)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, stderr.String())
+	}
+	var rep bench.Report
+	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
+		t.Fatalf("stdout is not a JSON report: %v\n%s", err, stdout.String())
+	}
+	s := rep.Soak
+	if s == nil || s.Requests != 40 || s.Errors != 0 || len(s.Scenarios) != 2 || len(rep.Scenarios) != 0 || len(rep.Targets) != 0 {
+		t.Fatalf("soak report %+v, %d scenarios, %d targets", s, len(rep.Scenarios), len(rep.Targets))
+	}
+	names := ""
+	for _, p := range s.Processes {
+		names += p.Name + ";"
+		if p.StartRSSBytes <= 0 || p.EndRSSBytes <= 0 {
+			t.Errorf("%s: RSS %d -> %d", p.Name, p.StartRSSBytes, p.EndRSSBytes)
+		}
+	}
+	if len(s.Processes) != 3 || !strings.Contains(names, "redis-server") {
+		t.Errorf("processes %s", names)
 	}
 }
 

@@ -17,6 +17,8 @@ type Report struct {
 	Scenarios []*ScenarioReport `json:"scenarios"`
 	Memory    []*MemoryReport   `json:"memory,omitempty"`
 	Targets   []TargetCheck     `json:"targets,omitempty"`
+	// Soak is the long mixed run of `tollgate bench --soak`, when asked.
+	Soak *SoakReport `json:"soak,omitempty"`
 }
 
 // Machine describes where the bench ran.
@@ -82,6 +84,8 @@ type RunReport struct {
 	ServerPhases []ServerPhase `json:"server_phases,omitempty"`
 	RSSBytes     int64         `json:"rss_bytes,omitempty"`
 	PeakRSSBytes int64         `json:"peak_rss_bytes,omitempty"`
+	// Redis is the work of the Redis server the target used, per request.
+	Redis *RedisStats `json:"redis,omitempty"`
 	// Rounds are the figures of each round alone, to show their spread.
 	Rounds []RoundStats `json:"rounds,omitempty"`
 }
@@ -93,6 +97,10 @@ type RoundStats struct {
 	P99US    float64 `json:"p99_us"`
 	UserUS   float64 `json:"user_cpu_per_request_us"`
 	SysUS    float64 `json:"sys_cpu_per_request_us"`
+	// RedisCPUUS and RedisCommands are the Redis server's CPU and commands
+	// per request in this round, for a target that uses Redis.
+	RedisCPUUS    float64 `json:"redis_cpu_per_request_us,omitempty"`
+	RedisCommands float64 `json:"redis_commands_per_request,omitempty"`
 }
 
 // PhaseStats are latencies of one phase in microseconds.

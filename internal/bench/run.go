@@ -38,6 +38,9 @@ type Target struct {
 	// it the echo's tiny heap collects several times as often, and the floor
 	// carries GC work that is not the protocol's.
 	BallastURL string
+	// Redis, when set, is the Redis server this target uses: its CPU and
+	// commands over the measured windows are reported beside the target's.
+	Redis *RedisProbe
 
 	scrapeMallocs, scrapeBytes float64 // what one scrape of MetricsURL allocates
 	calibrated                 bool
@@ -293,6 +296,7 @@ type tally struct {
 	mallocs, bytes, gcs float64
 	hasMetrics          bool
 	phaseSum, phaseN    map[[2]string]float64
+	redis               redisTally
 	last                snapshot
 	rounds              []RoundStats
 }
@@ -313,6 +317,17 @@ func (ty *tally) add(t *Target, rec *recorder, before, after snapshot, elapsed t
 			rs.UserUS = float64(u) * 1e6 / clockTicksPerSecond / float64(n)
 			rs.SysUS = float64(sy) * 1e6 / clockTicksPerSecond / float64(n)
 		}
+	}
+	if before.redis != nil && after.redis != nil {
+		var one redisTally
+		one.add(before.redis, after.redis)
+		if r := one.report(float64(rec.requests + rec.errors)); r != nil {
+			rs.RedisCommands = r.CommandsPerRequest
+			if r.CPUPerRequestUS != nil {
+				rs.RedisCPUUS = *r.CPUPerRequestUS
+			}
+		}
+		ty.redis.add(before.redis, after.redis)
 	}
 	ty.rounds = append(ty.rounds, rs)
 	if before.metrics != nil && after.metrics != nil {
@@ -349,6 +364,7 @@ func (ty *tally) report(t *Target, loop string, rate float64) *RunReport {
 		}
 		sortServerPhases(r.ServerPhases)
 	}
+	r.Redis = ty.redis.report(n)
 	return r
 }
 
@@ -513,6 +529,7 @@ type snapshot struct {
 	proc    ProcStat
 	hasProc bool
 	metrics Metrics
+	redis   *redisSnapshot
 }
 
 func (t *Target) snapshot(ctx context.Context) (snapshot, error) {
@@ -535,6 +552,13 @@ func (t *Target) snapshot(ctx context.Context) (snapshot, error) {
 			return s, err
 		}
 		s.metrics = m
+	}
+	if t.Redis != nil {
+		r, err := t.Redis.snapshot(ctx)
+		if err != nil {
+			return s, err
+		}
+		s.redis = r
 	}
 	return s, nil
 }

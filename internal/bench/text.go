@@ -24,7 +24,9 @@ func (r *Report) WriteText(w io.Writer) error {
 	}
 	b.WriteString("latencies in µs, from the scheduled start; T = tollgate, E = echo, Δ = T - E\n\n")
 
-	r.writeSummary(&b)
+	if len(r.Scenarios) > 0 {
+		r.writeSummary(&b)
+	}
 	for _, sc := range r.Scenarios {
 		if len(sc.Runs) > 0 {
 			b.WriteByte('\n')
@@ -38,6 +40,10 @@ func (r *Report) WriteText(w io.Writer) error {
 	if len(r.Targets) > 0 {
 		b.WriteByte('\n')
 		r.writeTargets(&b)
+	}
+	if r.Soak != nil {
+		b.WriteByte('\n')
+		r.Soak.WriteText(&b)
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
@@ -89,10 +95,10 @@ func bytesIEC(v float64) string {
 func (r *Report) writeSummary(b *strings.Builder) {
 	b.WriteString("Summary (open loop)\n")
 	tw := table(b)
-	fmt.Fprintln(tw, "scenario\trate\treqs T/E\terr T/E\tp50 T\tp50 E\tΔ p50\tp99 T\tp99 E\tΔ p99\tCPU/req T\tCPU/req E\tΔ CPU\tallocs/req T\tallocs/req E\tΔ allocs\t")
+	fmt.Fprintln(tw, "scenario\trate\treqs T/E\terr T/E\tp50 T\tp50 E\tΔ p50\tp99 T\tp99 E\tΔ p99\tCPU/req T\tCPU/req E\tΔ CPU\tallocs/req T\tallocs/req E\tΔ allocs\tRedis cmd/req\tRedis CPU/req\t")
 	for _, sc := range r.Scenarios {
 		if len(sc.Runs) == 0 {
-			fmt.Fprintf(tw, "%s\t%s: %s\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\n", sc.Name, sc.Status, sc.Reason)
+			fmt.Fprintf(tw, "%s\t%s: %s\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\n", sc.Name, sc.Status, sc.Reason)
 			continue
 		}
 		t, e := sc.Run("tollgate", LoopOpen), sc.Run("echo", LoopOpen)
@@ -109,6 +115,14 @@ func (r *Report) writeSummary(b *strings.Builder) {
 			func() float64 { return t.CPU.PerRequestUS }, func() float64 { return e.CPU.PerRequestUS })...)
 		cols = append(cols, triple(t != nil && t.Allocs != nil, e != nil && e.Allocs != nil,
 			func() float64 { return t.Allocs.PerRequest }, func() float64 { return e.Allocs.PerRequest })...)
+		rcmd, rcpu := "-", "-"
+		if t != nil && t.Redis != nil {
+			rcmd = num(t.Redis.CommandsPerRequest)
+			if t.Redis.CPUPerRequestUS != nil {
+				rcpu = num(*t.Redis.CPUPerRequestUS)
+			}
+		}
+		cols = append(cols, rcmd, rcpu)
 		fmt.Fprintln(tw, strings.Join(cols, "\t")+"\t")
 	}
 	tw.Flush()
@@ -205,6 +219,9 @@ func writeScenario(b *strings.Builder, sc *ScenarioReport) {
 		}
 	}
 	tw.Flush()
+	if t != nil && t.Redis != nil {
+		writeRedis(b, t)
+	}
 	if t != nil && e != nil && len(t.Rounds) > 1 && len(t.Rounds) == len(e.Rounds) {
 		cpu := roundDeltas(t.Rounds, e.Rounds, func(r RoundStats) float64 { return r.UserUS + r.SysUS })
 		p50 := roundDeltas(t.Rounds, e.Rounds, func(r RoundStats) float64 { return r.P50US })
@@ -287,4 +304,33 @@ func rounds(ds []float64) string {
 		out += fmt.Sprintf(" (mean %s ± %.0f, median %s)", signed(mean), half, signed(median(slices.Clone(ds))))
 	}
 	return out
+}
+
+// writeRedis prints the Redis server's work per request beside Tollgate's CPU.
+func writeRedis(b *strings.Builder, t *RunReport) {
+	rs := t.Redis
+	b.WriteString("Redis, per request:")
+	if rs.CPUPerRequestUS != nil {
+		fmt.Fprintf(b, " CPU %s µs (tick ±%s)", num(*rs.CPUPerRequestUS), num(rs.CPUResolutionUS))
+		if t.CPU != nil {
+			fmt.Fprintf(b, ", Tollgate + Redis %s µs", num(t.CPU.PerRequestUS+*rs.CPUPerRequestUS))
+		}
+		b.WriteByte(';')
+	}
+	fmt.Fprintf(b, " %s reads (round trips), %s scripts (%s µs executing them), %s commands in all, scripts' included (commandstats)\n",
+		num(rs.ReadsPerRequest), num(rs.ScriptsPerRequest), num(rs.ScriptUSecPerRequest), num(rs.CommandsPerRequest))
+	if len(rs.Commands) > 0 {
+		parts := make([]string, len(rs.Commands))
+		for i, c := range rs.Commands {
+			parts[i] = fmt.Sprintf("%s %s × %s µs", c.Name, num(c.PerRequest), num(c.USecPerCall))
+		}
+		fmt.Fprintf(b, "  commands per request: %s\n", strings.Join(parts, ", "))
+	}
+	if len(t.Rounds) > 1 {
+		parts := make([]string, len(t.Rounds))
+		for i, r := range t.Rounds {
+			parts[i] = fmt.Sprintf("%s cmd/%s µs", num(r.RedisCommands), num(r.RedisCPUUS))
+		}
+		fmt.Fprintf(b, "  per round (commands / Redis CPU µs): %s\n", strings.Join(parts, ", "))
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -106,10 +107,41 @@ func BenchmarkRedisPing(b *testing.B) {
 	}
 }
 
+// BenchmarkRedisReserveSettle also reports what Redis spent per reserve and
+// settle: the scripts' execution time and the commands they ran, from INFO
+// commandstats (redis-µs/op, redis-cmds/op), which a busy machine disturbs
+// less than wall time.
 func BenchmarkRedisReserveSettle(b *testing.B) {
 	srv := redistest.Start(b)
-	l := newRedisLedger(b, newRedisClient(b, srv.Addr()), RedisOptions{Timeout: time.Second})
+	c := newRedisClient(b, srv.Addr())
+	l := newRedisLedger(b, c, RedisOptions{Timeout: time.Second})
+	if err := c.ConfigResetStat(bg).Err(); err != nil {
+		b.Fatal(err)
+	}
 	benchReserveSettle(b, l)
+	info, err := c.Info(bg, "commandstats").Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var usec, cmds float64
+	for _, line := range strings.Split(info, "\n") {
+		name, fields, ok := strings.Cut(strings.TrimPrefix(strings.TrimSpace(line), "cmdstat_"), ":")
+		if !ok || name == "info" || name == "config|resetstat" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		for _, kv := range strings.Split(fields, ",") {
+			k, v, _ := strings.Cut(kv, "=")
+			f, _ := strconv.ParseFloat(v, 64)
+			switch {
+			case k == "calls":
+				cmds += f
+			case k == "usec" && strings.HasPrefix(name, "eval"):
+				usec += f
+			}
+		}
+	}
+	b.ReportMetric(usec/float64(b.N), "redis-µs/op")
+	b.ReportMetric(cmds/float64(b.N), "redis-cmds/op")
 }
 
 // TestReserveLatencyReport measures the latency distribution of Reserve and

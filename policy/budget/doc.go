@@ -40,7 +40,8 @@
 // [MemoryLedger] is for a single instance. [RedisLedger] shares the
 // counters between replicas: each method is one Lua script, one round trip,
 // atomic across every scope and window of the request (Replace pipelines two
-// scripts, each atomic). Both pass one
+// scripts, each atomic; with RedisOptions.SettleBatch, settles and cancels
+// that come within a few milliseconds of each other share one pipeline). Both pass one
 // contract test suite. Time is a parameter of every method.
 //
 // [NewAPIHandler] serves the admin API: GET /v1/budgets and

@@ -36,6 +36,12 @@ type RedisOptions struct {
 	// LeaseTTL is how long reservations live without Renew. Default
 	// DefaultLeaseTTL. Every replica sharing the store must use the same.
 	LeaseTTL time.Duration
+	// SettleBatch, when positive, is how long a settle or cancel waits for
+	// others to go to Redis with it in one pipeline: one round trip, and one
+	// read and one write for Redis, for all of them. Settles happen after
+	// the response, off the client's path; at 200 requests a second 10ms
+	// makes a pipeline of two or three. Default 0: each settle goes alone.
+	SettleBatch time.Duration
 	// Logger receives the retries of failed settles and cancels (nothing
 	// when nil).
 	Logger *zap.Logger
@@ -72,6 +78,7 @@ type RedisLedger struct {
 	seq      atomic.Uint64
 	windows  windowCache
 	repairs  *repairs
+	batcher  settleBatcher
 
 	reserve, settle, renew, read, reset *redis.Script
 }
@@ -114,6 +121,7 @@ func NewRedisLedger(c redis.UniversalClient, opts RedisOptions) (*RedisLedger, e
 		timeout:  opts.Timeout,
 		leaseTTL: opts.LeaseTTL,
 		instance: hex.EncodeToString(b[:]),
+		batcher:  settleBatcher{delay: max(opts.SettleBatch, 0)},
 		reserve:  redis.NewScript(luaReserve),
 		settle:   redis.NewScript(luaSettle),
 		renew:    redis.NewScript(luaRenew),
@@ -422,6 +430,11 @@ func (l *RedisLedger) end(ctx context.Context, r *Reservation, actual *Actual, n
 // runSettle runs the settle script once, within the ledger's timeout.
 func (l *RedisLedger) runSettle(ctx context.Context, r *Reservation, actual *Actual, now time.Time) error {
 	keys, args := l.settleCall(r, actual, now)
+	if l.batcher.delay > 0 {
+		ctx, cancel := context.WithTimeout(ctx, l.timeout+l.batcher.delay)
+		defer cancel()
+		return l.runBatched(ctx, keys, args)
+	}
 	ctx, cancel := context.WithTimeout(ctx, l.timeout)
 	defer cancel()
 	return l.settle.Run(ctx, l.c, keys, args...).Err()
@@ -437,8 +450,15 @@ func (l *RedisLedger) settleCall(r *Reservation, actual *Actual, now time.Time) 
 	if actual == nil {
 		args[4] = 1
 	}
+	n := 0
 	for i := range r.items {
 		it := &r.items[i]
+		if it.commit && actual != nil {
+			// A request count is final at reserve: only a cancel takes it
+			// back, so a settle leaves its keys out of the call.
+			continue
+		}
+		n++
 		k1, k2 := l.keys(it)
 		keys = append(keys, k1, k2)
 		var ttl, p, amount int64
@@ -453,6 +473,7 @@ func (l *RedisLedger) settleCall(r *Reservation, actual *Actual, now time.Time) 
 		}
 		args = append(args, kindArg(it), modeArg(it), it.need, amount, ttl, p)
 	}
+	args[3] = n
 	// A tombstone outlives any lease the reservation could have been given
 	// by a reserve still on its way.
 	keys = append(keys, l.endedKey())

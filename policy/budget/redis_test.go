@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -231,5 +233,110 @@ func TestNewRedisLedgerChecksTheClient(t *testing.T) {
 	defer cc.Close()
 	if _, err := NewRedisLedger(cc, RedisOptions{Prefix: "a{b}"}); err == nil {
 		t.Error("a prefix with braces was accepted")
+	}
+}
+
+// TestRedisSettleLeavesRequestCountsOut: a request count is final at reserve,
+// so a settle's script call carries only the limits it changes (a spend
+// counter and a lease here), while a cancel, which takes the counts back,
+// carries them all.
+func TestRedisSettleLeavesRequestCountsOut(t *testing.T) {
+	srv := redistest.Start(t)
+	l := newRedisLedger(t, newRedisClient(t, srv.Addr()), RedisOptions{Timeout: 10 * time.Second})
+	req := Request{Scopes: one(keyA, Limit{USD, Day, usd("10")}, Limit{Requests, Minute, 100}, Limit{Requests, Day, 100},
+		Limit{Concurrent, NoWindow, 5}), CostPicoUSD: usd("1")}
+	r := mustAllow(t, l, req, t0)
+	keys, args := l.settleCall(r, &Actual{CostPicoUSD: usd("0.5")}, t0)
+	if len(keys) != 2+2*2+1 || args[3] != 2 || len(args) != 5+6*2+2 {
+		t.Errorf("settle: %d keys %q, n %v, %d args", len(keys), keys, args[3], len(args))
+	}
+	keys, args = l.settleCall(r, nil, t0)
+	if len(keys) != 2+2*4+1 || args[3] != 4 || len(args) != 5+6*4+2 {
+		t.Errorf("cancel: %d keys %q, n %v, %d args", len(keys), keys, args[3], len(args))
+	}
+	if err := l.Settle(bg, r, Actual{CostPicoUSD: usd("0.5")}, t0); err != nil {
+		t.Fatal(err)
+	}
+	bal, err := l.Read(bg, Query{Scope: keyA, Limits: req.Scopes[0].Limits}, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(bal) != 4 || bal[0].Used != usd("0.5") || bal[1].Used != 1 || bal[2].Used != 1 || bal[3].Used != 0 {
+		t.Errorf("balances after the settle: %+v", bal)
+	}
+}
+
+// TestRedisLedgerContractSettleBatch runs the contract suite with settles
+// and cancels batched into pipelines.
+func TestRedisLedgerContractSettleBatch(t *testing.T) {
+	srv := redistest.Start(t)
+	var n atomic.Int64
+	runContract(t, func(t *testing.T, leaseTTL time.Duration) func() Ledger {
+		prefix := fmt.Sprintf("batch%d", n.Add(1))
+		return func() Ledger {
+			return newRedisLedger(t, newRedisClient(t, srv.Addr()),
+				RedisOptions{Prefix: prefix, LeaseTTL: leaseTTL, Timeout: 10 * time.Second, SettleBatch: 2 * time.Millisecond})
+		}
+	})
+}
+
+// pipelineCounter counts the script pipelines a client sends and their
+// commands.
+type pipelineCounter struct {
+	mu   sync.Mutex
+	cmds []int
+}
+
+func (*pipelineCounter) DialHook(next redis.DialHook) redis.DialHook          { return next }
+func (*pipelineCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+func (p *pipelineCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		if len(cmds) > 0 && cmds[0].Name() == "evalsha" { // not a connection's handshake
+			p.mu.Lock()
+			p.cmds = append(p.cmds, len(cmds))
+			p.mu.Unlock()
+		}
+		return next(ctx, cmds)
+	}
+}
+
+// TestRedisSettleBatchOnePipeline: settles that arrive together go to Redis
+// in one pipeline; a full batch goes at once, without waiting out the delay
+// (an hour here), and each settle is applied.
+func TestRedisSettleBatchOnePipeline(t *testing.T) {
+	srv := redistest.Start(t)
+	c := newRedisClient(t, srv.Addr())
+	pc := &pipelineCounter{}
+	c.AddHook(pc)
+	l := newRedisLedger(t, c, RedisOptions{Timeout: 10 * time.Second, SettleBatch: time.Hour})
+	limits := []Limit{{USD, Day, usd("1000")}, {Requests, Minute, 1000}, {Concurrent, NoWindow, 1000}}
+	rs := make([]*Reservation, settleBatchMax)
+	for i := range rs {
+		rs[i] = mustAllow(t, l, Request{Scopes: one(keyA, limits...), CostPicoUSD: usd("1")}, t0)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, len(rs))
+	for _, r := range rs {
+		wg.Go(func() { errs <- l.Settle(bg, r, Actual{CostPicoUSD: usd("0.5")}, t0) })
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	pc.mu.Lock()
+	got := slices.Clone(pc.cmds)
+	pc.mu.Unlock()
+	if len(got) != 1 || got[0] != settleBatchMax {
+		t.Errorf("pipelines of %v commands, want one of %d", got, settleBatchMax)
+	}
+	bal, err := l.Read(bg, Query{Scope: keyA, Limits: limits}, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bal[0].Used != usd("64") || bal[1].Used != settleBatchMax || bal[2].Used != 0 {
+		t.Errorf("balances %+v", bal)
 	}
 }

@@ -255,7 +255,8 @@ return out
 // the ended set.
 //
 // ARGV: hold member, reservation id, now (ms), n, refund (1 or 0); then n
-// times: kind, mode, need (as reserved), actual, key TTL (ms) of a session or
+// times (a settle leaves out the request counts, final at reserve, which
+// only a cancel changes): kind, mode, need (as reserved), actual, key TTL (ms) of a session or
 // the window length (ms) of a rolling window, and p: the stamp (ms) of a
 // rolling entry, the new expiry (ms) of a session, else 0; last, until when
 // (ms) a tombstone is kept, and the ended set's TTL (ms).

@@ -59,6 +59,7 @@ type benchConfig struct {
 	keepLogs                   bool
 	matchHeap                  bool
 	echoMode                   bool // --echo: serve the echo processor instead
+	soak                       int  // --soak: requests of the mixed soak run instead of the scenarios' measurements
 }
 
 func parseBenchFlags(args []string, stderr io.Writer) (benchConfig, error) {
@@ -92,6 +93,7 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchConfig, error) {
 	fs.StringVar(&c.redisURL, "redis-url", "", "Redis for scenarios that need it (passed to Tollgate as TOLLGATE_REDIS_URL); empty starts a redis-server on a free loopback port when a scenario needs one")
 	fs.StringVar(&c.serveArgs, "serve-args", "", "extra flags for the Tollgate child, space-separated (e.g. --records-log=false)")
 	fs.BoolVar(&c.keepLogs, "keep-logs", false, "keep the child processes' logs (their directory is printed)")
+	fs.IntVar(&c.soak, "soak", 0, "instead of measuring each scenario, play this many requests of the selected scenarios mixed (round-robin) in one open loop at --rate, and report Tollgate's and Redis's RSS and CPU per request at the start and the end")
 	fs.BoolVar(&c.matchHeap, "match-heap", true, "before every round, have the echo child hold a ballast as large as Tollgate's live heap, so both collect garbage at the same pace")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -108,6 +110,10 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchConfig, error) {
 	}
 	if c.opts.HoldStreams == 0 {
 		c.opts.HoldStreams = -1
+	}
+	if c.soak < 0 {
+		fmt.Fprintln(stderr, "tollgate bench: --soak must not be negative")
+		return c, ErrUsage
 	}
 	if c.opts.Rate <= 0 || c.opts.Duration <= 0 || c.opts.Warmup < 0 || c.opts.Conns < 1 || c.opts.HoldStreams < -1 || c.opts.Rounds < 1 {
 		fmt.Fprintln(stderr, "tollgate bench: --rate, --duration, --conns and --rounds must be positive; --warmup and --hold not negative")
@@ -258,6 +264,14 @@ func runBench(ctx context.Context, c benchConfig, stdout, stderr io.Writer) (err
 		}
 	}()
 	var servers []string
+	// Probes of the Redis servers the scenarios use, by URL.
+	probes := map[string]*bench.RedisProbe{}
+	defer func() {
+		for _, p := range probes {
+			p.Close()
+		}
+	}()
+	redisPID := 0
 
 	// Tollgate servers, one per distinct server section; the default one is
 	// shared by every scenario without a section.
@@ -281,6 +295,7 @@ func runBench(ctx context.Context, c benchConfig, stdout, stderr io.Writer) (err
 						return nil, "needs Redis: pass --redis-url (" + err.Error() + ")", nil
 					}
 					redisProcs = append(redisProcs, r)
+					redisPID = r.PID()
 					c.redisURL = "redis://" + r.Addr() + "/0"
 					fmt.Fprintf(stderr, "bench: started redis-server (pid %d) on %s\n", r.PID(), r.Addr())
 					servers = append(servers, "redis: child process 'redis-server' on "+r.Addr()+" (no persistence)")
@@ -316,6 +331,16 @@ func runBench(ctx context.Context, c benchConfig, stdout, stderr io.Writer) (err
 			return nil, "", err
 		}
 		t := ch.target("tollgate", true)
+		if u := env["TOLLGATE_REDIS_URL"]; u != "" {
+			if probes[u] == nil {
+				p, err := bench.NewRedisProbe(u, redisPID)
+				if err != nil {
+					return nil, "", err
+				}
+				probes[u] = p
+			}
+			t.Redis = probes[u]
+		}
 		tollgates[key] = t
 		return t, "", nil
 	}
@@ -382,7 +407,29 @@ func runBench(ctx context.Context, c benchConfig, stdout, stderr io.Writer) (err
 
 	rep := &bench.Report{Machine: bench.ThisMachine(time.Now()), Settings: c.opts.Settings(strings.Join(servers, "; "))}
 	rep.Settings.Notes = "CPU per request: server process utime+stime (/proc/<pid>/stat) over the measured window / requests; " +
-		"allocations: go_memstats_mallocs_total from the server's /metrics, less the scrapes; latency: sum of a request's ext_proc round trips from its scheduled start"
+		"allocations: go_memstats_mallocs_total from the server's /metrics, less the scrapes; " +
+		"Redis (scenarios with needs: [redis]): redis-server's utime+stime over Tollgate's windows / requests (when the bench started it), and INFO commandstats deltas; latency: sum of a request's ext_proc round trips from its scheduled start"
+	if c.soak > 0 {
+		var parts []bench.SoakPart
+		for _, s := range scenarios {
+			if !s.Ready() {
+				continue
+			}
+			tg, skip, err := tollgateFor(s)
+			if err != nil {
+				return err
+			}
+			if skip != "" {
+				fmt.Fprintf(stderr, "bench: soak: %s: skipped: %s\n", s.Name, skip)
+				continue
+			}
+			parts = append(parts, bench.SoakPart{Scenario: s, Target: tg})
+		}
+		if rep.Soak, err = bench.RunSoak(ctx, parts, c.soak, c.opts.Rate, c.opts); err != nil {
+			return err
+		}
+		scenarios = nil
+	}
 	for _, s := range scenarios {
 		if !s.Ready() {
 			sr, err := bench.RunScenario(ctx, s, nil, c.opts)
@@ -415,7 +462,9 @@ func runBench(ctx context.Context, c benchConfig, stdout, stderr io.Writer) (err
 			rep.Memory = append(rep.Memory, mr)
 		}
 	}
-	rep.Evaluate()
+	if c.soak == 0 {
+		rep.Evaluate()
+	}
 
 	if c.jsonOut != "" {
 		f, err := os.Create(c.jsonOut)

@@ -35,7 +35,10 @@ func TestParseBenchFlags(t *testing.T) {
 	if err != nil || c.opts.Closed >= 0 || c.opts.HoldStreams >= 0 || c.run != "2k-*" || !c.json {
 		t.Errorf("zeros must skip: %+v %v", c, err)
 	}
-	for _, bad := range [][]string{{"--rate", "0"}, {"--duration", "-1s"}, {"--conns", "0"}, {"--rounds", "0"}, {"extra"}, {"--nope"}} {
+	if c, err = parseBenchFlags([]string{"--soak", "100000"}, io.Discard); err != nil || c.soak != 100000 {
+		t.Errorf("--soak: %+v %v", c, err)
+	}
+	for _, bad := range [][]string{{"--rate", "0"}, {"--duration", "-1s"}, {"--conns", "0"}, {"--rounds", "0"}, {"--soak", "-1"}, {"extra"}, {"--nope"}} {
 		if _, err := parseBenchFlags(bad, io.Discard); err != ErrUsage {
 			t.Errorf("%v: err = %v", bad, err)
 		}
