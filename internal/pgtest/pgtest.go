@@ -65,7 +65,7 @@ func Start(t testing.TB) *Server {
 	t.Helper()
 	bin, err := binDir()
 	if err != nil {
-		if os.Getenv("CI") != "" {
+		if inCI() {
 			t.Fatalf("pgtest: %v (CI is set, so a missing PostgreSQL is a failure)", err)
 		}
 		t.Skipf("pgtest: %v; skipping (outside CI only)", err)
@@ -109,6 +109,12 @@ func Start(t testing.TB) *Server {
 	}
 	t.Fatalf("pgtest: %v", err)
 	return nil
+}
+
+// inCI reports whether the tests run in CI: CI set, and not to false or 0.
+func inCI() bool {
+	v := os.Getenv("CI")
+	return v != "" && v != "false" && v != "0"
 }
 
 // binDir finds the directory holding initdb and postgres.
