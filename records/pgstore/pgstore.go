@@ -158,7 +158,7 @@ func (d *DB) ready(ctx context.Context) error {
 	return nil
 }
 
-// errNoPartition tells whether err is Postgres's "no partition of relation
+// isNoPartition tells whether err is Postgres's "no partition of relation
 // found for row", which a partition dropped behind the cache's back causes.
 func isNoPartition(err error) bool {
 	var pgErr interface{ SQLState() string }
