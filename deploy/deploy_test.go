@@ -29,6 +29,8 @@ const (
 	envoyService        = "envoy"
 	tollgateService     = "tollgate"
 	redisService        = "redis"
+	postgresService     = "postgres"
+	postgresURLVar      = "TOLLGATE_POSTGRES_URL"
 	fakeProviderService = "fake-provider"
 	demoProfile         = "demo"
 
@@ -112,11 +114,11 @@ func loadEnvoy(t *testing.T) *envoyconfig.Model {
 
 func TestServicesAndProfiles(t *testing.T) {
 	base := loadProject(t, nil)
-	if got, want := sortedNames(base.ServiceNames()), []string{envoyService, redisService, tollgateService}; !slices.Equal(got, want) {
+	if got, want := sortedNames(base.ServiceNames()), []string{envoyService, postgresService, redisService, tollgateService}; !slices.Equal(got, want) {
 		t.Errorf("services without a profile = %v, want %v", got, want)
 	}
 	demo := loadProject(t, nil, demoProfile)
-	if got, want := sortedNames(demo.ServiceNames()), []string{envoyService, fakeProviderService, redisService, tollgateService}; !slices.Equal(got, want) {
+	if got, want := sortedNames(demo.ServiceNames()), []string{envoyService, fakeProviderService, postgresService, redisService, tollgateService}; !slices.Equal(got, want) {
 		t.Errorf("services with --profile demo = %v, want %v", got, want)
 	}
 	if got := service(t, demo, fakeProviderService).Profiles; !slices.Equal(got, []string{demoProfile}) {
@@ -145,6 +147,7 @@ func TestHealthcheckDependencies(t *testing.T) {
 	for _, dep := range []struct{ from, to string }{
 		{envoyService, tollgateService},
 		{tollgateService, redisService},
+		{tollgateService, postgresService},
 	} {
 		d, ok := service(t, p, dep.from).DependsOn[dep.to]
 		if !ok || d.Condition != serviceHealthy {

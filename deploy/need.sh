@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # need.sh COMMAND[=PACKAGE]...: makes sure each command is on PATH, installing
-# its Debian package when it is missing (PACKAGE defaults to COMMAND). Installing
+# its Debian package when it is missing (PACKAGE defaults to COMMAND). A COMMAND
+# with a '/' is a path pattern instead, such as /usr/lib/postgresql/*/bin/postgres
+# for a binary Debian keeps off PATH. Installing
 # needs root; as another user it says what to install and fails. Used by
-# .ci/run (redis-server for the tests), `make bench` (redis-server for the
+# .ci/run (redis-server and postgresql for the tests), `make bench` (redis-server for the
 # budget benchmarks) and deploy/bench.sh (wrk).
 set -euo pipefail
 
@@ -10,7 +12,11 @@ missing=()
 for spec in "$@"; do
 	cmd=${spec%%=*}
 	pkg=${spec#*=}
-	command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
+	if [[ $cmd == */* ]]; then
+		compgen -G "$cmd" >/dev/null || missing+=("$pkg")
+	else
+		command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
+	fi
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 

@@ -34,6 +34,7 @@ import (
 	"github.com/tollgate-dev/tollgate/policy/budget"
 	"github.com/tollgate-dev/tollgate/provider"
 	"github.com/tollgate-dev/tollgate/records"
+	"github.com/tollgate-dev/tollgate/records/pgstore"
 )
 
 // Config is everything Run needs. The tollgate command fills it from its
@@ -63,6 +64,12 @@ type Config struct {
 	// RedisURL is the Redis of records and budgets (--redis-url); empty keeps
 	// both in memory.
 	RedisURL string
+	// PostgresURL is the PostgreSQL database of cost records
+	// (--postgres-url), which the records API then reads; empty keeps none.
+	PostgresURL string
+	// RecordsRetention is how long PostgreSQL keeps records
+	// (--records-retention): older days' partitions are dropped whole.
+	RecordsRetention time.Duration
 	// RecordsStream is the Redis stream of cost records.
 	RecordsStream string
 	// RecordsStreamMaxLen is the approximate cap on its length.
@@ -109,6 +116,7 @@ func DefaultConfig() Config {
 		ShutdownTimeout:        30 * time.Second,
 		LogLevel:               "info",
 		LogFormat:              "json",
+		RecordsRetention:       pgstore.DefaultRetention,
 		RecordsStream:          records.DefaultRedisStream,
 		RecordsStreamMaxLen:    1_000_000,
 		RecordsFileMaxBytes:    100 << 20,

@@ -17,6 +17,7 @@ import (
 	"github.com/tollgate-dev/tollgate/extproc"
 	"github.com/tollgate-dev/tollgate/policy/budget"
 	"github.com/tollgate-dev/tollgate/records"
+	"github.com/tollgate-dev/tollgate/records/pgstore"
 )
 
 // memoryRecords is how many records the in-memory store keeps for the records
@@ -29,6 +30,31 @@ type recordsSetup struct {
 	writer   *records.Writer
 	api      http.Handler
 	describe string
+
+	// pg is the PostgreSQL store of --postgres-url, or nil; stopUpkeep ends
+	// its partitions' upkeep and waits for it.
+	pg         *pgstore.DB
+	stopUpkeep func()
+}
+
+// partitionUpkeep is how often the PostgreSQL records partitions are created
+// ahead and dropped past the retention.
+const partitionUpkeep = time.Hour
+
+// openPostgres opens the records database of --postgres-url and migrates its
+// schema. A Postgres that does not answer at start is logged, not fatal:
+// records spool meanwhile, and the sink migrates before its first write.
+func openPostgres(c Config, log *zap.Logger) (*pgstore.DB, error) {
+	db, err := pgstore.Open(c.PostgresURL, pgstore.Options{Retention: c.RecordsRetention, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("--postgres-url: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := db.Migrate(ctx); err != nil {
+		log.Warn("records: PostgreSQL not ready at start; records spool until it is", zap.Error(err))
+	}
+	return db, nil
 }
 
 // openRedis returns the Redis client of --redis-url, or nil without one. Its
@@ -53,11 +79,30 @@ func openRecords(c Config, rdb *redis.Client, token string, log *zap.Logger, reg
 	var sinks []records.Sink
 	var store records.Store
 	var parts []string
+	if c.PostgresURL != "" {
+		db, err := openPostgres(c, log.Named("postgres"))
+		if err != nil {
+			return nil, err
+		}
+		rs.pg = db
+		sinks = append(sinks, db.Sink())
+		store = db
+		parts = append(parts, "postgres")
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			db.RunMaintenance(ctx, partitionUpkeep, time.Now)
+		}()
+		rs.stopUpkeep = func() { cancel(); <-done }
+	}
 	if rdb != nil {
 		sinks = append(sinks, records.NewRedisSink(rdb, c.RecordsStream, c.RecordsStreamMaxLen))
-		store = records.NewRedisStore(rdb, c.RecordsStream)
+		if store == nil {
+			store = records.NewRedisStore(rdb, c.RecordsStream)
+		}
 		parts = append(parts, "redis stream "+records.RedisStreamKey(c.RecordsStream))
-	} else {
+	} else if store == nil {
 		mem := records.NewMemoryStore(memoryRecords)
 		sinks = append(sinks, mem)
 		store = mem
@@ -66,6 +111,7 @@ func openRecords(c Config, rdb *redis.Client, token string, log *zap.Logger, reg
 	if c.RecordsFile != "" {
 		fs, err := records.NewFileSink(c.RecordsFile, c.RecordsFileMaxBytes, 5)
 		if err != nil {
+			rs.closePostgres()
 			return nil, fmt.Errorf("--records-file: %w", err)
 		}
 		sinks = append(sinks, fs)
@@ -73,7 +119,7 @@ func openRecords(c Config, rdb *redis.Client, token string, log *zap.Logger, reg
 	}
 	// Logging a record costs about 80 µs of CPU (bench, issue 5), so by default
 	// records are logged only when the log is their one durable home.
-	if c.RecordsLog == "true" || (c.RecordsLog == "auto" && rdb == nil && c.RecordsFile == "") {
+	if c.RecordsLog == "true" || (c.RecordsLog == "auto" && rdb == nil && c.PostgresURL == "" && c.RecordsFile == "") {
 		sinks = append(sinks, records.NewLogSink(log.Named("record")))
 		parts = append(parts, "log")
 	}
@@ -82,6 +128,7 @@ func openRecords(c Config, rdb *redis.Client, token string, log *zap.Logger, reg
 		Sinks: sinks, SpoolDir: c.SpoolDir, Logger: log.Named("records"), Registerer: reg,
 	})
 	if err != nil {
+		rs.closePostgres()
 		return nil, fmt.Errorf("records: %w", err)
 	}
 	rs.api = records.NewAPIHandler(store, token)
@@ -118,6 +165,17 @@ func (rs *recordsSetup) close(log *zap.Logger) {
 	if err := rs.writer.Close(ctx); err != nil {
 		log.Error("records: closing", zap.Error(err))
 	}
+	rs.closePostgres()
+}
+
+// closePostgres stops the partitions' upkeep and closes the database, after
+// the Writer is closed.
+func (rs *recordsSetup) closePostgres() {
+	if rs.pg == nil {
+		return
+	}
+	rs.stopUpkeep()
+	rs.pg.Close()
 }
 
 // openLedger returns the budget ledger: in Redis, shared by every replica on

@@ -5,6 +5,7 @@
 //	tollgate envoy render          write the Envoy configuration for a policy
 //	tollgate hash-key [--generate] hash a gateway key read from stdin, or make a new one
 //	tollgate pricing show|list     print the price catalog's rates
+//	tollgate db migrate            migrate the PostgreSQL records schema
 //	tollgate healthcheck --url U   probe an HTTP health endpoint (for container healthchecks)
 //	tollgate bench                 measure Tollgate against an echo processor (a tool)
 //	tollgate version               print the version
@@ -37,6 +38,7 @@ commands:
   envoy render --policy F  write the Envoy configuration (envoy.yaml) for a policy
   hash-key [--generate]    print the sha256 of a gateway key read from stdin (or of a new key)
   pricing show MODEL|list  print a model's rates in USD per million tokens, or every priced model
+  db migrate               apply the PostgreSQL records schema's migrations (TOLLGATE_POSTGRES_URL)
   healthcheck --url URL    exit 0 if URL answers 200 (for container healthchecks)
   bench [flags]            measure Tollgate's ext_proc overhead against an echo processor
   version                  print the version
@@ -75,6 +77,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return hashKey(rest, stdin, stdout, stderr)
 	case "pricing":
 		return pricingCommand(rest, stdout, stderr)
+	case "db":
+		return dbCommand(ctx, rest, stdout, stderr)
 	case "healthcheck":
 		return healthcheck(ctx, rest, stderr)
 	case "bench":

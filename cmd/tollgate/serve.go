@@ -66,6 +66,17 @@ func parseServeFlags(args []string, lookup func(string) (string, bool), stderr i
 	fs.StringVar(&c.LogLevel, "log-level", env("TOLLGATE_LOG_LEVEL", def.LogLevel), "debug, info, warn or error (TOLLGATE_LOG_LEVEL)")
 	fs.StringVar(&c.LogFormat, "log-format", env("TOLLGATE_LOG_FORMAT", def.LogFormat), "json or console (TOLLGATE_LOG_FORMAT)")
 	fs.StringVar(&c.RedisURL, "redis-url", env("TOLLGATE_REDIS_URL", def.RedisURL), "Redis for records (and, later, budgets and cache), e.g. redis://redis:6379/0; empty keeps records in memory (TOLLGATE_REDIS_URL)")
+	fs.StringVar(&c.PostgresURL, "postgres-url", env("TOLLGATE_POSTGRES_URL", def.PostgresURL), "PostgreSQL for cost records, e.g. postgres://tollgate:secret@postgres:5432/tollgate; migrated at start; the records API then reads it (TOLLGATE_POSTGRES_URL)")
+	retention, err := parseRetention(env("TOLLGATE_RECORDS_RETENTION", formatRetention(def.RecordsRetention)))
+	if err != nil {
+		errs = append(errs, fmt.Errorf("TOLLGATE_RECORDS_RETENTION: %w", err))
+	}
+	c.RecordsRetention = retention
+	fs.Func("records-retention", "how long PostgreSQL keeps records, in days (90d) or a Go duration; older days are dropped whole (default "+formatRetention(def.RecordsRetention)+", TOLLGATE_RECORDS_RETENTION)", func(v string) error {
+		d, err := parseRetention(v)
+		c.RecordsRetention = d
+		return err
+	})
 	fs.StringVar(&c.RecordsStream, "records-stream", env("TOLLGATE_RECORDS_STREAM", def.RecordsStream), "Redis stream of cost records (TOLLGATE_RECORDS_STREAM)")
 	fs.Int64Var(&c.RecordsStreamMaxLen, "records-stream-maxlen", integer("TOLLGATE_RECORDS_STREAM_MAXLEN", def.RecordsStreamMaxLen), "approximate cap on the records stream length (TOLLGATE_RECORDS_STREAM_MAXLEN)")
 	fs.StringVar(&c.RecordsFile, "records-file", env("TOLLGATE_RECORDS_FILE", def.RecordsFile), "also write records as JSON lines to this file, rotated by size (TOLLGATE_RECORDS_FILE)")
