@@ -29,11 +29,36 @@ type chatUsage struct {
 	CompletionTokensDetails *struct {
 		ReasoningTokens int64 `json:"reasoning_tokens"`
 	} `json:"completion_tokens_details"`
+	// CacheCreation and CacheCreationSplit are the tokens written to the
+	// prompt cache, under Anthropic's names, which OpenAI's usage has no
+	// field for: a translation from the Messages API adds them (they are
+	// part of prompt_tokens).
+	CacheCreation      int64 `json:"cache_creation_input_tokens"`
+	CacheCreationSplit *struct {
+		FiveMin int64 `json:"ephemeral_5m_input_tokens"`
+		OneHour int64 `json:"ephemeral_1h_input_tokens"`
+	} `json:"cache_creation"`
 }
 
 // usage normalises u: prompt_tokens holds the cached tokens, which become
-// cache read tokens; reasoning tokens are part of the output tokens.
+// cache read tokens, and the cache writes a translation reports, which
+// become cache write tokens (5-minute unless split); reasoning tokens are
+// part of the output tokens.
 func (u *chatUsage) usage() pricing.Usage {
+	p := u.openAI()
+	if w := min(max(u.CacheCreation, 0), p.InputTokens); w > 0 {
+		p.InputTokens -= w
+		if s := u.CacheCreationSplit; s != nil && s.FiveMin >= 0 && s.OneHour >= 0 && s.FiveMin+s.OneHour == w {
+			p.CacheWrite5mTokens, p.CacheWrite1hTokens = s.FiveMin, s.OneHour
+		} else {
+			p.CacheWrite5mTokens = w
+		}
+	}
+	return p
+}
+
+// openAI is usage for OpenAI's own fields.
+func (u *chatUsage) openAI() pricing.Usage {
 	var cached, reasoning int64
 	if u.PromptTokensDetails != nil {
 		cached = min(max(u.PromptTokensDetails.CachedTokens, 0), max(u.PromptTokens, 0))
