@@ -3,11 +3,15 @@ package e2e
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/anthropics/anthropic-sdk-go/v2"
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
+
+	"github.com/tollgate-dev/tollgate/policy/budget"
+	"github.com/tollgate-dev/tollgate/records"
 )
 
 // openAIClientOf returns an openai-go client of the stack's harness.
@@ -81,5 +85,40 @@ func TestOpenAIClientToAnthropic(t *testing.T) {
 		if !errors.As(err, &oe) || oe.StatusCode != 429 || oe.Type != "requests" || oe.Code != "rate_limit_error" {
 			t.Errorf("stream %v: %v", stream, err)
 		}
+	}
+}
+
+// A budget's refusal reaches openai-go as a 429 *openai.Error in OpenAI's
+// shape, and nothing reaches the provider.
+func TestOpenAIClientBudgetRefusal(t *testing.T) {
+	s := newStackWith(t, stackOptions{openAIFormat: true, ledger: budget.NewMemoryLedger(0), keyBudgets: `[{requests: 1, per: minute}]`})
+	oc := openAIClientOf(s)
+	chat(t, oc, chatParams("claude-sonnet-4-5", false), false)
+	_, err := oc.Chat.Completions.New(context.Background(), chatParams("claude-sonnet-4-5", false))
+	var oe *openai.Error
+	if !errors.As(err, &oe) || oe.StatusCode != 429 || oe.Type != "requests" || oe.Code != "rate_limit_exceeded" || oe.Message == "" {
+		t.Fatalf("second request: %v", err)
+	}
+}
+
+// A stream the provider cuts before its end (the fake's "-cut": no
+// message_delta) ends with an error chunk that openai-go raises, and is
+// recorded as cut, its output estimated from what was relayed.
+func TestOpenAIClientCutStream(t *testing.T) {
+	s := newStackWith(t, stackOptions{openAIFormat: true})
+	oc := openAIClientOf(s)
+	st := oc.Chat.Completions.NewStreaming(context.Background(), chatParams("claude-sonnet-4-5-cut", false))
+	var text string
+	for st.Next() {
+		if c := st.Current(); len(c.Choices) > 0 {
+			text += c.Choices[0].Delta.Content
+		}
+	}
+	if err := st.Err(); err == nil || !strings.Contains(err.Error(), "incomplete") || text == "" {
+		t.Fatalf("text %q, err %v; want the text so far and the cut's error", text, err)
+	}
+	rec := s.records.wait(t, 1)[0]
+	if rec.Outcome == records.OutcomeOK || rec.Usage.OutputTokens == 0 {
+		t.Errorf("record outcome %q usage %+v", rec.Outcome, rec.Usage)
 	}
 }
