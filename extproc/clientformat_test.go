@@ -8,11 +8,14 @@ import (
 
 	"github.com/tollgate-dev/tollgate/clientformat"
 	"github.com/tollgate-dev/tollgate/clientformat/anthropic"
+	openaifmt "github.com/tollgate-dev/tollgate/clientformat/openai"
 )
 
 // The Anthropic format is an extproc.ClientFormat; its package does not
 // import extproc, so the check is here.
 var _ ClientFormat = anthropic.Format{}
+
+var _ ClientFormat = openaifmt.Format{}
 
 // testFormats is what the tests' servers serve: the Anthropic format, as the
 // gateway registers it.

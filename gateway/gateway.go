@@ -29,6 +29,7 @@ import (
 
 	"github.com/tollgate-dev/tollgate/cache"
 	"github.com/tollgate-dev/tollgate/clientformat/anthropic"
+	openaifmt "github.com/tollgate-dev/tollgate/clientformat/openai"
 	"github.com/tollgate-dev/tollgate/extproc"
 	"github.com/tollgate-dev/tollgate/policy"
 	"github.com/tollgate-dev/tollgate/policy/budget"
@@ -209,7 +210,7 @@ func Run(ctx context.Context, c Config, logOut io.Writer) error {
 
 	srv, err := extproc.NewServer(extproc.Options{
 		Policies: watcher, Logger: log, Metrics: extproc.NewMetrics(reg), Recorder: rec.writer, Ledger: ledger, Cache: store,
-		ClientFormats:  []extproc.ClientFormat{anthropic.Format{}},
+		ClientFormats:  []extproc.ClientFormat{anthropic.Format{}, openaifmt.Format{}},
 		NoEarlyReserve: !c.BudgetEarlyReserve, EarlyBodyTimeout: c.BudgetEarlyBodyTimeout,
 		Endings: openEndings(rdb), EndingWait: c.EndingWait,
 		Translation: func(c, p string) (extproc.Translation, bool) { return provider.Translation(c, p) },

@@ -339,8 +339,10 @@ func (d *decoder) providers(n *yaml.Node) ([]*providerDraft, bool) {
 					return
 				}
 				// A field of the type (or, when the type is missing or
-				// unknown, of some type: nothing more can be checked).
-				s, ok := d.str(fv, path+"."+field)
+				// unknown, of some type: nothing more can be checked). A
+				// number or boolean is taken as its text, which the type
+				// checks (max_output_tokens: 16384, stream_options: false).
+				s, ok := d.scalar(fv, path+"."+field)
 				if !ok {
 					// The settings cannot be checked as a whole without it.
 					pd.undecoded = true
@@ -693,6 +695,18 @@ func (d *decoder) str(n *yaml.Node, path string) (string, bool) {
 		return "", false
 	}
 	return n.Value, true
+}
+
+// scalar returns the text of n, a string, number or boolean, reporting any
+// other kind of value.
+func (d *decoder) scalar(n *yaml.Node, path string) (string, bool) {
+	if m := deref(n); m.Kind == yaml.ScalarNode {
+		switch m.ShortTag() {
+		case "!!int", "!!float", "!!bool":
+			return m.Value, true
+		}
+	}
+	return d.str(n, path)
 }
 
 // nonEmptyStr is str that also rejects the empty string.

@@ -159,11 +159,12 @@ func TestExamplePolicy(t *testing.T) {
 	}{
 		{
 			name:         "ANTHROPIC_API_KEY unset",
+			env:          map[string]string{"OPENROUTER_API_KEY": "sk-or-test"},
 			wantWarnings: []string{path + ":27:5: providers.anthropic.api_key: unresolved secret: environment variable ANTHROPIC_API_KEY is not set"},
 		},
 		{
 			name: "ANTHROPIC_API_KEY set",
-			env:  map[string]string{"ANTHROPIC_API_KEY": "sk-ant-test"},
+			env:  map[string]string{"ANTHROPIC_API_KEY": "sk-ant-test", "OPENROUTER_API_KEY": "sk-or-test"},
 		},
 	}
 	for _, tt := range tests {
@@ -175,7 +176,8 @@ func TestExamplePolicy(t *testing.T) {
 			if diff := cmp.Diff(tt.wantWarnings, strs(p.Warnings)); diff != "" {
 				t.Errorf("warnings (-want +got):\n%s", diff)
 			}
-			for slug, cluster := range map[string]string{"anthropic": "chain_anthropic", "demo": "chain_demo"} {
+			for slug, cluster := range map[string]string{"anthropic": "chain_anthropic", "demo": "chain_demo",
+				"openrouter": "chain_openrouter", "ollama": "chain_ollama", "claude-or-openrouter": "chain_claude-or-openrouter"} {
 				if r, ok := p.Route("@" + slug); !ok || r.Cluster != cluster {
 					t.Errorf("route %s = %+v, %v; want cluster %s", slug, r, ok, cluster)
 				}

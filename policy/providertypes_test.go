@@ -102,7 +102,7 @@ func TestProviderTypeFields(t *testing.T) {
 				"keys: [{id: k, sha256: "+hashK+"}]",
 			),
 			want: []string{
-				`p.yaml:3:33: providers.a.api_key: expected a string, got an integer; quote it if it is meant as text`,
+				`p.yaml:3:33: providers.a.api_key: must be a ${VAR} reference to an environment variable, or use api_key_file; provider keys are never written into the policy (value not shown)`,
 			},
 		},
 	}

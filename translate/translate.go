@@ -22,6 +22,9 @@ package translate
 // ClientAnthropic names the Anthropic Messages client format.
 const ClientAnthropic = "anthropic"
 
+// ClientOpenAI names the OpenAI Chat Completions client format.
+const ClientOpenAI = "openai"
+
 // Translator translates the requests of one (client format, provider type)
 // pair. Implementations are stateless and safe for concurrent use.
 type Translator interface {

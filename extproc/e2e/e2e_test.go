@@ -30,6 +30,7 @@ import (
 	"google.golang.org/grpc"
 
 	anthropicfmt "github.com/tollgate-dev/tollgate/clientformat/anthropic"
+	openaifmt "github.com/tollgate-dev/tollgate/clientformat/openai"
 	"github.com/tollgate-dev/tollgate/endings"
 	"github.com/tollgate-dev/tollgate/extproc"
 	"github.com/tollgate-dev/tollgate/internal/envoytest"
@@ -121,6 +122,9 @@ type stackOptions struct {
 	earlyBodyTimeout time.Duration
 	cache            extproc.ResponseCache // default: none, nothing cached
 	now              func() time.Time      // default: time.Now
+	// openAIFormat also serves the OpenAI client format (POST
+	// /v1/chat/completions).
+	openAIFormat bool
 }
 
 type fixedPolicy struct{ p *policy.Policy }
@@ -173,7 +177,11 @@ keys:
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := extproc.NewServer(extproc.Options{Policies: fixedPolicy{p}, ClientFormats: []extproc.ClientFormat{anthropicfmt.Format{}}, Translation: translations,
+	formats := []extproc.ClientFormat{anthropicfmt.Format{}}
+	if o.openAIFormat {
+		formats = append(formats, openaifmt.Format{})
+	}
+	srv, err := extproc.NewServer(extproc.Options{Policies: fixedPolicy{p}, ClientFormats: formats, Translation: translations,
 		Recorder: o.recorder, Metrics: extproc.NewMetrics(s.reg), Ledger: o.ledger, EarlyBodyTimeout: o.earlyBodyTimeout,
 		Endings: endings.NewMemory(0, nil), Cache: o.cache, Now: o.now})
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc"
 
 	anthropicfmt "github.com/tollgate-dev/tollgate/clientformat/anthropic"
+	openaifmt "github.com/tollgate-dev/tollgate/clientformat/openai"
 	"github.com/tollgate-dev/tollgate/extproc"
 	"github.com/tollgate-dev/tollgate/internal/envoytest"
 	"github.com/tollgate-dev/tollgate/policy"
@@ -97,7 +98,7 @@ keys:
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := extproc.NewServer(extproc.Options{Policies: fixedPolicy{p}, ClientFormats: []extproc.ClientFormat{anthropicfmt.Format{}},
+	srv, err := extproc.NewServer(extproc.Options{Policies: fixedPolicy{p}, ClientFormats: []extproc.ClientFormat{anthropicfmt.Format{}, openaifmt.Format{}},
 		Translation: translations, Recorder: s.recs, Metrics: extproc.NewMetrics(s.reg)})
 	if err != nil {
 		t.Fatal(err)

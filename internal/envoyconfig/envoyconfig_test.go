@@ -715,7 +715,8 @@ func TestModel(t *testing.T) {
 			t.Errorf("BodyBufferLimit = %d, %v", limit, ok)
 		}
 	}
-	if want := []string{"chain_anthropic", "chain_claude", "chain_demo", "x-tollgate-internal-cluster"}; !slices.Equal(routes, want) {
+	if want := []string{"chain_anthropic", "chain_claude", "chain_claude-or-openrouter", "chain_demo", "chain_ollama", "chain_openrouter",
+		"x-tollgate-internal-cluster"}; !slices.Equal(routes, want) {
 		t.Fatalf("routes to %q, want %q", routes, want)
 	}
 
@@ -731,7 +732,10 @@ func TestModel(t *testing.T) {
 		"tollgate.policy/policy/downstream/tollgate",
 		"tollgate.adapter/adapter/upstream:chain_anthropic/tollgate",
 		"tollgate.adapter/adapter/upstream:chain_claude/tollgate",
+		"tollgate.adapter/adapter/upstream:chain_claude-or-openrouter/tollgate",
 		"tollgate.adapter/adapter/upstream:chain_demo/tollgate",
+		"tollgate.adapter/adapter/upstream:chain_ollama/tollgate",
+		"tollgate.adapter/adapter/upstream:chain_openrouter/tollgate",
 	}
 	if !slices.Equal(roles, wantRoles) {
 		t.Errorf("ext_proc filters:\n got %q\nwant %q", roles, wantRoles)

@@ -7,11 +7,14 @@ import (
 
 // Translator returns the translation of requests written in clientFormat to
 // a provider of this type, or false when a client of that format cannot be
-// served by one. Only Anthropic Messages clients can, so far.
+// served by one: Anthropic Messages clients (the body as it is) and OpenAI
+// Chat Completions clients (translated, fromOpenAI).
 func (Type) Translator(clientFormat string) (translate.Translator, bool) {
 	switch clientFormat {
 	case translate.ClientAnthropic:
 		return fromAnthropic{}, true
+	case translate.ClientOpenAI:
+		return &fromOpenAI{}, true
 	}
 	return nil, false
 }

@@ -7,7 +7,7 @@ import (
 )
 
 func TestTranslatorFromAnthropic(t *testing.T) {
-	if _, ok := (Type{}).Translator("openai"); ok {
+	if _, ok := (Type{}).Translator("bedrock-invoke"); ok {
 		t.Error("a translation from a client format the type does not serve")
 	}
 	tr, ok := Type{}.Translator(translate.ClientAnthropic)

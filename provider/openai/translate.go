@@ -13,12 +13,15 @@ const pathMessages = "/v1/messages"
 
 // Translator returns the translation of requests written in clientFormat to
 // a provider of this type, or false when a client of that format cannot be
-// served by one. Only Anthropic Messages clients can, so far. The adapter
-// makes it an attempt's own with ForAttempt.
+// served by one: Anthropic Messages clients (translated) and OpenAI Chat
+// Completions clients (native). The adapter makes it an attempt's own with
+// ForAttempt.
 func (Type) Translator(clientFormat string) (translate.Translator, bool) {
 	switch clientFormat {
 	case translate.ClientAnthropic:
 		return &fromAnthropic{q: quirksOf(newSettings())}, true
+	case translate.ClientOpenAI:
+		return native{q: quirksOf(newSettings())}, true
 	}
 	return nil, false
 }

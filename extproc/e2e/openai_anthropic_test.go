@@ -1,0 +1,124 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/anthropics/anthropic-sdk-go/v2"
+	"github.com/openai/openai-go/v3"
+	"github.com/openai/openai-go/v3/option"
+
+	"github.com/tollgate-dev/tollgate/policy/budget"
+	"github.com/tollgate-dev/tollgate/records"
+)
+
+// openAIClientOf returns an openai-go client of the stack's harness.
+func openAIClientOf(s *stack) openai.Client {
+	return openai.NewClient(option.WithBaseURL(s.harness.URL()+"/v1"), option.WithAPIKey(gatewayKey), option.WithMaxRetries(0))
+}
+
+// Through the harness with openai-go to the fake Anthropic, streaming and
+// not: the Chat Completions request is translated to the Messages API (the
+// fake checks its key and body), the answer back to a chat.completion or
+// chunk stream that the SDK accumulates, and the usage and cost recorded are
+// exactly those of the same answer to an Anthropic client (cache writes
+// included).
+func TestOpenAIClientToAnthropic(t *testing.T) {
+	s := newStackWith(t, stackOptions{openAIFormat: true})
+	oc := openAIClientOf(s)
+	n := 0
+	for _, stream := range []bool{false, true} {
+		// The Anthropic client's record is the reference.
+		p := anthropic.MessageNewParams{Model: "claude-sonnet-4-5", MaxTokens: 256,
+			Messages: []anthropic.MessageParam{anthropic.NewUserMessage(anthropic.NewTextBlock("Hi"))}}
+		var want anthropic.Message
+		if stream {
+			st := s.client.Messages.NewStreaming(context.Background(), p)
+			for st.Next() {
+				if err := want.Accumulate(st.Current()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := st.Err(); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			m, err := s.client.Messages.New(context.Background(), p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want = *m
+		}
+		n++
+		ref := s.records.wait(t, n)[n-1]
+
+		cc := chat(t, oc, chatParams("claude-sonnet-4-5", false), stream)
+		n++
+		rec := s.records.wait(t, n)[n-1]
+		if len(cc.Choices) != 1 || cc.Choices[0].Message.Content != want.Content[0].Text || cc.Choices[0].FinishReason != "stop" {
+			t.Fatalf("stream %v: completion %+v, want the text %q", stream, cc.Choices, want.Content[0].Text)
+		}
+		u := want.Usage
+		if cc.Usage.PromptTokens != u.InputTokens+u.CacheCreationInputTokens+u.CacheReadInputTokens ||
+			cc.Usage.PromptTokensDetails.CachedTokens != u.CacheReadInputTokens || cc.Usage.CompletionTokens != u.OutputTokens {
+			t.Errorf("stream %v: client usage %+v, Anthropic's %+v", stream, cc.Usage, u)
+		}
+		if rec.Usage != ref.Usage || rec.CostPicoUSD != ref.CostPicoUSD || rec.CostPicoUSD == 0 || rec.Outcome != ref.Outcome {
+			t.Errorf("stream %v: record usage %+v cost %d outcome %q; the Anthropic client's %+v %d %q", stream,
+				rec.Usage, rec.CostPicoUSD, rec.Outcome, ref.Usage, ref.CostPicoUSD, ref.Outcome)
+		}
+	}
+	// The provider's errors reach openai-go in OpenAI's shape.
+	for _, stream := range []bool{false, true} {
+		var err error
+		if stream {
+			st := oc.Chat.Completions.NewStreaming(context.Background(), chatParams("fake-error-429", false))
+			for st.Next() {
+			}
+			err = st.Err()
+		} else {
+			_, err = oc.Chat.Completions.New(context.Background(), chatParams("fake-error-429", false))
+		}
+		var oe *openai.Error
+		if !errors.As(err, &oe) || oe.StatusCode != 429 || oe.Type != "requests" || oe.Code != "rate_limit_error" {
+			t.Errorf("stream %v: %v", stream, err)
+		}
+	}
+}
+
+// A budget's refusal reaches openai-go as a 429 *openai.Error in OpenAI's
+// shape, and nothing reaches the provider.
+func TestOpenAIClientBudgetRefusal(t *testing.T) {
+	s := newStackWith(t, stackOptions{openAIFormat: true, ledger: budget.NewMemoryLedger(0), keyBudgets: `[{requests: 1, per: minute}]`})
+	oc := openAIClientOf(s)
+	chat(t, oc, chatParams("claude-sonnet-4-5", false), false)
+	_, err := oc.Chat.Completions.New(context.Background(), chatParams("claude-sonnet-4-5", false))
+	var oe *openai.Error
+	if !errors.As(err, &oe) || oe.StatusCode != 429 || oe.Type != "requests" || oe.Code != "rate_limit_exceeded" || oe.Message == "" {
+		t.Fatalf("second request: %v", err)
+	}
+}
+
+// A stream the provider cuts before its end (the fake's "-cut": no
+// message_delta) ends with an error chunk that openai-go raises, and is
+// recorded as cut, its output estimated from what was relayed.
+func TestOpenAIClientCutStream(t *testing.T) {
+	s := newStackWith(t, stackOptions{openAIFormat: true})
+	oc := openAIClientOf(s)
+	st := oc.Chat.Completions.NewStreaming(context.Background(), chatParams("claude-sonnet-4-5-cut", false))
+	var text string
+	for st.Next() {
+		if c := st.Current(); len(c.Choices) > 0 {
+			text += c.Choices[0].Delta.Content
+		}
+	}
+	if err := st.Err(); err == nil || !strings.Contains(err.Error(), "incomplete") || text == "" {
+		t.Fatalf("text %q, err %v; want the text so far and the cut's error", text, err)
+	}
+	rec := s.records.wait(t, 1)[0]
+	if rec.Outcome == records.OutcomeOK || rec.Usage.OutputTokens == 0 {
+		t.Errorf("record outcome %q usage %+v", rec.Outcome, rec.Usage)
+	}
+}

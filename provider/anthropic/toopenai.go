@@ -1,0 +1,345 @@
+package anthropic
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+
+	"strings"
+)
+
+// TranslateResponse implements [translate.ResponseTranslator] for an OpenAI
+// client: an error (status 400 and up) in OpenAI's shape, with the same
+// status but 529 as 503; an event stream as chat.completion.chunk events
+// ending with data: [DONE]; a Message as a chat.completion. created is the
+// provider's date header, in Unix seconds.
+func (t *fromOpenAI) TranslateResponse(_ string, status int, header func(string) string,
+	set func(name, value string), remove func(name string), _ func(kind, msg string)) func([]byte, bool) []byte {
+	var created int64
+	if d, err := http.ParseTime(header("date")); err == nil {
+		created = d.Unix()
+	}
+	ct := header("content-type")
+	switch {
+	case status >= 400:
+		if status == 529 {
+			set(":status", "503")
+		}
+		set("content-type", "application/json")
+		remove("content-length")
+		return wholeBody(openAIError)
+	case strings.HasPrefix(ct, "text/event-stream"):
+		remove("content-length")
+		c := &chunker{created: created, model: t.model}
+		return c.write
+	case strings.HasPrefix(ct, "application/json"):
+		remove("content-length")
+		return wholeBody(func(b []byte) []byte { return completion(b, created, t.model) })
+	}
+	return nil
+}
+
+// wholeBody collects a body and returns fn of it at its end.
+func wholeBody(fn func(body []byte) []byte) func([]byte, bool) []byte {
+	var buf []byte
+	return func(chunk []byte, end bool) []byte {
+		buf = append(buf, chunk...)
+		if !end {
+			return nil
+		}
+		return fn(buf)
+	}
+}
+
+// openAIErrorType maps an Anthropic error type to OpenAI's.
+func openAIErrorType(t string) string {
+	switch t {
+	case "invalid_request_error", "not_found_error", "request_too_large":
+		return "invalid_request_error"
+	case "authentication_error", "permission_error":
+		return "invalid_request_error"
+	case "rate_limit_error":
+		return "requests"
+	}
+	return "server_error"
+}
+
+type anthropicError struct {
+	Error struct {
+		Type    string `json:"type"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+// openAIError renders an Anthropic error body in OpenAI's shape, with the
+// Anthropic type as its code.
+func openAIError(body []byte) []byte {
+	var e anthropicError
+	if json.Unmarshal(body, &e) != nil || e.Error.Message == "" {
+		e.Error.Type, e.Error.Message = "api_error", "the provider answered with an error: "+string(body)
+	}
+	return errorJSON(e.Error.Type, e.Error.Message)
+}
+
+func errorJSON(typ, msg string) []byte {
+	b, _ := json.Marshal(map[string]any{"error": map[string]any{"message": msg, "type": openAIErrorType(typ), "param": nil, "code": typ}})
+	return b
+}
+
+// anthropicUsage is the Messages API's usage object.
+type anthropicUsage struct {
+	InputTokens   int64 `json:"input_tokens"`
+	CacheCreation int64 `json:"cache_creation_input_tokens"`
+	CacheRead     int64 `json:"cache_read_input_tokens"`
+	OutputTokens  int64 `json:"output_tokens"`
+	Split         *struct {
+		FiveMin int64 `json:"ephemeral_5m_input_tokens"`
+		OneHour int64 `json:"ephemeral_1h_input_tokens"`
+	} `json:"cache_creation"`
+}
+
+// merge takes the counts a message_delta reports over message_start's.
+func (u *anthropicUsage) merge(d anthropicUsage) {
+	if d.InputTokens > 0 {
+		u.InputTokens = d.InputTokens
+	}
+	if d.CacheCreation > 0 {
+		u.CacheCreation = d.CacheCreation
+	}
+	if d.CacheRead > 0 {
+		u.CacheRead = d.CacheRead
+	}
+	if d.Split != nil {
+		u.Split = d.Split
+	}
+	u.OutputTokens = d.OutputTokens
+}
+
+// openAIUsage is u in OpenAI's terms: prompt_tokens counts every input
+// token, cached_tokens those read from the cache. The tokens written to the
+// cache, which OpenAI has no field for, are added as
+// cache_creation_input_tokens and cache_creation (Anthropic's names), so
+// that the gateway prices them at their rate.
+func openAIUsage(u anthropicUsage) map[string]any {
+	prompt := u.InputTokens + u.CacheCreation + u.CacheRead
+	m := map[string]any{"prompt_tokens": prompt, "completion_tokens": u.OutputTokens, "total_tokens": prompt + u.OutputTokens,
+		"prompt_tokens_details": map[string]any{"cached_tokens": u.CacheRead}}
+	if u.CacheCreation > 0 {
+		m["cache_creation_input_tokens"] = u.CacheCreation
+		if u.Split != nil {
+			m["cache_creation"] = u.Split
+		}
+	}
+	return m
+}
+
+// finishReason maps a stop_reason.
+func finishReason(s string) string {
+	switch s {
+	case "max_tokens", "model_context_window_exceeded":
+		return "length"
+	case "tool_use":
+		return "tool_calls"
+	case "refusal":
+		return "content_filter"
+	}
+	return "stop"
+}
+
+// completion returns the chat.completion for a Message.
+func completion(body []byte, created int64, sent string) []byte {
+	var m struct {
+		ID      string `json:"id"`
+		Model   string `json:"model"`
+		Content []struct {
+			Type  string          `json:"type"`
+			Text  string          `json:"text"`
+			ID    string          `json:"id"`
+			Name  string          `json:"name"`
+			Input json.RawMessage `json:"input"`
+		} `json:"content"`
+		StopReason string         `json:"stop_reason"`
+		Usage      anthropicUsage `json:"usage"`
+	}
+	if err := json.Unmarshal(body, &m); err != nil {
+		return errorJSON("api_error", "the provider's answer does not decode: "+err.Error())
+	}
+	var text strings.Builder
+	var calls []map[string]any
+	for _, c := range m.Content {
+		switch c.Type {
+		case "text":
+			text.WriteString(c.Text)
+		case "tool_use":
+			args := string(c.Input)
+			if args == "" {
+				args = "{}"
+			}
+			calls = append(calls, map[string]any{"id": c.ID, "type": "function", "function": map[string]string{"name": c.Name, "arguments": args}})
+		}
+	}
+	msg := map[string]any{"role": "assistant", "content": nil, "refusal": nil}
+	if text.Len() > 0 || len(calls) == 0 {
+		msg["content"] = text.String()
+	}
+	if len(calls) > 0 {
+		msg["tool_calls"] = calls
+	}
+	model := m.Model
+	if model == "" {
+		model = sent
+	}
+	out, _ := json.Marshal(map[string]any{"id": "chatcmpl-" + m.ID, "object": "chat.completion", "created": created, "model": model,
+		"choices": []any{map[string]any{"index": 0, "message": msg, "logprobs": nil, "finish_reason": finishReason(m.StopReason)}},
+		"usage":   openAIUsage(m.Usage)})
+	return out
+}
+
+// chunker turns an Anthropic event stream into chat.completion.chunk
+// events, line by line as chunks arrive: the role first, text as content
+// deltas, tool_use blocks as tool_calls with their index in the answer and
+// their input as argument fragments, the finish_reason, then a usage chunk
+// and data: [DONE]. Thinking is not relayed. An error event becomes an
+// OpenAI error chunk.
+type chunker struct {
+	created int64
+	model   string
+	id      string
+	line    []byte
+	usage   anthropicUsage
+	// tools maps a content block's index to its tool call's index.
+	tools  map[int]int
+	finish string
+	out    []byte
+}
+
+// write translates one chunk of the stream.
+func (c *chunker) write(b []byte, end bool) []byte {
+	c.out = c.out[:0]
+	for len(b) > 0 {
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			c.line = append(c.line, b...)
+			break
+		}
+		c.line = append(c.line, b[:i]...)
+		c.handle(bytes.TrimSuffix(c.line, []byte("\r")))
+		c.line = c.line[:0]
+		b = b[i+1:]
+	}
+	if end && len(c.line) > 0 {
+		c.handle(c.line)
+		c.line = c.line[:0]
+	}
+	return append([]byte(nil), c.out...)
+}
+
+// emit appends a chunk with choice (nil for none) and usage (nil for none).
+func (c *chunker) emit(choice map[string]any, usage map[string]any) {
+	ch := map[string]any{"id": "chatcmpl-" + c.id, "object": "chat.completion.chunk", "created": c.created, "model": c.model}
+	if choice != nil {
+		choice["index"] = 0
+		choice["logprobs"] = nil
+		if _, ok := choice["finish_reason"]; !ok {
+			choice["finish_reason"] = nil
+		}
+		ch["choices"] = []any{choice}
+	} else {
+		ch["choices"] = []any{}
+	}
+	if usage != nil {
+		ch["usage"] = usage
+	}
+	b, _ := json.Marshal(ch)
+	c.out = append(c.out, "data: "...)
+	c.out = append(c.out, b...)
+	c.out = append(c.out, "\n\n"...)
+}
+
+func (c *chunker) handle(line []byte) {
+	data, ok := bytes.CutPrefix(line, []byte("data:"))
+	if !ok {
+		return
+	}
+	var ev struct {
+		Type    string `json:"type"`
+		Index   int    `json:"index"`
+		Message *struct {
+			ID    string         `json:"id"`
+			Model string         `json:"model"`
+			Usage anthropicUsage `json:"usage"`
+		} `json:"message"`
+		ContentBlock *struct {
+			Type string `json:"type"`
+			ID   string `json:"id"`
+			Name string `json:"name"`
+		} `json:"content_block"`
+		Delta *struct {
+			Type        string `json:"type"`
+			Text        string `json:"text"`
+			PartialJSON string `json:"partial_json"`
+			StopReason  string `json:"stop_reason"`
+		} `json:"delta"`
+		Usage *anthropicUsage `json:"usage"`
+		Error *struct {
+			Type    string `json:"type"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	if json.Unmarshal(bytes.TrimSpace(data), &ev) != nil {
+		return
+	}
+	switch ev.Type {
+	case "message_start":
+		if m := ev.Message; m != nil {
+			c.id, c.usage = m.ID, m.Usage
+			if m.Model != "" {
+				c.model = m.Model
+			}
+		}
+		c.emit(map[string]any{"delta": map[string]any{"role": "assistant", "content": ""}}, nil)
+	case "content_block_start":
+		if b := ev.ContentBlock; b != nil && b.Type == "tool_use" {
+			if c.tools == nil {
+				c.tools = map[int]int{}
+			}
+			k := len(c.tools)
+			c.tools[ev.Index] = k
+			c.emit(map[string]any{"delta": map[string]any{"tool_calls": []any{map[string]any{"index": k, "id": b.ID, "type": "function",
+				"function": map[string]string{"name": b.Name, "arguments": ""}}}}}, nil)
+		}
+	case "content_block_delta":
+		d := ev.Delta
+		if d == nil {
+			return
+		}
+		switch d.Type {
+		case "text_delta":
+			c.emit(map[string]any{"delta": map[string]any{"content": d.Text}}, nil)
+		case "input_json_delta":
+			if k, ok := c.tools[ev.Index]; ok && d.PartialJSON != "" {
+				c.emit(map[string]any{"delta": map[string]any{"tool_calls": []any{map[string]any{"index": k,
+					"function": map[string]string{"arguments": d.PartialJSON}}}}}, nil)
+			}
+		}
+	case "message_delta":
+		if ev.Delta != nil {
+			c.finish = finishReason(ev.Delta.StopReason)
+		}
+		if ev.Usage != nil {
+			c.usage.merge(*ev.Usage)
+		}
+		c.emit(map[string]any{"delta": map[string]any{}, "finish_reason": c.finish}, nil)
+	case "message_stop":
+		c.emit(nil, openAIUsage(c.usage))
+		c.out = append(c.out, "data: [DONE]\n\n"...)
+	case "error":
+		typ, msg := "api_error", "the provider's stream failed"
+		if ev.Error != nil {
+			typ, msg = ev.Error.Type, ev.Error.Message
+		}
+		c.out = append(c.out, "data: "...)
+		c.out = append(c.out, errorJSON(typ, msg)...)
+		c.out = append(c.out, "\n\n"...)
+	}
+}
