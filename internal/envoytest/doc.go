@@ -37,8 +37,13 @@
 //     request_body_buffer_limit; BUFFERED over it is a 413 on requests and a 500
 //     (or a reset) on responses, including data that arrived during the headers
 //     wait. STREAMED chunks are sent as they arrive, pipelined, re-injected FIFO
-//     as their replies come, and the held headers continue with the first
-//     answered chunk. Each released chunk is flushed to the client at once.
+//     as their replies come; the held headers continue at the headers reply,
+//     before any chunk's reply (processor_state.cc
+//     ProcessorState::handleHeadersResponse, sendBufferedDataInStreamedMode
+//     then continueIfNecessary; this corrects ENVOY-EXTPROC section 7), except
+//     when the whole body arrived during the headers wait: it then goes as one
+//     buffered message and the headers wait for its reply. Each released chunk
+//     is flushed to the client at once.
 //   - Header mutations (rule 4): removals before sets, the append BoolValue,
 //     the mutation_rules checker order (host and pseudo-header removal,
 //     disallow/allow expressions, disallow_all, allow_all_routing for

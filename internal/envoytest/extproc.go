@@ -248,12 +248,29 @@ func (f *extProcFilter) continueAfterHeaders(st *dirState) {
 		f.releaseHeaders(st)
 		f.flushBuffer(st)
 	case extprocv3.ProcessingMode_STREAMED:
-		// Headers stay held until the first chunk's reply is injected.
-		if st.hasBuffer {
-			b, eos := st.buffer, st.bufferEOS
-			st.buffer, st.hasBuffer, st.bufferEOS = nil, false, false
-			f.sendChunk(st, b, eos)
+		// Envoy's processor_state.cc ProcessorState::handleHeadersResponse:
+		// when the whole body arrived while the headers reply was awaited
+		// (complete_body_available_), it goes to the processor as one
+		// BufferedBodyCallback message and the headers stay held until its
+		// reply, which may still mutate them (handleBufferedBodyCallback).
+		// Otherwise, body_mode_ == STREAMED: sendBufferedDataInStreamedMode
+		// sends what was buffered as the first chunk, then
+		// continueIfNecessary() releases the headers (the filter paused in
+		// ext_proc.cc Filter::onHeaders, which returns StopIteration): the
+		// headers go on at the headers reply, before any chunk's reply and
+		// whether or not any body data arrived yet. This corrects
+		// ENVOY-EXTPROC section 7 ("headers reach the client only after the
+		// first chunk's reply").
+		if st.hasBuffer && st.bufferEOS {
+			f.sendBuffered(st)
+			return
 		}
+		if st.hasBuffer {
+			b := st.buffer
+			st.buffer, st.hasBuffer, st.bufferEOS = nil, false, false
+			f.sendChunk(st, b, false)
+		}
+		f.releaseHeaders(st)
 	case extprocv3.ProcessingMode_BUFFERED:
 		if f.overLimit(st) {
 			return

@@ -262,10 +262,15 @@ func TestRule3_BufferedResponseOverLimit500(t *testing.T) {
 	}
 }
 
-// Section 7: STREAMED response chunks are pipelined (chunk 2 is sent before
-// chunk 1 is answered), re-injected FIFO, and the response headers reach the
-// client only after the first chunk's reply.
-func TestRule3_StreamedFIFOAndHeadersAfterFirstChunk(t *testing.T) {
+// Section 7, as Envoy's source has it: STREAMED response chunks are
+// pipelined (chunk 2 is sent before chunk 1 is answered) and re-injected FIFO,
+// and the response headers reach the client at the headers reply, before any
+// chunk's reply and before any body data arrived (processor_state.cc
+// ProcessorState::handleHeadersResponse: body_mode_ STREAMED runs
+// sendBufferedDataInStreamedMode, then continueIfNecessary). This corrects
+// ENVOY-EXTPROC section 7, which says the headers wait for the first chunk's
+// reply.
+func TestRule3_StreamedFIFOAndHeadersAtHeadersReply(t *testing.T) {
 	secondChunkSeen := make(chan struct{})
 	releaseFirst := make(chan struct{})
 	proc := startProc(t, func(ps *scriptStream) error {
@@ -299,7 +304,7 @@ func TestRule3_StreamedFIFOAndHeadersAfterFirstChunk(t *testing.T) {
 		rc := http.NewResponseController(w)
 		w.WriteHeader(200)
 		_ = rc.Flush()
-		<-gate // the response_headers reply has been sent
+		<-gate // the client has the response headers
 		_, _ = io.WriteString(w, "one")
 		_ = rc.Flush()
 		<-gate
@@ -309,17 +314,15 @@ func TestRule3_StreamedFIFOAndHeadersAfterFirstChunk(t *testing.T) {
 	cfg := testConfig{filters: []string{extProc("p", `processing_mode: {response_body_mode: STREAMED}`)}}
 	h := startHarness(t, cfg.write(t), map[string]string{"proc": proc.addr, "up": up.addr})
 
-	type result struct {
-		resp *http.Response
-		err  error
+	resp, err := http.Get(h.URL() + "/")
+	if err != nil {
+		t.Fatal(err)
 	}
-	got := make(chan result, 1)
-	go func() {
-		resp, err := http.Get(h.URL() + "/")
-		got <- result{resp, err}
-	}()
-	for len(proc.messages(0)) < 2 {
-		runtimeGosched()
+	defer resp.Body.Close()
+	// The headers arrived with no body chunk sent to the processor, let
+	// alone answered.
+	if n := len(proc.messages(0)); n != 2 {
+		t.Fatalf("%d messages before the body, want request and response headers", n)
 	}
 	gate <- struct{}{}
 	for len(proc.messages(0)) < 3 {
@@ -327,22 +330,12 @@ func TestRule3_StreamedFIFOAndHeadersAfterFirstChunk(t *testing.T) {
 	}
 	gate <- struct{}{}
 	<-secondChunkSeen
-	select {
-	case r := <-got:
-		t.Fatalf("response headers released before the first chunk's reply: %v %v", r.resp, r.err)
-	default:
-	}
 	close(releaseFirst)
-	r := <-got
-	if r.err != nil {
-		t.Fatal(r.err)
-	}
-	defer r.resp.Body.Close()
-	b, _ := io.ReadAll(r.resp.Body)
+	b, _ := io.ReadAll(resp.Body)
 	if string(b) != "[0]one[1]two" {
 		t.Errorf("body %q, want chunks in FIFO order", b)
 	}
-	if r.resp.ContentLength != -1 {
+	if resp.ContentLength != -1 {
 		t.Errorf("content-length kept in STREAMED mode")
 	}
 }
