@@ -430,16 +430,31 @@ func normalizeMode(what string, m *extprocv3.ProcessingMode) (*extprocv3.Process
 }
 
 func checkModeSupported(what string, m *extprocv3.ProcessingMode) error {
-	for _, b := range []extprocv3.ProcessingMode_BodySendMode{m.RequestBodyMode, m.ResponseBodyMode} {
-		switch b {
-		case extprocv3.ProcessingMode_FULL_DUPLEX_STREAMED:
-			return fmt.Errorf("%s: body mode FULL_DUPLEX_STREAMED is not supported by envoytest", what)
-		case extprocv3.ProcessingMode_GRPC:
+	return checkMode(what, m, true)
+}
+
+// checkMode returns why the harness cannot run m. FULL_DUPLEX_STREAMED is
+// run (rule 3); in a static config it requires that direction's trailer
+// mode SEND, as Envoy's config.cc checks, while a mode_override is not
+// checked for it (ext_proc.cc Filter::onReceiveMessage merges and applies
+// it as it is). Trailer SEND is accepted only beside FULL_DUPLEX_STREAMED:
+// the harness forwards no trailers, so no trailers message is ever sent.
+func checkMode(what string, m *extprocv3.ProcessingMode, static bool) error {
+	for _, d := range []struct {
+		dir     string
+		body    extprocv3.ProcessingMode_BodySendMode
+		trailer extprocv3.ProcessingMode_HeaderSendMode
+	}{{"request", m.RequestBodyMode, m.RequestTrailerMode}, {"response", m.ResponseBodyMode, m.ResponseTrailerMode}} {
+		switch {
+		case d.body == extprocv3.ProcessingMode_GRPC:
 			return fmt.Errorf("%s: body mode GRPC is not implemented by Envoy", what)
+		case d.body == extprocv3.ProcessingMode_FULL_DUPLEX_STREAMED:
+			if static && d.trailer != extprocv3.ProcessingMode_SEND {
+				return fmt.Errorf("%s: %s_body_mode FULL_DUPLEX_STREAMED requires %s_trailer_mode SEND (Envoy's config.cc)", what, d.dir, d.dir)
+			}
+		case d.trailer == extprocv3.ProcessingMode_SEND:
+			return fmt.Errorf("%s: trailer mode SEND is supported by envoytest only with FULL_DUPLEX_STREAMED (it forwards no trailers)", what)
 		}
-	}
-	if m.RequestTrailerMode == extprocv3.ProcessingMode_SEND || m.ResponseTrailerMode == extprocv3.ProcessingMode_SEND {
-		return fmt.Errorf("%s: trailer mode SEND is not supported by envoytest (it forwards no trailers)", what)
 	}
 	return nil
 }

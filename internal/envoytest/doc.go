@@ -26,8 +26,8 @@
 //     10 says what it holds). Exactly one reply of the matching type per
 //     message: anything else is spurious and answered with status_on_error. The stream is closed as Envoy does (half
 //     close, then reset), and early once no further message can be sent.
-//   - Modes (rule 2): NONE, STREAMED, BUFFERED and BUFFERED_PARTIAL per
-//     direction; header SEND/SKIP; ExtProcPerRoute (disabled, and overrides of
+//   - Modes (rule 2): NONE, STREAMED, BUFFERED, BUFFERED_PARTIAL and
+//     FULL_DUPLEX_STREAMED per direction (see rule 3); header SEND/SKIP; ExtProcPerRoute (disabled, and overrides of
 //     processing_mode, failure_mode_allow, grpc_service, grpc_initial_metadata)
 //     from the route or virtual host; mode_override merged per section 2
 //     (headers replies only, allow_mode_override, allowed_override_modes,
@@ -43,7 +43,18 @@
 //     then continueIfNecessary; this corrects ENVOY-EXTPROC section 7), except
 //     when the whole body arrived during the headers wait: it then goes as one
 //     buffered message and the headers wait for its reply. Each released chunk
-//     is flushed to the client at once.
+//     is flushed to the client at once. FULL_DUPLEX_STREAMED (static, with
+//     that direction's trailer mode SEND as config.cc requires, or set by a
+//     mode_override, which a configured FULL_DUPLEX_STREAMED disables): each
+//     chunk goes to the processor at once, even during the headers wait, and
+//     Envoy's copy is drained; only streamed_response replies continue, any
+//     number of them, unsolicited too, once a chunk was sent and until
+//     end_of_stream (processor_state.cc handleStreamedBodyCallback,
+//     handleDuplexStreamedBodyResponse); any other body reply is spurious; no
+//     message timer runs in that direction (onStartProcessorCall); failure
+//     mode allow ends once a chunk was sent (ext_proc.cc
+//     Filter::failureModeAllow); a body complete during the headers wait keeps
+//     the headers held until end_of_stream.
 //   - Header mutations (rule 4): removals before sets, the append BoolValue,
 //     the mutation_rules checker order (host and pseudo-header removal,
 //     disallow/allow expressions, disallow_all, allow_all_routing for
@@ -210,9 +221,9 @@
 //
 // # Where it is not exact
 //
-//   - Not supported (Start fails): FULL_DUPLEX_STREAMED and GRPC body modes,
-//     trailer mode SEND (trailers are never forwarded, so no trailers message
-//     is ever sent), observability_mode, send_body_without_waiting_for_header_response,
+//   - Not supported (Start fails): the GRPC body mode, trailer mode SEND
+//     other than beside FULL_DUPLEX_STREAMED (trailers are never forwarded, so
+//     no trailers message is ever sent), observability_mode, send_body_without_waiting_for_header_response,
 //     http_service, forward_rules, processing_request_modifier, typed
 //     metadata namespaces (metadata_options forwarding_namespaces.typed and
 //     receiving_namespaces.typed), cluster_metadata_forwarding_namespaces,

@@ -61,9 +61,23 @@ type dirState struct {
 	partialDone bool    // the BUFFERED_PARTIAL message was answered; the rest streams through
 	replaced    bool    // CONTINUE_AND_REPLACE replaced the body; the original is drained
 
+	// FULL_DUPLEX_STREAMED: duplexSent is Envoy's bodyReceived (a chunk
+	// went to the processor, so streamed responses are expected); duplexDone
+	// says a streamed_response with end_of_stream arrived; duplexHeld holds
+	// streamed responses that came while the headers were still held (a body
+	// complete during the headers wait).
+	duplexSent bool
+	duplexDone bool
+	duplexHeld []chunk
+
 	sentAny           bool // the direction's first message (with attributes) was sent
 	timer             *loopTimer
 	timeoutOverridden bool
+}
+
+// duplex reports whether the direction's body mode is FULL_DUPLEX_STREAMED.
+func (st *dirState) duplex() bool {
+	return st.bodyMode == extprocv3.ProcessingMode_FULL_DUPLEX_STREAMED
 }
 
 func (st *dirState) outstanding() int {
@@ -219,7 +233,7 @@ func (f *extProcFilter) onHeaders(st *dirState, h *headerMap, eos bool) {
 	if f.contentLengthRemoved(st) {
 		h.del("content-length")
 	}
-	if st.bodyMode == extprocv3.ProcessingMode_STREAMED || st.bodyMode == extprocv3.ProcessingMode_NONE {
+	if st.bodyMode == extprocv3.ProcessingMode_STREAMED || st.bodyMode == extprocv3.ProcessingMode_NONE || st.duplex() {
 		// Nothing will mutate the headers: they continue at once.
 		f.releaseHeaders(st)
 	}
@@ -271,6 +285,21 @@ func (f *extProcFilter) continueAfterHeaders(st *dirState) {
 			f.sendChunk(st, b, false)
 		}
 		f.releaseHeaders(st)
+	case extprocv3.ProcessingMode_FULL_DUPLEX_STREAMED:
+		// processor_state.cc ProcessorState::handleHeadersResponse: with the
+		// whole body received during the headers wait and a chunk sent
+		// (getCallbackStateAfterHeaderResp: StreamedBodyCallback), it returns
+		// without continuing, so the headers wait for the processor's
+		// end_of_stream. Otherwise, "There is no buffered data in this mode":
+		// continueIfNecessary() releases the headers. Data Envoy buffered
+		// while another mode was in force (a response-headers mode_override
+		// to FULL_DUPLEX_STREAMED) then continues unprocessed, as the filter
+		// manager passes the buffer on with the headers.
+		if st.inputDone && st.duplexSent {
+			return
+		}
+		f.releaseHeaders(st)
+		f.flushBuffer(st)
 	case extprocv3.ProcessingMode_BUFFERED:
 		if f.overLimit(st) {
 			return
@@ -324,6 +353,18 @@ func (f *extProcFilter) onData(st *dirState, b []byte, eos bool) {
 	}
 	if f.done || f.disabled {
 		f.emitData(st, b, eos)
+		return
+	}
+	if st.duplex() {
+		// ext_proc.cc Filter::onData and handleDataStreamedModeBase: in
+		// FULL_DUPLEX_STREAMED a chunk goes to the processor at once, even
+		// while the headers reply is awaited, and Envoy drains its own copy:
+		// only what the processor sends back (streamed_response) continues.
+		if len(b) == 0 && !eos {
+			return
+		}
+		st.duplexSent = true
+		f.send(st, bodyRequest(st.dir, b, eos))
 		return
 	}
 	if st.awaitingHeaders {
@@ -427,7 +468,9 @@ func grpcErrorDetails(err error) string {
 }
 
 func (f *extProcFilter) armTimer(st *dirState) {
-	if st.outstanding() == 0 || (st.timer != nil && !st.timer.stopped) {
+	// processor_state.cc ProcessorState::onStartProcessorCall starts no
+	// message timer in a FULL_DUPLEX_STREAMED direction, headers included.
+	if st.duplex() || st.outstanding() == 0 || (st.timer != nil && !st.timer.stopped) {
 		return
 	}
 	st.timer = f.s().afterFunc(f.cfg.messageTimeout, func() { f.onTimeout(st) })
@@ -493,9 +536,16 @@ func (f *extProcFilter) onReply(ps *procStream, resp *extprocsvc.ProcessingRespo
 		return // that direction was abandoned (a local reply is under way)
 	}
 	var valid bool
-	if isHeaders {
+	switch {
+	case isHeaders:
 		valid = st.awaitingHeaders
-	} else {
+	case st.duplex():
+		// processor_state.cc ProcessorState::handleBodyResponse accepts a
+		// body reply in StreamedBodyCallback only: after the headers reply,
+		// once a chunk was sent, until an end_of_stream. Any number of
+		// replies may come, unsolicited, in between.
+		valid = !st.awaitingHeaders && st.duplexSent && !st.duplexDone
+	default:
 		valid = !st.awaitingHeaders && (st.awaitingBody || len(st.queue) > 0)
 	}
 	if !valid {
@@ -612,7 +662,7 @@ func (f *extProcFilter) applyModeOverride(st *dirState, o *extprocv3.ProcessingM
 		f.s().h.logf("envoytest: ext_proc %s: mode_override not in allowed_override_modes; ignored", f.cfg.name)
 		return
 	}
-	if err := checkModeSupported(f.cfg.name+" mode_override", merged); err != nil {
+	if err := checkMode(f.cfg.name+" mode_override", merged, false); err != nil {
 		f.s().h.logf("envoytest: %v; ignored", err)
 		return
 	}
@@ -693,6 +743,9 @@ func bodyAfterMutation(bm *extprocsvc.BodyMutation, orig []byte) ([]byte, bool, 
 
 func (f *extProcFilter) onBodyReply(st *dirState, br *extprocsvc.BodyResponse) error {
 	cr := br.GetResponse()
+	if st.duplex() {
+		return f.onDuplexReply(st, cr)
+	}
 	if len(st.queue) > 0 {
 		// STREAMED: the head of the FIFO is answered and re-injected.
 		c := st.queue[0]
@@ -736,6 +789,43 @@ func (f *extProcFilter) onBodyReply(st *dirState, br *extprocsvc.BodyResponse) e
 			f.emitData(st, c.data, c.eos)
 		}
 		st.pending = nil
+	}
+	return nil
+}
+
+// onDuplexReply handles a body reply in FULL_DUPLEX_STREAMED mode
+// (processor_state.cc ProcessorState::handleStreamedBodyCallback): only a
+// streamed_response is valid, anything else (an empty reply or a whole-body
+// mutation) is spurious. handleDuplexStreamedBodyResponse injects its body,
+// if any, with its end_of_stream; at end_of_stream the filter continues
+// (finalizeBodyResponse, continueIfNecessary), which also releases headers
+// still held.
+func (f *extProcFilter) onDuplexReply(st *dirState, cr *extprocsvc.CommonResponse) error {
+	sr := cr.GetBodyMutation().GetStreamedResponse()
+	if sr == nil {
+		return errSpurious
+	}
+	body, eos := sr.GetBody(), sr.GetEndOfStream()
+	if eos {
+		st.duplexDone = true
+	}
+	if st.held {
+		if len(body) > 0 || eos {
+			st.duplexHeld = append(st.duplexHeld, chunk{body, eos})
+		}
+		if !eos {
+			return nil
+		}
+		f.releaseHeaders(st)
+		held := st.duplexHeld
+		st.duplexHeld = nil
+		for _, c := range held {
+			f.emitData(st, c.data, c.eos)
+		}
+		return nil
+	}
+	if len(body) > 0 || eos {
+		f.emitData(st, body, eos)
 	}
 	return nil
 }
@@ -811,7 +901,9 @@ func (f *extProcFilter) onFailure(code int, details string, failOpenAllowed bool
 	if f.done {
 		return
 	}
-	if f.failOpen && failOpenAllowed {
+	if f.failOpen && failOpenAllowed && !f.dec.duplexSent && !f.enc.duplexSent {
+		// ext_proc.cc Filter::failureModeAllow: never once a
+		// FULL_DUPLEX_STREAMED body was received, as Envoy drained it.
 		f.s().h.count(func(s *Stats) { s.FailureModeAllowed++ })
 		f.finish()
 		f.releaseAll()
@@ -843,8 +935,8 @@ func (f *extProcFilter) releaseAll() {
 			f.emitData(st, c.data, c.eos)
 		}
 		f.flushBuffer(st)
-		p := st.pending
-		st.pending = nil
+		p := append(st.pending, st.duplexHeld...)
+		st.pending, st.duplexHeld = nil, nil
 		for _, c := range p {
 			f.emitData(st, c.data, c.eos)
 		}
@@ -869,6 +961,9 @@ func (f *extProcFilter) willSendMore(st *dirState) bool {
 	}
 	if st.replaced {
 		return false
+	}
+	if st.duplex() {
+		return !st.duplexDone && !st.headersEOS
 	}
 	if st.inputDone {
 		return st.hasBuffer && st.bodyMode != extprocv3.ProcessingMode_NONE

@@ -243,7 +243,7 @@ func TestStartRejectsUnsupportedConfig(t *testing.T) {
 		over map[string]string
 		want string
 	}{
-		{"full duplex", testConfig{filters: []string{extProc("p", `processing_mode: {request_body_mode: FULL_DUPLEX_STREAMED, request_trailer_mode: SEND}`)}}, nil, "FULL_DUPLEX_STREAMED"},
+		{"full duplex without trailer SEND", testConfig{filters: []string{extProc("p", `processing_mode: {request_body_mode: FULL_DUPLEX_STREAMED}`)}}, nil, "requires request_trailer_mode SEND"},
 		{"trailers", testConfig{filters: []string{extProc("p", `processing_mode: {response_trailer_mode: SEND}`)}}, nil, "trailer mode SEND"},
 		{"unknown attribute", testConfig{filters: []string{extProc("p", `request_attributes: [connection.mtls]`)}}, nil, "connection.mtls"},
 		{"observability mode", testConfig{filters: []string{extProc("p", `observability_mode: true`)}}, nil, "observability_mode"},
