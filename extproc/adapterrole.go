@@ -3,6 +3,7 @@ package extproc
 import (
 	"context"
 	"strconv"
+	"strings"
 	"time"
 
 	extprocfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
@@ -57,11 +58,23 @@ type adapterProcessor struct {
 	// request headers (s.now), for the time to response headers.
 	att     records.Attempt
 	started time.Time
+	// send sends on the stream from any goroutine (sender); duplex says
+	// this attempt asked for its response body in FULL_DUPLEX_STREAMED
+	// mode, which body then answers and pings (ping.go).
+	send   func(*extprocv3.ProcessingResponse) error
+	duplex bool
+	body   *duplexBody
 }
+
+func (a *adapterProcessor) setSend(send func(*extprocv3.ProcessingResponse) error) { a.send = send }
 
 func newAdapterProcessor(s *Server) *adapterProcessor { return &adapterProcessor{s: s} }
 
-func (a *adapterProcessor) finish(context.Context, error) {}
+func (a *adapterProcessor) finish(context.Context, error) {
+	if a.body != nil {
+		a.body.end()
+	}
+}
 
 func (a *adapterProcessor) handle(ctx context.Context, req *extprocv3.ProcessingRequest) (*extprocv3.ProcessingResponse, error) {
 	switch r := req.Request.(type) {
@@ -72,7 +85,11 @@ func (a *adapterProcessor) handle(ctx context.Context, req *extprocv3.Processing
 	case *extprocv3.ProcessingRequest_ResponseHeaders:
 		return a.responseHeaders(req, r.ResponseHeaders), nil
 	case *extprocv3.ProcessingRequest_ResponseBody:
-		return a.responseBody(r.ResponseBody), nil
+		return a.responseBody(r.ResponseBody)
+	case *extprocv3.ProcessingRequest_ResponseTrailers:
+		if a.body != nil {
+			a.body.end() // FULL_DUPLEX_STREAMED sends them (response_trailer_mode SEND)
+		}
 	}
 	return passThrough(req)
 }
@@ -93,18 +110,35 @@ func (a *adapterProcessor) responseHeaders(req *extprocv3.ProcessingRequest, hh 
 	h := readHeaders(hh.GetHeaders())
 	status := h.get(":status")
 	var override *extprocfilterv3.ProcessingMode
+	contentType := h.get("content-type")
 	if rt, ok := a.tr.(ResponseTranslation); ok {
 		code, _ := strconv.Atoi(status)
 		set := func(name, value string) {
-			if name == ":status" {
+			switch name {
+			case ":status":
 				status = value // the router, the trail and the client see it
+			case "content-type":
+				contentType = value
 			}
 			m.Set(name, value)
 		}
 		remove := func(name string) { m.Remove(name) }
-		if a.respBody = rt.TranslateResponse(a.clientPath, code, h.get, set, remove, a.warn); a.respBody != nil {
+		if a.respBody = rt.TranslateResponse(a.clientPath, code, h.get, set, remove, a.warn); a.respBody != nil && !a.duplex {
 			override = streamResponseBody()
 		}
+	}
+	if a.duplex {
+		// The body comes in FULL_DUPLEX_STREAMED mode (set at the request
+		// headers): an override here would replace it.
+		var ping []byte
+		if a.respBody != nil && strings.HasPrefix(contentType, "text/event-stream") {
+			ping = pingComment
+			if a.format != nil && a.format.Name() == "anthropic" {
+				ping = pingAnthropic
+			}
+		}
+		pings := a.s.metrics.streamPings.WithLabelValues(a.provider.Name)
+		a.body = newDuplexBody(a.send, a.s.afterFunc, a.s.pingInterval, a.s.pingMaxIdle, ping, pings.Inc)
 	}
 	resp := continueResponseHeaders(&extprocv3.CommonResponse{HeaderMutation: m.proto()})
 	resp.ModeOverride = override
@@ -220,7 +254,19 @@ func (a *adapterProcessor) requestHeaders(req *extprocv3.ProcessingRequest, hh *
 	}
 	a.att = att
 	resp.DynamicMetadata = attemptMetadata(trailFrom(req), att)
-	if _, adapts := up.(RequestAdapter); (!a.retry() || d.BodyBytes > 0) && !adapts && !tr.NeedsBody(a.mayMapModel(d.Model)) {
+	if ip, ok := tr.(IdlePings); ok && ip.IdlePings() && a.s.pingInterval > 0 && a.send != nil {
+		a.duplex = true
+	}
+	_, adapts := up.(RequestAdapter)
+	skip := (!a.retry() || d.BodyBytes > 0) && !adapts && !tr.NeedsBody(a.mayMapModel(d.Model))
+	switch {
+	case a.duplex && skip:
+		resp.ModeOverride = duplexResponseBody(extprocfilterv3.ProcessingMode_NONE)
+	case a.duplex:
+		// envoy.yaml's request body mode, echoed: body modes in an
+		// override always replace the configured ones.
+		resp.ModeOverride = duplexResponseBody(extprocfilterv3.ProcessingMode_BUFFERED)
+	case skip:
 		// Nothing in the body changes for this attempt: ask Envoy not to send
 		// it (envoy.yaml allows the override). Body modes in an override replace
 		// both configured ones, so the response body's NONE is echoed
@@ -323,15 +369,24 @@ func (a *adapterProcessor) compatNote() (note func(key, action, detail string), 
 }
 
 // responseBody translates one chunk of the response body, when the
-// translation asked for it at the response headers.
-func (a *adapterProcessor) responseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
+// translation asked for it at the response headers. In FULL_DUPLEX_STREAMED
+// mode every chunk comes, translated or not, and the reply goes out through
+// a.body (nil response).
+func (a *adapterProcessor) responseBody(b *extprocv3.HttpBody) (*extprocv3.ProcessingResponse, error) {
+	if a.duplex && a.body != nil {
+		out := b.GetBody()
+		if a.respBody != nil {
+			out = a.respBody(out, b.GetEndOfStream())
+		}
+		return nil, a.body.chunk(out, b.GetEndOfStream())
+	}
 	if a.respBody == nil {
-		return continueResponseBody(nil)
+		return continueResponseBody(nil), nil
 	}
 	out := a.respBody(b.GetBody(), b.GetEndOfStream())
 	return continueResponseBody(&extprocv3.CommonResponse{
 		BodyMutation: &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_Body{Body: out}},
-	})
+	}), nil
 }
 
 func (a *adapterProcessor) requestBody(ctx context.Context, b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {

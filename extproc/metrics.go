@@ -31,6 +31,9 @@ type Metrics struct {
 	// translationWarnings counts what response translations noticed, by
 	// provider and kind.
 	translationWarnings *prometheus.CounterVec
+	// streamPings counts the pings the adapter sent on silent translated
+	// streams, by provider (ping.go).
+	streamPings *prometheus.CounterVec
 	// accessLogEntries counts Envoy's access-log entries by what the
 	// receiver did with them; endingWaits counts the ambiguous endings the
 	// policy role waited for, by result (endings.go).
@@ -131,6 +134,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "tollgate_translation_warnings_total",
 			Help: "What a response translation noticed and did not act on, by provider and kind (usage_mismatch: Bedrock's invocation metrics disagree with the usage of the Anthropic events, which is what is billed).",
 		}, []string{"provider", "kind"}),
+		streamPings: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tollgate_stream_pings_total",
+			Help: "Pings the adapter sent to clients on translated streams whose provider stayed silent for --stream-ping-interval (Bedrock and OpenAI-compatible providers send none), by provider.",
+		}, []string{"provider"}),
 		accessLogEntries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tollgate_access_log_entries_total",
 			Help: "Envoy access-log entries received, by result: stored (an ending kept for the policy role), no_record (no Tollgate record id in its dynamic metadata), no_flags (no response flag worth keeping), error (the endings store failed).",
@@ -168,7 +175,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		reg.MustRegister(m.streams, m.requests, m.rejections, m.tokens, m.cost, m.unpriced, m.estimated, m.phase, m.duration, m.ttft,
 			m.budgetRejections, m.ledgerErrors, m.earlyVec, m.aboveReserved, m.aboveReservedUSD, m.fitted, m.translationWarnings,
 			m.accessLogEntries, m.endingWaits)
-		reg.MustRegister(m.compatActions)
+		reg.MustRegister(m.compatActions, m.streamPings)
 	}
 	return m
 }

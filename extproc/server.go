@@ -73,6 +73,16 @@ type Options struct {
 	// a stream reset after its response headers; default
 	// DefaultEndingWait.
 	EndingWait time.Duration
+	// PingInterval is how long a translated stream whose provider sends
+	// no pings (IdlePings) may stay silent before the adapter pings the
+	// client; default DefaultPingInterval, negative: no pings, and such
+	// attempts' responses take the STREAMED path.
+	PingInterval time.Duration
+	// PingMaxIdle is how long the adapter pings a stream whose provider
+	// stays silent; default DefaultPingMaxIdle.
+	PingMaxIdle time.Duration
+	// AfterFunc starts the ping timers; default time.AfterFunc.
+	AfterFunc AfterFunc
 }
 
 // Server implements envoy.service.ext_proc.v3.ExternalProcessor.
@@ -94,6 +104,9 @@ type Server struct {
 	endings          Endings
 	endingWait       time.Duration
 	guesses          sync.Map // guessKey → guess: each key's last message request, by body size class
+
+	pingInterval, pingMaxIdle time.Duration
+	afterFunc                 AfterFunc
 }
 
 // NewServer returns a Server, or an error when a required option is missing.
@@ -107,7 +120,17 @@ func NewServer(o Options) (*Server, error) {
 	s := &Server{policies: o.Policies, formats: clientFormats(slices.Clone(o.ClientFormats)), translation: o.Translation,
 		log: o.Logger, metrics: o.Metrics, recorder: o.Recorder, ledger: o.Ledger, now: o.Now,
 		noEarlyReserve: o.NoEarlyReserve, earlyBodyTimeout: o.EarlyBodyTimeout,
-		endings: o.Endings, endingWait: o.EndingWait}
+		endings: o.Endings, endingWait: o.EndingWait,
+		pingInterval: o.PingInterval, pingMaxIdle: o.PingMaxIdle, afterFunc: o.AfterFunc}
+	if s.pingInterval == 0 {
+		s.pingInterval = DefaultPingInterval
+	}
+	if s.pingMaxIdle <= 0 {
+		s.pingMaxIdle = DefaultPingMaxIdle
+	}
+	if s.afterFunc == nil {
+		s.afterFunc = realAfterFunc
+	}
 	if s.recorder == nil {
 		s.recorder = discardRecorder{}
 	}
@@ -151,6 +174,15 @@ type processor interface {
 	finish(ctx context.Context, err error)
 }
 
+// sender is implemented by a processor that sends messages of its own
+// besides its replies (the adapter's pings, in FULL_DUPLEX_STREAMED). The
+// stream calls setSend once, before the first message, with a send that is
+// safe to call from any goroutine; handle then returns a nil response for a
+// message it answered itself.
+type sender interface {
+	setSend(send func(*extprocv3.ProcessingResponse) error)
+}
+
 // Process implements [extprocv3.ExternalProcessorServer.Process].
 func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error {
 	role := roleOf(stream)
@@ -170,6 +202,16 @@ func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error
 }
 
 func (s *Server) serve(stream extprocv3.ExternalProcessor_ProcessServer, phases map[string]prometheus.Observer, p processor) error {
+	send := stream.Send
+	if sp, ok := p.(sender); ok {
+		var mu sync.Mutex
+		send = func(r *extprocv3.ProcessingResponse) error {
+			mu.Lock()
+			defer mu.Unlock()
+			return stream.Send(r)
+		}
+		sp.setSend(send)
+	}
 	for {
 		req, err := stream.Recv()
 		if err != nil {
@@ -188,7 +230,10 @@ func (s *Server) serve(stream extprocv3.ExternalProcessor_ProcessServer, phases 
 		if o := phases[phaseOf(req)]; o != nil {
 			o.Observe(time.Since(start).Seconds())
 		}
-		if err := stream.Send(resp); err != nil {
+		if resp == nil {
+			continue // answered by the processor itself (sender)
+		}
+		if err := send(resp); err != nil {
 			return err
 		}
 	}

@@ -99,12 +99,25 @@ type Config struct {
 	// EndingWait is how long the record of a response cut after its
 	// headers waits for Envoy's access log to say who cut it (--ending-wait).
 	EndingWait time.Duration
+	// StreamPingInterval is how long a translated stream (Bedrock, an
+	// OpenAI-compatible provider) may stay silent before the client gets a
+	// ping (--stream-ping-interval); 0 sends none.
+	StreamPingInterval time.Duration
 
 	// Version is logged in the "tollgate serving" line.
 	Version string
 	// Warnings are logged once at start, after the policy's own warnings
 	// (the command's deprecation notices).
 	Warnings []string
+}
+
+// pingInterval is extproc's PingInterval for --stream-ping-interval: 0
+// (or less) turns the pings off.
+func pingInterval(d time.Duration) time.Duration {
+	if d <= 0 {
+		return -1
+	}
+	return d
 }
 
 // DefaultConfig returns the defaults of every setting; the tollgate command's
@@ -127,6 +140,7 @@ func DefaultConfig() Config {
 		BudgetEarlyReserve:     true,
 		BudgetEarlyBodyTimeout: extproc.DefaultEarlyBodyTimeout,
 		EndingWait:             extproc.DefaultEndingWait,
+		StreamPingInterval:     extproc.DefaultPingInterval,
 		Version:                "dev",
 	}
 }
@@ -213,7 +227,8 @@ func Run(ctx context.Context, c Config, logOut io.Writer) error {
 		ClientFormats:  []extproc.ClientFormat{anthropic.Format{}, openaifmt.Format{}},
 		NoEarlyReserve: !c.BudgetEarlyReserve, EarlyBodyTimeout: c.BudgetEarlyBodyTimeout,
 		Endings: openEndings(rdb), EndingWait: c.EndingWait,
-		Translation: func(c, p string) (extproc.Translation, bool) { return provider.Translation(c, p) },
+		PingInterval: pingInterval(c.StreamPingInterval),
+		Translation:  func(c, p string) (extproc.Translation, bool) { return provider.Translation(c, p) },
 	})
 	if err != nil {
 		return err

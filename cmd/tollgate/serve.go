@@ -92,6 +92,7 @@ func parseServeFlags(args []string, lookup func(string) (string, bool), stderr i
 	fs.BoolVar(&c.BudgetEarlyReserve, "budget-early-reserve", early, "start the budget check at the request headers from the key's previous request, so that its Redis round trip overlaps the body's upload; false checks at the body only (TOLLGATE_BUDGET_EARLY_RESERVE)")
 	fs.DurationVar(&c.BudgetEarlyBodyTimeout, "budget-early-body-timeout", dur("TOLLGATE_BUDGET_EARLY_BODY_TIMEOUT", def.BudgetEarlyBodyTimeout.String()), "how long a budget reservation made at the request headers waits for the body before it is given back; a body that comes later is checked then (TOLLGATE_BUDGET_EARLY_BODY_TIMEOUT)")
 	fs.DurationVar(&c.EndingWait, "ending-wait", dur("TOLLGATE_ENDING_WAIT", def.EndingWait.String()), "how long the record of a response cut after its headers waits for Envoy's access log to say who cut it (provider reset, stall, or client gone); past it, timing decides (TOLLGATE_ENDING_WAIT)")
+	fs.DurationVar(&c.StreamPingInterval, "stream-ping-interval", dur("TOLLGATE_STREAM_PING_INTERVAL", def.StreamPingInterval.String()), "how long a translated stream (Bedrock, OpenAI-compatible providers: they send no pings) may stay silent before the client gets a ping, so that clients' idle watchdogs (Claude Code's 300 s) do not fire during long thinking; 0 sends none (TOLLGATE_STREAM_PING_INTERVAL)")
 	decisionSecret := env("TOLLGATE_DECISION_SECRET", "")
 	c.AdminToken = env("TOLLGATE_ADMIN_TOKEN", def.AdminToken)
 	if err := errors.Join(errs...); err != nil {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/anthropics/anthropic-sdk-go/v2"
 	"github.com/anthropics/anthropic-sdk-go/v2/option"
@@ -63,13 +64,18 @@ type bedrockOptions struct {
 	// if any; violations says the fake Bedrock is meant to refuse requests.
 	compat     string
 	violations bool
+	// pause is the fake Bedrock's Pause; afterFunc and pingInterval the
+	// Tollgate's ping timers and interval (default: the real ones).
+	pause        func(context.Context)
+	afterFunc    extproc.AfterFunc
+	pingInterval time.Duration
 }
 
 func newBedrockStack(t *testing.T, o bedrockOptions) *bedrockStack {
 	t.Helper()
 	s := &bedrockStack{recs: &collector{}, reg: prometheus.NewRegistry()}
 	s.bedrock = envoytest.NewFakeBedrock(envoytest.FakeBedrockConfig{Region: "us-east-1",
-		AccessKeyID: awsKeyID, SecretAccessKey: awsSecret, SessionToken: awsToken})
+		AccessKeyID: awsKeyID, SecretAccessKey: awsSecret, SessionToken: awsToken, Pause: o.pause})
 	if err := s.bedrock.Start("127.0.0.1:0"); err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +151,8 @@ keys:
 		t.Fatal(err)
 	}
 	srv, err := extproc.NewServer(extproc.Options{Policies: fixedPolicy{p}, ClientFormats: []extproc.ClientFormat{anthropicfmt.Format{}},
-		Translation: translations, Recorder: s.recs, Metrics: extproc.NewMetrics(s.reg)})
+		Translation: translations, Recorder: s.recs, Metrics: extproc.NewMetrics(s.reg),
+		AfterFunc: o.afterFunc, PingInterval: o.pingInterval})
 	if err != nil {
 		t.Fatal(err)
 	}

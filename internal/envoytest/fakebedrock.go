@@ -32,6 +32,11 @@ type FakeBedrockConfig struct {
 	APIKey string
 	// TestdataDir is FakeAnthropicConfig's: the same fixtures answer.
 	TestdataDir string
+	// Pause, when set, is called by the streams of model ids ending in
+	// "-idle" after their first content_block_delta frame, with the
+	// request's context; the stream goes on when it returns: a provider
+	// silent mid-stream, as Bedrock is while a model thinks.
+	Pause func(ctx context.Context)
 }
 
 // FakeBedrock is a fake AWS Bedrock runtime for Anthropic models. It
@@ -55,9 +60,10 @@ type FakeBedrockConfig struct {
 // /count-tokens answers {"inputTokens":N}. Model ids ending in "-throttled"
 // get a 429 ThrottlingException, "-unavailable" a 503
 // ServiceUnavailableException, streams of "-exception-first" a
-// throttlingException frame as their first frame after the 200, and streams
+// throttlingException frame as their first frame after the 200, streams
 // of "-exception" an exception
-// frame (modelStreamErrorException) after the first content delta.
+// frame (modelStreamErrorException) after the first content delta, and
+// streams of "-idle" go silent after it until FakeBedrockConfig.Pause returns.
 type FakeBedrock struct {
 	fakeServer
 	cfg  FakeBedrockConfig
@@ -150,7 +156,7 @@ func (f *FakeBedrock) handle(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write(withModel(data, model))
 		return
 	}
-	f.stream(w, model)
+	f.stream(r.Context(), w, model)
 }
 
 // checkInvokeBody returns what is wrong with an InvokeModel body, or "".
@@ -309,7 +315,7 @@ func (f *FakeBedrock) authenticate(r *http.Request, body []byte) string {
 }
 
 // stream answers the SSE fixture as an event stream.
-func (f *FakeBedrock) stream(w http.ResponseWriter, model string) {
+func (f *FakeBedrock) stream(ctx context.Context, w http.ResponseWriter, model string) {
 	data, err := f.data.testdata("messages_stream.sse")
 	if err != nil {
 		bedrockError(w, http.StatusInternalServerError, "InternalServerException", err.Error())
@@ -400,6 +406,9 @@ func (f *FakeBedrock) stream(w http.ResponseWriter, model string) {
 		}
 		if bytes.HasPrefix(ev, []byte("event: content_block_delta")) {
 			deltas++
+			if deltas == 1 && strings.HasSuffix(model, "-idle") && f.cfg.Pause != nil {
+				f.cfg.Pause(ctx)
+			}
 		}
 	}
 }

@@ -49,6 +49,11 @@ func (fromAnthropic) TranslateResponse(clientPath string, status int, header fun
 	return nil
 }
 
+// IdlePings tells the adapter (extproc.IdlePings) to ping the client while
+// Bedrock is silent: its event streams carry no ping, and a long thinking
+// pause would otherwise trip clients' idle watchdogs (Claude Code's 300 s).
+func (fromAnthropic) IdlePings() bool { return true }
+
 // whole collects a body and returns fn of it at its end.
 func whole(fn func(body []byte) []byte) func([]byte, bool) []byte {
 	var buf []byte

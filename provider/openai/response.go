@@ -21,6 +21,11 @@ import (
 // signature that cannot be had, and a later turn sent to Anthropic would be
 // refused for it; so it is recorded in usage only.
 
+// IdlePings tells the adapter (extproc.IdlePings) to ping the client while
+// the provider is silent: an OpenAI-compatible stream carries no Anthropic
+// ping, and a long pause would otherwise trip clients' idle watchdogs.
+func (*fromAnthropic) IdlePings() bool { return true }
+
 // TranslateResponse implements [translate.ResponseTranslator]. An error
 // (status 300 and up) gets the Anthropic status and error type its status
 // and body map to (errorFor) in Anthropic's shape; an event stream becomes
