@@ -396,6 +396,13 @@ func brokenVariants() []variant {
 			stage: stageLint, rules: []string{envoyconfig.RuleExtProcFullDuplex, envoyconfig.RuleRole}, want: "FULL_DUPLEX_STREAMED requires request_trailer_mode SEND",
 		},
 		{
+			name: "config.cc: FULL_DUPLEX_STREAMED failing open",
+			edits: []edit{{policyBodyMode, "                request_body_mode: FULL_DUPLEX_STREAMED\n"},
+				{"                request_trailer_mode: SKIP\n", "                request_trailer_mode: SEND\n"},
+				{"              failure_mode_allow: false\n", "              failure_mode_allow: true\n"}},
+			stage: stageLint, rules: []string{envoyconfig.RuleExtProcFullDuplex, envoyconfig.RuleRole}, want: "requires failure_mode_allow false",
+		},
+		{
 			name:  "policy filter that cannot clear the route cache",
 			edits: []edit{{policyTimeout, policyTimeout + "              route_cache_action: RETAIN\n"}},
 			stage: stageLint, rules: []string{envoyconfig.RuleClearRouteCache}, want: "must be allowed to clear the route cache",

@@ -207,6 +207,11 @@ func (l *linter) extProc(f *ExtProcFilter) {
 	if pm.GetResponseBodyMode() == extprocv3.ProcessingMode_FULL_DUPLEX_STREAMED && pm.GetResponseTrailerMode() != extprocv3.ProcessingMode_SEND {
 		l.add(path, RuleExtProcFullDuplex, "response_body_mode FULL_DUPLEX_STREAMED requires response_trailer_mode SEND")
 	}
+	if cfg.GetFailureModeAllow() && (pm.GetRequestBodyMode() == extprocv3.ProcessingMode_FULL_DUPLEX_STREAMED ||
+		pm.GetResponseBodyMode() == extprocv3.ProcessingMode_FULL_DUPLEX_STREAMED) {
+		// config.cc verifyProcessingModeConfig: no fail open in that mode.
+		l.add(path, RuleExtProcFullDuplex, "a FULL_DUPLEX_STREAMED body mode requires failure_mode_allow false")
+	}
 
 	// The gRPC target must exist and speak HTTP/2. A google_grpc target is a
 	// URI that cannot be checked here.

@@ -325,6 +325,11 @@ func buildExtProc(name string, ep *extprocv3.ExternalProcessor, upstream bool) (
 	if f.mode, err = normalizeMode(what, ep.GetProcessingMode()); err != nil {
 		return nil, err
 	}
+	if ep.GetFailureModeAllow() && (f.mode.RequestBodyMode == extprocv3.ProcessingMode_FULL_DUPLEX_STREAMED ||
+		f.mode.ResponseBodyMode == extprocv3.ProcessingMode_FULL_DUPLEX_STREAMED) {
+		// config.cc verifyProcessingModeConfig.
+		return nil, fmt.Errorf("%s: a FULL_DUPLEX_STREAMED body mode requires failure_mode_allow false (Envoy's config.cc)", what)
+	}
 	if d := ep.GetMessageTimeout(); d != nil {
 		f.messageTimeout = d.AsDuration()
 	}

@@ -110,12 +110,27 @@ func TestRule3_FullDuplexStreamedResponse(t *testing.T) {
 // Filter::onReceiveMessage).
 func TestRule2_FullDuplexRules(t *testing.T) {
 	t.Run("plain body reply is spurious, even failing open", func(t *testing.T) {
-		proc := startProc(t, (*scriptStream).echo)
+		// A static FULL_DUPLEX_STREAMED with failure_mode_allow is refused
+		// (config.cc); a mode_override sets it on a filter that fails open.
+		proc := startProc(t, func(ps *scriptStream) error {
+			for {
+				m, err := ps.recv()
+				if err != nil {
+					return nil
+				}
+				r := echoReply(m)
+				if m.GetRequestHeaders() != nil {
+					r.ModeOverride = &extprocv3.ProcessingMode{ResponseBodyMode: extprocv3.ProcessingMode_FULL_DUPLEX_STREAMED,
+						ResponseTrailerMode: extprocv3.ProcessingMode_SEND}
+				}
+				_ = ps.send(r)
+			}
+		})
 		gate := make(chan struct{})
 		close(gate)
 		up := duplexUpstream(t, gate)
 		cfg := testConfig{upFilters: strings.Replace(duplexFilter, "%s",
-			`failure_mode_allow: true, processing_mode: {response_body_mode: FULL_DUPLEX_STREAMED, response_trailer_mode: SEND}`, 1)}
+			`failure_mode_allow: true, allow_mode_override: true`, 1)}
 		h := startHarness(t, cfg.write(t), map[string]string{"proc": proc.addr, "up": up.addr})
 		resp, err := http.Get(h.URL() + "/")
 		if err == nil {

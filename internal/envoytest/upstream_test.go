@@ -243,6 +243,7 @@ func TestStartRejectsUnsupportedConfig(t *testing.T) {
 		over map[string]string
 		want string
 	}{
+		{"full duplex failing open", testConfig{filters: []string{extProc("p", `failure_mode_allow: true, processing_mode: {response_body_mode: FULL_DUPLEX_STREAMED, response_trailer_mode: SEND}`)}}, nil, "failure_mode_allow false"},
 		{"full duplex without trailer SEND", testConfig{filters: []string{extProc("p", `processing_mode: {request_body_mode: FULL_DUPLEX_STREAMED}`)}}, nil, "requires request_trailer_mode SEND"},
 		{"trailers", testConfig{filters: []string{extProc("p", `processing_mode: {response_trailer_mode: SEND}`)}}, nil, "trailer mode SEND"},
 		{"unknown attribute", testConfig{filters: []string{extProc("p", `request_attributes: [connection.mtls]`)}}, nil, "connection.mtls"},
