@@ -1,7 +1,9 @@
 package extproc
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"strconv"
 	"strings"
 	"time"
@@ -64,6 +66,17 @@ type adapterProcessor struct {
 	send   func(*extprocv3.ProcessingResponse) error
 	duplex bool
 	body   *duplexBody
+	// held is set while the response headers reply waits for the first
+	// event of a translated stream (firstEvent): the mutation, the trail
+	// and this attempt's line to send then.
+	held *heldHeaders
+}
+
+// heldHeaders is a response headers reply not sent yet.
+type heldHeaders struct {
+	m     mutation
+	trail string
+	att   records.Attempt
 }
 
 func (a *adapterProcessor) setSend(send func(*extprocv3.ProcessingResponse) error) { a.send = send }
@@ -139,6 +152,17 @@ func (a *adapterProcessor) responseHeaders(req *extprocv3.ProcessingRequest, hh 
 		}
 		pings := a.s.metrics.streamPings.WithLabelValues(a.provider.Name)
 		a.body = newDuplexBody(a.send, a.s.afterFunc, a.s.pingInterval, a.s.pingMaxIdle, ping, pings.Inc)
+		if ping != nil && status == "200" && a.format != nil && a.format.Name() == "anthropic" {
+			// Hold the headers until the stream's first event (firstEvent):
+			// Envoy sends FULL_DUPLEX_STREAMED body chunks while the headers
+			// reply is awaited (ext_proc.cc Filter::onData, "Sending body
+			// data even though header processing is still in progress"), so
+			// a stream that fails at once can still become an HTTP error the
+			// router retries.
+			a.held = &heldHeaders{m: m, trail: trailFrom(req), att: a.att}
+			a.held.att.TimeToHeadersMS = max(float64(a.s.now().Sub(a.started).Microseconds())/1000, 0)
+			return nil
+		}
 	}
 	resp := continueResponseHeaders(&extprocv3.CommonResponse{HeaderMutation: m.proto()})
 	resp.ModeOverride = override
@@ -149,6 +173,61 @@ func (a *adapterProcessor) responseHeaders(req *extprocv3.ProcessingRequest, hh 
 		resp.DynamicMetadata = attemptMetadata(trailFrom(req), att)
 	}
 	return resp
+}
+
+// firstEvent sends the held response headers reply once the translated
+// stream produced its first bytes, out. When these are an Anthropic error
+// event (a Bedrock stream whose first frame is an exception), the reply
+// carries the error's HTTP status and out becomes its JSON body: the router
+// then sees, say, a 429 and falls back as for an error Bedrock answered
+// with a status. It returns the bytes to send as the body.
+func (a *adapterProcessor) firstEvent(out []byte) ([]byte, error) {
+	h := a.held
+	a.held = nil
+	h.att.Status = 200
+	if data, ok := bytes.CutPrefix(out, []byte("event: error\ndata: ")); ok && bytes.HasSuffix(data, []byte("\n\n")) &&
+		!bytes.Contains(data[:len(data)-2], []byte("\n\n")) {
+		body := bytes.TrimSuffix(data, []byte("\n\n"))
+		var e struct {
+			Error struct {
+				Type string `json:"type"`
+			} `json:"error"`
+		}
+		if json.Unmarshal(body, &e) == nil && e.Error.Type != "" {
+			h.att.Status = anthropicErrorStatus(e.Error.Type)
+			h.m.Set(":status", strconv.Itoa(h.att.Status))
+			h.m.Set("content-type", "application/json")
+			h.m.Remove("cache-control")
+			out = body
+		}
+	}
+	resp := continueResponseHeaders(&extprocv3.CommonResponse{HeaderMutation: h.m.proto()})
+	resp.DynamicMetadata = attemptMetadata(h.trail, h.att)
+	return out, a.send(resp)
+}
+
+// anthropicErrorStatus is the HTTP status Anthropic's API answers an error
+// of type typ with.
+func anthropicErrorStatus(typ string) int {
+	switch typ {
+	case "invalid_request_error":
+		return 400
+	case "authentication_error":
+		return 401
+	case "permission_error":
+		return 403
+	case "not_found_error":
+		return 404
+	case "request_too_large":
+		return 413
+	case "rate_limit_error":
+		return 429
+	case "timeout_error":
+		return 504
+	case "overloaded_error":
+		return 529
+	}
+	return 500
 }
 
 func (a *adapterProcessor) reject(e *ClientError) *extprocv3.ProcessingResponse {
@@ -377,6 +456,15 @@ func (a *adapterProcessor) responseBody(b *extprocv3.HttpBody) (*extprocv3.Proce
 		out := b.GetBody()
 		if a.respBody != nil {
 			out = a.respBody(out, b.GetEndOfStream())
+		}
+		if a.held != nil {
+			if len(out) == 0 && !b.GetEndOfStream() {
+				return nil, nil // part of a frame: the headers wait on
+			}
+			var err error
+			if out, err = a.firstEvent(out); err != nil {
+				return nil, err
+			}
 		}
 		return nil, a.body.chunk(out, b.GetEndOfStream())
 	}

@@ -543,25 +543,33 @@ func TestBedrockInvocationMetricsMismatch(t *testing.T) {
 	}
 }
 
-// TestBedrockExceptionFirstFrameDoesNotFallBack pins what a Bedrock stream
-// whose first frame is an exception (throttlingException right after the
-// 200) does today: the client gets the 200 and one Anthropic error event,
-// and the chain does not fall back to Anthropic. In Envoy the adapter cannot
-// turn that frame into an HTTP status the router retries: ext_proc lets
-// STREAMED response headers go at the headers reply, and an upstream
-// filter's local reply goes downstream and is never retried (README, AWS
-// Bedrock providers, "Not yet").
-func TestBedrockExceptionFirstFrameDoesNotFallBack(t *testing.T) {
-	s := newBedrockStack(t, bedrockOptions{bedrockFirst: true, bModel: "us.anthropic.claude-sonnet-4-5-exception-first"})
+// TestBedrockExceptionFirstFrameFallsBack: a Bedrock stream whose first
+// frame is an exception (throttlingException right after the 200) becomes
+// an HTTP error in Anthropic's shape, which the chain falls back on. The
+// adapter takes Bedrock's streamed response body in FULL_DUPLEX_STREAMED
+// mode, in which Envoy sends body chunks while the response headers reply is
+// awaited (ext_proc.cc Filter::onData), and holds that reply until the
+// stream's first event: an error event there becomes the reply's status
+// (429 for a throttlingException) and its body. Alone, the client gets that
+// 429; in a chain, the router retries on the next provider.
+func TestBedrockExceptionFirstFrameFallsBack(t *testing.T) {
+	s := newBedrockStack(t, bedrockOptions{bModel: "us.anthropic.claude-sonnet-4-5-exception-first"})
 	resp, got := s.post(t, "/v1/messages", `{"model":"claude-sonnet-4-5","max_tokens":10,"stream":true,"messages":[{"role":"user","content":"hi"}]}`)
-	if resp.StatusCode != 200 || resp.Header.Get("x-tollgate-provider") != "demo" || resp.Header.Get("x-tollgate-attempts") != "1" {
-		t.Errorf("status %d served by %q on attempt %q", resp.StatusCode, resp.Header.Get("x-tollgate-provider"), resp.Header.Get("x-tollgate-attempts"))
+	want := `{"type":"error","error":{"type":"rate_limit_error","message":"Too many requests, please wait before trying again (fake)."}}`
+	if resp.StatusCode != 429 || resp.Header.Get("content-type") != "application/json" || string(got) != want {
+		t.Errorf("alone: status %d content-type %q body %s", resp.StatusCode, resp.Header.Get("content-type"), got)
 	}
-	want := "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"rate_limit_error\",\"message\":\"Too many requests, please wait before trying again (fake).\"}}\n\n"
-	if string(got) != want {
-		t.Errorf("stream:\n%s\nwant:\n%s", got, want)
+	if rec := s.recs.wait(t, 1)[0]; rec.Status != 429 || len(rec.Attempts) != 1 || rec.Attempts[0].Status != 429 {
+		t.Errorf("record status %d attempts %+v", rec.Status, rec.Attempts)
 	}
-	if n := len(s.anthropic.Requests()); n != 0 {
-		t.Errorf("the chain fell back: anthropic got %d requests", n)
+
+	s = newBedrockStack(t, bedrockOptions{bedrockFirst: true, bModel: "us.anthropic.claude-sonnet-4-5-exception-first"})
+	resp, got = s.post(t, "/v1/messages", `{"model":"claude-sonnet-4-5","max_tokens":10,"stream":true,"messages":[{"role":"user","content":"hi"}]}`)
+	if resp.StatusCode != 200 || resp.Header.Get("x-tollgate-provider") != "anthropic" || resp.Header.Get("x-tollgate-attempts") != "2" ||
+		!bytes.HasPrefix(got, []byte("event: message_start\n")) {
+		t.Errorf("chain: status %d served by %q on attempt %q: %.200s", resp.StatusCode, resp.Header.Get("x-tollgate-provider"), resp.Header.Get("x-tollgate-attempts"), got)
+	}
+	if n := len(s.anthropic.Requests()); n != 1 {
+		t.Errorf("the chain did not fall back: anthropic got %d requests", n)
 	}
 }
