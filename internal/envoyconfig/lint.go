@@ -360,6 +360,9 @@ func (l *linter) role(f *ExtProcFilter, path string) {
 		// The adapter's mode_override turns the request body off and echoes
 		// the response body mode as NONE; any other configured response body
 		// mode would be switched off by it, or sent to a role that ignores it.
+		// Its translated attempts switch the response body to
+		// FULL_DUPLEX_STREAMED by mode_override for pings; configured, that
+		// mode would disable mode_override (ext_proc.cc Filter::onReceiveMessage).
 		if pm.GetResponseBodyMode() != extprocv3.ProcessingMode_NONE {
 			l.add(pathString(path, "processing_mode", "response_body_mode"), RuleRole, "the adapter filter's response body mode must be NONE, not %s", pm.GetResponseBodyMode())
 		}
