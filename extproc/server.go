@@ -164,7 +164,8 @@ const (
 )
 
 // processor handles the messages of one ext_proc stream. It returns exactly one
-// response per message, of the matching type or an immediate response. ctx is
+// response per message, of the matching type or an immediate response, except
+// a sender, which may answer a message itself and return nil. ctx is
 // the stream's context: it ends when Envoy resets the stream.
 type processor interface {
 	handle(ctx context.Context, req *extprocv3.ProcessingRequest) (*extprocv3.ProcessingResponse, error)
