@@ -799,7 +799,10 @@ func (f *extProcFilter) onBodyReply(st *dirState, br *extprocsvc.BodyResponse) e
 // mutation) is spurious. handleDuplexStreamedBodyResponse injects its body,
 // if any, with its end_of_stream; at end_of_stream the filter continues
 // (finalizeBodyResponse, continueIfNecessary), which also releases headers
-// still held.
+// still held: what was sent before then follows them, in order (Envoy's
+// integration test ServerWaitForBodyBeforeSendsHeaderRespDuplexStreamed,
+// test/extensions/filters/http/ext_proc: headers reply after the whole body,
+// then the body replies, and the upstream gets the headers and all of them).
 func (f *extProcFilter) onDuplexReply(st *dirState, cr *extprocsvc.CommonResponse) error {
 	sr := cr.GetBodyMutation().GetStreamedResponse()
 	if sr == nil {
