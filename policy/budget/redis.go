@@ -360,7 +360,7 @@ func (l *RedisLedger) Reserve(ctx context.Context, req Request, now time.Time) (
 	}
 	ctx, cancel := context.WithTimeout(ctx, l.timeout)
 	defer cancel()
-	reply, err := l.reserve.Run(ctx, l.c, call.keys, call.args...).Int64Slice()
+	reply, _, err := l.runReserve(ctx, call, nil)
 	if err != nil {
 		// The script may have run, or may still run (a paused Redis keeps it
 		// in its input): undo it by its id, whatever happened to it.
@@ -427,28 +427,34 @@ func (l *RedisLedger) end(ctx context.Context, r *Reservation, actual *Actual, n
 	return nil
 }
 
-// runSettle runs the settle script once, within the ledger's timeout.
+// runSettle runs the settle script once, within the ledger's timeout: in
+// the current batch, or alone.
 func (l *RedisLedger) runSettle(ctx context.Context, r *Reservation, actual *Actual, now time.Time) error {
-	keys, args := l.settleCall(r, actual, now)
+	op := l.settleOp(r, actual, now)
 	if l.batcher.delay > 0 {
 		ctx, cancel := context.WithTimeout(ctx, l.timeout+l.batcher.delay)
 		defer cancel()
-		return l.runBatched(ctx, keys, args)
+		return l.runBatched(ctx, op)
 	}
 	ctx, cancel := context.WithTimeout(ctx, l.timeout)
 	defer cancel()
+	keys, args := l.settleScriptCall([]*settleOp{op})
 	return l.settle.Run(ctx, l.c, keys, args...).Err()
 }
 
-// settleCall prepares the settle script's keys and arguments: a settle with
-// actual, or a cancel (the script's refund) when actual is nil.
-func (l *RedisLedger) settleCall(r *Reservation, actual *Actual, now time.Time) ([]string, []any) {
-	keys := make([]string, 2, 2+2*len(r.items))
-	keys[0], keys[1] = l.holdsKey(), l.expiredKey()
-	args := make([]any, 5, 5+6*len(r.items))
-	args[0], args[1], args[2], args[3], args[4] = r.member, r.id, ms(now), len(r.items), 0
+// settleOp is one settle's or cancel's share of a settle script call.
+type settleOp struct {
+	keys []string // two per limit
+	args []any    // member, id, now, n, refund, forget, then six per limit
+}
+
+// settleOp prepares a settle with actual, or a cancel (the script's refund)
+// when actual is nil.
+func (l *RedisLedger) settleOp(r *Reservation, actual *Actual, now time.Time) *settleOp {
+	op := &settleOp{keys: make([]string, 0, 2*len(r.items)), args: make([]any, 6, 6+6*len(r.items))}
+	refund := 0
 	if actual == nil {
-		args[4] = 1
+		refund = 1
 	}
 	n := 0
 	for i := range r.items {
@@ -460,7 +466,7 @@ func (l *RedisLedger) settleCall(r *Reservation, actual *Actual, now time.Time) 
 		}
 		n++
 		k1, k2 := l.keys(it)
-		keys = append(keys, k1, k2)
+		op.keys = append(op.keys, k1, k2)
 		var ttl, p, amount int64
 		switch {
 		case it.kind == kindRolling:
@@ -471,14 +477,30 @@ func (l *RedisLedger) settleCall(r *Reservation, actual *Actual, now time.Time) 
 		if actual != nil {
 			amount = it.settleAmount(actual)
 		}
-		args = append(args, kindArg(it), modeArg(it), it.need, amount, ttl, p)
+		op.args = append(op.args, kindArg(it), modeArg(it), it.need, amount, ttl, p)
 	}
-	args[3] = n
 	// A tombstone outlives any lease the reservation could have been given
 	// by a reserve still on its way.
-	keys = append(keys, l.endedKey())
 	forget := later(r.Expires(), now).Add(l.leaseTTL)
-	args = append(args, ms(forget), (2*l.leaseTTL + time.Minute).Milliseconds())
+	op.args[0], op.args[1], op.args[2], op.args[3], op.args[4], op.args[5] = r.member, r.id, ms(now), n, refund, ms(forget)
+	return op
+}
+
+// settleScriptCall is the keys and arguments of one settle script call that
+// ends the reservations of ops, in order.
+func (l *RedisLedger) settleScriptCall(ops []*settleOp) ([]string, []any) {
+	nk, na := 3, 2
+	for _, op := range ops {
+		nk, na = nk+len(op.keys), na+len(op.args)
+	}
+	keys := make([]string, 3, nk)
+	keys[0], keys[1], keys[2] = l.holdsKey(), l.expiredKey(), l.endedKey()
+	args := make([]any, 2, na)
+	args[0], args[1] = len(ops), (2*l.leaseTTL + time.Minute).Milliseconds()
+	for _, op := range ops {
+		keys = append(keys, op.keys...)
+		args = append(args, op.args...)
+	}
 	return keys, args
 }
 
@@ -496,37 +518,90 @@ func (l *RedisLedger) Replace(ctx context.Context, old *Reservation, req Request
 	if old.settled() {
 		return l.Reserve(ctx, req, now)
 	}
-	ckeys, cargs := l.settleCall(old, nil, now)
 	ctx, cancel := context.WithTimeout(ctx, l.timeout)
 	defer cancel()
-	var res *redis.Cmd
-	for attempt := 0; ; attempt++ {
-		pipe := l.c.Pipeline()
-		l.settle.EvalSha(ctx, pipe, ckeys, cargs...)
-		res = l.reserve.EvalSha(ctx, pipe, call.keys, call.args...)
-		_, err := pipe.Exec(ctx)
-		if err == nil {
-			break
-		}
-		if attempt == 0 && redis.HasErrorPrefix(err, "NOSCRIPT") {
-			// A restarted Redis lost the scripts: load them and go again. The
-			// cancel counts once whether or not it ran the first time.
-			if err = l.loadScripts(ctx, l.settle, l.reserve); err == nil {
-				continue
-			}
-		}
-		// Either script may have run or may still run: retry the cancel
-		// and undo the reserve, in the background.
-		l.repairs.retry(ctx, l, opCancel, old, nil, now, err)
-		l.repairs.undoReserve(ctx, l, call, now, err)
-		return Decision{}, unavailable("replace", err)
+	reply, cancelErr, err := l.runReserve(ctx, call, l.settleOp(old, nil, now))
+	if cancelErr != nil {
+		// The cancel may have run or may still run: retry it in the
+		// background.
+		l.repairs.retry(ctx, l, opCancel, old, nil, now, cancelErr)
 	}
-	reply, err := res.Int64Slice()
 	if err != nil {
 		l.repairs.undoReserve(ctx, l, call, now, err)
 		return Decision{}, unavailable("replace", err)
 	}
 	return l.decide(call, reply, &req, now)
+}
+
+// runReserve runs the reserve script of call. When settles or cancels wait
+// in a batch, or own (a Replace's cancel) is given, they go first in the
+// same pipeline, as one settle script: one round trip for all. It returns
+// the reserve's reply, own's error, and the reserve's error.
+func (l *RedisLedger) runReserve(ctx context.Context, call *reserveCall, own *settleOp) ([]int64, error, error) {
+	batch := l.batcher.take()
+	if batch == nil && own == nil {
+		reply, err := l.reserve.Run(ctx, l.c, call.keys, call.args...).Int64Slice()
+		return reply, nil, err
+	}
+	var ops []*settleOp
+	if batch != nil {
+		ops = make([]*settleOp, 0, len(batch.jobs)+1)
+		for _, j := range batch.jobs {
+			ops = append(ops, j.op)
+		}
+	}
+	if own != nil {
+		ops = append(ops, own)
+	}
+	skeys, sargs := l.settleScriptCall(ops)
+	if batch != nil {
+		// The batch's settles are not the caller's: its going away must not
+		// fail them.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), l.timeout)
+		defer cancel()
+	}
+	var res, set *redis.Cmd
+	var err error
+	for attempt := 0; ; attempt++ {
+		pipe := l.c.Pipeline()
+		set = l.settle.EvalSha(ctx, pipe, skeys, sargs...)
+		res = l.reserve.EvalSha(ctx, pipe, call.keys, call.args...)
+		_, err = pipe.Exec(ctx)
+		if err != nil && attempt == 0 && redis.HasErrorPrefix(err, "NOSCRIPT") {
+			// A restarted Redis lost the scripts: load them and go again. A
+			// settle or cancel that ran the first time finds no hold the
+			// second, and counts once.
+			if err = l.loadScripts(ctx, l.settle, l.reserve); err == nil {
+				continue
+			}
+		}
+		break
+	}
+	setErr := cmdErr(set, err)
+	if batch != nil {
+		batch.finish(setErr)
+	}
+	if own == nil {
+		setErr = nil
+	}
+	reply, resErr := res.Int64Slice()
+	if resErr == nil && err != nil {
+		resErr = err
+	}
+	return reply, setErr, resErr
+}
+
+// cmdErr is the outcome of cmd, a command of a pipeline that ended with
+// err: the command's own error, or the pipeline's when it failed as a whole
+// (connection, timeout).
+func cmdErr(cmd *redis.Cmd, err error) error {
+	e := cmd.Err()
+	var reply redis.Error
+	if e == nil && err != nil && !errors.As(err, &reply) {
+		e = err
+	}
+	return e
 }
 
 func (l *RedisLedger) loadScripts(ctx context.Context, scripts ...*redis.Script) error {

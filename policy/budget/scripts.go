@@ -247,77 +247,90 @@ end
 return out
 `
 
-// luaSettle replaces a reservation by actual amounts and frees its leases;
-// with refund set it cancels the reservation instead: holds and leases are
-// freed, the requests it counted are taken back, and nothing is charged.
+// luaSettle ends reservations: each is settled (its holds replaced by
+// actual amounts, its leases freed) or, with refund set, cancelled (holds and
+// leases freed, the requests it counted taken back, nothing charged). A
+// batch of settles is one call, one script for Redis; each is applied as
+// when alone.
 //
-// KEYS: the holds index, the expired holds, two keys per limit, and last
-// the ended set.
+// KEYS: the holds index, the expired holds, the ended set, then two keys
+// per limit of each reservation in turn.
 //
-// ARGV: hold member, reservation id, now (ms), n, refund (1 or 0); then n
-// times (a settle leaves out the request counts, final at reserve, which
-// only a cancel changes): kind, mode, need (as reserved), actual, key TTL (ms) of a session or
-// the window length (ms) of a rolling window, and p: the stamp (ms) of a
-// rolling entry, the new expiry (ms) of a session, else 0; last, until when
-// (ms) a tombstone is kept, and the ended set's TTL (ms).
+// ARGV: m, the reservations; the ended set's TTL (ms); then per
+// reservation: hold member, reservation id, now (ms), n, refund (1 or 0),
+// until when (ms) a tombstone is kept; then n times (a settle leaves out the
+// request counts, final at reserve, which only a cancel changes): kind,
+// mode, need (as reserved), actual, key TTL (ms) of a session or the window
+// length (ms) of a rolling window, and p: the stamp (ms) of a rolling entry,
+// the new expiry (ms) of a session, else 0.
 //
-// Reply: 1 when settled, 0 when there was no hold to settle: the
-// reservation was settled before, expired more than a day ago, or was never
-// made (its reserve is late or was lost); a tombstone then keeps a late
-// reserve from committing.
+// Reply: per reservation, 1 when settled, 0 when there was no hold to
+// settle: the reservation was settled before, expired more than a day ago,
+// or was never made (its reserve is late or was lost); a tombstone then
+// keeps a late reserve from committing.
 const luaSettle = luaCommon + `
-local member, id, now, n, refund = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5] == '1'
-local live = redis.call('ZREM', KEYS[1], member) == 1
-if not live and redis.call('ZREM', KEYS[2], member) == 0 then
-  local ended = KEYS[#KEYS]
-  redis.call('ZREMRANGEBYSCORE', ended, '-inf', now)
-  redis.call('ZADD', ended, ARGV[6 + 6 * n], id)
-  redis.call('PEXPIRE', ended, ARGV[7 + 6 * n])
-  return 0
-end
-for i = 1, n do
-  local a = 5 + (i - 1) * 6
-  local kind, mode, need, actual, ttl, p = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6]
-  local k1, k2 = KEYS[1 + 2 * i], KEYS[2 + 2 * i]
-  if kind == 'c' or kind == 'e' then
-    if mode == 'h' and redis.call('EXISTS', k1) == 1 then
-      if live and need ~= '0' then redis.call('HINCRBY', k1, 'h', '-' .. need) end
-      if not refund then
-        if kind == 'e' then
-          local e = redis.call('HGET', k1, 'e')
-          if e and tonumber(e) <= now then redis.call('HSET', k1, 's', '0') end
-          redis.call('HSET', k1, 'e', p)
-          redis.call('PEXPIRE', k1, ttl)
-        end
-        redis.call('HINCRBY', k1, 's', actual)
-      end
-    elseif mode == 's' and refund and redis.call('EXISTS', k1) == 1 then
-      -- A request count is final when reserved; a cancel takes it back,
-      -- unless its session expired since and counts from nothing already.
-      local v = redis.call('HMGET', k1, 's', 'e')
-      if kind == 'c' or not v[2] or tonumber(v[2]) > now then
-        local back = math.min(tonumber(need), tonumber(v[1] or '0'))
-        if back > 0 then redis.call('HINCRBY', k1, 's', -back) end
-      end
-    end
-  elseif kind == 'r' then
-    if mode == 'h' and redis.call('ZREM', k1, id .. '|' .. need) == 1 then
-      if refund then
-        redis.call('DECRBY', k2, need)
-      else
-        redis.call('ZADD', k1, p, id .. '|' .. actual)
-        redis.call('INCRBY', k2, tonumber(actual) - tonumber(need))
-      end
-    end
-  elseif kind == 'q' then
-    -- One admission fewer, while it is still in the window: the newest
-    -- entry goes, which is this one or one stamped after it.
-    if refund and now < tonumber(p) + tonumber(ttl) then redis.call('LPOP', k1) end
-  elseif kind == 'l' then
-    redis.call('ZREM', k1, id)
+local function settle(ko, ao)
+  local member, id, now, n, refund = ARGV[ao + 1], ARGV[ao + 2], tonumber(ARGV[ao + 3]), tonumber(ARGV[ao + 4]), ARGV[ao + 5] == '1'
+  local live = redis.call('ZREM', KEYS[1], member) == 1
+  if not live and redis.call('ZREM', KEYS[2], member) == 0 then
+    local ended = KEYS[3]
+    redis.call('ZREMRANGEBYSCORE', ended, '-inf', now)
+    redis.call('ZADD', ended, ARGV[ao + 6], id)
+    redis.call('PEXPIRE', ended, ARGV[2])
+    return 0
   end
+  for i = 1, n do
+    local a = ao + 6 * i
+    local kind, mode, need, actual, ttl, p = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6]
+    local k1, k2 = KEYS[ko + 2 * i - 1], KEYS[ko + 2 * i]
+    if kind == 'c' or kind == 'e' then
+      if mode == 'h' and redis.call('EXISTS', k1) == 1 then
+        if live and need ~= '0' then redis.call('HINCRBY', k1, 'h', '-' .. need) end
+        if not refund then
+          if kind == 'e' then
+            local e = redis.call('HGET', k1, 'e')
+            if e and tonumber(e) <= now then redis.call('HSET', k1, 's', '0') end
+            redis.call('HSET', k1, 'e', p)
+            redis.call('PEXPIRE', k1, ttl)
+          end
+          redis.call('HINCRBY', k1, 's', actual)
+        end
+      elseif mode == 's' and refund and redis.call('EXISTS', k1) == 1 then
+        -- A request count is final when reserved; a cancel takes it back,
+        -- unless its session expired since and counts from nothing already.
+        local v = redis.call('HMGET', k1, 's', 'e')
+        if kind == 'c' or not v[2] or tonumber(v[2]) > now then
+          local back = math.min(tonumber(need), tonumber(v[1] or '0'))
+          if back > 0 then redis.call('HINCRBY', k1, 's', -back) end
+        end
+      end
+    elseif kind == 'r' then
+      if mode == 'h' and redis.call('ZREM', k1, id .. '|' .. need) == 1 then
+        if refund then
+          redis.call('DECRBY', k2, need)
+        else
+          redis.call('ZADD', k1, p, id .. '|' .. actual)
+          redis.call('INCRBY', k2, tonumber(actual) - tonumber(need))
+        end
+      end
+    elseif kind == 'q' then
+      -- One admission fewer, while it is still in the window: the newest
+      -- entry goes, which is this one or one stamped after it.
+      if refund and now < tonumber(p) + tonumber(ttl) then redis.call('LPOP', k1) end
+    elseif kind == 'l' then
+      redis.call('ZREM', k1, id)
+    end
+  end
+  return 1
 end
-return 1
+
+local out, ko, ao = {}, 3, 2
+for j = 1, tonumber(ARGV[1]) do
+  out[j] = settle(ko, ao)
+  local n = tonumber(ARGV[ao + 4])
+  ko, ao = ko + 2 * n, ao + 6 + 6 * n
+end
+return out
 `
 
 // luaRenew extends a reservation's leases.
