@@ -302,7 +302,8 @@ type reserveCall struct {
 	args    []any
 }
 
-// reserveCall prepares the reserve script's keys and arguments.
+// reserveCall prepares the reserve script's keys and arguments, with no
+// settles before the reserve (withSettles adds them).
 func (l *RedisLedger) reserveCall(req *Request, now time.Time) *reserveCall {
 	items := plan(req, now, l.leaseTTL, &l.windows)
 	id := escapeName(req.ID)
@@ -312,9 +313,9 @@ func (l *RedisLedger) reserveCall(req *Request, now time.Time) *reserveCall {
 	id += "#" + l.instance + "." + strconv.FormatUint(l.seq.Add(1), 36)
 	c := &reserveCall{items: items, id: id, expires: now.Add(l.leaseTTL)}
 
-	c.keys = make([]string, 2, 2+2*len(items))
-	c.keys[0], c.keys[1] = l.holdsKey(), l.expiredKey()
-	c.args = make([]any, 5, 5+6*len(items))
+	c.keys = make([]string, 3, 3+2*len(items))
+	c.keys[0], c.keys[1], c.keys[2] = l.holdsKey(), l.expiredKey(), l.endedKey()
+	c.args = make([]any, 7, 7+6*len(items))
 	var member strings.Builder
 	member.WriteString(id)
 	for i := range items {
@@ -336,11 +337,34 @@ func (l *RedisLedger) reserveCall(req *Request, now time.Time) *reserveCall {
 			member.WriteString(strconv.FormatInt(it.need, 10))
 		}
 	}
-	c.keys = append(c.keys, l.endedKey())
 	c.member = member.String()
-	c.args[0], c.args[1], c.args[2], c.args[3], c.args[4] = ms(now), c.member, id, ms(c.expires), len(items)
+	c.args[0], c.args[1] = 0, l.endedTTL()
+	c.args[2], c.args[3], c.args[4], c.args[5], c.args[6] = ms(now), c.member, id, ms(c.expires), len(items)
 	return c
 }
+
+// withSettles returns the reserve script's keys and arguments with the
+// settles and cancels of ops before the reserve of c.
+func (c *reserveCall) withSettles(ops []*settleOp) ([]string, []any) {
+	if len(ops) == 0 {
+		return c.keys, c.args
+	}
+	nk, na := len(c.keys), len(c.args)
+	for _, op := range ops {
+		nk, na = nk+len(op.keys), na+len(op.args)
+	}
+	keys := append(make([]string, 0, nk), c.keys[:3]...)
+	args := append(make([]any, 0, na), len(ops), c.args[1])
+	for _, op := range ops {
+		keys = append(keys, op.keys...)
+		args = append(args, op.args...)
+	}
+	return append(keys, c.keys[3:]...), append(args, c.args[2:]...)
+}
+
+// endedTTL is the TTL (ms) of the ended set: longer than any lease a late
+// reserve could be given.
+func (l *RedisLedger) endedTTL() int64 { return (2*l.leaseTTL + time.Minute).Milliseconds() }
 
 func (c *reserveCall) reservation(ttl time.Duration) *Reservation {
 	r := &Reservation{id: c.id, items: c.items, member: c.member, ttl: ttl}
@@ -496,7 +520,7 @@ func (l *RedisLedger) settleScriptCall(ops []*settleOp) ([]string, []any) {
 	keys := make([]string, 3, nk)
 	keys[0], keys[1], keys[2] = l.holdsKey(), l.expiredKey(), l.endedKey()
 	args := make([]any, 2, na)
-	args[0], args[1] = len(ops), (2*l.leaseTTL + time.Minute).Milliseconds()
+	args[0], args[1] = len(ops), l.endedTTL()
 	for _, op := range ops {
 		keys = append(keys, op.keys...)
 		args = append(args, op.args...)
@@ -504,8 +528,8 @@ func (l *RedisLedger) settleScriptCall(ops []*settleOp) ([]string, []any) {
 	return keys, args
 }
 
-// Replace implements [Ledger.Replace]: the cancel and the reserve go out in
-// one pipeline, in that order.
+// Replace implements [Ledger.Replace]: the cancel and the reserve are one
+// script call, in that order.
 func (l *RedisLedger) Replace(ctx context.Context, old *Reservation, req Request, now time.Time) (Decision, error) {
 	var call *reserveCall
 	if !req.Exempt && len(req.Scopes) > 0 {
@@ -533,84 +557,45 @@ func (l *RedisLedger) Replace(ctx context.Context, old *Reservation, req Request
 	return l.decide(call, reply, &req, now)
 }
 
-// runReserve runs the reserve script of call. When settles or cancels wait
-// in a batch, or own (a Replace's cancel) is given, they go first in the
-// same pipeline, as one settle script: one round trip for all. It returns
+// runReserve runs the reserve script of call. Settles and cancels waiting
+// in a batch, and own (a Replace's cancel) if given, go first in the same
+// script call: one round trip, and one script for Redis, for all. It returns
 // the reserve's reply, own's error, and the reserve's error.
 func (l *RedisLedger) runReserve(ctx context.Context, call *reserveCall, own *settleOp) ([]int64, error, error) {
 	batch := l.batcher.take()
-	if batch == nil && own == nil {
-		reply, err := l.reserve.Run(ctx, l.c, call.keys, call.args...).Int64Slice()
-		return reply, nil, err
-	}
 	var ops []*settleOp
 	if batch != nil {
 		ops = make([]*settleOp, 0, len(batch.jobs)+1)
 		for _, j := range batch.jobs {
 			ops = append(ops, j.op)
 		}
-	}
-	if own != nil {
-		ops = append(ops, own)
-	}
-	skeys, sargs := l.settleScriptCall(ops)
-	if batch != nil {
 		// The batch's settles are not the caller's: its going away must not
 		// fail them.
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), l.timeout)
 		defer cancel()
 	}
-	var res, set *redis.Cmd
-	var err error
-	for attempt := 0; ; attempt++ {
-		pipe := l.c.Pipeline()
-		set = l.settle.EvalSha(ctx, pipe, skeys, sargs...)
-		res = l.reserve.EvalSha(ctx, pipe, call.keys, call.args...)
-		_, err = pipe.Exec(ctx)
-		if err != nil && attempt == 0 && redis.HasErrorPrefix(err, "NOSCRIPT") {
-			// A restarted Redis lost the scripts: load them and go again. A
-			// settle or cancel that ran the first time finds no hold the
-			// second, and counts once.
-			if err = l.loadScripts(ctx, l.settle, l.reserve); err == nil {
-				continue
-			}
-		}
-		break
+	if own != nil {
+		ops = append(ops, own)
 	}
-	setErr := cmdErr(set, err)
+	keys, args := call.withSettles(ops)
+	// Run loads the script again (EVAL) if a restarted Redis lost it. A
+	// settle or cancel that ran the first time finds no hold the second,
+	// and counts once.
+	reply, err := l.reserve.Run(ctx, l.c, keys, args...).Int64Slice()
+	if err == nil && len(reply) < len(ops) {
+		err = fmt.Errorf("unexpected reply %v", reply)
+	}
 	if batch != nil {
-		batch.finish(setErr)
+		batch.finish(err)
 	}
-	if own == nil {
-		setErr = nil
-	}
-	reply, resErr := res.Int64Slice()
-	if resErr == nil && err != nil {
-		resErr = err
-	}
-	return reply, setErr, resErr
-}
-
-// cmdErr is the outcome of cmd, a command of a pipeline that ended with
-// err: the command's own error, or the pipeline's when it failed as a whole
-// (connection, timeout).
-func cmdErr(cmd *redis.Cmd, err error) error {
-	e := cmd.Err()
-	var reply redis.Error
-	if e == nil && err != nil && !errors.As(err, &reply) {
-		e = err
-	}
-	return e
-}
-
-func (l *RedisLedger) loadScripts(ctx context.Context, scripts ...*redis.Script) error {
-	for _, sc := range scripts {
-		if err := sc.Load(ctx, l.c).Err(); err != nil {
-			return err
+	if err != nil {
+		if own == nil {
+			return nil, nil, err
 		}
+		return nil, err, err
 	}
-	return nil
+	return reply[len(ops):], nil, nil
 }
 
 // Release implements [Ledger.Release].

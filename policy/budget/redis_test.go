@@ -281,8 +281,8 @@ func TestRedisLedgerContractSettleBatch(t *testing.T) {
 }
 
 // scriptCounter records the script calls a client sends: per round trip,
-// the first argument of each (the settle script's count of reservations,
-// the reserve script's instant).
+// the first argument of each (for the settle and reserve scripts, the count
+// of settles they carry).
 type scriptCounter struct {
 	mu    sync.Mutex
 	trips [][]any
@@ -362,7 +362,7 @@ func TestRedisSettleBatchOneScript(t *testing.T) {
 }
 
 // TestRedisReserveTakesTheSettleBatch: settles waiting in their batch go to
-// Redis with the next reserve, in its round trip, before it (so the reserve
+// Redis with the next reserve, in its script call, before it (so the reserve
 // sees them applied), without waiting out the batch's delay.
 func TestRedisReserveTakesTheSettleBatch(t *testing.T) {
 	srv := redistest.Start(t)
@@ -407,8 +407,8 @@ func TestRedisReserveTakesTheSettleBatch(t *testing.T) {
 		}
 	}
 	got := sc.get()
-	if len(got) != 1 || len(got[0]) != 2 || got[0][0] != 2 {
-		t.Errorf("round trips %v, want one: the settle script of 2 settles, then the reserve", got)
+	if len(got) != 1 || len(got[0]) != 1 || got[0][0] != 2 {
+		t.Errorf("script calls %v, want one: the reserve script carrying 2 settles", got)
 	}
 	bal, err := l.Read(bg, Query{Scope: keyA, Limits: req.Scopes[0].Limits}, t0)
 	if err != nil {

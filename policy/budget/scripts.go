@@ -145,25 +145,27 @@ local function usage(kind, k1, k2, now, winMS)
 end
 `
 
-// luaReserve checks every limit and, if all admit the request, counts it in
-// all of them.
+// luaReserve runs the settles and cancels given first (as luaSettle: those
+// waiting in a batch, or a Replace's cancel), then checks every limit of a
+// request and, if all admit it, counts it in all of them.
 //
-// ARGV: now (ms), hold member, reservation id, lease expiry (ms), n; then n
-// times: kind (c, e, r, q, l), mode (h: held until settled; s: final, for
-// request counts), max, need, key TTL (ms), and p: the window length (ms) of
-// a rolling window, the new expiry (ms) of a session, else 0.
+// KEYS: the holds index, the expired holds, the ended set, the settles' keys
+// (luaSettle), then two keys per limit.
 //
-// KEYS: the holds index, the expired holds, two keys per limit, and last
-// the ended set.
+// ARGV: m and the ended set's TTL, then the settles' arguments (as
+// luaSettle), then: now (ms), hold member, reservation id, lease expiry
+// (ms), n; then n times: kind (c, e, r, q, l), mode (h: held until settled;
+// s: final, for request counts), max, need, key TTL (ms), and p: the window
+// length (ms) of a rolling window, the new expiry (ms) of a session, else 0.
 //
-// Reply: {1, s, h, ...}: what each limit used before the request (the
-// caller adds its need); {0, i, s, h, t} when limit i denies, where t is,
-// for a rolling window, the instant (ms) the request would fit, for a
-// session its expiry, else -1; {2} when the reservation was already made (a
-// retried call); {3} when the reservation was settled or cancelled before
-// this call arrived (it timed out for its caller, who cancelled it), so
-// nothing was counted.
-const luaReserve = luaCommon + `
+// Reply: the m settles' outcomes (luaSettle), then the reserve's: {1, s, h,
+// ...}: what each limit used before the request (the caller adds its need);
+// {0, i, s, h, t} when limit i denies, where t is, for a rolling window, the
+// instant (ms) the request would fit, for a session its expiry, else -1; {2}
+// when the reservation was already made (a retried call); {3} when the
+// reservation was settled or cancelled before this call arrived (it timed
+// out for its caller, who cancelled it), so nothing was counted.
+const luaReserve = luaCommon + luaSettleFn + `
 -- fits returns the instant (ms) at which enough of rolling log k has aged
 -- out for need to fit under max, or -1.
 local function fits(k, used, need, max, winMS, count)
@@ -187,88 +189,92 @@ local function fits(k, used, need, max, winMS, count)
   end
 end
 
-local now = tonumber(ARGV[1])
-local member, id, leaseExp, n = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
-purge(now)
--- A reservation ended before it was made: its caller gave up on this call
--- and cancelled it. Commit nothing.
-if redis.call('ZSCORE', KEYS[#KEYS], id) then return {3} end
--- The hold goes in first: if it is there already, this is a retry of a call
--- whose reply was lost. A denial takes it out again.
-if redis.call('ZADD', KEYS[1], 'NX', leaseExp, member) == 0 then return {2} end
+local function reserve(ko, ao)
+  local now = tonumber(ARGV[ao + 1])
+  local member, id, leaseExp, n = ARGV[ao + 2], ARGV[ao + 3], ARGV[ao + 4], tonumber(ARGV[ao + 5])
+  purge(now)
+  -- A reservation ended before it was made: its caller gave up on this call
+  -- and cancelled it. Commit nothing.
+  if redis.call('ZSCORE', KEYS[3], id) then return {3} end
+  -- The hold goes in first: if it is there already, this is a retry of a call
+  -- whose reply was lost. A denial takes it out again.
+  if redis.call('ZADD', KEYS[1], 'NX', leaseExp, member) == 0 then return {2} end
 
-local out, stale, fresh = {1}, {}, {}
-for i = 1, n do
-  local a = 5 + (i - 1) * 6
-  local kind, max, need, p = ARGV[a + 1], ARGV[a + 3], ARGV[a + 4], tonumber(ARGV[a + 6])
-  local k1, k2 = KEYS[1 + 2 * i], KEYS[2 + 2 * i]
-  local s, h, t, st, new = usage(kind, k1, k2, now, p)
-  if exceeds(s, h, need, max) then
-    if kind == 'r' or kind == 'q' then
-      t = fits(k1, s, tonumber(need), tonumber(max), p, kind == 'q')
+  local out, stale, fresh = {1}, {}, {}
+  for i = 1, n do
+    local a = ao + 5 + (i - 1) * 6
+    local kind, max, need, p = ARGV[a + 1], ARGV[a + 3], ARGV[a + 4], tonumber(ARGV[a + 6])
+    local k1, k2 = KEYS[ko + 2 * i - 1], KEYS[ko + 2 * i]
+    local s, h, t, st, new = usage(kind, k1, k2, now, p)
+    if exceeds(s, h, need, max) then
+      if kind == 'r' or kind == 'q' then
+        t = fits(k1, s, tonumber(need), tonumber(max), p, kind == 'q')
+      end
+      redis.call('ZREM', KEYS[1], member)
+      return {0, i, s, h, t}
     end
-    redis.call('ZREM', KEYS[1], member)
-    return {0, i, s, h, t}
+    out[2 * i], out[2 * i + 1] = s, h
+    stale[i], fresh[i] = st, new
   end
-  out[2 * i], out[2 * i + 1] = s, h
-  stale[i], fresh[i] = st, new
-end
 
-for i = 1, n do
-  local a = 5 + (i - 1) * 6
-  local kind, mode, need, ttl, p = ARGV[a + 1], ARGV[a + 2], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6]
-  local k1, k2 = KEYS[1 + 2 * i], KEYS[2 + 2 * i]
-  if kind == 'c' then
-    redis.call('HINCRBY', k1, mode, need)
-    -- A calendar window's expiry is fixed: set it when the window starts.
-    if fresh[i] then redis.call('PEXPIRE', k1, ttl) end
-  elseif kind == 'e' then
-    if stale[i] then
-      redis.call('HSET', k1, 's', '0', 'e', p)
+  for i = 1, n do
+    local a = ao + 5 + (i - 1) * 6
+    local kind, mode, need, ttl, p = ARGV[a + 1], ARGV[a + 2], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6]
+    local k1, k2 = KEYS[ko + 2 * i - 1], KEYS[ko + 2 * i]
+    if kind == 'c' then
+      redis.call('HINCRBY', k1, mode, need)
+      -- A calendar window's expiry is fixed: set it when the window starts.
+      if fresh[i] then redis.call('PEXPIRE', k1, ttl) end
+    elseif kind == 'e' then
+      if stale[i] then
+        redis.call('HSET', k1, 's', '0', 'e', p)
+      else
+        redis.call('HSET', k1, 'e', p)
+      end
+      redis.call('HINCRBY', k1, mode, need)
+      redis.call('PEXPIRE', k1, ttl)
+    elseif kind == 'r' then
+      redis.call('ZADD', k1, now, id .. '|' .. need)
+      redis.call('INCRBY', k2, need)
+      redis.call('PEXPIRE', k1, ttl)
+      redis.call('PEXPIRE', k2, ttl)
+    elseif kind == 'q' then
+      local newest = tonumber(redis.call('LINDEX', k1, 0) or '0')
+      redis.call('LPUSH', k1, math.max(now, newest))
+      redis.call('PEXPIRE', k1, ttl)
     else
-      redis.call('HSET', k1, 'e', p)
+      redis.call('ZADD', k1, leaseExp, id)
+      redis.call('PEXPIRE', k1, ttl)
     end
-    redis.call('HINCRBY', k1, mode, need)
-    redis.call('PEXPIRE', k1, ttl)
-  elseif kind == 'r' then
-    redis.call('ZADD', k1, now, id .. '|' .. need)
-    redis.call('INCRBY', k2, need)
-    redis.call('PEXPIRE', k1, ttl)
-    redis.call('PEXPIRE', k2, ttl)
-  elseif kind == 'q' then
-    local newest = tonumber(redis.call('LINDEX', k1, 0) or '0')
-    redis.call('LPUSH', k1, math.max(now, newest))
-    redis.call('PEXPIRE', k1, ttl)
-  else
-    redis.call('ZADD', k1, leaseExp, id)
-    redis.call('PEXPIRE', k1, ttl)
   end
+  return out
 end
+
+local out, ko, ao = settleAll()
+local m = #out
+for k, v in ipairs(reserve(ko, ao)) do out[m + k] = v end
 return out
 `
 
-// luaSettle ends reservations: each is settled (its holds replaced by
-// actual amounts, its leases freed) or, with refund set, cancelled (holds and
-// leases freed, the requests it counted taken back, nothing charged). A
-// batch of settles is one call, one script for Redis; each is applied as
-// when alone.
+// luaSettleFn defines settle(ko, ao), which ends one reservation: settles
+// it (its holds replaced by actual amounts, its leases freed) or, with refund
+// set, cancels it (holds and leases freed, the requests it counted taken
+// back, nothing charged). KEYS[1..3] are the holds index, the expired holds
+// and the ended set; the reservation's keys follow KEYS[ko], its arguments
+// ARGV[ao]: hold member, reservation id, now (ms), n, refund (1 or 0), until
+// when (ms) a tombstone is kept; then n times (a settle leaves out the
+// request counts, final at reserve, which only a cancel changes): kind, mode,
+// need (as reserved), actual, key TTL (ms) of a session or the window length
+// (ms) of a rolling window, and p: the stamp (ms) of a rolling entry, the new
+// expiry (ms) of a session, else 0. ARGV[2] is the ended set's TTL (ms).
 //
-// KEYS: the holds index, the expired holds, the ended set, then two keys
-// per limit of each reservation in turn.
-//
-// ARGV: m, the reservations; the ended set's TTL (ms); then per
-// reservation: hold member, reservation id, now (ms), n, refund (1 or 0),
-// until when (ms) a tombstone is kept; then n times (a settle leaves out the
-// request counts, final at reserve, which only a cancel changes): kind,
-// mode, need (as reserved), actual, key TTL (ms) of a session or the window
-// length (ms) of a rolling window, and p: the stamp (ms) of a rolling entry,
-// the new expiry (ms) of a session, else 0.
-//
-// Reply: per reservation, 1 when settled, 0 when there was no hold to
-// settle: the reservation was settled before, expired more than a day ago,
-// or was never made (its reserve is late or was lost); a tombstone then
-// keeps a late reserve from committing.
-const luaSettle = luaCommon + `
+// It returns 1 when settled, 0 when there was no hold to settle: the
+// reservation was settled before, expired more than a day ago, or was never
+// made (its reserve is late or was lost); a tombstone then keeps a late
+// reserve from committing. settleAll runs the settles of ARGV[1]
+// reservations and returns their outcomes, and the offsets in KEYS and ARGV
+// of what follows them.
+const luaSettleFn = `
 local function settle(ko, ao)
   local member, id, now, n, refund = ARGV[ao + 1], ARGV[ao + 2], tonumber(ARGV[ao + 3]), tonumber(ARGV[ao + 4]), ARGV[ao + 5] == '1'
   local live = redis.call('ZREM', KEYS[1], member) == 1
@@ -324,13 +330,28 @@ local function settle(ko, ao)
   return 1
 end
 
-local out, ko, ao = {}, 3, 2
-for j = 1, tonumber(ARGV[1]) do
-  out[j] = settle(ko, ao)
-  local n = tonumber(ARGV[ao + 4])
-  ko, ao = ko + 2 * n, ao + 6 + 6 * n
+local function settleAll()
+  local out, ko, ao = {}, 3, 2
+  for j = 1, tonumber(ARGV[1]) do
+    out[j] = settle(ko, ao)
+    local n = tonumber(ARGV[ao + 4])
+    ko, ao = ko + 2 * n, ao + 6 + 6 * n
+  end
+  return out, ko, ao
 end
-return out
+`
+
+// luaSettle ends reservations, each as luaSettleFn's settle: a batch of
+// settles and cancels is one call, one script for Redis, each applied as
+// when alone.
+//
+// KEYS: the holds index, the expired holds, the ended set, then two keys
+// per limit of each reservation in turn. ARGV: m, the reservations; the
+// ended set's TTL (ms); then each reservation's arguments (luaSettleFn).
+//
+// Reply: per reservation, 1 or 0 (luaSettleFn).
+const luaSettle = luaCommon + luaSettleFn + `
+return (settleAll())
 `
 
 // luaRenew extends a reservation's leases.
