@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/tollgate-dev/tollgate/internal/redistest"
 )
 
@@ -119,6 +121,13 @@ func BenchmarkRedisReserveSettle(b *testing.B) {
 		b.Fatal(err)
 	}
 	benchReserveSettle(b, l)
+	reportCommandStats(b, c)
+}
+
+// reportCommandStats reports the scripts' execution time and the commands
+// run per op since the last CONFIG RESETSTAT (redis-µs/op, redis-cmds/op).
+func reportCommandStats(b *testing.B, c *redis.Client) {
+	b.Helper()
 	info, err := c.Info(bg, "commandstats").Result()
 	if err != nil {
 		b.Fatal(err)
@@ -142,6 +151,71 @@ func BenchmarkRedisReserveSettle(b *testing.B) {
 	}
 	b.ReportMetric(usec/float64(b.N), "redis-µs/op")
 	b.ReportMetric(cmds/float64(b.N), "redis-cmds/op")
+}
+
+// BenchmarkRedisRequestIdle replays the budget-redis scenario's Redis
+// traffic: a request every 5 ms (200 req/s), each reserved and then settled
+// while the next one is reserved, with settles batched as `tollgate serve`
+// batches them (DefaultSettleBatch). A Redis that sleeps between requests
+// runs each script with cold caches, which a tight loop never shows. Besides
+// the commandstats figures it reports redis-server's own CPU time per op
+// (redis-cpu-µs/op, utime+stime from /proc at a 10 ms tick: run at least
+// 1000 ops) and its reads (round trips) per op. Run it with -benchtime=1000x.
+func BenchmarkRedisRequestIdle(b *testing.B) {
+	srv := redistest.Start(b)
+	c := newRedisClient(b, srv.Addr())
+	l := newRedisLedger(b, c, RedisOptions{Timeout: time.Second, SettleBatch: DefaultSettleBatch})
+	info, err := c.Info(bg, "server").Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	pid := regexp.MustCompile(`process_id:(\d+)`).FindStringSubmatch(info)
+	if pid == nil {
+		b.Fatal("no process_id in INFO server")
+	}
+	readStats := func() (cpuTicks, reads float64) {
+		stat, err := os.ReadFile("/proc/" + pid[1] + "/stat")
+		if err == nil {
+			s := string(stat)
+			f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+			u, _ := strconv.ParseFloat(f[11], 64)
+			st, _ := strconv.ParseFloat(f[12], 64)
+			cpuTicks = u + st
+		}
+		stats, _ := c.Info(bg, "stats").Result()
+		if m := regexp.MustCompile(`total_reads_processed:(\d+)`).FindStringSubmatch(stats); m != nil {
+			reads, _ = strconv.ParseFloat(m[1], 64)
+		}
+		return cpuTicks, reads
+	}
+	req := benchRequest("bench")
+	if err := c.ConfigResetStat(bg).Err(); err != nil {
+		b.Fatal(err)
+	}
+	ticks0, reads0 := readStats()
+	now := t0
+	var wg sync.WaitGroup
+	b.ReportAllocs()
+	for b.Loop() {
+		time.Sleep(5 * time.Millisecond)
+		now = now.Add(5 * time.Millisecond)
+		d, err := l.Reserve(bg, req, now)
+		if err != nil || !d.Allowed {
+			b.Fatal(err, d.Denial)
+		}
+		wg.Go(func() {
+			if err := l.Settle(bg, d.Reservation, benchActual, now); err != nil {
+				b.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	b.StopTimer()
+	ticks1, reads1 := readStats()
+	reportCommandStats(b, c)
+	// 100 ticks a second on Linux; the probe's two INFO calls are reads.
+	b.ReportMetric((ticks1-ticks0)*1e4/float64(b.N), "redis-cpu-µs/op")
+	b.ReportMetric((reads1-reads0-3)/float64(b.N), "redis-reads/op")
 }
 
 // TestReserveLatencyReport measures the latency distribution of Reserve and

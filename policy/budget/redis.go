@@ -292,6 +292,12 @@ func modeArg(it *item) string {
 
 func ms(t time.Time) int64 { return t.UnixMilli() }
 
+// leaseSweepEvery is how often (in reserves) a reserve removes the expired
+// leases of its lease sets. They no longer count (the scripts count only
+// live leases), so sweeping them only bounds the garbage a crashed replica
+// leaves; every reserve did it before, at one command each.
+const leaseSweepEvery = 16
+
 // reserveCall is the script call of a Reserve.
 type reserveCall struct {
 	items   []item
@@ -310,7 +316,8 @@ func (l *RedisLedger) reserveCall(req *Request, now time.Time) *reserveCall {
 	if len(id) > 32 {
 		id = id[:32]
 	}
-	id += "#" + l.instance + "." + strconv.FormatUint(l.seq.Add(1), 36)
+	seq := l.seq.Add(1)
+	id += "#" + l.instance + "." + strconv.FormatUint(seq, 36)
 	c := &reserveCall{items: items, id: id, expires: now.Add(l.leaseTTL)}
 
 	c.keys = make([]string, 3, 3+2*len(items))
@@ -328,6 +335,8 @@ func (l *RedisLedger) reserveCall(req *Request, now time.Time) *reserveCall {
 			p = it.limit.Per.length().Milliseconds()
 		case it.limit.Per == Session:
 			p = ms(it.expireAt())
+		case it.kind == kindLease && seq%leaseSweepEvery == 0:
+			p = 1 // sweep the leases that expired unsettled
 		}
 		c.args = append(c.args, kindArg(it), modeArg(it), it.limit.Max, it.need, l.keyTTL(it), p)
 		if it.held() && it.need > 0 {

@@ -420,3 +420,69 @@ func TestRedisReserveTakesTheSettleBatch(t *testing.T) {
 		t.Errorf("balances %+v", bal)
 	}
 }
+
+// TestRedisSettleDoesNotRecreateCounters: a settle whose counter is gone (it
+// expired, or was evicted) leaves it gone, rather than making a counter
+// without a TTL that would never go away; the other counters settle.
+func TestRedisSettleDoesNotRecreateCounters(t *testing.T) {
+	srv := redistest.Start(t)
+	c := newRedisClient(t, srv.Addr())
+	l := newRedisLedger(t, c, RedisOptions{Timeout: 10 * time.Second})
+	req := Request{Scopes: []ScopeLimits{
+		{Scope: keyA, Limits: []Limit{{USD, Day, usd("10")}}},
+		{Scope: teamP, Limits: []Limit{{USD, Month, usd("10")}}},
+	}, CostPicoUSD: usd("2")}
+	for _, cancel := range []bool{false, true} {
+		r := mustAllow(t, l, req, t0)
+		gone, _ := l.keys(&r.items[0])
+		if err := c.Del(bg, gone).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if cancel {
+			if err := l.Cancel(bg, r, t0); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			settle(t, l, r, Actual{CostPicoUSD: usd("1")}, t0)
+		}
+		if n, err := c.Exists(bg, gone).Result(); err != nil || n != 0 {
+			t.Errorf("cancel %v: the counter that was gone exists again (%d, %v)", cancel, n, err)
+		}
+	}
+	bal, err := l.Read(bg, Query{Scope: teamP, Limits: req.Scopes[1].Limits}, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bal[0].Used != usd("1") || bal[0].Held != 0 {
+		t.Errorf("the team's counter: %+v, want 1 USD settled and nothing held", bal[0])
+	}
+}
+
+// TestRedisLeaseSweep: leases that expired without a settle (a crashed
+// replica) do not count, and a reserve in every leaseSweepEvery removes them
+// from their set.
+func TestRedisLeaseSweep(t *testing.T) {
+	srv := redistest.Start(t)
+	c := newRedisClient(t, srv.Addr())
+	l := newRedisLedger(t, c, RedisOptions{Timeout: 10 * time.Second, LeaseTTL: time.Minute})
+	req := Request{Scopes: one(keyA, Limit{Concurrent, NoWindow, 3})}
+	for range 3 {
+		mustAllow(t, l, req, t0) // never settled: the replica "crashed"
+	}
+	key, _ := l.keys(&plan(&req, t0, time.Minute, &l.windows)[0])
+	later := t0.Add(2 * time.Minute)
+	for i := range leaseSweepEvery {
+		r := mustAllow(t, l, req, later) // the expired leases do not count
+		settle(t, l, r, Actual{}, later)
+		n, err := c.ZCard(bg, key).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if swept := n == 0; swept {
+			return
+		}
+		if i == leaseSweepEvery-1 {
+			t.Errorf("%d members left in the lease set after %d reserves", n, leaseSweepEvery)
+		}
+	}
+}

@@ -19,7 +19,9 @@ package budget
 //     tail, so its length is the count. An instant is never older than the
 //     list's newest (a replica whose clock lags stamps the newest), so the
 //     list stays sorted;
-//   - concurrency: a sorted set of reservation ids scored by lease expiry.
+//   - concurrency: a sorted set of reservation ids scored by lease expiry;
+//     only leases not yet expired count, and expired ones are swept now and
+//     then.
 //
 // A settle or cancel that finds no hold of its reservation, live or expired,
 // leaves the reservation's id in the ended set (scored by when it may be
@@ -114,6 +116,16 @@ local function age(k, ks, cutoff)
   return tonumber(redis.call('GET', ks) or '0')
 end
 
+-- ageList pops the entries of rolling request list k stamped at or before
+-- cutoff.
+local function ageList(k, cutoff)
+  while true do
+    local last = redis.call('LINDEX', k, -1)
+    if not last or tonumber(last) > cutoff then return end
+    redis.call('RPOP', k)
+  end
+end
+
 -- usage returns what a limit has used as s (settled) and h (held): decimal
 -- strings for a calendar counter (kind c) or a session counter (e), a
 -- number and 0 for a rolling token log (r), a rolling request log (q) or a
@@ -132,16 +144,12 @@ local function usage(kind, k1, k2, now, winMS)
   elseif kind == 'r' then
     return age(k1, k2, now - winMS), 0, -1, false, false
   elseif kind == 'q' then
-    local cutoff = now - winMS
-    while true do
-      local last = redis.call('LINDEX', k1, -1)
-      if not last or tonumber(last) > cutoff then break end
-      redis.call('RPOP', k1)
-    end
+    ageList(k1, now - winMS)
     return redis.call('LLEN', k1), 0, -1, false, false
   end
-  redis.call('ZREMRANGEBYSCORE', k1, '-inf', now)
-  return redis.call('ZCARD', k1), 0, -1, false, false
+  -- Leases past their expiry do not count; they are removed now and then
+  -- (luaReserve), or with their hold (purge).
+  return redis.call('ZCOUNT', k1, '(' .. now, '+inf'), 0, -1, false, false
 end
 `
 
@@ -156,7 +164,8 @@ end
 // luaSettle), then: now (ms), hold member, reservation id, lease expiry
 // (ms), n; then n times: kind (c, e, r, q, l), mode (h: held until settled;
 // s: final, for request counts), max, need, key TTL (ms), and p: the window
-// length (ms) of a rolling window, the new expiry (ms) of a session, else 0.
+// length (ms) of a rolling window, the new expiry (ms) of a session, 1 for a
+// lease set whose expired leases are to be swept, else 0.
 //
 // Reply: the m settles' outcomes (luaSettle), then the reserve's: {1, s, h,
 // ...}: what each limit used before the request (the caller adds its need);
@@ -200,13 +209,24 @@ local function reserve(ko, ao)
   -- whose reply was lost. A denial takes it out again.
   if redis.call('ZADD', KEYS[1], 'NX', leaseExp, member) == 0 then return {2} end
 
-  local out, stale, fresh = {1}, {}, {}
+  local out, stale, fresh, pushed = {1}, {}, {}, {}
   for i = 1, n do
     local a = ao + 5 + (i - 1) * 6
     local kind, max, need, p = ARGV[a + 1], ARGV[a + 3], ARGV[a + 4], tonumber(ARGV[a + 6])
     local k1, k2 = KEYS[ko + 2 * i - 1], KEYS[ko + 2 * i]
-    local s, h, t, st, new = usage(kind, k1, k2, now, p)
+    local s, h, t, st, new
+    if kind == 'q' then
+      -- The admission goes in at once (LPUSH returns the count); a denial
+      -- takes it out again. Its instant is never older than the newest.
+      ageList(k1, now - p)
+      local newest = tonumber(redis.call('LINDEX', k1, 0) or '0')
+      s, h, t, st, new = redis.call('LPUSH', k1, math.max(now, newest)) - 1, 0, -1, false, false
+      pushed[#pushed + 1] = k1
+    else
+      s, h, t, st, new = usage(kind, k1, k2, now, p)
+    end
     if exceeds(s, h, need, max) then
+      for _, k in ipairs(pushed) do redis.call('LPOP', k) end
       if kind == 'r' or kind == 'q' then
         t = fits(k1, s, tonumber(need), tonumber(max), p, kind == 'q')
       end
@@ -239,12 +259,12 @@ local function reserve(ko, ao)
       redis.call('PEXPIRE', k1, ttl)
       redis.call('PEXPIRE', k2, ttl)
     elseif kind == 'q' then
-      local newest = tonumber(redis.call('LINDEX', k1, 0) or '0')
-      redis.call('LPUSH', k1, math.max(now, newest))
       redis.call('PEXPIRE', k1, ttl)
     else
       redis.call('ZADD', k1, leaseExp, id)
       redis.call('PEXPIRE', k1, ttl)
+      -- Now and then, the leases that expired without a settle go.
+      if p == '1' then redis.call('ZREMRANGEBYSCORE', k1, '-inf', now) end
     end
   end
   return out
@@ -289,7 +309,15 @@ local function settle(ko, ao)
     local a = ao + 6 * i
     local kind, mode, need, actual, ttl, p = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6]
     local k1, k2 = KEYS[ko + 2 * i - 1], KEYS[ko + 2 * i]
-    if kind == 'c' or kind == 'e' then
+    if kind == 'c' and mode == 'h' and live and need ~= '0' then
+      -- A live hold is in h, so h stays >= 0 unless the counter is gone
+      -- (expired): then the call made it anew, and it goes again.
+      if redis.call('HINCRBY', k1, 'h', '-' .. need) < 0 then
+        redis.call('DEL', k1)
+      elseif not refund then
+        redis.call('HINCRBY', k1, 's', actual)
+      end
+    elseif kind == 'c' or kind == 'e' then
       if mode == 'h' and redis.call('EXISTS', k1) == 1 then
         if live and need ~= '0' then redis.call('HINCRBY', k1, 'h', '-' .. need) end
         if not refund then
