@@ -85,11 +85,12 @@ local function amountOf(m)
   return tonumber(string.match(m, '|(%d+)$')) or 0
 end
 
--- purge gives back the amounts of holds whose lease expired by now and
--- leaves a tombstone for each, so that a late settle adds its actual cost
--- only.
+-- purge gives back the amounts of holds whose lease expired by now (a
+-- decimal string, as are all instants handed to Redis: a Lua number would
+-- be formatted for each call) and leaves a tombstone for each, so that a
+-- late settle adds its actual cost only.
 local function purge(now)
-  local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 64)
+  local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', '0', '64')
   if #gone == 0 then return end
   for _, m in ipairs(gone) do
     for k, amt in string.gmatch(m, '\n([^\t\n]+)\t(%d+)') do
@@ -100,7 +101,7 @@ local function purge(now)
     redis.call('ZREM', KEYS[1], m)
     redis.call('ZADD', KEYS[2], now, m)
   end
-  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - TOMBSTONE_MS)
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', tonumber(now) - TOMBSTONE_MS)
 end
 
 -- age drops the entries of rolling log k (sum in ks) stamped at or before
@@ -120,7 +121,7 @@ end
 -- cutoff.
 local function ageList(k, cutoff)
   while true do
-    local last = redis.call('LINDEX', k, -1)
+    local last = redis.call('LINDEX', k, '-1')
     if not last or tonumber(last) > cutoff then return end
     redis.call('RPOP', k)
   end
@@ -132,7 +133,7 @@ end
 -- lease set (l). Then t, the expiry (ms) of a session or -1; whether the
 -- session has expired (its settled amount no longer counts); and whether a
 -- counter does not exist yet.
-local function usage(kind, k1, k2, now, winMS)
+local function usage(kind, k1, k2, now, winMS, nowS)
   if kind == 'c' or kind == 'e' then
     local v = redis.call('HMGET', k1, 's', 'h', 'e')
     local s, h, t, stale = v[1] or '0', v[2] or '0', -1, false
@@ -149,7 +150,7 @@ local function usage(kind, k1, k2, now, winMS)
   end
   -- Leases past their expiry do not count; they are removed now and then
   -- (luaReserve), or with their hold (purge).
-  return redis.call('ZCOUNT', k1, '(' .. now, '+inf'), 0, -1, false, false
+  return redis.call('ZCOUNT', k1, '(' .. nowS, '+inf'), 0, -1, false, false
 end
 `
 
@@ -201,7 +202,8 @@ end
 local function reserve(ko, ao)
   local now = tonumber(ARGV[ao + 1])
   local member, id, leaseExp, n = ARGV[ao + 2], ARGV[ao + 3], ARGV[ao + 4], tonumber(ARGV[ao + 5])
-  purge(now)
+  local nowS = ARGV[ao + 1]
+  purge(nowS)
   -- A reservation ended before it was made: its caller gave up on this call
   -- and cancelled it. Commit nothing.
   if redis.call('ZSCORE', KEYS[3], id) then return {3} end
@@ -212,18 +214,20 @@ local function reserve(ko, ao)
   local out, stale, fresh, pushed = {1}, {}, {}, {}
   for i = 1, n do
     local a = ao + 5 + (i - 1) * 6
-    local kind, max, need, p = ARGV[a + 1], ARGV[a + 3], ARGV[a + 4], tonumber(ARGV[a + 6])
+    local kind, max, need, p = ARGV[a + 1], ARGV[a + 3], ARGV[a + 4], ARGV[a + 6]
+    if kind == 'r' or kind == 'q' then p = tonumber(p) end
     local k1, k2 = KEYS[ko + 2 * i - 1], KEYS[ko + 2 * i]
     local s, h, t, st, new
     if kind == 'q' then
       -- The admission goes in at once (LPUSH returns the count); a denial
       -- takes it out again. Its instant is never older than the newest.
       ageList(k1, now - p)
-      local newest = tonumber(redis.call('LINDEX', k1, 0) or '0')
-      s, h, t, st, new = redis.call('LPUSH', k1, math.max(now, newest)) - 1, 0, -1, false, false
+      local stamp = redis.call('LINDEX', k1, '0')
+      if not stamp or tonumber(stamp) < now then stamp = nowS end
+      s, h, t, st, new = redis.call('LPUSH', k1, stamp) - 1, 0, -1, false, false
       pushed[#pushed + 1] = k1
     else
-      s, h, t, st, new = usage(kind, k1, k2, now, p)
+      s, h, t, st, new = usage(kind, k1, k2, now, p, nowS)
     end
     if exceeds(s, h, need, max) then
       for _, k in ipairs(pushed) do redis.call('LPOP', k) end
@@ -264,7 +268,7 @@ local function reserve(ko, ao)
       redis.call('ZADD', k1, leaseExp, id)
       redis.call('PEXPIRE', k1, ttl)
       -- Now and then, the leases that expired without a settle go.
-      if p == '1' then redis.call('ZREMRANGEBYSCORE', k1, '-inf', now) end
+      if p == '1' then redis.call('ZREMRANGEBYSCORE', k1, '-inf', nowS) end
     end
   end
   return out
@@ -288,7 +292,7 @@ return out
 // (ms) of a rolling window, and p: the stamp (ms) of a rolling entry, the new
 // expiry (ms) of a session, else 0. ARGV[2] is the ended set's TTL (ms).
 //
-// It returns 1 when settled, 0 when there was no hold to settle: the
+// It returns 1 when settled, 0 when there was no hold to settle (and n): the
 // reservation was settled before, expired more than a day ago, or was never
 // made (its reserve is late or was lost); a tombstone then keeps a late
 // reserve from committing. settleAll runs the settles of ARGV[1]
@@ -296,14 +300,15 @@ return out
 // of what follows them.
 const luaSettleFn = `
 local function settle(ko, ao)
-  local member, id, now, n, refund = ARGV[ao + 1], ARGV[ao + 2], tonumber(ARGV[ao + 3]), tonumber(ARGV[ao + 4]), ARGV[ao + 5] == '1'
+  -- now is converted only where it is compared: each tonumber is a strtod.
+  local member, id, nowS, n, refund = ARGV[ao + 1], ARGV[ao + 2], ARGV[ao + 3], tonumber(ARGV[ao + 4]), ARGV[ao + 5] == '1'
   local live = redis.call('ZREM', KEYS[1], member) == 1
   if not live and redis.call('ZREM', KEYS[2], member) == 0 then
     local ended = KEYS[3]
-    redis.call('ZREMRANGEBYSCORE', ended, '-inf', now)
+    redis.call('ZREMRANGEBYSCORE', ended, '-inf', nowS)
     redis.call('ZADD', ended, ARGV[ao + 6], id)
     redis.call('PEXPIRE', ended, ARGV[2])
-    return 0
+    return 0, n
   end
   for i = 1, n do
     local a = ao + 6 * i
@@ -323,7 +328,7 @@ local function settle(ko, ao)
         if not refund then
           if kind == 'e' then
             local e = redis.call('HGET', k1, 'e')
-            if e and tonumber(e) <= now then redis.call('HSET', k1, 's', '0') end
+            if e and tonumber(e) <= tonumber(nowS) then redis.call('HSET', k1, 's', '0') end
             redis.call('HSET', k1, 'e', p)
             redis.call('PEXPIRE', k1, ttl)
           end
@@ -333,7 +338,7 @@ local function settle(ko, ao)
         -- A request count is final when reserved; a cancel takes it back,
         -- unless its session expired since and counts from nothing already.
         local v = redis.call('HMGET', k1, 's', 'e')
-        if kind == 'c' or not v[2] or tonumber(v[2]) > now then
+        if kind == 'c' or not v[2] or tonumber(v[2]) > tonumber(nowS) then
           local back = math.min(tonumber(need), tonumber(v[1] or '0'))
           if back > 0 then redis.call('HINCRBY', k1, 's', -back) end
         end
@@ -350,19 +355,19 @@ local function settle(ko, ao)
     elseif kind == 'q' then
       -- One admission fewer, while it is still in the window: the newest
       -- entry goes, which is this one or one stamped after it.
-      if refund and now < tonumber(p) + tonumber(ttl) then redis.call('LPOP', k1) end
+      if refund and tonumber(nowS) < tonumber(p) + tonumber(ttl) then redis.call('LPOP', k1) end
     elseif kind == 'l' then
       redis.call('ZREM', k1, id)
     end
   end
-  return 1
+  return 1, n
 end
 
 local function settleAll()
   local out, ko, ao = {}, 3, 2
   for j = 1, tonumber(ARGV[1]) do
-    out[j] = settle(ko, ao)
-    local n = tonumber(ARGV[ao + 4])
+    local r, n = settle(ko, ao)
+    out[j] = r
     ko, ao = ko + 2 * n, ao + 6 + 6 * n
   end
   return out, ko, ao
@@ -405,12 +410,12 @@ return 1
 // Reply: per limit {s, h, session expiry (ms) or -1}, as in usage.
 const luaRead = luaCommon + `
 local now, n = tonumber(ARGV[1]), tonumber(ARGV[2])
-purge(now)
+purge(ARGV[1])
 local out = {}
 for i = 1, n do
   local kind, winMS = ARGV[1 + 2 * i], tonumber(ARGV[2 + 2 * i])
   local k1, k2 = KEYS[1 + 2 * i], KEYS[2 + 2 * i]
-  local s, h, t = usage(kind, k1, k2, now, winMS)
+  local s, h, t = usage(kind, k1, k2, now, winMS, ARGV[1])
   out[#out + 1] = s
   out[#out + 1] = h
   out[#out + 1] = t
