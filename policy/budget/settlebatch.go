@@ -8,11 +8,11 @@ import (
 
 // DefaultSettleBatch is the RedisOptions.SettleBatch that `tollgate serve`
 // uses: a settle's holds and lease stay counted up to this much longer (an
-// over-count, never an under-count), and Redis answers two or three settles
-// with one read and one write at a couple of hundred requests a second.
+// over-count, never an under-count), and at a couple of hundred requests a
+// second nearly every settle rides in the next request's reserve call.
 const DefaultSettleBatch = 10 * time.Millisecond
 
-// settleBatchMax caps the settles of one pipeline.
+// settleBatchMax caps the settles of one script call.
 const settleBatchMax = 128
 
 // settleJob is one settle or cancel waiting for its batch.
