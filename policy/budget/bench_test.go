@@ -3,6 +3,8 @@ package budget
 import (
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"runtime"
 	"slices"
@@ -387,3 +389,100 @@ func pct(sorted []time.Duration, p float64) time.Duration {
 }
 
 func runtimeProcs() int { return runtime.GOMAXPROCS(0) }
+
+// TestRedisInstructionsReport counts the instructions redis-server executes
+// per request of the budget-redis pattern (BenchmarkRedisRequestIdle's: a
+// reserve every 5 ms, each carrying the previous request's settle), and per
+// PING for comparison, by running redis-server under valgrind's callgrind.
+// Unlike CPU time, the count does not move with the machine's load, so two
+// commits compare on a busy machine. It is a measurement, not a test: it
+// runs only with TOLLGATE_CALLGRIND=1 and needs valgrind (go test -run
+// TestRedisInstructionsReport -v ./policy/budget).
+func TestRedisInstructionsReport(t *testing.T) {
+	if os.Getenv("TOLLGATE_CALLGRIND") == "" {
+		t.Skip("set TOLLGATE_CALLGRIND=1 to measure (needs valgrind)")
+	}
+	real, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tool := range []string{"valgrind", "callgrind_control"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A redis-server first in PATH that runs the real one under callgrind.
+	dir := t.TempDir()
+	wrapper := "#!/bin/sh\nexec valgrind --tool=callgrind --callgrind-out-file=" + dir + "/cg.%p " + real + " \"$@\" 2>>" + dir + "/valgrind.log\n"
+	if err := os.WriteFile(filepath.Join(dir, "redis-server"), []byte(wrapper), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", dir+string(os.PathListSeparator)+os.Getenv("PATH"))
+	srv := redistest.Start(t)
+	c := newRedisClient(t, srv.Addr())
+	info, err := c.Info(bg, "server").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := regexp.MustCompile(`process_id:(\d+)`).FindStringSubmatch(info)[1]
+	// Few timer events, so that the count is the requests' (valgrind makes
+	// each request take far longer than it would).
+	for _, kv := range [][2]string{{"dynamic-hz", "no"}, {"hz", "1"}} {
+		if err := c.ConfigSet(bg, kv[0], kv[1]).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l := newRedisLedger(t, c, RedisOptions{Timeout: 10 * time.Second, SettleBatch: DefaultSettleBatch})
+	req := benchRequest("bench")
+	now := t0
+	var wg sync.WaitGroup
+	request := func() {
+		time.Sleep(5 * time.Millisecond)
+		now = now.Add(5 * time.Millisecond)
+		d, err := l.Reserve(bg, req, now)
+		if err != nil || !d.Allowed {
+			t.Fatal(err, d.Denial)
+		}
+		wg.Go(func() {
+			if err := l.Settle(bg, d.Reservation, benchActual, now); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	ping := func() {
+		time.Sleep(5 * time.Millisecond)
+		if err := c.Ping(bg).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dumps := 0
+	count := func(name string, n int, op func()) {
+		for range 50 { // warm-up, not counted
+			op()
+		}
+		wg.Wait()
+		if out, err := exec.Command("callgrind_control", "-z", pid).CombinedOutput(); err != nil {
+			t.Fatal(err, string(out))
+		}
+		for range n {
+			op()
+		}
+		wg.Wait()
+		if out, err := exec.Command("callgrind_control", "-d", pid).CombinedOutput(); err != nil {
+			t.Fatal(err, string(out))
+		}
+		dumps++
+		b, err := os.ReadFile(filepath.Join(dir, "cg."+pid+"."+strconv.Itoa(dumps)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := regexp.MustCompile(`(?m)^(?:summary|totals): (\d+)`).FindSubmatch(b)
+		if m == nil {
+			t.Fatalf("no totals in the callgrind dump")
+		}
+		total, _ := strconv.ParseFloat(string(m[1]), 64)
+		t.Logf("%-36s %9.0f instructions per op (%d ops)", name, total/float64(n), n)
+	}
+	count("PING after 5 ms", 200, ping)
+	count("request (reserve + a settle) after 5 ms", 200, request)
+}
