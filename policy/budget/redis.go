@@ -331,7 +331,7 @@ func (l *RedisLedger) reserveCall(req *Request, now time.Time) *reserveCall {
 	for i := range items {
 		it := &items[i]
 		k1, k2 := l.keys(it)
-		c.keys = append(c.keys, k1, k2)
+		c.keys = appendKeys(c.keys, it, k1, k2)
 		var p int64
 		switch {
 		case it.kind == kindRolling:
@@ -480,7 +480,7 @@ func (l *RedisLedger) runSettle(ctx context.Context, r *Reservation, actual *Act
 
 // settleOp is one settle's or cancel's share of a settle script call.
 type settleOp struct {
-	keys []string // two per limit
+	keys []string // one per limit, two for a rolling token window
 	args []any    // member, id, now, n, refund, forget, then six per limit
 }
 
@@ -502,7 +502,7 @@ func (l *RedisLedger) settleOp(r *Reservation, actual *Actual, now time.Time) *s
 		}
 		n++
 		k1, k2 := l.keys(it)
-		op.keys = append(op.keys, k1, k2)
+		op.keys = appendKeys(op.keys, it, k1, k2)
 		var ttl, p, amount int64
 		switch {
 		case it.kind == kindRolling:
@@ -520,6 +520,15 @@ func (l *RedisLedger) settleOp(r *Reservation, actual *Actual, now time.Time) *s
 	forget := later(r.Expires(), now).Add(l.leaseTTL)
 	op.args[0], op.args[1], op.args[2], op.args[3], op.args[4], op.args[5] = r.member, r.id, ms(now), n, refund, ms(forget)
 	return op
+}
+
+// appendKeys appends the reserve and settle scripts' keys of item it: k1,
+// and k2 too for a rolling token window (its sum).
+func appendKeys(keys []string, it *item, k1, k2 string) []string {
+	if it.kind == kindRolling && !it.commit {
+		return append(keys, k1, k2)
+	}
+	return append(keys, k1)
 }
 
 // settleScriptCall is the keys and arguments of one settle script call that

@@ -2,8 +2,10 @@ package budget
 
 // The Redis ledger's Lua scripts. Every script takes the holds index as
 // KEYS[1] and the tombstones of expired holds as KEYS[2] (where it needs
-// them), then two keys per limit; the reserve and settle scripts take the
-// tombstones of ended reservations last; all keys share one hash tag.
+// them); the reserve and settle scripts then the tombstones of ended
+// reservations, and one key per limit (two for a rolling token window: its
+// log and its sum); the read and reset scripts two keys per limit. All keys
+// share one hash tag.
 //
 // Storage, per limit:
 //
@@ -159,7 +161,7 @@ end
 // request and, if all admit it, counts it in all of them.
 //
 // KEYS: the holds index, the expired holds, the ended set, the settles' keys
-// (luaSettle), then two keys per limit.
+// (luaSettle), then one key per limit (two for a rolling token window).
 //
 // ARGV: m and the ended set's TTL, then the settles' arguments (as
 // luaSettle), then: now (ms), hold member, reservation id, lease expiry
@@ -212,11 +214,13 @@ local function reserve(ko, ao)
   if redis.call('ZADD', KEYS[1], 'NX', leaseExp, member) == 0 then return {2} end
 
   local out, stale, fresh, pushed = {1}, {}, {}, {}
+  local k = ko
   for i = 1, n do
     local a = ao + 5 + (i - 1) * 6
     local kind, max, need, p = ARGV[a + 1], ARGV[a + 3], ARGV[a + 4], ARGV[a + 6]
     if kind == 'r' or kind == 'q' then p = tonumber(p) end
-    local k1, k2 = KEYS[ko + 2 * i - 1], KEYS[ko + 2 * i]
+    local k1, k2 = KEYS[k + 1], KEYS[k + 1]
+    if kind == 'r' then k2, k = KEYS[k + 2], k + 2 else k = k + 1 end
     local s, h, t, st, new
     if kind == 'q' then
       -- The admission goes in at once (LPUSH returns the count); a denial
@@ -241,10 +245,12 @@ local function reserve(ko, ao)
     stale[i], fresh[i] = st, new
   end
 
+  k = ko
   for i = 1, n do
     local a = ao + 5 + (i - 1) * 6
     local kind, mode, need, ttl, p = ARGV[a + 1], ARGV[a + 2], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6]
-    local k1, k2 = KEYS[ko + 2 * i - 1], KEYS[ko + 2 * i]
+    local k1, k2 = KEYS[k + 1], KEYS[k + 1]
+    if kind == 'r' then k2, k = KEYS[k + 2], k + 2 else k = k + 1 end
     if kind == 'c' then
       redis.call('HINCRBY', k1, mode, need)
       -- A calendar window's expiry is fixed: set it when the window starts.
@@ -284,7 +290,8 @@ return out
 // it (its holds replaced by actual amounts, its leases freed) or, with refund
 // set, cancels it (holds and leases freed, the requests it counted taken
 // back, nothing charged). KEYS[1..3] are the holds index, the expired holds
-// and the ended set; the reservation's keys follow KEYS[ko], its arguments
+// and the ended set; the reservation's keys follow KEYS[ko] (one per limit,
+// two for a rolling token window: its log and its sum), its arguments
 // ARGV[ao]: hold member, reservation id, now (ms), n, refund (1 or 0), until
 // when (ms) a tombstone is kept; then n times (a settle leaves out the
 // request counts, final at reserve, which only a cancel changes): kind, mode,
@@ -292,10 +299,11 @@ return out
 // (ms) of a rolling window, and p: the stamp (ms) of a rolling entry, the new
 // expiry (ms) of a session, else 0. ARGV[2] is the ended set's TTL (ms).
 //
-// It returns 1 when settled, 0 when there was no hold to settle (and n): the
+// It returns 1 when settled, 0 when there was no hold to settle: the
 // reservation was settled before, expired more than a day ago, or was never
 // made (its reserve is late or was lost); a tombstone then keeps a late
-// reserve from committing. settleAll runs the settles of ARGV[1]
+// reserve from committing; then n and the index of its last key. settleAll
+// runs the settles of ARGV[1]
 // reservations and returns their outcomes, and the offsets in KEYS and ARGV
 // of what follows them.
 const luaSettleFn = `
@@ -308,12 +316,18 @@ local function settle(ko, ao)
     redis.call('ZREMRANGEBYSCORE', ended, '-inf', nowS)
     redis.call('ZADD', ended, ARGV[ao + 6], id)
     redis.call('PEXPIRE', ended, ARGV[2])
-    return 0, n
+    local k = ko
+    for i = 1, n do
+      if ARGV[ao + 6 * i + 1] == 'r' then k = k + 2 else k = k + 1 end
+    end
+    return 0, n, k
   end
+  local k = ko
   for i = 1, n do
     local a = ao + 6 * i
     local kind, mode, need, actual, ttl, p = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6]
-    local k1, k2 = KEYS[ko + 2 * i - 1], KEYS[ko + 2 * i]
+    local k1, k2 = KEYS[k + 1], KEYS[k + 1]
+    if kind == 'r' then k2, k = KEYS[k + 2], k + 2 else k = k + 1 end
     if kind == 'c' and mode == 'h' and live and need ~= '0' then
       -- A live hold is in h, so h stays >= 0 unless the counter is gone
       -- (expired): then the call made it anew, and it goes again.
@@ -360,15 +374,15 @@ local function settle(ko, ao)
       redis.call('ZREM', k1, id)
     end
   end
-  return 1, n
+  return 1, n, k
 end
 
 local function settleAll()
   local out, ko, ao = {}, 3, 2
   for j = 1, tonumber(ARGV[1]) do
-    local r, n = settle(ko, ao)
+    local r, n, k = settle(ko, ao)
     out[j] = r
-    ko, ao = ko + 2 * n, ao + 6 + 6 * n
+    ko, ao = k, ao + 6 + 6 * n
   end
   return out, ko, ao
 end
@@ -378,8 +392,8 @@ end
 // settles and cancels is one call, one script for Redis, each applied as
 // when alone.
 //
-// KEYS: the holds index, the expired holds, the ended set, then two keys
-// per limit of each reservation in turn. ARGV: m, the reservations; the
+// KEYS: the holds index, the expired holds, the ended set, then the keys of
+// each reservation in turn (luaSettleFn). ARGV: m, the reservations; the
 // ended set's TTL (ms); then each reservation's arguments (luaSettleFn).
 //
 // Reply: per reservation, 1 or 0 (luaSettleFn).
