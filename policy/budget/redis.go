@@ -481,7 +481,7 @@ func (l *RedisLedger) runSettle(ctx context.Context, r *Reservation, actual *Act
 // settleOp is one settle's or cancel's share of a settle script call.
 type settleOp struct {
 	keys []string // one per limit, two for a rolling token window
-	args []any    // member, id, now, n, refund, forget, then six per limit
+	args []any    // member, id, now, n, refund, forget, then per limit up to six (luaSettleFn)
 }
 
 // settleOp prepares a settle with actual, or a cancel (the script's refund)
@@ -513,7 +513,15 @@ func (l *RedisLedger) settleOp(r *Reservation, actual *Actual, now time.Time) *s
 		if actual != nil {
 			amount = it.settleAmount(actual)
 		}
-		op.args = append(op.args, kindArg(it), modeArg(it), it.need, amount, ttl, p)
+		// The settle script reads as many values as the kind uses.
+		switch kind := kindArg(it); kind {
+		case "l":
+			op.args = append(op.args, kind)
+		case "c":
+			op.args = append(op.args, kind, modeArg(it), it.need, amount)
+		default:
+			op.args = append(op.args, kind, modeArg(it), it.need, amount, ttl, p)
+		}
 	}
 	// A tombstone outlives any lease the reservation could have been given
 	// by a reserve still on its way.

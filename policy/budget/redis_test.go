@@ -247,11 +247,11 @@ func TestRedisSettleLeavesRequestCountsOut(t *testing.T) {
 		Limit{Concurrent, NoWindow, 5}), CostPicoUSD: usd("1")}
 	r := mustAllow(t, l, req, t0)
 	op := l.settleOp(r, &Actual{CostPicoUSD: usd("0.5")}, t0)
-	if len(op.keys) != 2 || op.args[3] != 2 || len(op.args) != 6+6*2 {
+	if len(op.keys) != 2 || op.args[3] != 2 || len(op.args) != 6+4+1 {
 		t.Errorf("settle: %d keys %q, n %v, %d args", len(op.keys), op.keys, op.args[3], len(op.args))
 	}
 	op = l.settleOp(r, nil, t0)
-	if len(op.keys) != 4 || op.args[3] != 4 || len(op.args) != 6+6*4 {
+	if len(op.keys) != 4 || op.args[3] != 4 || len(op.args) != 6+4+6+4+1 {
 		t.Errorf("cancel: %d keys %q, n %v, %d args", len(op.keys), op.keys, op.args[3], len(op.args))
 	}
 	if err := l.Settle(bg, r, Actual{CostPicoUSD: usd("0.5")}, t0); err != nil {

@@ -297,16 +297,24 @@ return out
 // request counts, final at reserve, which only a cancel changes): kind, mode,
 // need (as reserved), actual, key TTL (ms) of a session or the window length
 // (ms) of a rolling window, and p: the stamp (ms) of a rolling entry, the new
-// expiry (ms) of a session, else 0. ARGV[2] is the ended set's TTL (ms).
+// expiry (ms) of a session; of these a lease set (l) takes the kind only and
+// a calendar counter (c) the first four. ARGV[2] is the ended set's TTL (ms).
 //
 // It returns 1 when settled, 0 when there was no hold to settle: the
 // reservation was settled before, expired more than a day ago, or was never
 // made (its reserve is late or was lost); a tombstone then keeps a late
-// reserve from committing; then n and the index of its last key. settleAll
+// reserve from committing; then the indexes of its last key and argument.
+// settleAll
 // runs the settles of ARGV[1]
 // reservations and returns their outcomes, and the offsets in KEYS and ARGV
 // of what follows them.
 const luaSettleFn = `
+-- settleWidth is how many arguments a limit of kind takes in a settle.
+local function settleWidth(kind)
+  if kind == 'l' then return 1 elseif kind == 'c' then return 4 end
+  return 6
+end
+
 local function settle(ko, ao)
   -- now is converted only where it is compared: each tonumber is a strtod.
   local member, id, nowS, n, refund = ARGV[ao + 1], ARGV[ao + 2], ARGV[ao + 3], tonumber(ARGV[ao + 4]), ARGV[ao + 5] == '1'
@@ -316,16 +324,19 @@ local function settle(ko, ao)
     redis.call('ZREMRANGEBYSCORE', ended, '-inf', nowS)
     redis.call('ZADD', ended, ARGV[ao + 6], id)
     redis.call('PEXPIRE', ended, ARGV[2])
-    local k = ko
+    local k, a = ko, ao + 6
     for i = 1, n do
-      if ARGV[ao + 6 * i + 1] == 'r' then k = k + 2 else k = k + 1 end
+      local kind = ARGV[a + 1]
+      if kind == 'r' then k = k + 2 else k = k + 1 end
+      a = a + settleWidth(kind)
     end
-    return 0, n, k
+    return 0, k, a
   end
-  local k = ko
+  local k, a = ko, ao + 6
   for i = 1, n do
-    local a = ao + 6 * i
+    -- Past a limit's width the values are the next limit's, and unused.
     local kind, mode, need, actual, ttl, p = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6]
+    a = a + settleWidth(kind)
     local k1, k2 = KEYS[k + 1], KEYS[k + 1]
     if kind == 'r' then k2, k = KEYS[k + 2], k + 2 else k = k + 1 end
     if kind == 'c' and mode == 'h' and live and need ~= '0' then
@@ -374,15 +385,15 @@ local function settle(ko, ao)
       redis.call('ZREM', k1, id)
     end
   end
-  return 1, n, k
+  return 1, k, a
 end
 
 local function settleAll()
   local out, ko, ao = {}, 3, 2
   for j = 1, tonumber(ARGV[1]) do
-    local r, n, k = settle(ko, ao)
+    local r, k, a = settle(ko, ao)
     out[j] = r
-    ko, ao = k, ao + 6 + 6 * n
+    ko, ao = k, a
   end
   return out, ko, ao
 end
