@@ -3,6 +3,8 @@ package budget
 import (
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"runtime"
 	"slices"
@@ -12,6 +14,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/tollgate-dev/tollgate/internal/redistest"
 )
@@ -119,6 +123,13 @@ func BenchmarkRedisReserveSettle(b *testing.B) {
 		b.Fatal(err)
 	}
 	benchReserveSettle(b, l)
+	reportCommandStats(b, c)
+}
+
+// reportCommandStats reports the scripts' execution time and the commands
+// run per op since the last CONFIG RESETSTAT (redis-µs/op, redis-cmds/op).
+func reportCommandStats(b *testing.B, c *redis.Client) {
+	b.Helper()
 	info, err := c.Info(bg, "commandstats").Result()
 	if err != nil {
 		b.Fatal(err)
@@ -142,6 +153,71 @@ func BenchmarkRedisReserveSettle(b *testing.B) {
 	}
 	b.ReportMetric(usec/float64(b.N), "redis-µs/op")
 	b.ReportMetric(cmds/float64(b.N), "redis-cmds/op")
+}
+
+// BenchmarkRedisRequestIdle replays the budget-redis scenario's Redis
+// traffic: a request every 5 ms (200 req/s), each reserved and then settled
+// while the next one is reserved, with settles batched as `tollgate serve`
+// batches them (DefaultSettleBatch). A Redis that sleeps between requests
+// runs each script with cold caches, which a tight loop never shows. Besides
+// the commandstats figures it reports redis-server's own CPU time per op
+// (redis-cpu-µs/op, utime+stime from /proc at a 10 ms tick: run at least
+// 1000 ops) and its reads (round trips) per op. Run it with -benchtime=1000x.
+func BenchmarkRedisRequestIdle(b *testing.B) {
+	srv := redistest.Start(b)
+	c := newRedisClient(b, srv.Addr())
+	l := newRedisLedger(b, c, RedisOptions{Timeout: time.Second, SettleBatch: DefaultSettleBatch})
+	info, err := c.Info(bg, "server").Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	pid := regexp.MustCompile(`process_id:(\d+)`).FindStringSubmatch(info)
+	if pid == nil {
+		b.Fatal("no process_id in INFO server")
+	}
+	readStats := func() (cpuTicks, reads float64) {
+		stat, err := os.ReadFile("/proc/" + pid[1] + "/stat")
+		if err == nil {
+			s := string(stat)
+			f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+			u, _ := strconv.ParseFloat(f[11], 64)
+			st, _ := strconv.ParseFloat(f[12], 64)
+			cpuTicks = u + st
+		}
+		stats, _ := c.Info(bg, "stats").Result()
+		if m := regexp.MustCompile(`total_reads_processed:(\d+)`).FindStringSubmatch(stats); m != nil {
+			reads, _ = strconv.ParseFloat(m[1], 64)
+		}
+		return cpuTicks, reads
+	}
+	req := benchRequest("bench")
+	if err := c.ConfigResetStat(bg).Err(); err != nil {
+		b.Fatal(err)
+	}
+	ticks0, reads0 := readStats()
+	now := t0
+	var wg sync.WaitGroup
+	b.ReportAllocs()
+	for b.Loop() {
+		time.Sleep(5 * time.Millisecond)
+		now = now.Add(5 * time.Millisecond)
+		d, err := l.Reserve(bg, req, now)
+		if err != nil || !d.Allowed {
+			b.Fatal(err, d.Denial)
+		}
+		wg.Go(func() {
+			if err := l.Settle(bg, d.Reservation, benchActual, now); err != nil {
+				b.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	b.StopTimer()
+	ticks1, reads1 := readStats()
+	reportCommandStats(b, c)
+	// 100 ticks a second on Linux; the probe's two INFO calls are reads.
+	b.ReportMetric((ticks1-ticks0)*1e4/float64(b.N), "redis-cpu-µs/op")
+	b.ReportMetric((reads1-reads0-3)/float64(b.N), "redis-reads/op")
 }
 
 // TestReserveLatencyReport measures the latency distribution of Reserve and
@@ -313,3 +389,100 @@ func pct(sorted []time.Duration, p float64) time.Duration {
 }
 
 func runtimeProcs() int { return runtime.GOMAXPROCS(0) }
+
+// TestRedisInstructionsReport counts the instructions redis-server executes
+// per request of the budget-redis pattern (BenchmarkRedisRequestIdle's: a
+// reserve every 5 ms, each carrying the previous request's settle), and per
+// PING for comparison, by running redis-server under valgrind's callgrind.
+// Unlike CPU time, the count does not move with the machine's load, so two
+// commits compare on a busy machine. It is a measurement, not a test: it
+// runs only with TOLLGATE_CALLGRIND=1 and needs valgrind (go test -run
+// TestRedisInstructionsReport -v ./policy/budget).
+func TestRedisInstructionsReport(t *testing.T) {
+	if os.Getenv("TOLLGATE_CALLGRIND") == "" {
+		t.Skip("set TOLLGATE_CALLGRIND=1 to measure (needs valgrind)")
+	}
+	real, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tool := range []string{"valgrind", "callgrind_control"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A redis-server first in PATH that runs the real one under callgrind.
+	dir := t.TempDir()
+	wrapper := "#!/bin/sh\nexec valgrind --tool=callgrind --callgrind-out-file=" + dir + "/cg.%p " + real + " \"$@\" 2>>" + dir + "/valgrind.log\n"
+	if err := os.WriteFile(filepath.Join(dir, "redis-server"), []byte(wrapper), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", dir+string(os.PathListSeparator)+os.Getenv("PATH"))
+	srv := redistest.Start(t)
+	c := newRedisClient(t, srv.Addr())
+	info, err := c.Info(bg, "server").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := regexp.MustCompile(`process_id:(\d+)`).FindStringSubmatch(info)[1]
+	// Few timer events, so that the count is the requests' (valgrind makes
+	// each request take far longer than it would).
+	for _, kv := range [][2]string{{"dynamic-hz", "no"}, {"hz", "1"}} {
+		if err := c.ConfigSet(bg, kv[0], kv[1]).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l := newRedisLedger(t, c, RedisOptions{Timeout: 10 * time.Second, SettleBatch: DefaultSettleBatch})
+	req := benchRequest("bench")
+	now := t0
+	var wg sync.WaitGroup
+	request := func() {
+		time.Sleep(5 * time.Millisecond)
+		now = now.Add(5 * time.Millisecond)
+		d, err := l.Reserve(bg, req, now)
+		if err != nil || !d.Allowed {
+			t.Fatal(err, d.Denial)
+		}
+		wg.Go(func() {
+			if err := l.Settle(bg, d.Reservation, benchActual, now); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	ping := func() {
+		time.Sleep(5 * time.Millisecond)
+		if err := c.Ping(bg).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dumps := 0
+	count := func(name string, n int, op func()) {
+		for range 50 { // warm-up, not counted
+			op()
+		}
+		wg.Wait()
+		if out, err := exec.Command("callgrind_control", "-z", pid).CombinedOutput(); err != nil {
+			t.Fatal(err, string(out))
+		}
+		for range n {
+			op()
+		}
+		wg.Wait()
+		if out, err := exec.Command("callgrind_control", "-d", pid).CombinedOutput(); err != nil {
+			t.Fatal(err, string(out))
+		}
+		dumps++
+		b, err := os.ReadFile(filepath.Join(dir, "cg."+pid+"."+strconv.Itoa(dumps)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := regexp.MustCompile(`(?m)^(?:summary|totals): (\d+)`).FindSubmatch(b)
+		if m == nil {
+			t.Fatalf("no totals in the callgrind dump")
+		}
+		total, _ := strconv.ParseFloat(string(m[1]), 64)
+		t.Logf("%-36s %9.0f instructions per op (%d ops)", name, total/float64(n), n)
+	}
+	count("PING after 5 ms", 200, ping)
+	count("request (reserve + a settle) after 5 ms", 200, request)
+}

@@ -39,9 +39,10 @@
 //
 // [MemoryLedger] is for a single instance. [RedisLedger] shares the
 // counters between replicas: each method is one Lua script, one round trip,
-// atomic across every scope and window of the request (Replace pipelines two
-// scripts, each atomic; with RedisOptions.SettleBatch, settles and cancels
-// that come within a few milliseconds of each other share one pipeline). Both pass one
+// atomic across every scope and window of the request (Replace's cancel and
+// reserve are one script; with RedisOptions.SettleBatch, settles and cancels
+// that come within a few milliseconds of each other share one script call,
+// which the next reserve carries when it comes first). Both pass one
 // contract test suite. Time is a parameter of every method.
 //
 // [NewAPIHandler] serves the admin API: GET /v1/budgets and

@@ -246,13 +246,13 @@ func TestRedisSettleLeavesRequestCountsOut(t *testing.T) {
 	req := Request{Scopes: one(keyA, Limit{USD, Day, usd("10")}, Limit{Requests, Minute, 100}, Limit{Requests, Day, 100},
 		Limit{Concurrent, NoWindow, 5}), CostPicoUSD: usd("1")}
 	r := mustAllow(t, l, req, t0)
-	keys, args := l.settleCall(r, &Actual{CostPicoUSD: usd("0.5")}, t0)
-	if len(keys) != 2+2*2+1 || args[3] != 2 || len(args) != 5+6*2+2 {
-		t.Errorf("settle: %d keys %q, n %v, %d args", len(keys), keys, args[3], len(args))
+	op := l.settleOp(r, &Actual{CostPicoUSD: usd("0.5")}, t0)
+	if len(op.keys) != 2 || op.args[3] != 2 || len(op.args) != 6+4+1 {
+		t.Errorf("settle: %d keys %q, n %v, %d args", len(op.keys), op.keys, op.args[3], len(op.args))
 	}
-	keys, args = l.settleCall(r, nil, t0)
-	if len(keys) != 2+2*4+1 || args[3] != 4 || len(args) != 5+6*4+2 {
-		t.Errorf("cancel: %d keys %q, n %v, %d args", len(keys), keys, args[3], len(args))
+	op = l.settleOp(r, nil, t0)
+	if len(op.keys) != 4 || op.args[3] != 4 || len(op.args) != 6+4+6+4+1 {
+		t.Errorf("cancel: %d keys %q, n %v, %d args", len(op.keys), op.keys, op.args[3], len(op.args))
 	}
 	if err := l.Settle(bg, r, Actual{CostPicoUSD: usd("0.5")}, t0); err != nil {
 		t.Fatal(err)
@@ -280,40 +280,63 @@ func TestRedisLedgerContractSettleBatch(t *testing.T) {
 	})
 }
 
-// pipelineCounter counts the script pipelines a client sends and their
-// commands.
-type pipelineCounter struct {
-	mu   sync.Mutex
-	cmds []int
+// scriptCounter records the script calls a client sends: per round trip,
+// the first argument of each (for the settle and reserve scripts, the count
+// of settles they carry).
+type scriptCounter struct {
+	mu    sync.Mutex
+	trips [][]any
 }
 
-func (*pipelineCounter) DialHook(next redis.DialHook) redis.DialHook          { return next }
-func (*pipelineCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
-func (p *pipelineCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+func (*scriptCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (p *scriptCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		p.record(cmd)
+		return next(ctx, cmd)
+	}
+}
+func (p *scriptCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
-		if len(cmds) > 0 && cmds[0].Name() == "evalsha" { // not a connection's handshake
-			p.mu.Lock()
-			p.cmds = append(p.cmds, len(cmds))
-			p.mu.Unlock()
-		}
+		p.record(cmds...)
 		return next(ctx, cmds)
 	}
 }
 
-// TestRedisSettleBatchOnePipeline: settles that arrive together go to Redis
-// in one pipeline; a full batch goes at once, without waiting out the delay
-// (an hour here), and each settle is applied.
-func TestRedisSettleBatchOnePipeline(t *testing.T) {
+func (p *scriptCounter) record(cmds ...redis.Cmder) {
+	var trip []any
+	for _, c := range cmds {
+		if a := c.Args(); c.Name() == "evalsha" || c.Name() == "eval" {
+			nkeys, _ := a[2].(int)
+			trip = append(trip, a[3+nkeys])
+		}
+	}
+	if trip != nil {
+		p.mu.Lock()
+		p.trips = append(p.trips, trip)
+		p.mu.Unlock()
+	}
+}
+
+func (p *scriptCounter) get() [][]any {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.trips)
+}
+
+// TestRedisSettleBatchOneScript: settles that arrive together go to Redis
+// in one script call; a full batch goes at once, without waiting out the
+// delay (an hour here), and each settle is applied.
+func TestRedisSettleBatchOneScript(t *testing.T) {
 	srv := redistest.Start(t)
 	c := newRedisClient(t, srv.Addr())
-	pc := &pipelineCounter{}
-	c.AddHook(pc)
 	l := newRedisLedger(t, c, RedisOptions{Timeout: 10 * time.Second, SettleBatch: time.Hour})
 	limits := []Limit{{USD, Day, usd("1000")}, {Requests, Minute, 1000}, {Concurrent, NoWindow, 1000}}
 	rs := make([]*Reservation, settleBatchMax)
 	for i := range rs {
 		rs[i] = mustAllow(t, l, Request{Scopes: one(keyA, limits...), CostPicoUSD: usd("1")}, t0)
 	}
+	sc := &scriptCounter{}
+	c.AddHook(sc)
 	var wg sync.WaitGroup
 	errs := make(chan error, len(rs))
 	for _, r := range rs {
@@ -326,11 +349,8 @@ func TestRedisSettleBatchOnePipeline(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	pc.mu.Lock()
-	got := slices.Clone(pc.cmds)
-	pc.mu.Unlock()
-	if len(got) != 1 || got[0] != settleBatchMax {
-		t.Errorf("pipelines of %v commands, want one of %d", got, settleBatchMax)
+	if got := sc.get(); len(got) != 1 || len(got[0]) != 1 || got[0][0] != settleBatchMax {
+		t.Errorf("script calls %v, want one of %d settles", got, settleBatchMax)
 	}
 	bal, err := l.Read(bg, Query{Scope: keyA, Limits: limits}, t0)
 	if err != nil {
@@ -338,5 +358,131 @@ func TestRedisSettleBatchOnePipeline(t *testing.T) {
 	}
 	if bal[0].Used != usd("64") || bal[1].Used != settleBatchMax || bal[2].Used != 0 {
 		t.Errorf("balances %+v", bal)
+	}
+}
+
+// TestRedisReserveTakesTheSettleBatch: settles waiting in their batch go to
+// Redis with the next reserve, in its script call, before it (so the reserve
+// sees them applied), without waiting out the batch's delay.
+func TestRedisReserveTakesTheSettleBatch(t *testing.T) {
+	srv := redistest.Start(t)
+	c := newRedisClient(t, srv.Addr())
+	l := newRedisLedger(t, c, RedisOptions{Timeout: 10 * time.Second, SettleBatch: time.Hour})
+	req := Request{Scopes: one(keyA, Limit{USD, Day, usd("10")}, Limit{Requests, Minute, 100}, Limit{Concurrent, NoWindow, 2}),
+		CostPicoUSD: usd("4")}
+	r1, r2 := mustAllow(t, l, req, t0), mustAllow(t, l, req, t0)
+	if d := reserve(t, l, req, t0); d.Allowed {
+		t.Fatal("a third concurrent request was admitted")
+	}
+	sc := &scriptCounter{}
+	c.AddHook(sc)
+	errs := make(chan error, 2)
+	go func() { errs <- l.Settle(bg, r1, Actual{CostPicoUSD: usd("1")}, t0) }()
+	go func() { errs <- l.Cancel(bg, r2, t0) }()
+	// Both wait in the batch (its delay is an hour) until a reserve comes.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		l.batcher.mu.Lock()
+		n := 0
+		if l.batcher.open != nil {
+			n = len(l.batcher.open.jobs)
+		}
+		l.batcher.mu.Unlock()
+		if n == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d settles in the batch", n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// The concurrency slots and the 8 USD held are free for this reserve.
+	d := reserve(t, l, Request{Scopes: req.Scopes, CostPicoUSD: usd("8")}, t0)
+	if !d.Allowed {
+		t.Fatalf("denied after the settles: %+v", d.Denial)
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := sc.get()
+	if len(got) != 1 || len(got[0]) != 1 || got[0][0] != 2 {
+		t.Errorf("script calls %v, want one: the reserve script carrying 2 settles", got)
+	}
+	bal, err := l.Read(bg, Query{Scope: keyA, Limits: req.Scopes[0].Limits}, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Spent 1 (settled) + 8 (held); requests: r1 and the last one (r2's
+	// cancel took its count back); one lease.
+	if bal[0].Used != usd("9") || bal[1].Used != 2 || bal[2].Used != 1 {
+		t.Errorf("balances %+v", bal)
+	}
+}
+
+// TestRedisSettleDoesNotRecreateCounters: a settle whose counter is gone (it
+// expired, or was evicted) leaves it gone, rather than making a counter
+// without a TTL that would never go away; the other counters settle.
+func TestRedisSettleDoesNotRecreateCounters(t *testing.T) {
+	srv := redistest.Start(t)
+	c := newRedisClient(t, srv.Addr())
+	l := newRedisLedger(t, c, RedisOptions{Timeout: 10 * time.Second})
+	req := Request{Scopes: []ScopeLimits{
+		{Scope: keyA, Limits: []Limit{{USD, Day, usd("10")}}},
+		{Scope: teamP, Limits: []Limit{{USD, Month, usd("10")}}},
+	}, CostPicoUSD: usd("2")}
+	for _, cancel := range []bool{false, true} {
+		r := mustAllow(t, l, req, t0)
+		gone, _ := l.keys(&r.items[0])
+		if err := c.Del(bg, gone).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if cancel {
+			if err := l.Cancel(bg, r, t0); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			settle(t, l, r, Actual{CostPicoUSD: usd("1")}, t0)
+		}
+		if n, err := c.Exists(bg, gone).Result(); err != nil || n != 0 {
+			t.Errorf("cancel %v: the counter that was gone exists again (%d, %v)", cancel, n, err)
+		}
+	}
+	bal, err := l.Read(bg, Query{Scope: teamP, Limits: req.Scopes[1].Limits}, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bal[0].Used != usd("1") || bal[0].Held != 0 {
+		t.Errorf("the team's counter: %+v, want 1 USD settled and nothing held", bal[0])
+	}
+}
+
+// TestRedisLeaseSweep: leases that expired without a settle (a crashed
+// replica) do not count, and a reserve in every leaseSweepEvery removes them
+// from their set.
+func TestRedisLeaseSweep(t *testing.T) {
+	srv := redistest.Start(t)
+	c := newRedisClient(t, srv.Addr())
+	l := newRedisLedger(t, c, RedisOptions{Timeout: 10 * time.Second, LeaseTTL: time.Minute})
+	req := Request{Scopes: one(keyA, Limit{Concurrent, NoWindow, 3})}
+	for range 3 {
+		mustAllow(t, l, req, t0) // never settled: the replica "crashed"
+	}
+	key, _ := l.keys(&plan(&req, t0, time.Minute, &l.windows)[0])
+	later := t0.Add(2 * time.Minute)
+	for i := range leaseSweepEvery {
+		r := mustAllow(t, l, req, later) // the expired leases do not count
+		settle(t, l, r, Actual{}, later)
+		n, err := c.ZCard(bg, key).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if swept := n == 0; swept {
+			return
+		}
+		if i == leaseSweepEvery-1 {
+			t.Errorf("%d members left in the lease set after %d reserves", n, leaseSweepEvery)
+		}
 	}
 }

@@ -2,8 +2,10 @@ package budget
 
 // The Redis ledger's Lua scripts. Every script takes the holds index as
 // KEYS[1] and the tombstones of expired holds as KEYS[2] (where it needs
-// them), then two keys per limit; the reserve and settle scripts take the
-// tombstones of ended reservations last; all keys share one hash tag.
+// them); the reserve and settle scripts then the tombstones of ended
+// reservations, and one key per limit (two for a rolling token window: its
+// log and its sum); the read and reset scripts two keys per limit. All keys
+// share one hash tag.
 //
 // Storage, per limit:
 //
@@ -19,7 +21,9 @@ package budget
 //     tail, so its length is the count. An instant is never older than the
 //     list's newest (a replica whose clock lags stamps the newest), so the
 //     list stays sorted;
-//   - concurrency: a sorted set of reservation ids scored by lease expiry.
+//   - concurrency: a sorted set of reservation ids scored by lease expiry;
+//     only leases not yet expired count, and expired ones are swept now and
+//     then.
 //
 // A settle or cancel that finds no hold of its reservation, live or expired,
 // leaves the reservation's id in the ended set (scored by when it may be
@@ -83,11 +87,12 @@ local function amountOf(m)
   return tonumber(string.match(m, '|(%d+)$')) or 0
 end
 
--- purge gives back the amounts of holds whose lease expired by now and
--- leaves a tombstone for each, so that a late settle adds its actual cost
--- only.
+-- purge gives back the amounts of holds whose lease expired by now (a
+-- decimal string, as are all instants handed to Redis: a Lua number would
+-- be formatted for each call) and leaves a tombstone for each, so that a
+-- late settle adds its actual cost only.
 local function purge(now)
-  local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 64)
+  local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', '0', '64')
   if #gone == 0 then return end
   for _, m in ipairs(gone) do
     for k, amt in string.gmatch(m, '\n([^\t\n]+)\t(%d+)') do
@@ -98,7 +103,7 @@ local function purge(now)
     redis.call('ZREM', KEYS[1], m)
     redis.call('ZADD', KEYS[2], now, m)
   end
-  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - TOMBSTONE_MS)
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', tonumber(now) - TOMBSTONE_MS)
 end
 
 -- age drops the entries of rolling log k (sum in ks) stamped at or before
@@ -114,13 +119,23 @@ local function age(k, ks, cutoff)
   return tonumber(redis.call('GET', ks) or '0')
 end
 
+-- ageList pops the entries of rolling request list k stamped at or before
+-- cutoff.
+local function ageList(k, cutoff)
+  while true do
+    local last = redis.call('LINDEX', k, '-1')
+    if not last or tonumber(last) > cutoff then return end
+    redis.call('RPOP', k)
+  end
+end
+
 -- usage returns what a limit has used as s (settled) and h (held): decimal
 -- strings for a calendar counter (kind c) or a session counter (e), a
 -- number and 0 for a rolling token log (r), a rolling request log (q) or a
 -- lease set (l). Then t, the expiry (ms) of a session or -1; whether the
 -- session has expired (its settled amount no longer counts); and whether a
 -- counter does not exist yet.
-local function usage(kind, k1, k2, now, winMS)
+local function usage(kind, k1, k2, now, winMS, nowS)
   if kind == 'c' or kind == 'e' then
     local v = redis.call('HMGET', k1, 's', 'h', 'e')
     local s, h, t, stale = v[1] or '0', v[2] or '0', -1, false
@@ -132,38 +147,37 @@ local function usage(kind, k1, k2, now, winMS)
   elseif kind == 'r' then
     return age(k1, k2, now - winMS), 0, -1, false, false
   elseif kind == 'q' then
-    local cutoff = now - winMS
-    while true do
-      local last = redis.call('LINDEX', k1, -1)
-      if not last or tonumber(last) > cutoff then break end
-      redis.call('RPOP', k1)
-    end
+    ageList(k1, now - winMS)
     return redis.call('LLEN', k1), 0, -1, false, false
   end
-  redis.call('ZREMRANGEBYSCORE', k1, '-inf', now)
-  return redis.call('ZCARD', k1), 0, -1, false, false
+  -- Leases past their expiry do not count; they are removed now and then
+  -- (luaReserve), or with their hold (purge).
+  return redis.call('ZCOUNT', k1, '(' .. nowS, '+inf'), 0, -1, false, false
 end
 `
 
-// luaReserve checks every limit and, if all admit the request, counts it in
-// all of them.
+// luaReserve runs the settles and cancels given first (as luaSettle: those
+// waiting in a batch, or a Replace's cancel), then checks every limit of a
+// request and, if all admit it, counts it in all of them.
 //
-// ARGV: now (ms), hold member, reservation id, lease expiry (ms), n; then n
-// times: kind (c, e, r, q, l), mode (h: held until settled; s: final, for
-// request counts), max, need, key TTL (ms), and p: the window length (ms) of
-// a rolling window, the new expiry (ms) of a session, else 0.
+// KEYS: the holds index, the expired holds, the ended set, the settles' keys
+// (luaSettle), then one key per limit (two for a rolling token window).
 //
-// KEYS: the holds index, the expired holds, two keys per limit, and last
-// the ended set.
+// ARGV: m and the ended set's TTL, then the settles' arguments (as
+// luaSettle), then: now (ms), hold member, reservation id, lease expiry
+// (ms), n; then n times: kind (c, e, r, q, l), mode (h: held until settled;
+// s: final, for request counts), max, need, key TTL (ms), and p: the window
+// length (ms) of a rolling window, the new expiry (ms) of a session, 1 for a
+// lease set whose expired leases are to be swept, else 0.
 //
-// Reply: {1, s, h, ...}: what each limit used before the request (the
-// caller adds its need); {0, i, s, h, t} when limit i denies, where t is,
-// for a rolling window, the instant (ms) the request would fit, for a
-// session its expiry, else -1; {2} when the reservation was already made (a
-// retried call); {3} when the reservation was settled or cancelled before
-// this call arrived (it timed out for its caller, who cancelled it), so
-// nothing was counted.
-const luaReserve = luaCommon + `
+// Reply: the m settles' outcomes (luaSettle), then the reserve's: {1, s, h,
+// ...}: what each limit used before the request (the caller adds its need);
+// {0, i, s, h, t} when limit i denies, where t is, for a rolling window, the
+// instant (ms) the request would fit, for a session its expiry, else -1; {2}
+// when the reservation was already made (a retried call); {3} when the
+// reservation was settled or cancelled before this call arrived (it timed
+// out for its caller, who cancelled it), so nothing was counted.
+const luaReserve = luaCommon + luaSettleFn + `
 -- fits returns the instant (ms) at which enough of rolling log k has aged
 -- out for need to fit under max, or -1.
 local function fits(k, used, need, max, winMS, count)
@@ -187,137 +201,215 @@ local function fits(k, used, need, max, winMS, count)
   end
 end
 
-local now = tonumber(ARGV[1])
-local member, id, leaseExp, n = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
-purge(now)
--- A reservation ended before it was made: its caller gave up on this call
--- and cancelled it. Commit nothing.
-if redis.call('ZSCORE', KEYS[#KEYS], id) then return {3} end
--- The hold goes in first: if it is there already, this is a retry of a call
--- whose reply was lost. A denial takes it out again.
-if redis.call('ZADD', KEYS[1], 'NX', leaseExp, member) == 0 then return {2} end
+local function reserve(ko, ao)
+  local now = tonumber(ARGV[ao + 1])
+  local member, id, leaseExp, n = ARGV[ao + 2], ARGV[ao + 3], ARGV[ao + 4], tonumber(ARGV[ao + 5])
+  local nowS = ARGV[ao + 1]
+  purge(nowS)
+  -- A reservation ended before it was made: its caller gave up on this call
+  -- and cancelled it. Commit nothing.
+  if redis.call('ZSCORE', KEYS[3], id) then return {3} end
+  -- The hold goes in first: if it is there already, this is a retry of a call
+  -- whose reply was lost. A denial takes it out again.
+  if redis.call('ZADD', KEYS[1], 'NX', leaseExp, member) == 0 then return {2} end
 
-local out, stale, fresh = {1}, {}, {}
-for i = 1, n do
-  local a = 5 + (i - 1) * 6
-  local kind, max, need, p = ARGV[a + 1], ARGV[a + 3], ARGV[a + 4], tonumber(ARGV[a + 6])
-  local k1, k2 = KEYS[1 + 2 * i], KEYS[2 + 2 * i]
-  local s, h, t, st, new = usage(kind, k1, k2, now, p)
-  if exceeds(s, h, need, max) then
-    if kind == 'r' or kind == 'q' then
-      t = fits(k1, s, tonumber(need), tonumber(max), p, kind == 'q')
-    end
-    redis.call('ZREM', KEYS[1], member)
-    return {0, i, s, h, t}
-  end
-  out[2 * i], out[2 * i + 1] = s, h
-  stale[i], fresh[i] = st, new
-end
-
-for i = 1, n do
-  local a = 5 + (i - 1) * 6
-  local kind, mode, need, ttl, p = ARGV[a + 1], ARGV[a + 2], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6]
-  local k1, k2 = KEYS[1 + 2 * i], KEYS[2 + 2 * i]
-  if kind == 'c' then
-    redis.call('HINCRBY', k1, mode, need)
-    -- A calendar window's expiry is fixed: set it when the window starts.
-    if fresh[i] then redis.call('PEXPIRE', k1, ttl) end
-  elseif kind == 'e' then
-    if stale[i] then
-      redis.call('HSET', k1, 's', '0', 'e', p)
+  local out, stale, fresh, pushed = {1}, {}, {}, {}
+  local k = ko
+  for i = 1, n do
+    local a = ao + 5 + (i - 1) * 6
+    local kind, max, need, p = ARGV[a + 1], ARGV[a + 3], ARGV[a + 4], ARGV[a + 6]
+    if kind == 'r' or kind == 'q' then p = tonumber(p) end
+    local k1, k2 = KEYS[k + 1], KEYS[k + 1]
+    if kind == 'r' then k2, k = KEYS[k + 2], k + 2 else k = k + 1 end
+    local s, h, t, st, new
+    if kind == 'q' then
+      -- The admission goes in at once (LPUSH returns the count); a denial
+      -- takes it out again. Its instant is never older than the newest.
+      ageList(k1, now - p)
+      local stamp = redis.call('LINDEX', k1, '0')
+      if not stamp or tonumber(stamp) < now then stamp = nowS end
+      s, h, t, st, new = redis.call('LPUSH', k1, stamp) - 1, 0, -1, false, false
+      pushed[#pushed + 1] = k1
     else
-      redis.call('HSET', k1, 'e', p)
+      s, h, t, st, new = usage(kind, k1, k2, now, p, nowS)
     end
-    redis.call('HINCRBY', k1, mode, need)
-    redis.call('PEXPIRE', k1, ttl)
-  elseif kind == 'r' then
-    redis.call('ZADD', k1, now, id .. '|' .. need)
-    redis.call('INCRBY', k2, need)
-    redis.call('PEXPIRE', k1, ttl)
-    redis.call('PEXPIRE', k2, ttl)
-  elseif kind == 'q' then
-    local newest = tonumber(redis.call('LINDEX', k1, 0) or '0')
-    redis.call('LPUSH', k1, math.max(now, newest))
-    redis.call('PEXPIRE', k1, ttl)
-  else
-    redis.call('ZADD', k1, leaseExp, id)
-    redis.call('PEXPIRE', k1, ttl)
+    if exceeds(s, h, need, max) then
+      for _, k in ipairs(pushed) do redis.call('LPOP', k) end
+      if kind == 'r' or kind == 'q' then
+        t = fits(k1, s, tonumber(need), tonumber(max), p, kind == 'q')
+      end
+      redis.call('ZREM', KEYS[1], member)
+      return {0, i, s, h, t}
+    end
+    out[2 * i], out[2 * i + 1] = s, h
+    stale[i], fresh[i] = st, new
   end
+
+  k = ko
+  for i = 1, n do
+    local a = ao + 5 + (i - 1) * 6
+    local kind, mode, need, ttl, p = ARGV[a + 1], ARGV[a + 2], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6]
+    local k1, k2 = KEYS[k + 1], KEYS[k + 1]
+    if kind == 'r' then k2, k = KEYS[k + 2], k + 2 else k = k + 1 end
+    if kind == 'c' then
+      redis.call('HINCRBY', k1, mode, need)
+      -- A calendar window's expiry is fixed: set it when the window starts.
+      if fresh[i] then redis.call('PEXPIRE', k1, ttl) end
+    elseif kind == 'e' then
+      if stale[i] then
+        redis.call('HSET', k1, 's', '0', 'e', p)
+      else
+        redis.call('HSET', k1, 'e', p)
+      end
+      redis.call('HINCRBY', k1, mode, need)
+      redis.call('PEXPIRE', k1, ttl)
+    elseif kind == 'r' then
+      redis.call('ZADD', k1, now, id .. '|' .. need)
+      redis.call('INCRBY', k2, need)
+      redis.call('PEXPIRE', k1, ttl)
+      redis.call('PEXPIRE', k2, ttl)
+    elseif kind == 'q' then
+      redis.call('PEXPIRE', k1, ttl)
+    else
+      redis.call('ZADD', k1, leaseExp, id)
+      redis.call('PEXPIRE', k1, ttl)
+      -- Now and then, the leases that expired without a settle go.
+      if p == '1' then redis.call('ZREMRANGEBYSCORE', k1, '-inf', nowS) end
+    end
+  end
+  return out
 end
+
+local out, ko, ao = settleAll()
+local m = #out
+for k, v in ipairs(reserve(ko, ao)) do out[m + k] = v end
 return out
 `
 
-// luaSettle replaces a reservation by actual amounts and frees its leases;
-// with refund set it cancels the reservation instead: holds and leases are
-// freed, the requests it counted are taken back, and nothing is charged.
+// luaSettleFn defines settle(ko, ao), which ends one reservation: settles
+// it (its holds replaced by actual amounts, its leases freed) or, with refund
+// set, cancels it (holds and leases freed, the requests it counted taken
+// back, nothing charged). KEYS[1..3] are the holds index, the expired holds
+// and the ended set; the reservation's keys follow KEYS[ko] (one per limit,
+// two for a rolling token window: its log and its sum), its arguments
+// ARGV[ao]: hold member, reservation id, now (ms), n, refund (1 or 0), until
+// when (ms) a tombstone is kept; then n times (a settle leaves out the
+// request counts, final at reserve, which only a cancel changes): kind, mode,
+// need (as reserved), actual, key TTL (ms) of a session or the window length
+// (ms) of a rolling window, and p: the stamp (ms) of a rolling entry, the new
+// expiry (ms) of a session; of these a lease set (l) takes the kind only and
+// a calendar counter (c) the first four. ARGV[2] is the ended set's TTL (ms).
 //
-// KEYS: the holds index, the expired holds, two keys per limit, and last
-// the ended set.
-//
-// ARGV: hold member, reservation id, now (ms), n, refund (1 or 0); then n
-// times (a settle leaves out the request counts, final at reserve, which
-// only a cancel changes): kind, mode, need (as reserved), actual, key TTL (ms) of a session or
-// the window length (ms) of a rolling window, and p: the stamp (ms) of a
-// rolling entry, the new expiry (ms) of a session, else 0; last, until when
-// (ms) a tombstone is kept, and the ended set's TTL (ms).
-//
-// Reply: 1 when settled, 0 when there was no hold to settle: the
+// It returns 1 when settled, 0 when there was no hold to settle: the
 // reservation was settled before, expired more than a day ago, or was never
 // made (its reserve is late or was lost); a tombstone then keeps a late
-// reserve from committing.
-const luaSettle = luaCommon + `
-local member, id, now, n, refund = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5] == '1'
-local live = redis.call('ZREM', KEYS[1], member) == 1
-if not live and redis.call('ZREM', KEYS[2], member) == 0 then
-  local ended = KEYS[#KEYS]
-  redis.call('ZREMRANGEBYSCORE', ended, '-inf', now)
-  redis.call('ZADD', ended, ARGV[6 + 6 * n], id)
-  redis.call('PEXPIRE', ended, ARGV[7 + 6 * n])
-  return 0
+// reserve from committing; then the indexes of its last key and argument.
+// settleAll
+// runs the settles of ARGV[1]
+// reservations and returns their outcomes, and the offsets in KEYS and ARGV
+// of what follows them.
+const luaSettleFn = `
+-- settleWidth is how many arguments a limit of kind takes in a settle.
+local function settleWidth(kind)
+  if kind == 'l' then return 1 elseif kind == 'c' then return 4 end
+  return 6
 end
-for i = 1, n do
-  local a = 5 + (i - 1) * 6
-  local kind, mode, need, actual, ttl, p = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6]
-  local k1, k2 = KEYS[1 + 2 * i], KEYS[2 + 2 * i]
-  if kind == 'c' or kind == 'e' then
-    if mode == 'h' and redis.call('EXISTS', k1) == 1 then
-      if live and need ~= '0' then redis.call('HINCRBY', k1, 'h', '-' .. need) end
-      if not refund then
-        if kind == 'e' then
-          local e = redis.call('HGET', k1, 'e')
-          if e and tonumber(e) <= now then redis.call('HSET', k1, 's', '0') end
-          redis.call('HSET', k1, 'e', p)
-          redis.call('PEXPIRE', k1, ttl)
-        end
+
+local function settle(ko, ao)
+  -- now is converted only where it is compared: each tonumber is a strtod.
+  local member, id, nowS, n, refund = ARGV[ao + 1], ARGV[ao + 2], ARGV[ao + 3], tonumber(ARGV[ao + 4]), ARGV[ao + 5] == '1'
+  local live = redis.call('ZREM', KEYS[1], member) == 1
+  if not live and redis.call('ZREM', KEYS[2], member) == 0 then
+    local ended = KEYS[3]
+    redis.call('ZREMRANGEBYSCORE', ended, '-inf', nowS)
+    redis.call('ZADD', ended, ARGV[ao + 6], id)
+    redis.call('PEXPIRE', ended, ARGV[2])
+    local k, a = ko, ao + 6
+    for i = 1, n do
+      local kind = ARGV[a + 1]
+      if kind == 'r' then k = k + 2 else k = k + 1 end
+      a = a + settleWidth(kind)
+    end
+    return 0, k, a
+  end
+  local k, a = ko, ao + 6
+  for i = 1, n do
+    -- Past a limit's width the values are the next limit's, and unused.
+    local kind, mode, need, actual, ttl, p = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6]
+    a = a + settleWidth(kind)
+    local k1, k2 = KEYS[k + 1], KEYS[k + 1]
+    if kind == 'r' then k2, k = KEYS[k + 2], k + 2 else k = k + 1 end
+    if kind == 'c' and mode == 'h' and live and need ~= '0' then
+      -- A live hold is in h, so h stays >= 0 unless the counter is gone
+      -- (expired): then the call made it anew, and it goes again.
+      if redis.call('HINCRBY', k1, 'h', '-' .. need) < 0 then
+        redis.call('DEL', k1)
+      elseif not refund then
         redis.call('HINCRBY', k1, 's', actual)
       end
-    elseif mode == 's' and refund and redis.call('EXISTS', k1) == 1 then
-      -- A request count is final when reserved; a cancel takes it back,
-      -- unless its session expired since and counts from nothing already.
-      local v = redis.call('HMGET', k1, 's', 'e')
-      if kind == 'c' or not v[2] or tonumber(v[2]) > now then
-        local back = math.min(tonumber(need), tonumber(v[1] or '0'))
-        if back > 0 then redis.call('HINCRBY', k1, 's', -back) end
+    elseif kind == 'c' or kind == 'e' then
+      if mode == 'h' and redis.call('EXISTS', k1) == 1 then
+        if live and need ~= '0' then redis.call('HINCRBY', k1, 'h', '-' .. need) end
+        if not refund then
+          if kind == 'e' then
+            local e = redis.call('HGET', k1, 'e')
+            if e and tonumber(e) <= tonumber(nowS) then redis.call('HSET', k1, 's', '0') end
+            redis.call('HSET', k1, 'e', p)
+            redis.call('PEXPIRE', k1, ttl)
+          end
+          redis.call('HINCRBY', k1, 's', actual)
+        end
+      elseif mode == 's' and refund and redis.call('EXISTS', k1) == 1 then
+        -- A request count is final when reserved; a cancel takes it back,
+        -- unless its session expired since and counts from nothing already.
+        local v = redis.call('HMGET', k1, 's', 'e')
+        if kind == 'c' or not v[2] or tonumber(v[2]) > tonumber(nowS) then
+          local back = math.min(tonumber(need), tonumber(v[1] or '0'))
+          if back > 0 then redis.call('HINCRBY', k1, 's', -back) end
+        end
       end
-    end
-  elseif kind == 'r' then
-    if mode == 'h' and redis.call('ZREM', k1, id .. '|' .. need) == 1 then
-      if refund then
-        redis.call('DECRBY', k2, need)
-      else
-        redis.call('ZADD', k1, p, id .. '|' .. actual)
-        redis.call('INCRBY', k2, tonumber(actual) - tonumber(need))
+    elseif kind == 'r' then
+      if mode == 'h' and redis.call('ZREM', k1, id .. '|' .. need) == 1 then
+        if refund then
+          redis.call('DECRBY', k2, need)
+        else
+          redis.call('ZADD', k1, p, id .. '|' .. actual)
+          redis.call('INCRBY', k2, tonumber(actual) - tonumber(need))
+        end
       end
+    elseif kind == 'q' then
+      -- One admission fewer, while it is still in the window: the newest
+      -- entry goes, which is this one or one stamped after it.
+      if refund and tonumber(nowS) < tonumber(p) + tonumber(ttl) then redis.call('LPOP', k1) end
+    elseif kind == 'l' then
+      redis.call('ZREM', k1, id)
     end
-  elseif kind == 'q' then
-    -- One admission fewer, while it is still in the window: the newest
-    -- entry goes, which is this one or one stamped after it.
-    if refund and now < tonumber(p) + tonumber(ttl) then redis.call('LPOP', k1) end
-  elseif kind == 'l' then
-    redis.call('ZREM', k1, id)
   end
+  return 1, k, a
 end
-return 1
+
+local function settleAll()
+  local out, ko, ao = {}, 3, 2
+  for j = 1, tonumber(ARGV[1]) do
+    local r, k, a = settle(ko, ao)
+    out[j] = r
+    ko, ao = k, a
+  end
+  return out, ko, ao
+end
+`
+
+// luaSettle ends reservations, each as luaSettleFn's settle: a batch of
+// settles and cancels is one call, one script for Redis, each applied as
+// when alone.
+//
+// KEYS: the holds index, the expired holds, the ended set, then the keys of
+// each reservation in turn (luaSettleFn). ARGV: m, the reservations; the
+// ended set's TTL (ms); then each reservation's arguments (luaSettleFn).
+//
+// Reply: per reservation, 1 or 0 (luaSettleFn).
+const luaSettle = luaCommon + luaSettleFn + `
+return (settleAll())
 `
 
 // luaRenew extends a reservation's leases.
@@ -343,12 +435,12 @@ return 1
 // Reply: per limit {s, h, session expiry (ms) or -1}, as in usage.
 const luaRead = luaCommon + `
 local now, n = tonumber(ARGV[1]), tonumber(ARGV[2])
-purge(now)
+purge(ARGV[1])
 local out = {}
 for i = 1, n do
   local kind, winMS = ARGV[1 + 2 * i], tonumber(ARGV[2 + 2 * i])
   local k1, k2 = KEYS[1 + 2 * i], KEYS[2 + 2 * i]
-  local s, h, t = usage(kind, k1, k2, now, winMS)
+  local s, h, t = usage(kind, k1, k2, now, winMS, ARGV[1])
   out[#out + 1] = s
   out[#out + 1] = h
   out[#out + 1] = t
