@@ -1,4 +1,4 @@
-package anthropic
+package openaichat
 
 import (
 	"bytes"
@@ -8,13 +8,15 @@ import (
 	"strings"
 )
 
-// TranslateResponse implements [translate.ResponseTranslator] for an OpenAI
-// client: an error (status 400 and up) in OpenAI's shape, with the same
-// status but 529 as 503; an event stream as chat.completion.chunk events
-// ending with data: [DONE]; a Message as a chat.completion. created is the
-// provider's date header, in Unix seconds.
-func (t *fromOpenAI) TranslateResponse(_ string, status int, header func(string) string,
-	set func(name, value string), remove func(name string), _ func(kind, msg string)) func([]byte, bool) []byte {
+// Response returns the translation of a Messages API answer for an OpenAI
+// client, as a translate.ResponseTranslator's TranslateResponse does: an
+// error (status 400 and up) in OpenAI's shape, with the same status but 529
+// as 503; an event stream as chat.completion.chunk events ending with data:
+// [DONE]; a Message as a chat.completion. created is the provider's date
+// header, in Unix seconds; model is the client's, for an answer that names
+// none. It returns nil when the body passes as it is (neither JSON nor an
+// event stream).
+func Response(model string, status int, header func(string) string, set func(name, value string), remove func(name string)) func([]byte, bool) []byte {
 	var created int64
 	if d, err := http.ParseTime(header("date")); err == nil {
 		created = d.Unix()
@@ -30,11 +32,11 @@ func (t *fromOpenAI) TranslateResponse(_ string, status int, header func(string)
 		return wholeBody(openAIError)
 	case strings.HasPrefix(ct, "text/event-stream"):
 		remove("content-length")
-		c := &chunker{created: created, model: t.model}
+		c := &chunker{created: created, model: model}
 		return c.write
 	case strings.HasPrefix(ct, "application/json"):
 		remove("content-length")
-		return wholeBody(func(b []byte) []byte { return completion(b, created, t.model) })
+		return wholeBody(func(b []byte) []byte { return completion(b, created, model) })
 	}
 	return nil
 }
