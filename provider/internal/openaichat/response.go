@@ -200,7 +200,7 @@ func completion(body []byte, created int64, sent string) []byte {
 // chunker turns an Anthropic event stream into chat.completion.chunk
 // events, line by line as chunks arrive: the role first, text as content
 // deltas, tool_use blocks as tool_calls with their index in the answer and
-// their input as argument fragments, the finish_reason, then a usage chunk
+// their input as argument fragments ("{}" for a tool called without input), the finish_reason, then a usage chunk
 // and data: [DONE]. Thinking is not relayed. An error event becomes an
 // OpenAI error chunk.
 type chunker struct {
@@ -209,8 +209,10 @@ type chunker struct {
 	id      string
 	line    []byte
 	usage   anthropicUsage
-	// tools maps a content block's index to its tool call's index.
+	// tools maps a content block's index to its tool call's index; args
+	// marks the tool calls whose arguments had a fragment.
 	tools  map[int]int
+	args   map[int]bool
 	finish string
 	out    []byte
 }
@@ -303,7 +305,7 @@ func (c *chunker) handle(line []byte) {
 	case "content_block_start":
 		if b := ev.ContentBlock; b != nil && b.Type == "tool_use" {
 			if c.tools == nil {
-				c.tools = map[int]int{}
+				c.tools, c.args = map[int]int{}, map[int]bool{}
 			}
 			k := len(c.tools)
 			c.tools[ev.Index] = k
@@ -320,9 +322,18 @@ func (c *chunker) handle(line []byte) {
 			c.emit(map[string]any{"delta": map[string]any{"content": d.Text}}, nil)
 		case "input_json_delta":
 			if k, ok := c.tools[ev.Index]; ok && d.PartialJSON != "" {
+				c.args[k] = true
 				c.emit(map[string]any{"delta": map[string]any{"tool_calls": []any{map[string]any{"index": k,
 					"function": map[string]string{"arguments": d.PartialJSON}}}}}, nil)
 			}
+		}
+	case "content_block_stop":
+		// A tool called without input streams no fragment; its arguments
+		// are "{}", as in a chat.completion, so that clients can parse them.
+		if k, ok := c.tools[ev.Index]; ok && !c.args[k] {
+			c.args[k] = true
+			c.emit(map[string]any{"delta": map[string]any{"tool_calls": []any{map[string]any{"index": k,
+				"function": map[string]string{"arguments": "{}"}}}}}, nil)
 		}
 	case "message_delta":
 		if ev.Delta != nil {

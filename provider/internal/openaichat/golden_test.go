@@ -1,0 +1,201 @@
+package openaichat
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/openai/openai-go/v3"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files under testdata")
+
+// golden compares got, indented when it is JSON, with the file name under
+// testdata, or rewrites the file with -update.
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	var ind bytes.Buffer
+	if json.Valid(got) {
+		if err := json.Indent(&ind, got, "", "  "); err != nil {
+			t.Fatal(err)
+		}
+		ind.WriteByte('\n')
+		got = ind.Bytes()
+	}
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs:\n--- got\n%s\n--- want\n%s", name, got, want)
+	}
+}
+
+// TestRequestGolden translates every testdata/request/*.openai.json (one or
+// more per row of the WIRE-FORMATS section 6 mapping table, in the reverse
+// direction; testdata/README.md says which) and compares with its
+// .anthropic.json.
+func TestRequestGolden(t *testing.T) {
+	files, err := filepath.Glob("testdata/request/*.openai.json")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no goldens: %v", err)
+	}
+	for _, f := range files {
+		name := strings.TrimSuffix(filepath.Base(f), ".openai.json")
+		t.Run(name, func(t *testing.T) {
+			body, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, model, err := Request(body, func(m string) string { return m + "-mapped" })
+			if err != nil {
+				t.Fatal(err)
+			}
+			if model != "claude-sonnet-4-5" {
+				t.Errorf("model %q; want the client's", model)
+			}
+			golden(t, "request/"+name+".anthropic.json", out)
+		})
+	}
+}
+
+// Requests with no Messages API equivalent are refused, with the reason.
+func TestRequestRefusals(t *testing.T) {
+	for _, tt := range []struct{ body, want string }{
+		{`[]`, "does not decode"},
+		{`{"model":"m","messages":[{"role":"function","content":"x"}]}`, `role "function"`},
+		{`{"model":"m","messages":[{"role":"assistant","tool_calls":[{"id":"c","function":{"name":"f","arguments":"{"}}]}]}`, "arguments are not JSON"},
+		{`{"model":"m","messages":[{"role":"user","content":[{"type":"input_audio"}]}]}`, "input_audio"},
+		{`{"model":"m","messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"data:image/png,abc"}}]}]}`, "base64"},
+		{`{"model":"m","messages":[],"stop":3}`, "stop must be"},
+		{`{"model":"m","messages":[],"tools":[{"type":"custom"}]}`, `tool type "custom"`},
+		{`{"model":"m","messages":[],"tool_choice":"sometimes"}`, `"sometimes"`},
+	} {
+		if _, _, err := Request([]byte(tt.body), identity); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: %v; want %q", tt.body, err, tt.want)
+		}
+	}
+}
+
+// errorStatus returns the status a response golden's name gives
+// (error_NNN), or 200.
+func errorStatus(name string) int {
+	if rest, ok := strings.CutPrefix(name, "error_"); ok {
+		if n, err := strconv.Atoi(rest); err == nil {
+			return n
+		}
+	}
+	return 200
+}
+
+// respond runs Response over body, in chunks of size n (all at once when
+// n is 0), and returns the output, the headers set (":status" included) and
+// those removed.
+func respond(t *testing.T, contentType string, status int, body []byte, n int) ([]byte, map[string]string, []string) {
+	t.Helper()
+	hdr := map[string]string{"content-type": contentType, "date": "Fri, 04 Dec 2026 09:00:00 GMT", "content-length": "1"}
+	set := map[string]string{}
+	var removed []string
+	fn := Response("claude-sonnet-4-5", status, func(k string) string { return hdr[k] },
+		func(k, v string) { set[k] = v }, func(k string) { removed = append(removed, k) })
+	if fn == nil {
+		t.Fatalf("%s %d: the body would pass untranslated", contentType, status)
+	}
+	if n == 0 {
+		n = len(body)
+	}
+	var out []byte
+	for len(body) > n {
+		out = append(out, fn(body[:n], false)...)
+		body = body[n:]
+	}
+	return append(out, fn(body, true)...), set, removed
+}
+
+// TestResponseJSONGolden translates every testdata/response/*.anthropic.json
+// (a Message, or an error body for a name error_NNN with that status) into
+// its .openai.json: the rows Stop → finish and Usage of the mapping table,
+// tool_use as tool_calls, thinking left out, errors in OpenAI's shape.
+func TestResponseJSONGolden(t *testing.T) {
+	files, err := filepath.Glob("testdata/response/*.anthropic.json")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no goldens: %v", err)
+	}
+	wantStatus := map[int]string{529: "503"} // the others keep theirs
+	for _, f := range files {
+		name := strings.TrimSuffix(filepath.Base(f), ".anthropic.json")
+		t.Run(name, func(t *testing.T) {
+			body, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			status := errorStatus(name)
+			out, set, removed := respond(t, "application/json", status, body, 0)
+			if set[":status"] != wantStatus[status] || len(removed) != 1 || removed[0] != "content-length" {
+				t.Errorf("status set %q, removed %v", set[":status"], removed)
+			}
+			golden(t, "response/"+name+".openai.json", out)
+		})
+	}
+}
+
+// TestResponseSSEGolden translates every testdata/response/*.anthropic.sse
+// into its .openai.sse, whole and in chunks of every size from 1 to 64
+// bytes (the same output each time): the role first, text as content
+// deltas, tool_use as tool_calls with their index and argument fragments,
+// the finish_reason, a usage chunk and data: [DONE]; thinking and pings
+// left out; an error event as an error chunk.
+func TestResponseSSEGolden(t *testing.T) {
+	files, err := filepath.Glob("testdata/response/*.anthropic.sse")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no goldens: %v", err)
+	}
+	for _, f := range files {
+		name := strings.TrimSuffix(filepath.Base(f), ".anthropic.sse")
+		t.Run(name, func(t *testing.T) {
+			body, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			whole, _, _ := respond(t, "text/event-stream; charset=utf-8", 200, body, 0)
+			golden(t, "response/"+name+".openai.sse", whole)
+			// openai-go accumulates the chunks, and every tool call's
+			// arguments parse (a tool called without input included).
+			var acc openai.ChatCompletionAccumulator
+			for _, line := range strings.Split(string(whole), "\n") {
+				data, ok := strings.CutPrefix(line, "data: ")
+				if !ok || data == "[DONE]" || strings.HasPrefix(data, `{"error"`) {
+					continue
+				}
+				var c openai.ChatCompletionChunk
+				if err := json.Unmarshal([]byte(data), &c); err != nil || !acc.AddChunk(c) {
+					t.Fatalf("chunk %s: %v", data, err)
+				}
+			}
+			for _, ch := range acc.Choices {
+				for _, tc := range ch.Message.ToolCalls {
+					if !json.Valid([]byte(tc.Function.Arguments)) {
+						t.Errorf("tool call %s: arguments %q do not parse", tc.ID, tc.Function.Arguments)
+					}
+				}
+			}
+			for n := 1; n <= 64; n++ {
+				if got, _, _ := respond(t, "text/event-stream", 200, body, n); !bytes.Equal(got, whole) {
+					t.Fatalf("in chunks of %d bytes:\n%s\nwhole:\n%s", n, got, whole)
+				}
+			}
+		})
+	}
+}
