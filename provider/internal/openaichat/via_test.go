@@ -34,7 +34,9 @@ func (f *fakeInner) TranslateResponse(clientPath string, status int, _ func(stri
 	set("content-type", "text/event-stream")
 	set("cache-control", "no-cache")
 	remove("content-length")
-	return func(chunk []byte, end bool) []byte { return []byte(strings.ReplaceAll(string(chunk), "FRAME", "event: ")) }
+	return func(chunk []byte, end bool) []byte {
+		return []byte(strings.ReplaceAll(string(chunk), "FRAME", "event: "))
+	}
 }
 
 var _ translate.MessagesTranslator = (*Via)(nil)
