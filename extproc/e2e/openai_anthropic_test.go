@@ -122,3 +122,47 @@ func TestOpenAIClientCutStream(t *testing.T) {
 		t.Errorf("record outcome %q usage %+v", rec.Outcome, rec.Usage)
 	}
 }
+
+// GET /v1/models answers in the client's format: openai-go (a bearer key,
+// no anthropic-version) gets OpenAI's list and model objects, translated
+// from the Anthropic provider's answers; an Anthropic client gets the
+// provider's list as it is, with x-api-key or with a bearer key and
+// anthropic-version, as the Anthropic SDKs and Claude Code send it.
+func TestModelsInTheClientFormat(t *testing.T) {
+	s := newStackWith(t, stackOptions{openAIFormat: true})
+	oc := openAIClientOf(s)
+	page, err := oc.Models.List(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Data) != 2 || page.Object != "list" || page.Data[0].ID != "claude-sonnet-4-5" || page.Data[0].Object != "model" ||
+		page.Data[0].OwnedBy != "anthropic" || page.Data[0].Created != 1759104000 || page.Data[1].ID != "claude-haiku-4-5" {
+		t.Errorf("list %s", page.RawJSON())
+	}
+	m, err := oc.Models.Get(context.Background(), "claude-sonnet-4-5")
+	if err != nil || m.ID != "claude-sonnet-4-5" || m.Object != "model" || m.Created != 1759104000 {
+		t.Errorf("model %+v, %v", m, err)
+	}
+	// An unknown model is the provider's 404, in OpenAI's shape.
+	_, err = oc.Models.Get(context.Background(), "claude-none")
+	var oe *openai.Error
+	if !errors.As(err, &oe) || oe.StatusCode != 404 || oe.Code != "not_found_error" {
+		t.Errorf("unknown model: %v", err)
+	}
+	// A malformed id is the gateway's 404, in OpenAI's shape.
+	_, err = oc.Models.Get(context.Background(), "..%2ffiles")
+	if !errors.As(err, &oe) || oe.StatusCode != 404 || oe.Type != "invalid_request_error" {
+		t.Errorf("malformed id: %v", err)
+	}
+	for _, hdr := range [][]string{{"x-api-key", gatewayKey}, {"authorization", "Bearer " + gatewayKey, "anthropic-version", "2023-06-01"}} {
+		resp, body := rawRequest(t, s, "GET", "/v1/models", hdr...)
+		if resp.StatusCode != 200 || !strings.Contains(body, `"type":"model"`) || strings.Contains(body, `"object"`) {
+			t.Errorf("%v: %d %s", hdr, resp.StatusCode, body)
+		}
+	}
+	for _, r := range s.fake.Requests() {
+		if !strings.HasPrefix(r.Path, "/v1/models") || r.Header.Get("authorization") != "" {
+			t.Errorf("provider request %s, authorization %q", r.Path, r.Header.Get("authorization"))
+		}
+	}
+}

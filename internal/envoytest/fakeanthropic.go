@@ -74,7 +74,8 @@ type RecordedRequest struct {
 // nothing more until the client goes away or 60 s pass; "-midoverloaded"
 // (streaming) sends the same start, then an overloaded_error event, and ends.
 // POST /v1/messages/count_tokens,
-// GET /v1/models and GET /healthz (no auth) are served too; anything else is
+// GET /v1/models, GET /v1/models/claude-sonnet-4-5 and GET /healthz (no auth)
+// are served too; anything else is
 // a 404 Anthropic error.
 type FakeAnthropic struct {
 	fakeServer
@@ -159,6 +160,9 @@ func (f *FakeAnthropic) serve(w http.ResponseWriter, r *http.Request) {
 	case r.Method == http.MethodGet && path == "/v1/models":
 		w.Header().Set("content-type", "application/json")
 		_, _ = w.Write([]byte(fakeModels))
+	case r.Method == http.MethodGet && path == "/v1/models/claude-sonnet-4-5":
+		w.Header().Set("content-type", "application/json")
+		_, _ = w.Write([]byte(fakeModel))
 	default:
 		anthropicError(w, http.StatusNotFound, "not_found_error", "Not found: "+r.Method+" "+r.URL.Path)
 	}
@@ -168,6 +172,10 @@ const fakeModels = `{"data":[` +
 	`{"type":"model","id":"claude-sonnet-4-5","display_name":"Claude Sonnet 4.5","created_at":"2025-09-29T00:00:00Z"},` +
 	`{"type":"model","id":"claude-haiku-4-5","display_name":"Claude Haiku 4.5","created_at":"2025-10-15T00:00:00Z"}],` +
 	`"first_id":"claude-sonnet-4-5","last_id":"claude-haiku-4-5","has_more":false}`
+
+// fakeModel is GET /v1/models/claude-sonnet-4-5's answer, the first model of
+// fakeModels.
+const fakeModel = `{"type":"model","id":"claude-sonnet-4-5","display_name":"Claude Sonnet 4.5","created_at":"2025-09-29T00:00:00Z"}`
 
 func readAll(r *http.Request) ([]byte, error) {
 	var buf bytes.Buffer

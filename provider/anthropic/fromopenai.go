@@ -63,8 +63,10 @@ func (t *fromOpenAI) TranslateRequest(clientPath string, _ func(string) string, 
 
 // TranslateResponse implements [translate.ResponseTranslator] for an OpenAI
 // client (openaichat.Response): an error in OpenAI's shape, an event stream
-// as chat.completion.chunk events, a Message as a chat.completion.
-func (t *fromOpenAI) TranslateResponse(_ string, status int, header func(string) string,
+// as chat.completion.chunk events, a Message as a chat.completion, the
+// models list (GET /v1/models, forwarded to the provider's path like an
+// Anthropic client's) as OpenAI's.
+func (t *fromOpenAI) TranslateResponse(clientPath string, status int, header func(string) string,
 	set func(name, value string), remove func(name string), _ func(kind, msg string)) func([]byte, bool) []byte {
-	return openaichat.Response(t.model, status, header, set, remove)
+	return openaichat.Response(clientPath, t.model, status, header, set, remove)
 }

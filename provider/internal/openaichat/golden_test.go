@@ -108,7 +108,7 @@ func respond(t *testing.T, contentType string, status int, body []byte, n int) (
 	hdr := map[string]string{"content-type": contentType, "date": "Fri, 04 Dec 2026 09:00:00 GMT", "content-length": "1"}
 	set := map[string]string{}
 	var removed []string
-	fn := Response("claude-sonnet-4-5", status, func(k string) string { return hdr[k] },
+	fn := Response(PathChat, "claude-sonnet-4-5", status, func(k string) string { return hdr[k] },
 		func(k, v string) { set[k] = v }, func(k string) { removed = append(removed, k) })
 	if fn == nil {
 		t.Fatalf("%s %d: the body would pass untranslated", contentType, status)
@@ -197,5 +197,41 @@ func TestResponseSSEGolden(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// The models answers of the Anthropic API become OpenAI's: the list as
+// {"object":"list","data":[...]}, one model as a model object (created from
+// created_at, owned_by anthropic); an error in OpenAI's shape; another
+// content type passes.
+func TestModelsResponse(t *testing.T) {
+	call := func(path string, status int, ct, body string) (string, bool) {
+		fn := Response(path, "", status, func(k string) string { return map[string]string{"content-type": ct}[k] },
+			func(string, string) {}, func(string) {})
+		if fn == nil {
+			return "", false
+		}
+		return string(fn([]byte(body), true)), true
+	}
+	list := `{"data":[{"type":"model","id":"claude-sonnet-4-5","display_name":"Claude Sonnet 4.5","created_at":"2025-09-29T00:00:00Z"},` +
+		`{"type":"model","id":"claude-x","display_name":"X"}],"first_id":"claude-sonnet-4-5","last_id":"claude-x","has_more":false}`
+	for _, tt := range []struct{ path, ct, body, want string }{
+		{"/v1/models?limit=100", "application/json", list, `{"data":[{"created":1759104000,"id":"claude-sonnet-4-5","object":"model","owned_by":"anthropic"},` +
+			`{"created":0,"id":"claude-x","object":"model","owned_by":"anthropic"}],"object":"list"}`},
+		{"/v1/models/", "application/json", `{"data":[]}`, `{"data":[],"object":"list"}`},
+		{"/v1/models/claude-sonnet-4-5", "application/json; charset=utf-8", `{"type":"model","id":"claude-sonnet-4-5","created_at":"2025-09-29T00:00:00Z"}`,
+			`{"created":1759104000,"id":"claude-sonnet-4-5","object":"model","owned_by":"anthropic"}`},
+		{"/v1/models/claude-sonnet-4-5", "application/json", `{}`, `{"error":{"code":"api_error","message":"the provider's model answer does not decode","param":null,"type":"server_error"}}`},
+	} {
+		if got, ok := call(tt.path, 200, tt.ct, tt.body); !ok || got != tt.want {
+			t.Errorf("%s: %s; want %s", tt.path, got, tt.want)
+		}
+	}
+	if got, _ := call("/v1/models/x", 404, "application/json", `{"type":"error","error":{"type":"not_found_error","message":"no x"}}`); got !=
+		`{"error":{"code":"not_found_error","message":"no x","param":null,"type":"invalid_request_error"}}` {
+		t.Errorf("404: %s", got)
+	}
+	if _, ok := call("/v1/models", 200, "text/plain", "x"); ok {
+		t.Error("text/plain translated")
 	}
 }

@@ -4,19 +4,21 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/http"
-
 	"strings"
+	"time"
 )
 
 // Response returns the translation of a Messages API answer for an OpenAI
-// client, as a translate.ResponseTranslator's TranslateResponse does: an
-// error (status 400 and up) in OpenAI's shape, with the same status but 529
-// as 503; an event stream as chat.completion.chunk events ending with data:
-// [DONE]; a Message as a chat.completion. created is the provider's date
-// header, in Unix seconds; model is the client's, for an answer that names
-// none. It returns nil when the body passes as it is (neither JSON nor an
-// event stream).
-func Response(model string, status int, header func(string) string, set func(name, value string), remove func(name string)) func([]byte, bool) []byte {
+// client's request to clientPath, as a translate.ResponseTranslator's
+// TranslateResponse does: an error (status 400 and up) in OpenAI's shape,
+// with the same status but 529 as 503; an event stream as
+// chat.completion.chunk events ending with data: [DONE]; a Message as a
+// chat.completion; for GET /v1/models and /v1/models/{id}, the Anthropic
+// models list or model as OpenAI's (see modelsBody). created is the
+// provider's date header, in Unix seconds; model is the client's, for an
+// answer that names none. It returns nil when the body passes as it is
+// (neither JSON nor an event stream).
+func Response(clientPath, model string, status int, header func(string) string, set func(name, value string), remove func(name string)) func([]byte, bool) []byte {
 	var created int64
 	if d, err := http.ParseTime(header("date")); err == nil {
 		created = d.Unix()
@@ -30,6 +32,13 @@ func Response(model string, status int, header func(string) string, set func(nam
 		set("content-type", "application/json")
 		remove("content-length")
 		return wholeBody(openAIError)
+	case isModels(clientPath):
+		if !strings.HasPrefix(ct, "application/json") {
+			return nil
+		}
+		remove("content-length")
+		list := strings.TrimSuffix(pathOnly(clientPath), "/") == modelsPath
+		return wholeBody(func(b []byte) []byte { return modelsBody(b, list) })
 	case strings.HasPrefix(ct, "text/event-stream"):
 		remove("content-length")
 		c := &chunker{created: created, model: model}
@@ -355,4 +364,66 @@ func (c *chunker) handle(line []byte) {
 		c.out = append(c.out, errorJSON(typ, msg)...)
 		c.out = append(c.out, "\n\n"...)
 	}
+}
+
+// modelsPath is the models endpoint's path, which the Anthropic and OpenAI
+// APIs share.
+const modelsPath = "/v1/models"
+
+func pathOnly(p string) string {
+	p, _, _ = strings.Cut(p, "?")
+	return p
+}
+
+// isModels reports whether clientPath (query included) is GET /v1/models or
+// /v1/models/{id}.
+func isModels(clientPath string) bool {
+	p := pathOnly(clientPath)
+	return p == modelsPath || strings.HasPrefix(p, modelsPath+"/")
+}
+
+// anthropicModel is a model of the Anthropic models API.
+type anthropicModel struct {
+	ID        string `json:"id"`
+	CreatedAt string `json:"created_at"`
+}
+
+// openAIModel returns m as OpenAI's model object: its id, "object":"model",
+// created (created_at in Unix seconds, 0 when it has none) and owned_by
+// "anthropic".
+func openAIModel(m anthropicModel) map[string]any {
+	var created int64
+	if t, err := time.Parse(time.RFC3339, m.CreatedAt); err == nil {
+		created = t.Unix()
+	}
+	return map[string]any{"id": m.ID, "object": "model", "created": created, "owned_by": "anthropic"}
+}
+
+// modelsBody returns the Anthropic models answer body as OpenAI's: a list
+// ({"data":[...],"has_more",...}) as {"object":"list","data":[model...]},
+// or one model as a model object. The list is the provider's page (the
+// Anthropic API's default page is 20 models; a client may ask for more
+// with ?limit=, which reaches the provider). A body that does not decode
+// becomes an api_error.
+func modelsBody(body []byte, list bool) []byte {
+	if !list {
+		var m anthropicModel
+		if err := json.Unmarshal(body, &m); err != nil || m.ID == "" {
+			return errorJSON("api_error", "the provider's model answer does not decode")
+		}
+		out, _ := json.Marshal(openAIModel(m))
+		return out
+	}
+	var l struct {
+		Data []anthropicModel `json:"data"`
+	}
+	if err := json.Unmarshal(body, &l); err != nil {
+		return errorJSON("api_error", "the provider's models answer does not decode: "+err.Error())
+	}
+	data := make([]any, 0, len(l.Data))
+	for _, m := range l.Data {
+		data = append(data, openAIModel(m))
+	}
+	out, _ := json.Marshal(map[string]any{"object": "list", "data": data})
+	return out
 }

@@ -91,9 +91,9 @@ func (v *Via) TranslateRequest(clientPath string, header func(string) string, bo
 
 // TranslateResponse implements [translate.ResponseTranslator]: Inner's
 // translation, then [Response] (see Compose).
-func (v *Via) TranslateResponse(_ string, status int, header func(string) string,
+func (v *Via) TranslateResponse(clientPath string, status int, header func(string) string,
 	set func(name, value string), remove func(name string), warn func(kind, msg string)) func([]byte, bool) []byte {
-	return Compose(v.Inner.TranslateResponse, v.model, status, header, set, remove, warn)
+	return Compose(v.Inner.TranslateResponse, clientPath, v.model, status, header, set, remove, warn)
 }
 
 // headerEdit is one header set or removed by a response translation.
@@ -102,10 +102,11 @@ type headerEdit struct {
 	removed     bool
 }
 
-// Compose returns the translation for an OpenAI client of the answer of a
-// provider whose own translation to the Messages API is inner (a
-// [translate.ResponseTranslator]'s TranslateResponse, called for
-// PathMessages): inner turns the provider's answer (Bedrock's event stream
+// Compose returns the translation for an OpenAI client's request to
+// clientPath of the answer of a provider whose own translation to the
+// Messages API is inner (a [translate.ResponseTranslator]'s
+// TranslateResponse, called for PathMessages when clientPath is PathChat,
+// else for clientPath): inner turns the provider's answer (Bedrock's event stream
 // and errors, Vertex AI's Google errors) into the Messages API's, and
 // [Response] turns that into Chat Completions, seeing the status and the
 // headers inner set. Each header either sets or removes reaches set or
@@ -113,7 +114,7 @@ type headerEdit struct {
 // the client's model id.
 func Compose(inner func(clientPath string, status int, header func(string) string, set func(name, value string),
 	remove func(name string), warn func(kind, msg string)) func([]byte, bool) []byte,
-	model string, status int, header func(string) string, set func(name, value string), remove func(name string),
+	clientPath, model string, status int, header func(string) string, set func(name, value string), remove func(name string),
 	warn func(kind, msg string)) func([]byte, bool) []byte {
 	var edits []headerEdit
 	edit := func(e headerEdit) {
@@ -142,8 +143,12 @@ func Compose(inner func(clientPath string, status int, header func(string) strin
 		}
 		return header(name)
 	}
-	ib := inner(PathMessages, status, header, innerSet, innerRemove, warn)
-	ob := Response(model, status, view, innerSet, innerRemove)
+	innerPath := clientPath
+	if pathOnly(clientPath) == PathChat {
+		innerPath = PathMessages
+	}
+	ib := inner(innerPath, status, header, innerSet, innerRemove, warn)
+	ob := Response(clientPath, model, status, view, innerSet, innerRemove)
 	for _, e := range edits {
 		if e.removed {
 			remove(e.name)
