@@ -6,6 +6,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -233,5 +234,50 @@ func TestModelsResponse(t *testing.T) {
 	}
 	if _, ok := call("/v1/models", 200, "text/plain", "x"); ok {
 		t.Error("text/plain translated")
+	}
+}
+
+// A content_block_delta read without decoding (type first, the usual form)
+// gives the chunk encoding/json's path gives for the same event with its
+// members in another order: text and arguments with escapes, unicode and
+// quotes included.
+func TestDeltaFastPathAgrees(t *testing.T) {
+	start := `event: message_start` + "\n" + `data: {"type":"message_start","message":{"id":"m","model":"c","usage":{"input_tokens":1}}}` + "\n\n" +
+		`data: {"type":"content_block_start","index":1,"content_block":{"type":"tool_use","id":"t","name":"f","input":{}}}` + "\n\n"
+	for _, d := range []string{
+		`{"type":"text_delta","text":"plain"}`,
+		`{"type":"text_delta","text":"line\nbreak \"quoted\" \u00e9 é 🙂 \\ \/ \t"}`,
+		`{"type":"text_delta","text":""}`,
+		`{"type":"input_json_delta","partial_json":"{\"a\": \"x\\ny\u00e9\""}`,
+		`{"type":"thinking_delta","thinking":"hm"}`,
+		`{"type":"signature_delta","signature":"s"}`,
+	} {
+		index := "0"
+		if strings.Contains(d, "input_json") {
+			index = "1"
+		}
+		fast := `data: {"type":"content_block_delta","index":` + index + `,"delta":` + d + "}\n\n"
+		slow := `data: {"index":` + index + `,"delta":` + d + `,"type":"content_block_delta"}` + "\n\n"
+		got := func(ev string) string {
+			out, _, _ := respond(t, "text/event-stream", 200, []byte(start+ev), 0)
+			return string(out)
+		}
+		decoded := func(out string) []any {
+			var chunks []any
+			for _, line := range strings.Split(out, "\n") {
+				if data, ok := strings.CutPrefix(line, "data: "); ok {
+					var v any
+					if err := json.Unmarshal([]byte(data), &v); err != nil {
+						t.Errorf("%s: invalid chunk %s", d, data)
+					}
+					chunks = append(chunks, v)
+				}
+			}
+			return chunks
+		}
+		f, s := got(fast), got(slow)
+		if !reflect.DeepEqual(decoded(f), decoded(s)) {
+			t.Errorf("%s:\nfast %s\nslow %s", d, f, s)
+		}
 	}
 }

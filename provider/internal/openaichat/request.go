@@ -39,7 +39,7 @@ type chatRequest struct {
 
 type chatMessage struct {
 	Role       string          `json:"role"`
-	Content    json.RawMessage `json:"content"`
+	Content    any             `json:"content"` // a string, a list of parts, or null: decoded in the one pass
 	ToolCalls  []chatToolCall  `json:"tool_calls"`
 	ToolCallID string          `json:"tool_call_id"`
 }
@@ -135,7 +135,7 @@ func request(r *chatRequest, mapModel func(string) string) ([]byte, error) {
 			add("user", bs...)
 		case "assistant":
 			var bs []block
-			if len(m.Content) > 0 && string(m.Content) != "null" {
+			if m.Content != nil {
 				text, err := textOf(m.Content)
 				if err != nil {
 					return nil, fmt.Errorf("messages[%d]: %w", i, err)
@@ -260,18 +260,45 @@ func toolChoice(raw json.RawMessage, parallel *bool) (block, error) {
 	return tc, nil
 }
 
+// partsOf returns a content decoded as any (a string, a list of parts, or
+// null) as its text, when a string (null is ""), or its parts.
+func partsOf(c any) (text string, parts []chatPart, err error) {
+	switch v := c.(type) {
+	case nil:
+		return "", nil, nil
+	case string:
+		return v, nil, nil
+	case []any:
+		parts = make([]chatPart, 0, len(v))
+		for _, e := range v {
+			m, ok := e.(map[string]any)
+			if !ok {
+				return "", nil, errors.New("content parts must be objects")
+			}
+			var p chatPart
+			p.Type, _ = m["type"].(string)
+			p.Text, _ = m["text"].(string)
+			if iu, ok := m["image_url"].(map[string]any); ok {
+				p.ImageURL = &struct {
+					URL string `json:"url"`
+				}{}
+				p.ImageURL.URL, _ = iu["url"].(string)
+			}
+			parts = append(parts, p)
+		}
+		return "", parts, nil
+	}
+	return "", nil, errors.New("content must be a string or a list of parts")
+}
+
 // textOf returns the text of a content that is a string or a list of text
 // parts (joined by blank lines).
-func textOf(raw json.RawMessage) (string, error) {
-	var s string
-	if json.Unmarshal(raw, &s) == nil {
-		return s, nil
+func textOf(c any) (string, error) {
+	s, parts, err := partsOf(c)
+	if err != nil || parts == nil {
+		return s, err
 	}
-	var parts []chatPart
-	if err := json.Unmarshal(raw, &parts); err != nil {
-		return "", errors.New("content must be a string or a list of parts")
-	}
-	var texts []string
+	texts := make([]string, 0, len(parts))
 	for _, p := range parts {
 		if p.Type != "text" {
 			return "", fmt.Errorf("a %s part has no Messages API equivalent here", p.Type)
@@ -283,14 +310,13 @@ func textOf(raw json.RawMessage) (string, error) {
 
 // userBlocks returns the blocks of a user message: text, and images (a
 // data: URL as base64, any other URL as a url source).
-func userBlocks(raw json.RawMessage) ([]block, error) {
-	var s string
-	if json.Unmarshal(raw, &s) == nil {
-		return []block{{"type": "text", "text": s}}, nil
+func userBlocks(c any) ([]block, error) {
+	s, parts, err := partsOf(c)
+	if err != nil {
+		return nil, err
 	}
-	var parts []chatPart
-	if err := json.Unmarshal(raw, &parts); err != nil {
-		return nil, errors.New("content must be a string or a list of parts")
+	if parts == nil {
+		return []block{{"type": "text", "text": s}}, nil
 	}
 	var bs []block
 	for _, p := range parts {

@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tollgate-dev/tollgate/clientformat/anthropic/reqbody"
 )
 
 // Response returns the translation of a Messages API answer for an OpenAI
@@ -209,15 +212,24 @@ func completion(body []byte, created int64, sent string) []byte {
 // chunker turns an Anthropic event stream into chat.completion.chunk
 // events, line by line as chunks arrive: the role first, text as content
 // deltas, tool_use blocks as tool_calls with their index in the answer and
-// their input as argument fragments ("{}" for a tool called without input), the finish_reason, then a usage chunk
-// and data: [DONE]. Thinking is not relayed. An error event becomes an
-// OpenAI error chunk.
+// their input as argument fragments ("{}" for a tool called without input),
+// the finish_reason, then a usage chunk and data: [DONE]. Thinking is not
+// relayed. An error event becomes an OpenAI error chunk.
+//
+// A content_block_delta, nearly every event of a stream, is read by
+// package reqbody's validating scanner without decoding: its text or
+// partial_json goes into the chunk as it is, escapes and all (a JSON
+// string's escaped content is valid in another JSON string). The few other
+// events are decoded with encoding/json.
 type chunker struct {
 	created int64
 	model   string
 	id      string
-	line    []byte
-	usage   anthropicUsage
+	// head is every chunk's start up to its choices, for the current id
+	// and model: data: {"id":...,"object":...,"created":...,"model":...,
+	head  []byte
+	line  []byte
+	usage anthropicUsage
 	// tools maps a content block's index to its tool call's index; args
 	// marks the tool calls whose arguments had a fragment.
 	tools  map[int]int
@@ -235,8 +247,12 @@ func (c *chunker) write(b []byte, end bool) []byte {
 			c.line = append(c.line, b...)
 			break
 		}
-		c.line = append(c.line, b[:i]...)
-		c.handle(bytes.TrimSuffix(c.line, []byte("\r")))
+		line := b[:i]
+		if len(c.line) > 0 { // the rest of a line an earlier chunk began
+			c.line = append(c.line, line...)
+			line = c.line
+		}
+		c.handle(bytes.TrimSuffix(line, []byte("\r")))
 		c.line = c.line[:0]
 		b = b[i+1:]
 	}
@@ -244,34 +260,170 @@ func (c *chunker) write(b []byte, end bool) []byte {
 		c.handle(c.line)
 		c.line = c.line[:0]
 	}
+	if len(c.out) == 0 {
+		return nil
+	}
 	return append([]byte(nil), c.out...)
 }
 
-// emit appends a chunk with choice (nil for none) and usage (nil for none).
-func (c *chunker) emit(choice map[string]any, usage map[string]any) {
-	ch := map[string]any{"id": "chatcmpl-" + c.id, "object": "chat.completion.chunk", "created": c.created, "model": c.model}
-	if choice != nil {
-		choice["index"] = 0
-		choice["logprobs"] = nil
-		if _, ok := choice["finish_reason"]; !ok {
-			choice["finish_reason"] = nil
-		}
-		ch["choices"] = []any{choice}
-	} else {
-		ch["choices"] = []any{}
+// setHead makes the start of every chunk for the current id and model.
+func (c *chunker) setHead() {
+	id, _ := json.Marshal("chatcmpl-" + c.id) // strings always marshal
+	model, _ := json.Marshal(c.model)
+	c.head = append(c.head[:0], `data: {"id":`...)
+	c.head = append(c.head, id...)
+	c.head = append(c.head, `,"object":"chat.completion.chunk","created":`...)
+	c.head = strconv.AppendInt(c.head, c.created, 10)
+	c.head = append(c.head, `,"model":`...)
+	c.head = append(c.head, model...)
+	c.head = append(c.head, `,"choices":`...)
+}
+
+// emitChoice appends a chunk whose one choice has delta (a JSON object) and
+// finish_reason finish (null when empty).
+func (c *chunker) emitChoice(delta []byte, finish string) { c.emitDelta(delta, nil, nil, finish) }
+
+// emitDelta is emitChoice of the delta made of a, b and z, one after the
+// other, so that a delta built around a raw value needs no buffer of its own.
+func (c *chunker) emitDelta(a, b, z []byte, finish string) {
+	if c.head == nil {
+		c.setHead()
 	}
-	if usage != nil {
-		ch["usage"] = usage
-	}
-	b, _ := json.Marshal(ch)
-	c.out = append(c.out, "data: "...)
+	c.out = append(c.out, c.head...)
+	c.out = append(c.out, `[{"index":0,"delta":`...)
+	c.out = append(c.out, a...)
 	c.out = append(c.out, b...)
-	c.out = append(c.out, "\n\n"...)
+	c.out = append(c.out, z...)
+	c.out = append(c.out, `,"logprobs":null,"finish_reason":`...)
+	if finish == "" {
+		c.out = append(c.out, "null"...)
+	} else {
+		c.out = strconv.AppendQuote(c.out, finish) // one of a few ASCII words
+	}
+	c.out = append(c.out, "}]}\n\n"...)
+}
+
+// emitUsage appends the usage chunk: no choice, and usage.
+func (c *chunker) emitUsage(usage []byte) {
+	if c.head == nil {
+		c.setHead()
+	}
+	c.out = append(c.out, c.head...)
+	c.out = append(c.out, `[],"usage":`...)
+	c.out = append(c.out, usage...)
+	c.out = append(c.out, "}\n\n"...)
+}
+
+// emitArguments appends a chunk with an arguments fragment of tool call k:
+// quoted, a JSON string as it appears in JSON, quotes included.
+func (c *chunker) emitArguments(k int, quoted []byte) {
+	var pre [64]byte
+	a := append(pre[:0], `{"tool_calls":[{"index":`...)
+	a = strconv.AppendInt(a, int64(k), 10)
+	a = append(a, `,"function":{"arguments":`...)
+	c.emitDelta(a, quoted, closeArguments, "")
+}
+
+// The parts of the deltas emitDelta builds around a raw string.
+var (
+	openContent    = []byte(`{"content":`)
+	closeContent   = []byte(`}`)
+	closeArguments = []byte(`}}]}`)
+)
+
+// The starts of the events read without decoding them.
+var (
+	contentBlockDelta = []byte(`{"type":"content_block_delta"`)
+	contentBlockStop  = []byte(`{"type":"content_block_stop"`)
+	ping              = []byte(`{"type":"ping"}`)
+)
+
+// stop translates a content_block_stop in its usual form without decoding
+// it, and reports whether it did: a tool call whose input streamed no
+// fragment gets arguments "{}", as in a chat.completion, so that clients
+// can parse them.
+func (c *chunker) stop(data []byte) bool {
+	if !bytes.HasPrefix(data, contentBlockStop) {
+		return false
+	}
+	index := -1
+	err := reqbody.EachMember(data, reqbody.Span{Start: 0, End: len(data)}, func(key []byte, v reqbody.Span) error {
+		if string(key) == "index" {
+			n, err := strconv.Atoi(string(data[v.Start:v.End]))
+			if err != nil {
+				return err
+			}
+			index = n
+		}
+		return nil
+	})
+	if err != nil || index < 0 {
+		return false
+	}
+	if k, ok := c.tools[index]; ok && !c.args[k] {
+		c.args[k] = true
+		c.emitArguments(k, []byte(`"{}"`))
+	}
+	return true
+}
+
+// delta translates a content_block_delta in its usual form (type first)
+// without decoding it, and reports whether it did: false leaves the event
+// to the general path.
+func (c *chunker) delta(data []byte) bool {
+	if !bytes.HasPrefix(data, contentBlockDelta) {
+		return false
+	}
+	index := -1
+	var typ, text, partial reqbody.Span
+	err := reqbody.EachMember(data, reqbody.Span{Start: 0, End: len(data)}, func(key []byte, v reqbody.Span) error {
+		switch string(key) {
+		case "index":
+			n, err := strconv.Atoi(string(data[v.Start:v.End]))
+			if err != nil {
+				return err
+			}
+			index = n
+		case "delta":
+			return reqbody.EachMember(data, v, func(key []byte, v reqbody.Span) error {
+				switch string(key) {
+				case "type":
+					typ = v
+				case "text":
+					text = v
+				case "partial_json":
+					partial = v
+				}
+				return nil
+			})
+		}
+		return nil
+	})
+	if err != nil || index < 0 || !typ.Present() {
+		return false
+	}
+	isString := func(s reqbody.Span) bool { return s.Present() && data[s.Start] == '"' }
+	switch t := data[typ.Start:typ.End]; {
+	case string(t) == `"text_delta"` && isString(text):
+		c.emitDelta(openContent, data[text.Start:text.End], closeContent, "")
+	case string(t) == `"input_json_delta"` && isString(partial):
+		if k, ok := c.tools[index]; ok && partial.End-partial.Start > 2 {
+			c.args[k] = true
+			c.emitArguments(k, data[partial.Start:partial.End])
+		}
+	case string(t) == `"text_delta"`, string(t) == `"input_json_delta"`, bytes.IndexByte(t, '\\') >= 0:
+		return false // unusual: the general path decides
+	}
+	return true // thinking, signatures and others are not relayed
 }
 
 func (c *chunker) handle(line []byte) {
 	data, ok := bytes.CutPrefix(line, []byte("data:"))
 	if !ok {
+		return
+	}
+	data = bytes.TrimSpace(data)
+	if c.delta(data) || c.stop(data) || bytes.Equal(data, ping) {
 		return
 	}
 	var ev struct {
@@ -299,7 +451,7 @@ func (c *chunker) handle(line []byte) {
 			Message string `json:"message"`
 		} `json:"error"`
 	}
-	if json.Unmarshal(bytes.TrimSpace(data), &ev) != nil {
+	if json.Unmarshal(data, &ev) != nil {
 		return
 	}
 	switch ev.Type {
@@ -310,7 +462,8 @@ func (c *chunker) handle(line []byte) {
 				c.model = m.Model
 			}
 		}
-		c.emit(map[string]any{"delta": map[string]any{"role": "assistant", "content": ""}}, nil)
+		c.setHead()
+		c.emitChoice([]byte(`{"role":"assistant","content":""}`), "")
 	case "content_block_start":
 		if b := ev.ContentBlock; b != nil && b.Type == "tool_use" {
 			if c.tools == nil {
@@ -318,8 +471,9 @@ func (c *chunker) handle(line []byte) {
 			}
 			k := len(c.tools)
 			c.tools[ev.Index] = k
-			c.emit(map[string]any{"delta": map[string]any{"tool_calls": []any{map[string]any{"index": k, "id": b.ID, "type": "function",
-				"function": map[string]string{"name": b.Name, "arguments": ""}}}}}, nil)
+			d, _ := json.Marshal(map[string]any{"tool_calls": []any{map[string]any{"index": k, "id": b.ID, "type": "function",
+				"function": map[string]string{"name": b.Name, "arguments": ""}}}})
+			c.emitChoice(d, "")
 		}
 	case "content_block_delta":
 		d := ev.Delta
@@ -328,21 +482,19 @@ func (c *chunker) handle(line []byte) {
 		}
 		switch d.Type {
 		case "text_delta":
-			c.emit(map[string]any{"delta": map[string]any{"content": d.Text}}, nil)
+			b, _ := json.Marshal(map[string]string{"content": d.Text})
+			c.emitChoice(b, "")
 		case "input_json_delta":
 			if k, ok := c.tools[ev.Index]; ok && d.PartialJSON != "" {
 				c.args[k] = true
-				c.emit(map[string]any{"delta": map[string]any{"tool_calls": []any{map[string]any{"index": k,
-					"function": map[string]string{"arguments": d.PartialJSON}}}}}, nil)
+				q, _ := json.Marshal(d.PartialJSON)
+				c.emitArguments(k, q)
 			}
 		}
-	case "content_block_stop":
-		// A tool called without input streams no fragment; its arguments
-		// are "{}", as in a chat.completion, so that clients can parse them.
+	case "content_block_stop": // as stop does
 		if k, ok := c.tools[ev.Index]; ok && !c.args[k] {
 			c.args[k] = true
-			c.emit(map[string]any{"delta": map[string]any{"tool_calls": []any{map[string]any{"index": k,
-				"function": map[string]string{"arguments": "{}"}}}}}, nil)
+			c.emitArguments(k, []byte(`"{}"`))
 		}
 	case "message_delta":
 		if ev.Delta != nil {
@@ -351,9 +503,10 @@ func (c *chunker) handle(line []byte) {
 		if ev.Usage != nil {
 			c.usage.merge(*ev.Usage)
 		}
-		c.emit(map[string]any{"delta": map[string]any{}, "finish_reason": c.finish}, nil)
+		c.emitChoice([]byte(`{}`), c.finish)
 	case "message_stop":
-		c.emit(nil, openAIUsage(c.usage))
+		u, _ := json.Marshal(openAIUsage(c.usage))
+		c.emitUsage(u)
 		c.out = append(c.out, "data: [DONE]\n\n"...)
 	case "error":
 		typ, msg := "api_error", "the provider's stream failed"
