@@ -38,10 +38,10 @@ type chatRequest struct {
 }
 
 type chatMessage struct {
-	Role       string          `json:"role"`
-	Content    any             `json:"content"` // a string, a list of parts, or null: decoded in the one pass
-	ToolCalls  []chatToolCall  `json:"tool_calls"`
-	ToolCallID string          `json:"tool_call_id"`
+	Role       string         `json:"role"`
+	Content    any            `json:"content"` // a string, a list of parts, or null: decoded in the one pass
+	ToolCalls  []chatToolCall `json:"tool_calls"`
+	ToolCallID string         `json:"tool_call_id"`
 }
 
 type chatToolCall struct {
