@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -10,7 +11,9 @@ import (
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
 
+	"github.com/tollgate-dev/tollgate/internal/envoytest"
 	"github.com/tollgate-dev/tollgate/policy/budget"
+	"github.com/tollgate-dev/tollgate/policy/pricing"
 	"github.com/tollgate-dev/tollgate/records"
 )
 
@@ -163,6 +166,81 @@ func TestModelsInTheClientFormat(t *testing.T) {
 	for _, r := range s.fake.Requests() {
 		if !strings.HasPrefix(r.Path, "/v1/models") || r.Header.Get("authorization") != "" {
 			t.Errorf("provider request %s, authorization %q", r.Path, r.Header.Get("authorization"))
+		}
+	}
+}
+
+// openai-go with tools through the harness to the fake Anthropic, streaming
+// and not, its streams also cut at random seeded offsets: the tool_use
+// blocks reach the SDK as tool_calls with their ids and arguments that
+// parse, the usage and cost are exact (cache reads and writes included),
+// and the tool loop round-trips: the assistant message and the tool results
+// openai-go sends back become tool_use and tool_result blocks the provider
+// answers.
+func TestOpenAIClientToolLoopToAnthropic(t *testing.T) {
+	for _, seed := range []uint64{0, 7} {
+		s := newStackWith(t, stackOptions{openAIFormat: true, splitSeed: seed})
+		oc := openAIClientOf(s)
+		n := 0
+		for _, stream := range []bool{false, true} {
+			p := chatParams("claude-sonnet-4-5-tools", true)
+			cc := chat(t, oc, p, stream)
+			n++
+			rec := s.records.wait(t, n)[n-1]
+			if len(cc.Choices) != 1 || cc.Choices[0].FinishReason != "tool_calls" || cc.Choices[0].Message.Content != "Let me check." {
+				t.Fatalf("seed %d stream %v: %+v", seed, stream, cc.Choices)
+			}
+			calls := cc.Choices[0].Message.ToolCalls
+			var args struct {
+				City string `json:"city"`
+				Days int    `json:"days"`
+			}
+			if len(calls) != 2 || calls[0].ID != "toolu_fake_1" || calls[0].Function.Name != "get_weather" ||
+				json.Unmarshal([]byte(calls[0].Function.Arguments), &args) != nil || args.City != "Paris" || args.Days != 3 ||
+				calls[1].Function.Arguments != `{"city":"Oslo"}` {
+				t.Fatalf("seed %d stream %v: tool calls %+v", seed, stream, calls)
+			}
+			u := cc.Usage
+			if u.PromptTokens != envoytest.FakeAnthropicToolsInput+envoytest.FakeAnthropicToolsCacheRead+envoytest.FakeAnthropicToolsCacheWrite ||
+				u.PromptTokensDetails.CachedTokens != envoytest.FakeAnthropicToolsCacheRead || u.CompletionTokens != envoytest.FakeAnthropicToolsOutput {
+				t.Errorf("seed %d stream %v: client usage %+v", seed, stream, u)
+			}
+			want := pricing.Usage{InputTokens: envoytest.FakeAnthropicToolsInput, CacheReadTokens: envoytest.FakeAnthropicToolsCacheRead,
+				CacheWrite5mTokens: envoytest.FakeAnthropicToolsCacheWrite, OutputTokens: envoytest.FakeAnthropicToolsOutput}
+			if rec.Usage != want || rec.CostPicoUSD != sonnetCost(want) || rec.PriceEstimated || rec.Outcome != records.OutcomeOK {
+				t.Errorf("seed %d stream %v: record usage %+v cost %d (want %d) estimated %v outcome %q", seed, stream,
+					rec.Usage, rec.CostPicoUSD, sonnetCost(want), rec.PriceEstimated, rec.Outcome)
+			}
+
+			// The loop: the assistant message and both results go back.
+			p.Messages = append(p.Messages, cc.Choices[0].Message.ToParam(),
+				openai.ToolMessage("sunny", calls[0].ID), openai.ToolMessage("rain", calls[1].ID))
+			reply := chat(t, oc, p, stream)
+			n++
+			s.records.wait(t, n)
+			if len(reply.Choices) != 1 || reply.Choices[0].Message.Content != "Tool said: rain" || reply.Choices[0].FinishReason != "stop" {
+				t.Errorf("seed %d stream %v: reply %+v", seed, stream, reply.Choices)
+			}
+			var sent struct {
+				Messages []struct {
+					Role    string `json:"role"`
+					Content []struct {
+						Type      string          `json:"type"`
+						ID        string          `json:"id"`
+						Input     json.RawMessage `json:"input"`
+						ToolUseID string          `json:"tool_use_id"`
+						Content   string          `json:"content"`
+					} `json:"content"`
+				} `json:"messages"`
+			}
+			if err := json.Unmarshal(s.lastRequest(t).Body, &sent); err != nil || len(sent.Messages) != 3 {
+				t.Fatalf("seed %d stream %v: provider body %s (%v)", seed, stream, s.lastRequest(t).Body, err)
+			}
+			a, r := sent.Messages[1], sent.Messages[2]
+			if a.Role != "assistant" || len(a.Content) != 3 || a.Content[1].ID != "toolu_fake_1" || string(a.Content[1].Input) != `{"city":"Paris","days":3}` ||
+				r.Role != "user" || len(r.Content) != 2 || r.Content[0].ToolUseID != "toolu_fake_1" || r.Content[1].Content != "rain" {
+				t.Errorf("seed %d stream %v: provider body %s", seed, stream, s.lastRequest(t).Body)
+			}
 		}
 	}
 }

@@ -40,6 +40,9 @@ type FakeAnthropicConfig struct {
 	// provider's fake (FakeVertex) sees each request first and hands the
 	// ones it has checked and rewritten to the Anthropic fake behind it.
 	Front func(http.Handler) http.Handler
+	// SplitSeed, when not zero, writes the streams of "-tools" models in
+	// pieces cut at random offsets seeded with it.
+	SplitSeed uint64
 }
 
 // RecordedRequest is one request the fake received.
@@ -73,6 +76,7 @@ type RecordedRequest struct {
 // all of it), then resets the connection; "-midstall" sends the same, then
 // nothing more until the client goes away or 60 s pass; "-midoverloaded"
 // (streaming) sends the same start, then an overloaded_error event, and ends.
+// Models containing "-tools" answer tool calls (toolsAnswer).
 // POST /v1/messages/count_tokens,
 // GET /v1/models, GET /v1/models/claude-sonnet-4-5 and GET /healthz (no auth)
 // are served too; anything else is
@@ -289,6 +293,10 @@ func (f *FakeAnthropic) messages(w http.ResponseWriter, r *http.Request, body []
 	case "fake-error-429":
 		w.Header().Set("retry-after", "1")
 		anthropicError(w, http.StatusTooManyRequests, "rate_limit_error", "Rate limited (fake)")
+		return
+	}
+	if strings.Contains(req.Model, "-tools") {
+		f.toolsAnswer(w, body) // fakeanthropic_tools.go
 		return
 	}
 	if !req.Stream && strings.HasSuffix(req.Model, "-dense") {
