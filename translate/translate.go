@@ -16,7 +16,10 @@
 // keeps state from an attempt's request to its response (OpenAI-compatible
 // providers: their quirks, and the tool names they shortened), also
 // implements [AttemptTranslator], and the adapter uses a fresh one per
-// attempt.
+// attempt. One from another client format to a provider with a
+// compatibility table (an OpenAI client to Bedrock or Vertex AI) also
+// implements [MessagesTranslator]: the request becomes a Messages request
+// first, which the table and the provider's own translation then take.
 package translate
 
 // ClientAnthropic names the Anthropic Messages client format.
