@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net/http"
 	"strings"
 	"testing"
 
@@ -242,5 +243,47 @@ func TestOpenAIClientToolLoopToAnthropic(t *testing.T) {
 				t.Errorf("seed %d stream %v: provider body %s", seed, stream, s.lastRequest(t).Body)
 			}
 		}
+	}
+}
+
+// An OpenAI client's answers are cached like an Anthropic client's: the
+// second identical request, streaming or not, is a HIT that openai-go reads
+// as the first (the translated answer is what is stored), and the provider
+// is asked once per shape.
+func TestOpenAIClientCached(t *testing.T) {
+	s := newCacheStack(t, stackOptions{openAIFormat: true}, "")
+	oc := openAIClientOf(s)
+	for _, stream := range []bool{false, true} {
+		var got [2]openai.ChatCompletion
+		for i := range got {
+			var resp *http.Response
+			p := chatParams("claude-sonnet-4-5", false)
+			if stream {
+				st := oc.Chat.Completions.NewStreaming(context.Background(), p, option.WithResponseInto(&resp))
+				var acc openai.ChatCompletionAccumulator
+				for st.Next() {
+					acc.AddChunk(st.Current())
+				}
+				if err := st.Err(); err != nil {
+					t.Fatal(err)
+				}
+				got[i] = acc.ChatCompletion
+			} else {
+				cc, err := oc.Chat.Completions.New(context.Background(), p, option.WithResponseInto(&resp))
+				if err != nil {
+					t.Fatal(err)
+				}
+				got[i] = *cc
+			}
+			if want := []string{"MISS", "HIT"}[i]; resp.Header.Get("x-tollgate-cache-status") != want {
+				t.Errorf("stream %v request %d: cache %q; want %s", stream, i+1, resp.Header.Get("x-tollgate-cache-status"), want)
+			}
+		}
+		if len(got[1].Choices) != 1 || got[1].Choices[0].Message.Content != got[0].Choices[0].Message.Content || got[1].Usage.RawJSON() != got[0].Usage.RawJSON() || got[1].Usage.PromptTokens == 0 {
+			t.Errorf("stream %v: the HIT reads %+v; the MISS %+v", stream, got[1], got[0])
+		}
+	}
+	if n := len(s.fake.Requests()); n != 2 {
+		t.Errorf("the provider saw %d requests; want 2", n)
 	}
 }
