@@ -156,8 +156,8 @@ func TestResponseJSONGolden(t *testing.T) {
 // into its .openai.sse, whole and in chunks of every size from 1 to 64
 // bytes (the same output each time): the role first, text as content
 // deltas, tool_use as tool_calls with their index and argument fragments,
-// the finish_reason, a usage chunk and data: [DONE]; thinking and pings
-// left out; an error event as an error chunk.
+// the finish_reason, a usage chunk and data: [DONE]; thinking left out,
+// pings as SSE comments; an error event as an error chunk.
 func TestResponseSSEGolden(t *testing.T) {
 	files, err := filepath.Glob("testdata/response/*.anthropic.sse")
 	if err != nil || len(files) == 0 {

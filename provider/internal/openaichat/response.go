@@ -214,7 +214,8 @@ func completion(body []byte, created int64, sent string) []byte {
 // deltas, tool_use blocks as tool_calls with their index in the answer and
 // their input as argument fragments ("{}" for a tool called without input),
 // the finish_reason, then a usage chunk and data: [DONE]. Thinking is not
-// relayed. An error event becomes an OpenAI error chunk.
+// relayed; a ping becomes an SSE comment (": ping"). An error event becomes
+// an OpenAI error chunk.
 //
 // A content_block_delta, nearly every event of a stream, is read by
 // package reqbody's validating scanner without decoding: its text or
@@ -336,6 +337,7 @@ var (
 	contentBlockDelta = []byte(`{"type":"content_block_delta"`)
 	contentBlockStop  = []byte(`{"type":"content_block_stop"`)
 	ping              = []byte(`{"type":"ping"}`)
+	pingSpaced        = []byte(`{"type": "ping"}`) // as the Anthropic API writes it
 )
 
 // stop translates a content_block_stop in its usual form without decoding
@@ -423,7 +425,14 @@ func (c *chunker) handle(line []byte) {
 		return
 	}
 	data = bytes.TrimSpace(data)
-	if c.delta(data) || c.stop(data) || bytes.Equal(data, ping) {
+	if bytes.Equal(data, ping) || bytes.Equal(data, pingSpaced) {
+		// A ping keeps the connection busy, as it does for Anthropic
+		// clients; Chat Completions has no such event, so it goes as an
+		// SSE comment, which every SSE client skips.
+		c.out = append(c.out, ": ping\n\n"...)
+		return
+	}
+	if c.delta(data) || c.stop(data) {
 		return
 	}
 	var ev struct {
@@ -504,6 +513,8 @@ func (c *chunker) handle(line []byte) {
 			c.usage.merge(*ev.Usage)
 		}
 		c.emitChoice([]byte(`{}`), c.finish)
+	case "ping": // in another form than the usual one
+		c.out = append(c.out, ": ping\n\n"...)
 	case "message_stop":
 		u, _ := json.Marshal(openAIUsage(c.usage))
 		c.emitUsage(u)
