@@ -332,6 +332,44 @@ var (
 	closeArguments = []byte(`}}]}`)
 )
 
+// validString reports whether quoted, a string as the scanner delimits it
+// (quotes included), is a valid JSON string: no control character, and
+// only JSON's escapes. The scanner finds a string's end without checking
+// its content, and a string copied as it is must be valid where it lands.
+func validString(quoted []byte) bool {
+	if len(quoted) < 2 {
+		return false
+	}
+	b := quoted[1 : len(quoted)-1]
+	for i := 0; i < len(b); i++ {
+		switch c := b[i]; {
+		case c < 0x20:
+			return false
+		case c == '\\':
+			i++
+			if i >= len(b) {
+				return false
+			}
+			switch b[i] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+			case 'u':
+				if i+5 > len(b) {
+					return false
+				}
+				for _, h := range b[i+1 : i+5] {
+					if !('0' <= h && h <= '9' || 'a' <= h && h <= 'f' || 'A' <= h && h <= 'F') {
+						return false
+					}
+				}
+				i += 4
+			default:
+				return false
+			}
+		}
+	}
+	return true
+}
+
 // The starts of the events read without decoding them.
 var (
 	contentBlockDelta = []byte(`{"type":"content_block_delta"`)
@@ -404,7 +442,7 @@ func (c *chunker) delta(data []byte) bool {
 	if err != nil || index < 0 || !typ.Present() {
 		return false
 	}
-	isString := func(s reqbody.Span) bool { return s.Present() && data[s.Start] == '"' }
+	isString := func(s reqbody.Span) bool { return s.Present() && data[s.Start] == '"' && validString(data[s.Start:s.End]) }
 	switch t := data[typ.Start:typ.End]; {
 	case string(t) == `"text_delta"` && isString(text):
 		c.emitDelta(openContent, data[text.Start:text.End], closeContent, "")
