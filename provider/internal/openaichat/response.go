@@ -457,6 +457,9 @@ func (c *chunker) delta(data []byte) bool {
 	return true // thinking, signatures and others are not relayed
 }
 
+// handle translates one line of the stream: a data line's event, read
+// without decoding when it is a ping, a content_block_delta or a
+// content_block_stop in their usual form, decoded otherwise.
 func (c *chunker) handle(line []byte) {
 	data, ok := bytes.CutPrefix(line, []byte("data:"))
 	if !ok {
@@ -572,6 +575,7 @@ func (c *chunker) handle(line []byte) {
 // APIs share.
 const modelsPath = "/v1/models"
 
+// pathOnly returns p without its query.
 func pathOnly(p string) string {
 	p, _, _ = strings.Cut(p, "?")
 	return p
