@@ -489,6 +489,17 @@ func (a *adapterProcessor) requestBody(ctx context.Context, b *extprocv3.HttpBod
 		return a.keepBody(b.GetBody())
 	}
 	body, betas, adapted := b.GetBody(), a.betas, false
+	clientPath := a.clientPath
+	rt, translates := a.tr.(RequestTranslation)
+	if mt, ok := a.tr.(MessagesTranslation); ok && translates {
+		// Another format's request becomes a Messages request first: the
+		// compatibility table and the translation take that.
+		out, p, err := mt.ToMessages(a.clientPath, body)
+		if err != nil {
+			return a.reject(invalidRequest("the request cannot be sent to provider %q: %v", a.provider.Name, err))
+		}
+		body, clientPath, adapted = out, p, true
+	}
 	if adapts {
 		note, flush := a.compatNote()
 		out, outBetas, err := ra.AdaptRequest(body, a.betas, note)
@@ -496,7 +507,7 @@ func (a *adapterProcessor) requestBody(ctx context.Context, b *extprocv3.HttpBod
 		if err != nil {
 			return a.reject(invalidRequest("the request cannot be sent to provider %q: %v", a.provider.Name, err))
 		}
-		adapted = len(out) != len(body) || (len(out) > 0 && &out[0] != &body[0])
+		adapted = adapted || len(out) != len(body) || (len(out) > 0 && &out[0] != &body[0])
 		body, betas = out, outBetas
 		if hb, ok := a.up.(HeaderBetas); ok && hb.BetasInHeader() && betas != a.betas {
 			a.setBetas = &betas
@@ -510,8 +521,8 @@ func (a *adapterProcessor) requestBody(ctx context.Context, b *extprocv3.HttpBod
 		}
 		return a.reqHeaders.get(name)
 	}
-	if rt, ok := a.tr.(RequestTranslation); ok {
-		return a.translateRequest(ctx, rt, body, header)
+	if translates {
+		return a.translateRequest(ctx, rt, clientPath, body, header)
 	}
 	newBody, changed, err := a.tr.RequestBody(body, a.mapModel)
 	if err != nil {
@@ -555,13 +566,15 @@ func (a *adapterProcessor) keepBody(body []byte) *extprocv3.ProcessingResponse {
 }
 
 // translateRequest sends the body of a translation that also chooses the
-// path: the body, its length, and then the path and credentials the
+// path, for a request to clientPath (the client's, or the Messages path of
+// a MessagesTranslation): the body, its length, and then the path and credentials the
 // provider's settings derive from them (BodyHeaders), all in the body reply.
 // Envoy applies a header mutation in the reply to a BUFFERED body before the
 // request goes upstream (processor_state.cc ProcessorState::handleBodyResponse,
 // "Applying header mutations to buffered body message").
-func (a *adapterProcessor) translateRequest(ctx context.Context, rt RequestTranslation, body []byte, header func(string) string) *extprocv3.ProcessingResponse {
-	out, path, err := rt.TranslateRequest(a.clientPath, header, body, a.mapModel)
+func (a *adapterProcessor) translateRequest(ctx context.Context, rt RequestTranslation, clientPath string, body []byte,
+	header func(string) string) *extprocv3.ProcessingResponse {
+	out, path, err := rt.TranslateRequest(clientPath, header, body, a.mapModel)
 	if err != nil {
 		return a.reject(invalidRequest("the request cannot be sent to provider %q: %v", a.provider.Name, err))
 	}

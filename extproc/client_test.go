@@ -82,11 +82,11 @@ func TestRetryableRefusals(t *testing.T) {
 // endpoint "unknown" (issue 9, item 13).
 func TestModelsPathIsOneModelID(t *testing.T) {
 	s := newTestServer(t)
-	f, ep, err := s.formats.classify("GET", "/v1/models/..%2ffiles")
+	f, ep, err := s.formats.classify("GET", "/v1/models/..%2ffiles", nil)
 	if err == nil || err.Status != 404 || err.Code != clientformat.CodeNotFound || !err.Final || ep.Name != unknownEndpoint || f.Name() != "anthropic" {
 		t.Errorf("got %s %+v %v; want a final 404 of the anthropic format", f.Name(), ep, err)
 	}
-	if _, ep, err := s.formats.classify("GET", "/v1/models/claude-opus-4.1?beta=true"); err != nil || ep.Name != "models" || ep.Metered {
+	if _, ep, err := s.formats.classify("GET", "/v1/models/claude-opus-4.1?beta=true", nil); err != nil || ep.Name != "models" || ep.Metered {
 		t.Errorf("a well-formed id: %+v %v", ep, err)
 	}
 }

@@ -44,6 +44,15 @@ type ClientFormat interface {
 	RenderError(e clientformat.Error) clientformat.ErrorReply
 }
 
+// HeaderClassifier is implemented by a ClientFormat that shares a method
+// and path with another format (GET /v1/models is both the Anthropic API's
+// and OpenAI's) and claims such requests by their headers, read by header.
+// classify asks every format that implements it first, in the order listed,
+// and then each format's Classify. Its results mean what Classify's do.
+type HeaderClassifier interface {
+	ClassifyHeaders(method, path string, header func(name string) string) (ep clientformat.Endpoint, ok bool, err error)
+}
+
 // unknownEndpoint names, in records, the endpoint of a request that no
 // format serves, or that its format refused at once.
 const unknownEndpoint = "unknown"
@@ -79,19 +88,31 @@ func (fs clientFormats) named(name string) ClientFormat {
 	return fs.byDefault()
 }
 
-// classify asks each format in turn for the endpoint of method and path; the
-// first that owns it decides. A request that none owns is a 404 in the
-// default format's shape, naming the endpoints of every format.
-func (fs clientFormats) classify(method, path string) (ClientFormat, clientformat.Endpoint, *ClientError) {
-	for _, f := range fs {
-		ep, ok, err := f.Classify(method, path)
-		if !ok {
-			continue
-		}
+// classify asks each format in turn for the endpoint of method and path
+// (with the request headers header reads, nil for none: HeaderClassifier
+// formats first); the first that owns it decides. A request that none owns
+// is a 404 in the default format's shape, naming the endpoints of every
+// format.
+func (fs clientFormats) classify(method, path string, header func(name string) string) (ClientFormat, clientformat.Endpoint, *ClientError) {
+	found := func(f ClientFormat, ep clientformat.Endpoint, err error) (ClientFormat, clientformat.Endpoint, *ClientError) {
 		if err != nil {
 			return f, clientformat.Endpoint{Name: unknownEndpoint}, notFound("%s", err.Error())
 		}
 		return f, ep, nil
+	}
+	if header != nil {
+		for _, f := range fs {
+			if hc, ok := f.(HeaderClassifier); ok {
+				if ep, ok, err := hc.ClassifyHeaders(method, path, header); ok {
+					return found(f, ep, err)
+				}
+			}
+		}
+	}
+	for _, f := range fs {
+		if ep, ok, err := f.Classify(method, path); ok {
+			return found(f, ep, err)
+		}
 	}
 	var serves []string
 	for _, f := range fs {

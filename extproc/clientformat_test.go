@@ -64,15 +64,46 @@ func TestClassifyAsksEachFormatInTurn(t *testing.T) {
 		{"POST", "/v1/chat/completions", "chat", "chat_completions"},
 		{"HEAD", "/", "anthropic", "probe"},
 	} {
-		f, ep, err := fs.classify(tt.method, tt.path)
+		f, ep, err := fs.classify(tt.method, tt.path, nil)
 		if err != nil || f.Name() != tt.format || ep.Name != tt.endpoint {
 			t.Errorf("%s %s: %s %+v %v; want %s %s", tt.method, tt.path, f.Name(), ep, err, tt.format, tt.endpoint)
 		}
 	}
-	f, ep, err := fs.classify("POST", "/v1/complete?x=1")
+	f, ep, err := fs.classify("POST", "/v1/complete?x=1", nil)
 	want := "POST /v1/complete is not an endpoint of this gateway; it serves POST /v1/messages, POST /v1/messages/count_tokens, GET /v1/models and POST /v1/chat/completions"
 	if err == nil || err.Message != want || err.Code != clientformat.CodeNotFound || f.Name() != "anthropic" || ep.Name != unknownEndpoint {
 		t.Errorf("unknown path: %s %+v %v", f.Name(), ep, err)
+	}
+}
+
+// TestClassifyByHeaders: a format that claims requests by their headers
+// (the OpenAI format's GET /v1/models) is asked before every format's
+// Classify, though listed after the Anthropic format, which owns the same
+// method and path; without its headers the request stays the Anthropic
+// format's, and a malformed id it claims is a 404 in its own shape.
+func TestClassifyByHeaders(t *testing.T) {
+	fs := clientFormats{anthropic.Format{}, openaifmt.Format{}}
+	bearer := func(name string) string { return map[string]string{"authorization": "Bearer tg-alice"}[name] }
+	anth := func(name string) string {
+		return map[string]string{"authorization": "Bearer tg-alice", "anthropic-version": "2023-06-01"}[name]
+	}
+	for _, tt := range []struct {
+		path   string
+		header func(string) string
+		format string
+	}{
+		{"/v1/models", bearer, "openai"},
+		{"/v1/models/claude-sonnet-4-5", bearer, "openai"},
+		{"/v1/models", anth, "anthropic"},
+		{"/v1/models", nil, "anthropic"},
+	} {
+		f, ep, err := fs.classify("GET", tt.path, tt.header)
+		if err != nil || f.Name() != tt.format || ep.Name != "models" {
+			t.Errorf("GET %s: %s %+v %v; want %s", tt.path, f.Name(), ep, err, tt.format)
+		}
+	}
+	if f, _, err := fs.classify("GET", "/v1/models/..%2ffiles", bearer); err == nil || err.Code != clientformat.CodeNotFound || f.Name() != "openai" {
+		t.Errorf("malformed id: %s %v", f.Name(), err)
 	}
 }
 

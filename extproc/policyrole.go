@@ -211,7 +211,7 @@ func (p *policyProcessor) requestHeaders(ctx context.Context, hh *extprocv3.Http
 	p.betas, p.hasBetas = h.get(hdrBeta), h.has(hdrBeta)
 	p.requestID = records.NewID(p.start)
 
-	format, ep, cerr := p.s.formats.classify(p.method, p.path)
+	format, ep, cerr := p.s.formats.classify(p.method, p.path, h.get)
 	p.format, p.endpoint = format, ep
 	if cerr != nil {
 		return p.reject(cerr)

@@ -63,6 +63,17 @@ type RequestTranslation interface {
 	TranslateRequest(clientPath string, header func(name string) string, body []byte, mapModel func(model string) string) (out []byte, path string, err error)
 }
 
+// MessagesTranslation is implemented by a Translation from another client
+// format to a provider that takes Anthropic Messages requests through
+// adaptations of its own (an OpenAI client to Bedrock or Vertex AI,
+// translate.MessagesTranslator). The adapter calls ToMessages first, at the
+// attempt's request body: the returned Messages request then goes through
+// the provider's RequestAdapter like an Anthropic client's, and reaches the
+// RequestTranslation as its body, with messagesPath as its client path.
+type MessagesTranslation interface {
+	ToMessages(clientPath string, body []byte) (messages []byte, messagesPath string, err error)
+}
+
 // ResponseTranslation is implemented by a Translation whose provider answers
 // in another format (translate.ResponseTranslator). At the attempt's response
 // headers it changes them through set and remove and returns the body's

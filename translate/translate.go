@@ -16,7 +16,10 @@
 // keeps state from an attempt's request to its response (OpenAI-compatible
 // providers: their quirks, and the tool names they shortened), also
 // implements [AttemptTranslator], and the adapter uses a fresh one per
-// attempt.
+// attempt. One from another client format to a provider with a
+// compatibility table (an OpenAI client to Bedrock or Vertex AI) also
+// implements [MessagesTranslator]: the request becomes a Messages request
+// first, which the table and the provider's own translation then take.
 package translate
 
 // ClientAnthropic names the Anthropic Messages client format.
@@ -73,6 +76,23 @@ type ResponseTranslator interface {
 	// which the adapter logs and counts.
 	TranslateResponse(clientPath string, status int, header func(name string) string,
 		set func(name, value string), remove func(name string), warn func(kind, msg string)) (body func(chunk []byte, end bool) []byte)
+}
+
+// MessagesTranslator is implemented by a Translator from another client
+// format (OpenAI Chat Completions) to a provider that takes Anthropic
+// Messages requests through adaptations of its own (Bedrock, Vertex AI: a
+// compatibility table, a body, path and credentials of their own). The
+// adapter calls ToMessages first, at an attempt's request body, applies the
+// provider's compatibility table to the Messages request it returns as it
+// would to an Anthropic client's, and then calls TranslateRequest
+// ([RequestTranslator]) with that request as the body and messagesPath as
+// the client path.
+type MessagesTranslator interface {
+	// ToMessages returns the Messages request for body, a request in the
+	// client format sent to clientPath, and the Messages API path it stands
+	// for (/v1/messages). An error means the request cannot be sent to the
+	// provider; the client gets it as a refusal.
+	ToMessages(clientPath string, body []byte) (messages []byte, messagesPath string, err error)
 }
 
 // AttemptTranslator is implemented by a Translator that depends on the

@@ -40,7 +40,7 @@ func (Format) Endpoints() []string {
 // Anthropic API: POST /v1/messages, POST /v1/messages/count_tokens, GET
 // /v1/models and GET /v1/models/{id}, and HEAD / or HEAD /api/hello, Claude
 // Code's credential-less warm-up probe. A models path whose id is not one
-// well-formed segment (see validModelID) is this format's and refused: ok is
+// well-formed segment (see clientformat.ValidModelID) is this format's and refused: ok is
 // true and err says why.
 func (Format) Classify(method, path string) (ep clientformat.Endpoint, ok bool, err error) {
 	if i := strings.IndexByte(path, '?'); i >= 0 {
@@ -54,8 +54,8 @@ func (Format) Classify(method, path string) (ep clientformat.Endpoint, ok bool, 
 	case path == "/v1/models" && method == "GET":
 		return modelsEndpoint(), true, nil
 	case strings.HasPrefix(path, "/v1/models/") && method == "GET":
-		if id := path[len("/v1/models/"):]; !validModelID(id) {
-			return clientformat.Endpoint{}, true, &modelPathError{path: path}
+		if id := path[len("/v1/models/"):]; !clientformat.ValidModelID(id) {
+			return clientformat.Endpoint{}, true, &clientformat.ModelPathError{Path: path}
 		}
 		return modelsEndpoint(), true, nil
 	case (path == "/" || path == "/api/hello") && method == "HEAD":
@@ -63,38 +63,4 @@ func (Format) Classify(method, path string) (ep clientformat.Endpoint, ok bool, 
 		return probeEndpoint(), true, nil
 	}
 	return clientformat.Endpoint{}, false, nil
-}
-
-// modelPathError refuses a GET /v1/models/{id} path whose id is not one
-// well-formed segment.
-type modelPathError struct{ path string }
-
-func (e *modelPathError) Error() string {
-	return "GET " + e.path + ": a model id is one path segment of letters, digits, '-', '.', '_' and ':', starting with a letter or digit; percent-escapes, dot-segments and further segments are refused"
-}
-
-// maxModelIDLen bounds the model id of a GET /v1/models/{id} path, as the
-// gateway bounds the model a request body names.
-const maxModelIDLen = 256
-
-// validModelID reports whether id, the rest of a GET /v1/models/{id} path, is
-// one well-formed model id segment. The models endpoint is exempt from budgets
-// and forwarded with the provider key, so anything that could name another
-// endpoint at an edge that decodes or normalises paths is refused: "%"
-// (encoded slashes, backslashes and dots), "/" (further or empty segments),
-// a backslash, and dot-segments (an id starts with a letter or digit).
-func validModelID(id string) bool {
-	if id == "" || len(id) > maxModelIDLen || !isAlnum(id[0]) {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		if c := id[i]; !isAlnum(c) && c != '-' && c != '.' && c != '_' && c != ':' {
-			return false
-		}
-	}
-	return true
-}
-
-func isAlnum(c byte) bool {
-	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
 }

@@ -56,7 +56,7 @@ func TestClassifyModelsPath(t *testing.T) {
 		"/v1/models/..%2ffiles", "/v1/models/..%2Ffiles", "/v1/models/claude%2f..%2f..%2fv1%2ffiles",
 		"/v1/models/..%5cfiles", "/v1/models/..\\files", "/v1/models/", "/v1/models//claude",
 		"/v1/models/claude/", "/v1/models/claude/files", "/v1/models/-claude", "/v1/models/.hidden",
-		"/v1/models/" + strings.Repeat("m", maxModelIDLen+1),
+		"/v1/models/" + strings.Repeat("m", 257),
 	} {
 		ep, ok, err := Format{}.Classify("GET", path+"?beta=true")
 		if ep.Name != "" || !ok || err == nil {

@@ -21,6 +21,47 @@ func TestClassify(t *testing.T) {
 	}
 }
 
+// GET /v1/models and /v1/models/{id} are an OpenAI client's when its
+// credential is a bearer token and it sends neither x-api-key nor
+// anthropic-version; anything else is left to the other formats.
+func TestClassifyHeaders(t *testing.T) {
+	hdr := func(kv ...string) func(string) string {
+		return func(name string) string {
+			for i := 0; i+1 < len(kv); i += 2 {
+				if kv[i] == name {
+					return kv[i+1]
+				}
+			}
+			return ""
+		}
+	}
+	bearer := hdr("authorization", "Bearer tg-key")
+	for _, tt := range []struct {
+		method, path string
+		header       func(string) string
+		ok, refused  bool
+	}{
+		{"GET", "/v1/models", bearer, true, false},
+		{"GET", "/v1/models?limit=5", hdr("authorization", "bearer tg-key"), true, false},
+		{"GET", "/v1/models/gpt-4.1", bearer, true, false},
+		{"GET", "/v1/models/..%2ffiles", bearer, true, true},
+		{"GET", "/v1/models/a/b", bearer, true, true},
+		{"GET", "/v1/models", hdr("authorization", "Bearer tg-key", "anthropic-version", "2023-06-01"), false, false},
+		{"GET", "/v1/models", hdr("authorization", "Bearer tg-key", "x-api-key", "k"), false, false},
+		{"GET", "/v1/models", hdr("x-api-key", "tg-key"), false, false},
+		{"GET", "/v1/models", hdr("authorization", "Basic abc"), false, false},
+		{"GET", "/v1/models", hdr(), false, false},
+		{"GET", "/v1/models", nil, false, false},
+		{"POST", "/v1/models", bearer, false, false},
+		{"GET", "/v1/modelsx", bearer, false, false},
+	} {
+		ep, ok, err := Format{}.ClassifyHeaders(tt.method, tt.path, tt.header)
+		if ok != tt.ok || (err != nil) != tt.refused || (ok && !tt.refused && (ep.Name != "models" || ep.Metered || ep.Body)) {
+			t.Errorf("%s %s: %+v %v %v", tt.method, tt.path, ep, ok, err)
+		}
+	}
+}
+
 // The edits are byte-minimal: model and limits in place, and a stream's
 // stream_options made to ask for usage, whatever the client sent.
 func TestRequestBody(t *testing.T) {

@@ -125,6 +125,8 @@ type stackOptions struct {
 	// openAIFormat also serves the OpenAI client format (POST
 	// /v1/chat/completions).
 	openAIFormat bool
+	// splitSeed is the fake provider's FakeAnthropicConfig.SplitSeed.
+	splitSeed uint64
 }
 
 type fixedPolicy struct{ p *policy.Policy }
@@ -144,6 +146,7 @@ func newStackWith(t *testing.T, o stackOptions) *stack {
 	fake := envoytest.NewFakeAnthropic(envoytest.FakeAnthropicConfig{
 		APIKey:           providerKey,
 		ForbiddenHeaders: []string{"x-tollgate-api-key", "x-portkey-api-key", "x-tollgate-provider", "x-portkey-provider"},
+		SplitSeed:        o.splitSeed,
 	})
 	if err := fake.Start("127.0.0.1:0"); err != nil {
 		t.Fatal(err)

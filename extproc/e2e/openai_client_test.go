@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/anthropics/anthropic-sdk-go/v2"
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
 	"github.com/openai/openai-go/v3/shared"
@@ -175,5 +176,33 @@ func TestOpenAIClientErrors(t *testing.T) {
 	}
 	if resp.StatusCode != 400 || json.Unmarshal(b, &e) != nil || e.Error == nil || e.Error.Type != "invalid_request_error" || e.Error.Message == "" {
 		t.Errorf("malformed body: %d %s", resp.StatusCode, b)
+	}
+}
+
+// GET /v1/models to a provider of type openai (sent to its base URL's
+// /models) answers in the client's format: openai-go gets the provider's
+// list and model natively; an Anthropic client gets them in the Anthropic
+// API's shape.
+func TestModelsFromOpenAIProvider(t *testing.T) {
+	s := newOpenAIStack(t, envoytest.FakeOpenAIConfig{})
+	oc := s.openAIClient("")
+	page, err := oc.Models.List(context.Background())
+	if err != nil || len(page.Data) != 2 || page.Data[0].ID != "gpt-4.1" || page.Data[0].OwnedBy != "system" {
+		t.Fatalf("openai-go list %v: %+v", err, page)
+	}
+	if m, err := oc.Models.Get(context.Background(), "gpt-4.1"); err != nil || m.Created != 1744316542 {
+		t.Errorf("openai-go model %+v %v", m, err)
+	}
+	ap, err := s.client.Models.List(context.Background(), anthropic.ModelListParams{})
+	if err != nil || len(ap.Data) != 2 || ap.Data[0].ID != "gpt-4.1" || ap.Data[0].CreatedAt.Unix() != 1744316542 || ap.HasMore {
+		t.Fatalf("anthropic-sdk-go list %v: %+v", err, ap)
+	}
+	if m, err := s.client.Models.Get(context.Background(), "gpt-4.1", anthropic.ModelGetParams{}); err != nil || m.ID != "gpt-4.1" || m.Type != "model" {
+		t.Errorf("anthropic-sdk-go model %+v %v", m, err)
+	}
+	for _, r := range s.openai.Requests() {
+		if !strings.HasPrefix(r.Path, "/v1/models") {
+			t.Errorf("provider request %s", r.Path)
+		}
 	}
 }

@@ -40,6 +40,9 @@ type FakeAnthropicConfig struct {
 	// provider's fake (FakeVertex) sees each request first and hands the
 	// ones it has checked and rewritten to the Anthropic fake behind it.
 	Front func(http.Handler) http.Handler
+	// SplitSeed, when not zero, writes the streams of "-tools" models in
+	// pieces cut at random offsets seeded with it.
+	SplitSeed uint64
 }
 
 // RecordedRequest is one request the fake received.
@@ -73,8 +76,10 @@ type RecordedRequest struct {
 // all of it), then resets the connection; "-midstall" sends the same, then
 // nothing more until the client goes away or 60 s pass; "-midoverloaded"
 // (streaming) sends the same start, then an overloaded_error event, and ends.
+// Models containing "-tools" answer tool calls (toolsAnswer).
 // POST /v1/messages/count_tokens,
-// GET /v1/models and GET /healthz (no auth) are served too; anything else is
+// GET /v1/models, GET /v1/models/claude-sonnet-4-5 and GET /healthz (no auth)
+// are served too; anything else is
 // a 404 Anthropic error.
 type FakeAnthropic struct {
 	fakeServer
@@ -159,6 +164,9 @@ func (f *FakeAnthropic) serve(w http.ResponseWriter, r *http.Request) {
 	case r.Method == http.MethodGet && path == "/v1/models":
 		w.Header().Set("content-type", "application/json")
 		_, _ = w.Write([]byte(fakeModels))
+	case r.Method == http.MethodGet && path == "/v1/models/claude-sonnet-4-5":
+		w.Header().Set("content-type", "application/json")
+		_, _ = w.Write([]byte(fakeModel))
 	default:
 		anthropicError(w, http.StatusNotFound, "not_found_error", "Not found: "+r.Method+" "+r.URL.Path)
 	}
@@ -168,6 +176,10 @@ const fakeModels = `{"data":[` +
 	`{"type":"model","id":"claude-sonnet-4-5","display_name":"Claude Sonnet 4.5","created_at":"2025-09-29T00:00:00Z"},` +
 	`{"type":"model","id":"claude-haiku-4-5","display_name":"Claude Haiku 4.5","created_at":"2025-10-15T00:00:00Z"}],` +
 	`"first_id":"claude-sonnet-4-5","last_id":"claude-haiku-4-5","has_more":false}`
+
+// fakeModel is GET /v1/models/claude-sonnet-4-5's answer, the first model of
+// fakeModels.
+const fakeModel = `{"type":"model","id":"claude-sonnet-4-5","display_name":"Claude Sonnet 4.5","created_at":"2025-09-29T00:00:00Z"}`
 
 func readAll(r *http.Request) ([]byte, error) {
 	var buf bytes.Buffer
@@ -281,6 +293,10 @@ func (f *FakeAnthropic) messages(w http.ResponseWriter, r *http.Request, body []
 	case "fake-error-429":
 		w.Header().Set("retry-after", "1")
 		anthropicError(w, http.StatusTooManyRequests, "rate_limit_error", "Rate limited (fake)")
+		return
+	}
+	if strings.Contains(req.Model, "-tools") {
+		f.toolsAnswer(w, body) // fakeanthropic_tools.go
 		return
 	}
 	if !req.Stream && strings.HasSuffix(req.Model, "-dense") {

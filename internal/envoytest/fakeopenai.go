@@ -54,6 +54,9 @@ type FakeOpenAIConfig struct {
 //   - models ending in "-ratelimited": a 429 with retry-after: 2,
 //     "-unavailable": a 503, both in OpenAI's error shape.
 //
+// GET {BasePath}/models and {BasePath}/models/gpt-4.1 answer a list of two
+// models and the first, in OpenAI's shapes.
+//
 // Every answer names the account (openai-organization: fake-org), as
 // OpenAI's do. The usage is always prompt_tokens 1200 of which cached_tokens 1024,
 // completion_tokens 25 of which reasoning_tokens 10.
@@ -106,6 +109,10 @@ func (f *FakeOpenAI) handle(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("openai-organization", "fake-org")
 	if err != nil {
 		openAIErrorBody(w, http.StatusBadRequest, "invalid_request_error", "", "reading body: "+err.Error())
+		return
+	}
+	if r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, strings.TrimSuffix(f.cfg.BasePath, "/")+"/models") {
+		f.models(w, r, strings.TrimPrefix(r.URL.Path, strings.TrimSuffix(f.cfg.BasePath, "/")+"/models"))
 		return
 	}
 	if r.Method != http.MethodPost || r.URL.Path != strings.TrimSuffix(f.cfg.BasePath, "/")+"/chat/completions" {
@@ -368,5 +375,29 @@ func (f *FakeOpenAI) writeStream(w http.ResponseWriter, r *http.Request, req *ch
 		if !write(e) || r.Context().Err() != nil {
 			return
 		}
+	}
+}
+
+// fakeOpenAIModels is GET {BasePath}/models's answer; GET
+// {BasePath}/models/gpt-4.1 answers its first model.
+const fakeOpenAIModels = `{"object":"list","data":[{"id":"gpt-4.1","object":"model","created":1744316542,"owned_by":"system"},` +
+	`{"id":"gpt-4o-mini","object":"model","created":1721172741,"owned_by":"system"}]}`
+
+// models answers GET {BasePath}/models (rest "") and {BasePath}/models/{id}
+// (rest "/{id}") with the provider's bearer key.
+func (f *FakeOpenAI) models(w http.ResponseWriter, r *http.Request, rest string) {
+	if got := r.Header.Get("authorization"); got != "Bearer "+f.cfg.APIKey {
+		f.violate("authorization is not the provider's bearer key")
+		openAIErrorBody(w, http.StatusUnauthorized, "invalid_request_error", "invalid_api_key", "Incorrect API key provided")
+		return
+	}
+	w.Header().Set("content-type", "application/json")
+	switch rest {
+	case "":
+		_, _ = w.Write([]byte(fakeOpenAIModels))
+	case "/gpt-4.1":
+		_, _ = w.Write([]byte(`{"id":"gpt-4.1","object":"model","created":1744316542,"owned_by":"system"}`))
+	default:
+		openAIErrorBody(w, http.StatusNotFound, "invalid_request_error", "model_not_found", "The model does not exist (fake).")
 	}
 }

@@ -1,30 +1,22 @@
 package anthropic
 
 import (
-	"encoding/json"
 	"errors"
-	"fmt"
 	"strings"
 
+	"github.com/tollgate-dev/tollgate/provider/internal/openaichat"
 	"github.com/tollgate-dev/tollgate/translate"
 )
 
 // DefaultMaxTokens is the max_tokens an OpenAI client's request is sent with
 // when it sets no output limit: the Messages API requires one, and Chat
 // Completions has none by default.
-const DefaultMaxTokens = 4096
-
-// pathChat is the one client path an OpenAI client is served at by such a
-// provider, query excluded; pathMessages is where it goes.
-const (
-	pathChat     = "/v1/chat/completions"
-	pathMessages = "/v1/messages"
-)
+const DefaultMaxTokens = openaichat.DefaultMaxTokens
 
 // fromOpenAI sends an OpenAI Chat Completions request to the Messages API
-// and turns the answers, JSON or SSE, back into Chat Completions. The value
-// the adapter uses is one attempt's (ForAttempt): it holds the provider's
-// base path and the model the request named.
+// and turns the answers, JSON or SSE, back into Chat Completions (package
+// openaichat). The value the adapter uses is one attempt's (ForAttempt): it
+// holds the provider's base path and the model the request named.
 type fromOpenAI struct {
 	s     *Settings
 	model string
@@ -45,7 +37,8 @@ func (*fromOpenAI) NeedsBody(bool) bool { return true }
 
 // RequestBody implements [translate.Translator.RequestBody].
 func (t *fromOpenAI) RequestBody(body []byte, mapModel func(string) string) ([]byte, bool, error) {
-	out, err := t.translate(body, mapModel)
+	out, model, err := openaichat.Request(body, mapModel)
+	t.model = model
 	return out, err == nil, err
 }
 
@@ -53,302 +46,27 @@ func (t *fromOpenAI) RequestBody(body []byte, mapModel func(string) string) ([]b
 // request for a POST /v1/chat/completions, sent to /v1/messages under the
 // provider's base.
 func (t *fromOpenAI) TranslateRequest(clientPath string, _ func(string) string, body []byte, mapModel func(string) string) ([]byte, string, error) {
-	if p, _, _ := strings.Cut(clientPath, "?"); p != pathChat {
+	if p, _, _ := strings.Cut(clientPath, "?"); p != openaichat.PathChat {
 		return nil, "", errors.New("an Anthropic provider serves OpenAI clients only at POST /v1/chat/completions")
 	}
-	out, err := t.translate(body, mapModel)
+	out, model, err := openaichat.Request(body, mapModel)
 	if err != nil {
 		return nil, "", err
 	}
+	t.model = model
 	base := t.s
 	if base == nil {
 		base = newSettings()
 	}
-	return out, JoinPath(base.BaseURL, pathMessages), nil
+	return out, JoinPath(base.BaseURL, openaichat.PathMessages), nil
 }
 
-// The Chat Completions request, as far as it has a Messages equivalent.
-type chatRequest struct {
-	Model               string            `json:"model"`
-	Messages            []chatMessage     `json:"messages"`
-	MaxCompletionTokens *int64            `json:"max_completion_tokens"`
-	MaxTokens           *int64            `json:"max_tokens"`
-	Stream              bool              `json:"stream"`
-	Stop                json.RawMessage   `json:"stop"`
-	Temperature         json.RawMessage   `json:"temperature"`
-	TopP                json.RawMessage   `json:"top_p"`
-	User                string            `json:"user"`
-	Tools               []chatTool        `json:"tools"`
-	ToolChoice          json.RawMessage   `json:"tool_choice"`
-	ParallelToolCalls   *bool             `json:"parallel_tool_calls"`
-	Metadata            map[string]string `json:"metadata"`
-}
-
-type chatMessage struct {
-	Role       string          `json:"role"`
-	Content    json.RawMessage `json:"content"`
-	ToolCalls  []chatToolCall  `json:"tool_calls"`
-	ToolCallID string          `json:"tool_call_id"`
-}
-
-type chatToolCall struct {
-	ID       string `json:"id"`
-	Function struct {
-		Name      string `json:"name"`
-		Arguments string `json:"arguments"`
-	} `json:"function"`
-}
-
-type chatTool struct {
-	Type     string `json:"type"`
-	Function struct {
-		Name        string          `json:"name"`
-		Description string          `json:"description"`
-		Parameters  json.RawMessage `json:"parameters"`
-	} `json:"function"`
-}
-
-type chatPart struct {
-	Type     string `json:"type"`
-	Text     string `json:"text"`
-	ImageURL *struct {
-		URL string `json:"url"`
-	} `json:"image_url"`
-}
-
-// block is an Anthropic content block of the translated request.
-type block map[string]any
-
-type message struct {
-	Role    string  `json:"role"`
-	Content []block `json:"content"`
-}
-
-// translate returns the Messages request for a Chat Completions body:
-// system and developer messages joined into the top-level system; user
-// content (text and images); assistant text and tool_calls as tool_use
-// blocks; tool messages as tool_result blocks of one user turn; tools and
-// tool_choice; stop; max_tokens (DefaultMaxTokens when the client set no
-// limit); user as metadata.user_id; temperature and top_p only when sent.
-func (t *fromOpenAI) translate(body []byte, mapModel func(string) string) ([]byte, error) {
-	var r chatRequest
-	if err := json.Unmarshal(body, &r); err != nil {
-		return nil, fmt.Errorf("the Chat Completions request does not decode: %w", err)
-	}
-	t.model = r.Model
-	out := map[string]any{"model": mapModel(r.Model)}
-	maxTokens := int64(DefaultMaxTokens)
-	switch {
-	case r.MaxCompletionTokens != nil:
-		maxTokens = *r.MaxCompletionTokens
-	case r.MaxTokens != nil:
-		maxTokens = *r.MaxTokens
-	}
-	out["max_tokens"] = maxTokens
-	var system []string
-	var msgs []message
-	add := func(role string, bs ...block) {
-		if len(bs) == 0 {
-			return
-		}
-		if n := len(msgs); n > 0 && msgs[n-1].Role == role {
-			msgs[n-1].Content = append(msgs[n-1].Content, bs...)
-			return
-		}
-		msgs = append(msgs, message{Role: role, Content: bs})
-	}
-	for i, m := range r.Messages {
-		switch m.Role {
-		case "system", "developer":
-			text, err := textOf(m.Content)
-			if err != nil {
-				return nil, fmt.Errorf("messages[%d]: %w", i, err)
-			}
-			system = append(system, text)
-		case "user":
-			bs, err := userBlocks(m.Content)
-			if err != nil {
-				return nil, fmt.Errorf("messages[%d]: %w", i, err)
-			}
-			add("user", bs...)
-		case "assistant":
-			var bs []block
-			if len(m.Content) > 0 && string(m.Content) != "null" {
-				text, err := textOf(m.Content)
-				if err != nil {
-					return nil, fmt.Errorf("messages[%d]: %w", i, err)
-				}
-				if text != "" {
-					bs = append(bs, block{"type": "text", "text": text})
-				}
-			}
-			for _, c := range m.ToolCalls {
-				input := json.RawMessage(c.Function.Arguments)
-				if strings.TrimSpace(c.Function.Arguments) == "" {
-					input = json.RawMessage(`{}`)
-				} else if !json.Valid(input) {
-					return nil, fmt.Errorf("messages[%d]: tool call %s: arguments are not JSON", i, c.ID)
-				}
-				bs = append(bs, block{"type": "tool_use", "id": c.ID, "name": c.Function.Name, "input": input})
-			}
-			add("assistant", bs...)
-		case "tool":
-			text, err := textOf(m.Content)
-			if err != nil {
-				return nil, fmt.Errorf("messages[%d]: %w", i, err)
-			}
-			add("user", block{"type": "tool_result", "tool_use_id": m.ToolCallID, "content": text})
-		default:
-			return nil, fmt.Errorf("messages[%d]: role %q has no Messages API equivalent", i, m.Role)
-		}
-	}
-	if len(system) > 0 {
-		out["system"] = strings.Join(system, "\n\n")
-	}
-	out["messages"] = msgs
-	if r.Stream {
-		out["stream"] = true
-	}
-	if len(r.Stop) > 0 && string(r.Stop) != "null" {
-		var one string
-		var many []string
-		switch {
-		case json.Unmarshal(r.Stop, &one) == nil:
-			out["stop_sequences"] = []string{one}
-		case json.Unmarshal(r.Stop, &many) == nil:
-			out["stop_sequences"] = many
-		default:
-			return nil, errors.New("stop must be a string or a list of strings")
-		}
-	}
-	if len(r.Temperature) > 0 && string(r.Temperature) != "null" {
-		out["temperature"] = r.Temperature
-	}
-	if len(r.TopP) > 0 && string(r.TopP) != "null" {
-		out["top_p"] = r.TopP
-	}
-	if r.User != "" {
-		out["metadata"] = map[string]string{"user_id": r.User}
-	}
-	if len(r.Tools) > 0 {
-		var tools []block
-		for _, tl := range r.Tools {
-			if tl.Type != "function" {
-				return nil, fmt.Errorf("tool type %q has no Messages API equivalent", tl.Type)
-			}
-			schema := tl.Function.Parameters
-			if len(schema) == 0 || string(schema) == "null" {
-				schema = json.RawMessage(`{"type":"object"}`)
-			}
-			b := block{"name": tl.Function.Name, "input_schema": schema}
-			if tl.Function.Description != "" {
-				b["description"] = tl.Function.Description
-			}
-			tools = append(tools, b)
-		}
-		out["tools"] = tools
-	}
-	tc, err := toolChoice(r.ToolChoice, r.ParallelToolCalls)
-	if err != nil {
-		return nil, err
-	}
-	if tc != nil {
-		out["tool_choice"] = tc
-	}
-	return json.Marshal(out)
-}
-
-// toolChoice maps tool_choice and parallel_tool_calls: "auto", "required",
-// "none" and {"type":"function","function":{"name":...}} are auto, any, none
-// and tool; parallel_tool_calls false is disable_parallel_tool_use.
-func toolChoice(raw json.RawMessage, parallel *bool) (block, error) {
-	var tc block
-	var s string
-	var named struct {
-		Function struct {
-			Name string `json:"name"`
-		} `json:"function"`
-	}
-	switch {
-	case len(raw) == 0 || string(raw) == "null":
-	case json.Unmarshal(raw, &s) == nil:
-		switch s {
-		case "auto":
-			tc = block{"type": "auto"}
-		case "required":
-			tc = block{"type": "any"}
-		case "none":
-			tc = block{"type": "none"}
-		default:
-			return nil, fmt.Errorf("tool_choice %q has no Messages API equivalent", s)
-		}
-	case json.Unmarshal(raw, &named) == nil && named.Function.Name != "":
-		tc = block{"type": "tool", "name": named.Function.Name}
-	default:
-		return nil, errors.New("tool_choice has no Messages API equivalent")
-	}
-	if parallel != nil && !*parallel {
-		if tc == nil {
-			tc = block{"type": "auto"}
-		}
-		if tc["type"] != "none" {
-			tc["disable_parallel_tool_use"] = true
-		}
-	}
-	return tc, nil
-}
-
-// textOf returns the text of a content that is a string or a list of text
-// parts (joined by blank lines).
-func textOf(raw json.RawMessage) (string, error) {
-	var s string
-	if json.Unmarshal(raw, &s) == nil {
-		return s, nil
-	}
-	var parts []chatPart
-	if err := json.Unmarshal(raw, &parts); err != nil {
-		return "", errors.New("content must be a string or a list of parts")
-	}
-	var texts []string
-	for _, p := range parts {
-		if p.Type != "text" {
-			return "", fmt.Errorf("a %s part has no Messages API equivalent here", p.Type)
-		}
-		texts = append(texts, p.Text)
-	}
-	return strings.Join(texts, "\n\n"), nil
-}
-
-// userBlocks returns the blocks of a user message: text, and images (a
-// data: URL as base64, any other URL as a url source).
-func userBlocks(raw json.RawMessage) ([]block, error) {
-	var s string
-	if json.Unmarshal(raw, &s) == nil {
-		return []block{{"type": "text", "text": s}}, nil
-	}
-	var parts []chatPart
-	if err := json.Unmarshal(raw, &parts); err != nil {
-		return nil, errors.New("content must be a string or a list of parts")
-	}
-	var bs []block
-	for _, p := range parts {
-		switch {
-		case p.Type == "text":
-			bs = append(bs, block{"type": "text", "text": p.Text})
-		case p.Type == "image_url" && p.ImageURL != nil:
-			u := p.ImageURL.URL
-			if rest, ok := strings.CutPrefix(u, "data:"); ok {
-				mt, data, ok := strings.Cut(rest, ";base64,")
-				if !ok {
-					return nil, errors.New("an image data URL must be base64")
-				}
-				bs = append(bs, block{"type": "image", "source": block{"type": "base64", "media_type": mt, "data": data}})
-				continue
-			}
-			bs = append(bs, block{"type": "image", "source": block{"type": "url", "url": u}})
-		default:
-			return nil, fmt.Errorf("a %s part has no Messages API equivalent", p.Type)
-		}
-	}
-	return bs, nil
+// TranslateResponse implements [translate.ResponseTranslator] for an OpenAI
+// client (openaichat.Response): an error in OpenAI's shape, an event stream
+// as chat.completion.chunk events, a Message as a chat.completion, the
+// models list (GET /v1/models, forwarded to the provider's path like an
+// Anthropic client's) as OpenAI's.
+func (t *fromOpenAI) TranslateResponse(clientPath string, status int, header func(string) string,
+	set func(name, value string), remove func(name string), _ func(kind, msg string)) func([]byte, bool) []byte {
+	return openaichat.Response(clientPath, t.model, status, header, set, remove)
 }

@@ -6,7 +6,8 @@
 // Bedrock API key as bearer), and the translations from Anthropic Messages
 // clients: the request body gains anthropic_version and the betas, and loses
 // model (to the path) and stream; the response's event stream becomes
-// Anthropic SSE, and Bedrock's errors Anthropic's.
+// Anthropic SSE, and Bedrock's errors Anthropic's. OpenAI Chat Completions
+// clients are served through the same translation (package openaichat).
 //
 // Like every provider type's package, it imports neither package provider,
 // nor policy, nor extproc: the adapter reaches it through interfaces it

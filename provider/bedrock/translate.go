@@ -8,6 +8,7 @@ import (
 
 	"github.com/tollgate-dev/tollgate/clientformat/anthropic/reqbody"
 	"github.com/tollgate-dev/tollgate/provider/internal/claudeids"
+	"github.com/tollgate-dev/tollgate/provider/internal/openaichat"
 	"github.com/tollgate-dev/tollgate/translate"
 )
 
@@ -23,11 +24,16 @@ const (
 
 // Translator returns the translation of requests written in clientFormat to
 // a provider of this type, or false when a client of that format cannot be
-// served by one. Only Anthropic Messages clients can, so far.
+// served by one: Anthropic Messages clients, and OpenAI Chat Completions
+// clients through the Messages API (package openaichat: their request
+// becomes a Messages request, which then goes as an Anthropic client's
+// would, and the answer comes back as Chat Completions).
 func (Type) Translator(clientFormat string) (translate.Translator, bool) {
 	switch clientFormat {
 	case translate.ClientAnthropic:
 		return fromAnthropic{}, true
+	case translate.ClientOpenAI:
+		return &openaichat.Via{Inner: fromAnthropic{}}, true
 	}
 	return nil, false
 }

@@ -48,12 +48,17 @@ func (Type) Fields() []string { return fieldNames() }
 func (Type) NewSettings() any { return newSettings() }
 
 // SetRequestHeaders sets, through set, the headers an attempt to this
-// provider needs: the host, the path (ChatPath for the Messages API; the
-// translation refuses every other client path at the body), the key as the
-// settings say, and the extra headers.
+// provider needs: the host, the path (ModelsPath for GET /v1/models and
+// /v1/models/{id}, ChatPath for anything else: the Messages API and Chat
+// Completions; the translation refuses every other client path at the
+// body), the key as the settings say, and the extra headers.
 func (s *Settings) SetRequestHeaders(clientPath string, _ func(name string) bool, set func(name, value string)) {
 	set(":authority", s.BaseURL.Host)
-	set(":path", s.ChatPath())
+	if rest, ok := modelsRest(clientPath); ok {
+		set(":path", s.ModelsPath(rest))
+	} else {
+		set(":path", s.ChatPath())
+	}
 	switch key := s.APIKey.Reveal(); {
 	case key == "":
 	case s.Auth == AuthAPIKey:

@@ -30,10 +30,11 @@ func (*fromAnthropic) IdlePings() bool { return true }
 // (status 300 and up) gets the Anthropic status and error type its status
 // and body map to (errorFor) in Anthropic's shape; an event stream becomes
 // Anthropic SSE chunk by chunk; a JSON chat.completion (or an answer without
-// a content type) becomes a Message.
-// Anything else passes as it is. The openai-organization and
+// a content type) becomes a Message; the answer to GET /v1/models or
+// /v1/models/{id}, OpenAI's list or model, the Anthropic API's
+// (anthropicModels). Anything else passes as it is. The openai-organization and
 // openai-project headers are removed.
-func (t *fromAnthropic) TranslateResponse(_ string, status int, header func(string) string,
+func (t *fromAnthropic) TranslateResponse(clientPath string, status int, header func(string) string,
 	set func(name, value string), remove func(name string), warn func(kind, msg string)) func([]byte, bool) []byte {
 	ct := header("content-type")
 	// They name the gateway's OpenAI account, which is none of the client's
@@ -47,6 +48,14 @@ func (t *fromAnthropic) TranslateResponse(_ string, status int, header func(stri
 		set("content-type", "application/json")
 		remove("content-length")
 		return whole(func(body []byte) []byte { return errorJSON(errorOf(body, status)) })
+	case isModelsPath(clientPath):
+		if !strings.HasPrefix(ct, "application/json") {
+			return nil
+		}
+		remove("content-length")
+		rest, _ := modelsRest(clientPath)
+		list := rest == "" || rest[0] == '?' // else /{id}
+		return whole(func(body []byte) []byte { return anthropicModels(body, list) })
 	case strings.HasPrefix(ct, "text/event-stream"):
 		remove("content-length")
 		set("content-type", "text/event-stream")

@@ -8,7 +8,8 @@
 // the translation from Anthropic Messages clients: the request body gains
 // anthropic_version and loses model (to the path); Vertex answers in
 // Anthropic's own JSON and SSE, so only its Google-style errors are
-// translated.
+// translated. OpenAI Chat Completions clients are served through the same
+// translation (package openaichat).
 //
 // Like every provider type's package, it imports neither package provider,
 // nor policy, nor extproc: the adapter reaches it through interfaces it
