@@ -1,0 +1,32 @@
+package pgstore
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/tollgate-dev/tollgate/records"
+	"github.com/tollgate-dev/tollgate/spend"
+	"github.com/tollgate-dev/tollgate/spend/spendtest"
+)
+
+// load writes recs to d through its sink (COPY), in batches of 5,000.
+func load(t testing.TB, d *DB, recs []records.Record) {
+	t.Helper()
+	c, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	for i := 0; i < len(recs); i += 5000 {
+		if err := d.Sink().Write(c, recs[i:min(i+5000, len(recs))]); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestSpendContract(t *testing.T) {
+	_, d := open(t, Options{})
+	spendtest.Run(t, func(t *testing.T, recs []records.Record) spend.Store {
+		load(t, d, recs)
+		load(t, d, recs[:100]) // a replay adds nothing
+		return d
+	})
+}
