@@ -46,8 +46,8 @@ type BudgetUse struct {
 	// Exhausted says Used has reached the limit.
 	Exhausted bool
 	// ExhaustsAt is when Used reaches the limit at the current pace,
-	// following Method; nil when it does not within the window, or already
-	// has.
+	// following Method, to the second; nil when it does not within the
+	// window, or already has.
 	ExhaustsAt *time.Time
 }
 
@@ -242,7 +242,7 @@ func forecast(s budget.Scope, l budget.Limit, day func(time.Time) int64, now tim
 	u.Forecast = u.Linear
 	if !u.Exhausted && u.Used > 0 && elapsed > 0 {
 		rate := float64(u.Used) / float64(elapsed) // per nanosecond
-		if t := now.Add(time.Duration(float64(l.Max-u.Used) / rate)); t.Before(we) {
+		if t := now.Add(time.Duration(float64(l.Max-u.Used) / rate)).Round(time.Second); t.Before(we) {
 			u.ExhaustsAt = &t
 		}
 	}
@@ -280,7 +280,7 @@ func forecast(s budget.Scope, l budget.Limit, day func(time.Time) int64, now tim
 	segStart, segEnd, amt := now, tomorrow, factor*pToday*(1-frac)
 	for {
 		if amt > 0 && amt >= left {
-			t := segStart.Add(time.Duration(left / amt * float64(segEnd.Sub(segStart))))
+			t := segStart.Add(time.Duration(left / amt * float64(segEnd.Sub(segStart)))).Round(time.Second)
 			u.ExhaustsAt = &t
 			return u
 		}

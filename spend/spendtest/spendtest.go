@@ -101,7 +101,7 @@ func Run(t *testing.T, open Open) {
 			budget.Global: {{Unit: budget.USD, Per: budget.Month, Max: 2_000_000_000_000_000}, {Unit: budget.Requests, Per: budget.Minute, Max: 100}},
 			{Kind: budget.ScopeSession}: {{Unit: budget.USD, Per: budget.Session, Max: 1}},
 		}}
-		now := time.Date(2026, 5, 27, 15, 30, 0, 0, time.UTC) // a Wednesday
+		now := time.Date(2026, 5, 31, 20, 0, 0, 0, time.UTC) // a Sunday; the month began 30 days ago
 		got, err := spend.Budgets(ctx, store, cfg, now, nil)
 		if err != nil {
 			t.Fatal(err)
