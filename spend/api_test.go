@@ -273,7 +273,7 @@ func TestViewerCannotReadAnotherTeam(t *testing.T) {
 		{Kind: budget.ScopeTeam, Name: "research"}: {usdLimit(100, budget.Month)},
 		{Kind: budget.ScopeKey, Name: "k-alice"}:   {usdLimit(100, budget.Month)},
 		{Kind: budget.ScopeKey, Name: "k-bob"}:     {usdLimit(100, budget.Month)},
-		budget.Global: {usdLimit(5000, budget.Month)},
+		budget.Global:                              {usdLimit(5000, budget.Month)},
 	}}
 	h := server(t, recs, cfg, at("2026-05-13T12:00:00Z"))
 	for _, target := range []string{

@@ -98,7 +98,7 @@ func Run(t *testing.T, open Open) {
 			{Kind: budget.ScopeUser, Name: recordgen.UserName(7)}: {{Unit: budget.USD, Per: budget.Week, Max: 20_000_000_000_000}},
 			{Kind: budget.ScopeKey, Name: recordgen.KeyID(8)}:     {{Unit: budget.USD, Per: budget.Day, Max: 5_000_000_000_000}},
 			{Kind: budget.ScopeProvider, Name: "bedrock"}:         {{Unit: budget.USD, Per: budget.Month, Max: 100_000_000_000_000}},
-			budget.Global: {{Unit: budget.USD, Per: budget.Month, Max: 2_000_000_000_000_000}, {Unit: budget.Requests, Per: budget.Minute, Max: 100}},
+			budget.Global:               {{Unit: budget.USD, Per: budget.Month, Max: 2_000_000_000_000_000}, {Unit: budget.Requests, Per: budget.Minute, Max: 100}},
 			{Kind: budget.ScopeSession}: {{Unit: budget.USD, Per: budget.Session, Max: 1}},
 		}}
 		now := time.Date(2026, 5, 31, 20, 0, 0, 0, time.UTC) // a Sunday; the month began 30 days ago
