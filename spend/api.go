@@ -358,7 +358,7 @@ func (h *api) series(w http.ResponseWriter, r *http.Request) {
 		}
 		buckets = append(buckets, b)
 	}
-	q := Query{From: req.from, To: req.to, Step: req.step, Location: req.loc, GroupBy: req.groupBy, Filter: req.filter}
+	q := Query{From: req.from, To: req.to, Step: req.step, Location: req.loc, GroupBy: req.groupBy, Filter: req.filter, Percentiles: true}
 	rows, err := h.o.Store.Aggregate(r.Context(), q)
 	if err != nil {
 		storeError(w, err)
@@ -493,7 +493,7 @@ func (h *api) totals(w http.ResponseWriter, r *http.Request) {
 		fail(w, r, err)
 		return
 	}
-	q := Query{From: req.from, To: req.to, Location: req.loc, GroupBy: req.groupBy, Filter: req.filter}
+	q := Query{From: req.from, To: req.to, Location: req.loc, GroupBy: req.groupBy, Filter: req.filter, Percentiles: true}
 	rows, err := h.o.Store.Aggregate(r.Context(), q)
 	if err != nil {
 		storeError(w, err)

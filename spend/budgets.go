@@ -114,9 +114,9 @@ func Window(per budget.Window, now time.Time, loc *time.Location) (start, end ti
 
 // Budgets returns the use of every forecastable limit of cfg (see
 // Forecastable) whose scope keep accepts (nil keeps all), as of now, read
-// from store: one query per kind of scope, of the daily amounts from the
-// earliest window start or four weeks before today, whichever is earlier.
-// They are in no particular order.
+// from store with one query: the daily amounts from the earliest window
+// start or four weeks before today, whichever is earlier, grouped by the
+// dimensions of the scopes' kinds. They are in no particular order.
 func Budgets(ctx context.Context, store Store, cfg *budget.Config, now time.Time, keep func(budget.Scope) bool) ([]BudgetUse, error) {
 	if cfg == nil {
 		return nil, nil
@@ -127,71 +127,88 @@ func Budgets(ctx context.Context, store Store, cfg *budget.Config, now time.Time
 	}
 	today := Day.Truncate(now, loc)
 	y, m, d := today.Date()
-	histStart := midnight(y, m, d-7*profileWeeks, loc)
+	from := midnight(y, m, d-7*profileWeeks, loc)
 
-	byKind := map[budget.ScopeKind][]budget.Scope{}
+	var scopes []budget.Scope
+	wanted := map[budget.Scope]bool{}
+	kinds := map[budget.ScopeKind]bool{}
 	for s, limits := range cfg.Limits {
 		if keep != nil && !keep(s) {
 			continue
 		}
-		if slices.ContainsFunc(limits, func(l budget.Limit) bool { return Forecastable(s, l) }) {
-			byKind[s.Kind] = append(byKind[s.Kind], s)
+		for _, l := range limits {
+			if !Forecastable(s, l) {
+				continue
+			}
+			if ws, _ := Window(l.Per, now, loc); ws.Before(from) {
+				from = ws
+			}
+			if !wanted[s] {
+				wanted[s] = true
+				kinds[s.Kind] = true
+				scopes = append(scopes, s)
+			}
+		}
+	}
+	if len(scopes) == 0 {
+		return nil, nil
+	}
+	q := Query{From: from, To: now, Step: Day, Location: loc}
+	var groupKinds []budget.ScopeKind
+	if len(scopes) == 1 && scopes[0].Kind != budget.ScopeGlobal {
+		dim, _ := scopeDim(scopes[0].Kind)
+		q.Filter = Filter{dim: scopes[0].Name}
+	} else {
+		for _, k := range []budget.ScopeKind{budget.ScopeKey, budget.ScopeUser, budget.ScopeTeam, budget.ScopeProject, budget.ScopeProvider} {
+			if kinds[k] {
+				dim, _ := scopeDim(k)
+				q.GroupBy = append(q.GroupBy, dim)
+				groupKinds = append(groupKinds, k)
+			}
+		}
+	}
+	rows, err := store.Aggregate(ctx, q)
+	if err != nil {
+		return nil, fmt.Errorf("spend: budgets: %w", err)
+	}
+	daily := map[budget.Scope]map[int64]*Metrics{} // scope -> day start -> amounts
+	add := func(s budget.Scope, r *Row) {
+		if !wanted[s] {
+			return
+		}
+		if daily[s] == nil {
+			daily[s] = map[int64]*Metrics{}
+		}
+		day := r.Start.UnixMicro()
+		if daily[s][day] == nil {
+			daily[s][day] = &Metrics{}
+		}
+		daily[s][day].add(&r.Metrics)
+	}
+	for i := range rows {
+		r := &rows[i]
+		add(budget.Global, r)
+		if len(q.Filter) > 0 {
+			add(scopes[0], r)
+		}
+		for j, k := range groupKinds {
+			add(budget.Scope{Kind: k, Name: r.Group[j]}, r)
 		}
 	}
 	var out []BudgetUse
-	for kind, scopes := range byKind {
-		from := histStart
-		for _, s := range scopes {
-			for _, l := range cfg.Limits[s] {
-				if Forecastable(s, l) {
-					ws, _ := Window(l.Per, now, loc)
-					if ws.Before(from) {
-						from = ws
-					}
+	for _, s := range scopes {
+		days := daily[s]
+		for _, l := range cfg.Limits[s] {
+			if !Forecastable(s, l) {
+				continue
+			}
+			u := l.Unit
+			out = append(out, forecast(s, l, func(day time.Time) int64 {
+				if m := days[day.UnixMicro()]; m != nil {
+					return amount(u, m)
 				}
-			}
-		}
-		q := Query{From: from, To: now, Step: Day, Location: loc}
-		dim, named := scopeDim(kind)
-		switch {
-		case named && len(scopes) == 1:
-			q.Filter = Filter{dim: scopes[0].Name}
-		case named:
-			q.GroupBy = []Dim{dim}
-		}
-		rows, err := store.Aggregate(ctx, q)
-		if err != nil {
-			return nil, fmt.Errorf("spend: budgets of %s scopes: %w", kind, err)
-		}
-		daily := map[string]map[int64]*Metrics{} // scope name -> day start -> metrics
-		for i := range rows {
-			name := ""
-			if named {
-				name = scopes[0].Name
-				if len(q.GroupBy) > 0 {
-					name = rows[i].Group[0]
-				}
-			}
-			if daily[name] == nil {
-				daily[name] = map[int64]*Metrics{}
-			}
-			daily[name][rows[i].Start.UnixMicro()] = &rows[i].Metrics
-		}
-		for _, s := range scopes {
-			days := daily[s.Name]
-			for _, l := range cfg.Limits[s] {
-				if !Forecastable(s, l) {
-					continue
-				}
-				u := l.Unit
-				use := forecast(s, l, func(day time.Time) int64 {
-					if m := days[day.UnixMicro()]; m != nil {
-						return amount(u, m)
-					}
-					return 0
-				}, now, loc)
-				out = append(out, use)
-			}
+				return 0
+			}, now, loc))
 		}
 	}
 	return out, nil

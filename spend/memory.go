@@ -215,7 +215,12 @@ func (m *Memory) Aggregate(ctx context.Context, q Query) ([]Row, error) {
 	})
 	for i := range out {
 		r := &out[i]
-		r.Metrics = accs[key{r.Start.UnixMicro(), strings.Join(r.Group, "\x00")}].finish()
+		a := accs[key{r.Start.UnixMicro(), strings.Join(r.Group, "\x00")}]
+		if q.Percentiles {
+			r.Metrics = a.finish()
+		} else {
+			r.Metrics = a.Metrics
+		}
 	}
 	return out, ctx.Err()
 }

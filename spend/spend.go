@@ -189,6 +189,9 @@ type Query struct {
 	// GroupBy lists the dimensions of the groups, none for one group.
 	GroupBy []Dim
 	Filter  Filter
+	// Percentiles asks for the latency and TTFT percentiles, which cost a
+	// sort of the samples of each row; without it they are 0.
+	Percentiles bool
 }
 
 // Loc returns q.Location, or UTC.
@@ -225,11 +228,27 @@ type Metrics struct {
 	// Latency and TTFT are the percentiles of latency_ms and ttft_ms over
 	// the completed requests (outcome ok) that have one (above 0), as
 	// Postgres's percentile_disc: the smallest sample at or above the
-	// fraction. N counts the samples; the percentiles are 0 without any.
+	// fraction. N counts the samples; the percentiles are 0 without any,
+	// and all are 0 unless the query asked for Percentiles.
 	LatencyP50, LatencyP95 float64
 	LatencyN               int64
 	TTFTP50, TTFTP95       float64
 	TTFTN                  int64
+}
+
+// add adds the counts and sums of o to m (not the percentiles).
+func (m *Metrics) add(o *Metrics) {
+	m.Requests += o.Requests
+	m.Errors += o.Errors
+	m.Refused += o.Refused
+	m.Admitted += o.Admitted
+	m.CostPicoUSD += o.CostPicoUSD
+	m.CostSavedPicoUSD += o.CostSavedPicoUSD
+	m.CacheHits += o.CacheHits
+	m.InputTokens += o.InputTokens
+	m.OutputTokens += o.OutputTokens
+	m.CacheReadTokens += o.CacheReadTokens
+	m.CacheWriteTokens += o.CacheWriteTokens
 }
 
 // Tokens is every billed token: what a tokens budget counts.

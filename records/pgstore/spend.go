@@ -88,7 +88,11 @@ func (d *DB) Aggregate(ctx context.Context, q spend.Query) ([]spend.Row, error) 
 		groups = append(groups, strconv.Itoa(len(cols)))
 	}
 	cond, args := where(q.From, q.To, q.Filter, args)
-	sql := "SELECT " + strings.Join(append(cols, metricsSQL, percentilesSQL), ", ") + " FROM records WHERE " + cond
+	sel := append(cols, metricsSQL)
+	if q.Percentiles {
+		sel = append(sel, percentilesSQL)
+	}
+	sql := "SELECT " + strings.Join(sel, ", ") + " FROM records WHERE " + cond
 	if len(groups) > 0 {
 		sql += " GROUP BY " + strings.Join(groups, ", ")
 	} else {
@@ -111,7 +115,9 @@ func (d *DB) Aggregate(ctx context.Context, q spend.Query) ([]spend.Row, error) 
 			dest = append(dest, &r.Group[i])
 		}
 		dest = append(dest, metricsDest(&r.Metrics)...)
-		dest = append(dest, &lat, &r.LatencyN, &ttft, &r.TTFTN)
+		if q.Percentiles {
+			dest = append(dest, &lat, &r.LatencyN, &ttft, &r.TTFTN)
+		}
 		if err := row.Scan(dest...); err != nil {
 			return r, err
 		}

@@ -46,10 +46,11 @@ func Run(t *testing.T, open Open) {
 	start := End.AddDate(0, 0, -30)
 	t.Run("Aggregate", func(t *testing.T) {
 		for _, q := range []spend.Query{
+			{From: start, To: End, Percentiles: true},
 			{From: start, To: End},
-			{From: start, To: End, Step: spend.Day, GroupBy: []spend.Dim{spend.DimTeam}},
-			{From: start, To: End, Step: spend.Week, Location: berlin, GroupBy: []spend.Dim{spend.DimUser}},
-			{From: End.AddDate(0, 0, -2), To: End.Add(-7 * time.Hour), Step: spend.Hour, GroupBy: []spend.Dim{spend.DimModel, spend.DimClass}},
+			{From: start, To: End, Step: spend.Day, GroupBy: []spend.Dim{spend.DimTeam}, Percentiles: true},
+			{From: start, To: End, Step: spend.Week, Location: berlin, GroupBy: []spend.Dim{spend.DimUser}, Percentiles: true},
+			{From: End.AddDate(0, 0, -2), To: End.Add(-7 * time.Hour), Step: spend.Hour, GroupBy: []spend.Dim{spend.DimModel, spend.DimClass}, Percentiles: true},
 			{From: start, To: End, GroupBy: []spend.Dim{spend.DimProvider}, Filter: spend.Filter{spend.DimTeam: recordgen.TeamName(0)}},
 			{From: start, To: End, Step: spend.Day, Location: berlin, GroupBy: []spend.Dim{spend.DimRoute},
 				Filter: spend.Filter{spend.DimClass: spend.ClassSubagent, spend.DimModel: "claude-haiku-4-5"}},
@@ -58,7 +59,7 @@ func Run(t *testing.T, open Open) {
 			{From: End, To: End.AddDate(0, 0, 1), GroupBy: []spend.Dim{spend.DimTeam}}, // nothing there
 			{From: start, To: End, Filter: spend.Filter{spend.DimTeam: "nobody"}},
 		} {
-			name := fmt.Sprintf("%s_%v_%v_%v", q.Step, q.GroupBy, q.Filter, q.From.Format("0102"))
+			name := fmt.Sprintf("%s_%v_%v_%v_%v", q.Step, q.GroupBy, q.Filter, q.From.Format("0102"), q.Percentiles)
 			t.Run(name, func(t *testing.T) {
 				got, err := store.Aggregate(ctx, q)
 				if err != nil {
@@ -159,7 +160,7 @@ func Aggregate(recs []records.Record, q spend.Query) []spend.Row {
 	out := make([]spend.Row, 0, len(keys))
 	for _, k := range keys {
 		rs := groups[k]
-		row := spend.Row{Start: bucket(rs[0].Start, q.Step, loc), Group: make([]string, len(q.GroupBy)), Metrics: metrics(rs, true)}
+		row := spend.Row{Start: bucket(rs[0].Start, q.Step, loc), Group: make([]string, len(q.GroupBy)), Metrics: metrics(rs, q.Percentiles)}
 		for i, d := range q.GroupBy {
 			row.Group[i] = dimValue(rs[0], d)
 		}
