@@ -359,12 +359,12 @@ func (h *api) series(w http.ResponseWriter, r *http.Request) {
 		buckets = append(buckets, b)
 	}
 	q := Query{From: req.from, To: req.to, Step: req.step, Location: req.loc, GroupBy: req.groupBy, Filter: req.filter, Percentiles: true}
-	rows, err := h.o.Store.Aggregate(r.Context(), q)
-	if err != nil {
-		storeError(w, err)
-		return
-	}
 	if req.csv {
+		rows, err := h.o.Store.Aggregate(r.Context(), q)
+		if err != nil {
+			storeError(w, err)
+			return
+		}
 		sortRows(rows)
 		out := [][]string{append(append([]string{"start"}, dimNames(req.groupBy)...), metricsHeader...)}
 		for i := range rows {
@@ -374,23 +374,32 @@ func (h *api) series(w http.ResponseWriter, r *http.Request) {
 		writeCSV(w, "spend-series", out)
 		return
 	}
-	// The groups' totals rank them; the grand total has its own query, for
-	// its percentiles.
-	tq := q
-	tq.Step = NoStep
-	totals, err := h.o.Store.Aggregate(r.Context(), tq)
+	// One pass: the cells, each group's total (which ranks the groups),
+	// each bucket's total and the grand total, each with its percentiles.
+	q.Rollup = true
+	rows, err := h.o.Store.Aggregate(r.Context(), q)
 	if err != nil {
 		storeError(w, err)
 		return
+	}
+	grouped := len(req.groupBy) > 0
+	var totals, all []Row
+	var grand Metrics
+	byGroup := map[string][]Row{}
+	for _, row := range rows {
+		switch {
+		case row.Level == LevelAll:
+			grand = row.Metrics
+		case !grouped || row.Level == LevelBucket:
+			all = append(all, row)
+		case row.Level == LevelGroup:
+			totals = append(totals, row)
+		default:
+			k := strings.Join(row.Group, "\x00")
+			byGroup[k] = append(byGroup[k], row)
+		}
 	}
 	rank(totals, "cost")
-	tq.GroupBy = nil
-	q.GroupBy = nil
-	all, err := h.o.Store.Aggregate(r.Context(), q)
-	if err != nil {
-		storeError(w, err)
-		return
-	}
 	index := map[int64]int{}
 	for i, b := range buckets {
 		index[b.UnixMicro()] = i
@@ -398,7 +407,7 @@ func (h *api) series(w http.ResponseWriter, r *http.Request) {
 	dense := func(rows []Row) []pointJSON {
 		pts := make([]pointJSON, len(buckets))
 		for i, b := range buckets {
-			pts[i] = pointJSON{Start: b, metricsJSON: toMetricsJSON(&Metrics{})}
+			pts[i] = pointJSON{Start: b.In(req.loc), metricsJSON: toMetricsJSON(&Metrics{})}
 		}
 		for i := range rows {
 			if j, ok := index[rows[i].Start.UnixMicro()]; ok {
@@ -406,11 +415,6 @@ func (h *api) series(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		return pts
-	}
-	byGroup := map[string][]Row{}
-	for _, row := range rows {
-		k := strings.Join(row.Group, "\x00")
-		byGroup[k] = append(byGroup[k], row)
 	}
 	shown := totals[:min(len(totals), req.limit)]
 	series := make([]seriesJSON, 0, len(shown))
@@ -420,13 +424,6 @@ func (h *api) series(w http.ResponseWriter, r *http.Request) {
 			Total:  toMetricsJSON(&shown[i].Metrics),
 			Points: dense(byGroup[strings.Join(shown[i].Group, "\x00")]),
 		})
-	}
-	var grand Metrics
-	if g, err := h.o.Store.Aggregate(r.Context(), tq); err != nil {
-		storeError(w, err)
-		return
-	} else if len(g) > 0 {
-		grand = g[0].Metrics
 	}
 	for i := range buckets {
 		buckets[i] = buckets[i].In(req.loc)
@@ -493,11 +490,23 @@ func (h *api) totals(w http.ResponseWriter, r *http.Request) {
 		fail(w, r, err)
 		return
 	}
-	q := Query{From: req.from, To: req.to, Location: req.loc, GroupBy: req.groupBy, Filter: req.filter, Percentiles: true}
+	q := Query{From: req.from, To: req.to, Location: req.loc, GroupBy: req.groupBy, Filter: req.filter, Percentiles: true, Rollup: !req.csv}
 	rows, err := h.o.Store.Aggregate(r.Context(), q)
 	if err != nil {
 		storeError(w, err)
 		return
+	}
+	var grand Metrics
+	if len(req.groupBy) > 0 {
+		rows = slices.DeleteFunc(rows, func(r Row) bool {
+			if r.Level == LevelAll {
+				grand = r.Metrics
+				return true
+			}
+			return false
+		})
+	} else if len(rows) > 0 {
+		grand = rows[0].Metrics
 	}
 	rank(rows, req.order)
 	if req.csv {
@@ -507,22 +516,6 @@ func (h *api) totals(w http.ResponseWriter, r *http.Request) {
 		}
 		writeCSV(w, "spend-totals", out)
 		return
-	}
-	var grand Metrics
-	if len(req.groupBy) == 0 {
-		if len(rows) > 0 {
-			grand = rows[0].Metrics
-		}
-	} else {
-		q.GroupBy = nil
-		g, err := h.o.Store.Aggregate(r.Context(), q)
-		if err != nil {
-			storeError(w, err)
-			return
-		}
-		if len(g) > 0 {
-			grand = g[0].Metrics
-		}
 	}
 	shown := rows[:min(len(rows), req.limit)]
 	groups := make([]groupJSON, len(shown))

@@ -186,8 +186,27 @@ func (a *acc) finish() Metrics {
 	return m
 }
 
-// Aggregate implements [Store.Aggregate].
+// Aggregate implements [Store.Aggregate], with a scan per level of a
+// Rollup.
 func (m *Memory) Aggregate(ctx context.Context, q Query) ([]Row, error) {
+	var out []Row
+	for _, l := range q.Levels() {
+		rows, err := m.aggregate(ctx, q.At(l))
+		if err != nil {
+			return nil, err
+		}
+		for i := range rows {
+			rows[i].Level = l
+			if l == LevelBucket || l == LevelAll {
+				rows[i].Group = nil
+			}
+		}
+		out = append(out, rows...)
+	}
+	return out, nil
+}
+
+func (m *Memory) aggregate(ctx context.Context, q Query) ([]Row, error) {
 	type key struct {
 		start int64
 		group string

@@ -192,6 +192,58 @@ type Query struct {
 	// Percentiles asks for the latency and TTFT percentiles, which cost a
 	// sort of the samples of each row; without it they are 0.
 	Percentiles bool
+	// Rollup asks, beside the rows of each bucket and group, for the
+	// totals of each group over every bucket, of each bucket over every
+	// group, and of everything (as Postgres's GROUPING SETS): one pass over
+	// the records for a chart and its legend. Row.Level tells them apart.
+	Rollup bool
+}
+
+// Level says what a Row adds up.
+type Level uint8
+
+const (
+	// LevelBucketGroup is one bucket of one group: every row of a query
+	// without Rollup.
+	LevelBucketGroup Level = iota
+	// LevelGroup is one group over every bucket (Start is zero).
+	LevelGroup
+	// LevelBucket is one bucket over every group (Group is nil).
+	LevelBucket
+	// LevelAll is every record of the query (zero Start, nil Group).
+	LevelAll
+)
+
+// At returns the query of one level of q's rollup, without Rollup.
+func (q Query) At(l Level) Query {
+	q.Rollup = false
+	switch l {
+	case LevelGroup:
+		q.Step = NoStep
+	case LevelBucket:
+		q.GroupBy = nil
+	case LevelAll:
+		q.Step, q.GroupBy = NoStep, nil
+	}
+	return q
+}
+
+// Levels lists the levels of the rows a query returns: LevelBucketGroup,
+// and with Rollup the coarser ones that differ from it.
+func (q Query) Levels() []Level {
+	if !q.Rollup {
+		return []Level{LevelBucketGroup}
+	}
+	step, group := q.Step != NoStep, len(q.GroupBy) > 0
+	switch {
+	case step && group:
+		return []Level{LevelBucketGroup, LevelGroup, LevelBucket, LevelAll}
+	case step:
+		return []Level{LevelBucketGroup, LevelAll}
+	case group:
+		return []Level{LevelBucketGroup, LevelAll}
+	}
+	return []Level{LevelBucketGroup}
 }
 
 // Loc returns q.Location, or UTC.
@@ -262,6 +314,11 @@ type Row struct {
 	Start time.Time
 	// Group holds the values of the query's GroupBy, in its order.
 	Group []string
+	// Level says which totals the row holds (always LevelBucketGroup
+	// without Rollup). A query without Step or GroupBy has its whole range
+	// or all its records as LevelBucketGroup, and returns no separate
+	// LevelGroup, LevelBucket or LevelAll row that would repeat it.
+	Level Level
 	Metrics
 }
 

@@ -3,6 +3,7 @@ package pgstore
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -66,18 +67,19 @@ func where(from, to time.Time, f spend.Filter, args []any) (string, []any) {
 	return strings.Join(conds, " AND "), args
 }
 
-// Aggregate implements spend.Store with one GROUP BY query. Buckets are
-// date_trunc in the query's time zone.
+// Aggregate implements spend.Store with one GROUP BY query, with
+// GROUPING SETS for a Rollup. Buckets are date_trunc in the query's time
+// zone.
 func (d *DB) Aggregate(ctx context.Context, q spend.Query) ([]spend.Row, error) {
 	if err := d.ready(ctx); err != nil {
 		return nil, err
 	}
 	var args []any
-	var cols, groups []string
-	if q.Step != spend.NoStep {
+	var cols []string
+	step := q.Step != spend.NoStep
+	if step {
 		args = append(args, string(q.Step), q.Loc().String())
 		cols = append(cols, "date_trunc($1, start_time, $2)")
-		groups = append(groups, "1")
 	}
 	for _, dim := range q.GroupBy {
 		expr, ok := dimSQL[dim]
@@ -85,34 +87,56 @@ func (d *DB) Aggregate(ctx context.Context, q spend.Query) ([]spend.Row, error) 
 			return nil, fmt.Errorf("pgstore: unknown dimension %q", dim)
 		}
 		cols = append(cols, expr)
-		groups = append(groups, strconv.Itoa(len(cols)))
+	}
+	// The column numbers of the bucket and of the dimensions.
+	var bucketCol, dimCols []string
+	for i := range cols {
+		if step && i == 0 {
+			bucketCol = []string{"1"}
+		} else {
+			dimCols = append(dimCols, strconv.Itoa(i+1))
+		}
+	}
+	var sets []string
+	for _, l := range q.Levels() {
+		switch l {
+		case spend.LevelBucketGroup:
+			sets = append(sets, "("+strings.Join(append(slices.Clone(bucketCol), dimCols...), ", ")+")")
+		case spend.LevelGroup:
+			sets = append(sets, "("+strings.Join(dimCols, ", ")+")")
+		case spend.LevelBucket:
+			sets = append(sets, "("+strings.Join(bucketCol, ", ")+")")
+		case spend.LevelAll:
+			sets = append(sets, "()")
+		}
 	}
 	cond, args := where(q.From, q.To, q.Filter, args)
-	sel := append(cols, metricsSQL)
+	sel := append(slices.Clone(cols), metricsSQL)
 	if q.Percentiles {
 		sel = append(sel, percentilesSQL)
 	}
 	sql := "SELECT " + strings.Join(sel, ", ") + " FROM records WHERE " + cond
-	if len(groups) > 0 {
-		sql += " GROUP BY " + strings.Join(groups, ", ")
-	} else {
-		sql += " HAVING count(*) > 0"
+	if len(sets) > 1 {
+		sql += " GROUP BY GROUPING SETS (" + strings.Join(sets, ", ") + ")"
+	} else if len(cols) > 0 {
+		sql += " GROUP BY " + strings.Join(append(slices.Clone(bucketCol), dimCols...), ", ")
 	}
+	sql += " HAVING count(*) > 0"
 	rows, err := d.pool.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: aggregate records: %w", err)
 	}
 	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (spend.Row, error) {
 		var r spend.Row
-		var start time.Time
+		var start *time.Time
 		var lat, ttft []float64
 		dest := make([]any, 0, 20)
-		if q.Step != spend.NoStep {
+		if step {
 			dest = append(dest, &start)
 		}
-		r.Group = make([]string, len(q.GroupBy))
-		for i := range r.Group {
-			dest = append(dest, &r.Group[i])
+		group := make([]*string, len(q.GroupBy))
+		for i := range group {
+			dest = append(dest, &group[i])
 		}
 		dest = append(dest, metricsDest(&r.Metrics)...)
 		if q.Percentiles {
@@ -121,8 +145,24 @@ func (d *DB) Aggregate(ctx context.Context, q spend.Query) ([]spend.Row, error) 
 		if err := row.Scan(dest...); err != nil {
 			return r, err
 		}
-		if !start.IsZero() {
+		// A NULL bucket or dimension is one a grouping set left out.
+		allBuckets, allGroups := step && start == nil, len(group) > 0 && group[0] == nil
+		switch {
+		case allBuckets && (allGroups || len(group) == 0), allGroups && !step:
+			r.Level = spend.LevelAll
+		case allBuckets:
+			r.Level = spend.LevelGroup
+		case allGroups:
+			r.Level = spend.LevelBucket
+		}
+		if start != nil {
 			r.Start = start.In(q.Loc())
+		}
+		if !allGroups {
+			r.Group = make([]string, len(group))
+			for i, v := range group {
+				r.Group[i] = *v
+			}
 		}
 		if len(lat) == 2 {
 			r.LatencyP50, r.LatencyP95 = lat[0], lat[1]

@@ -58,8 +58,13 @@ func Run(t *testing.T, open Open) {
 			{From: End.AddDate(0, 0, -7), To: End, Filter: spend.Filter{spend.DimUser: recordgen.UserName(3)}, Step: spend.Day},
 			{From: End, To: End.AddDate(0, 0, 1), GroupBy: []spend.Dim{spend.DimTeam}}, // nothing there
 			{From: start, To: End, Filter: spend.Filter{spend.DimTeam: "nobody"}},
+			{From: start, To: End, Step: spend.Day, Location: berlin, GroupBy: []spend.Dim{spend.DimTeam, spend.DimModel}, Percentiles: true, Rollup: true},
+			{From: start, To: End, GroupBy: []spend.Dim{spend.DimUser}, Percentiles: true, Rollup: true},
+			{From: start, To: End, Step: spend.Week, Rollup: true, Filter: spend.Filter{spend.DimProvider: "bedrock"}},
+			{From: start, To: End, Rollup: true, Percentiles: true},
+			{From: End, To: End.AddDate(0, 0, 1), Step: spend.Day, GroupBy: []spend.Dim{spend.DimTeam}, Rollup: true},
 		} {
-			name := fmt.Sprintf("%s_%v_%v_%v_%v", q.Step, q.GroupBy, q.Filter, q.From.Format("0102"), q.Percentiles)
+			name := fmt.Sprintf("%s_%v_%v_%v_%v_%v", q.Step, q.GroupBy, q.Filter, q.From.Format("0102"), q.Percentiles, q.Rollup)
 			t.Run(name, func(t *testing.T) {
 				got, err := store.Aggregate(ctx, q)
 				if err != nil {
@@ -136,9 +141,25 @@ func (r referenceStore) Sessions(_ context.Context, q spend.SessionQuery) ([]spe
 	return Sessions(r.recs, q), nil
 }
 
-// Aggregate is the reference of spend.Store.Aggregate, sorted by start and
-// group.
+// Aggregate is the reference of spend.Store.Aggregate, sorted by level,
+// start and group.
 func Aggregate(recs []records.Record, q spend.Query) []spend.Row {
+	var out []spend.Row
+	for _, l := range q.Levels() {
+		rows := aggregate(recs, q.At(l))
+		for i := range rows {
+			rows[i].Level = l
+			if l == spend.LevelBucket || l == spend.LevelAll {
+				rows[i].Group = nil
+			}
+		}
+		out = append(out, rows...)
+	}
+	sortRows(out)
+	return out
+}
+
+func aggregate(recs []records.Record, q spend.Query) []spend.Row {
 	loc := q.Loc()
 	groups := map[string][]*records.Record{}
 	var keys []string
@@ -334,6 +355,6 @@ func bucket(t time.Time, step spend.Step, loc *time.Location) time.Time {
 
 func sortRows(rows []spend.Row) {
 	slices.SortFunc(rows, func(a, b spend.Row) int {
-		return cmp.Or(a.Start.Compare(b.Start), slices.Compare(a.Group, b.Group))
+		return cmp.Or(cmp.Compare(a.Level, b.Level), a.Start.Compare(b.Start), slices.Compare(a.Group, b.Group))
 	})
 }
