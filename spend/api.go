@@ -88,6 +88,9 @@ type request struct {
 	limit    int
 	order    string
 	csv      bool
+	// latency asks for the latency and TTFT percentiles (latency=false
+	// skips them: a sort less per row of the answer).
+	latency bool
 	params   map[string]string
 }
 
@@ -120,6 +123,13 @@ func (h *api) parse(r *http.Request, extra ...string) (*request, error) {
 		req.csv = true
 	default:
 		return nil, fmt.Errorf("format %q: want json or csv", params["format"])
+	}
+	switch params["latency"] {
+	case "", "true":
+		req.latency = true
+	case "false":
+	default:
+		return nil, fmt.Errorf("latency %q: want true or false", params["latency"])
 	}
 	now := h.o.Now()
 	req.to = now
@@ -333,7 +343,7 @@ type seriesJSON struct {
 }
 
 func (h *api) series(w http.ResponseWriter, r *http.Request) {
-	req, err := h.parse(r, "step", "group_by", "limit")
+	req, err := h.parse(r, "step", "group_by", "limit", "latency")
 	if err == nil {
 		err = req.parseGroupBy()
 	}
@@ -358,7 +368,7 @@ func (h *api) series(w http.ResponseWriter, r *http.Request) {
 		}
 		buckets = append(buckets, b)
 	}
-	q := Query{From: req.from, To: req.to, Step: req.step, Location: req.loc, GroupBy: req.groupBy, Filter: req.filter, Percentiles: true}
+	q := Query{From: req.from, To: req.to, Step: req.step, Location: req.loc, GroupBy: req.groupBy, Filter: req.filter, Percentiles: req.latency}
 	if req.csv {
 		rows, err := h.o.Store.Aggregate(r.Context(), q)
 		if err != nil {
@@ -472,7 +482,7 @@ type groupJSON struct {
 }
 
 func (h *api) totals(w http.ResponseWriter, r *http.Request) {
-	req, err := h.parse(r, "group_by", "limit", "order")
+	req, err := h.parse(r, "group_by", "limit", "order", "latency")
 	if err == nil {
 		err = req.parseGroupBy()
 	}
@@ -490,7 +500,7 @@ func (h *api) totals(w http.ResponseWriter, r *http.Request) {
 		fail(w, r, err)
 		return
 	}
-	q := Query{From: req.from, To: req.to, Location: req.loc, GroupBy: req.groupBy, Filter: req.filter, Percentiles: true, Rollup: !req.csv}
+	q := Query{From: req.from, To: req.to, Location: req.loc, GroupBy: req.groupBy, Filter: req.filter, Percentiles: req.latency, Rollup: !req.csv}
 	rows, err := h.o.Store.Aggregate(r.Context(), q)
 	if err != nil {
 		storeError(w, err)
