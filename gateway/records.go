@@ -14,8 +14,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/tollgate-dev/tollgate/endings"
-	"github.com/tollgate-dev/tollgate/internal/adminapi"
 	"github.com/tollgate-dev/tollgate/extproc"
+	"github.com/tollgate-dev/tollgate/internal/adminapi"
 	"github.com/tollgate-dev/tollgate/policy/budget"
 	"github.com/tollgate-dev/tollgate/records"
 	"github.com/tollgate-dev/tollgate/records/pgstore"

@@ -113,4 +113,3 @@ func (d *decoder) checkViewers(p *Policy, seen *viewerSeen) {
 		}
 	}
 }
-

@@ -91,7 +91,7 @@ type request struct {
 	// latency asks for the latency and TTFT percentiles (latency=false
 	// skips them: a sort less per row of the answer).
 	latency bool
-	params   map[string]string
+	params  map[string]string
 }
 
 // errForbidden is a viewer asking for another team.

@@ -2,9 +2,9 @@ package adminapi
 
 import (
 	"context"
-	"fmt"
 	"crypto/sha256"
 	"crypto/subtle"
+	"fmt"
 	"net/http"
 	"strings"
 )

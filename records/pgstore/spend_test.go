@@ -30,3 +30,24 @@ func TestSpendContract(t *testing.T) {
 		return d
 	})
 }
+
+func TestQueryByTeamAndSession(t *testing.T) {
+	_, d := open(t, Options{})
+	a, b, c := fullRecord(1, t0), fullRecord(2, t0.Add(time.Second)), fullRecord(3, t0.Add(2*time.Second))
+	b.Team, c.SessionID = "research", "session-2"
+	load(t, d, []records.Record{a, b, c})
+	for _, tc := range []struct {
+		q    records.Query
+		want int
+	}{
+		{records.Query{Team: "platform"}, 2},
+		{records.Query{Team: "research"}, 1},
+		{records.Query{SessionID: "session-2"}, 1},
+		{records.Query{Team: "research", SessionID: "session-2"}, 0},
+	} {
+		got, err := d.Query(ctx(t), tc.q)
+		if err != nil || len(got) != tc.want {
+			t.Errorf("%+v: %d records (%v), want %d", tc.q, len(got), err, tc.want)
+		}
+	}
+}
