@@ -39,10 +39,19 @@ func NewAPIHandler(store Store, adminToken string) http.Handler {
 // team (team=) is 403 permission_error; GET /v1/traces/{id} returns the
 // trace's records of its team, and 403 when the trace has none of them.
 func NewScopedAPIHandler(store Store, tokens func() *adminapi.Tokens) http.Handler {
+	return adminapi.NewScopedAPI("records", tokens, APIRoutes(store)...)
+}
+
+// APIRoutes are the records API's routes without authentication, for a
+// server that authenticates its own way (the dashboard's cookie session):
+// each handler reads the principal that adminapi.WithPrincipal put in the
+// request's context, and a request without one sees nothing.
+func APIRoutes(store Store) []adminapi.Route {
 	h := &apiHandler{store: store}
-	return adminapi.NewScopedAPI("records", tokens,
-		adminapi.Route{Method: http.MethodGet, Path: "/v1/records", Handler: h.records},
-		adminapi.Route{Method: http.MethodGet, Path: "/v1/traces/{id}", Handler: h.trace})
+	return []adminapi.Route{
+		{Method: http.MethodGet, Path: "/v1/records", Handler: h.records},
+		{Method: http.MethodGet, Path: "/v1/traces/{id}", Handler: h.trace},
+	}
 }
 
 type apiHandler struct {

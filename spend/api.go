@@ -62,6 +62,15 @@ type Options struct {
 // authentication_error, 403 api_disabled or permission_error, 404, 405, 500
 // store_error.
 func NewAPIHandler(o Options) http.Handler {
+	return adminapi.NewScopedAPI("spend", o.Tokens, Routes(o)...)
+}
+
+// Routes are the spend API's routes without authentication, for a server
+// that authenticates its own way (the dashboard's cookie session): each
+// handler reads the principal that adminapi.WithPrincipal put in the
+// request's context, and a request without one sees nothing (a viewer of no
+// team). o.Tokens is not used.
+func Routes(o Options) []adminapi.Route {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -69,11 +78,12 @@ func NewAPIHandler(o Options) http.Handler {
 		o.Budgets = func() *budget.Config { return nil }
 	}
 	h := &api{o: o}
-	return adminapi.NewScopedAPI("spend", o.Tokens,
-		adminapi.Route{Method: http.MethodGet, Path: "/v1/spend/series", Handler: h.series},
-		adminapi.Route{Method: http.MethodGet, Path: "/v1/spend/totals", Handler: h.totals},
-		adminapi.Route{Method: http.MethodGet, Path: "/v1/spend/sessions", Handler: h.sessions},
-		adminapi.Route{Method: http.MethodGet, Path: "/v1/spend/budgets", Handler: h.budgets})
+	return []adminapi.Route{
+		{Method: http.MethodGet, Path: "/v1/spend/series", Handler: h.series},
+		{Method: http.MethodGet, Path: "/v1/spend/totals", Handler: h.totals},
+		{Method: http.MethodGet, Path: "/v1/spend/sessions", Handler: h.sessions},
+		{Method: http.MethodGet, Path: "/v1/spend/budgets", Handler: h.budgets},
+	}
 }
 
 type api struct{ o Options }

@@ -413,3 +413,37 @@ func TestSeriesShapeAndCSV(t *testing.T) {
 		}
 	}
 }
+
+// TestRoutesReadThePrincipal: the routes without authentication, as the
+// dashboard mounts them, hold a viewer put in the context to its team, and
+// a request without a principal sees nothing.
+func TestRoutesReadThePrincipal(t *testing.T) {
+	m := spend.NewMemory(10)
+	r := rec("r1", at("2026-05-13T08:00:00Z"), 1000)
+	r.Team = "research"
+	if err := m.Write(context.Background(), []records.Record{rec("p1", at("2026-05-13T06:00:00Z"), 10), r}); err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	for _, rt := range spend.Routes(spend.Options{Store: m, Now: func() time.Time { return at("2026-05-13T12:00:00Z") }}) {
+		mux.HandleFunc(rt.Method+" "+rt.Path, rt.Handler)
+	}
+	for _, tt := range []struct {
+		p    *adminapi.Principal
+		want string
+	}{
+		{&adminapi.Principal{Name: "admin"}, `"cost_usd":"1010.00"`},
+		{&adminapi.Principal{Name: "lead", Team: "platform"}, `"cost_usd":"10.00"`},
+		{nil, `"cost_usd":"0.00"`},
+	} {
+		req := httptest.NewRequest("GET", "/v1/spend/totals", nil)
+		if tt.p != nil {
+			req = req.WithContext(adminapi.WithPrincipal(req.Context(), *tt.p))
+		}
+		w := httptest.NewRecorder()
+		mux.ServeHTTP(w, req)
+		if !strings.Contains(w.Body.String(), `"total":{"requests"`) || !strings.Contains(w.Body.String(), tt.want) {
+			t.Errorf("%+v: %s, want %s in the total", tt.p, w.Body, tt.want)
+		}
+	}
+}
