@@ -88,8 +88,12 @@ func Generate(o Options) []records.Record {
 	}
 	g := &gen{o: o, rnd: rand.New(rand.NewPCG(o.Seed, 0x5eed_0016)), catalog: pricing.Embedded(), out: make([]records.Record, 0, o.Records)}
 	start := o.End.Add(-time.Duration(o.Days) * 24 * time.Hour)
-	for len(g.out) < o.Records {
-		user := g.rnd.IntN(o.Users)
+	for runs := 0; len(g.out) < o.Records; runs++ {
+		// Every user works at least once, then users at random.
+		user := runs
+		if runs >= o.Users {
+			user = g.rnd.IntN(o.Users)
+		}
 		t := g.sessionStart(start)
 		if g.rnd.Float64() < 0.1 {
 			g.script(user, t)
