@@ -12,8 +12,7 @@ import (
 )
 
 // DefaultMemoryRecords is how many records a gateway without PostgreSQL
-// keeps for the spend API: about 30 MB, a month of a team of 20 heavy
-// Claude Code users.
+// keeps for the spend API: about 35 MB.
 const DefaultMemoryRecords = 100_000
 
 // Memory keeps the latest records in memory, for a gateway without
@@ -25,8 +24,9 @@ const DefaultMemoryRecords = 100_000
 // replayed spool counts once.
 //
 // It sees only the records of its own process: with several replicas, each
-// answers for its own requests. A query scans every record held (about 10 ms
-// for 100,000).
+// answers for its own requests. A query scans every record held, once per
+// level of a Rollup: 120 ms for a daily series by user with its rollup and
+// percentiles over 100,000 records, on the loaded 2-vCPU VM of the README.
 type Memory struct {
 	mu    sync.RWMutex
 	ring  []row
