@@ -45,7 +45,7 @@ type row struct {
 	id                                               string
 	start                                            time.Time
 	team, user, key, project, route, provider, model string
-	session, agent                                   string
+	session, agent, class                            string
 	outcome                                          records.Outcome
 	admitted, cacheHit                               bool
 	cost, saved                                      int64
@@ -58,7 +58,7 @@ func newRow(r *records.Record) row {
 	return row{
 		id: r.ID, start: r.Start,
 		team: r.Team, user: r.User, key: r.KeyID, project: r.Project, route: r.Route, provider: r.Provider, model: r.Model,
-		session: r.SessionID, agent: r.AgentID, outcome: r.Outcome,
+		session: r.SessionID, agent: r.AgentID, class: Class(r), outcome: r.Outcome,
 		admitted: r.BudgetOutcome == BudgetAllowed, cacheHit: r.CacheStatus == "HIT",
 		cost: r.CostPicoUSD, saved: r.CostSavedPicoUSD,
 		input: u.InputTokens, output: u.OutputTokens, cacheRead: u.CacheReadTokens, cacheWrite: u.CacheWrite5mTokens + u.CacheWrite1hTokens,
@@ -83,7 +83,7 @@ func (w *row) value(d Dim) string {
 	case DimModel:
 		return w.model
 	case DimClass:
-		return class(w.session, w.agent)
+		return w.class
 	}
 	return ""
 }

@@ -61,15 +61,19 @@ const (
 	ClassNone     = "none"     // not from Claude Code: no session id
 )
 
-// Class is the Claude Code request class of a record, from the headers
-// Claude Code sends: "subagent" when the request carries an agent id
+// Class is the Claude Code request class of a record: its RequestClass,
+// the x-claude-code-request-class hint (main, subagent, workflow,
+// compaction, auxiliary), when Claude Code sent one; else, from the headers
+// it always sends, "subagent" when the request carries an agent id
 // (x-claude-code-agent-id, nested agents included), "main" when it carries a
 // session id (x-claude-code-session-id) and no agent id, and "none" without a
 // session id.
-func Class(r *records.Record) string { return class(r.SessionID, r.AgentID) }
+func Class(r *records.Record) string { return class(r.RequestClass, r.SessionID, r.AgentID) }
 
-func class(session, agent string) string {
+func class(hint, session, agent string) string {
 	switch {
+	case hint != "":
+		return hint
 	case session == "":
 		return ClassNone
 	case agent == "":

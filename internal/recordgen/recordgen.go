@@ -110,6 +110,7 @@ type gen struct {
 	catalog *pricing.Catalog
 	out     []records.Record
 	seq     int
+	hints   bool // the session sends request class hints
 }
 
 // sessionStart picks a start: working days five times as likely as
@@ -135,6 +136,9 @@ func (g *gen) sessionStart(start time.Time) time.Time {
 // turns, some of which run subagents (some nested).
 func (g *gen) session(user int, t time.Time) {
 	sid := fmt.Sprintf("sess-%07d", len(g.out))
+	// Half the users set CLAUDE_CODE_GATEWAY_HINT_HEADERS=1, and their
+	// requests carry x-claude-code-request-class.
+	g.hints = user%2 == 0
 	turns := 5 + g.rnd.IntN(50)
 	agents := 0
 	for range turns {
@@ -165,6 +169,7 @@ func (g *gen) session(user int, t time.Time) {
 
 // script adds a run of API calls without a session.
 func (g *gen) script(user int, t time.Time) {
+	g.hints = false
 	for range 1 + g.rnd.IntN(20) {
 		if !g.add(user, t, "", "", "", g.pickModel()) {
 			return
@@ -262,6 +267,18 @@ func (g *gen) add(user int, t time.Time, session, agent, parent, modelID string)
 		r.TTFTMS = math.Round(min(latency, 250+g.rnd.Float64()*2500)*1000) / 1000
 	}
 	r.End = r.Start.Add(time.Duration(r.LatencyMS * float64(time.Millisecond))).Truncate(time.Microsecond)
+	if g.hints && session != "" {
+		switch {
+		case agent != "":
+			r.RequestClass = "subagent"
+		case modelID == "claude-haiku-4-5":
+			r.RequestClass = "auxiliary"
+		case g.rnd.Float64() < 0.05:
+			r.RequestClass = "compaction"
+		default:
+			r.RequestClass = "main"
+		}
+	}
 	g.out = append(g.out, r)
 	return true
 }

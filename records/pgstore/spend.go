@@ -17,7 +17,7 @@ import (
 var _ spend.Store = (*DB)(nil)
 
 // classSQL is spend.Class in SQL.
-const classSQL = `CASE WHEN session_id = '' THEN '` + spend.ClassNone + `' WHEN agent_id = '' THEN '` +
+const classSQL = `CASE WHEN request_class <> '' THEN request_class WHEN session_id = '' THEN '` + spend.ClassNone + `' WHEN agent_id = '' THEN '` +
 	spend.ClassMain + `' ELSE '` + spend.ClassSubagent + `' END`
 
 // dimSQL is the column or expression of each dimension.

@@ -323,6 +323,8 @@ func dimValue(r *records.Record, d spend.Dim) string {
 		return r.Model
 	case spend.DimClass:
 		switch {
+		case r.RequestClass != "":
+			return r.RequestClass
 		case r.SessionID == "":
 			return "none"
 		case r.AgentID == "":
