@@ -156,7 +156,7 @@ func (p *policyProcessor) baseRecord(end time.Time) records.Record {
 		ID: p.requestID, ClientRequestID: clip(p.envoyRequestID, maxClientRequestIDBytes),
 		Start: p.start, End: end,
 		TraceID: p.trace.TraceID, SessionID: p.trace.SessionID,
-		AgentID: p.trace.AgentID, ParentAgentID: p.trace.ParentAgentID,
+		AgentID: p.trace.AgentID, ParentAgentID: p.trace.ParentAgentID, RequestClass: p.trace.RequestClass,
 		Endpoint: p.endpoint.Name, Method: clip(p.method, maxRecordMethodBytes), Path: clip(p.path, maxRecordPathBytes),
 		RequestedModel: p.requestedModel, Model: p.sentModel(p.servedBy), Stream: p.stream,
 		Provider:             p.servedBy,

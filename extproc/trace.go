@@ -19,7 +19,14 @@ const (
 	hdrSessionID      = "x-claude-code-session-id"
 	hdrAgentID        = "x-claude-code-agent-id"
 	hdrParentAgentID  = "x-claude-code-parent-agent-id"
+	// hdrRequestClass is a hint Claude Code sends to a custom base URL with
+	// CLAUDE_CODE_GATEWAY_HINT_HEADERS=1: main, subagent, workflow,
+	// compaction or auxiliary.
+	hdrRequestClass = "x-claude-code-request-class"
 )
+
+// maxRequestClassBytes bounds the request class a record keeps.
+const maxRequestClassBytes = 32
 
 // Limits on x-tollgate-metadata, which lands in every record of the request.
 const (
@@ -33,7 +40,10 @@ const (
 // traceInfo is how a request is grouped in records.
 type traceInfo struct {
 	TraceID, SessionID, AgentID, ParentAgentID string
-	Metadata                                   map[string]string
+	// RequestClass is Claude Code's request class hint, or "" (see
+	// requestClass).
+	RequestClass string
+	Metadata     map[string]string
 }
 
 // readTrace picks the trace id (x-tollgate-trace-id, x-portkey-trace-id, then
@@ -68,6 +78,7 @@ func readTrace(h headers) (traceInfo, *ClientError) {
 	if t.TraceID == "" {
 		t.TraceID = newTraceID()
 	}
+	t.RequestClass = requestClass(h.get(hdrRequestClass))
 	name, raw := hdrMetadata, h.get(hdrMetadata)
 	if raw == "" {
 		name, raw = hdrPortkeyMeta, h.get(hdrPortkeyMeta)
@@ -109,6 +120,21 @@ func parseMetadata(raw string) (map[string]string, *ClientError) {
 		}
 	}
 	return md, nil
+}
+
+// requestClass returns the request class hint v when it is 1 to
+// maxRequestClassBytes of lowercase letters, digits, '_' and '-', else "":
+// a hint never refuses a request, and a malformed one is dropped.
+func requestClass(v string) string {
+	if v == "" || len(v) > maxRequestClassBytes {
+		return ""
+	}
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '_' || c == '-') {
+			return ""
+		}
+	}
+	return v
 }
 
 func printable(s string) bool {

@@ -36,6 +36,7 @@ import (
 	"github.com/tollgate-dev/tollgate/provider"
 	"github.com/tollgate-dev/tollgate/records"
 	"github.com/tollgate-dev/tollgate/records/pgstore"
+	"github.com/tollgate-dev/tollgate/spend"
 )
 
 // Config is everything Run needs. The tollgate command fills it from its
@@ -206,7 +207,8 @@ func Run(ctx context.Context, c Config, logOut io.Writer) error {
 	if err != nil {
 		return err
 	}
-	rec, err := openRecords(c, rdb, token, log, reg)
+	tokens := &adminTokens{admin: token, current: watcher.Current}
+	rec, err := openRecords(c, rdb, tokens.get, log, reg)
 	if err != nil {
 		return err
 	}
@@ -221,6 +223,10 @@ func Run(ctx context.Context, c Config, logOut io.Writer) error {
 		return err
 	}
 	budgetAPI := budget.NewAPIHandler(ledger, func() *budget.Config { return watcher.Current().Budgets }, token, log.Named("budget"))
+	spendAPI := spend.NewAPIHandler(spend.Options{
+		Store: rec.spend, Tokens: tokens.get, Budgets: func() *budget.Config { return watcher.Current().Budgets },
+		KeyTeam: keyTeam(watcher.Current),
+	})
 
 	srv, err := extproc.NewServer(extproc.Options{
 		Policies: watcher, Logger: log, Metrics: extproc.NewMetrics(reg), Recorder: rec.writer, Ledger: ledger, Cache: store,
@@ -256,7 +262,7 @@ func Run(ctx context.Context, c Config, logOut io.Writer) error {
 	hs.SetServingStatus(accesslogv3.AccessLogService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 
 	var draining atomic.Bool
-	admin := &http.Server{Handler: adminHandler(reg, &draining, rec.api, budgetAPI), ReadHeaderTimeout: 5 * time.Second}
+	admin := &http.Server{Handler: adminHandler(reg, &draining, rec.api, budgetAPI, spendAPI), ReadHeaderTimeout: 5 * time.Second}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -306,9 +312,10 @@ func Run(ctx context.Context, c Config, logOut io.Writer) error {
 	return runErr
 }
 
-func adminHandler(reg *prometheus.Registry, draining *atomic.Bool, recordsAPI, budgetAPI http.Handler) http.Handler {
+func adminHandler(reg *prometheus.Registry, draining *atomic.Bool, recordsAPI, budgetAPI, spendAPI http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/v1/", recordsAPI)
+	mux.Handle("/v1/spend/", spendAPI)
 	mux.Handle("/v1/budgets", budgetAPI)
 	mux.Handle("/v1/budgets/", budgetAPI)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {

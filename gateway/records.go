@@ -15,9 +15,11 @@ import (
 
 	"github.com/tollgate-dev/tollgate/endings"
 	"github.com/tollgate-dev/tollgate/extproc"
+	"github.com/tollgate-dev/tollgate/internal/adminapi"
 	"github.com/tollgate-dev/tollgate/policy/budget"
 	"github.com/tollgate-dev/tollgate/records"
 	"github.com/tollgate-dev/tollgate/records/pgstore"
+	"github.com/tollgate-dev/tollgate/spend"
 )
 
 // memoryRecords is how many records the in-memory store keeps for the records
@@ -30,6 +32,8 @@ type recordsSetup struct {
 	writer   *records.Writer
 	api      http.Handler
 	describe string
+	// spend is the store the spend API aggregates.
+	spend spend.Store
 
 	// pg is the PostgreSQL store of --postgres-url, or nil; stopUpkeep ends
 	// its partitions' upkeep and waits for it.
@@ -74,7 +78,7 @@ func openRedis(c Config) (*redis.Client, error) {
 	return redis.NewClient(opt), nil
 }
 
-func openRecords(c Config, rdb *redis.Client, token string, log *zap.Logger, reg prometheus.Registerer) (*recordsSetup, error) {
+func openRecords(c Config, rdb *redis.Client, tokens func() *adminapi.Tokens, log *zap.Logger, reg prometheus.Registerer) (*recordsSetup, error) {
 	rs := &recordsSetup{}
 	var sinks []records.Sink
 	var store records.Store
@@ -108,6 +112,15 @@ func openRecords(c Config, rdb *redis.Client, token string, log *zap.Logger, reg
 		store = mem
 		parts = append(parts, fmt.Sprintf("memory (last %d)", memoryRecords))
 	}
+	// The spend API aggregates PostgreSQL, or else a bounded ring of this
+	// process's latest records.
+	if rs.pg != nil {
+		rs.spend = rs.pg
+	} else {
+		mem := spend.NewMemory(spend.DefaultMemoryRecords)
+		sinks = append(sinks, mem)
+		rs.spend = mem
+	}
 	if c.RecordsFile != "" {
 		fs, err := records.NewFileSink(c.RecordsFile, c.RecordsFileMaxBytes, 5)
 		if err != nil {
@@ -131,9 +144,9 @@ func openRecords(c Config, rdb *redis.Client, token string, log *zap.Logger, reg
 		rs.closePostgres()
 		return nil, fmt.Errorf("records: %w", err)
 	}
-	rs.api = records.NewAPIHandler(store, token)
+	rs.api = records.NewScopedAPIHandler(store, tokens)
 	rs.describe = strings.Join(parts, ", ")
-	if token == "" {
+	if !tokens().Enabled() {
 		log.Info("admin API disabled: set TOLLGATE_ADMIN_TOKEN or --admin-token-file to read records over HTTP")
 	}
 	return rs, nil

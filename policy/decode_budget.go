@@ -15,7 +15,7 @@ import (
 
 // The fields of the budget sections.
 var (
-	teamFields     = []string{"budgets", "capture_bodies", "cache"}
+	teamFields     = []string{"budgets", "capture_bodies", "cache", "viewers"}
 	scopeFields    = []string{"budgets"}
 	sessionFields  = []string{"budgets", "ttl"}
 	budgetFields   = []string{"usd", "tokens", "requests", "concurrent", "per", "when_short"}
@@ -50,6 +50,8 @@ const minSessionTTL = time.Minute
 type budgetSections struct {
 	exempt bool                  // budget_exempt was given
 	named  map[string][]namedRef // teams, users, projects: the entries, for warnings
+	// viewers are the teams' viewer tokens decoded so far.
+	viewers viewerSeen
 }
 
 // namedRef is an entry of teams, users or projects.
@@ -93,6 +95,8 @@ func (d *decoder) budgetSection(p *Policy, s *budgetSections, name string, key, 
 				t.CaptureBodies = d.captureBodies(fv, path)
 			case "cache":
 				t.Cache, t.CacheSet = d.cache(fv, path), true
+			case "viewers":
+				p.Viewers = append(p.Viewers, d.viewers(fv, path, entry, &s.viewers)...)
 			}
 		})
 	case "users":
@@ -177,6 +181,7 @@ func (d *decoder) recordBudgets(s budget.Scope, limits []budget.Limit, whens []b
 func (d *decoder) finishBudgets(p *Policy, s *budgetSections) {
 	p.Budgets.Limits = d.budgets
 	p.Budgets.LimitWhenShort = d.whenShort
+	d.checkViewers(p, &s.viewers)
 	if !s.exempt {
 		p.BudgetExempt = slices.Clone(defaultExempts)
 	}

@@ -45,6 +45,9 @@ type Policy struct {
 	// Teams holds the teams section by team name. Their budgets are in
 	// Budgets, with every other budget.
 	Teams map[string]*Team
+	// Viewers lists the read-only viewer tokens of the admin port, each of
+	// one team (teams.<team>.viewers), in file order.
+	Viewers []Viewer
 	// Budgets holds every budget and rate limit of the policy by scope
 	// (keys, users, teams, projects, providers, sessions, global), with the
 	// timezone of calendar windows, the fail mode and the session TTL. It is

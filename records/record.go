@@ -56,6 +56,11 @@ type Record struct {
 	SessionID     string `json:"session_id,omitempty"`
 	AgentID       string `json:"agent_id,omitempty"`
 	ParentAgentID string `json:"parent_agent_id,omitempty"`
+	// RequestClass is Claude Code's x-claude-code-request-class hint (main,
+	// subagent, workflow, compaction, auxiliary), which it sends only with
+	// CLAUDE_CODE_GATEWAY_HINT_HEADERS=1: up to 32 bytes of lowercase
+	// letters, digits, '_' and '-', else dropped (never refused).
+	RequestClass string `json:"request_class,omitempty"`
 
 	KeyID    string            `json:"key_id,omitempty"`
 	User     string            `json:"user,omitempty"`

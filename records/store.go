@@ -40,6 +40,10 @@ const (
 type Query struct {
 	TraceID string
 	KeyID   string
+	// Team and SessionID keep the records of one team and one Claude Code
+	// session (x-claude-code-session-id).
+	Team      string
+	SessionID string
 	// Since keeps records whose Start is at or after it.
 	Since time.Time
 	// Limit is the most records returned: DefaultQueryLimit when <= 0, at most
@@ -60,6 +64,8 @@ func (q Query) limit() int {
 func (q Query) match(r *Record) bool {
 	return (q.TraceID == "" || r.TraceID == q.TraceID) &&
 		(q.KeyID == "" || r.KeyID == q.KeyID) &&
+		(q.Team == "" || r.Team == q.Team) &&
+		(q.SessionID == "" || r.SessionID == q.SessionID) &&
 		(q.Since.IsZero() || !r.Start.Before(q.Since))
 }
 

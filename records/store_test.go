@@ -45,6 +45,7 @@ func TestStoreContract(t *testing.T) {
 			// start order, with a record written twice (a replay).
 			a := testRecords(5, "trace-a", "key-1") // req-0001 .. req-0005
 			b := []Record{testRecord(6, "trace-b", "key-2"), testRecord(7, "trace-b", "key-1")}
+			b[0].Team, b[1].SessionID = "research", "sess-1"
 			late := testRecord(0, "trace-a", "key-1") // started first, stored last
 			for _, batch := range [][]Record{a[2:], b, a[:2], a[3:4], {late}} {
 				if err := s.sink.Write(ctx, batch); err != nil {
@@ -66,6 +67,9 @@ func TestStoreContract(t *testing.T) {
 				// The limit takes the records stored last, shown newest first.
 				{"limit", Query{Limit: 3}, []string{"req-0002", "req-0001", "req-0000"}},
 				{"unknown trace", Query{TraceID: "nope"}, nil},
+				{"team", Query{Team: "research"}, []string{"req-0006"}},
+				{"team and key", Query{Team: "platform", KeyID: "key-2"}, nil},
+				{"session", Query{SessionID: "sess-1"}, []string{"req-0007"}},
 			} {
 				got, err := s.store.Query(ctx, tc.q)
 				if err != nil {

@@ -72,7 +72,8 @@ func TestRecordOfAMessage(t *testing.T) {
 func TestRecordOfAStream(t *testing.T) {
 	s := newStack(t)
 	stream := s.client.Messages.NewStreaming(context.Background(), hello("claude-sonnet-4-5"),
-		option.WithHeader("x-claude-code-session-id", "session-1"), option.WithHeader("x-claude-code-agent-id", "agent-7"))
+		option.WithHeader("x-claude-code-session-id", "session-1"), option.WithHeader("x-claude-code-agent-id", "agent-7"),
+		option.WithHeader("x-claude-code-request-class", "subagent"))
 	for stream.Next() {
 	}
 	if err := stream.Err(); err != nil {
@@ -92,7 +93,7 @@ func TestRecordOfAStream(t *testing.T) {
 	if r.CostPicoUSD != sonnetCost(r.Usage) {
 		t.Errorf("cost = %d; want %d", r.CostPicoUSD, sonnetCost(r.Usage))
 	}
-	if r.Outcome != records.OutcomeOK || !r.Stream || r.TraceID != "session-1" || r.SessionID != "session-1" || r.AgentID != "agent-7" {
+	if r.Outcome != records.OutcomeOK || !r.Stream || r.TraceID != "session-1" || r.SessionID != "session-1" || r.AgentID != "agent-7" || r.RequestClass != "subagent" {
 		t.Errorf("record = %+v", r)
 	}
 	if r.TTFTMS <= 0 || r.TTFTMS > r.LatencyMS {

@@ -29,6 +29,19 @@ type Route struct {
 // answers 405 method_not_allowed with an Allow header (a GET route also
 // serves HEAD); any other path answers 404 not_found, listing the routes.
 func NewAPI(name, token string, routes ...Route) http.Handler {
+	return Protect(name, token, newMux(name, routes))
+}
+
+// NewScopedAPI is NewAPI for an API that viewer tokens may read too: its
+// routes are served behind ProtectTokens(name, tokens), so each handler finds
+// the request's Principal with PrincipalFrom and must hold a viewer to its
+// team.
+func NewScopedAPI(name string, tokens func() *Tokens, routes ...Route) http.Handler {
+	return ProtectTokens(name, tokens, newMux(name, routes))
+}
+
+// newMux serves routes, with 405 and 404 answers for the rest.
+func newMux(name string, routes []Route) http.Handler {
 	mux := http.NewServeMux()
 	// paths holds each route's path without its method; it tells a wrong
 	// method on a served path (405) from a path no route serves (404).
@@ -58,7 +71,7 @@ func NewAPI(name, token string, routes ...Route) http.Handler {
 		w.Header().Set("Allow", strings.Join(allow, ", "))
 		WriteError(w, http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" is not allowed here; use "+strings.Join(use, " or "))
 	})
-	return Protect(name, token, mux)
+	return mux
 }
 
 // Params returns the query parameters of v, each of which must be one of

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"fmt"
 	"net/http"
 	"strings"
 )
@@ -92,4 +93,67 @@ func WithPrincipal(ctx context.Context, p Principal) context.Context {
 func PrincipalFrom(ctx context.Context) (Principal, bool) {
 	p, ok := ctx.Value(principalKey{}).(Principal)
 	return p, ok
+}
+
+// ProtectTokens serves h to requests whose "Authorization: Bearer <token>"
+// is the admin token or a viewer token of tokens(), with the Principal in the
+// request's context (PrincipalFrom). tokens is called once per request, so a
+// reloaded policy's viewers apply at once; it may return nil. Without an
+// admin token the API named name is disabled and answers 403 api_disabled; a
+// missing or unknown token is 401 authentication_error. Every answer is
+// marked no-store.
+//
+// A viewer may read only its team's records and totals: each handler behind
+// ProtectTokens enforces that with TeamFilter. An API that viewers must not
+// read at all stays behind Protect (the admin token alone), where a viewer
+// token is just a wrong token.
+func ProtectTokens(name string, tokens func() *Tokens, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		t := tokens()
+		if !t.Enabled() {
+			WriteError(w, http.StatusForbidden, "api_disabled", "the "+name+" API is disabled: no admin token is configured")
+			return
+		}
+		token, _ := Bearer(r)
+		p, ok := t.Authenticate(token)
+		if !ok {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="tollgate-admin"`)
+			WriteError(w, http.StatusUnauthorized, "authentication_error", "a valid admin or viewer token is required as Authorization: Bearer <token>")
+			return
+		}
+		h.ServeHTTP(w, r.WithContext(WithPrincipal(r.Context(), p)))
+	})
+}
+
+// TeamFilter returns the team a request of p that asked for team asked
+// ("" for every team) may read: asked itself for the admin token; for a
+// viewer its own team, whether it asked for that team or for none. It
+// returns false when a viewer asked for another team, which the handler
+// answers with Forbidden, never with an empty result.
+func (p Principal) TeamFilter(asked string) (string, bool) {
+	if p.Admin() {
+		return asked, true
+	}
+	if asked != "" && asked != p.Team {
+		return "", false
+	}
+	return p.Team, true
+}
+
+// Forbidden answers 403 permission_error: a viewer asked for what its team
+// may not read.
+func Forbidden(w http.ResponseWriter, p Principal, what string) {
+	WriteError(w, http.StatusForbidden, "permission_error",
+		fmt.Sprintf("the viewer token %q reads only team %q; %s", p.Name, p.Team, what))
+}
+
+// RequestPrincipal returns the principal of r. A request that reached a
+// handler without ProtectTokens (a handler tested alone) is nobody's and
+// gets a principal that sees nothing: a viewer of no existing team.
+func RequestPrincipal(r *http.Request) Principal {
+	if p, ok := PrincipalFrom(r.Context()); ok {
+		return p
+	}
+	return Principal{Name: "unknown", Team: "\x00none"}
 }

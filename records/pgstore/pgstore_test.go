@@ -47,7 +47,7 @@ func fullRecord(i int, start time.Time) records.Record {
 		Start:           start,
 		End:             start.Add(1500*time.Millisecond + 7*time.Microsecond),
 		TraceID:         "trace-1",
-		SessionID:       "session-1", AgentID: "agent-2", ParentAgentID: "agent-1",
+		SessionID:       "session-1", AgentID: "agent-2", ParentAgentID: "agent-1", RequestClass: "subagent",
 		KeyID: "key-1", User: "alice", Team: "platform", Project: "billing",
 		Metadata: map[string]string{"cost_center": "42", "é": "ü"},
 		Route:    "claude", Provider: "anthropic",

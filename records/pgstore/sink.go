@@ -15,7 +15,7 @@ import (
 // columns are the records table's columns, in the order of values and scan.
 var columns = []string{
 	"id", "start_time", "end_time", "client_request_id", "trace_id",
-	"session_id", "agent_id", "parent_agent_id",
+	"session_id", "agent_id", "parent_agent_id", "request_class",
 	"key_id", "user_name", "team", "project", "metadata",
 	"route", "provider", "attempts", "endpoint", "method", "path",
 	"requested_model", "model", "response_model", "stream",
@@ -48,7 +48,7 @@ func values(r *records.Record) ([]any, error) {
 	u := &r.Usage
 	return []any{
 		r.ID, r.Start, r.End, r.ClientRequestID, r.TraceID,
-		r.SessionID, r.AgentID, r.ParentAgentID,
+		r.SessionID, r.AgentID, r.ParentAgentID, r.RequestClass,
 		r.KeyID, r.User, r.Team, r.Project, metadata,
 		r.Route, r.Provider, attempts, r.Endpoint, r.Method, r.Path,
 		r.RequestedModel, r.Model, r.ResponseModel, r.Stream,
@@ -71,7 +71,7 @@ func scan(row pgx.Row) (records.Record, error) {
 	u := &r.Usage
 	err := row.Scan(
 		&r.ID, &r.Start, &r.End, &r.ClientRequestID, &r.TraceID,
-		&r.SessionID, &r.AgentID, &r.ParentAgentID,
+		&r.SessionID, &r.AgentID, &r.ParentAgentID, &r.RequestClass,
 		&r.KeyID, &r.User, &r.Team, &r.Project, &metadata,
 		&r.Route, &r.Provider, &attempts, &r.Endpoint, &r.Method, &r.Path,
 		&r.RequestedModel, &r.Model, &r.ResponseModel, &r.Stream,
@@ -198,7 +198,7 @@ func storable(r *records.Record) error {
 		return fmt.Errorf("record %q without a start time", r.ID)
 	}
 	strs := []string{
-		r.ID, r.ClientRequestID, r.TraceID, r.SessionID, r.AgentID, r.ParentAgentID,
+		r.ID, r.ClientRequestID, r.TraceID, r.SessionID, r.AgentID, r.ParentAgentID, r.RequestClass,
 		r.KeyID, r.User, r.Team, r.Project, r.Route, r.Provider, r.Endpoint, r.Method, r.Path,
 		r.RequestedModel, r.Model, r.ResponseModel, r.ErrorType, string(r.Outcome), r.Cost,
 		r.PriceCatalog, r.CacheStatus, r.CostSaved, r.BudgetOutcome, r.ReservationID,

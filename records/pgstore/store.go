@@ -31,6 +31,12 @@ func (d *DB) Query(ctx context.Context, q records.Query) ([]records.Record, erro
 	if q.KeyID != "" {
 		add("key_id = ?", q.KeyID)
 	}
+	if q.Team != "" {
+		add("team = ?", q.Team)
+	}
+	if q.SessionID != "" {
+		add("session_id = ?", q.SessionID)
+	}
 	if !q.Since.IsZero() {
 		add("start_time >= ?", q.Since)
 	}

@@ -1,0 +1,305 @@
+package spend
+
+import (
+	"cmp"
+	"context"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tollgate-dev/tollgate/records"
+)
+
+// DefaultMemoryRecords is how many records a gateway without PostgreSQL
+// keeps for the spend API: about 35 MB.
+const DefaultMemoryRecords = 100_000
+
+// Memory keeps the latest records in memory, for a gateway without
+// PostgreSQL, and aggregates them by scanning. It is a ring of fixed
+// capacity: when full, a new record evicts the oldest one received. It keeps
+// only what aggregates need (no bodies, metadata or attempts). It is both a
+// records.Sink that fills it and the Store that reads it, and is safe for
+// concurrent use. A record whose id it holds already is ignored, so a
+// replayed spool counts once.
+//
+// It sees only the records of its own process: with several replicas, each
+// answers for its own requests. A query scans every record held, once per
+// level of a Rollup: 120 ms for a daily series by user with its rollup and
+// percentiles over 100,000 records, on the loaded 2-vCPU VM of the README.
+type Memory struct {
+	mu    sync.RWMutex
+	ring  []row
+	next  int
+	count int
+	ids   map[string]struct{}
+}
+
+var (
+	_ Store        = (*Memory)(nil)
+	_ records.Sink = (*Memory)(nil)
+)
+
+// row is what Memory keeps of a record.
+type row struct {
+	id                                               string
+	start                                            time.Time
+	team, user, key, project, route, provider, model string
+	session, agent, class                            string
+	outcome                                          records.Outcome
+	admitted, cacheHit                               bool
+	cost, saved                                      int64
+	input, output, cacheRead, cacheWrite             int64
+	latencyMS, ttftMS                                float64
+}
+
+func newRow(r *records.Record) row {
+	u := &r.Usage
+	return row{
+		id: r.ID, start: r.Start,
+		team: r.Team, user: r.User, key: r.KeyID, project: r.Project, route: r.Route, provider: r.Provider, model: r.Model,
+		session: r.SessionID, agent: r.AgentID, class: Class(r), outcome: r.Outcome,
+		admitted: r.BudgetOutcome == BudgetAllowed, cacheHit: r.CacheStatus == "HIT",
+		cost: r.CostPicoUSD, saved: r.CostSavedPicoUSD,
+		input: u.InputTokens, output: u.OutputTokens, cacheRead: u.CacheReadTokens, cacheWrite: u.CacheWrite5mTokens + u.CacheWrite1hTokens,
+		latencyMS: r.LatencyMS, ttftMS: r.TTFTMS,
+	}
+}
+
+func (w *row) value(d Dim) string {
+	switch d {
+	case DimTeam:
+		return w.team
+	case DimUser:
+		return w.user
+	case DimKey:
+		return w.key
+	case DimProject:
+		return w.project
+	case DimRoute:
+		return w.route
+	case DimProvider:
+		return w.provider
+	case DimModel:
+		return w.model
+	case DimClass:
+		return w.class
+	}
+	return ""
+}
+
+func (w *row) match(f Filter) bool {
+	for d, v := range f {
+		if w.value(d) != v {
+			return false
+		}
+	}
+	return true
+}
+
+// NewMemory returns an empty store of capacity records (at least one).
+func NewMemory(capacity int) *Memory {
+	capacity = max(capacity, 1)
+	return &Memory{ring: make([]row, capacity), ids: make(map[string]struct{}, capacity)}
+}
+
+// Name implements records.Sink.
+func (*Memory) Name() string { return "spend-memory" }
+
+// Close implements records.Sink. The records stay readable.
+func (*Memory) Close() error { return nil }
+
+// Write implements records.Sink. It never fails.
+func (m *Memory) Write(_ context.Context, recs []records.Record) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for i := range recs {
+		if _, dup := m.ids[recs[i].ID]; dup {
+			continue
+		}
+		if m.count == len(m.ring) {
+			delete(m.ids, m.ring[m.next].id)
+		} else {
+			m.count++
+		}
+		m.ring[m.next] = newRow(&recs[i])
+		m.ids[recs[i].ID] = struct{}{}
+		m.next = (m.next + 1) % len(m.ring)
+	}
+	return nil
+}
+
+// each calls f with every record held whose start is in [from, to).
+func (m *Memory) each(from, to time.Time, f func(*row)) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	for i := range m.count {
+		w := &m.ring[i]
+		if !w.start.Before(from) && w.start.Before(to) {
+			f(w)
+		}
+	}
+}
+
+// acc accumulates Metrics and the latency samples of one row of the result.
+type acc struct {
+	Metrics
+	lat, ttft []float64
+}
+
+func (a *acc) add(w *row) {
+	a.Requests++
+	if isError(w.outcome) {
+		a.Errors++
+	}
+	if isRefused(w.outcome) {
+		a.Refused++
+	}
+	if w.admitted {
+		a.Admitted++
+	}
+	if w.cacheHit {
+		a.CacheHits++
+	}
+	a.CostPicoUSD += w.cost
+	a.CostSavedPicoUSD += w.saved
+	a.InputTokens += w.input
+	a.OutputTokens += w.output
+	a.CacheReadTokens += w.cacheRead
+	a.CacheWriteTokens += w.cacheWrite
+	if w.outcome == records.OutcomeOK {
+		if w.latencyMS > 0 {
+			a.lat = append(a.lat, w.latencyMS)
+		}
+		if w.ttftMS > 0 {
+			a.ttft = append(a.ttft, w.ttftMS)
+		}
+	}
+}
+
+func (a *acc) finish() Metrics {
+	m := a.Metrics
+	slices.Sort(a.lat)
+	slices.Sort(a.ttft)
+	m.LatencyN, m.LatencyP50, m.LatencyP95 = int64(len(a.lat)), Percentile(a.lat, 0.5), Percentile(a.lat, 0.95)
+	m.TTFTN, m.TTFTP50, m.TTFTP95 = int64(len(a.ttft)), Percentile(a.ttft, 0.5), Percentile(a.ttft, 0.95)
+	return m
+}
+
+// Aggregate implements [Store.Aggregate], with a scan per level of a
+// Rollup.
+func (m *Memory) Aggregate(ctx context.Context, q Query) ([]Row, error) {
+	var out []Row
+	for _, l := range q.Levels() {
+		rows, err := m.aggregate(ctx, q.At(l))
+		if err != nil {
+			return nil, err
+		}
+		for i := range rows {
+			rows[i].Level = l
+			if l == LevelBucket || l == LevelAll {
+				rows[i].Group = nil
+			}
+		}
+		out = append(out, rows...)
+	}
+	return out, nil
+}
+
+func (m *Memory) aggregate(ctx context.Context, q Query) ([]Row, error) {
+	type key struct {
+		start int64
+		group string
+	}
+	loc := q.Loc()
+	accs := map[key]*acc{}
+	var out []Row
+	m.each(q.From, q.To, func(w *row) {
+		if !w.match(q.Filter) {
+			return
+		}
+		start := q.Step.Truncate(w.start, loc)
+		vals := make([]string, len(q.GroupBy))
+		for i, d := range q.GroupBy {
+			vals[i] = w.value(d)
+		}
+		k := key{start.UnixMicro(), strings.Join(vals, "\x00")}
+		a := accs[k]
+		if a == nil {
+			a = &acc{}
+			accs[k] = a
+			out = append(out, Row{Start: start, Group: vals})
+		}
+		a.add(w)
+	})
+	for i := range out {
+		r := &out[i]
+		a := accs[key{r.Start.UnixMicro(), strings.Join(r.Group, "\x00")}]
+		if q.Percentiles {
+			r.Metrics = a.finish()
+		} else {
+			r.Metrics = a.Metrics
+		}
+	}
+	return out, ctx.Err()
+}
+
+// Sessions implements [Store.Sessions].
+func (m *Memory) Sessions(ctx context.Context, q SessionQuery) ([]Session, error) {
+	type sess struct {
+		Session
+		acc    acc
+		agents map[string]bool
+		models map[string]bool
+	}
+	byID := map[string]*sess{}
+	least := func(cur *string, v string) {
+		if *cur == "" || v < *cur {
+			*cur = v
+		}
+	}
+	m.each(q.From, q.To, func(w *row) {
+		if w.session == "" || !w.match(q.Filter) {
+			return
+		}
+		s := byID[w.session]
+		if s == nil {
+			s = &sess{Session: Session{ID: w.session, First: w.start, Last: w.start}, agents: map[string]bool{}, models: map[string]bool{}}
+			byID[w.session] = s
+		}
+		least(&s.Team, w.team)
+		least(&s.User, w.user)
+		least(&s.Key, w.key)
+		least(&s.Project, w.project)
+		if w.start.Before(s.First) {
+			s.First = w.start
+		}
+		if w.start.After(s.Last) {
+			s.Last = w.start
+		}
+		if w.agent != "" {
+			s.agents[w.agent] = true
+		}
+		if w.model != "" {
+			s.models[w.model] = true
+		}
+		s.acc.add(w)
+	})
+	out := make([]Session, 0, len(byID))
+	for _, s := range byID {
+		s.Metrics = s.acc.Metrics // no percentiles for sessions
+		s.Subagents = int64(len(s.agents))
+		for mdl := range s.models {
+			s.Models = append(s.Models, mdl)
+		}
+		slices.Sort(s.Models)
+		out = append(out, s.Session)
+	}
+	slices.SortFunc(out, func(a, b Session) int {
+		return cmp.Or(cmp.Compare(b.CostPicoUSD, a.CostPicoUSD), strings.Compare(a.ID, b.ID))
+	})
+	if q.Limit > 0 && len(out) > q.Limit {
+		out = out[:q.Limit]
+	}
+	return out, ctx.Err()
+}
