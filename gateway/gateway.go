@@ -30,7 +30,9 @@ import (
 	"github.com/tollgate-dev/tollgate/cache"
 	"github.com/tollgate-dev/tollgate/clientformat/anthropic"
 	openaifmt "github.com/tollgate-dev/tollgate/clientformat/openai"
+	"github.com/tollgate-dev/tollgate/dashboard"
 	"github.com/tollgate-dev/tollgate/extproc"
+	"github.com/tollgate-dev/tollgate/internal/adminapi"
 	"github.com/tollgate-dev/tollgate/policy"
 	"github.com/tollgate-dev/tollgate/policy/budget"
 	"github.com/tollgate-dev/tollgate/provider"
@@ -88,6 +90,9 @@ type Config struct {
 	// from AdminTokenFile; with neither, the admin APIs are disabled.
 	AdminToken     string
 	AdminTokenFile string
+	// DashboardSecureCookie marks the dashboard's cookies Secure, for a
+	// dashboard reached over HTTPS through a proxy that terminates TLS.
+	DashboardSecureCookie bool
 	// BudgetTimeout is how long a budget check may wait for Redis before the
 	// policy's budget_fail_mode applies.
 	BudgetTimeout time.Duration
@@ -208,6 +213,14 @@ func Run(ctx context.Context, c Config, logOut io.Writer) error {
 	}
 	budgetAPI := budget.NewAPIHandler(ledger, func() *budget.Config { return watcher.Current().Budgets }, token, log.Named("budget"))
 
+	dash, err := dashboard.New(dashboard.Options{
+		Tokens: adminapi.NewTokens(token, nil), Records: rec.store,
+		SecureCookie: c.DashboardSecureCookie, Logger: log.Named("dashboard"),
+	})
+	if err != nil {
+		return err
+	}
+
 	srv, err := extproc.NewServer(extproc.Options{
 		Policies: watcher, Logger: log, Metrics: extproc.NewMetrics(reg), Recorder: rec.writer, Ledger: ledger, Cache: store,
 		ClientFormats:  []extproc.ClientFormat{anthropic.Format{}, openaifmt.Format{}},
@@ -241,7 +254,7 @@ func Run(ctx context.Context, c Config, logOut io.Writer) error {
 	hs.SetServingStatus(accesslogv3.AccessLogService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 
 	var draining atomic.Bool
-	admin := &http.Server{Handler: adminHandler(reg, &draining, rec.api, budgetAPI), ReadHeaderTimeout: 5 * time.Second}
+	admin := &http.Server{Handler: adminHandler(reg, &draining, rec.api, budgetAPI, dash), ReadHeaderTimeout: 5 * time.Second}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -291,8 +304,9 @@ func Run(ctx context.Context, c Config, logOut io.Writer) error {
 	return runErr
 }
 
-func adminHandler(reg *prometheus.Registry, draining *atomic.Bool, recordsAPI, budgetAPI http.Handler) http.Handler {
+func adminHandler(reg *prometheus.Registry, draining *atomic.Bool, recordsAPI, budgetAPI, dash http.Handler) http.Handler {
 	mux := http.NewServeMux()
+	mux.Handle(dashboard.Prefix, dash)
 	mux.Handle("/v1/", recordsAPI)
 	mux.Handle("/v1/budgets", budgetAPI)
 	mux.Handle("/v1/budgets/", budgetAPI)

@@ -30,6 +30,8 @@ type recordsSetup struct {
 	writer   *records.Writer
 	api      http.Handler
 	describe string
+	// store is what the records API and the dashboard read.
+	store records.Store
 
 	// pg is the PostgreSQL store of --postgres-url, or nil; stopUpkeep ends
 	// its partitions' upkeep and waits for it.
@@ -132,6 +134,7 @@ func openRecords(c Config, rdb *redis.Client, token string, log *zap.Logger, reg
 		return nil, fmt.Errorf("records: %w", err)
 	}
 	rs.api = records.NewAPIHandler(store, token)
+	rs.store = store
 	rs.describe = strings.Join(parts, ", ")
 	if token == "" {
 		log.Info("admin API disabled: set TOLLGATE_ADMIN_TOKEN or --admin-token-file to read records over HTTP")
