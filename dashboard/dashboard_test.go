@@ -140,7 +140,7 @@ func picoByID(page string) map[string]int64 {
 }
 
 func TestLoginCookieAndOverview(t *testing.T) {
-	recs := genRecords(600, 40, 10, 40, testNow, 1)
+	recs := genRecords(600, 40, 10, 20, testNow, 1)
 	srv, _, _ := serve(t, memStore(t, recs), Options{SecureCookie: true})
 	b := newBrowser(t, srv)
 
@@ -312,7 +312,7 @@ func TestDisabledWithoutAdminToken(t *testing.T) {
 }
 
 func TestRecordsFilterAndPages(t *testing.T) {
-	recs := genRecords(400, 20, 4, 10, testNow, 5)
+	recs := genRecords(2500, 20, 4, 10, testNow, 5)
 	srv, _, _ := serve(t, memStore(t, recs), Options{})
 	b := newBrowser(t, srv)
 	b.login(adminToken)
@@ -322,13 +322,26 @@ func TestRecordsFilterAndPages(t *testing.T) {
 			want++
 		}
 	}
-	_, page := b.get(Prefix + "records?user=user-007&model=claude-opus-4-1")
+	_, page := b.get(Prefix + "records?key=key-user-007&user=user-007&model=claude-opus-4-1")
 	if got := strings.Count(page, `<tr class="rec">`); got != min(want, PageSize) || want == 0 {
 		t.Errorf("%d rows, want %d", got, want)
 	}
 	_, page = b.get(Prefix + "records")
-	if !strings.Contains(page, "1–50 of 400") || !strings.Contains(page, `href="?page=2"`) {
-		t.Errorf("first page of 400 records: no pager")
+	if !strings.Contains(page, "1–50 of 1000 (from the newest 1000") || !strings.Contains(page, `href="?page=2"`) {
+		t.Errorf("first page of 2500 records: no pager")
+	}
+	// A time range well before the newest records: the store bounds both
+	// ends, so the page finds them however many records came after.
+	from, until := testNow.AddDate(0, 0, -8), testNow.AddDate(0, 0, -7)
+	want = 0
+	for _, r := range recs {
+		if !r.Start.Before(from) && r.Start.Before(until) {
+			want++
+		}
+	}
+	_, page = b.get(Prefix + "records?since=" + from.Format("2006-01-02T15:04") + "&until=" + until.Format(time.RFC3339))
+	if !strings.Contains(page, "1–"+strconv.Itoa(min(want, PageSize))+" of "+strconv.Itoa(want)+"<") || want == 0 {
+		t.Errorf("records of one day a week ago: want %d", want)
 	}
 	if status, _ := b.get(Prefix + "records?since=yesterday"); status != 400 {
 		t.Errorf("bad since: %d", status)

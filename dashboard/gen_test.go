@@ -30,7 +30,7 @@ func genRecords(n, users, teams, days int, now time.Time, seed uint64) []records
 		user := fmt.Sprintf("user-%03d", u)
 		sess := fmt.Sprintf("sess-%d-%d", u, len(out))
 		start := now.Add(-time.Duration(rng.Int64N(int64(span))))
-		parts := 1 + rng.IntN(6)
+		parts := 1 + rng.IntN(12)
 		for i := 0; i < parts && len(out) < n; i++ {
 			r := records.Record{
 				ID: fmt.Sprintf("rec-%07d", len(out)), TraceID: sess, SessionID: sess,

@@ -158,13 +158,16 @@ func (d *Dashboard) budgets(w http.ResponseWriter, r *http.Request, s session) {
 		return
 	}
 	var scale int64
+	limits := false
 	for _, b := range bs {
 		scale = max(scale, b.LimitPicoUSD, b.ForecastPicoUSD, b.UsedPicoUSD)
+		limits = limits || b.LimitPicoUSD > 0
 	}
 	d.page(w, r, s, "budgets", "Budgets", struct {
 		Budgets []Budget
 		Scale   int64
-	}{bs, scale})
+		Limits  bool
+	}{bs, scale, limits})
 }
 
 // recordFilter is the Records page's filter: the records API's parameters
@@ -269,8 +272,9 @@ func newPager(total, page int, capped bool, q func(int) string) pager {
 }
 
 // recordList is the Records explorer. The store answers the records API's
-// filters (trace_id, key, since) with its newest records.MaxQueryLimit; the
-// page applies the rest and shows PageSize a page.
+// filters (trace_id, key, since) and until with its newest
+// records.MaxQueryLimit; the page applies the rest (team, user, model,
+// outcome) and shows PageSize a page.
 func (d *Dashboard) recordList(w http.ResponseWriter, r *http.Request, s session) {
 	f, err := parseRecordFilter(r.URL.Query(), s.principal)
 	if errors.Is(err, errForbidden) {
@@ -281,7 +285,7 @@ func (d *Dashboard) recordList(w http.ResponseWriter, r *http.Request, s session
 		d.fail(w, r, http.StatusBadRequest, err.Error())
 		return
 	}
-	recs, err := d.opt.Records.Query(r.Context(), records.Query{TraceID: f.TraceID, KeyID: f.Key, Since: f.Since, Limit: records.MaxQueryLimit})
+	recs, err := d.opt.Records.Query(r.Context(), records.Query{TraceID: f.TraceID, KeyID: f.Key, Since: f.Since, Until: f.Until, Limit: records.MaxQueryLimit})
 	if err != nil {
 		d.storeError(w, r, err)
 		return

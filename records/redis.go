@@ -192,6 +192,9 @@ func (s *RedisStore) Query(ctx context.Context, q Query) ([]Record, error) {
 	limit := q.limit()
 	var out []Record
 	err := s.scan(ctx, q.TraceID, q.KeyID, q.Since, func(r Record) bool {
+		if !q.match(&r) {
+			return true
+		}
 		out = append(out, r)
 		return len(out) < limit
 	})
