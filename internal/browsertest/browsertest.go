@@ -1,7 +1,8 @@
 // Package browsertest starts a real headless Chromium (Debian's chromium
 // package) for tests and drives it with chromedp. Tests that need it skip
-// with a clear message when no Chromium is installed, except under CI=true,
-// where a missing browser fails them: .ci/run installs chromium.
+// with a clear message when no Chromium is installed, except in CI (CI set,
+// and not to false or 0, as internal/pgtest reads it), where a missing
+// browser fails them: .ci/run installs chromium.
 package browsertest
 
 import (
@@ -45,14 +46,14 @@ var Flags = []string{
 // Start starts a fresh headless Chromium, with an empty profile in a
 // temporary directory, and returns a chromedp context of one tab in it. The
 // browser ends with the test. Without Chromium the test is skipped, or fails
-// when the environment says CI=true. timeout bounds everything the test does
+// in CI. timeout bounds everything the test does
 // in the browser.
 func Start(t testing.TB, timeout time.Duration) context.Context {
 	t.Helper()
 	path := Path()
 	if path == "" {
 		msg := "no Chromium: install Debian's chromium (apt-get install -y chromium) or set CHROMIUM to run the browser tests"
-		if os.Getenv("CI") == "true" {
+		if inCI() {
 			t.Fatal(msg)
 		}
 		t.Skip(msg)
@@ -94,4 +95,10 @@ func Screenshot(t testing.TB, ctx context.Context, dir, name string) string {
 	}
 	t.Logf("screenshot %s", path)
 	return path
+}
+
+// inCI reports whether the tests run in CI: CI set, and not to false or 0.
+func inCI() bool {
+	v := os.Getenv("CI")
+	return v != "" && v != "false" && v != "0"
 }
