@@ -541,8 +541,12 @@ func sumAgent(n *agentNode) {
 
 // statusText is a record's status for a table cell.
 func statusText(r records.Record) string {
-	if r.Status == 0 {
-		return string(r.Outcome)
+	s := string(r.Outcome)
+	if r.Status != 0 {
+		s = strconv.Itoa(r.Status) + " " + s
 	}
-	return strconv.Itoa(r.Status) + " " + string(r.Outcome)
+	if r.CacheStatus == "HIT" {
+		s += " · cache hit"
+	}
+	return s
 }
