@@ -14,6 +14,7 @@ package dashboard
 
 import (
 	"cmp"
+	"context"
 	"crypto/subtle"
 	"embed"
 	"errors"
@@ -187,7 +188,8 @@ func (d *Dashboard) authed(h pageFunc) http.HandlerFunc {
 			d.fail(w, r, http.StatusForbidden, "Missing or wrong CSRF token: reload the page and try again.")
 			return
 		}
-		h(w, r.WithContext(adminapi.WithPrincipal(r.Context(), s.principal)), s)
+		ctx := context.WithValue(adminapi.WithPrincipal(r.Context(), s.principal), sessionKey{}, s)
+		h(w, r.WithContext(ctx), s)
 	}
 }
 
@@ -240,10 +242,14 @@ func (d *Dashboard) cookie(name, value string, maxAge int) *http.Cookie {
 	return &http.Cookie{Name: name, Value: value, Path: Prefix, MaxAge: maxAge, HttpOnly: true, Secure: d.opt.SecureCookie, SameSite: http.SameSiteStrictMode}
 }
 
-// fail answers with an error page.
+// sessionKey is the context key of the request's session.
+type sessionKey struct{}
+
+// fail answers with an error page, with the navigation and the logout
+// button when the request has a session.
 func (d *Dashboard) fail(w http.ResponseWriter, r *http.Request, status int, msg string) {
-	p, _ := adminapi.PrincipalFrom(r.Context())
-	d.render(w, r, status, "error", view{Title: http.StatusText(status), Principal: p, Data: msg})
+	s, _ := r.Context().Value(sessionKey{}).(session)
+	d.render(w, r, status, "error", view{Title: http.StatusText(status), Principal: s.principal, CSRF: s.csrf, Data: msg})
 }
 
 // render executes page with v.
