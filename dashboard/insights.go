@@ -74,23 +74,32 @@ type Top struct {
 	Requests    int64
 }
 
-// Budget is one budget's window: its use so far, the forecast to the
-// window's end, and when it runs out at the current pace.
+// Budget is one budget's current window: its use so far, the forecast to
+// the window's end, and when it runs out at the current pace.
 type Budget struct {
-	// Scope is what the budget applies to, such as "team:platform".
+	// Scope is what the budget applies to, such as "team:platform" or
+	// "global".
 	Scope string
 	// Per is the window: "day", "week" or "month".
-	Per                          string
-	WindowStart, WindowEnd       time.Time
-	LimitPicoUSD                 int64 // zero when the limit is not known
-	UsedPicoUSD, ForecastPicoUSD int64
-	// ExhaustsAt is when the budget runs out at the current pace; zero when
-	// it does not within the window or the limit is not known.
+	Per string
+	// Unit is what Limit, Used and Forecast count, as the policy names it:
+	// "usd" (in pico-USD), "tokens" or "requests".
+	Unit                   string
+	WindowStart, WindowEnd time.Time
+	// Limit is the budget's limit; zero when it is not known.
+	Limit          int64
+	Used, Forecast int64
+	// Method names the forecast: "linear" (the pace of the window so far)
+	// or "profile" (the day-of-week profile of the last weeks).
+	Method string
+	// ExhaustsAt is when Used reaches Limit at the current pace; zero when
+	// it does not within the window, already has, or the limit is not known.
 	ExhaustsAt time.Time
 }
 
-// AtRisk reports whether b is forecast to exceed its limit.
-func (b Budget) AtRisk() bool { return b.LimitPicoUSD > 0 && b.ForecastPicoUSD > b.LimitPicoUSD }
+// AtRisk reports whether b is used up or forecast to be by the end of its
+// window.
+func (b Budget) AtRisk() bool { return b.Limit > 0 && (b.Used >= b.Limit || b.Forecast >= b.Limit) }
 
 // RecordsInsights is the interim [Insights]: sums over the records a
 // records.Store returns, until the aggregation API takes over. A store
@@ -196,12 +205,12 @@ func (ri RecordsInsights) Budgets(ctx context.Context, p adminapi.Principal, now
 	for team, u := range used {
 		f := u
 		if elapsed > 0 {
-			f = int64(float64(u) * float64(window) / float64(elapsed))
+			f = int64(math.Round(float64(u) * float64(window) / float64(elapsed)))
 		}
-		out = append(out, Budget{Scope: "team:" + team, Per: "month", WindowStart: start, WindowEnd: end, UsedPicoUSD: u, ForecastPicoUSD: f})
+		out = append(out, Budget{Scope: "team:" + team, Per: "month", Unit: "usd", WindowStart: start, WindowEnd: end, Used: u, Forecast: f, Method: "linear"})
 	}
 	slices.SortFunc(out, func(a, b Budget) int {
-		return cmp.Or(cmp.Compare(b.ForecastPicoUSD, a.ForecastPicoUSD), cmp.Compare(a.Scope, b.Scope))
+		return cmp.Or(cmp.Compare(b.Forecast, a.Forecast), cmp.Compare(a.Scope, b.Scope))
 	})
 	return out, nil
 }

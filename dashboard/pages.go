@@ -44,6 +44,7 @@ func parseTemplates() (map[string]*template.Template, error) {
 		"bar":    func(v, of int64) int { return int(min(100, pct100(v, of))) },
 		"add":    func(a, b int) int { return a + b },
 		"status": statusText,
+		"amount": amount,
 		"spend": func(label, id string, s Spend) any {
 			return struct {
 				Label, ID string
@@ -79,6 +80,15 @@ func usd(pico int64) string {
 		return "$" + strconv.FormatFloat(v, 'f', 4, 64)
 	}
 	return "$" + strconv.FormatFloat(v, 'f', 2, 64)
+}
+
+// amount formats an amount of a budget's unit: usd as usd does, the others
+// as integers with their unit.
+func amount(unit string, v int64) string {
+	if unit == "usd" {
+		return usd(v)
+	}
+	return strconv.FormatInt(v, 10) + " " + unit
 }
 
 func pct100(v, of int64) float64 {
@@ -157,15 +167,16 @@ func (d *Dashboard) budgets(w http.ResponseWriter, r *http.Request, s session) {
 		d.storeError(w, r, err)
 		return
 	}
-	var scale int64
+	// Each line's bars are drawn against the largest amount of its unit.
+	scale := map[string]int64{}
 	limits := false
 	for _, b := range bs {
-		scale = max(scale, b.LimitPicoUSD, b.ForecastPicoUSD, b.UsedPicoUSD)
-		limits = limits || b.LimitPicoUSD > 0
+		scale[b.Unit] = max(scale[b.Unit], b.Limit, b.Forecast, b.Used)
+		limits = limits || b.Limit > 0
 	}
 	d.page(w, r, s, "budgets", "Budgets", struct {
 		Budgets []Budget
-		Scale   int64
+		Scale   map[string]int64
 		Limits  bool
 	}{bs, scale, limits})
 }
