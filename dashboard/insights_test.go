@@ -25,7 +25,7 @@ func TestRecordsInsightsBudgets(t *testing.T) {
 		rec("b", "red", time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC), 4e12),
 		rec("c", "blue", now.Add(-time.Minute), 1e12),
 		rec("d", "red", time.Date(2026, 4, 30, 23, 59, 59, 0, time.UTC), 7e12), // last month
-		rec("e", "red", now.Add(time.Second), 7e12),                              // after now
+		rec("e", "red", now.Add(time.Second), 7e12),                            // after now
 	})
 	got, err := RecordsInsights{Store: store}.Budgets(context.Background(), adminapi.Principal{Name: "admin"}, now)
 	if err != nil {
