@@ -22,6 +22,7 @@ import (
 	"io/fs"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -108,7 +109,14 @@ func New(opt Options) (*Dashboard, error) {
 	if err != nil {
 		return nil, err
 	}
-	d.mux.Handle("GET "+Prefix+"static/", http.StripPrefix(Prefix+"static/", http.FileServerFS(static)))
+	files := http.StripPrefix(Prefix+"static/", http.FileServerFS(static))
+	d.mux.HandleFunc("GET "+Prefix+"static/", func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/") { // no directory listings
+			d.fail(w, r, http.StatusNotFound, "No such page.")
+			return
+		}
+		files.ServeHTTP(w, r)
+	})
 	d.mux.HandleFunc("GET "+Prefix+"login", d.loginForm)
 	d.mux.HandleFunc("POST "+Prefix+"login", d.login)
 	d.mux.HandleFunc("POST "+Prefix+"logout", d.authed(d.logout))

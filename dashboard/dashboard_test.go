@@ -272,6 +272,21 @@ func TestViewerSeesItsTeamOnly(t *testing.T) {
 	}
 }
 
+// TestStatic: the vendored chart library is served to anyone (it is no
+// secret), directories are not listed, and unknown pages are 404.
+func TestStatic(t *testing.T) {
+	srv, _, _ := serve(t, memStore(t, nil), Options{})
+	b := newBrowser(t, srv)
+	if status, body := b.get(Prefix + "static/vendor/uplot/uPlot.iife.min.js"); status != 200 || !strings.Contains(body, "uPlot") {
+		t.Errorf("uPlot: %d", status)
+	}
+	for _, path := range []string{"static/", "static/vendor/", "nope"} {
+		if status, _ := b.get(Prefix + path); status != 404 {
+			t.Errorf("%s: %d", path, status)
+		}
+	}
+}
+
 func TestSessionExpires(t *testing.T) {
 	srv, _, c := serve(t, memStore(t, genRecords(10, 2, 1, 1, testNow, 4)), Options{SessionTTL: time.Hour})
 	b := newBrowser(t, srv)

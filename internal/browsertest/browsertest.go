@@ -16,16 +16,14 @@ import (
 	"github.com/chromedp/chromedp"
 )
 
-// candidates are the Chromium executables looked for on PATH, Debian's first.
-var candidates = []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable"}
-
-// Path returns the Chromium to run: $CHROMIUM when set, else the first of
-// candidates on PATH, or "" when there is none.
+// Path returns the Chromium to run: $CHROMIUM when set, else the first
+// Chromium or Chrome on PATH, or "" when there is none.
 func Path() string {
 	if p := os.Getenv("CHROMIUM"); p != "" {
 		return p
 	}
-	for _, c := range candidates {
+	// Debian's name first.
+	for _, c := range []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable"} {
 		if p, err := exec.LookPath(c); err == nil {
 			return p
 		}
@@ -33,14 +31,16 @@ func Path() string {
 	return ""
 }
 
-// Flags are the Chromium flags a test browser runs with: headless, and with
-// every connection Chromium would make on its own turned off (the test
+// Flags returns the Chromium flags a test browser runs with: headless, and
+// with every connection Chromium would make on its own turned off (the test
 // machines have no network besides loopback, and the background networking
 // would otherwise retry refused connections many at a time). --no-sandbox
 // lets it run as root, as CI does.
-var Flags = []string{
-	"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-	"--disable-background-networking", "--disable-component-update", "--disable-sync",
+func Flags() []string {
+	return []string{
+		"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+		"--disable-background-networking", "--disable-component-update", "--disable-sync",
+	}
 }
 
 // Start starts a fresh headless Chromium, with an empty profile in a
@@ -64,7 +64,7 @@ func Start(t testing.TB, timeout time.Duration) context.Context {
 		chromedp.WindowSize(1400, 1000),
 		chromedp.Flag("disable-dev-shm-usage", true),
 	}
-	for _, f := range Flags {
+	for _, f := range Flags() {
 		opts = append(opts, chromedp.Flag(f[2:], true))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
