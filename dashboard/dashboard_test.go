@@ -341,6 +341,20 @@ func TestRecordsFilterAndPages(t *testing.T) {
 	if got := strings.Count(page, `<tr class="rec">`); got != min(want, PageSize) || want == 0 {
 		t.Errorf("%d rows, want %d", got, want)
 	}
+	var sess string
+	want = 0
+	for _, r := range recs {
+		if sess == "" {
+			sess = r.SessionID
+		}
+		if r.SessionID == sess {
+			want++
+		}
+	}
+	_, page = b.get(Prefix + "records?session_id=" + sess + "&trace_id=" + sess)
+	if got := strings.Count(page, `<tr class="rec">`); got != want {
+		t.Errorf("session %s: %d rows, want %d", sess, got, want)
+	}
 	_, page = b.get(Prefix + "records")
 	if !strings.Contains(page, "1–50 of 1000 (from the newest 1000") || !strings.Contains(page, `href="?page=2"`) {
 		t.Errorf("first page of 2500 records: no pager")

@@ -182,24 +182,25 @@ func (d *Dashboard) budgets(w http.ResponseWriter, r *http.Request, s session) {
 }
 
 // recordFilter is the Records page's filter: the records API's parameters
-// (trace_id, key, since) and until, team, user, model and outcome.
+// (trace_id, key, since) and session_id, until, team, user, model and
+// outcome.
 type recordFilter struct {
-	TraceID, Key, Team, User, Model, Outcome string
+	TraceID, Key, Session, Team, User, Model, Outcome string
 	Since, Until                             time.Time
 	SinceText, UntilText                     string
 	Page                                     int
 }
 
-var recordParams = []string{"trace_id", "key", "since", "until", "team", "user", "model", "outcome", "page"}
+var recordParams = []string{"trace_id", "key", "session_id", "since", "until", "team", "user", "model", "outcome", "page"}
 
 func parseRecordFilter(v url.Values, p adminapi.Principal) (recordFilter, error) {
 	params, err := adminapi.Params(v, recordParams...)
 	if err != nil {
 		return recordFilter{}, err
 	}
-	f := recordFilter{TraceID: params["trace_id"], Key: params["key"], Team: params["team"], User: params["user"],
+	f := recordFilter{TraceID: params["trace_id"], Key: params["key"], Session: params["session_id"], Team: params["team"], User: params["user"],
 		Model: params["model"], Outcome: params["outcome"], SinceText: params["since"], UntilText: params["until"], Page: 1}
-	for _, s := range []string{f.TraceID, f.Key, f.Team, f.User, f.Model, f.Outcome} {
+	for _, s := range []string{f.TraceID, f.Key, f.Session, f.Team, f.User, f.Model, f.Outcome} {
 		if len(s) > 256 {
 			return recordFilter{}, errors.New("a filter is longer than 256 bytes")
 		}
@@ -242,6 +243,7 @@ func parseTime(what, s string) (time.Time, error) {
 
 func (f recordFilter) match(r *records.Record) bool {
 	return (f.Team == "" || r.Team == f.Team) && (f.User == "" || r.User == f.User) &&
+		(f.Session == "" || r.SessionID == f.Session) &&
 		(f.Model == "" || r.Model == f.Model) && (f.Outcome == "" || string(r.Outcome) == f.Outcome) &&
 		(f.Until.IsZero() || r.Start.Before(f.Until))
 }
@@ -249,7 +251,7 @@ func (f recordFilter) match(r *records.Record) bool {
 // query returns the URL query of f at page n.
 func (f recordFilter) query(n int) string {
 	v := url.Values{}
-	for k, val := range map[string]string{"trace_id": f.TraceID, "key": f.Key, "since": f.SinceText, "until": f.UntilText,
+	for k, val := range map[string]string{"trace_id": f.TraceID, "key": f.Key, "session_id": f.Session, "since": f.SinceText, "until": f.UntilText,
 		"team": f.Team, "user": f.User, "model": f.Model, "outcome": f.Outcome} {
 		if val != "" {
 			v.Set(k, val)
@@ -284,8 +286,8 @@ func newPager(total, page int, capped bool, q func(int) string) pager {
 
 // recordList is the Records explorer. The store answers the records API's
 // filters (trace_id, key, since) and until with its newest
-// records.MaxQueryLimit; the page applies the rest (team, user, model,
-// outcome) and shows PageSize a page.
+// records.MaxQueryLimit; the page applies the rest (session, team, user,
+// model, outcome) and shows PageSize a page.
 func (d *Dashboard) recordList(w http.ResponseWriter, r *http.Request, s session) {
 	f, err := parseRecordFilter(r.URL.Query(), s.principal)
 	if errors.Is(err, errForbidden) {
