@@ -186,9 +186,9 @@ func (d *Dashboard) budgets(w http.ResponseWriter, r *http.Request, s session) {
 // outcome.
 type recordFilter struct {
 	TraceID, Key, Session, Team, User, Model, Outcome string
-	Since, Until                             time.Time
-	SinceText, UntilText                     string
-	Page                                     int
+	Since, Until                                      time.Time
+	SinceText, UntilText                              string
+	Page                                              int
 }
 
 var recordParams = []string{"trace_id", "key", "session_id", "since", "until", "team", "user", "model", "outcome", "page"}
