@@ -16,13 +16,13 @@ import (
 func BenchmarkPages(b *testing.B) {
 	recs := genRecords(100_000, 200, 10, 90, testNow, 9)
 	store := memStore(b, recs)
-	d, err := New(Options{Tokens: testTokens(), Records: store, Now: func() time.Time { return testNow }})
+	d, err := New(Options{Tokens: testTokens, Records: store, Now: func() time.Time { return testNow }})
 	if err != nil {
 		b.Fatal(err)
 	}
 	one := recs[len(recs)-1]
 	for _, who := range []adminapi.Principal{{Name: "admin"}, {Name: "lead-03", Team: viewerTeam}} {
-		id, _ := d.sessions.create(who, testNow)
+		id, _ := d.sessions.create(who, tokenOf(who), testNow)
 		for _, page := range []string{"", "budgets", "records", "records?user=user-011&model=claude-opus-4-1",
 			"records?since=2026-04-01T00:00&until=2026-04-02T00:00", "sessions",
 			"sessions/" + one.TraceID, "records/" + one.ID + "?trace=" + one.TraceID} {

@@ -54,9 +54,12 @@ const (
 
 // Options configure [New].
 type Options struct {
-	// Tokens authenticate the login form; without an admin token the
-	// dashboard is disabled (every page answers 403).
-	Tokens *adminapi.Tokens
+	// Tokens returns the tokens of the admin port, as they are now (the
+	// viewers of the current policy). They authenticate the login form, and
+	// every request of a session again, so that a token removed or changed
+	// ends its sessions at once. Without an admin token the dashboard is
+	// disabled (every page answers 403).
+	Tokens func() *adminapi.Tokens
 	// Records is the store the Records and Sessions pages read.
 	Records records.Store
 	// Insights gives the Overview and Budgets numbers; nil means
@@ -94,8 +97,8 @@ func New(opt Options) (*Dashboard, error) {
 	if opt.Logger == nil {
 		opt.Logger = zap.NewNop()
 	}
-	if opt.Records == nil {
-		return nil, errors.New("dashboard: no records store")
+	if opt.Records == nil || opt.Tokens == nil {
+		return nil, errors.New("dashboard: no records store or no tokens")
 	}
 	d := &Dashboard{opt: opt, insights: opt.Insights, sessions: newSessions(opt.SessionTTL, opt.MaxSessions), mux: http.NewServeMux()}
 	if d.insights == nil {
@@ -140,7 +143,7 @@ func (d *Dashboard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Referrer-Policy", "same-origin")
-	if !d.opt.Tokens.Enabled() {
+	if !d.opt.Tokens().Enabled() {
 		d.fail(w, r, http.StatusForbidden, "The dashboard is disabled: no admin token is configured.")
 		return
 	}
@@ -182,7 +185,13 @@ func (d *Dashboard) authed(h pageFunc) http.HandlerFunc {
 		var s session
 		var ok bool
 		if c, err := r.Cookie(sessionCookie); err == nil {
-			s, ok = d.sessions.get(c.Value, d.opt.Now())
+			if s, ok = d.sessions.get(c.Value, d.opt.Now()); ok {
+				// The token must still be valid, and still the same principal.
+				if p, valid := d.opt.Tokens().Authenticate(s.token); !valid || p != s.principal {
+					d.sessions.remove(c.Value)
+					ok = false
+				}
+			}
 		}
 		if !ok {
 			if r.Method == http.MethodGet || r.Method == http.MethodHead {
@@ -224,13 +233,14 @@ func (d *Dashboard) login(w http.ResponseWriter, r *http.Request) {
 		d.fail(w, r, http.StatusForbidden, "Missing or wrong CSRF token: reload the login page and try again.")
 		return
 	}
-	p, ok := d.opt.Tokens.Authenticate(r.PostFormValue("token"))
+	token := r.PostFormValue("token")
+	p, ok := d.opt.Tokens().Authenticate(token)
 	if !ok {
 		d.opt.Logger.Info("dashboard login refused", zap.String("remote", r.RemoteAddr))
 		d.showLogin(w, r, http.StatusUnauthorized, "That token is not valid.")
 		return
 	}
-	id, _ := d.sessions.create(p, d.opt.Now())
+	id, _ := d.sessions.create(p, token, d.opt.Now())
 	d.opt.Logger.Info("dashboard login", zap.String("principal", p.Name), zap.String("team", p.Team))
 	http.SetCookie(w, d.cookie(loginCookie, "", -1))
 	http.SetCookie(w, d.cookie(sessionCookie, id, int(d.opt.SessionTTL/time.Second)))

@@ -41,12 +41,20 @@ func testTokens() *adminapi.Tokens {
 	return adminapi.NewTokens(adminToken, []adminapi.Viewer{{Name: "lead-03", Team: viewerTeam, SHA256: sha256.Sum256([]byte(viewerToken))}})
 }
 
+// tokenOf returns the test token of principal p.
+func tokenOf(p adminapi.Principal) string {
+	if p.Team != "" {
+		return viewerToken
+	}
+	return adminToken
+}
+
 // serve starts the dashboard of opt (Tokens, Now defaulted) over store.
 func serve(t testing.TB, store records.Store, opt Options) (*httptest.Server, *Dashboard, *clock) {
 	t.Helper()
 	c := &clock{t: testNow}
 	if opt.Tokens == nil {
-		opt.Tokens = testTokens()
+		opt.Tokens = testTokens
 	}
 	opt.Records, opt.Now = store, c.now
 	d, err := New(opt)
@@ -301,11 +309,33 @@ func TestSessionExpires(t *testing.T) {
 	}
 }
 
+// TestRevokedTokenEndsItsSessions: a viewer token removed from the policy
+// (Tokens now without it) ends the sessions it logged in, at their next
+// request.
+func TestRevokedTokenEndsItsSessions(t *testing.T) {
+	var mu sync.Mutex
+	tokens := testTokens()
+	current := func() *adminapi.Tokens { mu.Lock(); defer mu.Unlock(); return tokens }
+	srv, d, _ := serve(t, memStore(t, genRecords(10, 2, 1, 1, testNow, 4)), Options{Tokens: current})
+	viewer, admin := newBrowser(t, srv), newBrowser(t, srv)
+	viewer.login(viewerToken)
+	admin.login(adminToken)
+	mu.Lock()
+	tokens = adminapi.NewTokens(adminToken, nil)
+	mu.Unlock()
+	if status, _ := viewer.get(Prefix); status != http.StatusSeeOther || d.sessions.len() != 1 {
+		t.Errorf("revoked viewer: %d, %d sessions left, want a redirect to the login and 1", status, d.sessions.len())
+	}
+	if status, _ := admin.get(Prefix); status != 200 {
+		t.Errorf("admin: %d", status)
+	}
+}
+
 func TestSessionStoreIsBounded(t *testing.T) {
 	s := newSessions(time.Hour, 3)
 	var ids []string
 	for i := range 5 {
-		id, _ := s.create(adminapi.Principal{Name: "admin"}, testNow.Add(time.Duration(i)*time.Minute))
+		id, _ := s.create(adminapi.Principal{Name: "admin"}, adminToken, testNow.Add(time.Duration(i)*time.Minute))
 		ids = append(ids, id)
 	}
 	if s.len() != 3 {
@@ -320,7 +350,7 @@ func TestSessionStoreIsBounded(t *testing.T) {
 }
 
 func TestDisabledWithoutAdminToken(t *testing.T) {
-	srv, _, _ := serve(t, memStore(t, nil), Options{Tokens: adminapi.NewTokens("", nil)})
+	srv, _, _ := serve(t, memStore(t, nil), Options{Tokens: func() *adminapi.Tokens { return adminapi.NewTokens("", nil) }})
 	if status, body := newBrowser(t, srv).get(Prefix + "login"); status != http.StatusForbidden || !strings.Contains(body, "disabled") {
 		t.Errorf("%d %s", status, body)
 	}

@@ -34,13 +34,13 @@ func BenchmarkPagesPostgres(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	d, err := New(Options{Tokens: testTokens(), Records: db, Now: func() time.Time { return testNow }})
+	d, err := New(Options{Tokens: testTokens, Records: db, Now: func() time.Time { return testNow }})
 	if err != nil {
 		b.Fatal(err)
 	}
 	one := recs[len(recs)-1]
 	for _, who := range []adminapi.Principal{{Name: "admin"}, {Name: "lead-03", Team: viewerTeam}} {
-		id, _ := d.sessions.create(who, testNow)
+		id, _ := d.sessions.create(who, tokenOf(who), testNow)
 		name := "admin/"
 		if who.Team != "" {
 			name = "viewer/"

@@ -9,10 +9,12 @@ import (
 	"github.com/tollgate-dev/tollgate/internal/adminapi"
 )
 
-// session is one logged-in browser: who it is, the CSRF token every POST of
-// its pages carries, and when it ends.
+// session is one logged-in browser: who it is, the token it logged in with
+// (checked again on every request, so that a revoked token ends it), the
+// CSRF token every POST of its pages carries, and when it ends.
 type session struct {
 	principal adminapi.Principal
+	token     string
 	csrf      string
 	expires   time.Time
 }
@@ -32,12 +34,13 @@ func newSessions(ttl time.Duration, max int) *sessions {
 	return &sessions{byID: map[string]session{}, ttl: ttl, max: max}
 }
 
-// create starts a session of p at now and returns its id. When the store is
+// create starts a session of p, logged in with token, at now and returns its
+// id. When the store is
 // full it first drops the expired sessions, then the one ending soonest, so a
 // flood of logins can neither grow memory nor lock everyone out for long.
-func (s *sessions) create(p adminapi.Principal, now time.Time) (id string, sess session) {
+func (s *sessions) create(p adminapi.Principal, token string, now time.Time) (id string, sess session) {
 	id, csrf := randomToken(), randomToken()
-	sess = session{principal: p, csrf: csrf, expires: now.Add(s.ttl)}
+	sess = session{principal: p, token: token, csrf: csrf, expires: now.Add(s.ttl)}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.byID) >= s.max {

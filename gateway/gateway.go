@@ -213,8 +213,9 @@ func Run(ctx context.Context, c Config, logOut io.Writer) error {
 	}
 	budgetAPI := budget.NewAPIHandler(ledger, func() *budget.Config { return watcher.Current().Budgets }, token, log.Named("budget"))
 
+	tokens := adminapi.NewTokens(token, nil)
 	dash, err := dashboard.New(dashboard.Options{
-		Tokens: adminapi.NewTokens(token, nil), Records: rec.store,
+		Tokens: func() *adminapi.Tokens { return tokens }, Records: rec.store,
 		SecureCookie: c.DashboardSecureCookie, Logger: log.Named("dashboard"),
 	})
 	if err != nil {
