@@ -70,6 +70,11 @@ func TestBrowser(t *testing.T) {
 	if text, _ := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("#spend-month"))); text != usd(month) {
 		t.Errorf("month shows %q, want %q", text, usd(month))
 	}
+	// app.js ran under the page's Content-Security-Policy: uPlot drew the
+	// chart (waited for above) and the bars have their widths.
+	if w, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector("#top-users .hbar").style.width`)); err != nil || w != "100%" {
+		t.Errorf("top user's bar width %q, %v; want 100%%", w, err)
+	}
 	copyShot(t, shot("overview"), "dashboard-overview.png")
 
 	do("budgets", chromedp.Navigate(srv.URL+Prefix+"budgets"), chromedp.WaitVisible(chromedp.CSS("#budgets")))
