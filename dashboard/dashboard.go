@@ -201,6 +201,9 @@ func (d *Dashboard) authed(h pageFunc) http.HandlerFunc {
 			d.fail(w, r, http.StatusUnauthorized, "Log in first.")
 			return
 		}
+		if r.Method == http.MethodPost {
+			r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+		}
 		if r.Method == http.MethodPost && subtle.ConstantTimeCompare([]byte(r.PostFormValue("csrf")), []byte(s.csrf)) != 1 {
 			d.fail(w, r, http.StatusForbidden, "Missing or wrong CSRF token: reload the page and try again.")
 			return
