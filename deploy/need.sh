@@ -4,7 +4,7 @@
 # with a '/' is a path pattern instead, such as /usr/lib/postgresql/*/bin/postgres
 # for a binary Debian keeps off PATH. Installing
 # needs root; as another user it says what to install and fails. Used by
-# .ci/run (redis-server and postgresql for the tests), `make bench` (redis-server for the
+# .ci/run (redis-server, postgresql and chromium for the tests), `make bench` (redis-server for the
 # budget benchmarks) and deploy/bench.sh (wrk).
 set -euo pipefail
 

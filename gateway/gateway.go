@@ -30,6 +30,7 @@ import (
 	"github.com/tollgate-dev/tollgate/cache"
 	"github.com/tollgate-dev/tollgate/clientformat/anthropic"
 	openaifmt "github.com/tollgate-dev/tollgate/clientformat/openai"
+	"github.com/tollgate-dev/tollgate/dashboard"
 	"github.com/tollgate-dev/tollgate/extproc"
 	"github.com/tollgate-dev/tollgate/policy"
 	"github.com/tollgate-dev/tollgate/policy/budget"
@@ -89,6 +90,9 @@ type Config struct {
 	// from AdminTokenFile; with neither, the admin APIs are disabled.
 	AdminToken     string
 	AdminTokenFile string
+	// DashboardSecureCookie marks the dashboard's cookies Secure, for a
+	// dashboard reached over HTTPS through a proxy that terminates TLS.
+	DashboardSecureCookie bool
 	// BudgetTimeout is how long a budget check may wait for Redis before the
 	// policy's budget_fail_mode applies.
 	BudgetTimeout time.Duration
@@ -228,6 +232,14 @@ func Run(ctx context.Context, c Config, logOut io.Writer) error {
 		KeyTeam: keyTeam(watcher.Current),
 	})
 
+	dash, err := dashboard.New(dashboard.Options{
+		Tokens: tokens.get, Records: rec.store,
+		SecureCookie: c.DashboardSecureCookie, Logger: log.Named("dashboard"),
+	})
+	if err != nil {
+		return err
+	}
+
 	srv, err := extproc.NewServer(extproc.Options{
 		Policies: watcher, Logger: log, Metrics: extproc.NewMetrics(reg), Recorder: rec.writer, Ledger: ledger, Cache: store,
 		ClientFormats:  []extproc.ClientFormat{anthropic.Format{}, openaifmt.Format{}},
@@ -262,7 +274,7 @@ func Run(ctx context.Context, c Config, logOut io.Writer) error {
 	hs.SetServingStatus(accesslogv3.AccessLogService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 
 	var draining atomic.Bool
-	admin := &http.Server{Handler: adminHandler(reg, &draining, rec.api, budgetAPI, spendAPI), ReadHeaderTimeout: 5 * time.Second}
+	admin := &http.Server{Handler: adminHandler(reg, &draining, rec.api, budgetAPI, spendAPI, dash), ReadHeaderTimeout: 5 * time.Second}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -312,8 +324,9 @@ func Run(ctx context.Context, c Config, logOut io.Writer) error {
 	return runErr
 }
 
-func adminHandler(reg *prometheus.Registry, draining *atomic.Bool, recordsAPI, budgetAPI, spendAPI http.Handler) http.Handler {
+func adminHandler(reg *prometheus.Registry, draining *atomic.Bool, recordsAPI, budgetAPI, spendAPI, dash http.Handler) http.Handler {
 	mux := http.NewServeMux()
+	mux.Handle(dashboard.Prefix, dash)
 	mux.Handle("/v1/", recordsAPI)
 	mux.Handle("/v1/spend/", spendAPI)
 	mux.Handle("/v1/budgets", budgetAPI)

@@ -34,6 +34,8 @@ type recordsSetup struct {
 	describe string
 	// spend is the store the spend API aggregates.
 	spend spend.Store
+	// store is what the records API and the dashboard read.
+	store records.Store
 
 	// pg is the PostgreSQL store of --postgres-url, or nil; stopUpkeep ends
 	// its partitions' upkeep and waits for it.
@@ -145,6 +147,7 @@ func openRecords(c Config, rdb *redis.Client, tokens func() *adminapi.Tokens, lo
 		return nil, fmt.Errorf("records: %w", err)
 	}
 	rs.api = records.NewScopedAPIHandler(store, tokens)
+	rs.store = store
 	rs.describe = strings.Join(parts, ", ")
 	if !tokens().Enabled() {
 		log.Info("admin API disabled: set TOLLGATE_ADMIN_TOKEN or --admin-token-file to read records over HTTP")

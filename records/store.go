@@ -46,6 +46,9 @@ type Query struct {
 	SessionID string
 	// Since keeps records whose Start is at or after it.
 	Since time.Time
+	// Until, when set, keeps records whose Start is before it: with Since,
+	// the time range [Since, Until) the dashboard's Records page asks for.
+	Until time.Time
 	// Limit is the most records returned: DefaultQueryLimit when <= 0, at most
 	// MaxQueryLimit.
 	Limit int
@@ -62,7 +65,8 @@ func (q Query) limit() int {
 }
 
 func (q Query) match(r *Record) bool {
-	return (q.TraceID == "" || r.TraceID == q.TraceID) &&
+	return (q.Until.IsZero() || r.Start.Before(q.Until)) &&
+		(q.TraceID == "" || r.TraceID == q.TraceID) &&
 		(q.KeyID == "" || r.KeyID == q.KeyID) &&
 		(q.Team == "" || r.Team == q.Team) &&
 		(q.SessionID == "" || r.SessionID == q.SessionID) &&

@@ -64,6 +64,9 @@ func TestStoreContract(t *testing.T) {
 				{"trace and key", Query{TraceID: "trace-b", KeyID: "key-1"}, []string{"req-0007"}},
 				{"since", Query{Since: t0.Add(5 * time.Second)}, []string{"req-0007", "req-0006", "req-0005"}},
 				{"since excludes earlier starts", Query{Since: t0.Add(5*time.Second + 1)}, []string{"req-0007", "req-0006"}},
+				{"until", Query{Until: t0.Add(2 * time.Second)}, []string{"req-0001", "req-0000"}},
+				{"since and until", Query{Since: t0.Add(2 * time.Second), Until: t0.Add(4 * time.Second)}, []string{"req-0003", "req-0002"}},
+				{"until and key", Query{KeyID: "key-2", Until: t0.Add(6 * time.Second)}, nil},
 				// The limit takes the records stored last, shown newest first.
 				{"limit", Query{Limit: 3}, []string{"req-0002", "req-0001", "req-0000"}},
 				{"unknown trace", Query{TraceID: "nope"}, nil},

@@ -84,6 +84,11 @@ func parseServeFlags(args []string, lookup func(string) (string, bool), stderr i
 	fs.StringVar(&c.RecordsLog, "records-log", env("TOLLGATE_RECORDS_LOG", def.RecordsLog), "log every record: true, false, or auto = only when there is no Redis and no records file (TOLLGATE_RECORDS_LOG)")
 	fs.StringVar(&c.SpoolDir, "spool-dir", env("TOLLGATE_SPOOL_DIR", def.SpoolDir), "where records wait on disk while a sink is down (TOLLGATE_SPOOL_DIR)")
 	fs.StringVar(&c.AdminTokenFile, "admin-token-file", env("TOLLGATE_ADMIN_TOKEN_FILE", def.AdminTokenFile), "file holding the bearer token of the admin API (/v1/records, /v1/traces); or the token itself in TOLLGATE_ADMIN_TOKEN; none disables the API (TOLLGATE_ADMIN_TOKEN_FILE)")
+	secureCookie, err := strconv.ParseBool(env("TOLLGATE_DASHBOARD_SECURE_COOKIE", strconv.FormatBool(def.DashboardSecureCookie)))
+	if err != nil {
+		errs = append(errs, fmt.Errorf("TOLLGATE_DASHBOARD_SECURE_COOKIE: %w", err))
+	}
+	fs.BoolVar(&c.DashboardSecureCookie, "dashboard-secure-cookie", secureCookie, "mark the dashboard's session cookies Secure, for a dashboard reached over HTTPS through a proxy that terminates TLS (TOLLGATE_DASHBOARD_SECURE_COOKIE)")
 	fs.DurationVar(&c.BudgetTimeout, "budget-timeout", dur("TOLLGATE_BUDGET_TIMEOUT", def.BudgetTimeout.String()), "how long a budget check may wait for Redis before the policy's budget_fail_mode applies (TOLLGATE_BUDGET_TIMEOUT)")
 	early, err := strconv.ParseBool(env("TOLLGATE_BUDGET_EARLY_RESERVE", strconv.FormatBool(def.BudgetEarlyReserve)))
 	if err != nil {

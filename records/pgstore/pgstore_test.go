@@ -101,6 +101,10 @@ func TestRoundTripEveryField(t *testing.T) {
 	if diff := cmp.Diff([]records.Record{minimal}, got); diff != "" {
 		t.Errorf("minimal record (-want +got):\n%s", diff)
 	}
+	// Until bounds the start: the minimal record starts at t0+1h.
+	if got, err = d.Query(ctx(t), records.Query{Until: t0.Add(time.Hour)}); err != nil || len(got) != 1 || got[0].ID != want.ID {
+		t.Errorf("until t0+1h: %d records, %v; want only %s", len(got), err, want.ID)
+	}
 	tr, err := d.Trace(ctx(t), "trace-1")
 	if err != nil || tr.Totals.Requests != 1 || tr.Totals.CostPicoUSD != want.CostPicoUSD {
 		t.Errorf("trace: %+v, %v", tr.Totals, err)

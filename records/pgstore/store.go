@@ -40,6 +40,9 @@ func (d *DB) Query(ctx context.Context, q records.Query) ([]records.Record, erro
 	if !q.Since.IsZero() {
 		add("start_time >= ?", q.Since)
 	}
+	if !q.Until.IsZero() {
+		add("start_time < ?", q.Until)
+	}
 	limit := q.Limit
 	switch {
 	case limit <= 0:

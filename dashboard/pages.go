@@ -1,0 +1,565 @@
+package dashboard
+
+import (
+	"bytes"
+	"cmp"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"html/template"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/tollgate-dev/tollgate/internal/adminapi"
+	"github.com/tollgate-dev/tollgate/policy/pricing"
+	"github.com/tollgate-dev/tollgate/records"
+)
+
+// PageSize is how many rows a list page shows.
+const PageSize = 50
+
+// sessionRange is how far back the Sessions page looks by default.
+const sessionRange = 7 * 24 * time.Hour
+
+var pageNames = []string{"login", "error", "overview", "budgets", "records", "record", "sessions", "session"}
+
+func parseTemplates() (map[string]*template.Template, error) {
+	funcs := template.FuncMap{
+		"usd":   usd,
+		"exact": pricing.FormatUSD,
+		"ms":    func(v float64) string { return strconv.FormatFloat(v, 'f', 0, 64) + " ms" },
+		"when": func(t time.Time) string {
+			if t.IsZero() {
+				return "—"
+			}
+			return t.UTC().Format("2006-01-02 15:04:05")
+		},
+		"day":    func(t time.Time) string { return t.UTC().Format("2006-01-02") },
+		"pct":    pct,
+		"bar":    func(v, of int64) int { return int(min(100, pct100(v, of))) },
+		"add":    func(a, b int) int { return a + b },
+		"status": statusText,
+		"amount": amount,
+		"spend": func(label, id string, s Spend) any {
+			return struct {
+				Label, ID string
+				S         Spend
+			}{label, id, s}
+		},
+		"top": func(label, id string, rows []Top, max int64) any {
+			return struct {
+				Label, ID string
+				Rows      []Top
+				Max       int64
+			}{label, id, rows, max}
+		},
+		"tokens": func(u pricing.Usage) int64 {
+			return u.InputTokens + u.CacheReadTokens + u.CacheWrite5mTokens + u.CacheWrite1hTokens + u.OutputTokens
+		},
+	}
+	out := map[string]*template.Template{}
+	for _, name := range pageNames {
+		t, err := template.New(name).Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/"+name+".html")
+		if err != nil {
+			return nil, fmt.Errorf("dashboard: parse template %s: %w", name, err)
+		}
+		out[name] = t
+	}
+	return out, nil
+}
+
+// usd formats pico-USD for people: cents, or four decimals below a dollar.
+func usd(pico int64) string {
+	v := float64(pico) / 1e12
+	if v != 0 && v < 1 && v > -1 {
+		return "$" + strconv.FormatFloat(v, 'f', 4, 64)
+	}
+	return "$" + strconv.FormatFloat(v, 'f', 2, 64)
+}
+
+// amount formats an amount of a budget's unit: usd as usd does, the others
+// as integers with their unit.
+func amount(unit string, v int64) string {
+	if unit == "usd" {
+		return usd(v)
+	}
+	return strconv.FormatInt(v, 10) + " " + unit
+}
+
+func pct100(v, of int64) float64 {
+	if of <= 0 {
+		return 0
+	}
+	return float64(v) * 100 / float64(of)
+}
+
+func pct(v, of int64) string {
+	return strconv.FormatFloat(pct100(v, of), 'f', 1, 64) + "%"
+}
+
+// page renders page for the request's principal, buffered so that a
+// template error answers 500 rather than half a page.
+func (d *Dashboard) page(w http.ResponseWriter, r *http.Request, s session, page, title string, data any) {
+	var buf bytes.Buffer
+	err := d.pages[page].ExecuteTemplate(&buf, "layout", view{Title: title, Nav: page, Principal: s.principal, CSRF: s.csrf, Data: data})
+	if err != nil {
+		d.opt.Logger.Error("dashboard render", zap.String("page", page), zap.Error(err))
+		d.fail(w, r, http.StatusInternalServerError, "The page could not be rendered.")
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Write(buf.Bytes()) //nolint:errcheck
+}
+
+func (d *Dashboard) storeError(w http.ResponseWriter, r *http.Request, err error) {
+	d.opt.Logger.Warn("dashboard store", zap.Error(err))
+	d.fail(w, r, http.StatusInternalServerError, "The records store failed: "+err.Error())
+}
+
+// chartData is the Overview chart, as app.js reads it: days as unix seconds,
+// USD per group per day.
+type chartData struct {
+	Days   []int64     `json:"days"`
+	Groups []string    `json:"groups"`
+	USD    [][]float64 `json:"usd"`
+}
+
+func (d *Dashboard) overview(w http.ResponseWriter, r *http.Request, s session) {
+	o, err := d.insights.Overview(r.Context(), s.principal, d.opt.Now())
+	if err != nil {
+		d.storeError(w, r, err)
+		return
+	}
+	var c chartData
+	for _, t := range o.ByTeam.Days {
+		c.Days = append(c.Days, t.Unix())
+	}
+	c.Groups = o.ByTeam.Groups
+	for _, row := range o.ByTeam.CostPicoUSD {
+		usdRow := make([]float64, len(row))
+		for i, v := range row {
+			usdRow[i] = float64(v) / 1e12
+		}
+		c.USD = append(c.USD, usdRow)
+	}
+	topUser, topModel := int64(0), int64(0)
+	if len(o.TopUsers) > 0 {
+		topUser = o.TopUsers[0].CostPicoUSD
+	}
+	if len(o.TopModels) > 0 {
+		topModel = o.TopModels[0].CostPicoUSD
+	}
+	d.page(w, r, s, "overview", "Overview", struct {
+		O                 Overview
+		Chart             chartData
+		TopUser, TopModel int64
+	}{o, c, topUser, topModel})
+}
+
+func (d *Dashboard) budgets(w http.ResponseWriter, r *http.Request, s session) {
+	bs, err := d.insights.Budgets(r.Context(), s.principal, d.opt.Now())
+	if err != nil {
+		d.storeError(w, r, err)
+		return
+	}
+	// Each line's bars are drawn against the largest amount of its unit.
+	scale := map[string]int64{}
+	limits := false
+	for _, b := range bs {
+		scale[b.Unit] = max(scale[b.Unit], b.Limit, b.Forecast, b.Used)
+		limits = limits || b.Limit > 0
+	}
+	d.page(w, r, s, "budgets", "Budgets", struct {
+		Budgets []Budget
+		Scale   map[string]int64
+		Limits  bool
+	}{bs, scale, limits})
+}
+
+// recordFilter is the Records page's filter: the records API's parameters
+// (trace_id, key, since) and session_id, until, team, user, model and
+// outcome.
+type recordFilter struct {
+	TraceID, Key, Session, Team, User, Model, Outcome string
+	Since, Until                                      time.Time
+	SinceText, UntilText                              string
+	Page                                              int
+}
+
+var recordParams = []string{"trace_id", "key", "session_id", "since", "until", "team", "user", "model", "outcome", "page"}
+
+func parseRecordFilter(v url.Values, p adminapi.Principal) (recordFilter, error) {
+	params, err := adminapi.Params(v, recordParams...)
+	if err != nil {
+		return recordFilter{}, err
+	}
+	f := recordFilter{TraceID: params["trace_id"], Key: params["key"], Session: params["session_id"], Team: params["team"], User: params["user"],
+		Model: params["model"], Outcome: params["outcome"], SinceText: params["since"], UntilText: params["until"], Page: 1}
+	for _, s := range []string{f.TraceID, f.Key, f.Session, f.Team, f.User, f.Model, f.Outcome} {
+		if len(s) > 256 {
+			return recordFilter{}, errors.New("a filter is longer than 256 bytes")
+		}
+	}
+	if f.Since, err = parseTime("since", f.SinceText); err != nil {
+		return recordFilter{}, err
+	}
+	if f.Until, err = parseTime("until", f.UntilText); err != nil {
+		return recordFilter{}, err
+	}
+	if s := params["page"]; s != "" {
+		if f.Page, err = strconv.Atoi(s); err != nil || f.Page < 1 || f.Page > records.MaxQueryLimit/PageSize {
+			return recordFilter{}, fmt.Errorf("page %q: want 1 to %d", s, records.MaxQueryLimit/PageSize)
+		}
+	}
+	if !p.Admin() {
+		if f.Team != "" && f.Team != p.Team {
+			return recordFilter{}, errForbidden
+		}
+		f.Team = p.Team
+	}
+	return f, nil
+}
+
+var errForbidden = errors.New("forbidden")
+
+// parseTime reads an empty string (no bound), RFC 3339, or the
+// "2006-01-02T15:04" of a datetime-local input, as UTC.
+func parseTime(what, s string) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04", "2006-01-02T15:04:05", "2006-01-02"} {
+		if t, err := time.ParseInLocation(layout, s, time.UTC); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("%s %q: want a time such as 2026-05-01T12:00 (UTC) or RFC 3339", what, s)
+}
+
+func (f recordFilter) match(r *records.Record) bool {
+	return (f.Team == "" || r.Team == f.Team) && (f.User == "" || r.User == f.User) &&
+		(f.Session == "" || r.SessionID == f.Session) &&
+		(f.Model == "" || r.Model == f.Model) && (f.Outcome == "" || string(r.Outcome) == f.Outcome) &&
+		(f.Until.IsZero() || r.Start.Before(f.Until))
+}
+
+// query returns the URL query of f at page n.
+func (f recordFilter) query(n int) string {
+	v := url.Values{}
+	for k, val := range map[string]string{"trace_id": f.TraceID, "key": f.Key, "session_id": f.Session, "since": f.SinceText, "until": f.UntilText,
+		"team": f.Team, "user": f.User, "model": f.Model, "outcome": f.Outcome} {
+		if val != "" {
+			v.Set(k, val)
+		}
+	}
+	if n > 1 {
+		v.Set("page", strconv.Itoa(n))
+	}
+	return v.Encode()
+}
+
+// pager is a list page's position.
+type pager struct {
+	Page, Pages, From, To, Total int
+	Prev, Next                   string // URL queries; empty when none
+	// Capped says the store's limit may have cut the list.
+	Capped bool
+}
+
+func newPager(total, page int, capped bool, q func(int) string) pager {
+	p := pager{Page: page, Total: total, Pages: max(1, (total+PageSize-1)/PageSize), Capped: capped}
+	p.From = min(total, (page-1)*PageSize)
+	p.To = min(total, page*PageSize)
+	if page > 1 {
+		p.Prev = "?" + q(page-1)
+	}
+	if page < p.Pages {
+		p.Next = "?" + q(page+1)
+	}
+	return p
+}
+
+// recordList is the Records explorer. The store answers the records API's
+// filters (trace_id, key, since) and until with its newest
+// records.MaxQueryLimit; the page applies the rest (session, team, user,
+// model, outcome) and shows PageSize a page.
+func (d *Dashboard) recordList(w http.ResponseWriter, r *http.Request, s session) {
+	f, err := parseRecordFilter(r.URL.Query(), s.principal)
+	if errors.Is(err, errForbidden) {
+		d.fail(w, r, http.StatusForbidden, "A viewer token sees its own team only.")
+		return
+	}
+	if err != nil {
+		d.fail(w, r, http.StatusBadRequest, err.Error())
+		return
+	}
+	recs, err := d.opt.Records.Query(r.Context(), records.Query{TraceID: f.TraceID, KeyID: f.Key, Since: f.Since, Until: f.Until, Limit: records.MaxQueryLimit})
+	if err != nil {
+		d.storeError(w, r, err)
+		return
+	}
+	capped := len(recs) >= records.MaxQueryLimit
+	kept := recs[:0]
+	for i := range recs {
+		if f.match(&recs[i]) {
+			kept = append(kept, recs[i])
+		}
+	}
+	pg := newPager(len(kept), f.Page, capped, f.query)
+	d.page(w, r, s, "records", "Records", struct {
+		F        recordFilter
+		Records  []records.Record
+		P        pager
+		Outcomes []records.Outcome
+	}{f, kept[pg.From:pg.To], pg, outcomes})
+}
+
+var outcomes = []records.Outcome{records.OutcomeOK, records.OutcomeProviderError, records.OutcomeDenied, records.OutcomeInvalid,
+	records.OutcomeCancelled, records.OutcomeIncomplete, records.OutcomeUnavailable}
+
+// visible reports whether p may see r.
+func visible(p adminapi.Principal, r *records.Record) bool { return p.Admin() || r.Team == p.Team }
+
+// recordOne shows one record in full. Records are found through their
+// trace (?trace=), which every record has and every store indexes.
+func (d *Dashboard) recordOne(w http.ResponseWriter, r *http.Request, s session) {
+	params, err := adminapi.Params(r.URL.Query(), "trace")
+	if err != nil || params["trace"] == "" {
+		d.fail(w, r, http.StatusBadRequest, "A record's page needs its trace: ?trace=<trace id>.")
+		return
+	}
+	t, err := d.opt.Records.Trace(r.Context(), params["trace"])
+	if err != nil && !errors.Is(err, records.ErrNotFound) {
+		d.storeError(w, r, err)
+		return
+	}
+	i := slices.IndexFunc(t.Requests, func(rec records.Record) bool { return rec.ID == r.PathValue("id") })
+	if i < 0 {
+		d.fail(w, r, http.StatusNotFound, "No such record.")
+		return
+	}
+	rec := t.Requests[i]
+	if !visible(s.principal, &rec) {
+		d.fail(w, r, http.StatusForbidden, "This record belongs to another team.")
+		return
+	}
+	full, err := json.MarshalIndent(rec, "", "  ")
+	if err != nil {
+		d.storeError(w, r, err)
+		return
+	}
+	d.page(w, r, s, "record", "Record "+rec.ID, struct {
+		R    records.Record
+		JSON string
+	}{rec, string(full)})
+}
+
+// sessionRow is one line of the Sessions page: a trace (a Claude Code
+// session, when the client sent its session id).
+type sessionRow struct {
+	TraceID, SessionID, User, Team string
+	First, Last                    time.Time
+	Requests, Errors               int
+	CostPicoUSD                    int64
+	Models                         []string
+}
+
+func (d *Dashboard) sessionList(w http.ResponseWriter, r *http.Request, s session) {
+	params, err := adminapi.Params(r.URL.Query(), "since", "page")
+	if err != nil {
+		d.fail(w, r, http.StatusBadRequest, err.Error())
+		return
+	}
+	since, err := parseTime("since", params["since"])
+	if err != nil {
+		d.fail(w, r, http.StatusBadRequest, err.Error())
+		return
+	}
+	sinceText := params["since"]
+	if since.IsZero() {
+		since = d.opt.Now().UTC().Add(-sessionRange).Truncate(time.Hour)
+		sinceText = since.Format("2006-01-02T15:04")
+	}
+	page := 1
+	if v := params["page"]; v != "" {
+		if page, err = strconv.Atoi(v); err != nil || page < 1 || page > records.MaxQueryLimit {
+			d.fail(w, r, http.StatusBadRequest, "page: want a positive integer")
+			return
+		}
+	}
+	recs, err := d.opt.Records.Query(r.Context(), records.Query{Since: since, Limit: records.MaxQueryLimit})
+	if err != nil {
+		d.storeError(w, r, err)
+		return
+	}
+	byTrace := map[string]*sessionRow{}
+	var rows []*sessionRow
+	for i := range recs {
+		rec := &recs[i]
+		if !visible(s.principal, rec) {
+			continue
+		}
+		row := byTrace[rec.TraceID]
+		if row == nil {
+			row = &sessionRow{TraceID: rec.TraceID, First: rec.Start, Last: rec.Start}
+			byTrace[rec.TraceID] = row
+			rows = append(rows, row)
+		}
+		row.SessionID = cmp.Or(row.SessionID, rec.SessionID)
+		row.User, row.Team = cmp.Or(row.User, rec.User), cmp.Or(row.Team, rec.Team)
+		row.Requests++
+		if rec.Outcome != records.OutcomeOK {
+			row.Errors++
+		}
+		row.CostPicoUSD += rec.CostPicoUSD
+		if rec.Start.Before(row.First) {
+			row.First = rec.Start
+		}
+		if rec.Start.After(row.Last) {
+			row.Last = rec.Start
+		}
+		if rec.Model != "" && !slices.Contains(row.Models, rec.Model) {
+			row.Models = append(row.Models, rec.Model)
+		}
+	}
+	slices.SortStableFunc(rows, func(a, b *sessionRow) int { return b.Last.Compare(a.Last) })
+	q := func(n int) string {
+		v := url.Values{"since": {sinceText}}
+		if n > 1 {
+			v.Set("page", strconv.Itoa(n))
+		}
+		return v.Encode()
+	}
+	pg := newPager(len(rows), page, len(recs) >= records.MaxQueryLimit, q)
+	d.page(w, r, s, "sessions", "Sessions", struct {
+		Since string
+		Rows  []*sessionRow
+		P     pager
+	}{sinceText, rows[pg.From:pg.To], pg})
+}
+
+// agentNode is one agent of a session: its requests and its subagents,
+// merged in start order.
+type agentNode struct {
+	ID    string
+	Items []agentItem
+	// CostPicoUSD and Requests add up the agent and its subagents.
+	CostPicoUSD int64
+	Requests    int
+}
+
+// agentItem is a request of an agent, or one of its subagents (at the
+// place of the subagent's first request).
+type agentItem struct {
+	Record *records.Record
+	Agent  *agentNode
+	N      int // the request's number in the session, from 1
+}
+
+func (d *Dashboard) sessionOne(w http.ResponseWriter, r *http.Request, s session) {
+	if len(r.URL.Query()) > 0 {
+		d.fail(w, r, http.StatusBadRequest, "A session's page takes no parameters.")
+		return
+	}
+	t, err := d.opt.Records.Trace(r.Context(), r.PathValue("id"))
+	if errors.Is(err, records.ErrNotFound) {
+		d.fail(w, r, http.StatusNotFound, "No records of this session.")
+		return
+	}
+	if err != nil {
+		d.storeError(w, r, err)
+		return
+	}
+	mine := t.Requests[:0]
+	for i := range t.Requests {
+		if visible(s.principal, &t.Requests[i]) {
+			mine = append(mine, t.Requests[i])
+		}
+	}
+	if len(mine) == 0 {
+		d.fail(w, r, http.StatusForbidden, "This session belongs to another team.")
+		return
+	}
+	t, _ = records.NewTrace(t.ID, mine)
+	var sessionID string
+	for _, rec := range t.Requests {
+		sessionID = cmp.Or(sessionID, rec.SessionID)
+	}
+	d.page(w, r, s, "session", "Session "+t.ID, struct {
+		T         records.Trace
+		SessionID string
+		Root      *agentNode
+	}{t, sessionID, agentTree(t.Requests)})
+}
+
+// agentTree nests the requests of a session (in start order) by agent: the
+// requests of an agent whose parent (ParentAgentID) made requests in the
+// session nest under it; every other agent's, including those without an
+// agent id, are the root's.
+func agentTree(recs []records.Record) *agentNode {
+	parent := map[string]string{}
+	for _, r := range recs {
+		if r.AgentID != "" && r.ParentAgentID != "" && r.ParentAgentID != r.AgentID {
+			parent[r.AgentID] = cmp.Or(parent[r.AgentID], r.ParentAgentID)
+		}
+	}
+	known := map[string]bool{}
+	for _, r := range recs {
+		known[r.AgentID] = true
+	}
+	// owner returns the node an agent's requests go to: itself when it is a
+	// subagent of a known agent (without a loop), else the root.
+	root := &agentNode{}
+	nodes := map[string]*agentNode{}
+	var node func(agent string, depth int) *agentNode
+	node = func(agent string, depth int) *agentNode {
+		p, ok := parent[agent]
+		if agent == "" || !ok || !known[p] || depth > 16 {
+			return root
+		}
+		if n := nodes[agent]; n != nil {
+			return n
+		}
+		n := &agentNode{ID: agent}
+		nodes[agent] = n
+		up := node(p, depth+1)
+		up.Items = append(up.Items, agentItem{Agent: n})
+		return n
+	}
+	for i := range recs {
+		n := node(recs[i].AgentID, 0)
+		n.Items = append(n.Items, agentItem{Record: &recs[i], N: i + 1})
+	}
+	sumAgent(root)
+	return root
+}
+
+func sumAgent(n *agentNode) {
+	for _, it := range n.Items {
+		if it.Record != nil {
+			n.Requests++
+			n.CostPicoUSD += it.Record.CostPicoUSD
+			continue
+		}
+		sumAgent(it.Agent)
+		n.Requests += it.Agent.Requests
+		n.CostPicoUSD += it.Agent.CostPicoUSD
+	}
+}
+
+// statusText is a record's status for a table cell.
+func statusText(r records.Record) string {
+	s := string(r.Outcome)
+	if r.Status != 0 {
+		s = strconv.Itoa(r.Status) + " " + s
+	}
+	if r.CacheStatus == "HIT" {
+		s += " · cache hit"
+	}
+	return s
+}
