@@ -442,7 +442,9 @@ func (c *chunker) delta(data []byte) bool {
 	if err != nil || index < 0 || !typ.Present() {
 		return false
 	}
-	isString := func(s reqbody.Span) bool { return s.Present() && data[s.Start] == '"' && validString(data[s.Start:s.End]) }
+	isString := func(s reqbody.Span) bool {
+		return s.Present() && data[s.Start] == '"' && validString(data[s.Start:s.End])
+	}
 	switch t := data[typ.Start:typ.End]; {
 	case string(t) == `"text_delta"` && isString(text):
 		c.emitDelta(openContent, data[text.Start:text.End], closeContent, "")
