@@ -39,12 +39,21 @@ func parseTemplates() (map[string]*template.Template, error) {
 			}
 			return t.UTC().Format("2006-01-02 15:04:05")
 		},
-		"day":    func(t time.Time) string { return t.UTC().Format("2006-01-02") },
-		"pct":    pct,
-		"bar":    func(v, of int64) int { return int(min(100, pct100(v, of))) },
-		"add":    func(a, b int) int { return a + b },
-		"status": statusText,
-		"amount": amount,
+		// day and at format a time in its own location (the budgets'
+		// timezone on the Overview and Budgets pages).
+		"day": func(t time.Time) string { return t.Format("2006-01-02") },
+		"at": func(t time.Time) string {
+			if t.IsZero() {
+				return "—"
+			}
+			return t.Format("2006-01-02 15:04 MST")
+		},
+		"rfc3339": func(t time.Time) string { return t.Format(time.RFC3339) },
+		"pct":     pct,
+		"bar":     func(v, of int64) int { return int(min(100, pct100(v, of))) },
+		"add":     func(a, b int) int { return a + b },
+		"status":  statusText,
+		"amount":  amount,
 		"spend": func(label, id string, s Spend) any {
 			return struct {
 				Label, ID string
@@ -122,11 +131,12 @@ func (d *Dashboard) storeError(w http.ResponseWriter, r *http.Request, err error
 }
 
 // chartData is the Overview chart, as app.js reads it: days as unix seconds,
-// USD per group per day.
+// USD per group per day (and the exact pico-USD, for tests and tools).
 type chartData struct {
 	Days   []int64     `json:"days"`
 	Groups []string    `json:"groups"`
 	USD    [][]float64 `json:"usd"`
+	Pico   [][]int64   `json:"pico"`
 }
 
 func (d *Dashboard) overview(w http.ResponseWriter, r *http.Request, s session) {
@@ -139,7 +149,7 @@ func (d *Dashboard) overview(w http.ResponseWriter, r *http.Request, s session) 
 	for _, t := range o.ByTeam.Days {
 		c.Days = append(c.Days, t.Unix())
 	}
-	c.Groups = o.ByTeam.Groups
+	c.Groups, c.Pico = o.ByTeam.Groups, o.ByTeam.CostPicoUSD
 	for _, row := range o.ByTeam.CostPicoUSD {
 		usdRow := make([]float64, len(row))
 		for i, v := range row {
@@ -169,16 +179,13 @@ func (d *Dashboard) budgets(w http.ResponseWriter, r *http.Request, s session) {
 	}
 	// Each line's bars are drawn against the largest amount of its unit.
 	scale := map[string]int64{}
-	limits := false
 	for _, b := range bs {
 		scale[b.Unit] = max(scale[b.Unit], b.Limit, b.Forecast, b.Used)
-		limits = limits || b.Limit > 0
 	}
 	d.page(w, r, s, "budgets", "Budgets", struct {
 		Budgets []Budget
 		Scale   map[string]int64
-		Limits  bool
-	}{bs, scale, limits})
+	}{bs, scale})
 }
 
 // recordFilter is the Records page's filter: the records API's parameters
@@ -284,10 +291,10 @@ func newPager(total, page int, capped bool, q func(int) string) pager {
 	return p
 }
 
-// recordList is the Records explorer. The store answers the records API's
-// filters (trace_id, key, since) and until with its newest
-// records.MaxQueryLimit; the page applies the rest (session, team, user,
-// model, outcome) and shows PageSize a page.
+// recordList is the Records explorer. The store answers the filters of
+// records.Query (trace_id, key, team, session_id, since, until; a viewer's
+// team always) with its newest records.MaxQueryLimit; the page applies the
+// rest (user, model, outcome) and shows PageSize a page.
 func (d *Dashboard) recordList(w http.ResponseWriter, r *http.Request, s session) {
 	f, err := parseRecordFilter(r.URL.Query(), s.principal)
 	if errors.Is(err, errForbidden) {
@@ -298,7 +305,8 @@ func (d *Dashboard) recordList(w http.ResponseWriter, r *http.Request, s session
 		d.fail(w, r, http.StatusBadRequest, err.Error())
 		return
 	}
-	recs, err := d.opt.Records.Query(r.Context(), records.Query{TraceID: f.TraceID, KeyID: f.Key, Since: f.Since, Until: f.Until, Limit: records.MaxQueryLimit})
+	recs, err := d.opt.Records.Query(r.Context(), records.Query{TraceID: f.TraceID, KeyID: f.Key, Team: f.Team, SessionID: f.Session,
+		Since: f.Since, Until: f.Until, Limit: records.MaxQueryLimit})
 	if err != nil {
 		d.storeError(w, r, err)
 		return
@@ -392,7 +400,7 @@ func (d *Dashboard) sessionList(w http.ResponseWriter, r *http.Request, s sessio
 			return
 		}
 	}
-	recs, err := d.opt.Records.Query(r.Context(), records.Query{Since: since, Limit: records.MaxQueryLimit})
+	recs, err := d.opt.Records.Query(r.Context(), records.Query{Since: since, Team: s.principal.Team, Limit: records.MaxQueryLimit})
 	if err != nil {
 		d.storeError(w, r, err)
 		return
