@@ -54,6 +54,9 @@ func parseTemplates() (map[string]*template.Template, error) {
 		"add":     func(a, b int) int { return a + b },
 		"status":  statusText,
 		"amount":  amount,
+		// scale is the amount a budget's bars are drawn against: its
+		// limit, or its forecast or use when they are over it.
+		"scale": func(b Budget) int64 { return max(b.Limit, b.Forecast, b.Used) },
 		"spend": func(label, id string, s Spend) any {
 			return struct {
 				Label, ID string
@@ -177,15 +180,7 @@ func (d *Dashboard) budgets(w http.ResponseWriter, r *http.Request, s session) {
 		d.storeError(w, r, err)
 		return
 	}
-	// Each line's bars are drawn against the largest amount of its unit.
-	scale := map[string]int64{}
-	for _, b := range bs {
-		scale[b.Unit] = max(scale[b.Unit], b.Limit, b.Forecast, b.Used)
-	}
-	d.page(w, r, s, "budgets", "Budgets", struct {
-		Budgets []Budget
-		Scale   map[string]int64
-	}{bs, scale})
+	d.page(w, r, s, "budgets", "Budgets", struct{ Budgets []Budget }{bs})
 }
 
 // recordFilter is the Records page's filter: the records API's parameters

@@ -69,8 +69,18 @@ func newGenFixture(t testing.TB, n int) genFixture {
 		recs: recordgen.Generate(recordgen.Options{Seed: 16, Records: n, End: testNow, Days: 35}),
 		loc:  berlin(t), keyTeam: map[string]string{},
 	}
-	for _, r := range f.recs {
+	for i := range f.recs {
+		r := &f.recs[i]
 		f.keyTeam[r.KeyID] = r.Team
+		// The attempts the Sessions page shows (recordgen leaves them
+		// out): one, or a fallback after an overloaded first provider.
+		if r.Outcome == records.OutcomeDenied || r.Outcome == records.OutcomeInvalid {
+			continue // refused before any attempt
+		}
+		r.Attempts = []records.Attempt{{N: 1, Provider: r.Provider, Model: r.Model, Status: r.Status, TimeToHeadersMS: r.TTFTMS}}
+		if r.Outcome == records.OutcomeOK && r.Provider != "anthropic" && i%3 == 0 {
+			r.Attempts = []records.Attempt{{N: 1, Provider: "anthropic", Model: r.Model, Status: 529, TimeToHeadersMS: 80}, {N: 2, Provider: r.Provider, Model: r.Model, Status: r.Status, TimeToHeadersMS: r.TTFTMS}}
+		}
 	}
 	used := func(p adminapi.Principal, per budget.Window) int64 {
 		w := wantNumbersOf(f.recs, p, testNow, f.loc)
