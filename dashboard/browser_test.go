@@ -150,7 +150,27 @@ func TestBrowser(t *testing.T) {
 			session = tr
 		}
 	}
+	// The Sessions page lists what GET /v1/spend/sessions gives for its
+	// range, the dearest first.
 	do("sessions", chromedp.Navigate(srv.URL+Prefix+"sessions"), chromedp.WaitVisible(chromedp.CSS("#sessions")))
+	var apiSessions struct {
+		Sessions []struct {
+			ID          string `json:"session_id"`
+			Requests    int64  `json:"requests"`
+			CostPicoUSD int64  `json:"cost_pico_usd"`
+		} `json:"sessions"`
+	}
+	apiGet(t, api, adminToken, "/v1/spend/sessions?limit=1000&from="+testNow.UTC().Add(-7*24*time.Hour).Truncate(time.Hour).Format(time.RFC3339), &apiSessions)
+	if n := count("tr.sess"); n != min(PageSize, len(apiSessions.Sessions)) || n == 0 {
+		t.Errorf("sessions page: %d lines, the API %d sessions", n, len(apiSessions.Sessions))
+	}
+	for i, want := range apiSessions.Sessions[:min(3, len(apiSessions.Sessions))] {
+		sel := "tr.sess:nth-child(" + strconv.Itoa(i+1) + ")"
+		if attr(sel, "data-id") != want.ID || attr(sel, "data-requests") != strconv.FormatInt(want.Requests, 10) ||
+			attr(sel+" td[data-pico]", "data-pico") != strconv.FormatInt(want.CostPicoUSD, 10) {
+			t.Errorf("session line %d: %s, the API's %+v", i+1, attr(sel, "data-id"), want)
+		}
+	}
 	shot("sessions")
 	do("one session", chromedp.Navigate(srv.URL+Prefix+"sessions/"+session.ID), chromedp.WaitVisible(chromedp.CSS("#session")))
 	if got := count("tr.req"); got != session.Totals.Requests || got == 0 {

@@ -479,3 +479,30 @@ func TestAgentTree(t *testing.T) {
 		t.Errorf("tree %q (%d requests), want %q", got, root.Requests, want)
 	}
 }
+
+// TestSessionBySessionID: a Claude Code session whose requests carried
+// their own trace ids is listed by its session id, and its page gathers
+// its requests by that id; a viewer of another team gets 403 for it.
+func TestSessionBySessionID(t *testing.T) {
+	rec := func(id, trace string, start time.Time) records.Record {
+		return records.Record{ID: id, TraceID: trace, SessionID: "sess-x", Start: start, Team: "team-01", User: "u", Outcome: records.OutcomeOK, CostPicoUSD: 3e12, Model: "m"}
+	}
+	recs := []records.Record{rec("a", "trace-a", testNow.Add(-2*time.Hour)), rec("b", "trace-b", testNow.Add(-time.Hour))}
+	srv, _, _ := serve(t, recs, Options{})
+	b := newBrowser(t, srv)
+	b.login(adminToken)
+	if _, page := b.get(Prefix + "sessions"); !strings.Contains(page, `href="/dashboard/sessions/sess-x"`) || !strings.Contains(page, `data-pico="6000000000000"`) {
+		t.Errorf("sessions page lacks sess-x with its two requests' cost:\n%s", page)
+	}
+	if status, page := b.get(Prefix + "sessions/sess-x"); status != 200 || strings.Count(page, `<tr class="req"`) != 2 {
+		t.Errorf("sess-x: %d, want its 2 requests:\n%s", status, page)
+	}
+	if status, _ := b.get(Prefix + "sessions/nope"); status != http.StatusNotFound {
+		t.Errorf("unknown session: %d", status)
+	}
+	v := newBrowser(t, srv)
+	v.login(viewerToken)
+	if status, _ := v.get(Prefix + "sessions/sess-x"); status != http.StatusForbidden {
+		t.Errorf("another team's session by id: %d, want 403", status)
+	}
+}

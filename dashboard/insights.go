@@ -22,6 +22,28 @@ type Insights interface {
 	Overview(ctx context.Context, p adminapi.Principal, now time.Time) (Overview, error)
 	// Budgets returns every budget p may see, the ones at risk first.
 	Budgets(ctx context.Context, p adminapi.Principal, now time.Time) ([]Budget, error)
+	// Sessions returns the Claude Code sessions p may see with a record
+	// starting in [from, to), their records in that range added up, the
+	// dearest first, at most limit.
+	Sessions(ctx context.Context, p adminapi.Principal, from, to time.Time, limit int) ([]SessionSummary, error)
+}
+
+// SessionSummary is a Claude Code session's records in a range, added up.
+type SessionSummary struct {
+	// ID is the session id (x-claude-code-session-id).
+	ID string
+	// Team and User are those of its records (the least if they differ).
+	Team, User string
+	// First and Last are the starts of its first and last records.
+	First, Last time.Time
+	// Errors and Refused count as in Overview.
+	Requests, Errors, Refused int64
+	// Agents counts the distinct agent ids of its records (the main agent
+	// and its subagents).
+	Agents      int64
+	CostPicoUSD int64
+	// Models lists the models of its records, sorted.
+	Models []string
 }
 
 // Overview is what the Overview page shows. Money is in pico-USD.
@@ -344,6 +366,21 @@ func (si SpendInsights) Budgets(ctx context.Context, p adminapi.Principal, now t
 		if u.ExhaustsAt != nil {
 			out[i].ExhaustsAt = u.ExhaustsAt.In(loc)
 		}
+	}
+	return out, nil
+}
+
+// Sessions implements [Insights.Sessions] with the query of GET
+// /v1/spend/sessions (a viewer's team as its filter).
+func (si SpendInsights) Sessions(ctx context.Context, p adminapi.Principal, from, to time.Time, limit int) ([]SessionSummary, error) {
+	ss, err := si.Store.Sessions(ctx, spend.SessionQuery{From: from, To: to, Filter: filter(p), Limit: limit})
+	if err != nil {
+		return nil, fmt.Errorf("dashboard: sessions: %w", err)
+	}
+	out := make([]SessionSummary, len(ss))
+	for i, s := range ss {
+		out[i] = SessionSummary{ID: s.ID, Team: s.Team, User: s.User, First: s.First, Last: s.Last,
+			Requests: s.Requests, Errors: s.Errors, Refused: s.Refused, Agents: s.Subagents, CostPicoUSD: s.CostPicoUSD, Models: s.Models}
 	}
 	return out, nil
 }

@@ -24,6 +24,10 @@ func (f fixedInsights) Budgets(context.Context, adminapi.Principal, time.Time) (
 	return f.bs, nil
 }
 
+func (f fixedInsights) Sessions(context.Context, adminapi.Principal, time.Time, time.Time, int) ([]SessionSummary, error) {
+	return nil, nil
+}
+
 // TestPagesShowInsights: the Overview and Budgets pages show what an
 // Insights implementation gives, limits, units and exhaustion included.
 func TestPagesShowInsights(t *testing.T) {
