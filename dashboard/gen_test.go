@@ -83,7 +83,7 @@ func spendStore(t testing.TB, recs []records.Record) *spend.Memory {
 	return m
 }
 
-// wantSpend adds up recs independently of RecordsInsights: the spend of
+// wantSpend adds up recs independently of the spend package: the spend of
 // today, this week (from Monday) and this month (UTC) that p may see.
 func wantSpend(recs []records.Record, p adminapi.Principal, now time.Time) (today, week, month int64, n30 int) {
 	y, m, d := now.Date()

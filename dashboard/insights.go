@@ -337,19 +337,7 @@ func tops(rows []spend.Row) []Top {
 // viewer: its team's, and its team's keys'), at risk first.
 func (si SpendInsights) Budgets(ctx context.Context, p adminapi.Principal, now time.Time) ([]Budget, error) {
 	cfg := si.config()
-	var keep func(budget.Scope) bool
-	if !p.Admin() {
-		keep = func(s budget.Scope) bool {
-			switch s.Kind {
-			case budget.ScopeTeam:
-				return s.Name == p.Team
-			case budget.ScopeKey:
-				return si.KeyTeam != nil && si.KeyTeam(s.Name) == p.Team
-			}
-			return false
-		}
-	}
-	uses, err := spend.Budgets(ctx, si.Store, cfg, now, keep)
+	uses, err := spend.Budgets(ctx, si.Store, cfg, now, spend.BudgetVisible(p, si.KeyTeam))
 	if err != nil {
 		return nil, fmt.Errorf("dashboard: %w", err)
 	}
