@@ -60,10 +60,10 @@ type Options struct {
 	// ends its sessions at once. Without an admin token the dashboard is
 	// disabled (every page answers 403).
 	Tokens func() *adminapi.Tokens
-	// Records is the store the Records and Sessions pages read.
+	// Records is the store the Records page and a session's page read.
 	Records records.Store
-	// Insights gives the Overview and Budgets numbers: SpendInsights over
-	// the spend API's store.
+	// Insights gives the numbers of the Overview and Budgets pages and the
+	// Sessions list: SpendInsights over the spend API's store.
 	Insights Insights
 	// SecureCookie marks the cookies Secure, for a dashboard reached over
 	// TLS (through a proxy that terminates it): browsers then send them over
