@@ -589,3 +589,34 @@ func TestSpendInsightsBudgets(t *testing.T) {
 		}
 	}
 }
+
+// TestOverviewOtherTeams: beyond the TopN dearest teams, the chart adds up
+// the rest as one line, so that each day's stack is the day's spend.
+func TestOverviewOtherTeams(t *testing.T) {
+	recs := genRecords(3000, 120, 12, 20, testNow, 11)
+	o, err := SpendInsights{Store: spendStore(t, recs)}.Overview(context.Background(), adminapi.Principal{Name: "admin"}, testNow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := wantNumbersOf(recs, adminapi.Principal{}, testNow, time.UTC)
+	if len(want.ByTeam) != 12 || len(o.ByTeam.Groups) != TopN+1 || o.ByTeam.Groups[TopN] != OtherGroups {
+		t.Fatalf("%d teams, chart groups %v; want the %d dearest and %q", len(want.ByTeam), o.ByTeam.Groups, TopN, OtherGroups)
+	}
+	for day := range o.ByTeam.Days {
+		var got, all int64
+		for _, g := range o.ByTeam.CostPicoUSD {
+			got += g[day]
+		}
+		for _, g := range want.ByTeam {
+			all += g[day]
+		}
+		if got != all {
+			t.Errorf("day %d: the stack adds up to %d, the day's spend is %d", day, got, all)
+		}
+	}
+	for i, g := range o.ByTeam.Groups[:TopN] {
+		if !slices.Equal(o.ByTeam.CostPicoUSD[i], want.ByTeam[g]) {
+			t.Errorf("%s: %v, want %v", g, o.ByTeam.CostPicoUSD[i], want.ByTeam[g])
+		}
+	}
+}
