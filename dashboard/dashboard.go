@@ -60,10 +60,10 @@ type Options struct {
 	// ends its sessions at once. Without an admin token the dashboard is
 	// disabled (every page answers 403).
 	Tokens func() *adminapi.Tokens
-	// Records is the store the Records and Sessions pages read.
+	// Records is the store the Records page and a session's page read.
 	Records records.Store
-	// Insights gives the Overview and Budgets numbers; nil means
-	// RecordsInsights over Records.
+	// Insights gives the numbers of the Overview and Budgets pages and the
+	// Sessions list: SpendInsights over the spend API's store.
 	Insights Insights
 	// SecureCookie marks the cookies Secure, for a dashboard reached over
 	// TLS (through a proxy that terminates it): browsers then send them over
@@ -97,13 +97,10 @@ func New(opt Options) (*Dashboard, error) {
 	if opt.Logger == nil {
 		opt.Logger = zap.NewNop()
 	}
-	if opt.Records == nil || opt.Tokens == nil {
-		return nil, errors.New("dashboard: no records store or no tokens")
+	if opt.Records == nil || opt.Tokens == nil || opt.Insights == nil {
+		return nil, errors.New("dashboard: no records store, insights or tokens")
 	}
 	d := &Dashboard{opt: opt, insights: opt.Insights, sessions: newSessions(opt.SessionTTL, opt.MaxSessions), mux: http.NewServeMux()}
-	if d.insights == nil {
-		d.insights = RecordsInsights{Store: opt.Records}
-	}
 	var err error
 	if d.pages, err = parseTemplates(); err != nil {
 		return nil, err

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/tollgate-dev/tollgate/internal/adminapi"
+	"github.com/tollgate-dev/tollgate/policy/budget"
 	"github.com/tollgate-dev/tollgate/records"
 )
 
@@ -49,14 +50,24 @@ func tokenOf(p adminapi.Principal) string {
 	return adminToken
 }
 
-// serve starts the dashboard of opt (Tokens, Now defaulted) over store.
-func serve(t testing.TB, store records.Store, opt Options) (*httptest.Server, *Dashboard, *clock) {
+// serve starts the dashboard of opt over recs: Tokens default to
+// testTokens, Records to a memory store of recs, Insights to SpendInsights
+// over a spend.Memory of recs (no budgets), and Now to a clock at testNow.
+func serve(t testing.TB, recs []records.Record, opt Options) (*httptest.Server, *Dashboard, *clock) {
 	t.Helper()
 	c := &clock{t: testNow}
 	if opt.Tokens == nil {
 		opt.Tokens = testTokens
 	}
-	opt.Records, opt.Now = store, c.now
+	if opt.Records == nil {
+		opt.Records = memStore(t, recs)
+	}
+	if opt.Insights == nil {
+		opt.Insights = SpendInsights{Store: spendStore(t, recs)}
+	}
+	if opt.Now == nil {
+		opt.Now = c.now
+	}
 	d, err := New(opt)
 	if err != nil {
 		t.Fatal(err)
@@ -149,7 +160,7 @@ func picoByID(page string) map[string]int64 {
 
 func TestLoginCookieAndOverview(t *testing.T) {
 	recs := genRecords(600, 40, 10, 20, testNow, 1)
-	srv, _, _ := serve(t, memStore(t, recs), Options{SecureCookie: true})
+	srv, _, _ := serve(t, recs, Options{SecureCookie: true})
 	b := newBrowser(t, srv)
 
 	if status, _ := b.get(Prefix); status != http.StatusSeeOther {
@@ -195,7 +206,7 @@ func TestLoginCookieAndOverview(t *testing.T) {
 }
 
 func TestCSRF(t *testing.T) {
-	srv, d, _ := serve(t, memStore(t, genRecords(50, 5, 2, 3, testNow, 2)), Options{})
+	srv, d, _ := serve(t, genRecords(50, 5, 2, 3, testNow, 2), Options{})
 	b := newBrowser(t, srv)
 	csrf := b.login(adminToken)
 
@@ -232,10 +243,6 @@ func TestCSRF(t *testing.T) {
 
 func TestViewerSeesItsTeamOnly(t *testing.T) {
 	recs := genRecords(800, 40, 10, 20, testNow, 3)
-	srv, _, _ := serve(t, memStore(t, recs), Options{})
-	b := newBrowser(t, srv)
-	b.login(viewerToken)
-
 	var mine, other records.Record
 	for _, r := range recs {
 		if r.Team == viewerTeam && mine.ID == "" {
@@ -245,6 +252,16 @@ func TestViewerSeesItsTeamOnly(t *testing.T) {
 			other = r
 		}
 	}
+	limit := budget.Limit{Unit: budget.USD, Per: budget.Month, Max: 1e15}
+	cfg := &budget.Config{Limits: map[budget.Scope][]budget.Limit{
+		budget.Global: {limit}, {Kind: budget.ScopeTeam, Name: viewerTeam}: {limit}, {Kind: budget.ScopeTeam, Name: other.Team}: {limit},
+		{Kind: budget.ScopeKey, Name: other.KeyID}: {limit},
+	}}
+	srv, _, _ := serve(t, recs, Options{Insights: SpendInsights{Store: spendStore(t, recs), BudgetConfig: func() *budget.Config { return cfg },
+		KeyTeam: func(k string) string { return map[string]string{other.KeyID: other.Team}[k] }}})
+	b := newBrowser(t, srv)
+	b.login(viewerToken)
+
 	for _, tt := range []struct {
 		path   string
 		status int
@@ -256,6 +273,7 @@ func TestViewerSeesItsTeamOnly(t *testing.T) {
 		{"records?team=" + other.Team, 403},
 		{"records?team=" + viewerTeam, 200},
 		{"records?team=" + viewerTeam + "&bogus=1", 400},
+		{"sessions/" + mine.TraceID + "?x=1", 400},
 	} {
 		if status, body := b.get(Prefix + tt.path); status != tt.status {
 			t.Errorf("%s: %d, want %d: %s", tt.path, status, tt.status, body)
@@ -275,15 +293,45 @@ func TestViewerSeesItsTeamOnly(t *testing.T) {
 		t.Errorf("viewer overview %v, want %d %d %d", got, today, week, month)
 	}
 	_, page = b.get(Prefix + "budgets")
-	if strings.Contains(page, "team:"+other.Team) || !strings.Contains(page, "team:"+viewerTeam) {
-		t.Errorf("a viewer's budgets page shows another team")
+	if got := pageBudgets(page); len(got) != 1 || got[0].Scope != "team:"+viewerTeam {
+		t.Errorf("a viewer's budgets page shows %+v, want its team's only", got)
+	}
+	// Filters naming another team's records find none of them.
+	for _, q := range []string{"records?session_id=" + other.SessionID, "records?trace_id=" + other.TraceID, "records?key=" + other.KeyID} {
+		if status, page := b.get(Prefix + q); status != 200 || strings.Contains(page, `<tr class="rec">`) {
+			t.Errorf("%s: %d, shows another team's records", q, status)
+		}
+	}
+}
+
+// TestViewerListsReachOlderRecords: a viewer's Records and Sessions pages
+// ask the store for its team's records, so that another team's newer
+// records (more than the store returns a query) do not hide them.
+func TestViewerListsReachOlderRecords(t *testing.T) {
+	var recs []records.Record
+	for i := range 1500 {
+		team, start := "team-01", testNow.Add(-time.Duration(i+1)*time.Minute)
+		if i >= 1200 { // the viewer's team: the oldest 300
+			team = viewerTeam
+		}
+		id := "r" + strconv.Itoa(i)
+		recs = append(recs, records.Record{ID: id, TraceID: "trace-" + id, SessionID: "trace-" + id, Start: start, Team: team, User: "u", Outcome: records.OutcomeOK, CostPicoUSD: 1})
+	}
+	srv, _, _ := serve(t, recs, Options{})
+	b := newBrowser(t, srv)
+	b.login(viewerToken)
+	if _, page := b.get(Prefix + "records"); !strings.Contains(page, "1–50 of 300<") || strings.Contains(page, "team-01</td>") {
+		t.Errorf("a viewer's records page does not list its team's 300 records")
+	}
+	if _, page := b.get(Prefix + "sessions"); !strings.Contains(page, "1–50 of 300<") || strings.Contains(page, ">team-01<") {
+		t.Errorf("a viewer's sessions page does not list its team's 300 sessions")
 	}
 }
 
 // TestStatic: the vendored chart library is served to anyone (it is no
 // secret), directories are not listed, and unknown pages are 404.
 func TestStatic(t *testing.T) {
-	srv, _, _ := serve(t, memStore(t, nil), Options{})
+	srv, _, _ := serve(t, nil, Options{})
 	b := newBrowser(t, srv)
 	if status, body := b.get(Prefix + "static/vendor/uplot/uPlot.iife.min.js"); status != 200 || !strings.Contains(body, "uPlot") {
 		t.Errorf("uPlot: %d", status)
@@ -296,7 +344,7 @@ func TestStatic(t *testing.T) {
 }
 
 func TestSessionExpires(t *testing.T) {
-	srv, _, c := serve(t, memStore(t, genRecords(10, 2, 1, 1, testNow, 4)), Options{SessionTTL: time.Hour})
+	srv, _, c := serve(t, genRecords(10, 2, 1, 1, testNow, 4), Options{SessionTTL: time.Hour})
 	b := newBrowser(t, srv)
 	b.login(adminToken)
 	c.add(59 * time.Minute)
@@ -316,7 +364,7 @@ func TestRevokedTokenEndsItsSessions(t *testing.T) {
 	var mu sync.Mutex
 	tokens := testTokens()
 	current := func() *adminapi.Tokens { mu.Lock(); defer mu.Unlock(); return tokens }
-	srv, d, _ := serve(t, memStore(t, genRecords(10, 2, 1, 1, testNow, 4)), Options{Tokens: current})
+	srv, d, _ := serve(t, genRecords(10, 2, 1, 1, testNow, 4), Options{Tokens: current})
 	viewer, admin := newBrowser(t, srv), newBrowser(t, srv)
 	viewer.login(viewerToken)
 	admin.login(adminToken)
@@ -350,7 +398,7 @@ func TestSessionStoreIsBounded(t *testing.T) {
 }
 
 func TestDisabledWithoutAdminToken(t *testing.T) {
-	srv, _, _ := serve(t, memStore(t, nil), Options{Tokens: func() *adminapi.Tokens { return adminapi.NewTokens("", nil) }})
+	srv, _, _ := serve(t, nil, Options{Tokens: func() *adminapi.Tokens { return adminapi.NewTokens("", nil) }})
 	if status, body := newBrowser(t, srv).get(Prefix + "login"); status != http.StatusForbidden || !strings.Contains(body, "disabled") {
 		t.Errorf("%d %s", status, body)
 	}
@@ -358,7 +406,7 @@ func TestDisabledWithoutAdminToken(t *testing.T) {
 
 func TestRecordsFilterAndPages(t *testing.T) {
 	recs := genRecords(2500, 20, 4, 10, testNow, 5)
-	srv, _, _ := serve(t, memStore(t, recs), Options{})
+	srv, _, _ := serve(t, recs, Options{})
 	b := newBrowser(t, srv)
 	b.login(adminToken)
 	want := 0
@@ -432,12 +480,29 @@ func TestAgentTree(t *testing.T) {
 	}
 }
 
-func TestPercentiles(t *testing.T) {
-	v := []float64{}
-	for i := 100; i >= 1; i-- {
-		v = append(v, float64(i))
+// TestSessionBySessionID: a Claude Code session whose requests carried
+// their own trace ids is listed by its session id, and its page gathers
+// its requests by that id; a viewer of another team gets 403 for it.
+func TestSessionBySessionID(t *testing.T) {
+	rec := func(id, trace string, start time.Time) records.Record {
+		return records.Record{ID: id, TraceID: trace, SessionID: "sess-x", Start: start, Team: "team-01", User: "u", Outcome: records.OutcomeOK, CostPicoUSD: 3e12, Model: "m"}
 	}
-	if got := percentiles(v); got != (Percentiles{P50: 50, P95: 95}) {
-		t.Errorf("%+v", got)
+	recs := []records.Record{rec("a", "trace-a", testNow.Add(-2*time.Hour)), rec("b", "trace-b", testNow.Add(-time.Hour))}
+	srv, _, _ := serve(t, recs, Options{})
+	b := newBrowser(t, srv)
+	b.login(adminToken)
+	if _, page := b.get(Prefix + "sessions"); !strings.Contains(page, `href="/dashboard/sessions/sess-x"`) || !strings.Contains(page, `data-pico="6000000000000"`) {
+		t.Errorf("sessions page lacks sess-x with its two requests' cost:\n%s", page)
+	}
+	if status, page := b.get(Prefix + "sessions/sess-x"); status != 200 || strings.Count(page, `<tr class="req"`) != 2 {
+		t.Errorf("sess-x: %d, want its 2 requests:\n%s", status, page)
+	}
+	if status, _ := b.get(Prefix + "sessions/nope"); status != http.StatusNotFound {
+		t.Errorf("unknown session: %d", status)
+	}
+	v := newBrowser(t, srv)
+	v.login(viewerToken)
+	if status, _ := v.get(Prefix + "sessions/sess-x"); status != http.StatusForbidden {
+		t.Errorf("another team's session by id: %d, want 403", status)
 	}
 }

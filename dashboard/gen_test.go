@@ -10,6 +10,7 @@ import (
 	"github.com/tollgate-dev/tollgate/internal/adminapi"
 	"github.com/tollgate-dev/tollgate/policy/pricing"
 	"github.com/tollgate-dev/tollgate/records"
+	"github.com/tollgate-dev/tollgate/spend"
 )
 
 // testNow is the instant the tests run at: a Wednesday afternoon.
@@ -72,7 +73,17 @@ func memStore(t testing.TB, recs []records.Record) *records.MemoryStore {
 	return m
 }
 
-// wantOverview adds up recs independently of RecordsInsights: the spend of
+// spendStore returns a spend.Memory holding recs.
+func spendStore(t testing.TB, recs []records.Record) *spend.Memory {
+	t.Helper()
+	m := spend.NewMemory(max(len(recs), 1))
+	if err := m.Write(context.Background(), recs); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// wantSpend adds up recs independently of the spend package: the spend of
 // today, this week (from Monday) and this month (UTC) that p may see.
 func wantSpend(recs []records.Record, p adminapi.Principal, now time.Time) (today, week, month int64, n30 int) {
 	y, m, d := now.Date()

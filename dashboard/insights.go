@@ -3,61 +3,99 @@ package dashboard
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
-	"maps"
-	"math"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/tollgate-dev/tollgate/internal/adminapi"
-	"github.com/tollgate-dev/tollgate/records"
+	"github.com/tollgate-dev/tollgate/policy/budget"
+	"github.com/tollgate-dev/tollgate/spend"
 )
 
 // Insights is where the Overview and Budgets pages read their numbers, as
-// principal p may see them (a viewer: its team only) at instant now. The
-// aggregation API (package spend) is meant to implement it; until it does,
-// [RecordsInsights] computes them from a records store.
+// principal p may see them (a viewer: its team only) at instant now.
+// [SpendInsights] implements it with the spend API's queries.
 type Insights interface {
 	// Overview returns the numbers of the Overview page.
 	Overview(ctx context.Context, p adminapi.Principal, now time.Time) (Overview, error)
 	// Budgets returns every budget p may see, the ones at risk first.
 	Budgets(ctx context.Context, p adminapi.Principal, now time.Time) ([]Budget, error)
+	// Sessions returns the Claude Code sessions p may see with a record
+	// starting in [from, to), their records in that range added up, the
+	// dearest first, at most limit.
+	Sessions(ctx context.Context, p adminapi.Principal, from, to time.Time, limit int) ([]SessionSummary, error)
+}
+
+// SessionSummary is a Claude Code session's records in a range, added up.
+type SessionSummary struct {
+	// ID is the session id (x-claude-code-session-id).
+	ID string
+	// Team and User are those of its records (the least if they differ).
+	Team, User string
+	// First and Last are the starts of its first and last records.
+	First, Last time.Time
+	// Errors and Refused count as in Overview.
+	Requests, Errors, Refused int64
+	// Agents counts the distinct agent ids of its records (the main agent
+	// and its subagents).
+	Agents      int64
+	CostPicoUSD int64
+	// Models lists the models of its records, sorted.
+	Models []string
 }
 
 // Overview is what the Overview page shows. Money is in pico-USD.
 type Overview struct {
-	// Today, Week and Month are the spend of the current UTC day, ISO week
-	// (from Monday) and calendar month.
+	// Location is the timezone of the days, weeks and months below.
+	Location *time.Location
+	// Today, Week and Month are the spend of the current day, week (from
+	// Monday) and calendar month.
 	Today, Week, Month Spend
-	// Since is the start of the range the fields below cover (up to now).
+	// Since is the start of the range the fields below cover (up to now):
+	// midnight 29 days before today, as the spend API's default range.
 	Since time.Time
-	// Requests counts the requests of the range, Errors those whose outcome
-	// is not ok, and CacheSavedPicoUSD what cache hits saved.
-	Requests, Errors  int64
-	CacheSavedPicoUSD int64
+	// Requests counts the requests of the range; Errors those that failed
+	// on the way (outcome provider_error, incomplete or unavailable) and
+	// Refused those Tollgate refused (denied or invalid), as the spend API
+	// counts them. CacheSavedPicoUSD is what cache hits saved.
+	Requests, Errors, Refused int64
+	CacheSavedPicoUSD         int64
 	// LatencyMS and TTFTMS are the 50th and 95th percentiles of the range's
-	// latency and time to first byte (TTFT over the requests that have one).
+	// latency and time to first token, over the completed requests that
+	// have one (the spend API's latency_ms and ttft_ms).
 	LatencyMS, TTFTMS Percentiles
-	// ByTeam is the spend over time by team, one point per UTC day.
+	// ByTeam is the spend over time by team, one point per day.
 	ByTeam Series
 	// TopUsers and TopModels are the biggest spenders of the range, biggest
-	// first, at most ten of each.
+	// first, at most TopN of each.
 	TopUsers, TopModels []Top
-	// Partial says the numbers cover only part of the range (the interim
-	// implementation read at most records.MaxQueryLimit records).
-	Partial bool
 }
+
+// TopN is how many lines a top list shows, and how many teams the chart
+// stacks (the others are added up as one).
+const TopN = 10
+
+// OtherGroups names the line of the chart that adds up the teams beyond
+// the TopN dearest.
+const OtherGroups = "(other teams)"
 
 // Spend is what a window cost, against its budget when one applies.
 type Spend struct {
 	CostPicoUSD int64
 	Requests    int64
-	// LimitPicoUSD is the budget of the window; zero when none is known.
+	// LimitPicoUSD is the usd budget of the window (the global one for the
+	// admin, the team's for a viewer); zero when there is none.
 	LimitPicoUSD int64
 }
 
-// Percentiles are the 50th and 95th percentiles of a measure.
-type Percentiles struct{ P50, P95 float64 }
+// Percentiles are the 50th and 95th percentiles of a measure over N
+// samples; zero without samples.
+type Percentiles struct {
+	P50, P95 float64
+	N        int64
+}
 
 // Series is spend over time by group: CostPicoUSD[i][j] is what Groups[i]
 // spent on the day starting at Days[j].
@@ -86,14 +124,13 @@ type Budget struct {
 	// "usd" (in pico-USD), "tokens" or "requests".
 	Unit                   string
 	WindowStart, WindowEnd time.Time
-	// Limit is the budget's limit; zero when it is not known.
-	Limit          int64
-	Used, Forecast int64
+	Limit                  int64
+	Used, Forecast         int64
 	// Method names the forecast: "linear" (the pace of the window so far)
-	// or "profile" (the day-of-week profile of the last weeks).
+	// or "weekday_profile" (the day-of-week profile of the last 4 weeks).
 	Method string
 	// ExhaustsAt is when Used reaches Limit at the current pace; zero when
-	// it does not within the window, already has, or the limit is not known.
+	// it does not within the window, or already has.
 	ExhaustsAt time.Time
 }
 
@@ -101,173 +138,237 @@ type Budget struct {
 // window.
 func (b Budget) AtRisk() bool { return b.Limit > 0 && (b.Used >= b.Limit || b.Forecast >= b.Limit) }
 
-// RecordsInsights is the interim [Insights]: sums over the records a
-// records.Store returns, until the aggregation API takes over. A store
-// returns at most records.MaxQueryLimit records a query, the newest, so on a
-// busy gateway the numbers cover only the most recent requests; Overview
-// says so with Partial. It knows no budget limits: Budgets lists each team's
-// month so far and its linear forecast, with no limit.
-type RecordsInsights struct {
-	Store records.Store
+// SpendInsights is [Insights] from the spend API's store, with the spend
+// API's queries: the numbers are those GET /v1/spend/series, /totals and
+// /budgets answer at the same instant, over the whole range.
+type SpendInsights struct {
+	// Store aggregates the records (spend.Memory or PostgreSQL).
+	Store spend.Store
+	// BudgetConfig returns the current policy's budgets; nil, or returning
+	// nil, has none. Their timezone is that of the pages' days, weeks and
+	// months.
+	BudgetConfig func() *budget.Config
+	// KeyTeam returns the team of a gateway key id ("" when unknown), so
+	// that a viewer sees the budgets of its team's keys; nil shows viewers
+	// their team's budgets only.
+	KeyTeam func(keyID string) string
 }
 
-var _ Insights = RecordsInsights{}
+var _ Insights = SpendInsights{}
 
-// rangeDays is how many days the Overview's range and chart cover.
-const rangeDays = 30
+func (si SpendInsights) config() *budget.Config {
+	if si.BudgetConfig == nil {
+		return nil
+	}
+	return si.BudgetConfig()
+}
 
-// Overview implements [Insights.Overview].
-func (ri RecordsInsights) Overview(ctx context.Context, p adminapi.Principal, now time.Time) (Overview, error) {
-	now = now.UTC()
-	today := startOfDay(now)
-	week := today.AddDate(0, 0, -((int(today.Weekday()) + 6) % 7))
-	month := time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, time.UTC)
-	since := today.AddDate(0, 0, -(rangeDays - 1))
-	from := since
-	for _, t := range []time.Time{month, week} {
-		if t.Before(from) {
-			from = t
-		}
+func location(cfg *budget.Config) *time.Location {
+	if cfg != nil && cfg.Location != nil {
+		return cfg.Location
 	}
-	recs, partial, err := ri.read(ctx, p, from, now)
-	if err != nil {
-		return Overview{}, err
+	return time.UTC
+}
+
+// filter is the spend filter of p's queries: a viewer's team.
+func filter(p adminapi.Principal) spend.Filter {
+	if p.Admin() {
+		return spend.Filter{}
 	}
-	o := Overview{Since: since, Partial: partial}
-	days := make([]time.Time, rangeDays)
-	for i := range days {
-		days[i] = since.AddDate(0, 0, i)
+	return spend.Filter{spend.DimTeam: p.Team}
+}
+
+// Overview implements [Insights.Overview] with the queries of
+// /v1/spend/series?step=day&group_by=team&latency=false (the chart, the
+// counts and the days of this week and month),
+// /v1/spend/totals (the percentiles) and
+// /v1/spend/totals?group_by=user (and model)&latency=false (the top lists),
+// over the spend API's default range, run concurrently.
+func (si SpendInsights) Overview(ctx context.Context, p adminapi.Principal, now time.Time) (Overview, error) {
+	cfg := si.config()
+	loc := location(cfg)
+	today, _ := spend.Window(budget.Day, now, loc)
+	week, _ := spend.Window(budget.Week, now, loc)
+	month, _ := spend.Window(budget.Month, now, loc)
+	y, m, d := today.Date()
+	since := spend.Day.Truncate(time.Date(y, m, d-(spend.DefaultRangeDays-1), 12, 0, 0, 0, loc), loc)
+
+	base := spend.Query{From: since, To: now, Location: loc, Filter: filter(p)}
+	chart, lat, users, models := base, base, base, base
+	chart.Step, chart.GroupBy, chart.Rollup = spend.Day, []spend.Dim{spend.DimTeam}, true
+	lat.Percentiles = true
+	users.GroupBy, models.GroupBy = []spend.Dim{spend.DimUser}, []spend.Dim{spend.DimModel}
+	queries := []spend.Query{chart, lat, users, models}
+	if month.Before(since) { // the 31st: the month began before the range
+		early := base
+		early.From, early.To = month, since
+		queries = append(queries, early)
 	}
-	byTeam := map[string][]int64{}
-	users, models := map[string]*Top{}, map[string]*Top{}
-	var lat, ttft []float64
-	for i := range recs {
-		r := &recs[i]
-		for _, w := range []struct {
-			s     *Spend
-			start time.Time
-		}{{&o.Today, today}, {&o.Week, week}, {&o.Month, month}} {
-			if !r.Start.Before(w.start) {
-				w.s.CostPicoUSD += r.CostPicoUSD
-				w.s.Requests++
+	rows := make([][]spend.Row, len(queries))
+	errs := make([]error, len(queries))
+	var wg sync.WaitGroup
+	for i := range queries {
+		wg.Go(func() { rows[i], errs[i] = si.Store.Aggregate(ctx, queries[i]) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return Overview{}, fmt.Errorf("dashboard: overview: %w", err)
+	}
+
+	o := Overview{Location: loc, Since: since}
+	for t := since; t.Before(now); t = spend.Day.Next(t, loc) {
+		o.ByTeam.Days = append(o.ByTeam.Days, t)
+	}
+	index := make(map[int64]int, len(o.ByTeam.Days))
+	for i, t := range o.ByTeam.Days {
+		index[t.UnixMicro()] = i
+	}
+	var teams []spend.Row
+	cells := map[string][]int64{}
+	for _, r := range rows[0] {
+		switch {
+		case r.Level == spend.LevelAll:
+			o.Requests, o.Errors, o.Refused = r.Requests, r.Errors, r.Refused
+			o.CacheSavedPicoUSD = r.CostSavedPicoUSD
+		case r.Level == spend.LevelBucket:
+			for _, w := range []struct {
+				s     *Spend
+				start time.Time
+			}{{&o.Today, today}, {&o.Week, week}, {&o.Month, month}} {
+				if !r.Start.Before(w.start) {
+					w.s.CostPicoUSD += r.CostPicoUSD
+					w.s.Requests += r.Requests
+				}
 			}
+		case r.Level == spend.LevelGroup:
+			teams = append(teams, r)
+		default:
+			i, ok := index[r.Start.UnixMicro()]
+			if !ok {
+				continue
+			}
+			if cells[r.Group[0]] == nil {
+				cells[r.Group[0]] = make([]int64, len(o.ByTeam.Days))
+			}
+			cells[r.Group[0]][i] += r.CostPicoUSD
 		}
-		if r.Start.Before(since) {
+	}
+	if len(queries) > 4 {
+		for _, r := range rows[4] {
+			o.Month.CostPicoUSD += r.CostPicoUSD
+			o.Month.Requests += r.Requests
+		}
+	}
+	rank(teams)
+	var other []int64
+	for i, t := range teams {
+		if i < TopN {
+			c := cells[t.Group[0]]
+			if c == nil {
+				c = make([]int64, len(o.ByTeam.Days))
+			}
+			o.ByTeam.Groups = append(o.ByTeam.Groups, cmp.Or(t.Group[0], "(none)"))
+			o.ByTeam.CostPicoUSD = append(o.ByTeam.CostPicoUSD, c)
 			continue
 		}
-		o.Requests++
-		if r.Outcome != records.OutcomeOK {
-			o.Errors++
+		if other == nil {
+			other = make([]int64, len(o.ByTeam.Days))
 		}
-		o.CacheSavedPicoUSD += r.CostSavedPicoUSD
-		lat = append(lat, r.LatencyMS)
-		if r.TTFTMS > 0 {
-			ttft = append(ttft, r.TTFTMS)
+		for j, v := range cells[t.Group[0]] {
+			other[j] += v
 		}
-		day := int(startOfDay(r.Start.UTC()).Sub(since) / (24 * time.Hour))
-		if day >= 0 && day < rangeDays {
-			team := cmp.Or(r.Team, "(none)")
-			if byTeam[team] == nil {
-				byTeam[team] = make([]int64, rangeDays)
-			}
-			byTeam[team][day] += r.CostPicoUSD
-		}
-		addTop(users, cmp.Or(r.User, "(none)"), r)
-		addTop(models, cmp.Or(r.Model, "(none)"), r)
 	}
-	o.LatencyMS, o.TTFTMS = percentiles(lat), percentiles(ttft)
-	o.ByTeam.Days = days
-	for _, team := range slices.Sorted(maps.Keys(byTeam)) {
-		o.ByTeam.Groups = append(o.ByTeam.Groups, team)
-		o.ByTeam.CostPicoUSD = append(o.ByTeam.CostPicoUSD, byTeam[team])
+	if other != nil {
+		o.ByTeam.Groups = append(o.ByTeam.Groups, OtherGroups)
+		o.ByTeam.CostPicoUSD = append(o.ByTeam.CostPicoUSD, other)
 	}
-	o.TopUsers, o.TopModels = topOf(users), topOf(models)
+	for _, r := range rows[1] {
+		o.LatencyMS = Percentiles{P50: r.LatencyP50, P95: r.LatencyP95, N: r.LatencyN}
+		o.TTFTMS = Percentiles{P50: r.TTFTP50, P95: r.TTFTP95, N: r.TTFTN}
+	}
+	o.TopUsers, o.TopModels = tops(rows[2]), tops(rows[3])
+
+	scope := budget.Global
+	if !p.Admin() {
+		scope = budget.Scope{Kind: budget.ScopeTeam, Name: p.Team}
+	}
+	for _, l := range cfg.LimitsOf(scope) {
+		if l.Unit != budget.USD {
+			continue
+		}
+		var s *Spend
+		switch l.Per {
+		case budget.Day:
+			s = &o.Today
+		case budget.Week:
+			s = &o.Week
+		case budget.Month:
+			s = &o.Month
+		default:
+			continue
+		}
+		if s.LimitPicoUSD == 0 || l.Max < s.LimitPicoUSD {
+			s.LimitPicoUSD = l.Max
+		}
+	}
 	return o, nil
 }
 
-// Budgets implements [Insights.Budgets]: each team's calendar month so far
-// with a linear forecast to its end, biggest forecast first. No limit is
-// known here.
-func (ri RecordsInsights) Budgets(ctx context.Context, p adminapi.Principal, now time.Time) ([]Budget, error) {
-	now = now.UTC()
-	start := time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, time.UTC)
-	end := start.AddDate(0, 1, 0)
-	recs, _, err := ri.read(ctx, p, start, now)
-	if err != nil {
-		return nil, err
-	}
-	used := map[string]int64{}
-	for i := range recs {
-		used[cmp.Or(recs[i].Team, "(none)")] += recs[i].CostPicoUSD
-	}
-	var out []Budget
-	elapsed, window := now.Sub(start), end.Sub(start)
-	for team, u := range used {
-		f := u
-		if elapsed > 0 {
-			f = int64(math.Round(float64(u) * float64(window) / float64(elapsed)))
-		}
-		out = append(out, Budget{Scope: "team:" + team, Per: "month", Unit: "usd", WindowStart: start, WindowEnd: end, Used: u, Forecast: f, Method: "linear"})
-	}
-	slices.SortFunc(out, func(a, b Budget) int {
-		return cmp.Or(cmp.Compare(b.Forecast, a.Forecast), cmp.Compare(a.Scope, b.Scope))
+// rank orders rows by cost, highest first, ties by group: the spend API's
+// order.
+func rank(rows []spend.Row) {
+	slices.SortFunc(rows, func(a, b spend.Row) int {
+		return cmp.Or(cmp.Compare(b.CostPicoUSD, a.CostPicoUSD), slices.Compare(a.Group, b.Group))
 	})
+}
+
+// tops returns the TopN dearest of rows of one group dimension.
+func tops(rows []spend.Row) []Top {
+	rank(rows)
+	out := make([]Top, 0, min(len(rows), TopN))
+	for _, r := range rows[:min(len(rows), TopN)] {
+		out = append(out, Top{Name: r.Group[0], CostPicoUSD: r.CostPicoUSD, Requests: r.Requests})
+	}
+	return out
+}
+
+// Budgets implements [Insights.Budgets] with the query and forecasts of
+// GET /v1/spend/budgets: every calendar budget of the policy p may see (a
+// viewer: its team's, and its team's keys'), at risk first.
+func (si SpendInsights) Budgets(ctx context.Context, p adminapi.Principal, now time.Time) ([]Budget, error) {
+	cfg := si.config()
+	uses, err := spend.Budgets(ctx, si.Store, cfg, now, spend.BudgetVisible(p, si.KeyTeam))
+	if err != nil {
+		return nil, fmt.Errorf("dashboard: %w", err)
+	}
+	spend.SortBudgets(uses)
+	loc := location(cfg)
+	out := make([]Budget, len(uses))
+	for i := range uses {
+		u := &uses[i]
+		out[i] = Budget{
+			Scope: u.Scope.String(), Per: u.Limit.Per.String(), Unit: u.Limit.Unit.String(),
+			WindowStart: u.WindowStart.In(loc), WindowEnd: u.WindowEnd.In(loc),
+			Limit: u.Limit.Max, Used: u.Used, Forecast: u.Forecast, Method: u.Method,
+		}
+		if u.ExhaustsAt != nil {
+			out[i].ExhaustsAt = u.ExhaustsAt.In(loc)
+		}
+	}
 	return out, nil
 }
 
-// read returns the records p may see that started in [from, now], and
-// whether the store's limit may have left some out.
-func (ri RecordsInsights) read(ctx context.Context, p adminapi.Principal, from, now time.Time) ([]records.Record, bool, error) {
-	recs, err := ri.Store.Query(ctx, records.Query{Since: from, Limit: records.MaxQueryLimit})
+// Sessions implements [Insights.Sessions] with the query of GET
+// /v1/spend/sessions (a viewer's team as its filter).
+func (si SpendInsights) Sessions(ctx context.Context, p adminapi.Principal, from, to time.Time, limit int) ([]SessionSummary, error) {
+	ss, err := si.Store.Sessions(ctx, spend.SessionQuery{From: from, To: to, Filter: filter(p), Limit: limit})
 	if err != nil {
-		return nil, false, fmt.Errorf("dashboard: read records: %w", err)
+		return nil, fmt.Errorf("dashboard: sessions: %w", err)
 	}
-	partial := len(recs) >= records.MaxQueryLimit
-	out := recs[:0]
-	for _, r := range recs {
-		if (p.Admin() || r.Team == p.Team) && !r.Start.After(now) {
-			out = append(out, r)
-		}
+	out := make([]SessionSummary, len(ss))
+	for i, s := range ss {
+		out[i] = SessionSummary{ID: s.ID, Team: s.Team, User: s.User, First: s.First, Last: s.Last,
+			Requests: s.Requests, Errors: s.Errors, Refused: s.Refused, Agents: s.Subagents, CostPicoUSD: s.CostPicoUSD, Models: s.Models}
 	}
-	return out, partial, nil
-}
-
-func addTop(m map[string]*Top, name string, r *records.Record) {
-	t := m[name]
-	if t == nil {
-		t = &Top{Name: name}
-		m[name] = t
-	}
-	t.CostPicoUSD += r.CostPicoUSD
-	t.Requests++
-}
-
-// topOf returns the ten biggest of m, biggest first, ties by name.
-func topOf(m map[string]*Top) []Top {
-	out := make([]Top, 0, len(m))
-	for _, t := range m {
-		out = append(out, *t)
-	}
-	slices.SortFunc(out, func(a, b Top) int {
-		return cmp.Or(cmp.Compare(b.CostPicoUSD, a.CostPicoUSD), cmp.Compare(a.Name, b.Name))
-	})
-	return out[:min(len(out), 10)]
-}
-
-// percentiles returns the nearest-rank 50th and 95th percentiles of v; v is
-// sorted in place.
-func percentiles(v []float64) Percentiles {
-	if len(v) == 0 {
-		return Percentiles{}
-	}
-	slices.Sort(v)
-	rank := func(q float64) float64 {
-		i := int(math.Ceil(q*float64(len(v)))) - 1
-		return v[max(0, min(i, len(v)-1))]
-	}
-	return Percentiles{P50: rank(0.50), P95: rank(0.95)}
-}
-
-func startOfDay(t time.Time) time.Time {
-	return time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
+	return out, nil
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/tollgate-dev/tollgate/internal/adminapi"
 	"github.com/tollgate-dev/tollgate/policy/pricing"
 	"github.com/tollgate-dev/tollgate/records"
+	"github.com/tollgate-dev/tollgate/spend"
 )
 
 // PageSize is how many rows a list page shows.
@@ -39,12 +40,24 @@ func parseTemplates() (map[string]*template.Template, error) {
 			}
 			return t.UTC().Format("2006-01-02 15:04:05")
 		},
-		"day":    func(t time.Time) string { return t.UTC().Format("2006-01-02") },
-		"pct":    pct,
-		"bar":    func(v, of int64) int { return int(min(100, pct100(v, of))) },
-		"add":    func(a, b int) int { return a + b },
-		"status": statusText,
-		"amount": amount,
+		// day and at format a time in its own location (the budgets'
+		// timezone on the Overview and Budgets pages).
+		"day": func(t time.Time) string { return t.Format("2006-01-02") },
+		"at": func(t time.Time) string {
+			if t.IsZero() {
+				return "—"
+			}
+			return t.Format("2006-01-02 15:04 MST")
+		},
+		"rfc3339": func(t time.Time) string { return t.Format(time.RFC3339) },
+		"pct":     pct,
+		"bar":     func(v, of int64) int { return int(min(100, pct100(v, of))) },
+		"add":     func(a, b int) int { return a + b },
+		"status":  statusText,
+		"amount":  amount,
+		// scale is the amount a budget's bars are drawn against: its
+		// limit, or its forecast or use when they are over it.
+		"scale": func(b Budget) int64 { return max(b.Limit, b.Forecast, b.Used) },
 		"spend": func(label, id string, s Spend) any {
 			return struct {
 				Label, ID string
@@ -122,11 +135,12 @@ func (d *Dashboard) storeError(w http.ResponseWriter, r *http.Request, err error
 }
 
 // chartData is the Overview chart, as app.js reads it: days as unix seconds,
-// USD per group per day.
+// USD per group per day (and the exact pico-USD, for tests and tools).
 type chartData struct {
 	Days   []int64     `json:"days"`
 	Groups []string    `json:"groups"`
 	USD    [][]float64 `json:"usd"`
+	Pico   [][]int64   `json:"pico"`
 }
 
 func (d *Dashboard) overview(w http.ResponseWriter, r *http.Request, s session) {
@@ -139,7 +153,7 @@ func (d *Dashboard) overview(w http.ResponseWriter, r *http.Request, s session) 
 	for _, t := range o.ByTeam.Days {
 		c.Days = append(c.Days, t.Unix())
 	}
-	c.Groups = o.ByTeam.Groups
+	c.Groups, c.Pico = o.ByTeam.Groups, o.ByTeam.CostPicoUSD
 	for _, row := range o.ByTeam.CostPicoUSD {
 		usdRow := make([]float64, len(row))
 		for i, v := range row {
@@ -167,18 +181,7 @@ func (d *Dashboard) budgets(w http.ResponseWriter, r *http.Request, s session) {
 		d.storeError(w, r, err)
 		return
 	}
-	// Each line's bars are drawn against the largest amount of its unit.
-	scale := map[string]int64{}
-	limits := false
-	for _, b := range bs {
-		scale[b.Unit] = max(scale[b.Unit], b.Limit, b.Forecast, b.Used)
-		limits = limits || b.Limit > 0
-	}
-	d.page(w, r, s, "budgets", "Budgets", struct {
-		Budgets []Budget
-		Scale   map[string]int64
-		Limits  bool
-	}{bs, scale, limits})
+	d.page(w, r, s, "budgets", "Budgets", struct{ Budgets []Budget }{bs})
 }
 
 // recordFilter is the Records page's filter: the records API's parameters
@@ -267,6 +270,8 @@ func (f recordFilter) query(n int) string {
 type pager struct {
 	Page, Pages, From, To, Total int
 	Prev, Next                   string // URL queries; empty when none
+	// PrevText and NextText name the links (Newer and Older when empty).
+	PrevText, NextText string
 	// Capped says the store's limit may have cut the list.
 	Capped bool
 }
@@ -284,10 +289,10 @@ func newPager(total, page int, capped bool, q func(int) string) pager {
 	return p
 }
 
-// recordList is the Records explorer. The store answers the records API's
-// filters (trace_id, key, since) and until with its newest
-// records.MaxQueryLimit; the page applies the rest (session, team, user,
-// model, outcome) and shows PageSize a page.
+// recordList is the Records explorer. The store answers the filters of
+// records.Query (trace_id, key, team, session_id, since, until; a viewer's
+// team always) with its newest records.MaxQueryLimit; the page applies the
+// rest (user, model, outcome) and shows PageSize a page.
 func (d *Dashboard) recordList(w http.ResponseWriter, r *http.Request, s session) {
 	f, err := parseRecordFilter(r.URL.Query(), s.principal)
 	if errors.Is(err, errForbidden) {
@@ -298,7 +303,8 @@ func (d *Dashboard) recordList(w http.ResponseWriter, r *http.Request, s session
 		d.fail(w, r, http.StatusBadRequest, err.Error())
 		return
 	}
-	recs, err := d.opt.Records.Query(r.Context(), records.Query{TraceID: f.TraceID, KeyID: f.Key, Since: f.Since, Until: f.Until, Limit: records.MaxQueryLimit})
+	recs, err := d.opt.Records.Query(r.Context(), records.Query{TraceID: f.TraceID, KeyID: f.Key, Team: f.Team, SessionID: f.Session,
+		Since: f.Since, Until: f.Until, Limit: records.MaxQueryLimit})
 	if err != nil {
 		d.storeError(w, r, err)
 		return
@@ -359,16 +365,13 @@ func (d *Dashboard) recordOne(w http.ResponseWriter, r *http.Request, s session)
 	}{rec, string(full)})
 }
 
-// sessionRow is one line of the Sessions page: a trace (a Claude Code
-// session, when the client sent its session id).
-type sessionRow struct {
-	TraceID, SessionID, User, Team string
-	First, Last                    time.Time
-	Requests, Errors               int
-	CostPicoUSD                    int64
-	Models                         []string
-}
+// MaxSessions is the most sessions the Sessions page lists (the spend
+// API's limit): the dearest of the range.
+const MaxSessions = spend.MaxSessions
 
+// sessionList lists the Claude Code sessions with records since the
+// filter's time (the last 7 days by default), the dearest first, from the
+// spend store: every record of the range, PageSize sessions a page.
 func (d *Dashboard) sessionList(w http.ResponseWriter, r *http.Request, s session) {
 	params, err := adminapi.Params(r.URL.Query(), "since", "page")
 	if err != nil {
@@ -380,54 +383,26 @@ func (d *Dashboard) sessionList(w http.ResponseWriter, r *http.Request, s sessio
 		d.fail(w, r, http.StatusBadRequest, err.Error())
 		return
 	}
+	now := d.opt.Now()
 	sinceText := params["since"]
 	if since.IsZero() {
-		since = d.opt.Now().UTC().Add(-sessionRange).Truncate(time.Hour)
+		since = now.UTC().Add(-sessionRange).Truncate(time.Hour)
 		sinceText = since.Format("2006-01-02T15:04")
 	}
 	page := 1
 	if v := params["page"]; v != "" {
-		if page, err = strconv.Atoi(v); err != nil || page < 1 || page > records.MaxQueryLimit {
-			d.fail(w, r, http.StatusBadRequest, "page: want a positive integer")
+		if page, err = strconv.Atoi(v); err != nil || page < 1 || page > MaxSessions/PageSize {
+			d.fail(w, r, http.StatusBadRequest, fmt.Sprintf("page: want 1 to %d", MaxSessions/PageSize))
 			return
 		}
 	}
-	recs, err := d.opt.Records.Query(r.Context(), records.Query{Since: since, Limit: records.MaxQueryLimit})
-	if err != nil {
-		d.storeError(w, r, err)
-		return
-	}
-	byTrace := map[string]*sessionRow{}
-	var rows []*sessionRow
-	for i := range recs {
-		rec := &recs[i]
-		if !visible(s.principal, rec) {
-			continue
-		}
-		row := byTrace[rec.TraceID]
-		if row == nil {
-			row = &sessionRow{TraceID: rec.TraceID, First: rec.Start, Last: rec.Start}
-			byTrace[rec.TraceID] = row
-			rows = append(rows, row)
-		}
-		row.SessionID = cmp.Or(row.SessionID, rec.SessionID)
-		row.User, row.Team = cmp.Or(row.User, rec.User), cmp.Or(row.Team, rec.Team)
-		row.Requests++
-		if rec.Outcome != records.OutcomeOK {
-			row.Errors++
-		}
-		row.CostPicoUSD += rec.CostPicoUSD
-		if rec.Start.Before(row.First) {
-			row.First = rec.Start
-		}
-		if rec.Start.After(row.Last) {
-			row.Last = rec.Start
-		}
-		if rec.Model != "" && !slices.Contains(row.Models, rec.Model) {
-			row.Models = append(row.Models, rec.Model)
+	var rows []SessionSummary
+	if since.Before(now) {
+		if rows, err = d.insights.Sessions(r.Context(), s.principal, since, now, MaxSessions); err != nil {
+			d.storeError(w, r, err)
+			return
 		}
 	}
-	slices.SortStableFunc(rows, func(a, b *sessionRow) int { return b.Last.Compare(a.Last) })
 	q := func(n int) string {
 		v := url.Values{"since": {sinceText}}
 		if n > 1 {
@@ -435,12 +410,14 @@ func (d *Dashboard) sessionList(w http.ResponseWriter, r *http.Request, s sessio
 		}
 		return v.Encode()
 	}
-	pg := newPager(len(rows), page, len(recs) >= records.MaxQueryLimit, q)
+	pg := newPager(len(rows), page, false, q)
+	pg.PrevText, pg.NextText = "Dearer", "Cheaper"
 	d.page(w, r, s, "sessions", "Sessions", struct {
 		Since string
-		Rows  []*sessionRow
+		Rows  []SessionSummary
 		P     pager
-	}{sinceText, rows[pg.From:pg.To], pg})
+		All   bool
+	}{sinceText, rows[pg.From:pg.To], pg, len(rows) < MaxSessions})
 }
 
 // agentNode is one agent of a session: its requests and its subagents,
@@ -466,7 +443,15 @@ func (d *Dashboard) sessionOne(w http.ResponseWriter, r *http.Request, s session
 		d.fail(w, r, http.StatusBadRequest, "A session's page takes no parameters.")
 		return
 	}
-	t, err := d.opt.Records.Trace(r.Context(), r.PathValue("id"))
+	id := r.PathValue("id")
+	t, err := d.opt.Records.Trace(r.Context(), id)
+	if errors.Is(err, records.ErrNotFound) {
+		// A Claude Code session whose requests carried their own trace ids.
+		var recs []records.Record
+		if recs, err = d.opt.Records.Query(r.Context(), records.Query{SessionID: id, Limit: records.MaxQueryLimit}); err == nil {
+			t, err = records.NewTrace(id, recs)
+		}
+	}
 	if errors.Is(err, records.ErrNotFound) {
 		d.fail(w, r, http.StatusNotFound, "No records of this session.")
 		return

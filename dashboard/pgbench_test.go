@@ -7,18 +7,22 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/tollgate-dev/tollgate/internal/adminapi"
 	"github.com/tollgate-dev/tollgate/internal/pgtest"
+	"github.com/tollgate-dev/tollgate/policy/budget"
 	"github.com/tollgate-dev/tollgate/records/pgstore"
 )
 
 // BenchmarkPagesPostgres renders each page over 100,000 records (90 days,
 // 200 users, 10 teams) in a real PostgreSQL (internal/pgtest), the store a
-// deployment with --postgres-url reads: each page is one or two indexed
-// queries of at most records.MaxQueryLimit rows.
+// deployment with --postgres-url reads for the lists and the aggregates,
+// with the budgets of BenchmarkPages.
 func BenchmarkPagesPostgres(b *testing.B) {
 	srv := pgtest.Start(b)
-	db, err := pgstore.Open(srv.Database(b), pgstore.Options{Retention: 10 * 365 * 24 * time.Hour})
+	url := srv.Database(b)
+	db, err := pgstore.Open(url, pgstore.Options{Retention: 10 * 365 * 24 * time.Hour})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -34,7 +38,17 @@ func BenchmarkPagesPostgres(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	d, err := New(Options{Tokens: testTokens, Records: db, Now: func() time.Time { return testNow }})
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, "ANALYZE records"); err != nil {
+		b.Fatal(err)
+	}
+	conn.Close(ctx)
+	cfg := benchBudgets()
+	d, err := New(Options{Tokens: testTokens, Records: db, Now: func() time.Time { return testNow },
+		Insights: SpendInsights{Store: db, BudgetConfig: func() *budget.Config { return cfg }}})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -45,9 +59,7 @@ func BenchmarkPagesPostgres(b *testing.B) {
 		if who.Team != "" {
 			name = "viewer/"
 		}
-		for _, page := range []string{"", "budgets", "records", "records?key=key-user-011&model=claude-opus-4-1",
-			"records?since=2026-04-01T00:00&until=2026-04-02T00:00", "sessions",
-			"sessions/" + one.TraceID, "records/" + one.ID + "?trace=" + one.TraceID} {
+		for _, page := range benchPages(one) {
 			b.Run(name+page, func(b *testing.B) {
 				b.ReportAllocs()
 				for b.Loop() {

@@ -226,14 +226,17 @@ func Run(ctx context.Context, c Config, logOut io.Writer) error {
 	if err != nil {
 		return err
 	}
-	budgetAPI := budget.NewAPIHandler(ledger, func() *budget.Config { return watcher.Current().Budgets }, token, log.Named("budget"))
+	budgets := func() *budget.Config { return watcher.Current().Budgets }
+	budgetAPI := budget.NewAPIHandler(ledger, budgets, token, log.Named("budget"))
 	spendAPI := spend.NewAPIHandler(spend.Options{
-		Store: rec.spend, Tokens: tokens.get, Budgets: func() *budget.Config { return watcher.Current().Budgets },
-		KeyTeam: keyTeam(watcher.Current),
+		Store: rec.spend, Tokens: tokens.get, Budgets: budgets, KeyTeam: keyTeam(watcher.Current),
 	})
 
+	// The dashboard's Overview and Budgets read the spend API's store with
+	// its queries.
 	dash, err := dashboard.New(dashboard.Options{
 		Tokens: tokens.get, Records: rec.store,
+		Insights:     dashboard.SpendInsights{Store: rec.spend, BudgetConfig: budgets, KeyTeam: keyTeam(watcher.Current)},
 		SecureCookie: c.DashboardSecureCookie, Logger: log.Named("dashboard"),
 	})
 	if err != nil {
