@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"sync"
 	"time"
 
@@ -113,6 +114,11 @@ func (d *DB) Migrate(ctx context.Context) ([]int64, error) {
 }
 
 func (d *DB) migrate(ctx context.Context) ([]int64, error) {
+	return d.migrateTo(ctx, math.MaxInt64)
+}
+
+// migrateTo applies the migrations up to version.
+func (d *DB) migrateTo(ctx context.Context, version int64) ([]int64, error) {
 	db := stdlib.OpenDBFromPool(d.pool)
 	defer db.Close()
 	locker, err := lock.NewPostgresSessionLocker()
@@ -130,7 +136,7 @@ func (d *DB) migrate(ctx context.Context) ([]int64, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: migrate: %w", err)
 	}
-	results, err := p.Up(ctx)
+	results, err := p.UpTo(ctx, version)
 	var versions []int64
 	for _, r := range results {
 		if r.Error == nil {
