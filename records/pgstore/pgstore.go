@@ -35,6 +35,11 @@ var migrations embed.FS
 // VersionTable is the table where goose records the migrations applied.
 const VersionTable = "tollgate_schema_version"
 
+// WorkMem is the work_mem of Tollgate's connections, unless the URL sets
+// one (options=-c%20work_mem%3D...): the memory of each sort or hash of a
+// query before it spills to disk.
+const WorkMem = "64MB"
+
 // Defaults of Options.
 const (
 	DefaultRetention = 90 * 24 * time.Hour
@@ -78,6 +83,11 @@ func Open(url string, opt Options) (*DB, error) {
 	}
 	if cfg.ConnConfig.ConnectTimeout == 0 {
 		cfg.ConnConfig.ConnectTimeout = 5 * time.Second
+	}
+	// The spend API's GROUP BY over the hourly rollup holds each group's
+	// latency samples: with Postgres's default 4 MB it sorts on disk.
+	if _, ok := cfg.ConnConfig.RuntimeParams["work_mem"]; !ok {
+		cfg.ConnConfig.RuntimeParams["work_mem"] = WorkMem
 	}
 	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
 	if err != nil {
