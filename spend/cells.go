@@ -161,3 +161,11 @@ func nth(s []float64, k int) {
 	}
 	slices.Sort(s[lo : hi+1])
 }
+
+// Add adds the counts, sums and samples of o to c: for a Store that
+// computes a cell in parts (its rollup and its records).
+func (c *Cell) Add(o *Cell) {
+	c.Metrics.add(&o.Metrics)
+	c.Latency = append(c.Latency, o.Latency...)
+	c.TTFT = append(c.TTFT, o.TTFT...)
+}

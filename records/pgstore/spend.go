@@ -94,131 +94,194 @@ func ceilHour(t time.Time) time.Time {
 // span is a time range [from, to).
 type span struct{ from, to time.Time }
 
+// maxHoles bounds the hours split cuts out of the rollup (a month of days
+// in a zone off the hour); beyond, the records answer for the whole range.
+const maxHoles = 64
+
 // split cuts [from, to) into the whole UTC hours the hourly rollup answers
-// for (roll, maybe empty) and the rest, which the records answer for: the
-// edges of a range not on the hour. When a boundary of step's buckets in loc
-// falls inside an hour (the days of Asia/Kolkata, UTC+05:30), an hour's
-// rollup rows would straddle two buckets, and the records answer for it
-// all.
-func split(from, to time.Time, step spend.Step, loc *time.Location) (roll span, raw []span) {
+// for (roll, maybe empty, but for the holes) and the rest, which the records
+// answer for (raw): the edges of a range not on the hour, and the holes, the
+// hours a boundary of step's buckets in loc falls inside of (the days of
+// Asia/Kolkata, UTC+05:30, begin at 18:30 UTC), whose rollup rows would
+// straddle two buckets.
+func split(from, to time.Time, step spend.Step, loc *time.Location) (roll span, holes []time.Time, raw []span) {
 	a, b := ceilHour(from), floorHour(to)
-	aligned := a.Before(b)
-	if aligned && step != spend.NoStep {
-		for t := step.Next(step.Truncate(a, loc), loc); t.Before(b); t = step.Next(t, loc) {
-			if !floorHour(t).Equal(t) {
-				aligned = false
-				break
-			}
-		}
+	all := []span{{from, to}}
+	if !a.Before(b) {
+		return span{}, nil, all
 	}
-	if !aligned {
-		return span{}, []span{{from, to}}
+	if step != spend.NoStep {
+		for t := step.Next(step.Truncate(a, loc), loc); t.Before(b); t = step.Next(t, loc) {
+			h := floorHour(t)
+			if h.Equal(t) || len(holes) > 0 && holes[len(holes)-1].Equal(h) {
+				continue
+			}
+			if len(holes) == maxHoles {
+				return span{}, nil, all
+			}
+			holes = append(holes, h)
+		}
 	}
 	if from.Before(a) {
 		raw = append(raw, span{from, a})
 	}
+	for _, h := range holes {
+		raw = append(raw, span{h, h.Add(time.Hour)})
+	}
 	if b.Before(to) {
 		raw = append(raw, span{b, to})
 	}
-	return span{a, b}, raw
+	return span{a, b}, holes, raw
 }
 
-// source is the rows of [from, to) that match f, for the aggregates: the
-// hourly rollup's for the hours split gives it, and the records' (one a
-// row, with the rollup's columns) for the rest. It appends its arguments to
-// args.
-func source(from, to time.Time, step spend.Step, loc *time.Location, f spend.Filter, args []any) (string, []any) {
-	arg := func(v any) string {
-		args = append(args, v)
-		return "$" + strconv.Itoa(len(args))
-	}
-	filter := func(conds []string, cols map[spend.Dim]string) string {
-		for _, d := range spend.Dims { // a fixed order, for stable statements
-			if v, ok := f[d]; ok {
-				conds = append(conds, cols[d]+" = "+arg(v))
-			}
+// filterSQL appends to conds the conditions of filter f on cols, and their
+// arguments to args.
+func filterSQL(f spend.Filter, cols map[spend.Dim]string, conds []string, args []any) (string, []any) {
+	for _, d := range spend.Dims { // a fixed order, for stable statements
+		if v, ok := f[d]; ok {
+			args = append(args, v)
+			conds = append(conds, cols[d]+" = $"+strconv.Itoa(len(args)))
 		}
-		return strings.Join(conds, " AND ")
 	}
-	roll, raw := split(from, to, step, loc)
+	return strings.Join(conds, " AND "), args
+}
+
+// source is the rows of [from, to) that match f, without buckets: the
+// hourly rollup's for the hours split gives it, and the records' (one a
+// row, with the rollup's columns) for the rest, in one UNION ALL. It appends
+// its arguments to args.
+func source(from, to time.Time, f spend.Filter, args []any) (string, []any) {
+	roll, _, raw := split(from, to, spend.NoStep, time.UTC)
 	var parts []string
+	var cond string
 	if roll.from.Before(roll.to) {
-		parts = append(parts, "SELECT "+rollupColumns+" FROM records_hourly WHERE "+
-			filter([]string{"hour >= " + arg(roll.from), "hour < " + arg(roll.to)}, dimSQL))
+		args = append(args, roll.from, roll.to)
+		cond, args = filterSQL(f, dimSQL, []string{"hour >= $" + strconv.Itoa(len(args)-1), "hour < $" + strconv.Itoa(len(args))}, args)
+		parts = append(parts, "SELECT "+rollupColumns+" FROM records_hourly WHERE "+cond)
 	}
 	for _, r := range raw {
-		parts = append(parts, "SELECT "+rawColumns+" FROM records WHERE "+
-			filter([]string{"start_time >= " + arg(r.from), "start_time < " + arg(r.to)}, rawDimSQL))
+		args = append(args, r.from, r.to)
+		cond, args = filterSQL(f, rawDimSQL, []string{"start_time >= $" + strconv.Itoa(len(args)-1), "start_time < $" + strconv.Itoa(len(args))}, args)
+		parts = append(parts, "SELECT "+rawColumns+" FROM records WHERE "+cond)
 	}
 	return "(" + strings.Join(parts, " UNION ALL ") + ") s", args
 }
 
-// Aggregate implements spend.Store with one GROUP BY query for the cells of
-// q over the hourly rollup, and the records at the edges of a range not on
-// the hour (see split); spend.Finish adds the levels of a Rollup and the
-// percentiles. Buckets are date_trunc in the query's time zone.
+// rawSamplesSQL concatenates the samples of records.
+const rawSamplesSQL = "coalesce(string_agg(float8send(latency_ms), ''::bytea) FILTER (WHERE outcome = 'ok' AND latency_ms > 0), ''::bytea), " +
+	"coalesce(string_agg(float8send(ttft_ms), ''::bytea) FILTER (WHERE outcome = 'ok' AND ttft_ms > 0), ''::bytea)"
+
+// Aggregate implements spend.Store: the cells of q from one GROUP BY query
+// over the hourly rollup and one over the records for each range split
+// leaves them (the edges of a range off the hour, the hours a bucket
+// boundary cuts), sent together in one batch and merged; spend.Finish adds
+// the levels of a Rollup and the percentiles. Buckets are date_trunc in the
+// query's time zone.
 func (d *DB) Aggregate(ctx context.Context, q spend.Query) ([]spend.Row, error) {
 	if err := d.ready(ctx); err != nil {
 		return nil, err
 	}
-	var args []any
-	var cols []string
-	step := q.Step != spend.NoStep
-	if step {
-		args = append(args, string(q.Step), q.Loc().String())
-		cols = append(cols, "date_trunc($1, t, $2)")
-	}
 	for _, dim := range q.GroupBy {
-		col, ok := dimSQL[dim]
-		if !ok {
+		if _, ok := dimSQL[dim]; !ok {
 			return nil, fmt.Errorf("pgstore: unknown dimension %q", dim)
 		}
-		cols = append(cols, col)
 	}
-	src, args := source(q.From, q.To, q.Step, q.Loc(), q.Filter, args)
-	sel := append(slices.Clone(cols), sumsSQL)
-	if q.Percentiles {
-		sel = append(sel, samplesSQL)
-	}
-	sql := "SELECT " + strings.Join(sel, ", ") + " FROM " + src
-	if len(cols) > 0 {
-		nums := make([]string, len(cols))
-		for i := range cols {
-			nums[i] = strconv.Itoa(i + 1)
-		}
-		sql += " GROUP BY " + strings.Join(nums, ", ")
-	}
-	sql += " HAVING count(*) > 0"
-	rows, err := d.pool.Query(ctx, sql, args...)
-	if err != nil {
-		return nil, fmt.Errorf("pgstore: aggregate records: %w", err)
-	}
-	cells, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (spend.Cell, error) {
-		var c spend.Cell
-		var start time.Time
-		var lat, ttft []byte
-		dest := make([]any, 0, 20)
+	step := q.Step != spend.NoStep
+	// query is the GROUP BY over table of the rows of time column tcol in
+	// [from, to), but for the hours of holes.
+	query := func(table, tcol string, dims map[spend.Dim]string, metrics, samples string, r span, holes []time.Time) (string, []any) {
+		var args []any
+		var cols []string
 		if step {
-			dest = append(dest, &start)
+			args = append(args, string(q.Step), q.Loc().String())
+			cols = append(cols, "date_trunc($1, "+tcol+", $2)")
 		}
-		c.Group = make([]string, len(q.GroupBy))
-		for i := range c.Group {
-			dest = append(dest, &c.Group[i])
+		for _, dim := range q.GroupBy {
+			cols = append(cols, dims[dim])
 		}
-		dest = append(dest, metricsDest(&c.Metrics)...)
+		args = append(args, r.from, r.to)
+		conds := []string{tcol + " >= $" + strconv.Itoa(len(args)-1), tcol + " < $" + strconv.Itoa(len(args))}
+		if len(holes) > 0 {
+			args = append(args, holes)
+			conds = append(conds, tcol+" <> ALL($"+strconv.Itoa(len(args))+"::timestamptz[])")
+		}
+		cond, args := filterSQL(q.Filter, dims, conds, args)
+		sel := append(slices.Clone(cols), metrics)
 		if q.Percentiles {
-			dest = append(dest, &lat, &ttft)
+			sel = append(sel, samples)
 		}
-		if err := row.Scan(dest...); err != nil {
-			return c, err
+		sql := "SELECT " + strings.Join(sel, ", ") + " FROM " + table + " WHERE " + cond
+		if len(cols) > 0 {
+			nums := make([]string, len(cols))
+			for i := range cols {
+				nums[i] = strconv.Itoa(i + 1)
+			}
+			sql += " GROUP BY " + strings.Join(nums, ", ")
 		}
-		if step {
-			c.Start = start.In(q.Loc())
+		return sql + " HAVING count(*) > 0", args
+	}
+	roll, holes, raw := split(q.From, q.To, q.Step, q.Loc())
+	batch := &pgx.Batch{}
+	if roll.from.Before(roll.to) {
+		sql, args := query("records_hourly", "hour", dimSQL, sumsSQL, samplesSQL, roll, holes)
+		batch.Queue(sql, args...)
+	}
+	for _, r := range raw {
+		sql, args := query("records", "start_time", rawDimSQL, recordsMetricsSQL, rawSamplesSQL, r, nil)
+		batch.Queue(sql, args...)
+	}
+	type key struct {
+		start int64
+		group string
+	}
+	index := map[key]int{}
+	var cells []spend.Cell
+	br := d.pool.SendBatch(ctx, batch)
+	defer br.Close()
+	for range batch.Len() {
+		rows, err := br.Query()
+		if err != nil {
+			return nil, fmt.Errorf("pgstore: aggregate records: %w", err)
 		}
-		c.Latency, c.TTFT = samples(lat), samples(ttft)
-		return c, nil
-	})
-	if err != nil {
+		part, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (spend.Cell, error) {
+			var c spend.Cell
+			var start time.Time
+			var lat, ttft []byte
+			dest := make([]any, 0, 20)
+			if step {
+				dest = append(dest, &start)
+			}
+			c.Group = make([]string, len(q.GroupBy))
+			for i := range c.Group {
+				dest = append(dest, &c.Group[i])
+			}
+			dest = append(dest, metricsDest(&c.Metrics)...)
+			if q.Percentiles {
+				dest = append(dest, &lat, &ttft)
+			}
+			if err := row.Scan(dest...); err != nil {
+				return c, err
+			}
+			if step {
+				c.Start = start.In(q.Loc())
+			}
+			c.Latency, c.TTFT = samples(lat), samples(ttft)
+			return c, nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("pgstore: aggregate records: %w", err)
+		}
+		for i := range part {
+			k := key{part[i].Start.UnixMicro(), strings.Join(part[i].Group, "\x00")}
+			if j, ok := index[k]; ok {
+				cells[j].Add(&part[i])
+				continue
+			}
+			index[k] = len(cells)
+			cells = append(cells, part[i])
+		}
+	}
+	if err := br.Close(); err != nil {
 		return nil, fmt.Errorf("pgstore: aggregate records: %w", err)
 	}
 	return spend.Finish(q, cells), nil
@@ -241,7 +304,7 @@ func (d *DB) Sessions(ctx context.Context, q spend.SessionQuery) ([]spend.Sessio
 	if err := d.ready(ctx); err != nil {
 		return nil, err
 	}
-	src, args := source(q.From, q.To, spend.NoStep, time.UTC, q.Filter, nil)
+	src, args := source(q.From, q.To, q.Filter, nil)
 	sql := "SELECT session_id FROM " + src + ` WHERE session_id <> '' GROUP BY session_id ORDER BY sum(cost_pico_usd) DESC, session_id COLLATE "C"`
 	if q.Limit > 0 {
 		sql += " LIMIT " + strconv.Itoa(q.Limit)

@@ -47,7 +47,7 @@ func checkRollup(t *testing.T, d *DB, recs []records.Record) {
 		t.Errorf("rollup: %d requests costing %d, want %d costing %d", n, cost, len(recs), wantCost)
 	}
 	from, to = floorHour(from), floorHour(to).Add(time.Hour)
-	if roll, raw := split(from, to, spend.Hour, time.UTC); len(raw) > 0 || !roll.from.Equal(from) {
+	if roll, _, raw := split(from, to, spend.Hour, time.UTC); len(raw) > 0 || !roll.from.Equal(from) {
 		t.Fatalf("split %v %v: %v %v, want the rollup alone", from, to, roll, raw)
 	}
 	spendtest.Compare(t, d, recs, spend.Query{From: from, To: to, Step: spend.Hour, GroupBy: []spend.Dim{spend.DimUser, spend.DimClass}, Percentiles: true, Rollup: true})
@@ -115,6 +115,44 @@ func TestQueryByTeamAndSession(t *testing.T) {
 		got, err := d.Query(ctx(t), tc.q)
 		if err != nil || len(got) != tc.want {
 			t.Errorf("%+v: %d records (%v), want %d", tc.q, len(got), err, tc.want)
+		}
+	}
+}
+
+// TestSplit checks which hours the rollup answers for.
+func TestSplit(t *testing.T) {
+	kolkata, err := time.LoadLocation("Asia/Kolkata")
+	if err != nil {
+		t.Fatal(err)
+	}
+	berlin, err := time.LoadLocation("Europe/Berlin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	from := time.Date(2026, 5, 2, 0, 0, 0, 0, time.UTC)
+	to := from.AddDate(0, 0, 30)
+	for _, tc := range []struct {
+		name       string
+		from, to   time.Time
+		step       spend.Step
+		loc        *time.Location
+		roll       span
+		holes, raw int
+	}{
+		{"aligned", from, to, spend.Day, berlin, span{from, to}, 0, 0},
+		{"edges", from.Add(-time.Minute), to.Add(time.Second), spend.Hour, time.UTC, span{from, to}, 0, 2},
+		{"within an hour", from.Add(time.Minute), from.Add(59 * time.Minute), spend.NoStep, time.UTC, span{}, 0, 1},
+		{"days off the hour", from, to, spend.Day, kolkata, span{from, to}, 30, 30},
+		{"hours off the hour", from, to, spend.Hour, kolkata, span{}, 0, 1},
+	} {
+		roll, holes, raw := split(tc.from, tc.to, tc.step, tc.loc)
+		if !roll.from.Equal(tc.roll.from) || !roll.to.Equal(tc.roll.to) || len(holes) != tc.holes || len(raw) != tc.raw {
+			t.Errorf("%s: roll %v, %d holes, %d raw; want %v, %d, %d", tc.name, roll, len(holes), len(raw), tc.roll, tc.holes, tc.raw)
+		}
+		for _, h := range holes {
+			if h.Minute() != 0 || h.In(kolkata).Minute() != 30 {
+				t.Errorf("%s: hole %v", tc.name, h)
+			}
 		}
 	}
 }
