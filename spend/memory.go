@@ -24,9 +24,10 @@ const DefaultMemoryRecords = 100_000
 // replayed spool counts once.
 //
 // It sees only the records of its own process: with several replicas, each
-// answers for its own requests. A query scans every record held, once per
-// level of a Rollup: 120 ms for a daily series by user with its rollup and
-// percentiles over 100,000 records, on the loaded 2-vCPU VM of the README.
+// answers for its own requests. A query scans every record held once, for
+// its cells, and Finish adds up the rest: each query of
+// BenchmarkMemory100k takes under 80 ms over 100,000 records on the loaded
+// 2-vCPU VM of the README.
 type Memory struct {
 	mu    sync.RWMutex
 	ring  []row

@@ -3,8 +3,10 @@ package pgstore
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -209,4 +211,40 @@ func BenchmarkSpendQueries(b *testing.B) {
 		b.Fatal(err)
 	}
 	spendtest.BenchmarkAPI(b, spendtest.API100k(d))
+}
+
+// BenchmarkSinkWrite times the sink's write of a batch of 500 generated
+// records (each batch new), with the hourly rollup's trigger and without
+// it: what the rollup costs the write path.
+func BenchmarkSinkWrite(b *testing.B) {
+	srv := pgtest.Start(b)
+	d, err := Open(srv.Database(b), Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(d.Close)
+	recs := spendtest.Records100k()
+	c := context.Background()
+	if _, err := d.Migrate(c); err != nil {
+		b.Fatal(err)
+	}
+	n := 0
+	batch := make([]records.Record, 500)
+	for _, trigger := range []string{"ENABLE", "DISABLE"} {
+		if _, err := d.pool.Exec(c, "ALTER TABLE records "+trigger+" TRIGGER records_hourly_add"); err != nil {
+			b.Fatal(err)
+		}
+		b.Run("rollup_"+strings.ToLower(trigger)+"d", func(b *testing.B) {
+			for b.Loop() {
+				for i := range batch { // new ids each time
+					batch[i] = recs[(n*len(batch)+i)%len(recs)]
+					batch[i].ID = fmt.Sprintf("%s-%d", batch[i].ID, n)
+				}
+				n++
+				if err := d.Sink().Write(c, batch); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }
