@@ -98,6 +98,33 @@ func TestSpendContract(t *testing.T) {
 	})
 }
 
+// parentOnly is a DB that reads the records through the partitioned table
+// only, as Aggregate does after a partition it named was dropped.
+type parentOnly struct{ *DB }
+
+func (p parentOnly) Aggregate(ctx context.Context, q spend.Query) ([]spend.Row, error) {
+	return p.aggregate(ctx, q, false)
+}
+
+// TestAggregateThroughThePartitionedTable checks the records' part read
+// through the partitioned table, not each day's partition by name.
+func TestAggregateThroughThePartitionedTable(t *testing.T) {
+	_, d := open(t, Options{})
+	recs := spendtest.Records()
+	load(t, d, recs)
+	kolkata, err := time.LoadLocation("Asia/Kolkata")
+	if err != nil {
+		t.Fatal(err)
+	}
+	from := spendtest.End.AddDate(0, 0, -10).Add(7 * time.Minute)
+	spendtest.Compare(t, parentOnly{d}, recs, spend.Query{From: from, To: spendtest.End.Add(-time.Minute), Step: spend.Day, Location: kolkata,
+		GroupBy: []spend.Dim{spend.DimTeam}, Percentiles: true, Rollup: true})
+	// A range of one hour with no partition: nothing, from neither.
+	q := spend.Query{From: spendtest.End.AddDate(1, 0, 0).Add(time.Minute), To: spendtest.End.AddDate(1, 0, 0).Add(2 * time.Minute)}
+	spendtest.Compare(t, d, recs, q)
+	spendtest.Compare(t, parentOnly{d}, recs, q)
+}
+
 func TestQueryByTeamAndSession(t *testing.T) {
 	_, d := open(t, Options{})
 	a, b, c := fullRecord(1, t0), fullRecord(2, t0.Add(time.Second)), fullRecord(3, t0.Add(2*time.Second))
