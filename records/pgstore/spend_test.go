@@ -3,6 +3,7 @@ package pgstore
 import (
 	"context"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -182,4 +183,54 @@ func TestSplit(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestRollupUnderConcurrentWriters has four writers store the same records
+// at once, in batches of different orders and sizes, as replicas replaying
+// overlapping spools would: each record is stored and added up once. A
+// write that fails (Postgres may break a deadlock between two of them) is
+// retried, as the records Writer does.
+func TestRollupUnderConcurrentWriters(t *testing.T) {
+	_, d := open(t, Options{})
+	recs := spendtest.Records()
+	var days []time.Time
+	for _, r := range recs {
+		days = append(days, day(r.Start))
+	}
+	if _, err := d.Migrate(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.ensurePartitions(ctx(t), days); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			mine := slices.Clone(recs)
+			if w%2 == 1 {
+				slices.Reverse(mine)
+			}
+			size := 100 + 150*w
+			for i := 0; i < len(mine); i += size {
+				batch := mine[i:min(i+size, len(mine))]
+				for try := 0; ; try++ {
+					err := d.Sink().Write(ctx(t), batch)
+					if err == nil {
+						break
+					}
+					if try == 20 {
+						t.Errorf("writer %d: %v", w, err)
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if n := count(t, d); n != len(recs) {
+		t.Errorf("%d rows, want %d", n, len(recs))
+	}
+	checkRollup(t, d, recs)
 }
