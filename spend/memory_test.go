@@ -39,3 +39,13 @@ func TestMemoryIsBounded(t *testing.T) {
 		t.Errorf("after 3,000 records into 1,000 places: %+v, want %+v", got, want)
 	}
 }
+
+// BenchmarkMemory100k times each spend query of the acceptance over the
+// 100,000 records in the memory store (README "Spend API" has the figures).
+func BenchmarkMemory100k(b *testing.B) {
+	m := spend.NewMemory(spend.DefaultMemoryRecords)
+	if err := m.Write(context.Background(), spendtest.Records100k()); err != nil {
+		b.Fatal(err)
+	}
+	spendtest.BenchmarkAPI(b, spendtest.API100k(m))
+}

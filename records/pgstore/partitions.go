@@ -119,7 +119,8 @@ func (d *DB) Partitions(ctx context.Context) ([]string, error) {
 // Maintain does the partitions' upkeep as of now: it creates the partitions
 // of today and the AheadDays after it, and drops the partitions whose whole
 // day is older than the retention (a day ending at or before now minus
-// Retention). It returns the partitions it dropped.
+// Retention), each with its day's rows of the hourly rollup, in one
+// transaction. It returns the partitions it dropped.
 //
 // A record older than the retention that arrives late (replayed from a spool
 // after a long outage) gets its partition back, until the next Maintain.
@@ -149,7 +150,11 @@ func (d *DB) Maintain(ctx context.Context, now time.Time) (dropped []string, err
 			if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", int64(partitionLock)); err != nil {
 				return err
 			}
-			_, err := tx.Exec(ctx, "DROP TABLE IF EXISTS "+pgx.Identifier{name}.Sanitize())
+			if _, err := tx.Exec(ctx, "DROP TABLE IF EXISTS "+pgx.Identifier{name}.Sanitize()); err != nil {
+				return err
+			}
+			// The day's hourly rollup goes with it, in the same transaction.
+			_, err := tx.Exec(ctx, "DELETE FROM records_hourly WHERE hour >= $1 AND hour < $2", dd, dd.AddDate(0, 0, 1))
 			return err
 		})
 		if err != nil {

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"sync"
 	"time"
 
@@ -33,6 +34,11 @@ var migrations embed.FS
 
 // VersionTable is the table where goose records the migrations applied.
 const VersionTable = "tollgate_schema_version"
+
+// WorkMem is the work_mem of Tollgate's connections, unless the URL sets
+// one (options=-c%20work_mem%3D...): the memory of each sort or hash of a
+// query before it spills to disk.
+const WorkMem = "64MB"
 
 // Defaults of Options.
 const (
@@ -78,6 +84,11 @@ func Open(url string, opt Options) (*DB, error) {
 	if cfg.ConnConfig.ConnectTimeout == 0 {
 		cfg.ConnConfig.ConnectTimeout = 5 * time.Second
 	}
+	// The spend API's GROUP BY over the hourly rollup holds each group's
+	// latency samples: with Postgres's default 4 MB it sorts on disk.
+	if _, ok := cfg.ConnConfig.RuntimeParams["work_mem"]; !ok {
+		cfg.ConnConfig.RuntimeParams["work_mem"] = WorkMem
+	}
 	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: %w", err)
@@ -113,6 +124,11 @@ func (d *DB) Migrate(ctx context.Context) ([]int64, error) {
 }
 
 func (d *DB) migrate(ctx context.Context) ([]int64, error) {
+	return d.migrateTo(ctx, math.MaxInt64)
+}
+
+// migrateTo applies the migrations up to version.
+func (d *DB) migrateTo(ctx context.Context, version int64) ([]int64, error) {
 	db := stdlib.OpenDBFromPool(d.pool)
 	defer db.Close()
 	locker, err := lock.NewPostgresSessionLocker()
@@ -130,7 +146,7 @@ func (d *DB) migrate(ctx context.Context) ([]int64, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: migrate: %w", err)
 	}
-	results, err := p.Up(ctx)
+	results, err := p.UpTo(ctx, version)
 	var versions []int64
 	for _, r := range results {
 		if r.Error == nil {

@@ -281,6 +281,12 @@ func TestExactlyOnceAcrossOutage(t *testing.T) {
 	if n := count(t, d); n != 102 {
 		t.Errorf("%d rows after writing a batch twice, want 102", n)
 	}
+	// The hourly rollup the spend API reads counts each record once too.
+	stored := []records.Record{fullRecord(1000, t0), fullRecord(2000, t0)}
+	for i := range 100 {
+		stored = append(stored, fullRecord(i+1, t0.Add(time.Duration(i)*time.Second)))
+	}
+	checkRollup(t, d, stored)
 }
 
 func TestMigrateIsIdempotent(t *testing.T) {
@@ -378,6 +384,8 @@ func TestRetentionDropsOldPartitionsOnly(t *testing.T) {
 	if diff := cmp.Diff([]string{"records_p20260610", "records_p20260611", "records_p20260620", "records_p20260621"}, parts); diff != "" {
 		t.Errorf("partitions (-want +got):\n%s", diff)
 	}
+	// The hourly rollup lost the dropped days with them.
+	checkRollup(t, d, recs[2:])
 	// A second pass drops nothing; a day later, June 10 goes.
 	if dropped, err := d.Maintain(ctx(t), now); err != nil || len(dropped) != 0 {
 		t.Errorf("second pass dropped %v, %v", dropped, err)

@@ -3,57 +3,21 @@ package pgstore
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
-	"github.com/tollgate-dev/tollgate/internal/adminapi"
 	"github.com/tollgate-dev/tollgate/internal/pgtest"
-	"github.com/tollgate-dev/tollgate/internal/recordgen"
-	"github.com/tollgate-dev/tollgate/policy/budget"
 	"github.com/tollgate-dev/tollgate/policy/pricing"
 	"github.com/tollgate-dev/tollgate/records"
-	"github.com/tollgate-dev/tollgate/spend"
+	"github.com/tollgate-dev/tollgate/spend/spendtest"
 )
 
 // end100k is when the 100,000 records end.
-var end100k = time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
-
-// gen100k is the acceptance data set: 100,000 records over 30 days, 200
-// users in 10 teams.
-func gen100k() []records.Record {
-	return recordgen.Generate(recordgen.Options{Seed: 100_000, Records: 100_000, End: end100k, Days: 30, Users: 200, Teams: 10})
-}
-
-// budgets100k is a budget for every team, user and provider, and global.
-func budgets100k() *budget.Config {
-	cfg := &budget.Config{Limits: map[budget.Scope][]budget.Limit{
-		budget.Global: {{Unit: budget.USD, Per: budget.Month, Max: 50_000 * 1e12}},
-	}}
-	for i := range 10 {
-		cfg.Limits[budget.Scope{Kind: budget.ScopeTeam, Name: recordgen.TeamName(i)}] = []budget.Limit{
-			{Unit: budget.USD, Per: budget.Month, Max: 5_000 * 1e12}, {Unit: budget.Tokens, Per: budget.Week, Max: 2e9}}
-	}
-	for i := range 200 {
-		cfg.Limits[budget.Scope{Kind: budget.ScopeUser, Name: recordgen.UserName(i)}] = []budget.Limit{
-			{Unit: budget.USD, Per: budget.Day, Max: 40 * 1e12}, {Unit: budget.Requests, Per: budget.Month, Max: 1000}}
-	}
-	for _, p := range []string{"anthropic", "bedrock", "vertex"} {
-		cfg.Limits[budget.Scope{Kind: budget.ScopeProvider, Name: p}] = []budget.Limit{{Unit: budget.USD, Per: budget.Week, Max: 10_000 * 1e12}}
-	}
-	return cfg
-}
-
-// api100k serves the spend API over d for the admin token "admin", with
-// the clock an hour before the end of the records.
-func api100k(d *DB) http.Handler {
-	tokens := adminapi.NewTokens("admin", nil)
-	return spend.NewAPIHandler(spend.Options{
-		Store: d, Tokens: func() *adminapi.Tokens { return tokens },
-		Budgets: budgets100k, Now: func() time.Time { return end100k.Add(-time.Hour) },
-	})
-}
+var end100k = spendtest.End100k
 
 func apiGet(t testing.TB, h http.Handler, target string, out any) {
 	t.Helper()
@@ -78,12 +42,12 @@ func TestSpendAPI100k(t *testing.T) {
 		t.Skip("100,000 records: not in -short")
 	}
 	_, d := open(t, Options{})
-	recs := gen100k()
+	recs := spendtest.Records100k()
 	load(t, d, recs)
 	if n := count(t, d); n != len(recs) {
 		t.Fatalf("%d rows, want %d", n, len(recs))
 	}
-	h := api100k(d)
+	h := spendtest.API100k(d)
 	from := end100k.AddDate(0, 0, -30).Format(time.RFC3339)
 	to := end100k.Format(time.RFC3339)
 
@@ -231,9 +195,10 @@ func TestSpendAPI100k(t *testing.T) {
 	}
 }
 
-// BenchmarkSpendQueries times each kind of spend query, through the API,
-// over the 100,000 records in Postgres (README "Spend API" has the
-// figures; the acceptance asks under 200 ms each).
+// BenchmarkSpendQueries times each spend query of the acceptance
+// (spendtest.Queries100k), through the API, over the 100,000 records in
+// Postgres (README "Spend API" has the figures; the acceptance asks under
+// 200 ms each).
 func BenchmarkSpendQueries(b *testing.B) {
 	srv := pgtest.Start(b)
 	d, err := Open(srv.Database(b), Options{})
@@ -241,38 +206,43 @@ func BenchmarkSpendQueries(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Cleanup(d.Close)
-	load(b, d, gen100k())
-	if _, err := d.pool.Exec(context.Background(), "ANALYZE records"); err != nil {
+	load(b, d, spendtest.Records100k())
+	if _, err := d.pool.Exec(context.Background(), "VACUUM ANALYZE records, records_hourly"); err != nil {
 		b.Fatal(err)
 	}
-	h := api100k(d)
-	month := "&from=" + end100k.AddDate(0, 0, -30).Format(time.RFC3339) + "&to=" + end100k.Format(time.RFC3339)
-	week := "&from=" + end100k.AddDate(0, 0, -7).Format(time.RFC3339) + "&to=" + end100k.Format(time.RFC3339)
-	for _, bc := range []struct{ name, target string }{
-		{"totals", "/v1/spend/totals?" + month},
-		{"totals_by_user", "/v1/spend/totals?group_by=user" + month},
-		{"totals_by_key_model", "/v1/spend/totals?group_by=key,model" + month},
-		{"totals_team_by_class", "/v1/spend/totals?team=platform&group_by=class" + month},
-		{"series_day_by_team", "/v1/spend/series?step=day&group_by=team" + month},
-		{"series_day_by_team_no_latency", "/v1/spend/series?step=day&group_by=team&latency=false" + month},
-		{"series_day_latency", "/v1/spend/series?step=day" + month},
-		{"totals_by_user_no_latency", "/v1/spend/totals?group_by=user&latency=false" + month},
-		{"series_hour_by_model_7d", "/v1/spend/series?step=hour&group_by=model" + week},
-		{"series_week_by_provider", "/v1/spend/series?step=week&group_by=provider" + month},
-		{"series_day_one_user", "/v1/spend/series?step=day&user=user-007" + month},
-		{"sessions_top20", "/v1/spend/sessions?limit=20" + month},
-		{"sessions_team_top20", "/v1/spend/sessions?limit=20&team=data" + month},
-		{"budgets_424", "/v1/spend/budgets"},
-		{"series_csv_day_by_user", "/v1/spend/series?step=day&group_by=user&format=csv" + month},
-	} {
-		b.Run(bc.name, func(b *testing.B) {
+	spendtest.BenchmarkAPI(b, spendtest.API100k(d))
+}
+
+// BenchmarkSinkWrite times the sink's write of a batch of 500 generated
+// records (each batch new), with the hourly rollup's trigger and without
+// it: what the rollup costs the write path.
+func BenchmarkSinkWrite(b *testing.B) {
+	srv := pgtest.Start(b)
+	d, err := Open(srv.Database(b), Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(d.Close)
+	recs := spendtest.Records100k()
+	c := context.Background()
+	if _, err := d.Migrate(c); err != nil {
+		b.Fatal(err)
+	}
+	n := 0
+	batch := make([]records.Record, 500)
+	for _, trigger := range []string{"ENABLE", "DISABLE"} {
+		if _, err := d.pool.Exec(c, "ALTER TABLE records "+trigger+" TRIGGER records_hourly_add"); err != nil {
+			b.Fatal(err)
+		}
+		b.Run("rollup_"+strings.ToLower(trigger)+"d", func(b *testing.B) {
 			for b.Loop() {
-				req := httptest.NewRequest(http.MethodGet, bc.target, nil)
-				req.Header.Set("Authorization", "Bearer admin")
-				w := httptest.NewRecorder()
-				h.ServeHTTP(w, req)
-				if w.Code != 200 {
-					b.Fatalf("%d %s", w.Code, w.Body)
+				for i := range batch { // new ids each time
+					batch[i] = recs[(n*len(batch)+i)%len(recs)]
+					batch[i].ID = fmt.Sprintf("%s-%d", batch[i].ID, n)
+				}
+				n++
+				if err := d.Sink().Write(c, batch); err != nil {
+					b.Fatal(err)
 				}
 			}
 		})

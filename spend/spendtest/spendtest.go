@@ -42,6 +42,10 @@ func Run(t *testing.T, open Open) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	kolkata, err := time.LoadLocation("Asia/Kolkata")
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx := context.Background()
 	start := End.AddDate(0, 0, -30)
 	t.Run("Aggregate", func(t *testing.T) {
@@ -63,6 +67,14 @@ func Run(t *testing.T, open Open) {
 			{From: start, To: End, Step: spend.Week, Rollup: true, Filter: spend.Filter{spend.DimProvider: "bedrock"}},
 			{From: start, To: End, Rollup: true, Percentiles: true},
 			{From: End, To: End.AddDate(0, 0, 1), Step: spend.Day, GroupBy: []spend.Dim{spend.DimTeam}, Rollup: true},
+			// Ranges off the hour, and days that start off the hour (UTC+05:30):
+			// a store with an hourly rollup must read the records there.
+			{From: start.Add(17*time.Minute + 3*time.Second), To: End.Add(-25 * time.Minute), Step: spend.Day, GroupBy: []spend.Dim{spend.DimTeam},
+				Percentiles: true, Rollup: true},
+			{From: End.AddDate(0, 0, -3).Add(-time.Microsecond), To: End.AddDate(0, 0, -3).Add(59 * time.Minute), GroupBy: []spend.Dim{spend.DimUser}, Percentiles: true},
+			{From: start, To: End, Step: spend.Day, Location: kolkata, GroupBy: []spend.Dim{spend.DimModel}, Percentiles: true, Rollup: true},
+			{From: start, To: End, Step: spend.Hour, Location: kolkata, Filter: spend.Filter{spend.DimTeam: recordgen.TeamName(1)}, Percentiles: true},
+			{From: start.Add(30 * time.Minute), To: End.Add(-30 * time.Minute), Location: kolkata, Step: spend.Week, Percentiles: true, Rollup: true},
 		} {
 			name := fmt.Sprintf("%s_%v_%v_%v_%v_%v", q.Step, q.GroupBy, q.Filter, q.From.Format("0102"), q.Percentiles, q.Rollup)
 			t.Run(name, func(t *testing.T) {
@@ -83,6 +95,8 @@ func Run(t *testing.T, open Open) {
 			{From: start, To: End, Limit: 15},
 			{From: End.AddDate(0, 0, -9), To: End, Filter: spend.Filter{spend.DimTeam: recordgen.TeamName(1)}, Limit: 1000},
 			{From: start, To: End, Filter: spend.Filter{spend.DimModel: "claude-opus-4-1"}, Limit: 5},
+			{From: start.Add(90 * time.Minute), To: End.Add(-11*time.Hour - 30*time.Second), Filter: spend.Filter{spend.DimClass: spend.ClassSubagent}, Limit: 30},
+			{From: End.AddDate(0, 0, -4).Add(9*time.Hour + 10*time.Minute), To: End.AddDate(0, 0, -4).Add(10*time.Hour + 50*time.Minute), Limit: 0},
 		} {
 			got, err := store.Sessions(ctx, q)
 			if err != nil {
@@ -125,6 +139,20 @@ func Run(t *testing.T, open Open) {
 			t.Errorf("budgets (-want +got):\n%s", diff)
 		}
 	})
+}
+
+// Compare checks store's aggregate of q against the reference over recs,
+// the records store holds.
+func Compare(t *testing.T, store spend.Store, recs []records.Record, q spend.Query) {
+	t.Helper()
+	got, err := store.Aggregate(context.Background(), q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sortRows(got)
+	if diff := gocmp.Diff(Aggregate(recs, q), got, equalTimes, cmpopts.EquateEmpty()); diff != "" {
+		t.Errorf("aggregate %+v (-want +got):\n%s", q, diff)
+	}
 }
 
 // equalTimes compares instants, whatever their location.
