@@ -675,18 +675,7 @@ func (h *api) budgets(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p := adminapi.RequestPrincipal(r)
-	visible := func(s budget.Scope) bool {
-		if p.Admin() {
-			return true
-		}
-		switch s.Kind {
-		case budget.ScopeTeam:
-			return s.Name == p.Team
-		case budget.ScopeKey:
-			return h.o.KeyTeam != nil && h.o.KeyTeam(s.Name) == p.Team
-		}
-		return false
-	}
+	visible := BudgetVisible(p, h.o.KeyTeam)
 	if only != nil && !visible(*only) {
 		adminapi.Forbidden(w, p, fmt.Sprintf("it cannot read the budgets of %s", only))
 		return
