@@ -76,7 +76,9 @@ func postChat(t *testing.T, harness *envoytest.Harness, name, body, param string
 
 // checkRefused checks that n refused requests left a record each, of a
 // client error with nothing reserved, and reached no provider.
-func checkRefused(t *testing.T, recs []records.Record, provided ...interface{ Requests() []envoytest.RecordedRequest }) {
+func checkRefused(t *testing.T, recs []records.Record, provided ...interface {
+	Requests() []envoytest.RecordedRequest
+}) {
 	t.Helper()
 	for _, r := range recs {
 		if r.Status != 400 || r.Outcome != records.OutcomeInvalid || r.ReservationID != "" || r.CostPicoUSD != 0 || len(r.Attempts) != 0 {
