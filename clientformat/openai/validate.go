@@ -10,10 +10,17 @@ import (
 	"github.com/tollgate-dev/tollgate/clientformat/anthropic/reqbody"
 )
 
-// roles are the message roles of OpenAI's Chat Completions API.
-var roles = [...]string{"system", "developer", "user", "assistant", "tool", "function"}
+// knownRole reports whether r is a message role of OpenAI's Chat
+// Completions API (rolesText).
+func knownRole(r string) bool {
+	switch r {
+	case "system", "developer", "user", "assistant", "tool", "function":
+		return true
+	}
+	return false
+}
 
-// rolesText lists roles for an error message.
+// rolesText lists the roles for an error message.
 const rolesText = "system, developer, user, assistant, tool or function"
 
 // fieldError returns a *clientformat.FieldError for param, its message
@@ -91,11 +98,7 @@ func validateMessages(body []byte, s reqbody.Span) error {
 		if !ok {
 			return fieldError(param, "must be a string, one of %s", rolesText)
 		}
-		known := false
-		for _, r := range roles {
-			known = known || v == r
-		}
-		if !known {
+		if !knownRole(v) {
 			return fieldError(param, "%q is not a role; one of %s", clip(v, 40), rolesText)
 		}
 	}
