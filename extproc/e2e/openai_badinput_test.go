@@ -198,3 +198,22 @@ func TestMessagesRequiredFields(t *testing.T) {
 	}
 	checkRefused(t, s.records.wait(t, 3), s.fake)
 }
+
+// A chain anthropic → bedrock → vertex, each served through the Messages
+// API, refuses n above 1 from openai-go before any of the three is tried.
+func TestOpenAIBadInputClouds(t *testing.T) {
+	s := newCloudsStack(t, "", "", "")
+	p := chatParams("claude-sonnet-4-5", false)
+	p.N = openai.Int(2)
+	_, err := s.oc.Chat.Completions.New(context.Background(), p)
+	var oe *openai.Error
+	if !errors.As(err, &oe) || oe.StatusCode != 400 || oe.Param != "n" {
+		t.Errorf("n: 2: %v", err)
+	}
+	checkRefused(t, []records.Record{s.next(t)}, s.anthropic, s.bedrock)
+	for _, r := range s.vertex.Requests() {
+		if strings.Contains(r.Path, "Predict") {
+			t.Errorf("vertex was sent %s %s", r.Method, r.Path)
+		}
+	}
+}
