@@ -104,22 +104,6 @@ func Request(body []byte, mapModel func(string) string) (out []byte, model strin
 	return b, r.Model, err
 }
 
-// Check reports, without building it, why the Messages request for a Chat
-// Completions body cannot be had (Request's error), or nil: the gateway
-// asks before it reserves budget or forwards anything. An n above 1 is
-// refused (a *clientformat.FieldError for "n"): the Messages API answers
-// one choice per request, and the client would silently get one where it
-// asked for several. So is a role the Messages API has no equivalent for
-// (for "messages[i].role").
-func Check(body []byte) error {
-	var r chatRequest
-	if err := json.Unmarshal(body, &r); err != nil {
-		return fmt.Errorf("the Chat Completions request does not decode: %w", err)
-	}
-	_, err := request(&r, identity)
-	return err
-}
-
 // oneChoice refuses an n other than absent, null or 1.
 func oneChoice(n json.RawMessage) error {
 	if len(n) == 0 || string(n) == "null" || string(n) == "1" {
