@@ -129,6 +129,10 @@ type Error struct {
 	Status  int // the HTTP status extproc chose for Code
 	Code    Code
 	Message string // for the client; never a credential
+	// Param names the request field the refusal is about, in the terms of
+	// the client's API ("messages", "messages[0].role", "n"), for formats
+	// whose error body names one (OpenAI's param); empty when none does.
+	Param string
 	// RequestID is the gateway's id of the request, which formats that
 	// carry one in their error body show.
 	RequestID string
@@ -147,3 +151,16 @@ type ErrorReply struct {
 
 // Header is one response header.
 type Header struct{ Key, Value string }
+
+// FieldError is a request body refused for one of its fields, as a
+// format's Request reader returns it: extproc refuses the request with a
+// 400 whose Error.Param is Param.
+type FieldError struct {
+	// Param names the field as the client's API does: "messages",
+	// "messages[2].role", "n".
+	Param string
+	// Message says what is wrong with it, for the client.
+	Message string
+}
+
+func (e *FieldError) Error() string { return e.Param + ": " + e.Message }

@@ -1,6 +1,7 @@
 package extproc
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 
@@ -20,6 +21,9 @@ type ClientError struct {
 	Status  int
 	Code    clientformat.Code // e.g. "authentication_error"
 	Message string
+	// Param names the request field the refusal is about, for formats
+	// whose error body names one (clientformat.Error.Param); empty when none.
+	Param string
 	// RetryAfter is the retry-after header in seconds, for rate and
 	// concurrency limits; empty for everything a retry cannot fix soon.
 	RetryAfter string
@@ -51,6 +55,25 @@ func finalf(status int, code clientformat.Code, format string, args ...any) *Cli
 func invalidRequest(format string, args ...any) *ClientError {
 	return finalf(400, clientformat.CodeInvalidRequest, format, args...)
 }
+
+// invalidField is invalidRequest about one field of the request body, named
+// param in the terms of the client's API.
+func invalidField(param, format string, args ...any) *ClientError {
+	e := invalidRequest(format, args...)
+	e.Param = param
+	return e
+}
+
+// invalidBody refuses a request body the client format's reader refused,
+// or a translation could not send: prefix, then err, whose field (a
+// *clientformat.FieldError) becomes the refusal's Param.
+func invalidBody(prefix string, err error) *ClientError {
+	e := invalidRequest("%s%v", prefix, err)
+	if fe := (*clientformat.FieldError)(nil); errors.As(err, &fe) {
+		e.Param = fe.Param
+	}
+	return e
+}
 func authenticationError(format string, args ...any) *ClientError {
 	return finalf(401, clientformat.CodeAuthentication, format, args...)
 }
@@ -76,7 +99,7 @@ func retryHelps(seconds int) bool { return seconds > 0 && seconds <= maxRetryAft
 // with content-length, and retry-after and x-should-retry as e says. The
 // details string (Envoy's %RESPONSE_CODE_DETAILS%) names the code.
 func immediate(format ClientFormat, e *ClientError, requestID string) *extprocv3.ProcessingResponse {
-	reply := format.RenderError(clientformat.Error{Status: e.Status, Code: e.Code, Message: e.Message, RequestID: requestID})
+	reply := format.RenderError(clientformat.Error{Status: e.Status, Code: e.Code, Message: e.Message, Param: e.Param, RequestID: requestID})
 	var m mutation
 	m.Set("content-type", reply.ContentType)
 	m.Set("content-length", strconv.Itoa(len(reply.Body)))

@@ -68,12 +68,15 @@ func (m *meter) chunk(b []byte, endOfStream bool, now time.Time) (replacement []
 }
 
 // result is what the response said about usage and errors: a stream's as
-// far as it went, a whole body's once it is complete.
+// far as it went, a whole body's once it is complete. A stream is complete
+// once its format saw the stream's own end (message_stop, data: [DONE]),
+// whether or not the end of the body reached this role: clients close the
+// response as soon as they read that end (openai-go and the openai SDKs do
+// at data: [DONE]), often before Envoy's end_of_stream comes, and the
+// client then had the whole response.
 func (m *meter) result(status int) clientformat.ResponseUsage {
 	if m.stream != nil {
-		r := m.stream.Usage()
-		r.Complete = r.Complete && m.bodyDone
-		return r
+		return m.stream.Usage()
 	}
 	if !m.bodyDone || m.jsonTooBig || len(m.json) == 0 {
 		return clientformat.ResponseUsage{Complete: m.bodyDone}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/tollgate-dev/tollgate/clientformat/anthropic"
+	"github.com/tollgate-dev/tollgate/clientformat/openai"
 )
 
 func TestMeterInjectsAnErrorEventIntoACutStream(t *testing.T) {
@@ -67,5 +68,21 @@ func TestMeterJSON(t *testing.T) {
 	e.chunk([]byte(`{"type":"error","error":{"type":"overloaded_error","message":"busy"}}`), true, time.Now())
 	if r := e.result(529); r.ErrorType != "overloaded_error" || r.Metered {
 		t.Errorf("error result = %+v", r)
+	}
+}
+
+// A stream whose own end the format saw is complete even when the client
+// closed it before the body's end_of_stream reached the role (openai-go
+// does at data: [DONE]); one cut before its own end is not.
+func TestMeterStreamEndWithoutEndOfStream(t *testing.T) {
+	var m meter
+	m.start(openai.Format{}, "text/event-stream")
+	m.chunk([]byte("data: {\"model\":\"gpt-4o\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\n"), false, time.Now())
+	if r := m.result(200); r.Complete {
+		t.Fatalf("complete before data: [DONE]: %+v", r)
+	}
+	m.chunk([]byte("data: {\"model\":\"gpt-4o\",\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1}}\n\ndata: [DONE]\n\n"), false, time.Now())
+	if r := m.result(200); !r.Complete || !r.Metered || r.Usage.OutputTokens != 1 {
+		t.Errorf("after data: [DONE], no end_of_stream: %+v", r)
 	}
 }

@@ -2,6 +2,8 @@ package extproc
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -277,17 +279,17 @@ func (p *policyProcessor) requestBody(ctx context.Context, b *extprocv3.HttpBody
 	// text (images, documents, tools): read in the same pass.
 	req, err := p.format.ReadRequest(p.endpoint, p.path, body, p.endpoint.Metered && p.budgeted())
 	if err != nil {
-		return p.reject(invalidRequest("request body: %v", err))
+		return p.reject(invalidBody("request body: ", err))
 	}
 	requested, ok := req.Model()
 	if !ok || requested == "" {
-		return p.reject(invalidRequest("model: field required"))
+		return p.reject(invalidField("model", "model: field required"))
 	}
 	if len(requested) > maxModelLen {
-		return p.reject(invalidRequest("model: %d bytes long; a model id has at most %d", len(requested), maxModelLen))
+		return p.reject(invalidField("model", "model: %d bytes long; a model id has at most %d", len(requested), maxModelLen))
 	}
 	if strings.ContainsFunc(requested, unicode.IsControl) {
-		return p.reject(invalidRequest("model: %q contains control characters", requested))
+		return p.reject(invalidField("model", "model: %q contains control characters", requested))
 	}
 
 	p.requestedModel, p.model, p.stream = requested, requested, req.Stream()
@@ -296,7 +298,7 @@ func (p *policyProcessor) requestBody(ctx context.Context, b *extprocv3.HttpBody
 		// "@slug/model" names the route in the body; the provider sees the plain id.
 		bodySlug, model, ok := strings.Cut(requested[1:], "/")
 		if !ok || bodySlug == "" || model == "" {
-			return p.reject(invalidRequest("model %q: the routed form is \"@route/model-id\"", requested))
+			return p.reject(invalidField("model", "model %q: the routed form is \"@route/model-id\"", requested))
 		}
 		if slug != "" && strings.TrimPrefix(slug, "@") != bodySlug {
 			return p.reject(invalidRequest("the %s header names route %q but the model names route %q", hdrRoute, slug, "@"+bodySlug))
@@ -308,6 +310,9 @@ func (p *policyProcessor) requestBody(ctx context.Context, b *extprocv3.HttpBody
 		return p.reject(e)
 	}
 	if e := p.checkPriced(); e != nil {
+		return p.reject(e)
+	}
+	if e := p.checkTranslations(body); e != nil {
 		return p.reject(e)
 	}
 	if resp := p.cacheLookup(ctx, req, body); resp != nil {
@@ -365,6 +370,32 @@ func (p *policyProcessor) checkPriced() *ClientError {
 	}
 	if model, _, err := p.pol.PriceAt(p.route, p.route.Chain[0], p.model, pricing.Deny); err != nil {
 		return invalidRequest("model %q has no price in the gateway's catalog, and the policy denies unpriced models (pricing.unknown_models: deny)", model)
+	}
+	return nil
+}
+
+// checkTranslations refuses a request that the translation to a provider
+// of the route's chain says it cannot send (RequestCheck), before anything
+// is reserved or forwarded: whichever attempt would send it, the client
+// gets the same 400 at once. Each provider type is asked once; a type that
+// does not serve the client's format is left to the adapter's refusal.
+func (p *policyProcessor) checkTranslations(body []byte) *ClientError {
+	var asked []string
+	for _, name := range p.route.Chain {
+		prov, ok := p.pol.Providers[name]
+		if !ok || slices.Contains(asked, prov.Type) {
+			continue
+		}
+		asked = append(asked, prov.Type)
+		tr, ok := p.s.translation(p.format.Name(), prov.Type)
+		if !ok {
+			continue
+		}
+		if rc, ok := tr.(RequestCheck); ok {
+			if err := rc.CheckRequest(p.path, body); err != nil {
+				return invalidBody(fmt.Sprintf("the request cannot be sent to provider %q: ", name), err)
+			}
+		}
 	}
 	return nil
 }

@@ -201,18 +201,18 @@ func TestPolicyRoleRoutesByModelPrefix(t *testing.T) {
 		t.Error("anthropic-beta removed")
 	}
 
-	body := `{"model":"@other/claude-opus-4-8","max_tokens":10,"context_management":{"edits":[]}}`
+	body := `{"model":"@other/claude-opus-4-8","max_tokens":10,"context_management":{"edits":[]},"messages":[]}`
 	resp = roundTrip(t, c, reqBody(body))
 	br := resp.GetRequestBody().GetResponse()
 	if br == nil || !br.GetClearRouteCache() {
 		t.Fatalf("want a request_body reply clearing the route cache, got %v", resp)
 	}
 	got := sets(t, br.GetHeaderMutation())
-	wantBody := `{"model":"claude-opus-4-8","max_tokens":10,"context_management":{"edits":[]}}`
+	wantBody := `{"model":"claude-opus-4-8","max_tokens":10,"context_management":{"edits":[]},"messages":[]}`
 	if b := string(br.GetBodyMutation().GetBody()); b != wantBody {
 		t.Errorf("body = %s; want %s", b, wantBody)
 	}
-	if got["content-length"] != "77" || len(wantBody) != 77 {
+	if got["content-length"] != "91" || len(wantBody) != 91 {
 		t.Errorf("content-length = %q; body is %d bytes", got["content-length"], len(wantBody))
 	}
 	if got[hdrCluster] != "chain_other" {
@@ -293,14 +293,14 @@ func TestPolicyRoleRejections(t *testing.T) {
 		{"basic auth is no key", []string{":method", "POST", ":path", "/v1/messages", "authorization", "Basic tg-alice"}, "", 401, "authentication_error", "missing"},
 		{"unknown path", []string{":method", "POST", ":path", "/v1/complete", "x-api-key", "tg-alice"}, "", 404, "not_found_error", "/v1/complete"},
 		{"wrong method", []string{":method", "GET", ":path", "/v1/messages"}, "", 404, "not_found_error", "GET /v1/messages"},
-		{"unknown route header", []string{":method", "POST", ":path", "/v1/messages", "x-api-key", "tg-alice", "x-tollgate-provider", "@nope"}, `{"model":"m"}`, 400, "invalid_request_error", `unknown route "@nope"`},
-		{"unknown route in model", []string{":method", "POST", ":path", "/v1/messages", "x-api-key", "tg-alice"}, `{"model":"@nope/m"}`, 400, "invalid_request_error", `unknown route "nope"`},
-		{"conflicting routes", []string{":method", "POST", ":path", "/v1/messages", "x-api-key", "tg-alice", "x-tollgate-provider", "demo"}, `{"model":"@other/m"}`, 400, "invalid_request_error", "names route"},
+		{"unknown route header", []string{":method", "POST", ":path", "/v1/messages", "x-api-key", "tg-alice", "x-tollgate-provider", "@nope"}, `{"model":"m","max_tokens":1,"messages":[]}`, 400, "invalid_request_error", `unknown route "@nope"`},
+		{"unknown route in model", []string{":method", "POST", ":path", "/v1/messages", "x-api-key", "tg-alice"}, `{"model":"@nope/m","max_tokens":1,"messages":[]}`, 400, "invalid_request_error", `unknown route "nope"`},
+		{"conflicting routes", []string{":method", "POST", ":path", "/v1/messages", "x-api-key", "tg-alice", "x-tollgate-provider", "demo"}, `{"model":"@other/m","max_tokens":1,"messages":[]}`, 400, "invalid_request_error", "names route"},
 		{"malformed json", []string{":method", "POST", ":path", "/v1/messages", "x-api-key", "tg-alice"}, `{"model":`, 400, "invalid_request_error", "malformed JSON"},
 		{"no model", []string{":method", "POST", ":path", "/v1/messages/count_tokens", "x-api-key", "tg-alice"}, `{"messages":[]}`, 400, "invalid_request_error", "model: field required"},
-		{"model too long", []string{":method", "POST", ":path", "/v1/messages", "x-api-key", "tg-alice"}, `{"model":"` + strings.Repeat("m", 257) + `"}`, 400, "invalid_request_error", "at most 256"},
-		{"model with a line break", []string{":method", "POST", ":path", "/v1/messages", "x-api-key", "tg-alice"}, `{"model":"claude\nx-evil: 1"}`, 400, "invalid_request_error", "control characters"},
-		{"bad routed model", []string{":method", "POST", ":path", "/v1/messages", "x-api-key", "tg-alice"}, `{"model":"@other"}`, 400, "invalid_request_error", "@route/model-id"},
+		{"model too long", []string{":method", "POST", ":path", "/v1/messages", "x-api-key", "tg-alice"}, `{"model":"` + strings.Repeat("m", 257) + `","max_tokens":1,"messages":[]}`, 400, "invalid_request_error", "at most 256"},
+		{"model with a line break", []string{":method", "POST", ":path", "/v1/messages", "x-api-key", "tg-alice"}, `{"model":"claude\nx-evil: 1","max_tokens":1,"messages":[]}`, 400, "invalid_request_error", "control characters"},
+		{"bad routed model", []string{":method", "POST", ":path", "/v1/messages", "x-api-key", "tg-alice"}, `{"model":"@other","max_tokens":1,"messages":[]}`, 400, "invalid_request_error", "@route/model-id"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

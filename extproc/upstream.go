@@ -86,6 +86,19 @@ type ResponseTranslation interface {
 		set func(name, value string), remove func(name string), warn func(kind, msg string)) (body func(chunk []byte, end bool) []byte)
 }
 
+// RequestCheck is implemented by a Translation that can tell from the
+// client's request body alone that it cannot send it to its provider (an
+// OpenAI client's n above 1 to a provider that answers one choice, a role
+// the provider's API has no equivalent for). The policy role calls it, with
+// the client's path (query included), for the type of every provider of the
+// route's chain, before the request is reserved, cached or forwarded, so
+// that such a request is refused at once rather than by an attempt's
+// adapter. An error is the client's 400; a *clientformat.FieldError in it
+// names the field (the OpenAI error's param).
+type RequestCheck interface {
+	CheckRequest(clientPath string, body []byte) error
+}
+
 // BodyHeaders is implemented by an Upstream whose path and credentials
 // depend on the translated request (a signature over the body: SigV4 for
 // Bedrock). The adapter calls it at the body, after a RequestTranslation,

@@ -152,7 +152,7 @@ func TestServeDrainsInFlightStreams(t *testing.T) {
 	}
 
 	if err := stream.Send(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_RequestBody{
-		RequestBody: &extprocv3.HttpBody{Body: []byte(`{"model":"claude-sonnet-4-5","max_tokens":1}`), EndOfStream: true}}}); err != nil {
+		RequestBody: &extprocv3.HttpBody{Body: []byte(`{"model":"claude-sonnet-4-5","max_tokens":1,"messages":[]}`), EndOfStream: true}}}); err != nil {
 		t.Fatalf("in-flight stream cut by the drain: %v", err)
 	}
 	resp, err := stream.Recv()

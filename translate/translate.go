@@ -107,3 +107,15 @@ type MessagesTranslator interface {
 type AttemptTranslator interface {
 	ForAttempt(settings any) Translator
 }
+
+// RequestChecker is implemented by a Translator that can tell from a
+// client's request body alone that the request cannot be sent to its
+// provider (an OpenAI client's n above 1 to a provider that answers one
+// choice). The gateway calls CheckRequest, with the client-facing path
+// (query included) and the client's body, for every provider of a route's
+// chain before it reserves budget or forwards anything, and refuses the
+// request with a 400 on an error; a *clientformat.FieldError names the
+// field.
+type RequestChecker interface {
+	CheckRequest(clientPath string, body []byte) error
+}

@@ -1,6 +1,8 @@
 package anthropic
 
 import (
+	"errors"
+
 	"github.com/tollgate-dev/tollgate/clientformat"
 	"github.com/tollgate-dev/tollgate/clientformat/anthropic/reqbody"
 	"github.com/tollgate-dev/tollgate/policy/budget"
@@ -12,11 +14,12 @@ const minThinkingBudget = 1024
 
 // ReadRequest reads a Messages or count_tokens request body with reqbody:
 // model, stream and max_tokens, and with withMedia the images, documents and
-// tools of the input bound, in the same pass. The endpoint and path play no
-// part: every endpoint of the format names its model in the body. Errors are
-// reqbody's (a *reqbody.SyntaxError, reqbody.ErrNotObject, or a field of the
-// wrong type), for the client's 400.
-func (Format) ReadRequest(_ clientformat.Endpoint, _ string, body []byte, withMedia bool) (clientformat.Request, error) {
+// tools of the input bound, in the same pass. Errors are reqbody's (a
+// *reqbody.SyntaxError, reqbody.ErrNotObject), for the client's 400; a
+// field of the wrong type, or a Messages request (endpoint "messages")
+// without messages (an array) or max_tokens, which the Messages API
+// requires, is a *clientformat.FieldError.
+func (Format) ReadRequest(ep clientformat.Endpoint, _ string, body []byte, withMedia bool) (clientformat.Request, error) {
 	r := &request{body: body}
 	var err error
 	if withMedia {
@@ -28,7 +31,21 @@ func (Format) ReadRequest(_ clientformat.Endpoint, _ string, body []byte, withMe
 		r.f, err = reqbody.Scan(body)
 	}
 	if err != nil {
+		var fe *reqbody.FieldError
+		if errors.As(err, &fe) {
+			return nil, &clientformat.FieldError{Param: fe.Field, Message: fe.Msg}
+		}
 		return nil, err
+	}
+	if ep.Name == messagesEndpoint().Name {
+		switch {
+		case !r.f.Messages.Present() || string(body[r.f.Messages.Start:r.f.Messages.End]) == "null":
+			return nil, &clientformat.FieldError{Param: "messages", Message: "field required; a Messages request takes an array of messages"}
+		case body[r.f.Messages.Start] != '[':
+			return nil, &clientformat.FieldError{Param: "messages", Message: "must be an array of messages"}
+		case !r.f.HasMaxTokens:
+			return nil, &clientformat.FieldError{Param: "max_tokens", Message: "field required; a Messages request sets the most output tokens it may use"}
+		}
 	}
 	return r, nil
 }

@@ -1,15 +1,18 @@
 package anthropic
 
 import (
+	"errors"
 	"testing"
 
 	"github.com/tollgate-dev/tollgate/clientformat"
 	"github.com/tollgate-dev/tollgate/policy/budget"
 )
 
+// read reads body as the format reads every endpoint's: the fields a
+// Messages request must have are checked apart (TestReadRequestRequiredFields).
 func read(t *testing.T, body string, withMedia bool) clientformat.Request {
 	t.Helper()
-	r, err := Format{}.ReadRequest(clientformat.Endpoint{Name: "messages"}, "/v1/messages", []byte(body), withMedia)
+	r, err := Format{}.ReadRequest(clientformat.Endpoint{}, "/v1/messages", []byte(body), withMedia)
 	if err != nil {
 		t.Fatalf("ReadRequest(%s): %v", body, err)
 	}
@@ -108,5 +111,28 @@ func TestFitThinking(t *testing.T) {
 		if got != tt.want || got < minThinkingBudget || got >= tt.m {
 			t.Errorf("fitThinking(%d, %d, %d) = %d, want %d", tt.think, tt.asked, tt.m, got, tt.want)
 		}
+	}
+}
+
+// A Messages request without messages or max_tokens, which the Messages API
+// requires, is refused naming the field; count_tokens takes no max_tokens.
+func TestReadRequestRequiredFields(t *testing.T) {
+	for _, tc := range []struct{ body, param string }{
+		{`{"model":"m","max_tokens":5}`, "messages"},
+		{`{"model":"m","max_tokens":5,"messages":null}`, "messages"},
+		{`{"model":"m","max_tokens":5,"messages":"hi"}`, "messages"},
+		{`{"model":"m","messages":[{"role":"user","content":"hi"}]}`, "max_tokens"},
+		{`{"model":"m","max_tokens":null,"messages":[]}`, "max_tokens"},
+		{`{"model":7,"max_tokens":5,"messages":[]}`, "model"},
+	} {
+		_, err := Format{}.ReadRequest(messagesEndpoint(), "/v1/messages", []byte(tc.body), true)
+		var fe *clientformat.FieldError
+		if !errors.As(err, &fe) || fe.Param != tc.param {
+			t.Errorf("%s: %v; want a field error for %s", tc.body, err, tc.param)
+		}
+	}
+	if _, err := (Format{}).ReadRequest(countTokensEndpoint(), "/v1/messages/count_tokens",
+		[]byte(`{"model":"m","messages":[{"role":"user","content":"hi"}]}`), false); err != nil {
+		t.Errorf("count_tokens without max_tokens: %v", err)
 	}
 }

@@ -7,9 +7,10 @@ import (
 )
 
 // RenderError renders a refusal in OpenAI's error shape,
-// {"error":{"message":...,"type":...,"param":null,"code":...}}, as
+// {"error":{"message":...,"type":...,"param":...,"code":...}}, as
 // application/json with the status it was given (see errorTypeCode for the
-// type and code of each refusal). OpenAI's body carries no request id; the
+// type and code of each refusal); param names the request field the
+// refusal is about (e.Param), null when none. OpenAI's body carries no request id; the
 // client has it in the x-request-id header.
 func (Format) RenderError(e clientformat.Error) clientformat.ErrorReply {
 	typ, code := errorTypeCode(e.Code)
@@ -22,6 +23,9 @@ func (Format) RenderError(e clientformat.Error) clientformat.ErrorReply {
 		} `json:"error"`
 	}{}
 	body.Error.Message, body.Error.Type = e.Message, typ
+	if e.Param != "" {
+		body.Error.Param = &e.Param
+	}
 	if code != "" {
 		body.Error.Code = &code
 	}

@@ -66,14 +66,14 @@ func TestClassifyHeaders(t *testing.T) {
 // stream_options made to ask for usage, whatever the client sent.
 func TestRequestBody(t *testing.T) {
 	for _, tc := range []struct{ in, want string }{
-		{`{"model":"a","stream":true,"max_tokens":100,"messages":[]}`,
-			`{"stream_options":{"include_usage":true},"model":"b","stream":true,"max_tokens":50,"messages":[]}`},
-		{`{"model":"a","stream":true,"stream_options":{"include_usage":false},"max_completion_tokens":100}`,
-			`{"model":"b","stream":true,"stream_options":{"include_usage":true},"max_completion_tokens":50}`},
-		{`{"model":"a","stream":true,"stream_options":{}}`, `{"model":"b","stream":true,"stream_options":{"include_usage":true}}`},
-		{`{"model":"a","stream":true,"stream_options":{"x":1}}`, `{"model":"b","stream":true,"stream_options":{"include_usage":true,"x":1}}`},
-		{`{"model":"a","stream":true,"stream_options":null}`, `{"model":"b","stream":true,"stream_options":{"include_usage":true}}`},
-		{`{"model":"a", "stream":false, "max_completion_tokens":100}`, `{"model":"b", "stream":false, "max_completion_tokens":50}`},
+		{`{"model":"a","stream":true,"max_tokens":100,"messages":[{"role":"user","content":"x"}]}`,
+			`{"stream_options":{"include_usage":true},"model":"b","stream":true,"max_tokens":50,"messages":[{"role":"user","content":"x"}]}`},
+		{`{"model":"a","stream":true,"stream_options":{"include_usage":false},"max_completion_tokens":100,"messages":[{"role":"user","content":"x"}]}`,
+			`{"model":"b","stream":true,"stream_options":{"include_usage":true},"max_completion_tokens":50,"messages":[{"role":"user","content":"x"}]}`},
+		{`{"model":"a","stream":true,"stream_options":{},"messages":[{"role":"user","content":"x"}]}`, `{"model":"b","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"x"}]}`},
+		{`{"model":"a","stream":true,"stream_options":{"x":1},"messages":[{"role":"user","content":"x"}]}`, `{"model":"b","stream":true,"stream_options":{"include_usage":true,"x":1},"messages":[{"role":"user","content":"x"}]}`},
+		{`{"model":"a","stream":true,"stream_options":null,"messages":[{"role":"user","content":"x"}]}`, `{"model":"b","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"x"}]}`},
+		{`{"model":"a", "stream":false, "max_completion_tokens":100,"messages":[{"role":"user","content":"x"}]}`, `{"model":"b", "stream":false, "max_completion_tokens":50,"messages":[{"role":"user","content":"x"}]}`},
 	} {
 		r, err := Format{}.ReadRequest(clientformat.Endpoint{}, "", []byte(tc.in), false)
 		if err != nil {
@@ -90,12 +90,12 @@ func TestRequestBody(t *testing.T) {
 		}
 	}
 	// Nothing to change: the body itself.
-	in := `{"model":"a","stream":true,"stream_options":{"include_usage":true}}`
+	in := `{"model":"a","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"x"}]}`
 	r, _ := Format{}.ReadRequest(clientformat.Endpoint{}, "", []byte(in), false)
 	if got, edited := r.Body(); edited || string(got) != in {
 		t.Errorf("unchanged body: %s %v", got, edited)
 	}
-	if _, err := (Format{}).ReadRequest(clientformat.Endpoint{}, "", []byte(`{"model":"a","max_completion_tokens":"x"}`), false); err == nil {
+	if _, err := (Format{}).ReadRequest(clientformat.Endpoint{}, "", []byte(`{"model":"a","max_completion_tokens":"x","messages":[{"role":"user","content":"x"}]}`), false); err == nil {
 		t.Error("a string max_completion_tokens was read")
 	}
 }

@@ -2,7 +2,6 @@ package openai
 
 import (
 	"bytes"
-	"fmt"
 	"strconv"
 
 	"github.com/tollgate-dev/tollgate/clientformat"
@@ -14,11 +13,16 @@ import (
 // model, stream, max_completion_tokens or max_tokens, stream_options, and
 // with withMedia the images (image_url parts) and tools of the input bound.
 // The body is not decoded: every other byte goes as the client sent it.
-// Errors are reqbody's, or a max_completion_tokens that is not an integer.
+// Errors are reqbody's for malformed JSON or a body that is not an object;
+// a field the request cannot go with is a *clientformat.FieldError, whose
+// Param is OpenAI's name for it: a model, stream, max_tokens or
+// max_completion_tokens of the wrong type, messages missing, not an array,
+// empty or with a message without one of OpenAI's roles, an n that is not a
+// positive integer (validate).
 func (Format) ReadRequest(_ clientformat.Endpoint, _ string, body []byte, withMedia bool) (clientformat.Request, error) {
 	f, ms, err := reqbody.Members(body)
 	if err != nil {
-		return nil, err
+		return nil, asFieldError(err)
 	}
 	r := &request{body: body, f: ms, fields: f}
 	for _, m := range ms {
@@ -30,7 +34,7 @@ func (Format) ReadRequest(_ clientformat.Endpoint, _ string, body []byte, withMe
 			}
 			n, err := strconv.ParseInt(string(v), 10, 64)
 			if err != nil {
-				return nil, fmt.Errorf("max_completion_tokens must be an integer")
+				return nil, fieldError("max_completion_tokens", "must be an integer")
 			}
 			r.maxCompletion, r.hasMaxCompletion, r.maxCompletionAt = n, true, m.Value
 		case "stream_options":
@@ -39,7 +43,12 @@ func (Format) ReadRequest(_ clientformat.Endpoint, _ string, body []byte, withMe
 			r.messages = m.Value
 		case "tools":
 			r.tools = m.Value
+		case "n":
+			r.n = m.Value
 		}
+	}
+	if err := r.validate(); err != nil {
+		return nil, err
 	}
 	if withMedia {
 		r.media = readMedia(body, r.messages, r.tools)
@@ -60,6 +69,7 @@ type request struct {
 	maxCompletionAt  reqbody.Span
 	streamOptions    reqbody.Span
 	messages, tools  reqbody.Span
+	n                reqbody.Span // the number of choices asked for
 
 	model     string // the new model; set when modelSet
 	modelSet  bool

@@ -95,7 +95,7 @@ func (c *collector) Emit(r records.Record) {
 // Envoy closes the ext_proc stream, just after the client has its response.
 func (c *collector) wait(t *testing.T, n int) []records.Record {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(pollFor)
 	for {
 		c.mu.Lock()
 		got := append([]records.Record(nil), c.recs...)

@@ -136,16 +136,28 @@ func TestEarlyReservations(t *testing.T) {
 	}
 }
 
-// waitFor polls cond for up to 5 seconds: for what happens when a stream ends,
-// after the client has its answer.
+// waitFor polls cond (poll) and fails the test when it never holds: for
+// what happens when a stream ends, after the client has its answer.
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); !cond(); {
+	if !poll(cond) {
+		t.Fatalf("condition not met within %v", pollFor)
+	}
+}
+
+// pollFor is how long poll waits: generous, for machines under load.
+const pollFor = 20 * time.Second
+
+// poll calls cond until it holds, for up to pollFor, and reports whether it
+// did.
+func poll(cond func() bool) bool {
+	for deadline := time.Now().Add(pollFor); !cond(); {
 		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 5 s")
+			return false
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+	return true
 }
 
 // TestEarlyGuessRefusedRequestFits: a guess the budget refuses does not

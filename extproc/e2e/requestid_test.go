@@ -145,7 +145,7 @@ func TestClientHeadersInRecordsAreBounded(t *testing.T) {
 	// The largest ids that are accepted reach the record whole.
 	id128 := strings.Repeat("c", 128)
 	if status, body := send(t, s, "/v1/messages", hiBody, [][2]string{{"x-api-key", gatewayKey}, {"x-claude-code-session-id", id128},
-		{"x-claude-code-agent-id", id128}, {"x-claude-code-parent-agent-id", id128}}); status != 200 {
+		{"x-claude-code-agent-id", id128}, {"x-claude-code-parent-agent-id", id128}, {"x-request-id", "ids-128"}}); status != 200 {
 		t.Fatalf("128-byte ids: %d %s", status, body)
 	}
 
@@ -160,7 +160,15 @@ func TestClientHeadersInRecordsAreBounded(t *testing.T) {
 				r.Method, r.Path, r.Status, r.KeyID, len(b), recordBound)
 		}
 	}
-	last := recs[len(recs)-1]
+	// Records are written as each stream ends, after its client has the
+	// answer, so the last request's may not be the last record: it is found
+	// by its x-request-id.
+	var last records.Record
+	for _, r := range recs {
+		if r.ClientRequestID == "ids-128" {
+			last = r
+		}
+	}
 	if last.SessionID != id128 || last.AgentID != id128 || last.ParentAgentID != id128 {
 		t.Errorf("128-byte ids in the record: session %d, agent %d, parent %d bytes",
 			len(last.SessionID), len(last.AgentID), len(last.ParentAgentID))

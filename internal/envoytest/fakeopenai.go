@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
+	"time"
 )
 
 // FakeOpenAIConfig configures a FakeOpenAI.
@@ -51,6 +52,9 @@ type FakeOpenAIConfig struct {
 //     carrying both the finish_reason and the usage;
 //   - models ending in "-miderror": a stream that sends text, then an error
 //     chunk ({"error":{...,"type":"server_error"}}), and ends;
+//   - models ending in "-linger": the default stream, whose body then stays
+//     open after data: [DONE] until the client goes away (at most 30 s), as
+//     a client that closes at data: [DONE] may see before the body's end;
 //   - models ending in "-ratelimited": a 429 with retry-after: 2,
 //     "-unavailable": a 503, both in OpenAI's error shape.
 //
@@ -376,7 +380,19 @@ func (f *FakeOpenAI) writeStream(w http.ResponseWriter, r *http.Request, req *ch
 			return
 		}
 	}
+	if strings.HasSuffix(req.Model, "-linger") {
+		// The body stays open after data: [DONE] until the client goes away.
+		t := time.NewTimer(lingerFor)
+		defer t.Stop()
+		select {
+		case <-r.Context().Done():
+		case <-t.C:
+		}
+	}
 }
+
+// lingerFor bounds how long a "-linger" stream stays open after data: [DONE].
+const lingerFor = 30 * time.Second
 
 // fakeOpenAIModels is GET {BasePath}/models's answer; GET
 // {BasePath}/models/gpt-4.1 answers its first model.

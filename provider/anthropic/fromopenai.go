@@ -35,6 +35,16 @@ func (t *fromOpenAI) ForAttempt(settings any) translate.Translator {
 // translated.
 func (*fromOpenAI) NeedsBody(bool) bool { return true }
 
+// CheckRequest implements [translate.RequestChecker]: a request at another
+// path than POST /v1/chat/completions, or one openaichat.Check refuses (n
+// above 1, among others), cannot be sent.
+func (*fromOpenAI) CheckRequest(clientPath string, body []byte) error {
+	if p, _, _ := strings.Cut(clientPath, "?"); p != openaichat.PathChat {
+		return errors.New("an Anthropic provider serves OpenAI clients only at POST /v1/chat/completions")
+	}
+	return openaichat.Check(body)
+}
+
 // RequestBody implements [translate.Translator.RequestBody].
 func (t *fromOpenAI) RequestBody(body []byte, mapModel func(string) string) ([]byte, bool, error) {
 	out, model, err := openaichat.Request(body, mapModel)

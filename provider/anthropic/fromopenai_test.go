@@ -152,3 +152,19 @@ func TestToOpenAIJSONAndErrors(t *testing.T) {
 		t.Errorf("%s %s", status, out)
 	}
 }
+
+// The translation for OpenAI clients refuses, before anything is sent, n
+// above 1: the Messages API answers one choice.
+func TestFromOpenAICheckRequest(t *testing.T) {
+	tr, _ := Type{}.Translator(translate.ClientOpenAI)
+	rc, ok := tr.(translate.RequestChecker)
+	if !ok {
+		t.Fatal("the translation for OpenAI clients checks no request")
+	}
+	if err := rc.CheckRequest("/v1/chat/completions", []byte(`{"model":"m","n":2,"messages":[{"role":"user","content":"hi"}]}`)); err == nil {
+		t.Error("n: 2 was not refused")
+	}
+	if err := rc.CheckRequest("/v1/chat/completions", []byte(`{"model":"m","n":1,"messages":[{"role":"user","content":"hi"}]}`)); err != nil {
+		t.Error(err)
+	}
+}

@@ -58,6 +58,14 @@ func (e *SyntaxError) Error() string {
 	return fmt.Sprintf("malformed JSON at byte %d: %s", e.Offset, e.Msg)
 }
 
+// FieldError reports a top-level field of the wrong type.
+type FieldError struct {
+	Field string // the field's key
+	Msg   string // what is wrong with it
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
+
 // ErrNotObject is returned when the body is not a JSON object.
 var ErrNotObject = errors.New("request body must be a JSON object")
 
@@ -158,7 +166,7 @@ func (f *Fields) take(key, val []byte, offset int) error {
 	switch string(key) {
 	case "model":
 		if len(val) == 0 || val[0] != '"' {
-			return errors.New("model: must be a string")
+			return &FieldError{Field: "model", Msg: "must be a string"}
 		}
 		s, err := decodeString(val)
 		if err != nil {
@@ -173,12 +181,12 @@ func (f *Fields) take(key, val []byte, offset int) error {
 		case "false", "null":
 			f.Stream = false
 		default:
-			return errors.New("stream: must be a boolean")
+			return &FieldError{Field: "stream", Msg: "must be a boolean"}
 		}
 	case "max_tokens":
 		n, err := strconv.ParseInt(string(val), 10, 64)
 		if err != nil {
-			return errors.New("max_tokens: must be an integer")
+			return &FieldError{Field: "max_tokens", Msg: "must be an integer"}
 		}
 		f.MaxTokens, f.HasMaxTokens = n, true
 		f.MaxTokensStart, f.MaxTokensEnd = offset, offset+len(val)

@@ -101,3 +101,18 @@ func BenchmarkStreamPerChunk(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(len(chunks)), "ns/chunk")
 }
+
+// BenchmarkCheck100KB is the policy role's check of the same body
+// (openaichat.Check: decoded and validated, not encoded), which a request
+// from an OpenAI client to a provider served through the Messages API pays
+// before it is reserved, on top of the translation at the attempt.
+func BenchmarkCheck100KB(b *testing.B) {
+	body := chatBody100KB(b)
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := openaichat.Check(body); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -52,7 +52,8 @@ func FuzzStream(f *testing.F) {
 }
 
 // FuzzRequest feeds arbitrary bodies to the request translation: it must
-// not panic, and what it returns without an error is a JSON object.
+// not panic, what it returns without an error is a JSON object, and Check
+// accepts every body it accepts.
 func FuzzRequest(f *testing.F) {
 	files, _ := filepath.Glob("testdata/request/*.openai.json")
 	for _, name := range files {
@@ -62,10 +63,16 @@ func FuzzRequest(f *testing.F) {
 		}
 		f.Add(b)
 	}
+	for _, s := range checkBodies {
+		f.Add([]byte(s))
+	}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		out, _, err := Request(body, identity)
 		if err == nil && (!json.Valid(out) || len(out) == 0 || out[0] != '{') {
 			t.Fatalf("%s became %s", body, out)
+		}
+		if cerr := Check(body); err == nil && cerr != nil {
+			t.Fatalf("Check refuses what Request accepts: %s: %v", body, cerr)
 		}
 	})
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/tollgate-dev/tollgate/clientformat"
 )
 
 // DefaultMaxTokens is the max_tokens an OpenAI client's request is sent with
@@ -35,6 +37,7 @@ type chatRequest struct {
 	ToolChoice          json.RawMessage   `json:"tool_choice"`
 	ParallelToolCalls   *bool             `json:"parallel_tool_calls"`
 	Metadata            map[string]string `json:"metadata"`
+	N                   json.RawMessage   `json:"n"`
 }
 
 type chatMessage struct {
@@ -94,10 +97,26 @@ func Request(body []byte, mapModel func(string) string) (out []byte, model strin
 		return nil, "", fmt.Errorf("the Chat Completions request does not decode: %w", err)
 	}
 	msg, err := request(&r, mapModel)
-	return msg, r.Model, err
+	if err != nil {
+		return nil, r.Model, err
+	}
+	b, err := json.Marshal(msg)
+	return b, r.Model, err
 }
 
-func request(r *chatRequest, mapModel func(string) string) ([]byte, error) {
+// oneChoice refuses an n other than absent, null or 1.
+func oneChoice(n json.RawMessage) error {
+	if len(n) == 0 || string(n) == "null" || string(n) == "1" {
+		return nil
+	}
+	return &clientformat.FieldError{Param: "n", Message: fmt.Sprintf("%.40s choices asked for, but this provider answers one choice per request "+
+		"(it is served through a translation from the Messages API); omit n or send n: 1", n)}
+}
+
+func request(r *chatRequest, mapModel func(string) string) (map[string]any, error) {
+	if err := oneChoice(r.N); err != nil {
+		return nil, err
+	}
 	out := map[string]any{"model": mapModel(r.Model)}
 	maxTokens := int64(DefaultMaxTokens)
 	switch {
@@ -161,7 +180,8 @@ func request(r *chatRequest, mapModel func(string) string) ([]byte, error) {
 			}
 			add("user", block{"type": "tool_result", "tool_use_id": m.ToolCallID, "content": text})
 		default:
-			return nil, fmt.Errorf("messages[%d]: role %q has no Messages API equivalent", i, m.Role)
+			return nil, &clientformat.FieldError{Param: fmt.Sprintf("messages[%d].role", i),
+				Message: fmt.Sprintf("role %q has no Messages API equivalent", m.Role)}
 		}
 	}
 	if len(system) > 0 {
@@ -217,7 +237,7 @@ func request(r *chatRequest, mapModel func(string) string) ([]byte, error) {
 	if tc != nil {
 		out["tool_choice"] = tc
 	}
-	return json.Marshal(out)
+	return out, nil
 }
 
 // toolChoice maps tool_choice and parallel_tool_calls: "auto", "required",

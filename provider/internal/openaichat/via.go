@@ -63,6 +63,15 @@ func (v *Via) ToMessages(clientPath string, body []byte) ([]byte, string, error)
 	return out, PathMessages, nil
 }
 
+// CheckRequest implements [translate.RequestChecker]: a request at another
+// path than PathChat, or one [Check] refuses, cannot be sent.
+func (*Via) CheckRequest(clientPath string, body []byte) error {
+	if p, _, _ := strings.Cut(clientPath, "?"); p != PathChat {
+		return errors.New("OpenAI clients are served only at POST " + PathChat)
+	}
+	return Check(body)
+}
+
 // RequestBody implements [translate.Translator.RequestBody]: Inner's body
 // for the Messages request.
 func (v *Via) RequestBody(body []byte, mapModel func(string) string) ([]byte, bool, error) {

@@ -1,9 +1,11 @@
 package openaichat
 
 import (
+	"errors"
 	"strings"
 	"testing"
 
+	"github.com/tollgate-dev/tollgate/clientformat"
 	"github.com/tollgate-dev/tollgate/translate"
 )
 
@@ -43,6 +45,7 @@ var _ translate.MessagesTranslator = (*Via)(nil)
 var _ translate.RequestTranslator = (*Via)(nil)
 var _ translate.ResponseTranslator = (*Via)(nil)
 var _ translate.AttemptTranslator = (*Via)(nil)
+var _ translate.RequestChecker = (*Via)(nil)
 
 // Via hands the provider's translation the Messages request ToMessages
 // made, at the Messages path, and composes the answers: the provider's
@@ -93,5 +96,38 @@ func TestVia(t *testing.T) {
 	}
 	if got := string(body([]byte(`{"type":"error","error":{"type":"overloaded_error","message":"busy"}}`), true)); !strings.Contains(got, `"code":"overloaded_error"`) {
 		t.Errorf("error body %s", got)
+	}
+}
+
+// CheckRequest refuses, naming the field, what the translation cannot send:
+// several choices (the Messages API answers one), a role without a Messages
+// equivalent; and a request at another path. The adapter's translation
+// refuses the same.
+func TestCheckRequest(t *testing.T) {
+	v := &Via{Inner: &fakeInner{}}
+	for _, tc := range []struct{ body, param string }{
+		{`{"model":"m","n":2,"messages":[{"role":"user","content":"hi"}]}`, "n"},
+		{`{"model":"m","n":0,"messages":[{"role":"user","content":"hi"}]}`, "n"},
+		{`{"model":"m","messages":[{"role":"user","content":"hi"},{"role":"function","name":"f","content":"x"}]}`, "messages[1].role"},
+	} {
+		var fe *clientformat.FieldError
+		if err := v.CheckRequest(PathChat, []byte(tc.body)); !errors.As(err, &fe) || fe.Param != tc.param {
+			t.Errorf("%s: %v; want a field error for %s", tc.body, err, tc.param)
+		}
+		if _, _, err := Request([]byte(tc.body), identity); !errors.As(err, &fe) || fe.Param != tc.param {
+			t.Errorf("Request(%s): %v", tc.body, err)
+		}
+	}
+	for _, body := range []string{
+		`{"model":"m","messages":[{"role":"user","content":"hi"}]}`,
+		`{"model":"m","n":1,"messages":[{"role":"user","content":"hi"}]}`,
+		`{"model":"m","n":null,"messages":[{"role":"user","content":"hi"}]}`,
+	} {
+		if err := v.CheckRequest(PathChat+"?x=1", []byte(body)); err != nil {
+			t.Errorf("%s: %v", body, err)
+		}
+	}
+	if err := v.CheckRequest("/v1/responses", []byte(`{"model":"m","messages":[]}`)); err == nil {
+		t.Error("another path was not refused")
 	}
 }
