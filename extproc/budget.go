@@ -49,6 +49,9 @@ func (p *policyProcessor) reserve(ctx context.Context, r clientformat.Request, b
 	hasMaxTokens := false
 	if r != nil {
 		in.MaxTokens, hasMaxTokens = r.MaxTokens()
+		if c, ok := r.(choicer); ok {
+			in.Choices = c.Choices()
+		}
 		if p.endpoint.Metered {
 			in.Media = r.Media()
 		}
@@ -106,6 +109,12 @@ func (p *policyProcessor) reserve(ctx context.Context, r clientformat.Request, b
 		p.s.metrics.fitted.Inc()
 	}
 	return nil
+}
+
+// choicer is a request that asks for several answers (OpenAI's n), each up
+// to its output limit: its reservation holds the output of every one.
+type choicer interface {
+	Choices() int64
 }
 
 // budgeted reports whether budgets apply to the request: a ledger and some

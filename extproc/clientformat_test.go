@@ -173,3 +173,21 @@ func TestAdapterUsesTheDecisionsFormat(t *testing.T) {
 		}
 	}
 }
+
+// An OpenAI request asking for n choices is a choicer, so reserve holds the
+// output of every choice (policy.BudgetInput.Choices).
+func TestOpenAIRequestReportsChoices(t *testing.T) {
+	f := openaifmt.Format{}
+	ep, ok, err := f.Classify("POST", "/v1/chat/completions")
+	if !ok || err != nil {
+		t.Fatalf("classify: %v %v", ok, err)
+	}
+	r, err := f.ReadRequest(ep, "/v1/chat/completions", []byte(`{"model":"gpt-4o","n":4,"messages":[{"role":"user","content":"a"}]}`), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, ok := r.(choicer)
+	if !ok || c.Choices() != 4 {
+		t.Fatalf("request %T: choicer %v", r, ok)
+	}
+}

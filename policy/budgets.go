@@ -45,7 +45,13 @@ type BudgetInput struct {
 	Media budget.Media
 	// MaxTokens is the request's max_tokens; 0 when absent.
 	MaxTokens int64
+	// Choices is the number of answers the request asks for (OpenAI's n),
+	// each up to MaxTokens; 0 or 1 for one.
+	Choices int64
 }
+
+// choices returns in.Choices, at least 1.
+func (in BudgetInput) choices() int64 { return max(in.Choices, 1) }
 
 // BudgetRequest returns the ledger request of a request: every scope that
 // applies (the key, its user, team and project, the providers of the
@@ -80,12 +86,13 @@ func (p *Policy) BudgetRequest(in BudgetInput) (budget.Request, error) {
 		maxTokens = budget.UnknownMaxTokens
 	}
 	input := budget.InputBound(in.BodyBytes, in.Media)
-	req.Tokens = input + min(maxTokens, budget.MaxEstimatedOutputTokens)
+	n := in.choices()
+	req.Tokens = input + min(maxTokens, budget.MaxEstimatedOutputTokens)*n
 	if !req.Limited(budget.USD) || in.Route == nil {
 		return req, nil
 	}
 	err := p.eachChainPrice(in, func(price pricing.Price) {
-		req.CostPicoUSD = max(req.CostPicoUSD, budget.WorstCaseCost(price, input, maxTokens))
+		req.CostPicoUSD = max(req.CostPicoUSD, budget.WorstCaseCost(price, input, maxTokens*n))
 	})
 	if err != nil {
 		return req, fmt.Errorf("budget: cannot reserve the cost of the request: %w", err)
@@ -119,9 +126,13 @@ func (p *Policy) FitMaxTokens(in BudgetInput, d *budget.Denial) (int64, error) {
 	room := d.Limit.Max - d.Used
 	input := budget.InputBound(in.BodyBytes, in.Media)
 	want := min(in.MaxTokens-1, budget.MaxEstimatedOutputTokens)
+	n := in.choices()
 	switch d.Limit.Unit {
 	case budget.Tokens:
-		return max(min(room-input, want), -1), nil
+		if room < input {
+			return -1, nil
+		}
+		return min((room-input)/n, want), nil
 	case budget.USD:
 	default:
 		return 0, nil
@@ -129,12 +140,15 @@ func (p *Policy) FitMaxTokens(in BudgetInput, d *budget.Denial) (int64, error) {
 	if in.Route == nil {
 		return 0, nil
 	}
-	fit := want
+	fit := want * n
 	err := p.eachChainPrice(in, func(price pricing.Price) {
-		fit = min(fit, budget.FitOutput(price, input, want, room))
+		fit = min(fit, budget.FitOutput(price, input, want*n, room))
 	})
 	if err != nil {
 		return 0, fmt.Errorf("budget: cannot fit the request: %w", err)
 	}
-	return fit, nil
+	if fit < 0 {
+		return -1, nil
+	}
+	return fit / n, nil // the output each of the n choices may take
 }

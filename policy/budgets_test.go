@@ -281,6 +281,13 @@ func TestBudgetRequest(t *testing.T) {
 	if req, _ := p.BudgetRequest(in2); req.Tokens != 30_000+budget.UnknownMaxTokens {
 		t.Errorf("no max_tokens: %d tokens", req.Tokens)
 	}
+	// n choices (OpenAI's n): each may take max_tokens of output, the input
+	// counts once.
+	in2 = in
+	in2.Choices = 3
+	if req, _ := p.BudgetRequest(in2); req.Tokens != 30_000+3*4_000 || req.CostPicoUSD != budget.WorstCaseCost(price, 30_000, 12_000) {
+		t.Errorf("3 choices: %d tokens, cost %d", req.Tokens, req.CostPicoUSD)
+	}
 	// Exempt endpoints and free endpoints.
 	for ep, exempt := range map[string]bool{EndpointCountTokens: true, EndpointModels: true} {
 		in2 := in
@@ -367,6 +374,18 @@ func TestFitMaxTokens(t *testing.T) {
 	d.Used = 40_000
 	if got, _ := p.FitMaxTokens(in, d); got != -1 {
 		t.Errorf("no room: fitted %d, want -1", got)
+	}
+	// With 4 choices every one gets a quarter of the output that fits.
+	d = &budget.Denial{Limit: budget.Limit{Unit: budget.Tokens, Per: budget.Day, Max: 50_000}, Used: 10_000}
+	in4 := in
+	in4.Choices = 4
+	if got, _ := p.FitMaxTokens(in4, d); got != 5_000 {
+		t.Errorf("tokens, 4 choices: fitted %d, want 5000", got)
+	}
+	d = &budget.Denial{Limit: budget.Limit{Unit: budget.USD, Per: budget.Session, Max: five}, Used: usd("3")}
+	got4, _ := p.FitMaxTokens(in4, d)
+	if got4 <= 0 || budget.WorstCaseCost(price, 20_000, 4*got4) > usd("2") || budget.WorstCaseCost(price, 20_000, 4*(got4+1)) <= usd("2") {
+		t.Errorf("usd, 4 choices: fitted %d each", got4)
 	}
 	// Requests and concurrency are never fitted.
 	d = &budget.Denial{Limit: budget.Limit{Unit: budget.Concurrent, Max: 1}, Used: 1}

@@ -70,6 +70,7 @@ type request struct {
 	streamOptions    reqbody.Span
 	messages, tools  reqbody.Span
 	n                reqbody.Span // the number of choices asked for
+	choices          int64        // n's value; 0 when absent or null
 
 	model     string // the new model; set when modelSet
 	modelSet  bool
@@ -91,6 +92,14 @@ func (r *request) MaxTokens() (int64, bool) {
 	}
 	return r.fields.MaxTokens, r.fields.HasMaxTokens
 }
+
+// maxChoices is the largest n a request may ask for, OpenAI's own bound.
+const maxChoices = 128
+
+// Choices returns the number of choices the request asks for (n), at least
+// 1. Each choice may produce up to the output limit, so a budget reserves
+// the output of every one.
+func (r *request) Choices() int64 { return max(r.choices, 1) }
 
 // MinMaxTokens implements [clientformat.Request.MinMaxTokens]: any positive
 // limit is valid.

@@ -54,9 +54,14 @@ func (r *request) validate() error {
 		if string(v) == "null" {
 			return nil
 		}
-		if n, err := strconv.ParseInt(string(v), 10, 64); err != nil || n < 1 {
+		n, err := strconv.ParseInt(string(v), 10, 64)
+		if err != nil || n < 1 {
 			return fieldError("n", "must be a positive integer (the number of choices), not %.40s", v)
 		}
+		if n > maxChoices {
+			return fieldError("n", "at most %d choices can be asked for, not %d", maxChoices, n)
+		}
+		r.choices = n
 	}
 	return nil
 }

@@ -26,6 +26,7 @@ func TestReadRequestRefusesBadInput(t *testing.T) {
 		{`{"model":"gpt-4o","max_completion_tokens":1.5,"messages":[{"role":"user","content":"a"}]}`, "max_completion_tokens"},
 		{`{"model":"gpt-4o","n":0,"messages":[{"role":"user","content":"a"}]}`, "n"},
 		{`{"model":"gpt-4o","n":"2","messages":[{"role":"user","content":"a"}]}`, "n"},
+		{`{"model":"gpt-4o","n":129,"messages":[{"role":"user","content":"a"}]}`, "n"},
 	} {
 		_, err := Format{}.ReadRequest(chatEndpoint(), "/v1/chat/completions", []byte(tc.body), true)
 		var fe *clientformat.FieldError
@@ -48,6 +49,24 @@ func TestReadRequestRefusesBadInput(t *testing.T) {
 	} {
 		if _, err := (Format{}).ReadRequest(chatEndpoint(), "", []byte(body), true); err != nil {
 			t.Errorf("%s: %v", body, err)
+		}
+	}
+}
+
+// Choices is the n a request asks for, 1 without one, so that a budget
+// reserves the output of every choice.
+func TestChoices(t *testing.T) {
+	for body, want := range map[string]int64{
+		`{"model":"gpt-4o","n":3,"messages":[{"role":"user","content":"a"}]}`:    3,
+		`{"model":"gpt-4o","n":null,"messages":[{"role":"user","content":"a"}]}`: 1,
+		`{"model":"gpt-4o","messages":[{"role":"user","content":"a"}]}`:          1,
+	} {
+		r, err := Format{}.ReadRequest(chatEndpoint(), "", []byte(body), false)
+		if err != nil {
+			t.Fatalf("%s: %v", body, err)
+		}
+		if got := r.(interface{ Choices() int64 }).Choices(); got != want {
+			t.Errorf("%s: %d choices, want %d", body, got, want)
 		}
 	}
 }
