@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+
+	"github.com/tollgate-dev/tollgate/clientformat/anthropic/reqbody"
 )
 
 // The request's side of the translation (WIRE-FORMATS section 6, the
@@ -129,7 +131,7 @@ func translateRequest(body []byte, mapModel func(string) string, q quirks, names
 		}
 	}
 	if mt := f.maxTokens; mt != nil {
-		if !validNumber(mt) {
+		if !reqbody.ValidNumber(mt) {
 			return nil, "", errors.New("max_tokens is not a number")
 		}
 		if n, err := strconv.ParseInt(string(mt), 10, 64); err == nil && q.maxOutputTokens > 0 && n > q.maxOutputTokens {
@@ -147,7 +149,7 @@ func translateRequest(body []byte, mapModel func(string) string, q quirks, names
 		if p.v == nil {
 			continue
 		}
-		if !validNumber(p.v) {
+		if !reqbody.ValidNumber(p.v) {
 			return nil, "", fmt.Errorf("%s is not a number", p.name)
 		}
 		w = append(w, `,"`+p.name+`":`...)
@@ -189,44 +191,6 @@ func userID(metadata []byte) []byte {
 		return nil
 	})
 	return id
-}
-
-// validNumber reports whether b is a JSON number.
-func validNumber(b []byte) bool {
-	i := 0
-	if i < len(b) && b[i] == '-' {
-		i++
-	}
-	digits := func() int {
-		n := 0
-		for i < len(b) && '0' <= b[i] && b[i] <= '9' {
-			i++
-			n++
-		}
-		return n
-	}
-	switch {
-	case i < len(b) && b[i] == '0':
-		i++
-	case digits() == 0:
-		return false
-	}
-	if i < len(b) && b[i] == '.' {
-		i++
-		if digits() == 0 {
-			return false
-		}
-	}
-	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
-		i++
-		if i < len(b) && (b[i] == '+' || b[i] == '-') {
-			i++
-		}
-		if digits() == 0 {
-			return false
-		}
-	}
-	return i == len(b)
 }
 
 // appendStrings appends name and the array of strings arr, each as it is;
