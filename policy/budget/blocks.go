@@ -56,6 +56,7 @@ type blocks struct {
 
 	mu     sync.Mutex
 	sets   map[string]*blockSet
+	open   map[*grant]struct{} // the blocks admitting requests, for Flush
 	closed bool
 }
 
@@ -194,6 +195,7 @@ func (l *RedisLedger) retire(g *grant, now time.Time) *settleOp {
 		return nil
 	}
 	g.retired = true
+	delete(l.blocks.open, g)
 	set := g.set
 	if set.cur == g {
 		set.cur = nil
@@ -333,6 +335,7 @@ func (l *RedisLedger) reserveBlock(ctx context.Context, req *Request, items []it
 		}
 		g.member = member.String()
 		set.cur = g
+		b.open[g] = struct{}{}
 		r := l.admit(g, items, req.ID, now)
 		if r == nil {
 			return Decision{}, unavailable("reserve", errors.New("a new budget block has no room for its own request"))
@@ -476,14 +479,12 @@ func (l *RedisLedger) Flush(ctx context.Context, now time.Time) error {
 	var ops []*settleOp
 	var gs []*grant
 	b.mu.Lock()
-	for _, set := range b.sets {
-		if g := set.cur; g != nil {
-			if op := l.retire(g, now); op != nil {
-				ops = append(ops, op)
-				gs = append(gs, g)
-			}
-			b.forget(set, false)
+	for g := range b.open {
+		if op := l.retire(g, now); op != nil {
+			ops = append(ops, op)
+			gs = append(gs, g)
 		}
+		b.forget(g.set, false)
 	}
 	b.mu.Unlock()
 	if len(ops) == 0 {

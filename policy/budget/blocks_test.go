@@ -3,6 +3,7 @@ package budget
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -61,4 +62,221 @@ func TestRedisLedgerContractBlocks(t *testing.T) {
 	srv := redistest.Start(t)
 	t.Run("Alone", func(t *testing.T) { runContract(t, blockOpener(srv, "blocks", 0)) })
 	t.Run("SettleBatch", func(t *testing.T) { runContract(t, blockOpener(srv, "blocksbatch", 2*time.Millisecond)) })
+}
+
+// blockLedgers returns a ledger with blocks (block life life) and one
+// without, sharing a fresh prefix on srv: two replicas, the second of which
+// shows what Redis holds.
+func blockLedgers(t *testing.T, srv *redistest.Server, leaseTTL, life time.Duration) (*RedisLedger, *RedisLedger) {
+	t.Helper()
+	prefix := "blk-" + t.Name()
+	a := newRedisLedger(t, newRedisClient(t, srv.Addr()), RedisOptions{Prefix: prefix, LeaseTTL: leaseTTL, Timeout: 10 * time.Second, Blocks: DefaultBlocks, BlockLife: life})
+	b := newRedisLedger(t, newRedisClient(t, srv.Addr()), RedisOptions{Prefix: prefix, LeaseTTL: leaseTTL, Timeout: 10 * time.Second})
+	return a, b
+}
+
+// TestRedisBlockCrashReclaimedAfterTTL: a replica that dies holding a block
+// (its requests never settle, the block never closes) holds its leases and
+// its spend until the lease TTL, and not after: another replica can then use
+// the whole concurrency limit and the whole budget.
+func TestRedisBlockCrashReclaimedAfterTTL(t *testing.T) {
+	srv := redistest.Start(t)
+	a, b := blockLedgers(t, srv, time.Minute, time.Hour)
+	conc := Limit{Concurrent, NoWindow, 40}
+	day := Limit{USD, Day, usd("10")}
+	req := Request{Scopes: one(keyA, conc, day), CostPicoUSD: usd("0.01")}
+	for range 3 {
+		mustAllow(t, a, req, t0)
+	}
+	// a's first block: 4 requests' worth (blockFirst), 3 of them in use.
+	if got := read(t, b, keyA, []Limit{conc, day}, nil, t0.Add(59*time.Second)); got[0].Used != 4 || got[1].Held != usd("0.04") {
+		t.Fatalf("before the TTL: %d leases, %d held; want a's block: 4 leases, 0.04 held", got[0].Used, got[1].Held)
+	}
+	// a dies here. A minute after its block was taken, nothing of it counts.
+	after := t0.Add(time.Minute)
+	if got := read(t, b, keyA, []Limit{conc, day}, nil, after); got[0].Used != 0 || got[1].Used != 0 || got[1].Held != 0 {
+		t.Fatalf("after the TTL: %+v; want nothing held", got)
+	}
+	// Another replica with blocks gets every slot.
+	c := newRedisLedger(t, newRedisClient(t, srv.Addr()), RedisOptions{Prefix: "blk-" + t.Name(), LeaseTTL: time.Minute, Timeout: 10 * time.Second, Blocks: DefaultBlocks, BlockLife: time.Hour})
+	for i := range 40 {
+		if d := reserve(t, c, req, after); !d.Allowed {
+			t.Fatalf("request %d after the TTL: %s", i+1, d.Denial.Message())
+		}
+	}
+	if d := mustDeny(t, c, req, after); d.Limit != conc {
+		t.Errorf("the 41st request was denied by %v, want the concurrency limit", d.Limit)
+	}
+}
+
+// TestRedisBlocksTwoReplicasNeverExceed: two replicas with blocks, 100
+// requests at once from each, never exceed any limit together: spend,
+// requests per minute and per day, concurrency. Once both close their
+// blocks, Redis counts exactly what was admitted and settled.
+func TestRedisBlocksTwoReplicasNeverExceed(t *testing.T) {
+	srv := redistest.Start(t)
+	prefix := "two-" + t.Name()
+	var ls [2]*RedisLedger
+	for i := range ls {
+		ls[i] = newRedisLedger(t, newRedisClient(t, srv.Addr()), RedisOptions{Prefix: prefix, Timeout: 10 * time.Second, Blocks: DefaultBlocks, BlockLife: time.Hour})
+	}
+	spend := Limit{USD, Day, usd("2")}
+	perMin := Limit{Requests, Minute, 150}
+	perDay := Limit{Requests, Day, 160}
+	conc := Limit{Concurrent, NoWindow, 20}
+	scopes := []ScopeLimits{{Scope: teamP, Limits: []Limit{spend, perMin, perDay}}, {Scope: keyA, Limits: []Limit{conc}}}
+	reqs := realisticRequests(200, 7)
+	var (
+		wg                  sync.WaitGroup
+		start               = make(chan struct{})
+		inflight, peak      atomic.Int64
+		admitted, settledPU atomic.Int64
+	)
+	for i := range 200 {
+		l := ls[i%2]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			for j := range 10 {
+				rq := reqs[(i+j)%len(reqs)]
+				now := t0.Add(time.Duration(i*10+j) * time.Millisecond)
+				d, err := l.Reserve(bg, Request{ID: fmt.Sprint(i), Scopes: scopes, CostPicoUSD: rq.reserve}, now)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if !d.Allowed {
+					continue
+				}
+				admitted.Add(1)
+				if n := inflight.Add(1); n > peak.Load() {
+					peak.Store(n) // racy maximum: only ever under-reports
+				}
+				runtime.Gosched()
+				inflight.Add(-1)
+				if err := l.Settle(bg, d.Reservation, Actual{CostPicoUSD: rq.actual}, now); err != nil {
+					t.Error(err)
+					return
+				}
+				settledPU.Add(rq.actual)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	end := t0.Add(3 * time.Second)
+	for _, l := range ls {
+		if err := l.Flush(bg, end); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := read(t, ls[0], teamP, []Limit{spend, perMin, perDay}, nil, end)
+	gotConc := read(t, ls[1], keyA, []Limit{conc}, nil, end)
+	t.Logf("%d admitted, $%s settled, peak %d in flight", admitted.Load(), formatUSD(settledPU.Load()), peak.Load())
+	if n := admitted.Load(); n > 150 || n == 0 {
+		t.Errorf("%d admitted; the limits allow 150 a minute", n)
+	}
+	if settledPU.Load() > usd("2") || peak.Load() > 20 {
+		t.Errorf("settled $%s, peak %d in flight; want at most $2 and 20", formatUSD(settledPU.Load()), peak.Load())
+	}
+	if got[0].Used != settledPU.Load() || got[0].Held != 0 || got[1].Used != admitted.Load() || got[2].Used != admitted.Load() || gotConc[0].Used != 0 {
+		t.Errorf("after both flushed: spend %d (held %d), %d per minute, %d per day, %d in flight; want %d, 0, %d, %d, 0",
+			got[0].Used, got[0].Held, got[1].Used, got[2].Used, gotConc[0].Used, settledPU.Load(), admitted.Load(), admitted.Load())
+	}
+}
+
+// TestRedisBlockShrinksNearLimit: a block takes at most an eighth of what
+// a limit has left, down to one request near the limit, so that another
+// replica can still use what is left; the requests settle exactly.
+func TestRedisBlockShrinksNearLimit(t *testing.T) {
+	srv := redistest.Start(t)
+	a, b := blockLedgers(t, srv, 0, time.Hour)
+	day := Limit{USD, Day, usd("10")}
+	req := Request{Scopes: one(teamP, day), CostPicoUSD: usd("0.01")}
+	held := func(want string) {
+		t.Helper()
+		if _, h := used(t, b, teamP, day, nil, t0); h != usd(want) {
+			t.Fatalf("held $%s, want $%s", formatUSD(h), want)
+		}
+	}
+	var rs []*Reservation
+	rs = append(rs, mustAllow(t, a, req, t0))
+	held("0.04") // the first block: 4 requests' worth
+	settle(t, b, mustAllow(t, b, Request{Scopes: one(teamP, day), CostPicoUSD: usd("9.80")}, t0), Actual{CostPicoUSD: usd("9.80")}, t0)
+	for range 3 {
+		rs = append(rs, mustAllow(t, a, req, t0)) // from the block
+	}
+	held("0.04")
+	// The block is used up; the next would be 8 requests' worth, but $0.16
+	// is left: an eighth of it is 2 requests' worth.
+	rs = append(rs, mustAllow(t, a, req, t0))
+	held("0.06")
+	rs = append(rs, mustAllow(t, a, req, t0))
+	settle(t, b, mustAllow(t, b, Request{Scopes: one(teamP, day), CostPicoUSD: usd("0.09")}, t0), Actual{CostPicoUSD: usd("0.09")}, t0)
+	// $0.05 left: a block of one request, the per-request path.
+	rs = append(rs, mustAllow(t, a, req, t0))
+	held("0.07")
+	// What a holds idle is nothing now: b can use all that is left.
+	settle(t, b, mustAllow(t, b, Request{Scopes: one(teamP, day), CostPicoUSD: usd("0.04")}, t0), Actual{CostPicoUSD: usd("0.04")}, t0)
+	mustDeny(t, b, Request{Scopes: one(teamP, day), CostPicoUSD: 1}, t0)
+	for _, r := range rs {
+		settle(t, a, r, Actual{CostPicoUSD: usd("0.005")}, t0)
+	}
+	// Every block's last request ended: the blocks closed, exactly.
+	if u, h := used(t, b, teamP, day, nil, t0); u != usd("9.965") || h != 0 {
+		t.Errorf("used $%s, held $%s; want $9.965 (9.80 + 0.09 + 0.04 + 7 × 0.005), nothing held", formatUSD(u), formatUSD(h))
+	}
+}
+
+// TestRedisBlockReturnsUnusedSlots: the request counts, list entries and
+// leases of a block that its replica did not use go back when the block
+// closes: at Flush, and after the block's life when it is idle.
+func TestRedisBlockReturnsUnusedSlots(t *testing.T) {
+	srv := redistest.Start(t)
+	for _, tc := range []struct {
+		name string
+		life time.Duration
+	}{{"Flush", time.Hour}, {"Idle", 50 * time.Millisecond}} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, b := blockLedgers(t, srv, 0, tc.life)
+			lims := []Limit{{Requests, Minute, 1000}, {Requests, Day, 1000}, {Concurrent, NoWindow, 1000}, {USD, Month, usd("100")}}
+			req := Request{Scopes: one(teamP, lims...), CostPicoUSD: usd("0.5")}
+			var rs []*Reservation
+			for range 3 {
+				rs = append(rs, mustAllow(t, a, req, t0))
+			}
+			if tc.name == "Flush" {
+				want := []int64{4, 4, 4, usd("2")}
+				for i, bal := range read(t, b, teamP, lims, nil, t0) {
+					if bal.Used != want[i] {
+						t.Errorf("%v: used %d with a's block open, want %d", bal.Limit, bal.Used, want[i])
+					}
+				}
+			}
+			for _, r := range rs {
+				settle(t, a, r, Actual{CostPicoUSD: usd("0.1")}, t0)
+			}
+			if tc.name == "Flush" {
+				if err := a.Flush(bg, t0); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want := []int64{3, 3, 0, usd("0.3")}
+			deadline := time.Now().Add(20 * time.Second)
+			for {
+				var got []int64
+				for _, bal := range read(t, b, teamP, lims, nil, t0) {
+					got = append(got, bal.Used, bal.Held)
+				}
+				if fmt.Sprint(got) == fmt.Sprint([]int64{want[0], 0, want[1], 0, want[2], 0, want[3], 0}) {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("used and held per limit %v; want %v used, nothing held", got, want)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		})
+	}
 }

@@ -141,7 +141,7 @@ func NewRedisLedger(c redis.UniversalClient, opts RedisOptions) (*RedisLedger, e
 		if opts.BlockLife <= 0 {
 			opts.BlockLife = DefaultBlockLife
 		}
-		bl = &blocks{max: int64(opts.Blocks), life: opts.BlockLife, sets: map[string]*blockSet{}}
+		bl = &blocks{max: int64(opts.Blocks), life: opts.BlockLife, sets: map[string]*blockSet{}, open: map[*grant]struct{}{}}
 	}
 	return &RedisLedger{
 		blocks:   bl,
