@@ -295,9 +295,12 @@ func (l *RedisLedger) reserveBlock(ctx context.Context, req *Request, items []it
 		l.repairs.retryOp(ctx, l, opSettle, closing, old.id, old.expires, now, closeErr)
 	}
 	if err != nil {
-		// The block may have been made: its hold and leases expire with
-		// their lease, its request counts with their windows (an
-		// over-count, as after a crash).
+		// The block may have been made, or may still be: undo it by its id,
+		// whatever happened to it.
+		if !neverSent(err) {
+			undo := l.undoOp(call, now)
+			l.repairs.retryFunc(ctx, opReserve, call.id, call.expires, now, err, func(ctx context.Context) error { return l.runOp(ctx, undo) })
+		}
 		return Decision{}, unavailable("reserve", err)
 	}
 
@@ -512,4 +515,17 @@ func (l *RedisLedger) closeBlocks(ctx context.Context) error {
 	l.blocks.closed = true
 	l.blocks.mu.Unlock()
 	return err
+}
+
+// undoOp returns the settle script's undo of the block open call, made at
+// now (luaSettleFn's undo).
+func (l *RedisLedger) undoOp(call *reserveCall, now time.Time) *settleOp {
+	n := len(call.items)
+	op := &settleOp{keys: call.keys[3:], args: make([]any, 0, 8+2*n)}
+	forget := call.expires.Add(l.leaseTTL)
+	op.args = append(op.args, "", call.id, ms(now), n, "3", ms(forget), ms(call.expires), ms(now.Add(l.blocks.life)))
+	for i := range call.items {
+		op.args = append(op.args, kindArg(&call.items[i]), modeArg(&call.items[i]))
+	}
+	return op
 }

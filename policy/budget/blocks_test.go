@@ -280,3 +280,45 @@ func TestRedisBlockReturnsUnusedSlots(t *testing.T) {
 		})
 	}
 }
+
+// TestRedisBlockUndo: the undo of a block open that failed for its caller
+// takes everything back when the open ran, and keeps a late open from
+// committing when it had not.
+func TestRedisBlockUndo(t *testing.T) {
+	srv := redistest.Start(t)
+	l, _ := blockLedgers(t, srv, 0, time.Hour)
+	lims := []Limit{{Requests, Minute, 1000}, {Requests, Day, 1000}, {Concurrent, NoWindow, 1000}, {USD, Month, usd("100")}}
+	req := Request{Scopes: one(teamP, lims...), CostPicoUSD: usd("0.5")}
+	items := plan(&req, t0, l.leaseTTL, &l.windows)
+	_, keys := l.blockKey(items)
+	clean := func(when string) {
+		t.Helper()
+		for _, b := range read(t, l, teamP, lims, nil, t0) {
+			if b.Used != 0 || b.Held != 0 {
+				t.Errorf("%s: %v used %d held %d; want nothing", when, b.Limit, b.Used, b.Held)
+			}
+		}
+	}
+	for _, size := range []int64{1, 4} {
+		// The open ran, its reply was lost.
+		call := l.grantCall(items, keys, size, t0)
+		reply, err := l.grant.Run(bg, l.c, call.keys, call.args...).Int64Slice()
+		if err != nil || reply[0] != 1 || reply[1] != size {
+			t.Fatalf("open: %v, %v", reply, err)
+		}
+		if err := l.runOp(bg, l.undoOp(call, t0)); err != nil {
+			t.Fatal(err)
+		}
+		clean(fmt.Sprintf("undo after an open of %d", size))
+		// The undo first, the open late.
+		call = l.grantCall(items, keys, size, t0)
+		if err := l.runOp(bg, l.undoOp(call, t0)); err != nil {
+			t.Fatal(err)
+		}
+		reply, err = l.grant.Run(bg, l.c, call.keys, call.args...).Int64Slice()
+		if err != nil || len(reply) != 1 || reply[0] != 3 {
+			t.Fatalf("late open: %v, %v; want {3}", reply, err)
+		}
+		clean(fmt.Sprintf("a late open of %d after its undo", size))
+	}
+}

@@ -346,8 +346,60 @@ local function adjust(ko, ao)
   return 1, k, a
 end
 
+-- undo takes back a block whose open failed for its caller (its reply was
+-- lost or late): found by its id among the holds of its lease expiry, it
+-- is closed as never used; not found, it leaves a tombstone so that an open
+-- still on its way commits nothing. ARGV[ao]: '', block id, the open's now
+-- (ms), n, '3', until when (ms) a tombstone is kept, the open's lease
+-- expiry (ms) and list stamp (ms); then n times: kind, mode.
+local function undo(ko, ao)
+  local id, nowS, n, exp, stampAt = ARGV[ao + 2], ARGV[ao + 3], tonumber(ARGV[ao + 4]), ARGV[ao + 7], ARGV[ao + 8]
+  local prefix, member = id .. '*', nil
+  for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], exp, exp)) do
+    if string.sub(m, 1, #prefix) == prefix then member = m break end
+  end
+  if not member then
+    local ended = KEYS[3]
+    redis.call('ZREMRANGEBYSCORE', ended, '-inf', nowS)
+    redis.call('ZADD', ended, ARGV[ao + 6], id)
+    redis.call('PEXPIRE', ended, ARGV[2])
+    return 0, ko + n, ao + 8 + 2 * n
+  end
+  redis.call('ZREM', KEYS[1], member)
+  local cap = tonumber(string.match(member, '^[^\n]*%*(%d+)'))
+  local held = {}
+  for key, amt in string.gmatch(member, '\n([^\t\n]+)\t(%d+)') do held[key] = amt end
+  local k, a = ko, ao + 8
+  for i = 1, n do
+    local kind, mode = ARGV[a + 1], ARGV[a + 2]
+    local k1 = KEYS[k + 1]
+    k, a = k + 1, a + 2
+    if kind == 'c' and mode == 'h' then
+      local amt = held[k1]
+      if amt and redis.call('HINCRBY', k1, 'h', '-' .. amt) < 0 then redis.call('DEL', k1) end
+    elseif kind == 'c' then
+      if redis.call('EXISTS', k1) == 1 then
+        local back = math.min(cap, tonumber(redis.call('HGET', k1, 's') or '0'))
+        if back > 0 then redis.call('HINCRBY', k1, 's', -back) end
+      end
+    elseif kind == 'q' then
+      -- Entries stamped later than the block's stamp (a newer one was in
+      -- the list) stay: an over-count until they age out.
+      local st = stampAt
+      if cap == 1 then st = nowS end
+      redis.call('LREM', k1, cap, st)
+    elseif kind == 'l' then
+      local ms = {}
+      for j = 1, cap do ms[j] = id .. '.' .. j end
+      redis.call('ZREM', k1, unpack(ms))
+    end
+  end
+  return 1, k, a
+end
+
 local function settle(ko, ao)
-  if ARGV[ao + 5] == '2' then return adjust(ko, ao) end
+  local op = ARGV[ao + 5]
+  if op == '2' then return adjust(ko, ao) elseif op == '3' then return undo(ko, ao) end
   -- now is converted only where it is compared: each tonumber is a strtod.
   local member, id, nowS, n, refund = ARGV[ao + 1], ARGV[ao + 2], ARGV[ao + 3], tonumber(ARGV[ao + 4]), ARGV[ao + 5] == '1'
   local live = redis.call('ZREM', KEYS[1], member) == 1
