@@ -63,10 +63,11 @@ type blocks struct {
 // blockSet is the blocks of one limit set.
 type blockSet struct {
 	key string
-	// refill is held by the request that opens the set's next block, so
-	// that the requests that come meanwhile wait for it instead of opening
-	// blocks of their own.
-	refill sync.Mutex
+	// refill is held (a value in it) by the request that opens the set's
+	// next block, so that the requests that come meanwhile wait for it
+	// instead of opening blocks of their own; they wait no longer than the
+	// ledger's timeout.
+	refill chan struct{}
 	cur    *grant // the block admitting requests, or nil; under blocks.mu
 	next   int64  // the size of the next block, in requests; under blocks.mu
 }
@@ -94,6 +95,7 @@ type grant struct {
 	expires         time.Time // its lease
 	retired         bool      // it admits no more
 	closed          bool      // its close was sent
+	closedExpires   time.Time // its lease when its close was made
 	timer           *time.Timer
 }
 
@@ -116,7 +118,7 @@ func (b *blocks) set(key string) *blockSet {
 	defer b.mu.Unlock()
 	s := b.sets[key]
 	if s == nil {
-		s = &blockSet{key: key, next: min(blockFirst, b.max)}
+		s = &blockSet{key: key, next: min(blockFirst, b.max), refill: make(chan struct{}, 1)}
 		b.sets[key] = s
 	}
 	return s
@@ -133,9 +135,30 @@ func (b *blocks) forget(set *blockSet, owner bool) {
 		delete(b.sets, set.key)
 		return
 	}
-	if set.refill.TryLock() {
+	select {
+	case set.refill <- struct{}{}:
 		delete(b.sets, set.key)
-		set.refill.Unlock()
+		<-set.refill
+	default:
+	}
+}
+
+// lock takes set.refill, waiting no longer than d or ctx.
+func (set *blockSet) lock(ctx context.Context, d time.Duration) error {
+	select {
+	case set.refill <- struct{}{}:
+		return nil
+	default:
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case set.refill <- struct{}{}:
+		return nil
+	case <-t.C:
+		return errors.New("timed out waiting for the budget block another request is opening")
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 
@@ -216,6 +239,7 @@ func (l *RedisLedger) retire(g *grant, now time.Time) *settleOp {
 // marks g closed. blocks.mu is held.
 func (l *RedisLedger) closeOp(g *grant, now time.Time) *settleOp {
 	g.closed = true
+	g.closedExpires = g.expires
 	n := len(g.items)
 	op := &settleOp{keys: g.keys, args: make([]any, 6, 6+5*n)}
 	forget := later(g.expires, now).Add(l.leaseTTL)
@@ -264,8 +288,10 @@ func (l *RedisLedger) reserveBlock(ctx context.Context, req *Request, items []it
 	b := l.blocks
 	key, keys := l.blockKey(items)
 	set := b.set(key)
-	set.refill.Lock()
-	defer set.refill.Unlock()
+	if err := set.lock(ctx, l.timeout); err != nil {
+		return Decision{}, unavailable("reserve", err)
+	}
+	defer func() { <-set.refill }()
 
 	b.mu.Lock()
 	var closing *settleOp
@@ -292,7 +318,7 @@ func (l *RedisLedger) reserveBlock(ctx context.Context, req *Request, items []it
 	defer cancel()
 	reply, closeErr, err := l.runScript(ctx, l.grant, call, closing)
 	if closeErr != nil {
-		l.repairs.retryOp(ctx, l, opSettle, closing, old.id, old.expires, now, closeErr)
+		l.repairs.retryOp(ctx, l, opSettle, closing, old.id, old.closedExpires, now, closeErr)
 	}
 	if err != nil {
 		// The block may have been made, or may still be: undo it by its id,
@@ -301,6 +327,9 @@ func (l *RedisLedger) reserveBlock(ctx context.Context, req *Request, items []it
 			undo := l.undoOp(call, now)
 			l.repairs.retryFunc(ctx, opReserve, call.id, call.expires, now, err, func(ctx context.Context) error { return l.runOp(ctx, undo) })
 		}
+		b.mu.Lock()
+		b.forget(set, true)
+		b.mu.Unlock()
 		return Decision{}, unavailable("reserve", err)
 	}
 
@@ -416,7 +445,7 @@ func (l *RedisLedger) endBlock(ctx context.Context, r *Reservation, actual *Actu
 // failure is retried in the background (a close is idempotent).
 func (l *RedisLedger) sendClose(ctx context.Context, g *grant, op *settleOp, now time.Time) error {
 	if err := l.runOp(ctx, op); err != nil {
-		l.repairs.retryOp(ctx, l, opSettle, op, g.id, g.expires, now, err)
+		l.repairs.retryOp(ctx, l, opSettle, op, g.id, g.closedExpires, now, err)
 		return fmt.Errorf("%w (retried in the background until its lease expires)", unavailable("close budget block", err))
 	}
 	return nil
@@ -498,7 +527,7 @@ func (l *RedisLedger) Flush(ctx context.Context, now time.Time) error {
 	keys, args := l.settleScriptCall(ops)
 	if err := l.settle.Run(ctx, l.c, keys, args...).Err(); err != nil {
 		for i, op := range ops {
-			l.repairs.retryOp(ctx, l, opSettle, op, gs[i].id, gs[i].expires, now, err)
+			l.repairs.retryOp(ctx, l, opSettle, op, gs[i].id, gs[i].closedExpires, now, err)
 		}
 		return unavailable("flush budget blocks", err)
 	}
