@@ -56,7 +56,9 @@ func TestRedisLedgerContract(t *testing.T) {
 // scripts reloaded.
 func TestRedisDown(t *testing.T) {
 	t.Run("PerRequest", func(t *testing.T) { testRedisDown(t, RedisOptions{Timeout: 200 * time.Millisecond}) })
-	t.Run("Blocks", func(t *testing.T) { testRedisDown(t, RedisOptions{Timeout: 200 * time.Millisecond, Blocks: DefaultBlocks}) })
+	t.Run("Blocks", func(t *testing.T) {
+		testRedisDown(t, RedisOptions{Timeout: 200 * time.Millisecond, Blocks: DefaultBlocks})
+	})
 }
 
 func testRedisDown(t *testing.T, opts RedisOptions) {
