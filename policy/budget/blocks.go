@@ -89,14 +89,14 @@ type grant struct {
 	amt, used, settled, base []int64
 	stamps                   []string
 
-	admitted        int64 // requests admitted
-	inflight        int
-	openedAt, until time.Time // it admits requests of instants in [openedAt, until)
-	expires         time.Time // its lease
-	retired         bool      // it admits no more
-	closed          bool      // its close was sent
-	closedExpires   time.Time // its lease when its close was made
-	timer           *time.Timer
+	admitted      int64 // requests admitted
+	inflight      int
+	until         time.Time // it admits requests of instants before until
+	expires       time.Time // its lease
+	retired       bool      // it admits no more
+	closed        bool      // its close was sent
+	closedExpires time.Time // its lease when its close was made
+	timer         *time.Timer
 }
 
 // blockable reports whether items can be served from blocks: calendar
@@ -173,7 +173,11 @@ func (g *grant) room(i int, need int64) bool {
 // admit admits a request of items at now from g, if g has room for it.
 // blocks.mu is held.
 func (l *RedisLedger) admit(g *grant, items []item, reqID string, now time.Time) *Reservation {
-	if g.retired || now.Before(g.openedAt) || !now.Before(g.until) {
+	// A request's instant may be before the block's (it was taken before
+	// the request waited for the block): its list entries are stamped later
+	// still, and its calendar windows are the block's (the limit set's key
+	// names them).
+	if g.retired || !now.Before(g.until) {
 		return nil
 	}
 	for i := range items {
@@ -342,7 +346,7 @@ func (l *RedisLedger) reserveBlock(ctx context.Context, req *Request, items []it
 		g := &grant{
 			set: set, id: call.id, items: items, keys: keys, cap: reply[1],
 			amt: make([]int64, n), used: make([]int64, n), settled: make([]int64, n), base: make([]int64, n), stamps: make([]string, n),
-			openedAt: now, until: now.Add(b.life), expires: call.expires,
+			until: now.Add(b.life), expires: call.expires,
 		}
 		var member strings.Builder
 		member.WriteString(g.id)
