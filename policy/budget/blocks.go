@@ -25,8 +25,8 @@ const DefaultBlockLife = time.Second
 const blockShare = 8
 
 // blockFirst is the size of a limit set's first block, in requests; the
-// next ones double while they are used up, and shrink to twice what the
-// last one admitted when it was not.
+// next ones double while they are used up, and shrink to a quarter more
+// than the last one admitted when it was not.
 const blockFirst = 4
 
 // maxExact is the largest amount Lua's doubles hold exactly (2^53 - 1): a
@@ -230,9 +230,15 @@ func (l *RedisLedger) retire(g *grant, now time.Time) *settleOp {
 	if g.timer != nil {
 		g.timer.Stop()
 	}
-	// The next block: twice what this one admitted, so that the blocks
-	// follow the traffic and a slow limit set holds little idle.
-	set.next = min(max(2*g.admitted, 1), l.blocks.max)
+	// The next block follows the traffic: twice as large when this one was
+	// used up, a quarter more than it admitted when its life ended first,
+	// so that a limit set holds little idle in blocks whose long requests
+	// are still running.
+	next := g.admitted + g.admitted/4
+	if g.admitted >= g.cap {
+		next = 2 * g.cap
+	}
+	set.next = min(max(next, 1), l.blocks.max)
 	if g.inflight == 0 {
 		return l.closeOp(g, now)
 	}
