@@ -3,6 +3,7 @@ package budget
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -320,5 +321,93 @@ func TestRedisBlockUndo(t *testing.T) {
 			t.Fatalf("late open: %v, %v; want {3}", reply, err)
 		}
 		clean(fmt.Sprintf("a late open of %d after its undo", size))
+	}
+}
+
+// TestRedisBlocksAccountExactly: requests on two replicas with blocks and one
+// without, at once, reserved, then settled, released, cancelled or replaced
+// at random; once the blocks are closed, every limit counts exactly what
+// the requests settled and the requests that stayed admitted.
+func TestRedisBlocksAccountExactly(t *testing.T) {
+	srv := redistest.Start(t)
+	prefix := "exact-" + t.Name()
+	var ls []*RedisLedger
+	for i := range 3 {
+		opts := RedisOptions{Prefix: prefix, Timeout: 10 * time.Second, SettleBatch: time.Millisecond}
+		if i < 2 {
+			opts.Blocks, opts.BlockLife = DefaultBlocks, 20*time.Millisecond
+		}
+		ls = append(ls, newRedisLedger(t, newRedisClient(t, srv.Addr()), opts))
+	}
+	team := []Limit{{USD, Day, usd("1000")}, {Tokens, Day, 1 << 40}, {Requests, Day, 100_000}, {Requests, Minute, 100_000}}
+	key := []Limit{{Concurrent, NoWindow, 1000}, {USD, Month, usd("1000")}}
+	scopes := []ScopeLimits{{Scope: teamP, Limits: team}, {Scope: keyA, Limits: key}}
+	var (
+		wg                      sync.WaitGroup
+		spent, tokens, requests atomic.Int64
+	)
+	for g := range 12 {
+		l := ls[g%3]
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(g), 9))
+			for i := range 150 {
+				now := t0.Add(time.Duration(g*150+i) * time.Millisecond)
+				req := Request{ID: fmt.Sprint(g), Scopes: scopes, CostPicoUSD: usd("0.01") + rng.Int64N(usd("0.05")), Tokens: 1000 + rng.Int64N(5000)}
+				d, err := l.Reserve(bg, req, now)
+				if err != nil || !d.Allowed {
+					t.Errorf("Reserve: %v %+v", err, d.Denial)
+					return
+				}
+				r := d.Reservation
+				switch rng.IntN(4) {
+				case 0: // cancelled: nothing counts
+					err = l.Cancel(bg, r, now)
+				case 1: // released: the request counts, nothing is spent
+					err = l.Release(bg, r, now)
+					requests.Add(1)
+				case 2: // replaced by another request, which settles
+					req.CostPicoUSD, req.Tokens = req.CostPicoUSD/2, req.Tokens/2
+					if d, err = l.Replace(bg, r, req, now); err != nil || !d.Allowed {
+						t.Errorf("Replace: %v %+v", err, d.Denial)
+						return
+					}
+					r = d.Reservation
+					fallthrough
+				default:
+					a := Actual{CostPicoUSD: rng.Int64N(req.CostPicoUSD + 1), Tokens: rng.Int64N(req.Tokens + 1)}
+					err = l.Settle(bg, r, a, now)
+					spent.Add(a.CostPicoUSD)
+					tokens.Add(a.Tokens)
+					requests.Add(1)
+				}
+				if err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	end := t0.Add(5 * time.Second)
+	for _, l := range ls {
+		if err := l.Flush(bg, end); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := []int64{spent.Load(), 0, tokens.Load(), 0, requests.Load(), 0, requests.Load(), 0, 0, 0, spent.Load(), 0}
+	var got []int64
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		got = got[:0]
+		for _, sl := range scopes {
+			for _, b := range read(t, ls[2], sl.Scope, sl.Limits, nil, end) {
+				got = append(got, b.Used, b.Held)
+			}
+		}
+		if fmt.Sprint(got) == fmt.Sprint(want) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("used and held per limit %v; want %v", got, want)
+		}
 	}
 }
