@@ -292,6 +292,26 @@ local function settleWidth(kind)
   return 6
 end
 
+-- dropOldest removes from request list k (newest first) the oldest entry
+-- stamped at or after v (after v when strict), found by bisection, and
+-- reports whether there was one.
+local function dropOldest(k, v, strict)
+  local lo, hi, at = 0, redis.call('LLEN', k) - 1, -1
+  while lo <= hi do
+    local mid = math.floor((lo + hi) / 2)
+    local x = tonumber(redis.call('LINDEX', k, mid))
+    if x > v or (not strict and x == v) then at, lo = mid, mid + 1 else hi = mid - 1 end
+  end
+  if at < 0 then return false end
+  if at == 0 then
+    redis.call('LPOP', k)
+  else
+    redis.call('LSET', k, at, 'x')
+    redis.call('LREM', k, -1, 'x')
+  end
+  return true
+end
+
 -- adjust closes a budget block (blocks.go): it gives back what the block
 -- held and did not use, and commits what its requests settled. ARGV[ao]:
 -- hold member, block id, now (ms), n, '2', until when (ms) a tombstone is
@@ -333,7 +353,14 @@ local function adjust(ko, ao)
         if back > 0 then redis.call('HINCRBY', k1, 's', -back) end
       end
     elseif kind == 'q' then
-      if a1 ~= '0' then redis.call('LREM', k1, a1, a2) end
+      if a1 ~= '0' then
+        -- A cancel may have taken entries of the block for its own (one
+        -- stamped later): the oldest stamped after the block's go instead.
+        local short = tonumber(a1) - redis.call('LREM', k1, a1, a2)
+        for j = 1, short do
+          if not dropOldest(k1, tonumber(a2), true) then break end
+        end
+      end
     elseif kind == 'l' then
       local from, to = tonumber(a1) + 1, tonumber(a2)
       if from <= to then
@@ -383,11 +410,14 @@ local function undo(ko, ao)
         if back > 0 then redis.call('HINCRBY', k1, 's', -back) end
       end
     elseif kind == 'q' then
-      -- Entries stamped later than the block's stamp (a newer one was in
-      -- the list) stay: an over-count until they age out.
+      -- The block's entries are stamped st or, if the list's newest was
+      -- newer, later: as many of the oldest stamped after st go then.
       local st = stampAt
       if cap == 1 then st = nowS end
-      redis.call('LREM', k1, cap, st)
+      local short = cap - redis.call('LREM', k1, cap, st)
+      for j = 1, short do
+        if not dropOldest(k1, tonumber(st), true) then break end
+      end
     elseif kind == 'l' then
       local ms = {}
       for j = 1, cap do ms[j] = id .. '.' .. j end
@@ -462,9 +492,13 @@ local function settle(ko, ao)
         end
       end
     elseif kind == 'q' then
-      -- One admission fewer, while it is still in the window: the newest
-      -- entry goes, which is this one or one stamped after it.
-      if refund and tonumber(nowS) < tonumber(p) + tonumber(ttl) then redis.call('LPOP', k1) end
+      -- One admission fewer, while it is still in the window: the entry
+      -- that goes is the oldest stamped at or after this request's instant
+      -- (found by bisection; the list is newest first): this one, or one
+      -- stamped no later that it stands for, so that the entries left count
+      -- no shorter than the admissions they stand for. (The newest, which
+      -- went before, could be a budget block's, stamped ahead.)
+      if refund and tonumber(nowS) < tonumber(p) + tonumber(ttl) then dropOldest(k1, tonumber(p), false) end
     elseif kind == 'l' then
       redis.call('ZREM', k1, id)
     end
