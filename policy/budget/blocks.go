@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // DefaultBlocks is the RedisOptions.Blocks that `tollgate serve` uses: a
@@ -53,6 +55,9 @@ const maxExact = 1<<53 - 1
 type blocks struct {
 	max  int64
 	life time.Duration
+
+	opened   prometheus.Counter // blocks opened
+	admitted prometheus.Counter // requests admitted from blocks
 
 	mu     sync.Mutex
 	sets   map[string]*blockSet
@@ -190,6 +195,7 @@ func (l *RedisLedger) admit(g *grant, items []item, reqID string, now time.Time)
 	}
 	g.admitted++
 	g.inflight++
+	l.blocks.admitted.Inc()
 	id := escapeName(reqID)
 	if len(id) > 32 {
 		id = id[:32]
@@ -378,6 +384,7 @@ func (l *RedisLedger) reserveBlock(ctx context.Context, req *Request, items []it
 		g.member = member.String()
 		set.cur = g
 		b.open[g] = struct{}{}
+		b.opened.Inc()
 		r := l.admit(g, items, req.ID, now)
 		if r == nil {
 			return Decision{}, unavailable("reserve", errors.New("a new budget block has no room for its own request"))
@@ -567,4 +574,32 @@ func (l *RedisLedger) undoOp(call *reserveCall, now time.Time) *settleOp {
 		op.args = append(op.args, kindArg(&call.items[i]), modeArg(&call.items[i]))
 	}
 	return op
+}
+
+// newBlocks returns the blocks of a ledger with options opts, their metrics
+// registered with opts.Registerer if set.
+func newBlocks(opts *RedisOptions) (*blocks, error) {
+	life := opts.BlockLife
+	if life <= 0 {
+		life = DefaultBlockLife
+	}
+	b := &blocks{
+		max: int64(opts.Blocks), life: life, sets: map[string]*blockSet{}, open: map[*grant]struct{}{},
+		opened: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tollgate_budget_blocks_opened_total",
+			Help: "Budget blocks this replica opened in Redis (one script call each, closes riding along).",
+		}),
+		admitted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tollgate_budget_block_admissions_total",
+			Help: "Requests admitted from budget blocks, in memory; divided by tollgate_budget_blocks_opened_total, the requests per block script.",
+		}),
+	}
+	if opts.Registerer != nil {
+		for _, c := range []prometheus.Collector{b.opened, b.admitted} {
+			if err := opts.Registerer.Register(c); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return b, nil
 }

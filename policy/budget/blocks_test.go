@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/tollgate-dev/tollgate/internal/redistest"
 )
 
@@ -408,6 +410,35 @@ func TestRedisBlocksAccountExactly(t *testing.T) {
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("used and held per limit %v; want %v", got, want)
+		}
+	}
+}
+
+// TestRedisBlockMetrics: the blocks' metrics count blocks opened and the
+// requests admitted from them.
+func TestRedisBlockMetrics(t *testing.T) {
+	srv := redistest.Start(t)
+	reg := prometheus.NewRegistry()
+	l := newRedisLedger(t, newRedisClient(t, srv.Addr()), RedisOptions{Blocks: DefaultBlocks, BlockLife: time.Hour, Registerer: reg})
+	req := Request{Scopes: one(teamP, Limit{Requests, Minute, 1000})}
+	for range 6 {
+		mustAllow(t, l, req, t0)
+	}
+	// Blocks of 4 (the first) and 8: two opened, six admitted.
+	if o, a := counterValue(l.blocks.opened), counterValue(l.blocks.admitted); o != 2 || a != 6 {
+		t.Errorf("%v blocks opened, %v requests admitted; want 2 and 6", o, a)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]bool{}
+	for _, mf := range mfs {
+		names[mf.GetName()] = true
+	}
+	for _, n := range []string{"tollgate_budget_blocks_opened_total", "tollgate_budget_block_admissions_total", "tollgate_budget_ledger_retries_total"} {
+		if !names[n] {
+			t.Errorf("metric %s not registered", n)
 		}
 	}
 }

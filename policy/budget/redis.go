@@ -65,7 +65,8 @@ type RedisOptions struct {
 	// Logger receives the retries of failed settles and cancels (nothing
 	// when nil).
 	Logger *zap.Logger
-	// Registerer receives the retry metrics (none when nil).
+	// Registerer receives the retry metrics and, with Blocks, the blocks'
+	// (none when nil).
 	Registerer prometheus.Registerer
 }
 
@@ -138,10 +139,9 @@ func NewRedisLedger(c redis.UniversalClient, opts RedisOptions) (*RedisLedger, e
 	}
 	var bl *blocks
 	if opts.Blocks > 0 {
-		if opts.BlockLife <= 0 {
-			opts.BlockLife = DefaultBlockLife
+		if bl, err = newBlocks(&opts); err != nil {
+			return nil, fmt.Errorf("budget: metrics: %w", err)
 		}
-		bl = &blocks{max: int64(opts.Blocks), life: opts.BlockLife, sets: map[string]*blockSet{}, open: map[*grant]struct{}{}}
 	}
 	return &RedisLedger{
 		blocks:   bl,
