@@ -96,6 +96,10 @@ type Config struct {
 	// BudgetTimeout is how long a budget check may wait for Redis before the
 	// policy's budget_fail_mode applies.
 	BudgetTimeout time.Duration
+	// BudgetBlocks is the most requests one budget block of this replica
+	// admits (budget.RedisOptions.Blocks; --budget-blocks); 0 checks every
+	// request in Redis. Only with Redis.
+	BudgetBlocks int
 	// BudgetEarlyReserve starts the budget check at the request headers.
 	BudgetEarlyReserve bool
 	// BudgetEarlyBodyTimeout is how long an early reservation waits for the
@@ -142,6 +146,7 @@ func DefaultConfig() Config {
 		RecordsLog:             "auto",
 		SpoolDir:               filepath.Join(os.TempDir(), "tollgate-spool"),
 		BudgetTimeout:          budget.DefaultRedisTimeout,
+		BudgetBlocks:           budget.DefaultBlocks,
 		BudgetEarlyReserve:     true,
 		BudgetEarlyBodyTimeout: extproc.DefaultEarlyBodyTimeout,
 		EndingWait:             extproc.DefaultEndingWait,

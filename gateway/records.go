@@ -204,7 +204,7 @@ func openLedger(c Config, rdb *redis.Client, log *zap.Logger, reg prometheus.Reg
 	if rdb == nil {
 		return budget.NewMemoryLedger(0), "memory", func() {}, nil
 	}
-	l, err := budget.NewRedisLedger(rdb, budget.RedisOptions{Timeout: c.BudgetTimeout, SettleBatch: budget.DefaultSettleBatch, Logger: log.Named("budget"), Registerer: reg})
+	l, err := budget.NewRedisLedger(rdb, budget.RedisOptions{Timeout: c.BudgetTimeout, SettleBatch: budget.DefaultSettleBatch, Blocks: c.BudgetBlocks, Logger: log.Named("budget"), Registerer: reg})
 	if err != nil {
 		return nil, "", nil, err
 	}

@@ -90,6 +90,7 @@ func parseServeFlags(args []string, lookup func(string) (string, bool), stderr i
 	}
 	fs.BoolVar(&c.DashboardSecureCookie, "dashboard-secure-cookie", secureCookie, "mark the dashboard's session cookies Secure, for a dashboard reached over HTTPS through a proxy that terminates TLS (TOLLGATE_DASHBOARD_SECURE_COOKIE)")
 	fs.DurationVar(&c.BudgetTimeout, "budget-timeout", dur("TOLLGATE_BUDGET_TIMEOUT", def.BudgetTimeout.String()), "how long a budget check may wait for Redis before the policy's budget_fail_mode applies (TOLLGATE_BUDGET_TIMEOUT)")
+	fs.IntVar(&c.BudgetBlocks, "budget-blocks", int(integer("TOLLGATE_BUDGET_BLOCKS", int64(def.BudgetBlocks))), "with Redis, the most requests one budget block admits: each replica reserves budget ahead in blocks and admits and settles requests from them in memory, one Redis script per block; near a limit blocks shrink to one request; 0 checks every request in Redis (TOLLGATE_BUDGET_BLOCKS)")
 	early, err := strconv.ParseBool(env("TOLLGATE_BUDGET_EARLY_RESERVE", strconv.FormatBool(def.BudgetEarlyReserve)))
 	if err != nil {
 		errs = append(errs, fmt.Errorf("TOLLGATE_BUDGET_EARLY_RESERVE: %w", err))

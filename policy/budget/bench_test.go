@@ -163,10 +163,18 @@ func reportCommandStats(b *testing.B, c *redis.Client) {
 // the commandstats figures it reports redis-server's own CPU time per op
 // (redis-cpu-µs/op, utime+stime from /proc at a 10 ms tick: run at least
 // 1000 ops) and its reads (round trips) per op. Run it with -benchtime=1000x.
+// Sub-benchmark per-request checks every request in Redis; blocks admits
+// them from budget blocks (RedisOptions.Blocks, as `tollgate serve` does).
 func BenchmarkRedisRequestIdle(b *testing.B) {
+	b.Run("per-request", func(b *testing.B) { benchRequestIdle(b, RedisOptions{}) })
+	b.Run("blocks", func(b *testing.B) { benchRequestIdle(b, RedisOptions{Blocks: DefaultBlocks}) })
+}
+
+func benchRequestIdle(b *testing.B, opts RedisOptions) {
 	srv := redistest.Start(b)
 	c := newRedisClient(b, srv.Addr())
-	l := newRedisLedger(b, c, RedisOptions{Timeout: time.Second, SettleBatch: DefaultSettleBatch})
+	opts.Timeout, opts.SettleBatch = time.Second, DefaultSettleBatch
+	l := newRedisLedger(b, c, opts)
 	info, err := c.Info(bg, "server").Result()
 	if err != nil {
 		b.Fatal(err)
@@ -433,18 +441,20 @@ func TestRedisInstructionsReport(t *testing.T) {
 		}
 	}
 	l := newRedisLedger(t, c, RedisOptions{Timeout: 10 * time.Second, SettleBatch: DefaultSettleBatch})
+	lb := newRedisLedger(t, c, RedisOptions{Prefix: "blocks", Timeout: 10 * time.Second, SettleBatch: DefaultSettleBatch, Blocks: DefaultBlocks})
 	req := benchRequest("bench")
 	now := t0
 	var wg sync.WaitGroup
+	var ledger *RedisLedger
 	request := func() {
 		time.Sleep(5 * time.Millisecond)
 		now = now.Add(5 * time.Millisecond)
-		d, err := l.Reserve(bg, req, now)
+		d, err := ledger.Reserve(bg, req, now)
 		if err != nil || !d.Allowed {
 			t.Fatal(err, d.Denial)
 		}
 		wg.Go(func() {
-			if err := l.Settle(bg, d.Reservation, benchActual, now); err != nil {
+			if err := ledger.Settle(bg, d.Reservation, benchActual, now); err != nil {
 				t.Error(err)
 			}
 		})
@@ -484,5 +494,8 @@ func TestRedisInstructionsReport(t *testing.T) {
 		t.Logf("%-36s %9.0f instructions per op (%d ops)", name, total/float64(n), n)
 	}
 	count("PING after 5 ms", 200, ping)
+	ledger = l
 	count("request (reserve + a settle) after 5 ms", 200, request)
+	ledger = lb
+	count("request with blocks after 5 ms", 640, request)
 }

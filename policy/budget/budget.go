@@ -598,8 +598,10 @@ type Reservation struct {
 	ttl     time.Duration
 	exempt  bool
 
-	// Redis ledger: the hold's member in the holds index.
+	// Redis ledger: the hold's member in the holds index, or the budget
+	// block the reservation was admitted from.
 	member string
+	grant  *grant
 	// Memory ledger: the reservation's state.
 	hold memHold
 }

@@ -42,8 +42,12 @@
 // atomic across every scope and window of the request (Replace's cancel and
 // reserve are one script; with RedisOptions.SettleBatch, settles and cancels
 // that come within a few milliseconds of each other share one script call,
-// which the next reserve carries when it comes first). Both pass one
-// contract test suite. Time is a parameter of every method.
+// which the next reserve carries when it comes first). With
+// RedisOptions.Blocks, a replica reserves budget ahead in blocks of several
+// requests' worth, held in Redis like reservations, and admits and settles
+// the requests of a limit set from its block in memory (blocks.go). Both
+// ledgers, and the Redis ledger with blocks, pass one contract test suite.
+// Time is a parameter of every method.
 //
 // [NewAPIHandler] serves the admin API: GET /v1/budgets and
 // POST /v1/budgets/reset.

@@ -44,10 +44,29 @@ type RedisOptions struct {
 	// own. Settles happen after the response, off the client's path.
 	// Default 0: each settle goes alone.
 	SettleBatch time.Duration
+	// Blocks, when positive, turns budget blocks on: the ledger reserves
+	// ahead, in one script call, a block of up to Blocks requests' worth in
+	// every limit of a request's limit set (worst-case spend and tokens,
+	// request counts, concurrency leases), held in Redis like a reservation
+	// so that every ceiling holds across replicas, and admits and settles
+	// the following requests of that limit set in memory; what a block did
+	// not use goes back when it closes. Near a limit blocks shrink to one
+	// request (the per-request path). Limit sets with a rolling token window
+	// or a session window always take the per-request path. README
+	// "Performance" ("third round: blocks") has the rules and the figures.
+	// Default 0: every request goes to Redis. `tollgate serve` uses
+	// DefaultBlocks (--budget-blocks).
+	Blocks int
+	// BlockLife is how long a block admits requests; it then closes once
+	// its last request has ended. Default DefaultBlockLife. Request list
+	// entries of a block are stamped at its end, so that they count at least
+	// as long as any request admitted from it.
+	BlockLife time.Duration
 	// Logger receives the retries of failed settles and cancels (nothing
 	// when nil).
 	Logger *zap.Logger
-	// Registerer receives the retry metrics (none when nil).
+	// Registerer receives the retry metrics and, with Blocks, the blocks'
+	// (none when nil).
 	Registerer prometheus.Registerer
 }
 
@@ -82,8 +101,9 @@ type RedisLedger struct {
 	windows  windowCache
 	repairs  *repairs
 	batcher  settleBatcher
+	blocks   *blocks // nil without RedisOptions.Blocks
 
-	reserve, settle, renew, read, reset *redis.Script
+	reserve, settle, renew, read, reset, grant, grantRenew *redis.Script
 }
 
 var _ Ledger = (*RedisLedger)(nil)
@@ -117,7 +137,14 @@ func NewRedisLedger(c redis.UniversalClient, opts RedisOptions) (*RedisLedger, e
 	if err != nil {
 		return nil, fmt.Errorf("budget: metrics: %w", err)
 	}
+	var bl *blocks
+	if opts.Blocks > 0 {
+		if bl, err = newBlocks(&opts); err != nil {
+			return nil, fmt.Errorf("budget: metrics: %w", err)
+		}
+	}
 	return &RedisLedger{
+		blocks:   bl,
 		c:        c,
 		repairs:  rp,
 		tag:      "{" + opts.Prefix + "}",
@@ -130,6 +157,9 @@ func NewRedisLedger(c redis.UniversalClient, opts RedisOptions) (*RedisLedger, e
 		renew:    redis.NewScript(luaRenew),
 		read:     redis.NewScript(luaRead),
 		reset:    redis.NewScript(luaReset),
+
+		grant:      redis.NewScript(luaGrant),
+		grantRenew: redis.NewScript(luaGrantRenew),
 	}, nil
 }
 
@@ -152,7 +182,11 @@ func contextTimeouts(c redis.UniversalClient) bool {
 func (l *RedisLedger) Load(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*l.timeout)
 	defer cancel()
-	for _, s := range []*redis.Script{l.reserve, l.settle, l.renew, l.read, l.reset} {
+	scripts := []*redis.Script{l.reserve, l.settle, l.renew, l.read, l.reset}
+	if l.blocks != nil {
+		scripts = append(scripts, l.grant, l.grantRenew)
+	}
+	for _, s := range scripts {
 		if err := s.Load(ctx, l.c).Err(); err != nil {
 			return unavailable("load scripts", err)
 		}
@@ -389,6 +423,11 @@ func (l *RedisLedger) Reserve(ctx context.Context, req Request, now time.Time) (
 	if req.Exempt || len(req.Scopes) == 0 {
 		return exemptDecision(), nil
 	}
+	if l.blocks != nil {
+		if items := plan(&req, now, l.leaseTTL, &l.windows); blockable(items) {
+			return l.reserveBlock(ctx, &req, items, now)
+		}
+	}
 	call := l.reserveCall(&req, now)
 	items := call.items
 	if len(items) == 0 {
@@ -396,7 +435,7 @@ func (l *RedisLedger) Reserve(ctx context.Context, req Request, now time.Time) (
 	}
 	ctx, cancel := context.WithTimeout(ctx, l.timeout)
 	defer cancel()
-	reply, _, err := l.runReserve(ctx, call, nil)
+	reply, _, err := l.runScript(ctx, l.reserve, call, nil)
 	if err != nil {
 		// The script may have run, or may still run (a paused Redis keeps it
 		// in its input): undo it by its id, whatever happened to it.
@@ -421,18 +460,24 @@ func (l *RedisLedger) decide(call *reserveCall, reply []int64, req *Request, now
 		}
 		return Decision{Allowed: true, Reservation: call.reservation(l.leaseTTL), Remaining: tightest(items, used)}, nil
 	case len(reply) == 5 && reply[0] == 0 && reply[1] >= 1 && int(reply[1]) <= len(items):
-		it := &items[reply[1]-1]
-		used, held, t := reply[2]+reply[3], reply[3], reply[4]
-		var fits, expiresAt time.Time
-		switch {
-		case it.kind == kindRolling && t >= 0:
-			fits = time.UnixMilli(t)
-		case it.limit.Per == Session && t > ms(now):
-			expiresAt = time.UnixMilli(t)
-		}
-		return Decision{Denial: deny(it, used, held, fits, expiresAt, now, req.Location)}, nil
+		return Decision{Denial: denial(items, reply, req, now)}, nil
 	}
 	return Decision{}, unavailable("reserve", fmt.Errorf("unexpected reply %v", reply))
+}
+
+// denial builds the Denial of a reserve or block script's reply {0, i, s,
+// h, t}.
+func denial(items []item, reply []int64, req *Request, now time.Time) *Denial {
+	it := &items[reply[1]-1]
+	used, held, t := reply[2]+reply[3], reply[3], reply[4]
+	var fits, expiresAt time.Time
+	switch {
+	case it.kind == kindRolling && t >= 0:
+		fits = time.UnixMilli(t)
+	case it.limit.Per == Session && t > ms(now):
+		expiresAt = time.UnixMilli(t)
+	}
+	return deny(it, used, held, fits, expiresAt, now, req.Location)
 }
 
 // Settle implements [Ledger.Settle] in one round trip.
@@ -452,6 +497,9 @@ func (l *RedisLedger) end(ctx context.Context, r *Reservation, actual *Actual, n
 	if r.settled() {
 		return nil
 	}
+	if r.grant != nil {
+		return l.endBlock(ctx, r, actual, now)
+	}
 	if err := l.runSettle(ctx, r, actual, now); err != nil {
 		op := opSettle
 		if actual == nil {
@@ -466,7 +514,12 @@ func (l *RedisLedger) end(ctx context.Context, r *Reservation, actual *Actual, n
 // runSettle runs the settle script once, within the ledger's timeout: in
 // the current batch, or alone.
 func (l *RedisLedger) runSettle(ctx context.Context, r *Reservation, actual *Actual, now time.Time) error {
-	op := l.settleOp(r, actual, now)
+	return l.runOp(ctx, l.settleOp(r, actual, now))
+}
+
+// runOp runs one settle script op (a settle, a cancel or a block's close)
+// once, within the ledger's timeout: in the current batch, or alone.
+func (l *RedisLedger) runOp(ctx context.Context, op *settleOp) error {
 	if l.batcher.delay > 0 {
 		ctx, cancel := context.WithTimeout(ctx, l.timeout+l.batcher.delay)
 		defer cancel()
@@ -560,6 +613,15 @@ func (l *RedisLedger) settleScriptCall(ops []*settleOp) ([]string, []any) {
 // Replace implements [Ledger.Replace]: the cancel and the reserve are one
 // script call, in that order.
 func (l *RedisLedger) Replace(ctx context.Context, old *Reservation, req Request, now time.Time) (Decision, error) {
+	if l.blocks != nil && !req.Exempt && len(req.Scopes) > 0 &&
+		(old.grant != nil || blockable(plan(&req, now, l.leaseTTL, &l.windows))) {
+		// With blocks, the cancel and the reserve are each in memory unless
+		// a block opens or closes: one after the other.
+		if err := l.Cancel(ctx, old, now); err != nil && old.grant == nil {
+			return Decision{}, err
+		}
+		return l.Reserve(ctx, req, now)
+	}
 	var call *reserveCall
 	if !req.Exempt && len(req.Scopes) > 0 {
 		call = l.reserveCall(&req, now)
@@ -573,7 +635,7 @@ func (l *RedisLedger) Replace(ctx context.Context, old *Reservation, req Request
 	}
 	ctx, cancel := context.WithTimeout(ctx, l.timeout)
 	defer cancel()
-	reply, cancelErr, err := l.runReserve(ctx, call, l.settleOp(old, nil, now))
+	reply, cancelErr, err := l.runScript(ctx, l.reserve, call, l.settleOp(old, nil, now))
 	if cancelErr != nil {
 		// The cancel may have run or may still run: retry it in the
 		// background.
@@ -586,11 +648,12 @@ func (l *RedisLedger) Replace(ctx context.Context, old *Reservation, req Request
 	return l.decide(call, reply, &req, now)
 }
 
-// runReserve runs the reserve script of call. Settles and cancels waiting
-// in a batch, and own (a Replace's cancel) if given, go first in the same
-// script call: one round trip, and one script for Redis, for all. It returns
-// the reserve's reply, own's error, and the reserve's error.
-func (l *RedisLedger) runReserve(ctx context.Context, call *reserveCall, own *settleOp) ([]int64, error, error) {
+// runScript runs script, the reserve or the block script, with call.
+// Settles and cancels waiting in a batch, and own (a Replace's cancel or a
+// block's close) if given, go first in the same script call: one round
+// trip, and one script for Redis, for all. It returns the reserve's reply,
+// own's error, and the reserve's error.
+func (l *RedisLedger) runScript(ctx context.Context, script *redis.Script, call *reserveCall, own *settleOp) ([]int64, error, error) {
 	batch := l.batcher.take()
 	var ops []*settleOp
 	if batch != nil {
@@ -611,7 +674,7 @@ func (l *RedisLedger) runReserve(ctx context.Context, call *reserveCall, own *se
 	// Run loads the script again (EVAL) if a restarted Redis lost it. A
 	// settle or cancel that ran the first time finds no hold the second,
 	// and counts once.
-	reply, err := l.reserve.Run(ctx, l.c, keys, args...).Int64Slice()
+	reply, err := script.Run(ctx, l.c, keys, args...).Int64Slice()
 	if err == nil && len(reply) < len(ops) {
 		err = fmt.Errorf("unexpected reply %v", reply)
 	}
@@ -636,6 +699,9 @@ func (l *RedisLedger) Release(ctx context.Context, r *Reservation, now time.Time
 func (l *RedisLedger) Renew(ctx context.Context, r *Reservation, now time.Time) error {
 	if r == nil || r.exempt || r.done.Load() {
 		return nil
+	}
+	if r.grant != nil {
+		return l.renewBlock(ctx, r, now)
 	}
 	expires := now.Add(l.leaseTTL)
 	keys := []string{l.holdsKey()}

@@ -55,9 +55,16 @@ func TestRedisLedgerContract(t *testing.T) {
 // within the timeout, and that the ledger works again once Redis is back,
 // scripts reloaded.
 func TestRedisDown(t *testing.T) {
+	t.Run("PerRequest", func(t *testing.T) { testRedisDown(t, RedisOptions{Timeout: 200 * time.Millisecond}) })
+	t.Run("Blocks", func(t *testing.T) {
+		testRedisDown(t, RedisOptions{Timeout: 200 * time.Millisecond, Blocks: DefaultBlocks})
+	})
+}
+
+func testRedisDown(t *testing.T, opts RedisOptions) {
 	srv := redistest.Start(t)
 	c := newRedisClient(t, srv.Addr())
-	l := newRedisLedger(t, c, RedisOptions{Timeout: 200 * time.Millisecond})
+	l := newRedisLedger(t, c, opts)
 	req := Request{Scopes: one(keyA, Limit{Requests, Minute, 100}, Limit{Concurrent, NoWindow, 5})}
 	r := mustAllow(t, l, req, t0)
 
@@ -68,6 +75,19 @@ func TestRedisDown(t *testing.T) {
 	if !errors.Is(err, ErrUnavailable) {
 		t.Errorf("Reserve with Redis stopped: %v, want ErrUnavailable", err)
 	}
+	// Requests at once (with blocks, all but one wait for the one that opens
+	// the next block, at most the timeout) each get ErrUnavailable.
+	var wg sync.WaitGroup
+	start = time.Now()
+	for range 10 {
+		wg.Go(func() {
+			if _, err := l.Reserve(bg, req, t0); !errors.Is(err, ErrUnavailable) {
+				t.Errorf("Reserve at once with Redis stopped: %v, want ErrUnavailable", err)
+			}
+		})
+	}
+	wg.Wait()
+	t.Logf("10 Reserves at once with Redis stopped: all done after %v", time.Since(start))
 	// Renew before Settle: a settled reservation needs no renewal.
 	renewErr := l.Renew(bg, r, t0)
 	for name, err := range map[string]error{

@@ -109,8 +109,20 @@ func (rp *repairs) count() int {
 // retry repeats the settle (actual set) or cancel (actual nil) of r, made at
 // now, which failed with cause.
 func (rp *repairs) retry(ctx context.Context, l *RedisLedger, op string, r *Reservation, actual *Actual, now time.Time, cause error) {
-	left := r.Expires().Sub(now)
-	fields := []zap.Field{zap.String("op", op), zap.String("reservation", r.id), zap.Error(cause)}
+	rp.retryFunc(ctx, op, r.id, r.Expires(), now, cause, func(ctx context.Context) error { return l.runSettle(ctx, r, actual, now) })
+}
+
+// retryOp repeats the settle script op so (a block's close) of the block
+// id, whose lease expires at expires, made at now, which failed with cause.
+func (rp *repairs) retryOp(ctx context.Context, l *RedisLedger, op string, so *settleOp, id string, expires, now time.Time, cause error) {
+	rp.retryFunc(ctx, op, id, expires, now, cause, func(ctx context.Context) error { return l.runOp(ctx, so) })
+}
+
+// retryFunc repeats attempt, for the reservation or block id whose lease
+// expires at expires, until it succeeds or the lease is over.
+func (rp *repairs) retryFunc(ctx context.Context, op, id string, expires, now time.Time, cause error, attempt func(context.Context) error) {
+	left := expires.Sub(now)
+	fields := []zap.Field{zap.String("op", op), zap.String("reservation", id), zap.Error(cause)}
 	if left <= 0 {
 		rp.outcomes.WithLabelValues(op, repairExpired).Inc()
 		rp.log.Warn("budget ledger call failed after its lease expired; not retried", fields...)
@@ -130,7 +142,7 @@ func (rp *repairs) retry(ctx context.Context, l *RedisLedger, op string, r *Rese
 	// The lease's end on this process's clock: now is the caller's instant,
 	// which may be any clock.
 	deadline := time.Now().Add(left)
-	go rp.run(context.WithoutCancel(ctx), l, op, r, actual, now, deadline)
+	go rp.run(context.WithoutCancel(ctx), op, id, attempt, deadline)
 }
 
 // undoReserve cancels the reserve of call, made at now, which failed with
@@ -152,7 +164,7 @@ func neverSent(err error) bool {
 		errors.As(err, &op) && op.Op == "dial"
 }
 
-func (rp *repairs) run(ctx context.Context, l *RedisLedger, op string, r *Reservation, actual *Actual, now, deadline time.Time) {
+func (rp *repairs) run(ctx context.Context, op, id string, attempt func(context.Context) error, deadline time.Time) {
 	outcome, attempts := repairAbandoned, 0
 	var lastErr error
 	defer func() {
@@ -160,7 +172,7 @@ func (rp *repairs) run(ctx context.Context, l *RedisLedger, op string, r *Reserv
 		rp.n--
 		rp.mu.Unlock()
 		rp.outcomes.WithLabelValues(op, outcome).Inc()
-		fields := []zap.Field{zap.String("op", op), zap.String("reservation", r.id), zap.Int("attempts", attempts)}
+		fields := []zap.Field{zap.String("op", op), zap.String("reservation", id), zap.Int("attempts", attempts)}
 		switch outcome {
 		case repairDone:
 			rp.log.Info("budget ledger call retried successfully", fields...)
@@ -181,7 +193,7 @@ func (rp *repairs) run(ctx context.Context, l *RedisLedger, op string, r *Reserv
 			// Shutting down: one last attempt, within Close's deadline.
 			attempts++
 			rp.retries.WithLabelValues(op).Inc()
-			if lastErr = l.runSettle(rp.finalCtx, r, actual, now); lastErr == nil {
+			if lastErr = attempt(rp.finalCtx); lastErr == nil {
 				outcome = repairDone
 			}
 			return
@@ -192,7 +204,7 @@ func (rp *repairs) run(ctx context.Context, l *RedisLedger, op string, r *Reserv
 		}
 		attempts++
 		rp.retries.WithLabelValues(op).Inc()
-		if lastErr = l.runSettle(ctx, r, actual, now); lastErr == nil {
+		if lastErr = attempt(ctx); lastErr == nil {
 			outcome = repairDone
 			return
 		}
@@ -228,13 +240,16 @@ func (rp *repairs) close(ctx context.Context) error {
 	}
 }
 
-// Close ends the ledger's background retries: each failed call still
+// Close closes the ledger's budget blocks that have no request in flight
+// (Flush) and ends the ledger's background retries: each failed call still
 // pending is tried once more within ctx, and given up if that fails (its
 // reservation is then held until its lease expires). Close returns when
 // they are done, or ctx's error. It does not close the Redis client, which
 // the caller owns; call it before closing the client. Settles and cancels
 // that fail after Close are not retried.
-func (l *RedisLedger) Close(ctx context.Context) error { return l.repairs.close(ctx) }
+func (l *RedisLedger) Close(ctx context.Context) error {
+	return errors.Join(l.closeBlocks(ctx), l.repairs.close(ctx))
+}
 
 // PendingRepairs returns how many failed calls the ledger is retrying now.
 func (l *RedisLedger) PendingRepairs() int { return l.repairs.count() }

@@ -90,11 +90,17 @@ func TestRedisCancelBeforeReserve(t *testing.T) {
 // faultLedger returns a ledger with the production timeout (100 ms) on srv,
 // whose client gives up as fast, and its metrics.
 func faultLedger(t *testing.T, srv *redistest.Server, leaseTTL time.Duration) (*RedisLedger, *prometheus.Registry) {
+	return faultLedgerOpts(t, srv, RedisOptions{LeaseTTL: leaseTTL})
+}
+
+// faultLedgerOpts is faultLedger with options.
+func faultLedgerOpts(t *testing.T, srv *redistest.Server, opts RedisOptions) (*RedisLedger, *prometheus.Registry) {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	c := newRedisClient(t, srv.Addr())
 	c.Options().MaxRetries = -1
-	l := newRedisLedger(t, c, RedisOptions{LeaseTTL: leaseTTL, Registerer: reg})
+	opts.Registerer = reg
+	l := newRedisLedger(t, c, opts)
 	t.Cleanup(func() { l.Close(bg) }) //nolint:errcheck
 	return l, reg
 }
@@ -123,8 +129,18 @@ func waitClean(t *testing.T, l *RedisLedger, lims []Limit) time.Duration {
 // fail. Once Redis is back, the retries and the cancels of the timed-out
 // reserves leave no slot and no hold, long before the leases would expire.
 func TestRedisPauseLeaksNothing(t *testing.T) {
+	testPauseLeaksNothing(t, RedisOptions{})
+}
+
+// TestRedisPauseLeaksNothingBlocks is TestRedisPauseLeaksNothing with budget
+// blocks: the closes of blocks and the undo of blocks whose open timed out.
+func TestRedisPauseLeaksNothingBlocks(t *testing.T) {
+	testPauseLeaksNothing(t, RedisOptions{Blocks: DefaultBlocks})
+}
+
+func testPauseLeaksNothing(t *testing.T, opts RedisOptions) {
 	srv := redistest.Start(t)
-	l, reg := faultLedger(t, srv, DefaultLeaseTTL)
+	l, reg := faultLedgerOpts(t, srv, opts)
 	lims := faultLimits()
 	req := Request{ID: "r", Scopes: one(keyA, lims...), CostPicoUSD: usd("1")}
 	var held []*Reservation
@@ -169,7 +185,13 @@ func TestRedisPauseLeaksNothing(t *testing.T) {
 		t.Errorf("spend %s, requests %d; want 0.50 (two settles) and 2 (the cancelled and the timed-out are not counted)",
 			formatUSD(bs[1].Used), bs[2].Used)
 	}
-	for _, op := range []string{opSettle, opCancel, opReserve} {
+	ops := []string{opSettle, opCancel, opReserve}
+	if opts.Blocks > 0 {
+		// A block's requests settle and cancel in memory; what failed is the
+		// blocks' closes (op settle) and opens (op reserve).
+		ops = []string{opSettle, opReserve}
+	}
+	for _, op := range ops {
 		if n := counterValue(l.repairs.outcomes.WithLabelValues(op, repairDone)); n == 0 {
 			t.Errorf("no %s repaired", op)
 		}

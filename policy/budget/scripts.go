@@ -177,30 +177,7 @@ end
 // when the reservation was already made (a retried call); {3} when the
 // reservation was settled or cancelled before this call arrived (it timed
 // out for its caller, who cancelled it), so nothing was counted.
-const luaReserve = luaCommon + luaSettleFn + `
--- fits returns the instant (ms) at which enough of rolling log k has aged
--- out for need to fit under max, or -1.
-local function fits(k, used, need, max, winMS, count)
-  if need > max then return -1 end
-  if count then
-    -- A request list, newest first: room comes when the entry at rank
-    -- max - need (from the newest) ages out.
-    local v = redis.call('LINDEX', k, max - need)
-    if not v then return -1 end
-    return tonumber(v) + winMS
-  end
-  local start = 0
-  while true do
-    local r = redis.call('ZRANGE', k, start, start + 99, 'WITHSCORES')
-    if #r == 0 then return -1 end
-    for j = 1, #r, 2 do
-      used = used - amountOf(r[j])
-      if need <= max - used then return tonumber(r[j + 1]) + winMS end
-    end
-    start = start + 100
-  end
-end
-
+const luaReserve = luaCommon + luaSettleFn + luaFits + `
 local function reserve(ko, ao)
   local now = tonumber(ARGV[ao + 1])
   local member, id, leaseExp, n = ARGV[ao + 2], ARGV[ao + 3], ARGV[ao + 4], tonumber(ARGV[ao + 5])
@@ -315,7 +292,144 @@ local function settleWidth(kind)
   return 6
 end
 
+-- dropOldest removes from request list k (newest first) the oldest entry
+-- stamped at or after v (after v when strict), found by bisection, and
+-- reports whether there was one.
+local function dropOldest(k, v, strict)
+  local lo, hi, at = 0, redis.call('LLEN', k) - 1, -1
+  while lo <= hi do
+    local mid = math.floor((lo + hi) / 2)
+    local x = tonumber(redis.call('LINDEX', k, mid))
+    if x > v or (not strict and x == v) then at, lo = mid, mid + 1 else hi = mid - 1 end
+  end
+  if at < 0 then return false end
+  if at == 0 then
+    redis.call('LPOP', k)
+  else
+    redis.call('LSET', k, at, 'x')
+    redis.call('LREM', k, -1, 'x')
+  end
+  return true
+end
+
+-- adjust closes a budget block (blocks.go): it gives back what the block
+-- held and did not use, and commits what its requests settled. ARGV[ao]:
+-- hold member, block id, now (ms), n, '2', until when (ms) a tombstone is
+-- kept; then n times: kind, mode, a1, a2, a3. A held counter (c, h) gives
+-- back a1 of h and adds a2 to s; a request counter (c, s) gives back a1
+-- requests; a request list (q) drops a1 entries stamped a2; a lease set (l)
+-- drops the leases "id.j" for j in a1+1..a2. A block whose hold expired (its
+-- replica stalled past the lease TTL) had its held amounts given back by
+-- purge: the rest still applies. A block not found was closed already (this
+-- call is a retry) and nothing applies.
+local function adjust(ko, ao)
+  local member, id, nowS, n = ARGV[ao + 1], ARGV[ao + 2], ARGV[ao + 3], tonumber(ARGV[ao + 4])
+  local live = redis.call('ZREM', KEYS[1], member) == 1
+  if not live and redis.call('ZREM', KEYS[2], member) == 0 then
+    local ended = KEYS[3]
+    redis.call('ZREMRANGEBYSCORE', ended, '-inf', nowS)
+    redis.call('ZADD', ended, ARGV[ao + 6], id)
+    redis.call('PEXPIRE', ended, ARGV[2])
+    return 0, ko + n, ao + 6 + 5 * n
+  end
+  local k, a = ko, ao + 6
+  for i = 1, n do
+    local kind, mode, a1, a2, a3 = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5]
+    local k1 = KEYS[k + 1]
+    k, a = k + 1, a + 5
+    if kind == 'c' and mode == 'h' then
+      local exists = false
+      if live and a1 ~= '0' then
+        exists = redis.call('HINCRBY', k1, 'h', '-' .. a1) >= 0
+        -- Below 0, the counter had expired and the call made it anew: it goes.
+        if not exists then redis.call('DEL', k1) end
+      elseif a2 ~= '0' then
+        exists = redis.call('EXISTS', k1) == 1
+      end
+      if exists and a2 ~= '0' then redis.call('HINCRBY', k1, 's', a2) end
+    elseif kind == 'c' then
+      if a1 ~= '0' and redis.call('EXISTS', k1) == 1 then
+        local back = math.min(tonumber(a1), tonumber(redis.call('HGET', k1, 's') or '0'))
+        if back > 0 then redis.call('HINCRBY', k1, 's', -back) end
+      end
+    elseif kind == 'q' then
+      if a1 ~= '0' then
+        -- A cancel may have taken entries of the block for its own (one
+        -- stamped later): the oldest stamped after the block's go instead.
+        local short = tonumber(a1) - redis.call('LREM', k1, a1, a2)
+        for j = 1, short do
+          if not dropOldest(k1, tonumber(a2), true) then break end
+        end
+      end
+    elseif kind == 'l' then
+      local from, to = tonumber(a1) + 1, tonumber(a2)
+      if from <= to then
+        local ms = {}
+        for j = from, to do ms[#ms + 1] = id .. '.' .. j end
+        redis.call('ZREM', k1, unpack(ms))
+      end
+    end
+  end
+  return 1, k, a
+end
+
+-- undo takes back a block whose open failed for its caller (its reply was
+-- lost or late): found by its id among the holds of its lease expiry, it
+-- is closed as never used; not found, it leaves a tombstone so that an open
+-- still on its way commits nothing. ARGV[ao]: '', block id, the open's now
+-- (ms), n, '3', until when (ms) a tombstone is kept, the open's lease
+-- expiry (ms) and list stamp (ms); then n times: kind, mode.
+local function undo(ko, ao)
+  local id, nowS, n, exp, stampAt = ARGV[ao + 2], ARGV[ao + 3], tonumber(ARGV[ao + 4]), ARGV[ao + 7], ARGV[ao + 8]
+  local prefix, member = id .. '*', nil
+  for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], exp, exp)) do
+    if string.sub(m, 1, #prefix) == prefix then member = m break end
+  end
+  if not member then
+    local ended = KEYS[3]
+    redis.call('ZREMRANGEBYSCORE', ended, '-inf', nowS)
+    redis.call('ZADD', ended, ARGV[ao + 6], id)
+    redis.call('PEXPIRE', ended, ARGV[2])
+    return 0, ko + n, ao + 8 + 2 * n
+  end
+  redis.call('ZREM', KEYS[1], member)
+  local cap = tonumber(string.match(member, '^[^\n]*%*(%d+)'))
+  local held = {}
+  for key, amt in string.gmatch(member, '\n([^\t\n]+)\t(%d+)') do held[key] = amt end
+  local k, a = ko, ao + 8
+  for i = 1, n do
+    local kind, mode = ARGV[a + 1], ARGV[a + 2]
+    local k1 = KEYS[k + 1]
+    k, a = k + 1, a + 2
+    if kind == 'c' and mode == 'h' then
+      local amt = held[k1]
+      if amt and redis.call('HINCRBY', k1, 'h', '-' .. amt) < 0 then redis.call('DEL', k1) end
+    elseif kind == 'c' then
+      if redis.call('EXISTS', k1) == 1 then
+        local back = math.min(cap, tonumber(redis.call('HGET', k1, 's') or '0'))
+        if back > 0 then redis.call('HINCRBY', k1, 's', -back) end
+      end
+    elseif kind == 'q' then
+      -- The block's entries are stamped st or, if the list's newest was
+      -- newer, later: as many of the oldest stamped after st go then.
+      local st = stampAt
+      if cap == 1 then st = nowS end
+      local short = cap - redis.call('LREM', k1, cap, st)
+      for j = 1, short do
+        if not dropOldest(k1, tonumber(st), true) then break end
+      end
+    elseif kind == 'l' then
+      local ms = {}
+      for j = 1, cap do ms[j] = id .. '.' .. j end
+      redis.call('ZREM', k1, unpack(ms))
+    end
+  end
+  return 1, k, a
+end
+
 local function settle(ko, ao)
+  local op = ARGV[ao + 5]
+  if op == '2' then return adjust(ko, ao) elseif op == '3' then return undo(ko, ao) end
   -- now is converted only where it is compared: each tonumber is a strtod.
   local member, id, nowS, n, refund = ARGV[ao + 1], ARGV[ao + 2], ARGV[ao + 3], tonumber(ARGV[ao + 4]), ARGV[ao + 5] == '1'
   local live = redis.call('ZREM', KEYS[1], member) == 1
@@ -378,9 +492,13 @@ local function settle(ko, ao)
         end
       end
     elseif kind == 'q' then
-      -- One admission fewer, while it is still in the window: the newest
-      -- entry goes, which is this one or one stamped after it.
-      if refund and tonumber(nowS) < tonumber(p) + tonumber(ttl) then redis.call('LPOP', k1) end
+      -- One admission fewer, while it is still in the window: the entry
+      -- that goes is the oldest stamped at or after this request's instant
+      -- (found by bisection; the list is newest first): this one, or one
+      -- stamped no later that it stands for, so that the entries left count
+      -- no shorter than the admissions they stand for. (The newest, which
+      -- went before, could be a budget block's, stamped ahead.)
+      if refund and tonumber(nowS) < tonumber(p) + tonumber(ttl) then dropOldest(k1, tonumber(p), false) end
     elseif kind == 'l' then
       redis.call('ZREM', k1, id)
     end
@@ -464,4 +582,165 @@ for i = 1, tonumber(ARGV[1]) do
   end
 end
 return 1
+`
+
+// luaGrant runs the settles, cancels and block closes given first (as
+// luaSettle), then opens a budget block (blocks.go): it checks every limit
+// of a request as luaReserve does and, if all admit it, holds cap requests'
+// worth in all of them at once, cap being at most P and small enough that
+// each limit gives the block at most 1/share of what it has left (at least
+// 1: the request itself).
+//
+// KEYS: the holds index, the expired holds, the ended set, the settles'
+// keys, then one key per limit. ARGV: m and the ended set's TTL, the
+// settles' arguments, then: now (ms), block id, lease expiry (ms), n, P,
+// the stamp (ms) of the block's request list entries, share; then n times
+// (as luaReserve): kind (c, q, l), mode, max, need, key TTL (ms), and p (the
+// window length of a request list).
+//
+// A block's hold member is the block id, "*", cap, then "\n<key>\t<amount>"
+// for each held counter; its leases are "id.1" to "id.cap"; its request list
+// entries are stamped with the stamp given, or the list's newest if newer.
+//
+// Reply: the settles' outcomes, then {1, cap, then per limit s, h and the
+// stamp of a request list or 0}; {0, i, s, h, t} when limit i denies (as
+// luaReserve); {3} when the block was closed before it was made.
+const luaGrant = luaCommon + luaSettleFn + luaFits + `
+local function grant(ko, ao)
+  local nowS = ARGV[ao + 1]
+  local now = tonumber(nowS)
+  local id, leaseExp, n, cap, stampAt, share = ARGV[ao + 2], ARGV[ao + 3], tonumber(ARGV[ao + 4]), tonumber(ARGV[ao + 5]), ARGV[ao + 6], tonumber(ARGV[ao + 7])
+  purge(nowS)
+  if redis.call('ZSCORE', KEYS[3], id) then return {3} end
+  local base = ao + 7
+  local S, H, fresh = {}, {}, {}
+  for i = 1, n do
+    local a = base + (i - 1) * 6
+    local kind, max, need, p = ARGV[a + 1], ARGV[a + 3], ARGV[a + 4], tonumber(ARGV[a + 6])
+    local k1 = KEYS[ko + i]
+    local s, h, _, _, new = usage(kind, k1, k1, now, p, nowS)
+    if exceeds(s, h, need, max) then
+      local t = -1
+      if kind == 'q' then t = fits(k1, s, tonumber(need), tonumber(max), p, true) end
+      return {0, i, s, h, t}
+    end
+    local nd = tonumber(need)
+    if nd > 0 then
+      local c = math.floor((tonumber(max) - tonumber(s) - tonumber(h)) / share / nd)
+      if c < cap then cap = c end
+    end
+    S[i], H[i], fresh[i] = s, h, new
+  end
+  if cap < 1 then cap = 1 end
+  local amts = {}
+  for i = 1, n do
+    local a = base + (i - 1) * 6
+    local max, need = ARGV[a + 3], ARGV[a + 4]
+    local amt = need
+    if cap > 1 then amt = string.format('%.0f', cap * tonumber(need)) end
+    amts[i] = amt
+    -- Doubles sized the block: the exact check may still refuse it.
+    if cap > 1 and exceeds(S[i], H[i], amt, max) then cap = 1 end
+  end
+  local member = id .. '*' .. cap
+  for i = 1, n do
+    local a = base + (i - 1) * 6
+    if cap == 1 then amts[i] = ARGV[a + 4] end
+    if ARGV[a + 1] == 'c' and ARGV[a + 2] == 'h' and amts[i] ~= '0' then
+      member = member .. '\n' .. KEYS[ko + i] .. '\t' .. amts[i]
+    end
+  end
+  if redis.call('ZADD', KEYS[1], 'NX', leaseExp, member) == 0 then return {2, cap} end
+  local out = {1, cap}
+  for i = 1, n do
+    local a = base + (i - 1) * 6
+    local kind, mode, ttl = ARGV[a + 1], ARGV[a + 2], ARGV[a + 5]
+    local k1, st = KEYS[ko + i], 0
+    if kind == 'c' then
+      redis.call('HINCRBY', k1, mode, amts[i])
+      if fresh[i] then redis.call('PEXPIRE', k1, ttl) end
+    elseif kind == 'q' then
+      -- Stamped no earlier than the last request the block may admit, so
+      -- that each entry counts at least as long as the request that uses it
+      -- (a block of one admits only the request that opens it, now).
+      st = stampAt
+      if cap == 1 then st = nowS end
+      local newest = redis.call('LINDEX', k1, '0')
+      if newest and tonumber(newest) > tonumber(st) then st = newest end
+      local vs = {}
+      for j = 1, cap do vs[j] = st end
+      redis.call('LPUSH', k1, unpack(vs))
+      redis.call('PEXPIRE', k1, ttl)
+    else
+      redis.call('ZREMRANGEBYSCORE', k1, '-inf', nowS)
+      local vs = {}
+      for j = 1, cap do
+        vs[2 * j - 1], vs[2 * j] = leaseExp, id .. '.' .. j
+      end
+      redis.call('ZADD', k1, unpack(vs))
+      redis.call('PEXPIRE', k1, ttl)
+    end
+    out[#out + 1] = S[i]
+    out[#out + 1] = H[i]
+    out[#out + 1] = st
+  end
+  return out
+end
+
+local out, ko, ao = settleAll()
+local m = #out
+for k, v in ipairs(grant(ko, ao)) do out[m + k] = v end
+return out
+`
+
+// luaGrantRenew extends a block's hold and leases.
+//
+// KEYS: the holds index, then the block's lease sets. ARGV: hold member,
+// block id, new lease expiry (ms), lease set TTL (ms), the block's leases
+// per set.
+//
+// Reply: 1, or 0 when the hold is gone (expired or closed).
+const luaGrantRenew = `
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+local n = tonumber(ARGV[5])
+for i = 2, #KEYS do
+  if n > 0 then
+    local vs = {'XX'}
+    for j = 1, n do
+      vs[#vs + 1] = ARGV[3]
+      vs[#vs + 1] = ARGV[2] .. '.' .. j
+    end
+    redis.call('ZADD', KEYS[i], unpack(vs))
+  end
+  redis.call('PEXPIRE', KEYS[i], ARGV[4])
+end
+return 1
+`
+
+// luaFits defines fits, for the denials of luaReserve and luaGrant.
+const luaFits = `
+-- fits returns the instant (ms) at which enough of rolling log k has aged
+-- out for need to fit under max, or -1.
+local function fits(k, used, need, max, winMS, count)
+  if need > max then return -1 end
+  if count then
+    -- A request list, newest first: room comes when the entry at rank
+    -- max - need (from the newest) ages out.
+    local v = redis.call('LINDEX', k, max - need)
+    if not v then return -1 end
+    return tonumber(v) + winMS
+  end
+  local start = 0
+  while true do
+    local r = redis.call('ZRANGE', k, start, start + 99, 'WITHSCORES')
+    if #r == 0 then return -1 end
+    for j = 1, #r, 2 do
+      used = used - amountOf(r[j])
+      if need <= max - used then return tonumber(r[j + 1]) + winMS end
+    end
+    start = start + 100
+  end
+end
+
 `
