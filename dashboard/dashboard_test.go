@@ -406,6 +406,13 @@ func TestDisabledWithoutAdminToken(t *testing.T) {
 
 func TestRecordsFilterAndPages(t *testing.T) {
 	recs := genRecords(2500, 20, 4, 10, testNow, 5)
+	newest := 0
+	for i, r := range recs {
+		if r.Start.After(recs[newest].Start) {
+			newest = i
+		}
+	}
+	recs[newest].Provider, recs[newest].RequestClass = "bedrock", "subagent"
 	srv, _, _ := serve(t, recs, Options{})
 	b := newBrowser(t, srv)
 	b.login(adminToken)
@@ -418,6 +425,15 @@ func TestRecordsFilterAndPages(t *testing.T) {
 	_, page := b.get(Prefix + "records?key=key-user-007&user=user-007&model=claude-opus-4-1")
 	if got := strings.Count(page, `<tr class="rec">`); got != min(want, PageSize) || want == 0 {
 		t.Errorf("%d rows, want %d", got, want)
+	}
+	// The filters the store does not answer: project, route, provider,
+	// request class, applied by the page.
+	_, page = b.get(Prefix + "records?provider=bedrock&request_class=subagent&route=claude")
+	if got := strings.Count(page, `<tr class="rec">`); got != 1 {
+		t.Errorf("provider and request class: %d rows, want 1", got)
+	}
+	if _, page = b.get(Prefix + "records?provider=vertex"); strings.Count(page, `<tr class="rec">`) != 0 {
+		t.Error("provider=vertex: rows shown")
 	}
 	var sess string
 	want = 0

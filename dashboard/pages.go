@@ -189,12 +189,14 @@ func (d *Dashboard) budgets(w http.ResponseWriter, r *http.Request, s session) {
 // outcome.
 type recordFilter struct {
 	TraceID, Key, Session, Team, User, Model, Outcome string
+	Project, Route, Provider, Class                   string
 	Since, Until                                      time.Time
 	SinceText, UntilText                              string
 	Page                                              int
 }
 
-var recordParams = []string{"trace_id", "key", "session_id", "since", "until", "team", "user", "model", "outcome", "page"}
+var recordParams = []string{"trace_id", "key", "session_id", "since", "until", "team", "user", "model", "outcome",
+	"project", "route", "provider", "request_class", "page"}
 
 func parseRecordFilter(v url.Values, p adminapi.Principal) (recordFilter, error) {
 	params, err := adminapi.Params(v, recordParams...)
@@ -202,8 +204,9 @@ func parseRecordFilter(v url.Values, p adminapi.Principal) (recordFilter, error)
 		return recordFilter{}, err
 	}
 	f := recordFilter{TraceID: params["trace_id"], Key: params["key"], Session: params["session_id"], Team: params["team"], User: params["user"],
-		Model: params["model"], Outcome: params["outcome"], SinceText: params["since"], UntilText: params["until"], Page: 1}
-	for _, s := range []string{f.TraceID, f.Key, f.Session, f.Team, f.User, f.Model, f.Outcome} {
+		Model: params["model"], Outcome: params["outcome"], SinceText: params["since"], UntilText: params["until"], Page: 1,
+		Project: params["project"], Route: params["route"], Provider: params["provider"], Class: params["request_class"]}
+	for _, s := range []string{f.TraceID, f.Key, f.Session, f.Team, f.User, f.Model, f.Outcome, f.Project, f.Route, f.Provider, f.Class} {
 		if len(s) > 256 {
 			return recordFilter{}, errors.New("a filter is longer than 256 bytes")
 		}
@@ -248,6 +251,8 @@ func (f recordFilter) match(r *records.Record) bool {
 	return (f.Team == "" || r.Team == f.Team) && (f.User == "" || r.User == f.User) &&
 		(f.Session == "" || r.SessionID == f.Session) &&
 		(f.Model == "" || r.Model == f.Model) && (f.Outcome == "" || string(r.Outcome) == f.Outcome) &&
+		(f.Project == "" || r.Project == f.Project) && (f.Route == "" || r.Route == f.Route) &&
+		(f.Provider == "" || r.Provider == f.Provider) && (f.Class == "" || r.RequestClass == f.Class) &&
 		(f.Until.IsZero() || r.Start.Before(f.Until))
 }
 
@@ -255,7 +260,8 @@ func (f recordFilter) match(r *records.Record) bool {
 func (f recordFilter) query(n int) string {
 	v := url.Values{}
 	for k, val := range map[string]string{"trace_id": f.TraceID, "key": f.Key, "session_id": f.Session, "since": f.SinceText, "until": f.UntilText,
-		"team": f.Team, "user": f.User, "model": f.Model, "outcome": f.Outcome} {
+		"team": f.Team, "user": f.User, "model": f.Model, "outcome": f.Outcome,
+		"project": f.Project, "route": f.Route, "provider": f.Provider, "request_class": f.Class} {
 		if val != "" {
 			v.Set(k, val)
 		}
@@ -292,7 +298,8 @@ func newPager(total, page int, capped bool, q func(int) string) pager {
 // recordList is the Records explorer. The store answers the filters of
 // records.Query (trace_id, key, team, session_id, since, until; a viewer's
 // team always) with its newest records.MaxQueryLimit; the page applies the
-// rest (user, model, outcome) and shows PageSize a page.
+// rest (user, model, outcome, project, route, provider, request class) and
+// shows PageSize a page.
 func (d *Dashboard) recordList(w http.ResponseWriter, r *http.Request, s session) {
 	f, err := parseRecordFilter(r.URL.Query(), s.principal)
 	if errors.Is(err, errForbidden) {
