@@ -199,7 +199,11 @@ func TestBrowser(t *testing.T) {
 			break
 		}
 	}
-	do("log out", chromedp.Click(chromedp.CSS("#logout")), chromedp.WaitVisible(chromedp.CSS("#token")),
+	do("log out", chromedp.Click(chromedp.CSS("#logout")), chromedp.WaitVisible(chromedp.CSS("#token")))
+	// A fresh load of the login page: typing into the page the logout's
+	// redirect is still committing fails now and then under load ("Could
+	// not find node with given id", seen once in CI).
+	do("log in as the viewer", chromedp.Navigate(srv.URL+Prefix+"login"), chromedp.WaitVisible(chromedp.CSS("#token")),
 		chromedp.SendKeys(chromedp.CSS("#token"), genViewerToken), chromedp.Click(chromedp.CSS("#login")),
 		chromedp.WaitVisible(chromedp.CSS("#chart-teams canvas")))
 	overview(adminapi.Principal{Name: "lead-mobile", Team: genViewerTeam}, genViewerToken)
