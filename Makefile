@@ -24,9 +24,11 @@ BENCH_COUNT ?= 6
 BENCH_TIME  ?= 200ms
 BENCH_FLAGS ?= --duration 4s --warmup 1s --closed 1s --hold 500
 # Then a soak: 100k requests of mixed scenarios, open loop at 200 req/s (about 8.5
-# minutes), Tollgate's and Redis's RSS and CPU per request at its start and end.
+# minutes), Tollgate's and Redis's RSS and CPU per request at its start and end. Its
+# servers get small bounds for their record stores (spend ring, Redis stream), so that
+# the stores are full well before the last tenth and RSS can be seen flat.
 SOAK_REQUESTS ?= 100000
-SOAK_FLAGS    ?= --soak $(SOAK_REQUESTS) --rate 200 --run '100k-sse50,budget-redis,cache-hit,fallback,deny-bad-key'
+SOAK_FLAGS    ?= --soak $(SOAK_REQUESTS) --rate 200 --run '100k-sse50,budget-redis,cache-hit,fallback,deny-bad-key' --serve-args '--spend-memory-records=5000 --records-stream-maxlen=5000'
 bench: build
 	deploy/need.sh redis-server
 	$(GO) test -run '^$$' -bench . -benchmem -count=$(BENCH_COUNT) -benchtime=$(BENCH_TIME) ./...

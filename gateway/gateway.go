@@ -77,6 +77,10 @@ type Config struct {
 	RecordsStream string
 	// RecordsStreamMaxLen is the approximate cap on its length.
 	RecordsStreamMaxLen int64
+	// SpendMemoryRecords bounds the spend API's in-memory ring of this
+	// process's latest records, used without PostgreSQL
+	// (--spend-memory-records).
+	SpendMemoryRecords int
 	// RecordsFile, when set, also receives records as JSON lines
 	// (--records-file), rotated at RecordsFileMaxBytes.
 	RecordsFile         string
@@ -142,6 +146,7 @@ func DefaultConfig() Config {
 		RecordsRetention:       pgstore.DefaultRetention,
 		RecordsStream:          records.DefaultRedisStream,
 		RecordsStreamMaxLen:    1_000_000,
+		SpendMemoryRecords:     spend.DefaultMemoryRecords,
 		RecordsFileMaxBytes:    100 << 20,
 		RecordsLog:             "auto",
 		SpoolDir:               filepath.Join(os.TempDir(), "tollgate-spool"),

@@ -119,7 +119,7 @@ func openRecords(c Config, rdb *redis.Client, tokens func() *adminapi.Tokens, lo
 	if rs.pg != nil {
 		rs.spend = rs.pg
 	} else {
-		mem := spend.NewMemory(spend.DefaultMemoryRecords)
+		mem := spend.NewMemory(c.SpendMemoryRecords)
 		sinks = append(sinks, mem)
 		rs.spend = mem
 	}

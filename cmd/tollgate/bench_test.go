@@ -120,8 +120,8 @@ func TestBenchSoakSmoke(t *testing.T) {
 	names := ""
 	for _, p := range s.Processes {
 		names += p.Name + ";"
-		if p.StartRSSBytes <= 0 || p.EndRSSBytes <= 0 {
-			t.Errorf("%s: RSS %d -> %d", p.Name, p.StartRSSBytes, p.EndRSSBytes)
+		if p.StartRSSBytes <= 0 || p.WarmRSSBytes <= 0 || p.LastTenthRSSBytes <= 0 || p.EndRSSBytes <= 0 {
+			t.Errorf("%s: RSS %d, %d, %d, %d", p.Name, p.StartRSSBytes, p.WarmRSSBytes, p.LastTenthRSSBytes, p.EndRSSBytes)
 		}
 	}
 	if len(s.Processes) != 3 || !strings.Contains(names, "redis-server") {

@@ -43,6 +43,12 @@ func TestParseServeFlagsEnvAndFlags(t *testing.T) {
 	if c, err := parseServeFlags([]string{"--budget-early-body-timeout", "3s"}, lookup, io.Discard); err != nil || c.BudgetEarlyBodyTimeout != 3*time.Second {
 		t.Errorf("--budget-early-body-timeout 3s: %v, %v", c.BudgetEarlyBodyTimeout, err)
 	}
+	if c.SpendMemoryRecords != 100_000 {
+		t.Errorf("--spend-memory-records defaults to %d, want 100000", c.SpendMemoryRecords)
+	}
+	if c, err := parseServeFlags([]string{"--spend-memory-records", "5000"}, lookup, io.Discard); err != nil || c.SpendMemoryRecords != 5000 {
+		t.Errorf("--spend-memory-records 5000: %v, %v", c.SpendMemoryRecords, err)
+	}
 	if c.EndingWait != 2*time.Second {
 		t.Errorf("--ending-wait defaults to %v, want 2s", c.EndingWait)
 	}

@@ -78,6 +78,7 @@ func parseServeFlags(args []string, lookup func(string) (string, bool), stderr i
 		return err
 	})
 	fs.StringVar(&c.RecordsStream, "records-stream", env("TOLLGATE_RECORDS_STREAM", def.RecordsStream), "Redis stream of cost records (TOLLGATE_RECORDS_STREAM)")
+	fs.IntVar(&c.SpendMemoryRecords, "spend-memory-records", int(integer("TOLLGATE_SPEND_MEMORY_RECORDS", int64(def.SpendMemoryRecords))), "without PostgreSQL, how many of this process's latest records the spend API and dashboard aggregate (TOLLGATE_SPEND_MEMORY_RECORDS)")
 	fs.Int64Var(&c.RecordsStreamMaxLen, "records-stream-maxlen", integer("TOLLGATE_RECORDS_STREAM_MAXLEN", def.RecordsStreamMaxLen), "approximate cap on the records stream length (TOLLGATE_RECORDS_STREAM_MAXLEN)")
 	fs.StringVar(&c.RecordsFile, "records-file", env("TOLLGATE_RECORDS_FILE", def.RecordsFile), "also write records as JSON lines to this file, rotated by size (TOLLGATE_RECORDS_FILE)")
 	fs.Int64Var(&c.RecordsFileMaxBytes, "records-file-max-bytes", integer("TOLLGATE_RECORDS_FILE_MAX_BYTES", def.RecordsFileMaxBytes), "rotate the records file at this size; 5 old files are kept (TOLLGATE_RECORDS_FILE_MAX_BYTES)")

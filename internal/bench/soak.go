@@ -29,14 +29,17 @@ type SoakReport struct {
 	Processes []SoakProcess `json:"processes"`
 }
 
-// SoakProcess is one server process over a soak: its RSS at the start and the
-// end, and its CPU per request it served (a Tollgate the requests of its
+// SoakProcess is one server process over a soak: its RSS at the start, after
+// the first tenth (warm), before the last tenth and at the end, and its CPU
+// per request it served (a Tollgate the requests of its
 // scenarios, Redis those of every scenario that uses it) over the first and
 // the last tenth of the soak.
 type SoakProcess struct {
 	Name                 string  `json:"name"`
 	PID                  int     `json:"pid"`
 	StartRSSBytes        int64   `json:"start_rss_bytes"`
+	WarmRSSBytes         int64   `json:"first_tenth_rss_bytes"`
+	LastTenthRSSBytes    int64   `json:"last_tenth_start_rss_bytes"`
 	EndRSSBytes          int64   `json:"end_rss_bytes"`
 	FirstCPUPerRequestUS float64 `json:"first_tenth_cpu_per_request_us"`
 	LastCPUPerRequestUS  float64 `json:"last_tenth_cpu_per_request_us"`
@@ -160,7 +163,8 @@ func RunSoak(ctx context.Context, parts []SoakPart, requests int, rate float64, 
 		// Round-robin: the process served its parts' share of each tenth.
 		tenth := float64(tenth) * float64(p.parts) / float64(len(parts))
 		rep.Processes = append(rep.Processes, SoakProcess{Name: p.name, PID: p.pid,
-			StartRSSBytes: readings[0][i].RSSBytes, EndRSSBytes: readings[3][i].RSSBytes,
+			StartRSSBytes: readings[0][i].RSSBytes, WarmRSSBytes: readings[1][i].RSSBytes,
+			LastTenthRSSBytes: readings[2][i].RSSBytes, EndRSSBytes: readings[3][i].RSSBytes,
 			FirstCPUPerRequestUS: perReq(readings[0][i], readings[1][i], tenth), LastCPUPerRequestUS: perReq(readings[2][i], readings[3][i], tenth)})
 	}
 	return rep, nil
@@ -174,9 +178,10 @@ func (r *SoakReport) WriteText(b *strings.Builder) {
 		fmt.Fprintf(b, "  error: %s\n", e)
 	}
 	tw := table(b)
-	fmt.Fprintln(tw, "process\tpid\tRSS start\tRSS end\tCPU µs/req, first tenth\tlast tenth\t")
+	fmt.Fprintln(tw, "process\tpid\tRSS start\tafter 1st tenth\tbefore last tenth\tend\tCPU µs/req, first tenth\tlast tenth\t")
 	for _, p := range r.Processes {
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t\n", p.Name, p.PID, bytesIEC(float64(p.StartRSSBytes)), bytesIEC(float64(p.EndRSSBytes)),
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t\n", p.Name, p.PID, bytesIEC(float64(p.StartRSSBytes)),
+			bytesIEC(float64(p.WarmRSSBytes)), bytesIEC(float64(p.LastTenthRSSBytes)), bytesIEC(float64(p.EndRSSBytes)),
 			num(p.FirstCPUPerRequestUS), num(p.LastCPUPerRequestUS))
 	}
 	tw.Flush()
