@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
-	"net/http"
 	"strings"
 	"testing"
 
@@ -159,24 +157,7 @@ func TestOpenAIClientErrors(t *testing.T) {
 		}
 	}
 	// A body that is not JSON is the gateway's 400, in OpenAI's shape.
-	req, _ := http.NewRequest("POST", s.harness.URL()+"/v1/chat/completions", strings.NewReader(`{"model":`))
-	req.Header.Set("authorization", "Bearer "+gatewayKey)
-	req.Header.Set("content-type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	var e struct {
-		Error *struct {
-			Message, Type string
-			Param, Code   *string
-		}
-	}
-	if resp.StatusCode != 400 || json.Unmarshal(b, &e) != nil || e.Error == nil || e.Error.Type != "invalid_request_error" || e.Error.Message == "" {
-		t.Errorf("malformed body: %d %s", resp.StatusCode, b)
-	}
+	postChat(t, s.harness, "malformed body", `{"model":`, "")
 }
 
 // GET /v1/models to a provider of type openai (sent to its base URL's

@@ -428,17 +428,5 @@ func TestRedisBlockMetrics(t *testing.T) {
 	if o, a := counterValue(l.blocks.opened), counterValue(l.blocks.admitted); o != 2 || a != 6 {
 		t.Errorf("%v blocks opened, %v requests admitted; want 2 and 6", o, a)
 	}
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	names := map[string]bool{}
-	for _, mf := range mfs {
-		names[mf.GetName()] = true
-	}
-	for _, n := range []string{"tollgate_budget_blocks_opened_total", "tollgate_budget_block_admissions_total", "tollgate_budget_ledger_retries_total"} {
-		if !names[n] {
-			t.Errorf("metric %s not registered", n)
-		}
-	}
+	checkRegistered(t, reg, "tollgate_budget_blocks_opened_total", "tollgate_budget_block_admissions_total", "tollgate_budget_ledger_retries_total")
 }

@@ -196,19 +196,7 @@ func testPauseLeaksNothing(t *testing.T, opts RedisOptions) {
 			t.Errorf("no %s repaired", op)
 		}
 	}
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	names := map[string]bool{}
-	for _, mf := range mfs {
-		names[mf.GetName()] = true
-	}
-	for _, n := range []string{"tollgate_budget_ledger_retries_total", "tollgate_budget_ledger_repairs_total", "tollgate_budget_ledger_repairs_pending"} {
-		if !names[n] {
-			t.Errorf("metric %s not registered", n)
-		}
-	}
+	checkRegistered(t, reg, "tollgate_budget_ledger_retries_total", "tollgate_budget_ledger_repairs_total", "tollgate_budget_ledger_repairs_pending")
 }
 
 // TestRedisRestartLeaksNothing kills Redis while a reservation is held and
@@ -284,5 +272,23 @@ func TestCloseTriesOnceMore(t *testing.T) {
 	r.expires.Store(time.Now().Add(time.Minute).UnixNano())
 	if err := l.Cancel(bg, r, time.Now()); err == nil || l.PendingRepairs() != 0 {
 		t.Errorf("after Close: cancel %v with %d repairs pending; want an error and none", err, l.PendingRepairs())
+	}
+}
+
+// checkRegistered fails t for each metric of names that reg does not gather.
+func checkRegistered(t *testing.T, reg *prometheus.Registry, names ...string) {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	have := map[string]bool{}
+	for _, mf := range mfs {
+		have[mf.GetName()] = true
+	}
+	for _, n := range names {
+		if !have[n] {
+			t.Errorf("metric %s not registered", n)
+		}
 	}
 }
